@@ -1,0 +1,40 @@
+# The one entry point for newcomers and CI. `make install` needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint schema bench cluster-up cluster-down clean
+
+install: $(BIN)/gitops
+
+$(BIN)/gitops: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: install
+	scripts/demo
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check gitops tests scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+schema: install
+	$(BIN)/python -m gitops.events.schema schema/events.schema.json
+
+bench: install
+	$(BIN)/python scripts/bench_append.py
+
+cluster-up:
+	scripts/local-cluster up
+
+cluster-down:
+	scripts/local-cluster down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -1,0 +1,82 @@
+"""The ``gitops`` command group, its shared options, and the one place errors become exits.
+
+Commands only parse, call the library and render. A ``GitOpsError`` raised anywhere below
+becomes one line on stderr (``error: …``) and its exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gitops.model.errors import GitOpsError
+from gitops.service.config import Config, load_config
+from gitops.store import EventLog
+
+__all__ = ["Context", "GitOpsGroup", "cli", "main", "pass_ctx"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Context:
+    db_path: Path
+    config: Config
+
+    def open_log(self, *, create: bool = False) -> EventLog:
+        return EventLog(self.db_path, create=create)
+
+
+class GitOpsGroup(click.Group):
+    """A click group that turns library errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GitOpsError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(0)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(cls=GitOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), envvar="GITOPS_DB",
+              default=None, help="SQLite event log (env GITOPS_DB; default ./gitops.db).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="GITOPS_CONFIG", default=None, help="YAML configuration file (env GITOPS_CONFIG).")
+@click.version_option(package_name="gitops")
+@click.pass_context
+def cli(ctx: click.Context, db: Path | None, config_file: Path | None) -> None:
+    """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
+    try:
+        config = load_config(config_file)
+    except GitOpsError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    ctx.obj = Context(db_path=db or Path(config.db or "gitops.db"), config=config)
+
+
+def output_option(*choices: str) -> Callable[[F], F]:
+    """The shared ``-o/--output`` option of list commands."""
+
+    def deco(f: F) -> F:
+        return click.option("-o", "--output", type=click.Choice(choices), default=choices[0],
+                            show_default=True, help="Output format.")(f)
+
+    return deco
+
+
+def main() -> None:
+    cli(prog_name="gitops")

@@ -1,0 +1,86 @@
+"""``gitops init``, ``gitops log`` and ``gitops verify``: the event log itself."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from gitops.cli.app import Context, cli, output_option, pass_ctx
+from gitops.cli.render import render_rows
+from gitops.events import EVENT_TYPES, Recorded
+from gitops.model.errors import UsageError
+from gitops.model.times import format_time
+from gitops.store.migrate import latest_version
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create the event log (or upgrade its schema); harmless when it exists."""
+    existed = ctx.db_path.exists()
+    with ctx.open_log(create=True) as log:
+        n = log.count()
+    verb = "already initialised" if existed else "initialised"
+    click.echo(f"{verb}: {ctx.db_path} (schema version {latest_version()}, {n} events)")
+
+
+def _row(r: Recorded) -> dict[str, Any]:
+    ev = r.event
+    return {
+        "seq": r.seq,
+        "type": ev.type,
+        "effective_at": format_time(ev.effective_at),
+        "recorded_at": format_time(r.recorded_at),
+        "source": ev.source.value,
+        "resource": ev.resource,
+        "actor": ev.actor,
+        "revision": ev.revision,
+        "id": ev.id,
+        "payload": ev.payload.model_dump(mode="json"),
+        "hash": r.hash,
+    }
+
+
+@cli.command("log")
+@click.option("--since-seq", type=click.IntRange(min=0), default=None, help="Only events after this seq.")
+@click.option("--type", "-t", "types", multiple=True, metavar="T",
+              help="Only events of this type (repeatable), e.g. git.commit.")
+@click.option("--resource", "-r", default=None, help="Only events about this ResourceKey.")
+@click.option("--actor", default=None, help="Only events by this actor.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="At most this many events (tables default to 1000; 0 means no limit).")
+@output_option("table", "json", "yaml", "csv")
+@pass_ctx
+def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None,
+            actor: str | None, limit: int | None, output: str) -> None:
+    """Show the event log in order, filtered."""
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
+    if resource is not None:
+        from gitops.model.keys import format_key, parse_key
+
+        resource = format_key(parse_key(resource))
+    with ctx.open_log() as log:
+        rows: Iterator[dict[str, Any]] = (
+            _row(r) for r in log.read(since_seq=since_seq, types=types, resource=resource, actor=actor,
+                                      limit=limit or None)
+        )
+        render_rows(rows, output=output, columns=("seq", "effective_at", "type", "resource", "actor", "revision"),
+                    table_limit=(limit or None) if limit is not None else 1000)
+
+
+@cli.command()
+@pass_ctx
+def verify(ctx: Context) -> None:
+    """Recompute the hash chain; exit 1 naming the first bad seq when the log was tampered with."""
+    with ctx.open_log() as log:
+        result = log.verify()
+    if result.ok:
+        click.echo(result.describe())
+        return
+    click.echo(result.describe(), err=True)
+    sys.exit(1)

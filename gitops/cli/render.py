@@ -1,0 +1,59 @@
+"""Rendering rows for people (rich tables) and for programs (JSON, YAML, CSV), streamed
+where the format allows it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["render_rows"]
+
+
+def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], output: str,
+                title: str | None = None, table_limit: int | None = None) -> int:
+    """Write ``rows`` in ``output`` format to stdout; returns how many were written.
+    Tables show ``columns``; the machine formats carry every key of each row."""
+    n = 0
+    out = sys.stdout
+    if output == "json":
+        out.write("[")
+        for row in rows:
+            out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(row, default=str))
+            n += 1
+        out.write("\n]\n" if n else "]\n")
+    elif output == "yaml":
+        for row in rows:
+            out.write(yaml.safe_dump([json.loads(json.dumps(row, default=str))], sort_keys=False))
+            n += 1
+        if n == 0:
+            out.write("[]\n")
+    elif output == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            n += 1
+    else:
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        more = False
+        for row in rows:
+            if table_limit is not None and n >= table_limit:
+                more = True
+                break
+            table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+            n += 1
+        console = Console()
+        console.print(table)
+        if more:
+            console.print(f"[dim]showing the first {table_limit} rows; narrow the query, raise --limit, "
+                          "or use -o json/csv for all[/dim]")
+    return n

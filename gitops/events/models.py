@@ -1,0 +1,351 @@
+"""Every event gitops records, as frozen pydantic models, and the one union that reads them.
+
+An event is an envelope (``id``, ``type``, ``source``, ``resource``, ``actor``,
+``effective_at``, ``revision``) around a typed ``payload``. The store adds ``seq``,
+``recorded_at`` and the hash chain when it appends; what comes back is a ``Recorded``.
+
+``id`` is the idempotency key: ``event_id`` hashes the event type with the natural key
+of what happened (a commit sha, an object and a resourceVersion), so ingesting the same
+thing twice yields the same id and the store appends it once.
+
+Manifests inside payloads must be redacted before the event is built
+(``gitops.events.redaction.redact``); a payload holding a Secret value in clear is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from gitops.events.redaction import unredacted_secret_fields
+
+__all__ = [
+    "EVENT_ADAPTER",
+    "EVENT_TYPES",
+    "AnyEvent",
+    "Attribution",
+    "AuditPayload",
+    "AuditRecorded",
+    "ClusterDeleted",
+    "ClusterDeletedPayload",
+    "ClusterObserved",
+    "ClusterObservedPayload",
+    "DesiredApplied",
+    "DesiredAppliedPayload",
+    "DesiredRemoved",
+    "DesiredRemovedPayload",
+    "DriftClosed",
+    "DriftClosedPayload",
+    "DriftOpened",
+    "DriftOpenedPayload",
+    "EventSource",
+    "GitCommit",
+    "GitCommitPayload",
+    "GitPerson",
+    "GitRewritten",
+    "GitRewrittenPayload",
+    "ReconcileAction",
+    "ReconcileActionPayload",
+    "ReconcileFinished",
+    "ReconcileFinishedPayload",
+    "ReconcileStarted",
+    "ReconcileStartedPayload",
+    "Recorded",
+    "SourceErrorEvent",
+    "SourceErrorPayload",
+    "SourceOutageEnded",
+    "SourceOutagePayload",
+    "SourceOutageStarted",
+    "event_id",
+]
+
+
+def event_id(event_type: str, *natural_key: str) -> str:
+    """The deterministic idempotency key of an event (128 bits, hex)."""
+    h = hashlib.sha256(event_type.encode())
+    for part in natural_key:
+        h.update(b"\x00" + part.encode())
+    return h.hexdigest()[:32]
+
+
+class EventSource(StrEnum):
+    GIT = "git"
+    CLUSTER = "cluster"
+    AUDIT = "audit"
+    RECONCILER = "reconciler"
+    OPERATOR = "operator"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Manifest(_Frozen):
+    """A payload carrying a (redacted) Kubernetes object."""
+
+    manifest: dict[str, Any]
+
+    @field_validator("manifest")
+    @classmethod
+    def _no_clear_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = unredacted_secret_fields(v)
+        if bad:
+            raise ValueError(f"Secret values must be redacted before an event is built: {', '.join(bad)}")
+        return v
+
+
+# ---------------------------------------------------------------------------- payloads
+
+
+class GitPerson(_Frozen):
+    name: str
+    email: str
+    time: datetime
+
+
+class GitCommitPayload(_Frozen):
+    sha: str
+    parents: list[str]
+    author: GitPerson
+    committer: GitPerson
+    message: str
+    signed: bool = False
+    signer_key: str | None = None
+    branch: str
+    repository: str
+    valid: bool = True
+    observed_live: bool = False
+
+
+class GitRewrittenPayload(_Frozen):
+    branch: str
+    repository: str
+    old_head: str
+    new_head: str
+    merge_base: str | None
+
+
+class DesiredAppliedPayload(_Manifest):
+    commit: str
+    path: str
+    document_index: int
+
+
+class DesiredRemovedPayload(_Frozen):
+    commit: str
+    path: str | None = None
+
+
+class Attribution(StrEnum):
+    AUDIT = "audit"
+    MANAGED_FIELDS = "managed-fields"
+    RECONCILER = "reconciler"
+    UNKNOWN = "unknown"
+
+
+class ClusterObservedPayload(_Manifest):
+    resource_version: str
+    change: Literal["added", "modified", "relisted"]
+    manager: str | None = None
+    operation: str | None = None
+    attribution: Attribution = Attribution.UNKNOWN
+    audit_id: str | None = None
+
+
+class ClusterDeletedPayload(_Frozen):
+    resource_version: str | None
+    synthetic: bool = False
+    uid: str | None = None
+    attribution: Attribution = Attribution.UNKNOWN
+    audit_id: str | None = None
+
+
+class AuditPayload(_Frozen):
+    audit_id: str
+    verb: str
+    user: str
+    groups: list[str] = Field(default_factory=list)
+    user_agent: str | None = None
+    source_ips: list[str] = Field(default_factory=list)
+    request_uri: str
+    response_code: int | None = None
+    resource_version: str | None = None
+    api_version: str | None = None
+
+
+class ReconcileStartedPayload(_Frozen):
+    run_id: str
+    trigger: str
+    mode: Literal["apply", "dry-run", "detect-only"]
+    desired_revision: str | None = None
+    prune: bool = False
+
+
+class ReconcileActionPayload(_Frozen):
+    run_id: str
+    action: Literal["create", "update", "prune", "noop"]
+    result: Literal["succeeded", "failed", "skipped", "planned"]
+    error: str | None = None
+    terminal: bool = False
+    dry_run: bool = False
+
+
+class ReconcileFinishedPayload(_Frozen):
+    run_id: str
+    status: Literal["succeeded", "failed", "partial"]
+    created: int = 0
+    updated: int = 0
+    pruned: int = 0
+    failed: int = 0
+    unchanged: int = 0
+
+
+class DriftOpenedPayload(_Frozen):
+    episode_id: str
+    fields: list[str] = Field(default_factory=list)
+    cause_seq: int | None = None
+
+
+class DriftClosedPayload(_Frozen):
+    episode_id: str
+    how: Literal["reconciled", "reverted", "git-changed", "deleted"]
+    cause_seq: int | None = None
+
+
+class SourceErrorPayload(_Frozen):
+    code: str
+    message: str
+    commit: str | None = None
+    path: str | None = None
+    line: int | None = None
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class SourceOutagePayload(_Frozen):
+    target: str
+    reason: str
+
+
+# ---------------------------------------------------------------------------- envelopes
+
+
+class _Event(_Frozen):
+    id: str
+    source: EventSource
+    resource: str | None = None
+    actor: str | None = None
+    effective_at: datetime
+    revision: str | None = None
+
+
+class GitCommit(_Event):
+    type: Literal["git.commit"] = "git.commit"
+    payload: GitCommitPayload
+
+
+class GitRewritten(_Event):
+    type: Literal["git.rewritten"] = "git.rewritten"
+    payload: GitRewrittenPayload
+
+
+class DesiredApplied(_Event):
+    type: Literal["desired.applied"] = "desired.applied"
+    payload: DesiredAppliedPayload
+
+
+class DesiredRemoved(_Event):
+    type: Literal["desired.removed"] = "desired.removed"
+    payload: DesiredRemovedPayload
+
+
+class ClusterObserved(_Event):
+    type: Literal["cluster.observed"] = "cluster.observed"
+    payload: ClusterObservedPayload
+
+
+class ClusterDeleted(_Event):
+    type: Literal["cluster.deleted"] = "cluster.deleted"
+    payload: ClusterDeletedPayload
+
+
+class AuditRecorded(_Event):
+    type: Literal["audit"] = "audit"
+    payload: AuditPayload
+
+
+class ReconcileStarted(_Event):
+    type: Literal["reconcile.started"] = "reconcile.started"
+    payload: ReconcileStartedPayload
+
+
+class ReconcileAction(_Event):
+    type: Literal["reconcile.action"] = "reconcile.action"
+    payload: ReconcileActionPayload
+
+
+class ReconcileFinished(_Event):
+    type: Literal["reconcile.finished"] = "reconcile.finished"
+    payload: ReconcileFinishedPayload
+
+
+class DriftOpened(_Event):
+    type: Literal["drift.opened"] = "drift.opened"
+    payload: DriftOpenedPayload
+
+
+class DriftClosed(_Event):
+    type: Literal["drift.closed"] = "drift.closed"
+    payload: DriftClosedPayload
+
+
+class SourceErrorEvent(_Event):
+    type: Literal["source.error"] = "source.error"
+    payload: SourceErrorPayload
+
+
+class SourceOutageStarted(_Event):
+    type: Literal["source.outage_started"] = "source.outage_started"
+    payload: SourceOutagePayload
+
+
+class SourceOutageEnded(_Event):
+    type: Literal["source.outage_ended"] = "source.outage_ended"
+    payload: SourceOutagePayload
+
+
+AnyEvent = Annotated[
+    GitCommit
+    | GitRewritten
+    | DesiredApplied
+    | DesiredRemoved
+    | ClusterObserved
+    | ClusterDeleted
+    | AuditRecorded
+    | ReconcileStarted
+    | ReconcileAction
+    | ReconcileFinished
+    | DriftOpened
+    | DriftClosed
+    | SourceErrorEvent
+    | SourceOutageStarted
+    | SourceOutageEnded,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    str(cls.model_fields["type"].default) for cls in get_args(get_args(AnyEvent)[0])
+)
+
+
+class Recorded(_Frozen):
+    """An event as the log holds it: its position, when the log learned of it, its hashes."""
+
+    seq: int
+    recorded_at: datetime
+    prev_hash: str
+    hash: str
+    event: AnyEvent

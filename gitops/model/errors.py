@@ -1,0 +1,103 @@
+"""The whole exception tree of gitops, drawn once.
+
+Every error the library raises on purpose is a ``GitOpsError``; the CLI turns each into
+one readable line and a non-zero exit code, never a traceback::
+
+    GitOpsError                      anything gitops raises on purpose
+    ├── UsageError                   the user's input is wrong (exit code 2)
+    │   ├── InvalidTimeError         a time that cannot be parsed
+    │   ├── InvalidResourceKeyError  a ResourceKey string that cannot be parsed
+    │   └── ConfigError              a config file or flag that cannot be used
+    ├── StoreError                   the event log cannot be used as asked
+    │   ├── NotAGitOpsDatabaseError  the file is not SQLite, or SQLite of another program
+    │   ├── SchemaTooNewError        written by a newer gitops than this one
+    │   ├── DatabaseLockedError      another process held the write lock too long
+    │   └── CorruptDatabaseError     SQLite reports the file damaged
+    ├── ManifestError                a document that is not a usable Kubernetes object
+    └── SourceError                  a source of events failed (not its content)
+        ├── GitSourceError           a repository that cannot be read or fetched
+        └── ClusterUnavailableError  the Kubernetes API cannot be reached or refused us
+
+Errors in *content* (bad YAML in a commit, a malformed manifest) are not raised past the
+source that met them: they become ``source.error`` events, because the log must record
+them and ingest must go on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClusterUnavailableError",
+    "ConfigError",
+    "CorruptDatabaseError",
+    "DatabaseLockedError",
+    "GitOpsError",
+    "GitSourceError",
+    "InvalidResourceKeyError",
+    "InvalidTimeError",
+    "ManifestError",
+    "NotAGitOpsDatabaseError",
+    "SchemaTooNewError",
+    "SourceError",
+    "StoreError",
+    "UsageError",
+]
+
+
+class GitOpsError(Exception):
+    """Base of every error gitops raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(GitOpsError):
+    """The user's input (flag, argument, config) is wrong."""
+
+    exit_code = 2
+
+
+class InvalidTimeError(UsageError):
+    """A time string that is not RFC 3339, a date, or a relative time."""
+
+
+class InvalidResourceKeyError(UsageError):
+    """A string that is not a canonical ResourceKey."""
+
+
+class ConfigError(UsageError):
+    """A configuration file or option that cannot be used."""
+
+
+class StoreError(GitOpsError):
+    """The event log cannot be opened, read or written as asked."""
+
+
+class NotAGitOpsDatabaseError(StoreError):
+    """The file is not SQLite, or is an SQLite database of another program."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer gitops; this one will not touch it."""
+
+
+class DatabaseLockedError(StoreError):
+    """Another process held the write lock for longer than the busy timeout."""
+
+
+class CorruptDatabaseError(StoreError):
+    """SQLite reports the database file as damaged."""
+
+
+class ManifestError(GitOpsError):
+    """A document that is not a usable Kubernetes object."""
+
+
+class SourceError(GitOpsError):
+    """A source of events (Git, the cluster, the audit log) failed."""
+
+
+class GitSourceError(SourceError):
+    """A repository that cannot be opened, read or fetched."""
+
+
+class ClusterUnavailableError(SourceError):
+    """The Kubernetes API cannot be reached, or refused our credentials."""

@@ -1,0 +1,53 @@
+"""The configuration file (``--config FILE``, YAML): one pydantic model, validated on load.
+
+Flags on the command line override what the file says; the file overrides defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gitops.events.redaction import RedactionRule
+from gitops.model.errors import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str | None = Field(default=None, description="path of the SQLite event log")
+    redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"config file {path}: {_first_error(e)}") from None

@@ -1,0 +1,351 @@
+"""The event log: one append-only, hash-chained table in a real SQLite file.
+
+Guarantees:
+- ``append`` writes a batch of events and the source checkpoints that produced them in
+  one transaction: after a crash both are there or neither is.
+- Appending is idempotent by event ``id``: what is already in the log is skipped, and
+  the result says what was new.
+- ``seq`` strictly increases; ``recorded_at`` never decreases with it.
+- Every row is chained to the one before by SHA-256 (``gitops.store.chain``);
+  ``verify`` finds the first row that was modified, removed or moved.
+- Reads are iterators over a cursor: the log is never loaded whole.
+
+The recorder idiom: public methods own the transaction and hand the cursor to private
+``_insert_*`` functions and to registered in-transaction hooks, so that checkpoints now
+and projection tables later are written with the events that change them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import sqlite_utils
+
+from gitops.events.models import EVENT_ADAPTER, AnyEvent, Recorded
+from gitops.model.errors import (
+    CorruptDatabaseError,
+    DatabaseLockedError,
+    NotAGitOpsDatabaseError,
+    StoreError,
+)
+from gitops.model.times import format_time, utc_now
+from gitops.store import migrate
+from gitops.store.chain import FIELDS, GENESIS, row_hash
+
+__all__ = ["Appended", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
+
+_COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
+_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_CHUNK = 500  # bound on SQL parameters per id lookup
+
+
+class Checkpoint(NamedTuple):
+    """Where a source stopped, e.g. ``Checkpoint("git:/repo#main", {"commit": sha})``."""
+
+    name: str
+    value: Any
+
+
+class Appended(NamedTuple):
+    """One event the log did not have before ``append``, with what the log gave it."""
+
+    seq: int
+    recorded_at: str
+    hash: str
+    event: AnyEvent
+
+
+Hook = Callable[[sqlite3.Cursor, list[Appended]], None]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    last_seq: int | None
+    first_bad_seq: int | None = None
+    reason: Literal["modified", "missing", "reordered", "truncated"] | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"log intact: {self.checked} events, chain valid up to seq {self.last_seq}"
+        return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class _Filters:
+    clauses: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.clauses.append(clause)
+        self.params.extend(params)
+
+    def where(self) -> str:
+        return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def _map_error(e: sqlite3.Error, where: str) -> StoreError:
+    msg = str(e)
+    if isinstance(e, sqlite3.OperationalError) and "locked" in msg:
+        return DatabaseLockedError(f"{where}: the database stayed locked by another process ({msg})")
+    if "not a database" in msg:
+        return NotAGitOpsDatabaseError(f"{where} is not a gitops database (not an SQLite file)")
+    if isinstance(e, sqlite3.DatabaseError) and ("malformed" in msg or "corrupt" in msg):
+        return CorruptDatabaseError(f"{where} is damaged: {msg}")
+    return StoreError(f"{where}: {msg}")
+
+
+class EventLog:
+    """The event log in the SQLite file at ``path``."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._where = str(self.path)
+        self._hooks: list[Hook] = []
+        if not create and not self.path.exists():
+            raise StoreError(f"no gitops database at {self._where}; create one with 'gitops init'")
+        try:
+            # Autocommit mode: every transaction below is opened and closed explicitly.
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        try:
+            migrate.check(conn, self._where)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
+            migrate.migrate(conn, self._where)
+        except sqlite3.Error as e:
+            conn.close()
+            raise _map_error(e, self._where) from e
+        except BaseException:
+            conn.close()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook(cursor, appended)`` inside every append transaction that adds events."""
+        self._hooks.append(hook)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        try:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _map_error(e, self._where) from e
+            raise
+
+    # ------------------------------------------------------------------ writing
+
+    def append(
+        self,
+        events: Iterable[AnyEvent],
+        *,
+        checkpoint: Checkpoint | Sequence[Checkpoint] | None = None,
+    ) -> list[Appended]:
+        """Append ``events`` not already in the log, and ``checkpoint``, atomically.
+        Returns the events that were new, in the order they were appended."""
+        batch = list(events)
+        if isinstance(checkpoint, Checkpoint):
+            checkpoints: Sequence[Checkpoint] = [checkpoint]
+        else:
+            checkpoints = checkpoint or []
+        with self._write() as cur:
+            appended = _insert_events(cur, batch)
+            _insert_checkpoints(cur, checkpoints)
+            if appended:
+                for hook in self._hooks:
+                    hook(cur, appended)
+        return appended
+
+    # ------------------------------------------------------------------ reading
+
+    def checkpoint(self, name: str) -> Any | None:
+        row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def checkpoints(self, prefix: str = "") -> dict[str, Any]:
+        rows = self.db.query("SELECT name, value FROM checkpoints WHERE name LIKE ? ORDER BY name",
+                             [prefix.replace("%", r"\%") + "%"])
+        return {r["name"]: json.loads(r["value"]) for r in rows}
+
+    def last_seq(self) -> int:
+        row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def read(
+        self,
+        *,
+        since_seq: int | None = None,
+        until_seq: int | None = None,
+        types: Sequence[str] = (),
+        resource: str | None = None,
+        actor: str | None = None,
+        source: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        time_axis: Literal["effective", "recorded"] = "effective",
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> Iterator[Recorded]:
+        """Stream events in seq order, filtered. ``since_seq`` is exclusive (events after it),
+        ``until_seq`` inclusive; ``start`` inclusive and ``end`` exclusive, on valid time
+        (``effective_at``) or on transaction time (``recorded_at``)."""
+        f = _Filters()
+        if since_seq is not None:
+            f.add("seq > ?", since_seq)
+        if until_seq is not None:
+            f.add("seq <= ?", until_seq)
+        if types:
+            f.add(f"type IN ({', '.join('?' * len(types))})", *types)
+        if resource is not None:
+            f.add("resource = ?", resource)
+        if actor is not None:
+            f.add("actor = ?", actor)
+        if source is not None:
+            f.add("source = ?", source)
+        column = "effective_at" if time_axis == "effective" else "recorded_at"
+        if start is not None:
+            f.add(f"{column} >= ?", format_time(start))
+        if end is not None:
+            f.add(f"{column} < ?", format_time(end))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        try:
+            for row in self.db.query(sql, f.params):
+                yield _to_recorded(row)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    # ------------------------------------------------------------------ integrity
+
+    def verify(self) -> VerifyResult:
+        """Recompute the chain over every row, in bounded memory; stop at the first fault."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")  # one snapshot for the rows and the recorded head
+            head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+            rows = cur.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
+            return _verify_rows(rows, head)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        finally:
+            cur.close()
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
+
+def _verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None) -> VerifyResult:
+    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    for row in rows:
+        seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
+        own = row_hash(stored_prev, values)
+        if own != stored_hash:
+            return VerifyResult(False, checked, prev_seq or None, seq, "modified",
+                                "the row's content does not match its hash")
+        if seq != prev_seq + 1:
+            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+            return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "missing",
+                                f"seq {missing} absent before seq {seq}")
+        if stored_prev != prev_hash:
+            return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
+                                f"the row is intact but does not follow seq {prev_seq} in the chain")
+        prev_seq, prev_hash = seq, stored_hash
+        checked += 1
+    if head is not None and (head[0] != prev_seq or head[1] != prev_hash):
+        return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "truncated",
+                            f"the log ends at seq {prev_seq} but its recorded head is seq {head[0]}")
+    if head is None and prev_seq:
+        return VerifyResult(False, checked, prev_seq, prev_seq, "modified", "the recorded chain head is missing")
+    return VerifyResult(True, checked, prev_seq or None)
+
+
+def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]:
+    if not batch:
+        return []
+    seen: set[str] = set()
+    ids = [e.id for e in batch]
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        q = f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(chunk))})"
+        seen.update(r[0] for r in cur.execute(q, chunk))
+    head = cur.execute("SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    now = format_time(utc_now())
+    recorded_at = max(now, head[2]) if head else now  # non-decreasing even if the clock steps back
+    rows: list[tuple[Any, ...]] = []
+    appended: list[Appended] = []
+    for ev in batch:
+        if ev.id in seen:
+            continue
+        seen.add(ev.id)
+        seq += 1
+        values = (ev.id, ev.type, ev.source.value, ev.resource, ev.actor, format_time(ev.effective_at),
+                  recorded_at, ev.revision, ev.payload.model_dump_json())
+        row_prev, prev = prev, row_hash(prev, values)
+        rows.append((seq, *values, row_prev, prev))
+        appended.append(Appended(seq, recorded_at, prev, ev))
+    if rows:
+        cur.executemany(_INSERT, rows)
+        cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
+    return appended
+
+
+def _insert_checkpoints(cur: sqlite3.Cursor, checkpoints: Sequence[Checkpoint]) -> None:
+    if not checkpoints:
+        return
+    seq = cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    now = format_time(utc_now())
+    cur.executemany(
+        "INSERT INTO checkpoints (name, value, seq, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, seq = excluded.seq, "
+        "updated_at = excluded.updated_at",
+        [(c.name, json.dumps(c.value, sort_keys=True), seq, now) for c in checkpoints],
+    )
+
+
+def _to_recorded(row: dict[str, Any]) -> Recorded:
+    event = EVENT_ADAPTER.validate_python({
+        "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
+        "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
+        "payload": json.loads(row["payload"]),
+    })
+    return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
+                    hash=row["hash"], event=event)

@@ -1,0 +1,49 @@
+"""Small builders of real events for tests (no mocks: these are the production models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gitops.events import (
+    DesiredApplied,
+    DesiredAppliedPayload,
+    EventSource,
+    event_id,
+    redact,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def deployment(name: str, namespace: str = "default", replicas: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
+            },
+        },
+    }
+
+
+def applied(i: int, *, manifest: dict[str, Any] | None = None, commit: str = "c0ffee",
+            actor: str = "dev@example.com", at: datetime | None = None) -> DesiredApplied:
+    m = redact(manifest or deployment(f"app-{i}"))
+    meta = m["metadata"]
+    resource = f"{m['kind']}{'.' + m['apiVersion'].split('/')[0] if '/' in m['apiVersion'] else ''}" \
+               f"/{meta.get('namespace', 'default')}/{meta['name']}"
+    return DesiredApplied(
+        id=event_id("desired.applied", commit, resource, str(i)),
+        source=EventSource.GIT,
+        resource=resource,
+        actor=actor,
+        effective_at=at or T0 + timedelta(seconds=i),
+        revision=commit,
+        payload=DesiredAppliedPayload(commit=commit, path="app.yaml", document_index=0, manifest=m),
+    )

@@ -1,0 +1,133 @@
+"""The CLI as a user meets it: the real ``gitops`` entry point in a subprocess where the
+exit code and stderr matter, click's runner where only the output does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from gitops.cli import cli
+from gitops.store import EventLog
+from tests.helpers import applied
+
+
+def gitops(*args: str, db: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "gitops", *(["--db", str(db)] if db else []), *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120, env=env)
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, cmd in group.commands.items():
+        out.append(((*prefix, name), cmd))
+        if isinstance(cmd, click.Group):
+            out.extend(_commands(cmd, (*prefix, name)))
+    return out
+
+
+@pytest.mark.parametrize(("path", "cmd"), _commands(cli), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_command_has_help(path: tuple[str, ...], cmd: click.Command) -> None:
+    assert (cmd.help or "").strip(), f"`gitops {' '.join(path)}` has no help text"
+    for p in cmd.params:
+        if isinstance(p, click.Option):
+            assert (p.help or "").strip(), f"option {p.opts} of `gitops {' '.join(path)}` has no help"
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_init_log_verify(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    res = gitops("init", db=db)
+    assert res.returncode == 0, res.stderr
+    assert "initialised" in res.stdout
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(3)])
+    res = gitops("log", "-o", "json", db=db)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["seq"] for r in rows] == [1, 2, 3]
+    assert rows[0]["type"] == "desired.applied"
+    assert rows[0]["payload"]["manifest"]["metadata"]["name"] == "app-0"
+    res = gitops("log", "--since-seq", "2", "--type", "desired.applied", db=db)
+    assert res.returncode == 0
+    assert "app-2" in res.stdout and "app-0" not in res.stdout
+    res = gitops("log", "-o", "csv", db=db)
+    assert res.stdout.splitlines()[0] == "seq,effective_at,type,resource,actor,revision"
+    assert len(res.stdout.splitlines()) == 4
+    res = gitops("verify", db=db)
+    assert (res.returncode, res.stdout.strip()) == (0, "log intact: 3 events, chain valid up to seq 3")
+
+
+def test_an_edit_with_sqlite3_makes_verify_fail_naming_the_seq(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(20)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET actor = 'someone@else' WHERE seq = 13")
+    res = gitops("verify", db=db)
+    assert res.returncode == 1
+    assert "seq 13" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("log", "--type", "nope"), "unknown event type 'nope'"),
+        (("log", "--resource", "not a key"), "invalid resource key"),
+        (("log", "--since-seq", "-4"), "-4"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    db = tmp_path / "g.db"
+    gitops("init", db=db)
+    res = gitops(*args, db=db)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_or_foreign_databases_are_clear_errors_and_left_intact(tmp_path: Path) -> None:
+    res = gitops("log", db=tmp_path / "absent.db")
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"error: no gitops database at {tmp_path / 'absent.db'}; create one with 'gitops init'"
+    assert not (tmp_path / "absent.db").exists()
+    junk = tmp_path / "junk.db"
+    junk.write_text("hello\n" * 1000)
+    for cmd in ("log", "verify", "init"):
+        res = gitops(cmd, db=junk)
+        assert res.returncode == 1
+        assert res.stderr.count("\n") == 1 and "not a gitops database" in res.stderr
+    assert junk.read_text() == "hello\n" * 1000
+
+
+def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text("db: [unclosed\n")
+    res = gitops("--config", str(cfg), "init", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "invalid YAML" in res.stderr and "Traceback" not in res.stderr
+    cfg.write_text("redact:\n  - path: 'data..x'\n")
+    res = gitops("--config", str(cfg), "init", cwd=tmp_path)
+    assert res.returncode == 2 and "redact.0.path" in res.stderr
+
+
+def test_db_defaults_to_gitops_db_in_the_working_directory_and_env(tmp_path: Path) -> None:
+    res = gitops("init", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "gitops.db").exists()
+    env_db = tmp_path / "env.db"
+    res = subprocess.run([sys.executable, "-m", "gitops", "init"], capture_output=True, text=True,
+                         cwd=tmp_path, env={"GITOPS_DB": str(env_db), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert env_db.exists()

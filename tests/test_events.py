@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gitops.events import (
+    EVENT_ADAPTER,
+    EVENT_TYPES,
+    AnyEvent,
+    DesiredAppliedPayload,
+    GitCommit,
+    GitCommitPayload,
+    GitPerson,
+    event_id,
+)
+from gitops.events.schema import render_schema
+from tests.helpers import applied
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schema" / "events.schema.json"
+
+
+def test_every_event_type_is_in_the_union() -> None:
+    classes = typing.get_args(typing.get_args(AnyEvent)[0])
+    assert {c.model_fields["type"].default for c in classes} == set(EVENT_TYPES)
+    assert len(EVENT_TYPES) == 15
+
+
+def test_union_reads_a_stored_event_back_as_its_type() -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    person = GitPerson(name="Ada", email="ada@example.com", time=t)
+    ev = GitCommit(id=event_id("git.commit", "abc"), source="git", effective_at=t, revision="abc",
+                   payload=GitCommitPayload(sha="abc", parents=[], author=person, committer=person,
+                                            message="init", branch="main", repository="/r"))
+    back = EVENT_ADAPTER.validate_json(ev.model_dump_json())
+    assert isinstance(back, GitCommit)
+    assert back == ev
+
+
+def test_events_are_frozen() -> None:
+    ev = applied(1)
+    with pytest.raises(ValidationError):
+        ev.actor = "someone-else"  # type: ignore[misc]
+
+
+def test_unknown_type_and_extra_fields_are_refused() -> None:
+    raw = json.loads(applied(1).model_dump_json())
+    with pytest.raises(ValidationError):
+        EVENT_ADAPTER.validate_python({**raw, "type": "desired.unknown"})
+    with pytest.raises(ValidationError):
+        EVENT_ADAPTER.validate_python({**raw, "surprise": 1})
+
+
+def test_event_id_is_deterministic_and_separates_parts() -> None:
+    assert event_id("git.commit", "abc") == event_id("git.commit", "abc")
+    assert event_id("x", "ab", "c") != event_id("x", "a", "bc")
+    assert event_id("git.commit", "abc") != event_id("desired.applied", "abc")
+
+
+def test_a_payload_with_a_clear_secret_cannot_be_built() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"pw": "hunter2"}}
+    with pytest.raises(ValidationError, match="must be redacted"):
+        DesiredAppliedPayload(commit="c", path="p", document_index=0, manifest=secret)
+
+
+def test_exported_schema_is_up_to_date() -> None:
+    assert SCHEMA.exists(), "run `make schema`"
+    assert SCHEMA.read_text() == render_schema(), "schema/events.schema.json is stale: run `make schema`"
