@@ -29,6 +29,7 @@ schema: install
 
 bench: install
 	$(BIN)/python scripts/bench_append.py
+	$(BIN)/python scripts/bench_verify.py
 
 cluster-up:
 	scripts/local-cluster up

@@ -24,6 +24,7 @@ from typing import Any
 
 import pykube
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "local-cluster"
@@ -36,11 +37,36 @@ class Cluster:
     kubeconfig: Path
     audit_log: Path | None
     local: bool  # the project's own control plane, with users admin, alice and bob
+    etcd_url: str | None = None
 
     def client(self, user: str | None = None) -> Any:
         config = pykube.KubeConfig.from_file(str(self.kubeconfig),
                                              **({"current_context": user} if user else {}))
         return pykube.HTTPClient(config)
+
+    def _local_only(self, what: str) -> None:
+        if not self.local:
+            pytest.skip(f"{what} needs the local control plane")
+
+    def stop_apiserver(self) -> None:
+        self._local_only("stopping the API server")
+        subprocess.run([str(SCRIPT), "stop-apiserver"], check=True, capture_output=True)
+
+    def start_apiserver(self) -> None:
+        self._local_only("starting the API server")
+        subprocess.run([str(SCRIPT), "start-apiserver"], check=True, capture_output=True)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now, as the API server does every few minutes;
+        returns the revision compacted to. Resource versions before it are gone."""
+        self._local_only("compacting etcd")
+        assert self.etcd_url is not None
+        rev = int(requests.post(f"{self.etcd_url}/v3/kv/range", json={"key": "AA=="}, timeout=10)
+                  .json()["header"]["revision"])
+        r = requests.post(f"{self.etcd_url}/v3/kv/compaction", json={"revision": str(rev), "physical": True},
+                          timeout=30)
+        r.raise_for_status()
+        return rev
 
 
 def _in_ci() -> bool:
@@ -73,21 +99,22 @@ def _binaries_cached() -> bool:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     own = os.environ.get("GITOPS_TEST_KUBECONFIG")
+    started = False
     if own:
         audit = os.environ.get("GITOPS_TEST_AUDIT_LOG")
-        yield Cluster(Path(own), Path(audit) if audit else None, local=False)
-        return
-    started = False
-    state = _local_state()
-    if state is None:
-        if not (_in_ci() or _binaries_cached()):
-            _unavailable("the local control plane is not running and its binaries are not built")
-        res = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True)
-        if res.returncode != 0:
-            _unavailable(f"`scripts/local-cluster up` failed: {res.stderr.strip().splitlines()[-1:]}")
-        started, state = True, _local_state()
-        assert state is not None
-    c = Cluster(Path(state["kubeconfig"]), Path(state["audit_log"]), local=True)
+        c = Cluster(Path(own), Path(audit) if audit else None, local=False)
+    else:
+        state = _local_state()
+        if state is None:
+            if not (_in_ci() or _binaries_cached()):
+                _unavailable("the local control plane is not running and its binaries are not built")
+            res = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True)
+            if res.returncode != 0:
+                _unavailable(f"`scripts/local-cluster up` failed: {res.stderr.strip().splitlines()[-1:]}")
+            started, state = True, _local_state()
+            assert state is not None
+        c = Cluster(Path(state["kubeconfig"]), Path(state["audit_log"]), local=True,
+                    etcd_url=state.get("etcd_url"))
     try:
         c.client().version  # noqa: B018 - reachability check
     except Exception as e:  # noqa: BLE001 - any failure means the API cannot be used

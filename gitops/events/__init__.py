@@ -38,6 +38,7 @@ from gitops.events.models import (
     SourceOutagePayload,
     SourceOutageStarted,
     event_id,
+    payload_json,
 )
 from gitops.events.redaction import RedactionRule, digest, is_digest, redact, unredacted_secret_fields
 
@@ -82,6 +83,7 @@ __all__ = [
     "digest",
     "event_id",
     "is_digest",
+    "payload_json",
     "redact",
     "unredacted_secret_fields",
 ]

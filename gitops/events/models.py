@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from gitops.events.redaction import unredacted_secret_fields
@@ -61,15 +62,27 @@ __all__ = [
     "SourceOutagePayload",
     "SourceOutageStarted",
     "event_id",
+    "payload_json",
 ]
 
 
 def event_id(event_type: str, *natural_key: str) -> str:
     """The deterministic idempotency key of an event (128 bits, hex)."""
-    h = hashlib.sha256(event_type.encode())
-    for part in natural_key:
-        h.update(b"\x00" + part.encode())
-    return h.hexdigest()[:32]
+    return hashlib.sha256("\x00".join((event_type, *natural_key)).encode()).hexdigest()[:32]
+
+
+def _model_fields(obj: object) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.__dict__
+    raise TypeError(f"cannot store a {type(obj).__name__} in an event payload")
+
+
+def payload_json(event: _Event) -> str:
+    """The stored JSON of an event's payload. orjson, not pydantic's serialiser: the log
+    writes one per event and this is the hot path (see scripts/bench_append.py); the
+    result reads back through the same models, so the two agree on meaning."""
+    payload: BaseModel = getattr(event, "payload")  # noqa: B009 - every concrete event has one
+    return orjson.dumps(payload, default=_model_fields, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
 
 
 class EventSource(StrEnum):

@@ -34,10 +34,10 @@ def utc_now() -> datetime:
 
 def format_time(t: datetime) -> str:
     """The stored form of ``t``; naive datetimes are taken as UTC."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+    if t.tzinfo is not UTC:
+        t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     # isoformat pads the year to four digits, which strftime("%Y") does not for years < 1000
-    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:

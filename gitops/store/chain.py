@@ -25,11 +25,10 @@ FIELDS = ("id", "type", "source", "resource", "actor", "effective_at", "recorded
 
 def row_hash(prev_hash: str, values: Sequence[str | None]) -> str:
     """The hash of a row whose FIELDS values are ``values``, chained to ``prev_hash``."""
-    h = hashlib.sha256(prev_hash.encode())
+    parts = [prev_hash]
     for v in values:
         if v is None:
-            h.update(b"~")
-        else:
-            b = v.encode()
-            h.update(b"%d:%b," % (len(b), b))
-    return h.hexdigest()
+            parts.append("~")
+        else:  # the length is in bytes: for ASCII text (the common case) that is len(v)
+            parts.append(f"{len(v) if v.isascii() else len(v.encode())}:{v},")
+    return hashlib.sha256("".join(parts).encode()).hexdigest()

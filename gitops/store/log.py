@@ -26,9 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import orjson
 import sqlite_utils
 
-from gitops.events.models import EVENT_ADAPTER, AnyEvent, Recorded
+from gitops.events.models import EVENT_ADAPTER, AnyEvent, Recorded, payload_json
 from gitops.model.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -317,7 +318,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]
         seen.add(ev.id)
         seq += 1
         values = (ev.id, ev.type, ev.source.value, ev.resource, ev.actor, format_time(ev.effective_at),
-                  recorded_at, ev.revision, ev.payload.model_dump_json())
+                  recorded_at, ev.revision, payload_json(ev))
         row_prev, prev = prev, row_hash(prev, values)
         rows.append((seq, *values, row_prev, prev))
         appended.append(Appended(seq, recorded_at, prev, ev))
@@ -345,7 +346,7 @@ def _to_recorded(row: dict[str, Any]) -> Recorded:
     event = EVENT_ADAPTER.validate_python({
         "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
         "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
-        "payload": json.loads(row["payload"]),
+        "payload": orjson.loads(row["payload"]),
     })
     return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
                     hash=row["hash"], event=event)
