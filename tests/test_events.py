@@ -35,7 +35,7 @@ def test_union_reads_a_stored_event_back_as_its_type() -> None:
     person = GitPerson(name="Ada", email="ada@example.com", time=t)
     ev = GitCommit(id=event_id("git.commit", "abc"), source="git", effective_at=t, revision="abc",
                    payload=GitCommitPayload(sha="abc", parents=[], author=person, committer=person,
-                                            message="init", branch="main", repository="/r"))
+                                            message="init", branch="main", repository="/r", origin="git:/r#main"))
     back = EVENT_ADAPTER.validate_json(ev.model_dump_json())
     assert isinstance(back, GitCommit)
     assert back == ev

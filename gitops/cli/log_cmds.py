@@ -10,7 +10,7 @@ import click
 
 from gitops.cli.app import Context, cli, output_option, pass_ctx
 from gitops.cli.render import render_rows
-from gitops.events import EVENT_TYPES, Recorded
+from gitops.events import EVENT_TYPES, GitRewrittenPayload, Recorded
 from gitops.model.errors import UsageError
 from gitops.model.times import format_time
 from gitops.store.migrate import latest_version
@@ -27,8 +27,30 @@ def init(ctx: Context) -> None:
     click.echo(f"{verb}: {ctx.db_path} (schema version {latest_version()}, {n} events)")
 
 
-def _row(r: Recorded) -> dict[str, Any]:
+def _detail(r: Recorded) -> str:
+    """One short line saying what an event is about, for tables."""
+    p = r.event.payload
+    if isinstance(p, GitRewrittenPayload):
+        return f"{p.old_head[:12]} -> {p.new_head[:12]}"
+    text = getattr(p, "message", None)
+    if isinstance(text, str):
+        return text.strip().splitlines()[0] if text.strip() else ""
+    path = getattr(p, "path", None)
+    return str(path) if path else ""
+
+
+def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
     ev = r.event
+    if short:
+        return {
+            "seq": r.seq,
+            "time": format_time(ev.effective_at)[:19].replace("T", " "),
+            "type": ev.type,
+            "resource": ev.resource,
+            "actor": ev.actor,
+            "revision": (ev.revision or "")[:12] or None,
+            "detail": _detail(r),
+        }
     return {
         "seq": r.seq,
         "type": ev.type,
@@ -64,12 +86,15 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
         from gitops.model.keys import format_key, parse_key
 
         resource = format_key(parse_key(resource))
+    short = output == "table"
     with ctx.open_log() as log:
         rows: Iterator[dict[str, Any]] = (
-            _row(r) for r in log.read(since_seq=since_seq, types=types, resource=resource, actor=actor,
-                                      limit=limit or None)
+            _row(r, short=short) for r in log.read(since_seq=since_seq, types=types, resource=resource, actor=actor,
+                                                   limit=limit or None)
         )
-        render_rows(rows, output=output, columns=("seq", "effective_at", "type", "resource", "actor", "revision"),
+        columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
+            ("seq", "effective_at", "type", "resource", "actor", "revision")
+        render_rows(rows, output=output, columns=columns,
                     table_limit=(limit or None) if limit is not None else 1000)
 
 

@@ -15,6 +15,8 @@ from rich.table import Table
 
 __all__ = ["render_rows"]
 
+_NO_WRAP = frozenset({"seq", "time", "type", "revision"})
+
 
 def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], output: str,
                 title: str | None = None, table_limit: int | None = None) -> int:
@@ -43,7 +45,7 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
     else:
         table = Table(title=title, show_lines=False, header_style="bold")
         for c in columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(c, overflow="fold", no_wrap=c in _NO_WRAP)
         more = False
         for row in rows:
             if table_limit is not None and n >= table_limit:

@@ -130,13 +130,15 @@ class GitCommitPayload(_Frozen):
     signer_key: str | None = None
     branch: str
     repository: str
+    origin: str
     valid: bool = True
-    observed_live: bool = False
+    observed_at: datetime | None = None  # when the branch head was seen to move (live), else None
 
 
 class GitRewrittenPayload(_Frozen):
     branch: str
     repository: str
+    origin: str
     old_head: str
     new_head: str
     merge_base: str | None
@@ -146,11 +148,14 @@ class DesiredAppliedPayload(_Manifest):
     commit: str
     path: str
     document_index: int
+    line: int | None = None
+    origin: str = ""  # the source that desires it, e.g. "git:<repository>#<branch>"
 
 
 class DesiredRemovedPayload(_Frozen):
     commit: str
     path: str | None = None
+    origin: str = ""
 
 
 class Attribution(StrEnum):
@@ -232,6 +237,7 @@ class DriftClosedPayload(_Frozen):
 class SourceErrorPayload(_Frozen):
     code: str
     message: str
+    origin: str = ""
     commit: str | None = None
     path: str | None = None
     line: int | None = None

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
+from gitops.sources.git.config import GitSourceConfig
 
 __all__ = ["Config", "load_config"]
 
@@ -21,6 +22,7 @@ class Config(BaseModel):
 
     db: str | None = Field(default=None, description="path of the SQLite event log")
     redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
+    git: GitSourceConfig | None = Field(default=None, description="the Git source of desired state")
 
 
 def _first_error(e: ValidationError) -> str:

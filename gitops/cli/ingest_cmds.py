@@ -1,0 +1,98 @@
+"""``gitops ingest git``: a repository's history into the log, once or following it."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.model.errors import ConfigError
+from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
+from gitops.sources.git.watch import GitFollower
+
+
+@cli.group()
+def ingest() -> None:
+    """Read a source into the event log."""
+
+
+def _git_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...]) -> GitSourceConfig:
+    base = ctx.config.git
+    if repo is None and base is None:
+        raise ConfigError("no repository: pass --repo, or set git.repo in the config file")
+    values: dict[str, Any] = base.model_dump() if base is not None else {}
+    if repo is not None:
+        values["repo"] = repo
+    if branch is not None:
+        values["branch"] = branch
+    if paths:
+        values["paths"] = list(paths)
+    return GitSourceConfig.model_validate(values)
+
+
+def _describe(s: IngestSummary) -> str:
+    invalid = f" ({s.invalid_commits} invalid)" if s.invalid_commits else ""
+    rewritten = "; history was rewritten (force-push), continued from the merge base" if s.rewritten else ""
+    head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
+    return (f"{s.commits} commits{invalid}, {s.objects_changed} objects changed "
+            f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{rewritten}")
+
+
+class _RateColumn(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} commits/s" if speed else "", style="progress.data.speed")
+
+
+@ingest.command("git")
+@click.option("--repo", default=None, help="Local path or URL of the repository (default: git.repo in the config).")
+@click.option("--branch", default=None, help="Branch to follow (default: the repository's default branch).")
+@click.option("--path", "paths", multiple=True, help="Directory inside the repository to read (repeatable).")
+@click.option("--watch", is_flag=True, help="Keep running and ingest each new commit as it lands (Ctrl-C stops).")
+@pass_ctx
+def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], watch: bool) -> None:
+    """Append the branch's history (first-parent, oldest first) to the log; re-running appends nothing."""
+    config = _git_config(ctx, repo, branch, paths)
+    console = Console(stderr=True)
+    with ctx.open_log(create=True) as log:
+        source = GitIngest(log, config, redaction=ctx.config.redact)
+        try:
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                          TimeElapsedColumn(), console=console, transient=True) as bar:
+                task = bar.add_task(f"ingesting {source.origin}", total=None)
+                summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
+            click.echo(f"{source.origin}: {_describe(summary)}")
+            if watch:
+                _follow(source)
+        finally:
+            source.close()
+
+
+def _follow(source: GitIngest) -> None:
+    def report(s: IngestSummary) -> None:
+        if s.commits or s.rewritten:
+            click.echo(f"{source.origin}: {_describe(s)}")
+
+    follower = GitFollower(source, on_pass=report)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        follower.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    follower.start()
+    click.echo(f"watching {source.origin} for new commits (Ctrl-C to stop)", err=True)
+    follower.run()
+    click.echo("stopped", err=True)

@@ -1,0 +1,41 @@
+"""What to read from Git: one repository, one branch, some paths in it."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["GitSourceConfig"]
+
+
+class GitSourceConfig(BaseModel):
+    """A Git source. ``repo`` is a local path or a URL (https, ssh, ``git@host:path``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(description="local path or URL of the repository")
+    branch: str | None = Field(default=None, description="branch to follow (default: the repository's default)")
+    paths: list[str] = Field(default_factory=lambda: ["."], description="directories inside the repository")
+    include: list[str] = Field(default_factory=lambda: ["*.yaml", "*.yml", "*.json"],
+                               description="file name globs to read")
+    exclude: list[str] = Field(default_factory=list, description="globs (name or path) to leave out")
+    default_namespace: str = Field(default="default", description="namespace of namespaced objects that name none")
+    max_file_bytes: int = Field(default=1 << 20, gt=0, description="larger files are an error")
+    poll_interval: float = Field(default=30.0, gt=0, description="seconds between fetches of a remote repository")
+    cache_dir: str | None = Field(default=None, description="where remote repositories are cloned")
+    batch_commits: int = Field(default=100, gt=0, description="commits written per transaction when back-filling")
+
+    def in_scope(self, path: str) -> bool:
+        """Whether a file at ``path`` (relative to the repository root) is read."""
+        name = posixpath.basename(path)
+        under = any(
+            p.strip("/") in ("", ".") or path == p.strip("/") or path.startswith(p.strip("/") + "/")
+            for p in self.paths
+        )
+        if not under:
+            return False
+        if not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.exclude)

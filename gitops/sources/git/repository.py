@@ -1,0 +1,270 @@
+"""The git adapter: the only module that imports GitPython.
+
+It answers what the ingest needs and nothing more: where the branch head is, the
+first-parent history between two commits with each commit's changed files (one
+streamed ``git log`` process), the blobs (through GitPython's long-lived
+``git cat-file --batch`` process), a commit's whole tree, ancestry, and for remote
+repositories a cached clone that is fetched on each pass.
+
+Credentials: remote URLs may carry ``user:token@``; they are used to fetch and never
+returned — ``display_url`` strips them, and only it is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from gitops.model.errors import GitSourceError
+from gitops.sources.git.signature import signer_key
+
+__all__ = ["Change", "CommitInfo", "GitRepository", "Person", "TreeEntry", "display_url", "is_remote"]
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+_SYMLINK_MODE = "120000"
+_SUBMODULE_MODE = "160000"
+
+
+def is_remote(location: str) -> bool:
+    """URLs (``https://``, ``ssh://``, ``file://``, ``git@host:path``) are cloned and fetched;
+    plain paths are read in place."""
+    return "://" in location or bool(_SCP_LIKE.match(location))
+
+
+def display_url(location: str) -> str:
+    """``location`` with any ``user:password@`` removed: the only form that is recorded."""
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    if parts.username is None and parts.password is None:
+        return location
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parents: tuple[str, ...]
+    author: Person
+    committer: Person
+    message: str
+    signed: bool
+    signer_key: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file changed by a commit, against its first parent."""
+
+    path: str
+    blob: str | None  # None when the file was deleted
+    mode: str
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    blob: str
+    mode: str
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode == _SYMLINK_MODE
+
+
+def _person(actor: git.Actor, seconds: int) -> Person:
+    return Person(actor.name or "", actor.email or "", datetime.fromtimestamp(seconds, UTC))  # kept in UTC
+
+
+class GitRepository:
+    """A repository opened for reading, local or cloned into ``cache_dir``."""
+
+    def __init__(self, location: str, *, cache_dir: Path | None = None) -> None:
+        self.location = location
+        self.url = display_url(location)
+        try:
+            if is_remote(location):
+                self.repo = self._clone(location, cache_dir or Path.home() / ".cache" / "gitops" / "repos")
+            else:
+                self.repo = git.Repo(location)
+                # one repository, one name: the absolute path of its work tree (or git dir)
+                self.url = str(Path(self.repo.working_tree_dir or self.repo.git_dir).resolve())
+        except (InvalidGitRepositoryError, NoSuchPathError):
+            raise GitSourceError(f"{self.url} is not a git repository") from None
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot clone {self.url}: {_git_error(e)}") from None
+
+    def _clone(self, location: str, cache_dir: Path) -> git.Repo:
+        target = cache_dir / hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        if (target / "HEAD").exists():
+            return git.Repo(target)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        return git.Repo.clone_from(location, target, bare=True, env=_git_env())
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.location)
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.git_dir)
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # ------------------------------------------------------------------ refs
+
+    def fetch(self) -> None:
+        """Bring a remote repository's branches up to date (a no-op for local ones)."""
+        if not self.remote:
+            return
+        try:
+            self.repo.git.fetch(self.location, "+refs/heads/*:refs/heads/*", "--prune", "--force", env=_git_env())
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot fetch {self.url}: {_git_error(e)}") from None
+
+    def default_branch(self) -> str:
+        try:
+            ref = self.repo.git.symbolic_ref("HEAD")
+        except GitCommandError:
+            raise GitSourceError(f"{self.url} has no default branch (HEAD is detached); name one") from None
+        return str(ref).removeprefix("refs/heads/")
+
+    def head(self, branch: str) -> str | None:
+        """The commit ``branch`` points at, or None when the branch has no commits."""
+        try:
+            return str(self.repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"))
+        except GitCommandError:
+            if branch not in {h.name for h in self.repo.heads} and self.repo.heads:
+                raise GitSourceError(f"{self.url} has no branch {branch!r}") from None
+            return None
+
+    def exists(self, sha: str) -> bool:
+        try:
+            self.repo.commit(sha)
+        except (BadName, ValueError):
+            return False
+        return True
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return bool(self.repo.is_ancestor(self.repo.commit(ancestor), self.repo.commit(descendant)))
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        try:
+            bases = self.repo.merge_base(a, b)
+        except GitCommandError:
+            return None
+        return bases[0].hexsha if bases else None
+
+    # ------------------------------------------------------------------ history
+
+    def count(self, since: str | None, head: str) -> int:
+        rng = f"{since}..{head}" if since else head
+        return int(self.repo.git.rev_list("--first-parent", "--count", rng))
+
+    def history(self, since: str | None, head: str) -> Iterator[tuple[CommitInfo, list[Change]]]:
+        """First-parent commits after ``since`` up to ``head``, oldest first, each with the
+        files it changed against its first parent. One ``git log`` process streams them."""
+        rng = f"{since}..{head}" if since else head
+        proc = self.repo.git.log("--first-parent", "-m", "--reverse", "--raw", "--no-renames", "--no-abbrev",
+                                 "-z", "--format=%x1e%H", rng, as_process=True)
+        assert proc.stdout is not None
+        buf = b""
+        while chunk := proc.stdout.read(1 << 16):
+            *complete, buf = (buf + chunk).split(b"\x1e")
+            for record in complete:
+                if record:
+                    yield self._commit_with_changes(record)
+        if buf:
+            yield self._commit_with_changes(buf)
+        try:
+            proc.wait()
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot read the history of {self.url}: {_git_error(e)}") from None
+
+    def _commit_with_changes(self, record: bytes) -> tuple[CommitInfo, list[Change]]:
+        head, _, rest = record.partition(b"\0")
+        tokens = rest.lstrip(b"\n").split(b"\0")
+        changes: list[Change] = []
+        i = 0
+        while i < len(tokens) - 1:
+            meta = tokens[i].decode()
+            if not meta.startswith(":"):
+                i += 1
+                continue
+            _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].split(" ")
+            path = os.fsdecode(tokens[i + 1])
+            deleted = status.startswith("D")
+            changes.append(Change(path, None if deleted else new_sha, "" if deleted else new_mode))
+            i += 2
+        return self.commit(head.decode().strip()), changes
+
+    def commit(self, sha: str) -> CommitInfo:
+        c = self.repo.commit(sha)
+        sig = c.gpgsig or None
+        return CommitInfo(
+            sha=c.hexsha,
+            parents=tuple(p.hexsha for p in c.parents),
+            author=_person(c.author, c.authored_date),
+            committer=_person(c.committer, c.committed_date),
+            message=c.message if isinstance(c.message, str) else c.message.decode("utf-8", "replace"),
+            signed=sig is not None,
+            signer_key=signer_key(sig) if sig else None,
+        )
+
+    def tree(self, sha: str) -> list[TreeEntry]:
+        """Every file of a commit's tree (submodules left out)."""
+        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", sha)
+        entries = []
+        for item in out.split("\0"):
+            if not item:
+                continue
+            meta, _, path = item.partition("\t")
+            mode, _kind, blob = meta.split(" ")
+            if mode != _SUBMODULE_MODE:
+                entries.append(TreeEntry(path, blob, mode))
+        return entries
+
+    def read_blob(self, blob: str) -> bytes:
+        """A blob's bytes, through GitPython's long-lived ``git cat-file --batch``."""
+        return bytes(self.repo.odb.stream(bytes.fromhex(blob)).read())
+
+
+def _git_env() -> dict[str, str]:
+    """Credentials come from the environment: the ssh agent, git's credential helpers, or a
+    token in GITOPS_GIT_TOKEN (sent as an HTTP header through git's environment config, so
+    it appears in no command line and no URL). Never prompt."""
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    token = os.environ.get("GITOPS_GIT_TOKEN")
+    if token:
+        user = os.environ.get("GITOPS_GIT_USERNAME", "git")
+        basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
+    return env
+
+
+def _git_error(e: GitCommandError) -> str:
+    text = str(e.stderr or e).strip().splitlines()
+    msg = next((ln.strip() for ln in reversed(text) if ln.strip()), "git failed")
+    return display_url(msg.removeprefix("stderr: ").strip("'"))

@@ -1,0 +1,89 @@
+"""Live triggering: a pass of the Git source soon after the branch moves.
+
+A local repository is watched with watchdog: git updates a ref by writing
+``<ref>.lock`` and renaming it over the ref, or by rewriting ``packed-refs``, so any
+event on ``HEAD``, the branch's ref or ``packed-refs`` triggers a pass. A remote
+repository is fetched on an interval. Either way a pass runs at least every
+``poll_interval`` seconds, in case an event was missed.
+
+The loop is trivial: ``GitFollower.step()`` holds all the logic and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from gitops.model.times import utc_now
+from gitops.sources.git.ingest import GitIngest, IngestSummary
+
+__all__ = ["GitFollower"]
+
+
+class _RefHandler(FileSystemEventHandler):
+    def __init__(self, targets: set[Path], trigger: threading.Event) -> None:
+        self.targets = targets
+        self.trigger = trigger
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            if p and Path(str(p)) in self.targets:
+                self.trigger.set()
+
+
+class GitFollower:
+    """Runs ``ingest`` whenever the branch may have moved, until ``stop()``."""
+
+    def __init__(self, ingest: GitIngest, *, on_pass: Callable[[IngestSummary], None] | None = None,
+                 debounce: float = 0.1) -> None:
+        self.ingest = ingest
+        self.on_pass = on_pass
+        self.debounce = debounce
+        self.trigger = threading.Event()
+        self._stopped = threading.Event()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+
+    def start(self) -> None:
+        """Start watching the refs (local repositories); a first pass is triggered at once."""
+        repo = self.ingest.repo
+        if not repo.remote:
+            git_dir = repo.git_dir
+            branch_ref = git_dir / "refs" / "heads" / self.ingest.branch
+            targets = {git_dir / "HEAD", git_dir / "packed-refs", branch_ref}
+            handler = _RefHandler(targets, self.trigger)
+            observer = Observer()
+            observer.schedule(handler, str(git_dir), recursive=False)
+            observer.schedule(handler, str(branch_ref.parent), recursive=False)
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+        self.trigger.set()
+
+    def step(self) -> IngestSummary:
+        """One pass, with valid time 'now' for whatever commits it finds."""
+        summary = self.ingest.run(observed_at=utc_now())
+        if self.on_pass is not None:
+            self.on_pass(summary)
+        return summary
+
+    def run(self) -> None:
+        """Block, passing on every trigger (and every poll interval), until ``stop()``."""
+        interval = self.ingest.config.poll_interval
+        while not self._stopped.is_set():
+            self.trigger.wait(timeout=interval)
+            if self._stopped.is_set():
+                break
+            self._stopped.wait(self.debounce)  # let a burst of ref updates settle
+            self.trigger.clear()
+            self.step()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.trigger.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)

@@ -1,0 +1,317 @@
+"""The Git source against real repositories made in temp dirs, into a real SQLite file."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops.events import DesiredApplied, GitCommit, GitRewritten, SourceErrorEvent
+from gitops.model import GitSourceError
+from gitops.sources.git import GitIngest, GitSourceConfig
+from gitops.store import EventLog
+from tests.gitrepo import GitRepo, configmap, dump
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    return GitRepo(tmp_path / "repo")
+
+
+def ingest(log: EventLog, repo: GitRepo | str, **config: Any) -> GitIngest:
+    location = repo if isinstance(repo, str) else str(repo.path)
+    return GitIngest(log, GitSourceConfig(repo=location, **config))
+
+
+def events(log: EventLog, since: int = 0) -> list[tuple[str, str | None, str | None]]:
+    """(type, resource, short sha) of every event after ``since``."""
+    return [(r.event.type, r.event.resource, (r.event.revision or "")[:7] or None) for r in log.read(since_seq=since)]
+
+
+def desired(log: EventLog) -> dict[str, dict[str, Any]]:
+    """The desired state the log holds: a fold of desired.* events."""
+    state: dict[str, dict[str, Any]] = {}
+    for r in log.read(types=("desired.applied", "desired.removed")):
+        assert r.event.resource is not None
+        if isinstance(r.event, DesiredApplied):
+            state[r.event.resource] = r.event.payload.manifest
+        else:
+            state.pop(r.event.resource)
+    return state
+
+
+def test_linear_history_oldest_first_with_who_and_why(log: EventLog, repo: GitRepo) -> None:
+    repo.write("apps/a.yaml", configmap("a"))
+    c1 = repo.commit("add a", author="Ann Author <ann@example.com>")
+    repo.write("apps/a.yaml", configmap("a", k="changed"))
+    repo.write("apps/b.yaml", configmap("b", namespace="shop"))
+    c2 = repo.commit("change a, add b", author="Bob Builder <bob@example.com>")
+    repo.remove("apps/a.yaml")
+    c3 = repo.commit("remove a")
+    summary = ingest(log, repo).run()
+    assert (summary.commits, summary.applied, summary.removed, summary.errors) == (3, 3, 1, 0)
+    assert events(log) == [
+        ("git.commit", None, c1[:7]),
+        ("desired.applied", "ConfigMap/default/a", c1[:7]),
+        ("git.commit", None, c2[:7]),
+        ("desired.applied", "ConfigMap/default/a", c2[:7]),
+        ("desired.applied", "ConfigMap/shop/b", c2[:7]),
+        ("git.commit", None, c3[:7]),
+        ("desired.removed", "ConfigMap/default/a", c3[:7]),
+    ]
+    first = next(log.read(types=["git.commit"]))
+    assert isinstance(first.event, GitCommit)
+    p = first.event.payload
+    assert (p.sha, p.parents, p.message.strip(), p.valid, p.signed) == (c1, [], "add a", True, False)
+    assert (p.author.name, p.author.email, p.committer.email) == ("Ann Author", "ann@example.com", "cid@example.com")
+    assert first.event.actor == "ann@example.com"
+    assert first.event.effective_at == repo.commit_time(c1)  # back-fill: valid time is the commit time
+    assert p.observed_at is None
+    change = [r.event for r in log.read(types=["desired.applied"])][1]
+    assert isinstance(change, DesiredApplied)
+    assert change.actor == "bob@example.com"
+    assert (change.payload.path, change.payload.document_index, change.payload.commit) == ("apps/a.yaml", 0, c2)
+    assert change.payload.manifest["data"] == {"k": "changed"}
+    assert desired(log) == {"ConfigMap/shop/b": configmap("b", namespace="shop")}
+
+
+def test_running_twice_appends_nothing_and_new_commits_are_picked_up(log: EventLog, repo: GitRepo) -> None:
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    g = ingest(log, repo)
+    g.run()
+    n = log.count()
+    assert g.run().commits == 0
+    assert ingest(log, repo).run().commits == 0  # a new process, from the checkpoint
+    assert log.count() == n
+    repo.write("a.yaml", configmap("a", k="2"))
+    sha = repo.commit("two")
+    observed = datetime(2026, 11, 1, tzinfo=UTC)
+    assert ingest(log, repo).run(observed_at=observed).applied == 1
+    live = list(log.read(since_seq=n))
+    assert [r.event.type for r in live] == ["git.commit", "desired.applied"]
+    assert all(r.event.effective_at == observed for r in live)  # live: when the head was seen to move
+    commit = live[0].event
+    assert isinstance(commit, GitCommit)
+    assert commit.payload.observed_at == observed
+    assert commit.payload.committer.time == repo.commit_time(sha)  # and the commit time is kept
+
+
+def test_merges_are_followed_on_the_first_parent_only(log: EventLog, repo: GitRepo) -> None:
+    repo.write("a.yaml", configmap("a"))
+    base = repo.commit("base")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("f.yaml", configmap("f"))
+    feature1 = repo.commit("feature 1")
+    repo.write("f.yaml", configmap("f", k="2"))
+    repo.commit("feature 2")
+    repo.git("checkout", "-q", "main")
+    repo.write("m.yaml", configmap("m"))
+    main = repo.commit("main work")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge feature", "feature")
+    merge = repo.head()
+    ingest(log, repo).run()
+    commits = [r.event.revision for r in log.read(types=["git.commit"])]
+    assert commits == [base, main, merge]
+    assert feature1 not in commits
+    # the merge brings f in its final form, as a change against the first parent
+    assert events(log)[-2:] == [("git.commit", None, merge[:7]), ("desired.applied", "ConfigMap/default/f", merge[:7])]
+    assert desired(log)["ConfigMap/default/f"]["data"] == {"k": "2"}
+
+
+def test_renames_and_objects_moved_between_files_are_not_changes(log: EventLog, repo: GitRepo) -> None:
+    repo.write("a.yaml", dump(configmap("a"), configmap("b")))
+    repo.commit("two objects in one file")
+    (repo.path / "moved").mkdir()
+    repo.git("mv", "a.yaml", "moved/renamed.yml")
+    renamed = repo.commit("rename the file")
+    repo.write("moved/renamed.yml", dump(configmap("a")))
+    repo.write("other.json", '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, '
+                             '"data": {"k": "v"}}')
+    moved = repo.commit("move b to another file, as JSON")
+    ingest(log, repo).run()
+    assert [e for e in events(log) if e[2] in (renamed[:7], moved[:7])] == [
+        ("git.commit", None, renamed[:7]),
+        ("git.commit", None, moved[:7]),
+    ]
+
+
+def test_excluded_and_out_of_scope_files_are_ignored(log: EventLog, repo: GitRepo) -> None:
+    repo.write("deploy/a.yaml", configmap("a"))
+    repo.write("deploy/kustomization.yaml", "resources: [a.yaml]\n")
+    repo.write("docs/b.yaml", configmap("b"))
+    repo.write("deploy/readme.md", "not yaml")
+    repo.commit("mixed content")
+    ingest(log, repo, paths=["deploy"], exclude=["kustomization.yaml"]).run()
+    assert desired(log) == {"ConfigMap/default/a": configmap("a")}
+
+
+BAD = [
+    ("yaml-syntax", "broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n", 4),
+    ("missing-field", "noname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", 1),
+    ("missing-field", "nokind.yaml", "apiVersion: v1\nmetadata: {name: x}\n", 1),
+    ("encoding", "latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n", 3),
+    ("too-large", "huge.yaml", dump(configmap("huge", blob="x" * 5000)), None),
+]
+
+
+@pytest.mark.parametrize(("code", "path", "content", "line"), BAD, ids=[b[1] for b in BAD])
+def test_bad_content_makes_the_commit_invalid_and_keeps_the_last_valid_state(
+    log: EventLog, repo: GitRepo, code: str, path: str, content: str | bytes, line: int | None,
+) -> None:
+    repo.write("good.yaml", configmap("good"))
+    repo.commit("good")
+    repo.write(path, content)
+    repo.write("good.yaml", configmap("good", k="from-bad-commit"))
+    bad = repo.commit("bad")
+    repo.write("other.yaml", configmap("other"))
+    still_bad = repo.commit("unrelated change while the bad file is still there")
+    repo.remove(path)
+    fixed = repo.commit("fix")
+    summary = ingest(log, repo, max_file_bytes=4096).run()
+    assert summary.invalid_commits == 2
+    errors = [r.event for r in log.read(types=["source.error"])]
+    assert all(isinstance(e, SourceErrorEvent) for e in errors)
+    first = errors[0]
+    assert isinstance(first, SourceErrorEvent)
+    assert (first.payload.code, first.payload.commit, first.payload.path, first.payload.line) == \
+        (code, bad, path, line)
+    assert {e.revision for e in errors} == {bad, still_bad}
+    commits = {r.event.revision: r.event for r in log.read(types=["git.commit"])}
+    assert [c.payload.valid for c in commits.values() if isinstance(c, GitCommit)] == [True, False, False, True]
+    # nothing of the bad commits was desired ...
+    changes = log.read(types=["desired.applied", "desired.removed"])
+    assert not [r for r in changes if r.event.revision in (bad, still_bad)]
+    # ... and the fix is diffed against the last valid commit, so it carries both changes
+    assert [e for e in events(log) if e[2] == fixed[:7]] == [
+        ("git.commit", None, fixed[:7]),
+        ("desired.applied", "ConfigMap/default/good", fixed[:7]),
+        ("desired.applied", "ConfigMap/default/other", fixed[:7]),
+    ]
+    assert desired(log)["ConfigMap/default/good"]["data"] == {"k": "from-bad-commit"}
+
+
+def test_two_objects_with_one_key_is_an_error(log: EventLog, repo: GitRepo) -> None:
+    repo.write("a.yaml", configmap("same"))
+    repo.write("b.yaml", configmap("same", k="other"))
+    sha = repo.commit("duplicate")
+    ingest(log, repo).run()
+    errors = [r.event for r in log.read(types=["source.error"])]
+    assert len(errors) == 1 and isinstance(errors[0], SourceErrorEvent)
+    assert errors[0].payload.code == "duplicate-key"
+    assert errors[0].resource == "ConfigMap/default/same"
+    assert "a.yaml line 1" in errors[0].payload.message and "b.yaml line 1" in errors[0].payload.message
+    assert errors[0].revision == sha
+    assert desired(log) == {}
+
+
+def test_a_symlink_out_of_the_repository_is_an_error(log: EventLog, repo: GitRepo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(dump(configmap("stolen")))
+    repo.write("inside.yaml", configmap("inside"))
+    (repo.path / "escape.yaml").symlink_to(outside)
+    (repo.path / "alias.yaml").symlink_to("inside.yaml")  # inside the repository: not an error
+    repo.commit("links")
+    ingest(log, repo).run()
+    errors = [r.event for r in log.read(types=["source.error"])]
+    assert [(e.payload.code, e.payload.path) for e in errors if isinstance(e, SourceErrorEvent)] == \
+        [("symlink-escape", "escape.yaml")]
+    assert desired(log) == {}
+
+
+def test_a_force_push_is_recorded_and_ingest_goes_on_from_the_merge_base(log: EventLog, repo: GitRepo) -> None:
+    repo.write("a.yaml", configmap("a"))
+    base = repo.commit("base")
+    repo.write("b.yaml", configmap("b"))
+    repo.commit("b")
+    repo.write("c.yaml", configmap("c"))
+    old_head = repo.commit("c")
+    ingest(log, repo).run()
+    before = log.count()
+    kept = [r.hash for r in log.read()]
+    repo.git("reset", "-q", "--hard", base)
+    repo.write("d.yaml", configmap("d"))
+    new_head = repo.commit("d instead")
+    summary = ingest(log, repo).run()
+    assert summary.rewritten
+    assert [r.hash for r in log.read(until_seq=before)] == kept  # nothing in the log changed
+    rewritten = next(log.read(types=["git.rewritten"])).event
+    assert isinstance(rewritten, GitRewritten)
+    assert (rewritten.payload.old_head, rewritten.payload.new_head, rewritten.payload.merge_base) == \
+        (old_head, new_head, base)
+    assert sorted(e for e in events(log, before) if e[0].startswith("desired")) == [
+        ("desired.applied", "ConfigMap/default/d", new_head[:7]),
+        ("desired.removed", "ConfigMap/default/b", new_head[:7]),
+        ("desired.removed", "ConfigMap/default/c", new_head[:7]),
+    ]
+    assert sorted(desired(log)) == ["ConfigMap/default/a", "ConfigMap/default/d"]
+    # and pushing the old history back is a rewrite too, which brings b and c back
+    repo.git("reset", "-q", "--hard", old_head)
+    assert ingest(log, repo).run().rewritten
+    assert sorted(desired(log)) == ["ConfigMap/default/a", "ConfigMap/default/b", "ConfigMap/default/c"]
+
+
+SECRET_VALUE = "correct-horse-battery-staple-in-git"
+
+
+def test_a_secret_in_a_commit_never_reaches_the_database(db_path: Path, repo: GitRepo) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+              "data": {"password": base64.b64encode(SECRET_VALUE.encode()).decode()},
+              "stringData": {"token": SECRET_VALUE + "-2"}}
+    repo.write("secret.yaml", secret)
+    repo.commit("add a secret")
+    with EventLog(db_path) as log:
+        ingest(log, repo).run()
+        applied = next(log.read(types=["desired.applied"])).event
+        assert isinstance(applied, DesiredApplied)
+        assert applied.payload.manifest["data"]["password"].startswith("sha256:")
+    for f in db_path.parent.iterdir():
+        if f.name.startswith(db_path.name):
+            data = f.read_bytes()
+            for needle in (SECRET_VALUE.encode(), base64.b64encode(SECRET_VALUE.encode())):
+                assert needle not in data
+
+
+def test_a_remote_repository_is_cloned_into_the_cache_and_fetched(log: EventLog, repo: GitRepo, tmp_path: Path) -> None:
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    url = f"file://{repo.path}"
+    g = ingest(log, url, cache_dir=str(tmp_path / "cache"))
+    assert g.run().commits == 1
+    assert any((tmp_path / "cache").iterdir())
+    repo.write("a.yaml", configmap("a", k="2"))
+    repo.commit("two")
+    assert g.run().applied == 1  # fetched on the next pass
+
+
+def test_credentials_in_a_url_are_never_recorded_or_printed(log: EventLog, tmp_path: Path) -> None:
+    url = "https://deploy-bot:s3cr3t-token@127.0.0.1:9/org/repo.git"
+    with pytest.raises(GitSourceError) as err:
+        ingest(log, url, cache_dir=str(tmp_path / "cache"))
+    assert "s3cr3t-token" not in str(err.value)
+    assert "https://127.0.0.1:9/org/repo.git" in str(err.value)
+
+
+def test_a_path_that_is_not_a_repository_is_a_clear_error(log: EventLog, tmp_path: Path) -> None:
+    with pytest.raises(GitSourceError, match="is not a git repository"):
+        ingest(log, str(tmp_path))
+
+
+@pytest.fixture
+def big_repo(tmp_path: Path) -> Iterator[GitRepo]:
+    r = GitRepo(tmp_path / "big")
+    for i in range(30):
+        r.write(f"cm-{i % 7}.yaml", configmap(f"cm-{i % 7}", k=str(i)))
+        r.commit(f"commit {i}")
+    yield r
+
+
+def test_small_batches_give_the_same_log_as_one_pass(tmp_path: Path, big_repo: GitRepo) -> None:
+    with EventLog(tmp_path / "one.db") as one, EventLog(tmp_path / "many.db") as many:
+        ingest(one, big_repo).run()
+        ingest(many, big_repo, batch_commits=1).run()
+        assert [r.event for r in one.read()] == [r.event for r in many.read()]

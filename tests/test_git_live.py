@@ -1,0 +1,162 @@
+"""The Git source as a process: the CLI, a crash between batches, and live triggering."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from gitops.sources.git import GitIngest, GitSourceConfig
+from gitops.sources.git.watch import GitFollower
+from gitops.store import EventLog
+from tests.gitrepo import GitRepo, configmap
+
+
+def gitops(*args: str, db: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    repo.write("b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b\n")
+    repo.commit("broken")
+    db = tmp_path / "g.db"
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == (f"git:{repo.path}#main: 2 commits (1 invalid), 1 objects changed "
+                                  f"(1 applied, 0 removed), 1 errors; head {repo.head()[:12]}")
+    with EventLog(db) as log:
+        n = log.count()
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 0
+    assert "0 commits" in res.stdout
+    with EventLog(db) as log:
+        assert log.count() == n
+    res = gitops("log", "--type", "source.error", "-o", "json", db=db)
+    err = json.loads(res.stdout)[0]
+    assert (err["payload"]["code"], err["payload"]["path"], err["payload"]["line"]) == ("yaml-syntax", "b.yaml", 4)
+
+
+def test_cli_reads_the_git_section_of_the_config_file(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("deploy/a.yaml", configmap("a"))
+    repo.write("other/b.yaml", configmap("b"))
+    repo.commit("one")
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text(f"git:\n  repo: {repo.path}\n  paths: [deploy]\n")
+    res = gitops("--config", str(cfg), "ingest", "git", db=tmp_path / "g.db")
+    assert res.returncode == 0, res.stderr
+    assert "1 applied" in res.stdout
+    res = gitops("ingest", "git", db=tmp_path / "g.db")
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: no repository: pass --repo, or set git.repo in the config file"
+
+
+def _events(db: Path) -> list[tuple[str, str, str | None, str | None, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, type, resource, revision, payload FROM events ORDER BY seq").fetchall()
+
+
+def test_a_crash_between_batches_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    for i in range(150):
+        repo.write(f"cm-{i % 10}.yaml", configmap(f"cm-{i % 10}", k=str(i)))
+        repo.commit(f"commit {i}")
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text(f"git:\n  repo: {repo.path}\n  batch_commits: 1\n")
+    crashed = tmp_path / "crashed.db"
+    proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(crashed), "--config", str(cfg),
+                             "ingest", "git"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if crashed.exists():
+                try:
+                    with sqlite3.connect(crashed, timeout=1) as conn:
+                        seen = conn.execute("SELECT count(*) FROM events WHERE type = 'git.commit'").fetchone()[0]
+                except sqlite3.OperationalError:
+                    seen = 0
+            if seen >= 20:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up: a real crash
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with sqlite3.connect(crashed) as conn:
+        at_crash = conn.execute("SELECT count(*) FROM events WHERE type = 'git.commit'").fetchone()[0]
+    assert 0 < at_crash < 150, "the ingest must be killed part-way through"
+    res = gitops("--config", str(cfg), "ingest", "git", db=crashed)
+    assert res.returncode == 0, res.stderr
+    clean = tmp_path / "clean.db"
+    assert gitops("--config", str(cfg), "ingest", "git", db=clean).returncode == 0
+    assert _events(crashed) == _events(clean)
+    assert gitops("verify", db=crashed).returncode == 0
+
+
+def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    with EventLog(tmp_path / "g.db") as log:
+        source = GitIngest(log, GitSourceConfig(repo=str(repo.path), poll_interval=3600))
+        passes: list[int] = []
+        follower = GitFollower(source, on_pass=lambda s: passes.append(s.commits))
+        follower.start()
+        thread = threading.Thread(target=follower.run, daemon=True)
+        thread.start()
+        try:
+            _wait(lambda: passes == [1], "the first pass")
+            repo.write("a.yaml", configmap("a", k="2"))
+            sha = repo.commit("two")
+            committed = time.monotonic()
+            _wait(lambda: sum(passes) == 2, "the new commit to be ingested")
+            lag = time.monotonic() - committed
+        finally:
+            follower.stop()
+            thread.join(10)
+        assert not thread.is_alive()
+        commits = [r.event for r in log.read(types=["git.commit"])]
+        assert [c.revision for c in commits][-1] == sha
+        assert commits[-1].payload.observed_at is not None  # type: ignore[union-attr]
+        # generous against a noisy machine: the point is that no poll (an hour) was needed
+        assert lag < 10, f"took {lag:.1f}s"
+
+
+def _wait(cond: object, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_watch_flag_follows_the_branch_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    db = tmp_path / "g.db"
+    proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "ingest", "git", "--repo",
+                             str(repo.path), "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "1 commits" in proc.stdout.readline()
+        repo.write("b.yaml", configmap("b"))
+        repo.commit("two")
+        line = proc.stdout.readline()
+        assert "1 commits" in line and "1 applied" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0
