@@ -28,6 +28,7 @@ __all__ = ["ResourceKey", "format_key", "key_of", "parse_key"]
 
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
 _GROUP = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_BAD_IN_NAME = re.compile(r"[/\s\x00-\x1f]")
 
 
 class ResourceKey(NamedTuple):
@@ -59,7 +60,7 @@ def _check(key: ResourceKey, text: str) -> ResourceKey:
     if key.group and not _GROUP.match(key.group):
         raise bad(f"group {key.group!r} is not a DNS subdomain")
     for part, what in ((key.namespace, "namespace"), (key.name, "name")):
-        if "/" in part or any(c.isspace() or ord(c) < 32 for c in part):
+        if _BAD_IN_NAME.search(part):
             raise bad(f"{what} {part!r} may not hold '/', spaces or control characters")
     if not key.name:
         raise bad("the name is empty")

@@ -137,6 +137,8 @@ class GitIngest:
         self._parsed: dict[tuple[str, bool], _File] = {}
         self._files: dict[str, _File] = {}
         self._locations: dict[str, list[tuple[str, _Object]]] = {}
+        self._bad_files: set[str] = set()  # paths whose content has problems
+        self._duplicates: set[str] = set()  # keys defined in more than one place
         self._tree_commit: str | None = None
         self._tree_valid = False
         self._desired: dict[str, _Desired] | None = None
@@ -218,7 +220,7 @@ class GitIngest:
             return events, False
         assert self._desired is not None
         keys = (set(self._locations) | set(self._desired)) if touched is None or not self._tree_valid else touched
-        for key in sorted(keys):
+        for key in sorted(keys):  # a stable order of events within a commit
             found = self._locations.get(key)
             old = self._desired.get(key)
             if not found:
@@ -240,6 +242,8 @@ class GitIngest:
     def _load_tree(self, sha: str) -> None:
         self._files.clear()
         self._locations.clear()
+        self._bad_files.clear()
+        self._duplicates.clear()
         for entry in self.repo.tree(sha):
             if self.config.in_scope(entry.path):
                 self._set_file(entry.path, self._read(entry))
@@ -261,7 +265,9 @@ class GitIngest:
         return touched
 
     def _set_file(self, path: str, new: _File | None) -> None:
+        """Replace what ``path`` holds, keeping the key index and the problem sets current."""
         old = self._files.pop(path, None)
+        self._bad_files.discard(path)
         if old is not None:
             for obj in old.objects:
                 locs = [loc for loc in self._locations[obj.key] if loc[0] != path]
@@ -269,10 +275,17 @@ class GitIngest:
                     self._locations[obj.key] = locs
                 else:
                     del self._locations[obj.key]
+                if len(locs) < 2:
+                    self._duplicates.discard(obj.key)
         if new is not None:
             self._files[path] = new
+            if new.problems:
+                self._bad_files.add(path)
             for obj in new.objects:
-                self._locations.setdefault(obj.key, []).append((path, obj))
+                locs = self._locations.setdefault(obj.key, [])
+                locs.append((path, obj))
+                if len(locs) > 1:
+                    self._duplicates.add(obj.key)
 
     def _read(self, entry: TreeEntry) -> _File:
         if entry.is_symlink:
@@ -299,9 +312,10 @@ class GitIngest:
 
     def _problems(self) -> list[tuple[str | None, ManifestProblem, str | None]]:
         out: list[tuple[str | None, ManifestProblem, str | None]] = [
-            (path, p, None) for path, f in sorted(self._files.items()) for p in f.problems
+            (path, p, None) for path in sorted(self._bad_files) for p in self._files[path].problems
         ]
-        for key, locs in sorted(self._locations.items()):
+        for key in sorted(self._duplicates):
+            locs = self._locations[key]
             if len(locs) > 1:
                 where = ", ".join(f"{path} line {obj.line}" for path, obj in locs)
                 path, obj = locs[1]
