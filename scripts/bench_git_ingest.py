@@ -50,10 +50,7 @@ def generate(path: Path, commits: int, manifests: int, per_commit: int) -> None:
     chunks: list[bytes] = []
     t = 1_700_000_000
     for c in range(commits):
-        if c == 0:
-            changed = list(range(manifests))
-        else:
-            changed = rng.sample(range(manifests), per_commit)
+        changed = list(range(manifests)) if c == 0 else rng.sample(range(manifests), per_commit)
         body = []
         for i in changed:
             versions[i] += 1
