@@ -166,6 +166,7 @@ class Attribution(StrEnum):
 
 
 class ClusterObservedPayload(_Manifest):
+    origin: str = ""  # the cluster, e.g. "cluster:https://10.0.0.1:6443"
     resource_version: str
     change: Literal["added", "modified", "relisted"]
     manager: str | None = None
@@ -175,6 +176,7 @@ class ClusterObservedPayload(_Manifest):
 
 
 class ClusterDeletedPayload(_Frozen):
+    origin: str = ""
     resource_version: str | None
     synthetic: bool = False
     uid: str | None = None
@@ -183,6 +185,7 @@ class ClusterDeletedPayload(_Frozen):
 
 
 class AuditPayload(_Frozen):
+    origin: str = ""
     audit_id: str
     verb: str
     user: str
@@ -247,6 +250,7 @@ class SourceErrorPayload(_Frozen):
 class SourceOutagePayload(_Frozen):
     target: str
     reason: str
+    origin: str = ""
 
 
 # ---------------------------------------------------------------------------- envelopes

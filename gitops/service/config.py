@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
+from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 
 __all__ = ["Config", "load_config"]
@@ -23,6 +24,7 @@ class Config(BaseModel):
     db: str | None = Field(default=None, description="path of the SQLite event log")
     redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
     git: GitSourceConfig | None = Field(default=None, description="the Git source of desired state")
+    cluster: ClusterSourceConfig | None = Field(default=None, description="the cluster source of actual state")
 
 
 def _first_error(e: ValidationError) -> str:

@@ -202,6 +202,12 @@ class EventLog:
                              [prefix.replace("%", r"\%") + "%"])
         return {r["name"]: json.loads(r["value"]) for r in rows}
 
+    def distinct_resources(self, types: Sequence[str]) -> list[str]:
+        """Every ResourceKey string that events of ``types`` name (for source selection)."""
+        marks = ", ".join("?" * len(types))
+        sql = f"SELECT DISTINCT resource FROM events WHERE resource IS NOT NULL AND type IN ({marks})"
+        return [r[0] for r in self.conn.execute(sql, list(types))]
+
     def last_seq(self) -> int:
         row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)

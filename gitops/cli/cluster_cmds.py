@@ -1,0 +1,111 @@
+"""``gitops ingest cluster`` (one list pass) and ``gitops watch`` (everything, continuously)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.ingest_cmds import _describe, _git_config, ingest
+from gitops.model.times import utc_now
+from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
+from gitops.sources.git import GitIngest
+from gitops.sources.git.watch import GitFollower
+
+
+def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say which cluster, shared by the commands that read one."""
+    for opt in reversed([
+        click.option("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."),
+        click.option("--context", default=None, help="kubeconfig context (default: its current context)."),
+        click.option("--audit-log", default=None,
+                     help="The API server's audit log file, to name real users (env GITOPS_AUDIT_LOG)."),
+        click.option("--kind", "kinds", multiple=True,
+                     help="Also watch this kind, as Kind[.group]; '*' for every listable kind (repeatable)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _cluster_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
+                    kinds: tuple[str, ...]) -> ClusterSourceConfig:
+    values: dict[str, Any] = ctx.config.cluster.model_dump() if ctx.config.cluster is not None else {}
+    for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log)):
+        if value is not None:
+            values[name] = value
+    if values.get("audit_log") is None and os.environ.get("GITOPS_AUDIT_LOG"):
+        values["audit_log"] = os.environ["GITOPS_AUDIT_LOG"]
+    if kinds:
+        values["kinds"] = [*values.get("kinds", []), *kinds]
+    return ClusterSourceConfig.model_validate(values)
+
+
+@ingest.command("cluster")
+@cluster_options
+@pass_ctx
+def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
+                   kinds: tuple[str, ...]) -> None:
+    """List the cluster once and record every object that differs from what the log last saw."""
+    config = _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
+    ctx.open_log(create=True).close()
+    source = ClusterSource(ctx.db_path, config, redaction=ctx.config.redact)
+    summary = source.ingest_once()
+    unserved = f"; not served: {', '.join(summary.unserved)}" if summary.unserved else ""
+    click.echo(f"{source.origin}: {summary.kinds} kinds listed, {summary.events} events appended, "
+               f"{summary.audit_events} audit records{unserved}")
+
+
+@cli.command()
+@click.option("--repo", default=None, help="Git repository to follow (default: git.repo in the config; none: no Git).")
+@click.option("--branch", default=None, help="Branch to follow (default: the repository's default branch).")
+@click.option("--path", "paths", multiple=True, help="Directory inside the repository to read (repeatable).")
+@click.option("--no-cluster", is_flag=True, help="Follow Git only.")
+@cluster_options
+@pass_ctx
+def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
+          kubeconfig: str | None, context: str | None, audit_log: str | None, kinds: tuple[str, ...]) -> None:
+    """Follow Git, the cluster and its audit log into the log until SIGINT or SIGTERM."""
+    ctx.open_log(create=True).close()
+    stopped = threading.Event()
+    stoppers: list[Callable[[], None]] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopped.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    git_thread = None
+    git_source = None
+    if repo is not None or ctx.config.git is not None:
+        git_log = ctx.open_log()
+        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact)
+        follower = GitFollower(git_source, on_pass=lambda s: click.echo(f"{utc_now():%H:%M:%S} "
+                                                                         f"{git_source.origin}: {_describe(s)}")
+                               if s.commits or s.rewritten else None)
+        follower.start()
+        git_thread = threading.Thread(target=follower.run, name="git", daemon=True)
+        git_thread.start()
+        stoppers.append(follower.stop)
+        click.echo(f"following {git_source.origin}", err=True)
+    if not no_cluster:
+        cluster = ClusterSource(ctx.db_path, _cluster_config(ctx, kubeconfig, context, audit_log, kinds),
+                                redaction=ctx.config.redact)
+        cluster.start()
+        stoppers.append(cluster.stop)
+        audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""
+        click.echo(f"watching {cluster.origin}{audit}", err=True)
+    click.echo("Ctrl-C or SIGTERM stops", err=True)
+    stopped.wait()
+    for stop in stoppers:
+        stop()
+    if git_thread is not None:
+        git_thread.join(30)
+    if git_source is not None:
+        git_source.close()
+        git_source.log.close()
+    click.echo("stopped; everything seen was written", err=True)

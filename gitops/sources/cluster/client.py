@@ -1,0 +1,189 @@
+"""The cluster adapter: the only module that imports pykube-ng.
+
+It offers what the cluster source needs: discovery (which kinds the server serves, in
+which version, namespaced or not), a full list of a kind with its resourceVersion, and a
+watch from a resourceVersion with bookmarks. Failures are mapped onto our errors:
+``ResourceVersionGone`` for 410 (relist), ``ClusterUnavailableError`` for a server that
+cannot be reached or refuses us.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pykube
+import requests
+
+from gitops.model.errors import ClusterUnavailableError, SourceError
+
+__all__ = ["ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent"]
+
+
+class ResourceVersionGone(SourceError):
+    """The resourceVersion to watch from is too old (HTTP 410): list again."""
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    verbs: frozenset[str]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def name(self) -> str:
+        """``Kind.group`` (or ``Kind`` for the core group), as in ResourceKeys and config."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    @property
+    def watchable(self) -> bool:
+        return {"list", "watch"} <= self.verbs
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK, and CONNECTED first
+    object: dict[str, Any]
+
+
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def _unavailable(server: str, e: Exception) -> ClusterUnavailableError:
+    reason = type(e).__name__
+    if isinstance(e, pykube.exceptions.HTTPError):
+        reason = f"HTTP {e.code}: {e}"
+    return ClusterUnavailableError(f"the Kubernetes API at {server} is unavailable ({reason})")
+
+
+class ClusterClient:
+    """pykube-ng clients for one cluster: one for requests, one with a long read timeout
+    for watches (which the server ends every ``watch_timeout`` seconds)."""
+
+    def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
+                 watch_timeout: int = 300) -> None:
+        try:
+            config = pykube.KubeConfig.from_file(str(kubeconfig) if kubeconfig else None,
+                                                 **({"current_context": context} if context else {}))
+        except (pykube.exceptions.PyKubeError, OSError, KeyError) as e:
+            raise ClusterUnavailableError(f"cannot use kubeconfig {kubeconfig or '$KUBECONFIG'}: {e}") from None
+        self.server = str(config.cluster["server"])
+        self.api = pykube.HTTPClient(config, timeout=(10, 60))
+        self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
+        self.watch_timeout = watch_timeout
+        self._responses: set[Any] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    # ------------------------------------------------------------------ discovery
+
+    def discover(self) -> dict[tuple[str, str], KindInfo]:
+        """Every kind the server serves, keyed by (group, kind), in its preferred version."""
+        kinds: dict[tuple[str, str], KindInfo] = {}
+        try:
+            versions = [("", "v1")]
+            groups = self.api.get(version="", base="/apis")
+            groups.raise_for_status()
+            for g in groups.json()["groups"]:
+                versions.append((g["name"], g["preferredVersion"]["version"]))
+            for group, version in versions:
+                api_version = f"{group}/{version}" if group else version
+                for r in self.api.resource_list(api_version)["resources"]:
+                    if "/" in r["name"]:
+                        continue  # subresources
+                    key = (group, r["kind"])
+                    if key not in kinds:
+                        kinds[key] = KindInfo(group, version, r["kind"], r["name"], bool(r["namespaced"]),
+                                              frozenset(r.get("verbs", ())))
+        except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
+            raise _unavailable(self.server, e) from None
+        return kinds
+
+    def _request_kwargs(self, kind: KindInfo) -> dict[str, Any]:
+        return {"version": kind.api_version, "url": kind.plural,
+                **({"base": "/api"} if not kind.group else {})}
+
+    def list(self, kind: KindInfo) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` (all namespaces) and the list's resourceVersion."""
+        try:
+            r = self.api.get(**self._request_kwargs(kind))
+            self.api.raise_for_status(r)
+            body = orjson.loads(r.content)
+        except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
+            raise _unavailable(self.server, e) from None
+        items: list[dict[str, Any]] = body.get("items") or []
+        for item in items:  # list items carry neither; watch objects do
+            item.setdefault("apiVersion", kind.api_version)
+            item.setdefault("kind", kind.kind)
+        return items, str(body["metadata"]["resourceVersion"])
+
+    def watch(self, kind: KindInfo, resource_version: str) -> Iterator[WatchEvent]:
+        """Changes to ``kind`` after ``resource_version``, with bookmarks, until the server
+        ends the watch (every ``watch_timeout`` seconds) or ``close()`` is called.
+
+        The request goes through pykube's client; the stream is read here rather than with
+        pykube's WatchQuery so that the response can be closed from another thread at once
+        (a stopping process should not wait out an idle watch)."""
+        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(self.watch_timeout)}
+        try:
+            r = self.watch_api.get(**self._request_kwargs(kind), params=params, stream=True)
+        except _NETWORK_ERRORS as e:
+            raise _unavailable(self.server, e) from None
+        with self._lock:
+            self._responses.add(r)
+        try:
+            if r.status_code == 410:
+                raise ResourceVersionGone(f"{kind.name}: resourceVersion {resource_version} is gone")
+            try:
+                self.watch_api.raise_for_status(r)
+            except (requests.HTTPError, pykube.exceptions.HTTPError) as e:
+                raise _unavailable(self.server, e) from None
+            yield WatchEvent("CONNECTED", {})  # the server accepted the watch
+            for line in r.iter_lines():
+                if not line:
+                    continue
+                ev = orjson.loads(line)
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        raise ResourceVersionGone(f"{kind.name}: resourceVersion {resource_version} is gone")
+                    raise ClusterUnavailableError(f"watch of {kind.name} failed: {obj.get('message', obj)}")
+                yield WatchEvent(str(ev.get("type")), obj)
+        except (*_NETWORK_ERRORS, AttributeError, ValueError, OSError) as e:
+            if self._closed.is_set():
+                return  # close() ended the stream under the reader: a normal end
+            raise _unavailable(self.server, e) from None
+        finally:
+            with self._lock:
+                self._responses.discard(r)
+            r.close()
+
+    def close(self) -> None:
+        """End every watch in progress (from another thread): their iterators stop at once.
+        Closing a response does not wake a thread blocked reading it; shutting the socket
+        down does."""
+        self._closed.set()
+        with self._lock:
+            responses = list(self._responses)
+        for r in responses:
+            conn = getattr(r.raw, "connection", None) or getattr(r.raw, "_connection", None)
+            sock = getattr(conn, "sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+                r.close()
+            except OSError:
+                pass  # already closed

@@ -1,0 +1,171 @@
+"""The cluster source: which kinds to watch, and the threads that watch them.
+
+By default every kind that appears in the desired state plus Namespaces, more by
+configuration (``kinds``, ``'*'`` for every listable kind). Scope and versions come from
+discovery; a configured or desired kind the server does not serve is a ``source.error``
+event, not a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops.events.models import ClusterDeleted, ClusterObserved
+from gitops.events.redaction import RedactionRule
+from gitops.model.keys import parse_key
+from gitops.sources.cluster.attribution import fingerprint, managers
+from gitops.sources.cluster.audit import AuditIndex, AuditTailer
+from gitops.sources.cluster.client import ClusterClient, KindInfo
+from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
+from gitops.store import EventLog
+
+__all__ = ["ClusterSource", "PassSummary"]
+
+
+@dataclass
+class PassSummary:
+    kinds: int = 0
+    events: int = 0
+    audit_events: int = 0
+    unserved: tuple[str, ...] = ()
+
+
+def _kind_id(text: str) -> tuple[str, str]:
+    kind, _, group = text.partition(".")
+    return group, kind
+
+
+class ClusterSource:
+    """Reads one cluster into the log at ``db_path``."""
+
+    def __init__(self, db_path: str | Path, config: ClusterSourceConfig, *,
+                 redaction: Sequence[RedactionRule] = ()) -> None:
+        self.db_path = Path(db_path)
+        self.config = config
+        self.redaction = tuple(redaction)
+        self.client = ClusterClient(config.kubeconfig, context=config.context, watch_timeout=config.watch_timeout)
+        self.origin = f"cluster:{self.client.server}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._writer: Writer | None = None
+        self._tailer: AuditTailer | None = None
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self, log: EventLog, served: dict[tuple[str, str], KindInfo]) -> tuple[list[KindInfo], list[Problem]]:
+        wanted: set[tuple[str, str]] = {("", "Namespace")}
+        for resource in log.distinct_resources(["desired.applied"]):
+            key = parse_key(resource)
+            wanted.add((key.group, key.kind))
+        if "*" in self.config.kinds:
+            wanted.update(k for k, info in served.items() if info.watchable)
+        wanted.update(_kind_id(k) for k in self.config.kinds if k != "*")
+        kinds, problems = [], []
+        for group, kind in sorted(wanted):
+            info = served.get((group, kind))
+            name = f"{kind}.{group}" if group else kind
+            if info is None:
+                problems.append(Problem("kind-not-served", f"the cluster does not serve {name}", name))
+            elif not info.watchable:
+                problems.append(Problem("kind-not-watchable", f"{name} cannot be listed and watched", name))
+            else:
+                kinds.append(info)
+        return kinds, problems
+
+    def _known(self, log: EventLog, kinds: list[KindInfo]) -> dict[str, dict[str, Seen]]:
+        """What the log last recorded of each object of these kinds."""
+        by_name = {k.name: k for k in kinds}
+        known: dict[str, dict[str, Seen]] = {k.name: {} for k in kinds}
+        for r in log.read(types=("cluster.observed", "cluster.deleted"), source="cluster"):
+            ev = r.event
+            if ev.resource is None or getattr(ev.payload, "origin", None) != self.origin:
+                continue
+            key = parse_key(ev.resource)
+            name = f"{key.kind}.{key.group}" if key.group else key.kind
+            if name not in known:
+                continue
+            if isinstance(ev, ClusterObserved):
+                noisy = by_name[name].name in self.config.noisy_kinds
+                m = ev.payload.manifest
+                known[name][ev.resource] = Seen(fingerprint(m, noisy=noisy), managers(m))
+            elif isinstance(ev, ClusterDeleted):
+                known[name].pop(ev.resource, None)
+        return known
+
+    def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
+        served = self.client.discover()
+        kinds, problems = self.select(log, served)
+        plural = {(k.group, k.plural): (k.kind, k.namespaced) for k in served.values()}
+        index = tailer = None
+        if self.config.audit_log:
+            index = AuditIndex()
+            tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log,
+                                 resolve=lambda g, r: plural.get((g, r)), index=index, origin=self.origin)
+        writer = Writer(log, origin=self.origin, config=self.config, index=index, tailer=tailer)
+        outages = OutageTracker(writer.put)
+        known = self._known(log, kinds)
+        checkpoints = log.checkpoints(f"{self.origin}:")
+        watchers = []
+        for k in kinds:
+            cp = checkpoints.get(writer.checkpoint_name(k.name))
+            rv = cp.get("resourceVersion") if isinstance(cp, dict) else None
+            watchers.append(KindWatcher(self.client, k, config=self.config, known=known[k.name],
+                                        resource_version=rv, out=writer.put, outages=outages,
+                                        redaction=self.redaction))
+        for p in problems:
+            writer.put(p)
+        return watchers, writer, tailer, problems
+
+    # ------------------------------------------------------------------ one pass
+
+    def ingest_once(self) -> PassSummary:
+        """List every selected kind once and record what differs from the log."""
+        with EventLog(self.db_path) as log:
+            watchers, writer, tailer, problems = self._prepare(log)
+            audit = tailer.catch_up() if tailer is not None else 0
+            for w in watchers:
+                w.list_pass()
+            writer.drain()
+            if tailer is not None:
+                tailer.stop()
+                tailer.log.close()
+            return PassSummary(len(watchers), writer.appended, audit, tuple(p.kind for p in problems))
+
+    # ------------------------------------------------------------------ following
+
+    def start(self) -> None:
+        """Start watching in background threads; ``stop()`` ends them."""
+        log = EventLog(self.db_path)
+        watchers, writer, tailer, _ = self._prepare(log)
+        self._writer, self._tailer = writer, tailer
+        self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))
+        if tailer is not None:
+            tailer.start()
+            self._threads.append(threading.Thread(target=tailer.run, name="audit-tailer", daemon=True))
+        for w in watchers:
+            self._threads.append(threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}",
+                                                  daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop watching, write what is queued, and close."""
+        self._stop.set()
+        self.client.close()
+        if self._tailer is not None:
+            self._tailer.stop()
+        for t in self._threads:
+            if not t.name.startswith("cluster-writer"):
+                t.join(timeout=30)
+        if self._writer is not None:
+            self._writer.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
+        if self._writer is not None:
+            self._writer.log.close()
+        if self._tailer is not None:
+            self._tailer.log.close()

@@ -1,0 +1,355 @@
+"""List + watch per kind, the informer way, into the event log.
+
+One ``KindWatcher`` thread per kind lists, then watches from the list's resourceVersion
+(with bookmarks), and turns what it sees into ``Change`` values: it knows what the log
+last saw of each object, so updates that change nothing that matters are dropped here.
+On 410 Gone it lists again and reports what changed meanwhile, deletions included, as
+synthetic changes; when the server cannot be reached it retries with capped exponential
+backoff and jitter.
+
+One ``Writer`` thread owns the database connection: it takes changes in batches, joins
+each to the audit record of the request that caused it (waiting up to ``audit_wait``
+for the audit log to catch up), builds the events and appends them with the kinds'
+resourceVersion checkpoints in one transaction.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from gitops.events.models import (
+    AnyEvent,
+    Attribution,
+    ClusterDeleted,
+    ClusterDeletedPayload,
+    ClusterObserved,
+    ClusterObservedPayload,
+    EventSource,
+    SourceErrorEvent,
+    SourceErrorPayload,
+    SourceOutageEnded,
+    SourceOutagePayload,
+    SourceOutageStarted,
+    event_id,
+)
+from gitops.events.redaction import RedactionRule, redact
+from gitops.model.errors import ClusterUnavailableError
+from gitops.model.keys import ResourceKey, format_key
+from gitops.model.times import utc_now
+from gitops.sources.cluster.attribution import Managers, fingerprint, managers, writer
+from gitops.sources.cluster.audit import AuditIndex, AuditRecord, AuditTailer
+from gitops.sources.cluster.client import ClusterClient, KindInfo, ResourceVersionGone, WatchEvent
+from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.store import Checkpoint, EventLog
+
+__all__ = ["Change", "KindWatcher", "Seen", "Writer"]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the log last recorded of an object."""
+
+    fingerprint: str
+    managers: Managers
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    kind: str  # Kind[.group], for the checkpoint
+    resource_version: str | None
+    observed_at: datetime
+    manifest: dict[str, Any] | None = None  # None for deletions
+    change: Literal["added", "modified", "relisted", "deleted"] = "modified"
+    writer: tuple[str, str] | None = None
+    synthetic: bool = False
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A kind's new resourceVersion with nothing to record (bookmark, noise)."""
+
+    kind: str
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class Outage:
+    started: bool
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    kind: str
+
+
+Item = Change | Progress | Outage | Problem
+
+
+class OutageTracker:
+    """One outage for the whole cluster, however many watchers notice it."""
+
+    def __init__(self, out: Callable[[Item], None]) -> None:
+        self._down = False
+        self._lock = threading.Lock()
+        self._out = out
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            if not self._down:
+                self._down = True
+                self._out(Outage(True, reason, utc_now()))
+
+    def recovered(self) -> None:
+        with self._lock:
+            if self._down:
+                self._down = False
+                self._out(Outage(False, "the API server answers again", utc_now()))
+
+
+def object_key(obj: dict[str, Any], kind: KindInfo) -> str:
+    meta = obj.get("metadata") or {}
+    return format_key(ResourceKey(kind.group, kind.kind, str(meta.get("namespace") or "") if kind.namespaced else "",
+                                  str(meta.get("name", ""))))
+
+
+class KindWatcher:
+    """Keeps the log's record of one kind current."""
+
+    def __init__(self, client: ClusterClient, kind: KindInfo, *, config: ClusterSourceConfig,
+                 known: dict[str, Seen], resource_version: str | None, out: Callable[[Item], None],
+                 outages: OutageTracker, redaction: tuple[RedactionRule, ...] = ()) -> None:
+        self.client = client
+        self.kind = kind
+        self.config = config
+        self.known = known
+        self.rv = resource_version
+        self.out = out
+        self.outages = outages
+        self.redaction = redaction
+        self.noisy = kind.name in config.noisy_kinds
+
+    def _observe(self, obj: dict[str, Any], change: Literal["added", "modified", "relisted"],
+                 now: datetime) -> Change | None:
+        manifest = redact(obj, self.redaction)
+        key = object_key(obj, self.kind)
+        fp = fingerprint(manifest, noisy=self.noisy)
+        before = self.known.get(key)
+        after = managers(manifest)
+        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        if before is not None and before.fingerprint == fp:
+            return None  # nothing that matters changed
+        self.known[key] = Seen(fp, after)
+        return Change(key, self.kind.name, rv, now, manifest, change, writer(before.managers if before else None,
+                                                                            after))
+
+    def list_pass(self) -> int:
+        """List the kind, report what differs from the log (deletions too); returns how many."""
+        items, rv = self.client.list(self.kind)
+        self.outages.recovered()
+        now = utc_now()
+        seen: set[str] = set()
+        n = 0
+        for obj in items:
+            seen.add(object_key(obj, self.kind))
+            c = self._observe(obj, "relisted", now)
+            if c is not None:
+                self.out(c)
+                n += 1
+        for key in sorted(set(self.known) - seen):
+            before = self.known.pop(key)
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted",
+                            writer(None, before.managers) if before.managers else None, synthetic=True))
+            n += 1
+        self.out(Progress(self.kind.name, rv))
+        self.rv = rv
+        return n
+
+    def handle(self, ev: WatchEvent) -> None:
+        if ev.type == "CONNECTED":
+            self.outages.recovered()
+            return
+        rv = str((ev.object.get("metadata") or {}).get("resourceVersion", ""))
+        if ev.type == "BOOKMARK":
+            self.rv = rv
+            self.out(Progress(self.kind.name, rv))
+            return
+        now = utc_now()
+        if ev.type == "DELETED":
+            key = object_key(ev.object, self.kind)
+            before = self.known.pop(key, None)
+            manifest = redact(ev.object, self.redaction)
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted",
+                            writer(before.managers if before else None, managers(manifest)),
+                            uid=(ev.object.get("metadata") or {}).get("uid")))
+        else:
+            c = self._observe(ev.object, "added" if ev.type == "ADDED" else "modified", now)
+            self.out(c if c is not None else Progress(self.kind.name, rv))
+        self.rv = rv
+
+    def run(self, stop: threading.Event) -> None:
+        """List when there is no resourceVersion to resume from, then watch; relist on 410;
+        back off and retry while the server is unreachable. Returns when ``stop`` is set."""
+        delay = self.config.backoff_initial
+        while not stop.is_set():
+            try:
+                if self.rv is None:
+                    self.list_pass()
+                for ev in self.client.watch(self.kind, self.rv or "0"):
+                    self.handle(ev)
+                    if stop.is_set():
+                        return
+                delay = self.config.backoff_initial
+            except ResourceVersionGone:
+                self.rv = None  # relist: whatever happened meanwhile is found by comparing
+            except ClusterUnavailableError as e:
+                if stop.is_set():
+                    return
+                self.outages.failed(str(e))
+                stop.wait(delay * (0.5 + random.random() / 2))  # jitter, not cryptography
+                delay = min(delay * 2, self.config.backoff_max)
+
+
+@dataclass
+class _Pending:
+    events: list[AnyEvent] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+
+class Writer:
+    """Turns changes into events and appends them, batched, with their checkpoints."""
+
+    def __init__(self, log: EventLog, *, origin: str, config: ClusterSourceConfig,
+                 index: AuditIndex | None = None, tailer: AuditTailer | None = None) -> None:
+        self.log = log
+        self.origin = origin
+        self.config = config
+        self.index = index
+        self.tailer = tailer
+        self.queue: queue.Queue[Item | None] = queue.Queue()
+        self.appended = 0
+
+    def put(self, item: Item | None) -> None:
+        """Queue ``item``; ``None`` tells ``run`` to finish after what is queued before it."""
+        self.queue.put(item)
+
+    def checkpoint_name(self, kind: str) -> str:
+        return f"{self.origin}:{kind}"
+
+    def _audit(self, c: Change) -> AuditRecord | None:
+        if self.index is None:
+            return None
+        deleted = c.manifest is None
+        rec = self.index.find(c.key, c.resource_version, deleted=deleted)
+        if rec is None and self.tailer is not None and not c.synthetic:
+            deadline = c.observed_at.timestamp() + self.config.audit_wait
+            while rec is None:
+                self.tailer.catch_up()
+                rec = self.index.find(c.key, c.resource_version, deleted=deleted)
+                remaining = deadline - utc_now().timestamp()
+                if rec is not None or remaining <= 0:
+                    break
+                self.index.wait(min(0.02, remaining))
+        if rec is not None and deleted and abs((c.observed_at - rec.at).total_seconds()) > 60:
+            return None  # an old delete of an object of the same name
+        return rec
+
+    def _event(self, c: Change) -> AnyEvent:
+        rec = self._audit(c)
+        manager, operation = c.writer or (None, None)
+        if manager is not None and manager == self.config.field_manager:
+            attribution, actor = Attribution.RECONCILER, manager
+        elif rec is not None:
+            attribution, actor = Attribution.AUDIT, rec.user
+        elif manager is not None:
+            attribution, actor = Attribution.MANAGED_FIELDS, manager
+        else:
+            attribution, actor = Attribution.UNKNOWN, None
+        audit_id = rec.audit_id if rec is not None else None
+        if c.manifest is None:
+            marker = f"list:{c.resource_version}" if c.synthetic else str(c.resource_version)
+            return ClusterDeleted(
+                id=event_id("cluster.deleted", self.origin, c.key, marker), source=EventSource.CLUSTER,
+                resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
+                payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
+                                              synthetic=c.synthetic, uid=c.uid, attribution=attribution,
+                                              audit_id=audit_id),
+            )
+        assert c.change != "deleted"
+        return ClusterObserved(
+            id=event_id("cluster.observed", self.origin, c.key, str(c.resource_version)), source=EventSource.CLUSTER,
+            resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
+            payload=ClusterObservedPayload(origin=self.origin, manifest=c.manifest,
+                                           resource_version=str(c.resource_version), change=c.change,
+                                           manager=manager, operation=operation, attribution=attribution,
+                                           audit_id=audit_id),
+        )
+
+    def _item(self, item: Item, pending: _Pending) -> None:
+        if isinstance(item, Change):
+            pending.events.append(self._event(item))
+            if item.resource_version:
+                pending.checkpoints[item.kind] = item.resource_version
+        elif isinstance(item, Progress):
+            pending.checkpoints[item.kind] = item.resource_version
+        elif isinstance(item, Outage):
+            cls = SourceOutageStarted if item.started else SourceOutageEnded
+            pending.events.append(cls(
+                id=event_id(cls.model_fields["type"].default, self.origin, item.at.isoformat()),
+                source=EventSource.CLUSTER, effective_at=item.at,
+                payload=SourceOutagePayload(target=self.origin, reason=item.reason, origin=self.origin),
+            ))
+        else:
+            pending.events.append(SourceErrorEvent(
+                id=event_id("source.error", self.origin, item.code, item.kind), source=EventSource.CLUSTER,
+                effective_at=utc_now(),
+                payload=SourceErrorPayload(code=item.code, message=item.message, origin=self.origin),
+            ))
+
+    def flush(self, pending: _Pending) -> None:
+        if not pending.events and not pending.checkpoints:
+            return
+        cps = [Checkpoint(self.checkpoint_name(k), {"resourceVersion": rv}) for k, rv in pending.checkpoints.items()]
+        self.appended += len(self.log.append(pending.events, checkpoint=cps))
+
+    def _batch(self, first: Item | None) -> bool:
+        """Write ``first`` and whatever else is queued now, in one transaction (up to 1000
+        events); False once the end marker (None) was met."""
+        if first is None:
+            return False
+        pending = _Pending()
+        self._item(first, pending)
+        alive = True
+        while len(pending.events) < 1000:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                alive = False
+                break
+            self._item(item, pending)
+        self.flush(pending)
+        return alive
+
+    def drain(self) -> None:
+        """Write everything queued so far (one-shot use, no thread)."""
+        self.queue.put(None)
+        while self._batch(self.queue.get()):
+            pass
+
+    def run(self) -> None:
+        """Block on the queue and write in batches until ``None`` is queued."""
+        while self._batch(self.queue.get()):
+            pass

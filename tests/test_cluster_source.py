@@ -1,0 +1,257 @@
+"""The cluster source against the real local control plane: watch, attribution, 410,
+outages, redaction, idleness. No mocks."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pykube
+import pytest
+
+from gitops.events import Attribution, ClusterDeleted, ClusterObserved
+from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
+from gitops.store import EventLog
+from tests.cluster_fixtures import Cluster, wait_until
+from tests.test_cluster_contract import configmap, server_side_apply
+
+pytestmark = pytest.mark.cluster
+
+
+def source_config(cluster: Cluster, *, audit: bool = True, **extra: Any) -> ClusterSourceConfig:
+    return ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="admin" if cluster.local else None,
+                               audit_log=str(cluster.audit_log) if audit and cluster.audit_log else None,
+                               kinds=["ConfigMap", "Secret"], backoff_initial=0.2, backoff_max=2.0, **extra)
+
+
+@contextmanager
+def running(db: Path, config: ClusterSourceConfig) -> Iterator[ClusterSource]:
+    source = ClusterSource(db, config)
+    source.start()
+    try:
+        yield source
+    finally:
+        source.stop()
+
+
+def history(db: Path, namespace: str) -> list[tuple[str, str, str | None]]:
+    """(type, resource, change) of the cluster events about ConfigMaps in ``namespace``."""
+    out: list[tuple[str, str, str | None]] = []
+    with EventLog(db) as log:
+        for r in log.read(types=("cluster.observed", "cluster.deleted")):
+            if r.event.resource and r.event.resource.startswith(f"ConfigMap/{namespace}/"):
+                change = r.event.payload.change if isinstance(r.event, ClusterObserved) else None
+                out.append((r.event.type, r.event.resource, change))
+    return out
+
+
+def last(db: Path, resource: str) -> Any:
+    with EventLog(db) as log:
+        found = list(log.read(resource=resource, types=("cluster.observed", "cluster.deleted")))
+    return found[-1].event if found else None
+
+
+def grant_edit(admin_api: Any, namespace: str, user: str) -> None:
+    pykube.RoleBinding(admin_api, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": f"{user}-edit", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }).create()
+
+
+def as_user_patch(api: Any, namespace: str, name: str, data: dict[str, str]) -> str:
+    def attempt() -> str | None:
+        try:
+            cm = pykube.ConfigMap.objects(api, namespace=namespace).get(name=name)
+            cm.obj["data"] = data
+            cm.update()
+        except pykube.exceptions.HTTPError:
+            return None  # RBAC caches may take a moment to see a new binding
+        return str(cm.obj["metadata"]["resourceVersion"])
+
+    return str(wait_until(attempt, timeout=30, what="the user's edit to be allowed"))
+
+
+def test_create_modify_delete_are_recorded_in_order(cluster: Cluster, admin_api: Any, namespace: str,
+                                                    db_path: Path) -> None:
+    key = f"ConfigMap/{namespace}/ordered"
+    with running(db_path, source_config(cluster)):
+        cm = pykube.ConfigMap(admin_api, configmap("ordered", namespace))
+        cm.create()
+        wait_until(lambda: last(db_path, key) is not None, what="the creation")
+        cm.obj["data"] = {"k": "v2"}
+        cm.update()
+        wait_until(lambda: (e := last(db_path, key)) is not None and e.payload.manifest.get("data", {}).get("k") == "v2"
+                   if isinstance(last(db_path, key), ClusterObserved) else False, what="the update")
+        cm.delete()
+        wait_until(lambda: isinstance(last(db_path, key), ClusterDeleted), what="the deletion")
+    assert history(db_path, namespace) == [
+        ("cluster.observed", key, "added"),
+        ("cluster.observed", key, "modified"),
+        ("cluster.deleted", key, None),
+    ]
+    with EventLog(db_path) as log:
+        assert log.verify().ok
+
+
+def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
+    cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path,
+) -> None:
+    grant_edit(admin_api, namespace, "alice")
+    pykube.ConfigMap(admin_api, configmap("shared", namespace)).create()
+    key = f"ConfigMap/{namespace}/shared"
+    with running(db_path, source_config(cluster)):
+        rv = as_user_patch(alice_api, namespace, "shared", {"k": "by-alice"})
+        wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == rv, what="alice's change")
+    ev = last(db_path, key)
+    assert isinstance(ev, ClusterObserved)
+    assert (ev.actor, ev.payload.attribution) == ("alice", Attribution.AUDIT)
+    with EventLog(db_path) as log:
+        audit = [r.event for r in log.read(types=["audit"], resource=key) if r.event.revision == rv]
+    assert len(audit) == 1
+    assert audit[0].payload.audit_id == ev.payload.audit_id  # type: ignore[union-attr]
+    assert audit[0].payload.user == "alice" and audit[0].payload.verb in ("patch", "update")  # type: ignore[union-attr]
+    assert "system:authenticated" in audit[0].payload.groups  # type: ignore[union-attr]
+    assert audit[0].payload.source_ips and audit[0].payload.user_agent  # type: ignore[union-attr]
+
+
+def test_without_the_audit_log_the_field_manager_is_named_and_said_so(
+    cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path,
+) -> None:
+    grant_edit(admin_api, namespace, "alice")
+    pykube.ConfigMap(admin_api, configmap("shared", namespace)).create()
+    key = f"ConfigMap/{namespace}/shared"
+    with running(db_path, source_config(cluster, audit=False)):
+        rv = as_user_patch(alice_api, namespace, "shared", {"k": "by-alice"})
+        wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == rv, what="alice's change")
+    ev = last(db_path, key)
+    assert isinstance(ev, ClusterObserved)
+    assert ev.payload.attribution == Attribution.MANAGED_FIELDS
+    assert ev.actor == ev.payload.manager and ev.actor  # pykube's user agent names its field manager
+    assert ev.payload.operation == "Update"
+    assert ev.payload.audit_id is None
+
+
+def test_the_reconcilers_own_field_manager_is_recognised(cluster: Cluster, admin_api: Any, namespace: str,
+                                                         db_path: Path) -> None:
+    key = f"ConfigMap/{namespace}/applied"
+    with running(db_path, source_config(cluster)):
+        obj = server_side_apply(admin_api, configmap("applied", namespace), "gitops")
+        wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == obj["metadata"]["resourceVersion"],
+                   what="the apply")
+    ev = last(db_path, key)
+    assert (ev.actor, ev.payload.attribution, ev.payload.operation) == ("gitops", Attribution.RECONCILER, "Apply")
+
+
+def test_a_410_relists_and_records_a_delete_that_happened_meanwhile(cluster: Cluster, admin_api: Any, namespace: str,
+                                                                   db_path: Path) -> None:
+    for name in ("stays", "goes"):
+        pykube.ConfigMap(admin_api, configmap(name, namespace)).create()
+    config = source_config(cluster, audit=False)
+    with running(db_path, config):
+        wait_until(lambda: len(history(db_path, namespace)) == 2, what="both objects")
+    # while nothing watches: a delete, a change, then the history they happened in is compacted away
+    pykube.ConfigMap(admin_api, configmap("goes", namespace)).delete()
+    changed = pykube.ConfigMap.objects(admin_api, namespace=namespace).get(name="stays")
+    changed.obj["data"] = {"k": "changed-while-away"}
+    changed.update()
+    cluster.compact_etcd()
+    cluster.stop_apiserver()
+    cluster.start_apiserver()
+    with running(db_path, config):  # resumes from its checkpoint, meets 410, relists
+        wait_until(lambda: len(history(db_path, namespace)) == 4, what="the relist")
+    assert history(db_path, namespace)[2:] == [
+        ("cluster.observed", f"ConfigMap/{namespace}/stays", "relisted"),
+        ("cluster.deleted", f"ConfigMap/{namespace}/goes", None),
+    ]
+    gone = last(db_path, f"ConfigMap/{namespace}/goes")
+    assert isinstance(gone, ClusterDeleted) and gone.payload.synthetic
+
+
+def test_the_api_server_stopped_and_restarted_mid_watch_loses_nothing(cluster: Cluster, admin_api: Any,
+                                                                      namespace: str, db_path: Path) -> None:
+    with running(db_path, source_config(cluster, audit=False)):
+        pykube.ConfigMap(admin_api, configmap("before", namespace)).create()
+        wait_until(lambda: len(history(db_path, namespace)) == 1, what="the first object")
+        cluster.stop_apiserver()
+        with EventLog(db_path) as log:
+            wait_until(lambda: any(True for _ in log.read(types=["source.outage_started"])), what="the outage")
+        cluster.start_apiserver()
+        pykube.ConfigMap(admin_api, configmap("after", namespace)).create()
+        wait_until(lambda: len(history(db_path, namespace)) == 2, timeout=60, what="the object made after")
+        with EventLog(db_path) as log:
+            wait_until(lambda: any(True for _ in log.read(types=["source.outage_ended"])), what="the recovery")
+    assert [h[1] for h in history(db_path, namespace)] == [f"ConfigMap/{namespace}/before",
+                                                           f"ConfigMap/{namespace}/after"]
+
+
+def test_a_secret_value_never_reaches_the_database(cluster: Cluster, admin_api: Any, namespace: str,
+                                                   db_path: Path) -> None:
+    value = f"cluster-secret-{uuid.uuid4().hex}"
+    key = f"Secret/{namespace}/creds"
+    with running(db_path, source_config(cluster)):
+        pykube.Secret(admin_api, {"apiVersion": "v1", "kind": "Secret",
+                                  "metadata": {"name": "creds", "namespace": namespace},
+                                  "stringData": {"password": value}}).create()
+        wait_until(lambda: last(db_path, key) is not None, what="the Secret")
+    ev = last(db_path, key)
+    assert ev.payload.manifest["data"]["password"].startswith("sha256:")
+    needles = [value.encode(), base64.b64encode(value.encode())]
+    for f in db_path.parent.iterdir():
+        if f.name.startswith(db_path.name):
+            data = f.read_bytes()
+            assert not any(n in data for n in needles), f.name
+
+
+def _settled(admin_api: Any) -> bool:
+    """No namespace is being deleted (earlier tests' namespaces are still going away)."""
+    return all(ns.obj.get("status", {}).get("phase") != "Terminating"
+               for ns in pykube.Namespace.objects(admin_api).iterator())
+
+
+def test_an_idle_cluster_appends_nothing(cluster: Cluster, admin_api: Any, namespace: str, db_path: Path) -> None:
+    pykube.ConfigMap(admin_api, configmap("quiet", namespace)).create()
+    wait_until(lambda: _settled(admin_api), timeout=120, what="earlier namespaces to finish deleting")
+    config = source_config(cluster, audit=False)
+    first = ClusterSource(db_path, config).ingest_once()
+    assert first.events > 0
+    assert ClusterSource(db_path, config).ingest_once().events == 0
+    with EventLog(db_path) as log:
+        n = log.count()
+    with running(db_path, config):
+        import time
+
+        time.sleep(4)
+    with EventLog(db_path) as log:
+        extra = [(r.event.type, r.event.resource) for r in log.read(since_seq=n)]
+    assert extra == []
+
+
+def test_a_kind_the_server_does_not_serve_is_a_source_error(cluster: Cluster, db_path: Path) -> None:
+    config = source_config(cluster, audit=False, ).model_copy(update={"kinds": ["Widget.example.com"]})
+    summary = ClusterSource(db_path, config).ingest_once()
+    assert summary.unserved == ("Widget.example.com",)
+    with EventLog(db_path) as log:
+        errors = [r.event.payload for r in log.read(types=["source.error"])]
+    assert [(e.code, e.message) for e in errors] == [  # type: ignore[union-attr]
+        ("kind-not-served", "the cluster does not serve Widget.example.com")]
+
+
+def test_cli_ingest_cluster_reports_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(tmp_path / "g.db"), "ingest", "cluster",
+                          "--kubeconfig", str(cluster.kubeconfig), "--context", "admin", "--kind", "ConfigMap"],
+                         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert "kinds listed" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(tmp_path / "g.db"), "ingest", "cluster",
+                          "--kubeconfig", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: cannot use kubeconfig") and "Traceback" not in res.stderr
