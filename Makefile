@@ -30,6 +30,8 @@ schema: install
 bench: install
 	$(BIN)/python scripts/bench_append.py
 	$(BIN)/python scripts/bench_verify.py
+	$(BIN)/python scripts/bench_git_ingest.py
+	scripts/local-cluster up && eval "$$(scripts/local-cluster env)" && $(BIN)/python scripts/bench_cluster_ingest.py
 
 cluster-up:
 	scripts/local-cluster up

@@ -138,10 +138,13 @@ class ClusterSource:
     # ------------------------------------------------------------------ following
 
     def start(self) -> None:
-        """Start watching in background threads; ``stop()`` ends them."""
+        """Read the audit log's backlog, then start watching in background threads;
+        ``stop()`` ends them."""
         log = EventLog(self.db_path)
         watchers, writer, tailer, _ = self._prepare(log)
         self._writer, self._tailer = writer, tailer
+        if tailer is not None:
+            tailer.catch_up()  # a first start may have a long audit history to read
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))
         if tailer is not None:
             tailer.start()
