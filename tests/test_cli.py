@@ -131,3 +131,16 @@ def test_db_defaults_to_gitops_db_in_the_working_directory_and_env(tmp_path: Pat
                          cwd=tmp_path, env={"GITOPS_DB": str(env_db), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     assert env_db.exists()
+
+
+def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text(example)
+    from gitops.service.config import load_config
+
+    config = load_config(cfg)
+    assert config.git is not None and config.git.paths == ["clusters/prod"]
+    assert config.cluster is not None and config.cluster.kinds == ["Ingress.networking.k8s.io"]
+    assert config.redact[0].kind == "Deployment"

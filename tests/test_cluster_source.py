@@ -255,3 +255,44 @@ def test_cli_ingest_cluster_reports_one_line(cluster: Cluster, tmp_path: Path) -
                           "--kubeconfig", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert res.stderr.startswith("error: cannot use kubeconfig") and "Traceback" not in res.stderr
+
+
+def test_gitops_watch_follows_git_and_the_cluster_then_stops_cleanly(
+    cluster: Cluster, admin_api: Any, namespace: str, tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.gitrepo import GitRepo
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("from-git", namespace))
+    repo.commit("one")
+    db = tmp_path / "g.db"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "GITOPS_AUDIT_LOG": str(cluster.audit_log or "")}
+    args = ["--kind", "ConfigMap"] + (["--context", "admin"] if cluster.local else [])
+    proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "watch", "--repo", str(repo.path),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        key = f"ConfigMap/{namespace}/made-live"
+        wait_until(lambda: db.exists() and _has(db, "desired.applied", f"ConfigMap/{namespace}/from-git"),
+                   what="the git history")
+        pykube.ConfigMap(admin_api, configmap("made-live", namespace)).create()
+        repo.write("b.yaml", configmap("second", namespace))
+        repo.commit("two")
+        wait_until(lambda: _has(db, "cluster.observed", key), what="the cluster change")
+        wait_until(lambda: _has(db, "desired.applied", f"ConfigMap/{namespace}/second"), what="the new commit")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped; everything seen was written" in err
+    with EventLog(db) as log:
+        assert log.verify().ok
+
+
+def _has(db: Path, event_type: str, resource: str) -> bool:
+    with EventLog(db) as log:
+        return any(True for _ in log.read(types=[event_type], resource=resource))

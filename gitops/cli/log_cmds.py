@@ -10,7 +10,14 @@ import click
 
 from gitops.cli.app import Context, cli, output_option, pass_ctx
 from gitops.cli.render import render_rows
-from gitops.events import EVENT_TYPES, GitRewrittenPayload, Recorded
+from gitops.events import (
+    EVENT_TYPES,
+    AuditPayload,
+    ClusterDeletedPayload,
+    ClusterObservedPayload,
+    GitRewrittenPayload,
+    Recorded,
+)
 from gitops.model.errors import UsageError
 from gitops.model.times import format_time
 from gitops.store.migrate import latest_version
@@ -32,6 +39,12 @@ def _detail(r: Recorded) -> str:
     p = r.event.payload
     if isinstance(p, GitRewrittenPayload):
         return f"{p.old_head[:12]} -> {p.new_head[:12]}"
+    if isinstance(p, AuditPayload):
+        return f"{p.verb} -> {p.response_code}"
+    if isinstance(p, ClusterObservedPayload):
+        return f"{p.change}, by {p.attribution.value}"
+    if isinstance(p, ClusterDeletedPayload):
+        return f"{'found gone on relist' if p.synthetic else 'deleted'}, by {p.attribution.value}"
     text = getattr(p, "message", None)
     if isinstance(text, str):
         return text.strip().splitlines()[0] if text.strip() else ""

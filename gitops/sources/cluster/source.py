@@ -99,7 +99,9 @@ class ClusterSource:
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
         served = self.client.discover()
         kinds, problems = self.select(log, served)
-        plural = {(k.group, k.plural): (k.kind, k.namespaced) for k in served.values()}
+        # Audit records are kept for the kinds watched here, noisy ones aside: a real
+        # cluster's audit log is mostly lease renewals and node heartbeats.
+        plural = {(k.group, k.plural): (k.kind, k.namespaced) for k in kinds if k.name not in self.config.noisy_kinds}
         index = tailer = None
         if self.config.audit_log:
             index = AuditIndex()

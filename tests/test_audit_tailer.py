@@ -1,0 +1,90 @@
+"""The audit log tailer on a real file: new lines, torn lines, rotation, restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gitops.events import AuditRecorded
+from gitops.sources.cluster.audit import AuditIndex, AuditTailer
+from gitops.store import EventLog
+
+PLURALS = {("", "configmaps"): ("ConfigMap", True), ("", "namespaces"): ("Namespace", False)}
+
+
+def line(n: int, *, verb: str = "patch", user: str = "alice", stage: str = "ResponseComplete",
+         resource: str = "configmaps", rv: str | None = None) -> str:
+    ev: dict[str, Any] = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": f"id-{n}",
+        "stage": stage, "requestURI": f"/api/v1/namespaces/shop/{resource}/cm-{n}", "verb": verb,
+        "user": {"username": user, "groups": ["devs", "system:authenticated"]},
+        "sourceIPs": ["127.0.0.1"], "userAgent": "kubectl/v1.20.2",
+        "objectRef": {"resource": resource, "namespace": "shop", "name": f"cm-{n}", "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestObject": {"data": {"password": "never-kept"}},
+        "responseObject": {"kind": "ConfigMap", "metadata": {"resourceVersion": rv or str(1000 + n)},
+                           "data": {"password": "never-kept"}},
+        "requestReceivedTimestamp": "2026-11-26T10:00:00.000000Z",
+        "stageTimestamp": "2026-11-26T10:00:00.010000Z",
+    }
+    return json.dumps(ev) + "\n"
+
+
+def tailer(db: Path, path: Path, index: AuditIndex | None = None) -> AuditTailer:
+    return AuditTailer(EventLog(db), path, resolve=lambda g, r: PLURALS.get((g, r)), index=index or AuditIndex(),
+                       origin="cluster:test")
+
+
+def audit_ids(db: Path) -> list[str]:
+    with EventLog(db) as log:
+        return [r.event.payload.audit_id for r in log.read(types=["audit"])  # type: ignore[union-attr]
+                if isinstance(r.event, AuditRecorded)]
+
+
+def test_write_requests_become_audit_events_without_bodies(tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + line(2, verb="get") + line(3, stage="RequestReceived") + line(4, verb="delete")
+                    + "{not json\n" + line(5, resource="widgets"))
+    index = AuditIndex()
+    t = tailer(db_path, path, index)
+    assert t.catch_up() == 2
+    assert audit_ids(db_path) == ["id-1", "id-4"]
+    with EventLog(db_path) as log:
+        ev = next(log.read(types=["audit"])).event
+    assert isinstance(ev, AuditRecorded)
+    assert (ev.resource, ev.actor, ev.revision) == ("ConfigMap/shop/cm-1", "alice", "1001")
+    assert ev.payload.groups == ["devs", "system:authenticated"]
+    assert (ev.payload.user_agent, ev.payload.source_ips) == ("kubectl/v1.20.2", ["127.0.0.1"])
+    assert index.find("ConfigMap/shop/cm-1", "1001", deleted=False) is not None
+    assert b"never-kept" not in db_path.read_bytes()
+
+
+def test_a_torn_last_line_is_read_once_complete(tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    whole = line(1)
+    path.write_text(whole[:50])
+    t = tailer(db_path, path)
+    assert t.catch_up() == 0
+    with path.open("a") as f:
+        f.write(whole[50:])
+    assert t.catch_up() == 1
+    assert audit_ids(db_path) == ["id-1"]
+
+
+def test_rotation_loses_nothing_and_a_restart_resumes_where_it_stopped(tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + line(2))
+    t = tailer(db_path, path)
+    assert t.catch_up() == 2
+    with path.open("a") as f:  # written just before the rotation, not yet read
+        f.write(line(3))
+    path.rename(tmp_path / "audit-2026-11-26T10-00-00.log")
+    path.write_text(line(4))
+    assert t.catch_up() == 2
+    t.stop()
+    with path.open("a") as f:
+        f.write(line(5))
+    again = tailer(db_path, path)  # a new process: resumes from the checkpoint
+    assert again.catch_up() == 1
+    assert audit_ids(db_path) == ["id-1", "id-2", "id-3", "id-4", "id-5"]
