@@ -38,7 +38,7 @@ def tailer(db: Path, path: Path, index: AuditIndex | None = None) -> AuditTailer
 
 def audit_ids(db: Path) -> list[str]:
     with EventLog(db) as log:
-        return [r.event.payload.audit_id for r in log.read(types=["audit"])  # type: ignore[union-attr]
+        return [r.event.payload.audit_id for r in log.read(types=["audit"])
                 if isinstance(r.event, AuditRecorded)]
 
 
