@@ -36,8 +36,9 @@ def format_time(t: datetime) -> str:
     """The stored form of ``t``; naive datetimes are taken as UTC."""
     if t.tzinfo is not UTC:
         t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-    # isoformat pads the year to four digits, which strftime("%Y") does not for years < 1000
-    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat pads the year to four digits, which strftime("%Y") does not for years < 1000;
+    # in UTC it ends in "+00:00", which becomes "Z"
+    return t.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:

@@ -318,16 +318,17 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]
     recorded_at = max(now, head[2]) if head else now  # non-decreasing even if the clock steps back
     rows: list[tuple[Any, ...]] = []
     appended: list[Appended] = []
+    add_row, add_appended, mark_seen = rows.append, appended.append, seen.add  # the hot loop
     for ev in batch:
         if ev.id in seen:
             continue
-        seen.add(ev.id)
+        mark_seen(ev.id)
         seq += 1
         values = (ev.id, ev.type, ev.source.value, ev.resource, ev.actor, format_time(ev.effective_at),
                   recorded_at, ev.revision, payload_json(ev))
         row_prev, prev = prev, row_hash(prev, values)
-        rows.append((seq, *values, row_prev, prev))
-        appended.append(Appended(seq, recorded_at, prev, ev))
+        add_row((seq, *values, row_prev, prev))
+        add_appended(Appended(seq, recorded_at, prev, ev))
     if rows:
         cur.executemany(_INSERT, rows)
         cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
