@@ -26,8 +26,9 @@ move for commits observed live (``observed_at``), with the commit times in the p
 from __future__ import annotations
 
 import hashlib
+import itertools
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +64,7 @@ from gitops.store import Checkpoint, EventLog
 __all__ = ["GitIngest", "IngestSummary"]
 
 Progress = Callable[[int, int], None]
+_PARSE_CACHE_LIMIT = 20_000  # parsed files kept by blob id
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class GitIngest:
             summary.rewritten = True
             since = base
         total = self.repo.count(since, head)
-        for done, (commit, changes) in enumerate(self.repo.history(since, head), start=1):
+        for done, (commit, changes) in enumerate(self._prefetched(self.repo.history(since, head)), start=1):
             events, valid = self._ingest_commit(commit, changes, observed_at, summary)
             batch.events.extend(events)
             batch.commits += 1
@@ -239,14 +241,37 @@ class GitIngest:
 
     # ------------------------------------------------------------------ the tree in memory
 
+    def _prefetched(self, history: Iterator[tuple[CommitInfo, list[Change]]],
+                    window: int = 64) -> Iterator[tuple[CommitInfo, list[Change]]]:
+        """The history, with the blobs of each window of commits read and parsed ahead in
+        one round trip to git, so that processing a commit finds its files in the cache."""
+        while True:
+            chunk = list(itertools.islice(history, window))
+            if not chunk:
+                return
+            if len(self._parsed) > _PARSE_CACHE_LIMIT:
+                self._parsed.clear()  # only a cache: bounded memory on long histories
+            wanted = [c for _, changes in chunk for c in changes
+                      if c.blob is not None and not c.is_symlink and self.config.in_scope(c.path)
+                      and (c.blob, c.path.endswith(".json")) not in self._parsed]
+            data = self.repo.read_blobs([c.blob for c in wanted if c.blob is not None])
+            for c in wanted:
+                assert c.blob is not None
+                self._parse(c.path, c.blob, data[c.blob])
+            yield from chunk
+
     def _load_tree(self, sha: str) -> None:
         self._files.clear()
         self._locations.clear()
         self._bad_files.clear()
         self._duplicates.clear()
-        for entry in self.repo.tree(sha):
-            if self.config.in_scope(entry.path):
-                self._set_file(entry.path, self._read(entry))
+        entries = [e for e in self.repo.tree(sha) if self.config.in_scope(e.path)]
+        unread = [e for e in entries if not e.is_symlink and (e.blob, e.path.endswith(".json")) not in self._parsed]
+        data = self.repo.read_blobs([e.blob for e in unread])
+        for e in unread:
+            self._parse(e.path, e.blob, data[e.blob])
+        for entry in entries:
+            self._set_file(entry.path, self._read(entry))
 
     def _apply_changes(self, changes: list[Change]) -> set[str]:
         touched: set[str] = set()
@@ -295,12 +320,14 @@ class GitIngest:
                 return _File((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
                                                   f"({target})"),))
             return _File((), ())  # a link inside the repository: its target is read on its own
-        cache_key = (entry.blob, entry.path.endswith(".json"))
-        cached = self._parsed.get(cache_key)
+        cached = self._parsed.get((entry.blob, entry.path.endswith(".json")))
         if cached is not None:
             return cached
-        result = parse_manifests(entry.path, self.repo.read_blob(entry.blob), scope=self.scope,
-                                 default_namespace=self.config.default_namespace,
+        return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
+
+    def _parse(self, path: str, blob: str, data: bytes) -> _File:
+        cache_key = (blob, path.endswith(".json"))
+        result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
                                  max_bytes=self.config.max_file_bytes)
         objects = []
         for doc in result.documents:

@@ -16,10 +16,12 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -33,6 +35,7 @@ __all__ = ["Change", "CommitInfo", "GitRepository", "Person", "TreeEntry", "disp
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _SYMLINK_MODE = "120000"
 _SUBMODULE_MODE = "160000"
+_BATCH_CHUNK = 256
 
 
 def is_remote(location: str) -> bool:
@@ -80,6 +83,10 @@ class Change:
     blob: str | None  # None when the file was deleted
     mode: str
 
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode == _SYMLINK_MODE
+
 
 @dataclass(frozen=True)
 class TreeEntry:
@@ -121,6 +128,8 @@ class GitRepository:
         cache_dir.mkdir(parents=True, exist_ok=True)
         return git.Repo.clone_from(location, target, bare=True, env=_git_env())
 
+    _batch: Any = None
+
     @property
     def remote(self) -> bool:
         return is_remote(self.location)
@@ -130,6 +139,10 @@ class GitRepository:
         return Path(self.repo.git_dir)
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._batch.proc.stdin.close()
+            self._batch.proc.wait()
+            self._batch = None
         self.repo.close()
 
     # ------------------------------------------------------------------ refs
@@ -248,6 +261,29 @@ class GitRepository:
     def read_blob(self, blob: str) -> bytes:
         """A blob's bytes, through GitPython's long-lived ``git cat-file --batch``."""
         return bytes(self.repo.odb.stream(bytes.fromhex(blob)).read())
+
+    def read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]:
+        """Many blobs at once through one long-lived ``git cat-file --batch`` process (started
+        by GitPython), asking for a chunk of them before reading the answers, so the cost is
+        one round trip per chunk rather than one per blob."""
+        if self._batch is None or self._batch.proc.poll() is not None:
+            self._batch = self.repo.git.cat_file("--batch", as_process=True, istream=subprocess.PIPE)
+        proc = self._batch.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        out: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(blobs))
+        for i in range(0, len(unique), _BATCH_CHUNK):  # bounded: the pipes must not both fill up
+            chunk = unique[i : i + _BATCH_CHUNK]
+            proc.stdin.write("".join(f"{b}\n" for b in chunk).encode())
+            proc.stdin.flush()
+            for blob in chunk:
+                header = proc.stdout.readline().split()
+                if len(header) != 3:
+                    raise GitSourceError(f"cannot read object {blob} of {self.url}")
+                data = proc.stdout.read(int(header[2]))
+                proc.stdout.read(1)  # the newline after each object
+                out[blob] = data
+        return out
 
 
 def _git_env() -> dict[str, str]:
