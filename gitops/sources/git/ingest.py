@@ -133,7 +133,6 @@ class GitIngest:
         self.batch_commits = config.batch_commits
         self.batch_events = batch_events
         self.repo = GitRepository(config.repo, cache_dir=None if config.cache_dir is None else Path(config.cache_dir))
-        self.repo.fetch()
         self.branch = config.branch or self.repo.default_branch()
         self.origin = f"git:{self.repo.url}#{self.branch}"
         self._parsed: dict[tuple[str, bool], _File] = {}
