@@ -296,3 +296,15 @@ def test_gitops_watch_follows_git_and_the_cluster_then_stops_cleanly(
 def _has(db: Path, event_type: str, resource: str) -> bool:
     with EventLog(db) as log:
         return any(True for _ in log.read(types=[event_type], resource=resource))
+
+
+def test_a_kind_the_user_may_not_list_is_a_source_error_not_an_outage(cluster: Cluster, db_path: Path) -> None:
+    if not cluster.local:
+        pytest.skip("needs the local control plane's user bob")
+    config = ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="bob", kinds=["ConfigMap"])
+    ClusterSource(db_path, config).ingest_once()  # bob has no rights at all
+    with EventLog(db_path) as log:
+        errors = [r.event.payload for r in log.read(types=["source.error"])]
+        outages = list(log.read(types=["source.outage_started"]))
+    assert {e.code for e in errors} == {"kind-forbidden"}  # type: ignore[union-attr]
+    assert outages == []

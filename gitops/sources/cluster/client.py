@@ -22,7 +22,7 @@ import requests
 
 from gitops.model.errors import ClusterUnavailableError, SourceError
 
-__all__ = ["ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent"]
+__all__ = ["AccessDenied", "ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent"]
 
 
 class ResourceVersionGone(SourceError):
@@ -61,10 +61,22 @@ class WatchEvent:
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-def _unavailable(server: str, e: Exception) -> ClusterUnavailableError:
-    reason = type(e).__name__
+class AccessDenied(SourceError):
+    """The server refused this request (401/403): not an outage, retrying will not help."""
+
+
+def _status(e: Exception) -> int | None:
     if isinstance(e, pykube.exceptions.HTTPError):
-        reason = f"HTTP {e.code}: {e}"
+        return int(e.code)
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _unavailable(server: str, e: Exception) -> SourceError:
+    code = _status(e)
+    if code in (401, 403):
+        return AccessDenied(f"the Kubernetes API at {server} refused the request (HTTP {code}: {e})")
+    reason = f"HTTP {code}: {e}" if code is not None else type(e).__name__
     return ClusterUnavailableError(f"the Kubernetes API at {server} is unavailable ({reason})")
 
 

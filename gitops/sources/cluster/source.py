@@ -18,7 +18,7 @@ from gitops.events.redaction import RedactionRule
 from gitops.model.keys import parse_key
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
-from gitops.sources.cluster.client import ClusterClient, KindInfo
+from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
 from gitops.store import EventLog
@@ -130,7 +130,10 @@ class ClusterSource:
             watchers, writer, tailer, problems = self._prepare(log)
             audit = tailer.catch_up() if tailer is not None else 0
             for w in watchers:
-                w.list_pass()
+                try:
+                    w.list_pass()
+                except AccessDenied as e:
+                    writer.put(Problem("kind-forbidden", str(e), w.kind.name))
             writer.drain()
             if tailer is not None:
                 tailer.stop()

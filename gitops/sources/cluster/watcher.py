@@ -44,7 +44,7 @@ from gitops.model.keys import ResourceKey, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import Managers, fingerprint, managers, writer
 from gitops.sources.cluster.audit import AuditIndex, AuditRecord, AuditTailer
-from gitops.sources.cluster.client import ClusterClient, KindInfo, ResourceVersionGone, WatchEvent
+from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.store import Checkpoint, EventLog
 
@@ -213,6 +213,9 @@ class KindWatcher:
                 delay = self.config.backoff_initial
             except ResourceVersionGone:
                 self.rv = None  # relist: whatever happened meanwhile is found by comparing
+            except AccessDenied as e:
+                self.out(Problem("kind-forbidden", str(e), self.kind.name))
+                return  # RBAC will not change by retrying; the error is on record
             except ClusterUnavailableError as e:
                 if stop.is_set():
                     return
@@ -312,7 +315,8 @@ class Writer:
             ))
         else:
             pending.events.append(SourceErrorEvent(
-                id=event_id("source.error", self.origin, item.code, item.kind), source=EventSource.CLUSTER,
+                id=event_id("source.error", self.origin, item.code, item.kind, item.message),
+                source=EventSource.CLUSTER,
                 effective_at=utc_now(),
                 payload=SourceErrorPayload(code=item.code, message=item.message, origin=self.origin),
             ))
