@@ -144,3 +144,20 @@ def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
     assert config.git is not None and config.git.paths == ["clusters/prod"]
     assert config.cluster is not None and config.cluster.kinds == ["Ingress.networking.k8s.io"]
     assert config.redact[0].kind == "Deployment"
+
+
+def test_log_filters_by_valid_or_recorded_time_and_refuses_bad_times(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(5)])  # valid times 2026-01-01T00:00:00..04
+    res = gitops("log", "-o", "json", "--since", "2026-01-01T00:00:02Z", "--until", "2026-01-01T00:00:04Z", db=db)
+    assert res.returncode == 0, res.stderr
+    assert [r["seq"] for r in json.loads(res.stdout)] == [3, 4]
+    res = gitops("log", "-o", "json", "--since", "1h ago", "--as-recorded", db=db)  # all were recorded just now
+    assert [r["seq"] for r in json.loads(res.stdout)] == [1, 2, 3, 4, 5]
+    res = gitops("log", "-o", "json", "--since", "1h ago", db=db)  # but took effect in January
+    assert json.loads(res.stdout) == []
+    for bad in (("--since", "next tuesday"), ("--since", "2026-01-02", "--until", "2026-01-01")):
+        res = gitops("log", *bad, db=db)
+        assert res.returncode == 2
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")

@@ -15,11 +15,13 @@ from gitops.events import (
     AuditPayload,
     ClusterDeletedPayload,
     ClusterObservedPayload,
+    EventSource,
     GitRewrittenPayload,
     Recorded,
 )
 from gitops.model.errors import UsageError
-from gitops.model.times import format_time
+from gitops.model.keys import format_key, parse_key
+from gitops.model.times import format_time, parse_time
 from gitops.store.migrate import latest_version
 
 
@@ -85,25 +87,36 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
               help="Only events of this type (repeatable), e.g. git.commit.")
 @click.option("--resource", "-r", default=None, help="Only events about this ResourceKey.")
 @click.option("--actor", default=None, help="Only events by this actor.")
+@click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
+              help="Only events from this source.")
+@click.option("--since", "since_time", default=None, metavar="TIME",
+              help="Only events from this time on: RFC 3339, a date, or e.g. '2h ago'.")
+@click.option("--until", "until_time", default=None, metavar="TIME", help="Only events before this time.")
+@click.option("--as-recorded", is_flag=True,
+              help="Times mean when the log learned of an event, not when it took effect.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="At most this many events (tables default to 1000; 0 means no limit).")
 @output_option("table", "json", "yaml", "csv")
 @pass_ctx
 def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None,
-            actor: str | None, limit: int | None, output: str) -> None:
+            actor: str | None, source: str | None, since_time: str | None, until_time: str | None,
+            as_recorded: bool, limit: int | None, output: str) -> None:
     """Show the event log in order, filtered."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
     if resource is not None:
-        from gitops.model.keys import format_key, parse_key
-
         resource = format_key(parse_key(resource))
+    start = parse_time(since_time) if since_time is not None else None
+    end = parse_time(until_time) if until_time is not None else None
+    if start is not None and end is not None and end <= start:
+        raise UsageError(f"--until ({format_time(end)}) is not after --since ({format_time(start)})")
     short = output == "table"
     with ctx.open_log() as log:
         rows: Iterator[dict[str, Any]] = (
-            _row(r, short=short) for r in log.read(since_seq=since_seq, types=types, resource=resource, actor=actor,
-                                                   limit=limit or None)
+            _row(r, short=short) for r in log.read(
+                since_seq=since_seq, types=types, resource=resource, actor=actor, source=source, start=start,
+                end=end, time_axis="recorded" if as_recorded else "effective", limit=limit or None)
         )
         columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
             ("seq", "effective_at", "type", "resource", "actor", "revision")
