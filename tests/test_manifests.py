@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
-from gitops.sources.manifests import parse_manifests
+from gitops.sources.manifests import _Loader, load_yaml_documents, parse_manifests
 
 
 def test_multi_document_yaml_with_lines() -> None:
@@ -70,3 +75,35 @@ def test_cluster_scoped_kinds_have_no_namespace() -> None:
     custom = parse_manifests("x.yaml", b"apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
                              scope=lambda group, kind: kind != "Widget")
     assert str(custom.documents[0].key) == "Widget.example.com/w"
+
+
+# ------------------------------------------------------------------ the fast YAML path
+
+
+def pyyaml(text: str) -> list[Any]:
+    return list(yaml.load_all(text, Loader=_Loader))
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+data = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                     st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+                    max_leaves=20)
+
+
+@settings(max_examples=300)
+@given(st.lists(data, min_size=1, max_size=3), st.booleans())
+def test_the_fast_path_reads_what_pyyaml_reads(docs: list[Any], flow: bool) -> None:
+    text = yaml.safe_dump_all(docs, default_flow_style=flow)
+    assert [v for v, _ in load_yaml_documents(text)] == pyyaml(text)
+
+
+@pytest.mark.parametrize("text", [
+    "a: yes\nb: off\nc: 0o17\nd: 017\ne: 0x1F\nf: 1_000\ng: .inf\nh: ~\ni: 2026-01-01\nj: 1:20\n",
+    "base: &b {x: 1, y: [1, 2]}\nuse: *b\nmerged:\n  <<: *b\n  z: 3\n",
+    "1: int key\ntrue: bool key\n",
+    "tagged: !!str 123\nbin: !!binary aGVsbG8=\n",
+    "s: |\n  multi\n  line\nt: >\n  folded\n  text\n",
+    "---\n---\nk: v\n...\n---\n- a\n- b\n",
+])
+def test_the_fast_path_agrees_on_yaml_11_and_unusual_shapes(text: str) -> None:
+    assert [v for v, _ in load_yaml_documents(text)] == pyyaml(text)

@@ -20,7 +20,7 @@ from gitops.model.errors import InvalidResourceKeyError
 from gitops.model.keys import ResourceKey, key_of
 from gitops.model.scope import Scope, builtin_scope
 
-__all__ = ["Document", "ManifestProblem", "ParseResult", "parse_manifests"]
+__all__ = ["Document", "ManifestProblem", "ParseResult", "load_yaml_documents", "parse_manifests"]
 
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -33,6 +33,67 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
+
+
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_PLAIN_SCALARS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                            "tag:yaml.org,2002:null"})
+
+
+class _Unusual(Exception):
+    """A document the fast path leaves to PyYAML's own constructor."""
+
+
+def _build(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
+    """A composed node as Python data, for the shapes manifests have: mappings with string
+    keys, sequences, and plain scalars (whose values PyYAML's constructor still makes, so
+    YAML 1.1 ints, floats, booleans and nulls mean what they mean to PyYAML). Anything
+    else (merge keys, non-string keys, explicit tags) raises ``_Unusual``.
+
+    Why: PyYAML's generic constructor took half of the time of reading a manifest; this
+    walk does the same for these shapes in a fraction of it (see bench_git_ingest)."""
+    tag = node.tag
+    if tag == _STR and isinstance(node, yaml.ScalarNode):
+        return node.value
+    if tag == _MAP and isinstance(node, yaml.MappingNode):
+        if id(node) in memo:
+            return memo[id(node)]  # an alias: the same object, as PyYAML gives
+        out: dict[str, Any] = {}
+        memo[id(node)] = out
+        for k, v in node.value:
+            if k.tag != _STR or not isinstance(k, yaml.ScalarNode):
+                raise _Unusual
+            out[k.value] = _build(loader, v, memo)
+        return out
+    if tag == _SEQ and isinstance(node, yaml.SequenceNode):
+        if id(node) in memo:
+            return memo[id(node)]
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_build(loader, v, memo) for v in node.value)
+        return items
+    if tag in _PLAIN_SCALARS and isinstance(node, yaml.ScalarNode):
+        return loader.construct_object(node)
+    raise _Unusual
+
+
+def load_yaml_documents(text: str) -> list[tuple[Any, int]]:
+    """Every document of a YAML stream with the 1-based line it starts on; raises
+    ``yaml.YAMLError``. Same values as PyYAML's safe loader (timestamps kept as strings)."""
+    loader = _Loader(text)
+    out: list[tuple[Any, int]] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            try:
+                value = _build(loader, node, {})
+            except _Unusual:
+                value = loader.construct_document(node)
+            loader.constructed_objects = {}
+            out.append((value, node.start_mark.line + 1))
+    finally:
+        loader.dispose()
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,18 +183,13 @@ def parse_manifests(
         except json.JSONDecodeError as e:
             return ParseResult([], [ManifestProblem("json-syntax", e.msg, e.lineno)])
     else:
-        loader = _Loader(text)
         try:
-            while loader.check_node():
-                node = loader.get_node()
-                raw.append((loader.construct_document(node), node.start_mark.line + 1))
+            raw = load_yaml_documents(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
             problem = getattr(e, "problem", None) or str(e)
             return ParseResult([], [ManifestProblem("yaml-syntax", str(problem),
                                                     mark.line + 1 if mark is not None else None)])
-        finally:
-            loader.dispose()
     documents: list[Document] = []
     problems: list[ManifestProblem] = []
     for value, line in raw:
