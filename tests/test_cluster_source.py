@@ -4,6 +4,7 @@ outages, redaction, idleness. No mocks."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -308,3 +309,46 @@ def test_a_kind_the_user_may_not_list_is_a_source_error_not_an_outage(cluster: C
         outages = list(log.read(types=["source.outage_started"]))
     assert {e.code for e in errors} == {"kind-forbidden"}  # type: ignore[union-attr]
     assert outages == []
+
+
+def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
+    cluster: Cluster, admin_api: Any, tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.gitrepo import GitRepo
+
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.scope-test.example.com"},
+        "spec": {"group": "scope-test.example.com", "scope": "Cluster",
+                 "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }
+    r = admin_api.post(version="apiextensions.k8s.io/v1", url="customresourcedefinitions", data=json.dumps(crd))
+    assert r.status_code in (201, 409), r.text
+    wait_until(lambda: admin_api.get(version="scope-test.example.com/v1").status_code == 200,
+               what="the CRD to be served")
+    repo = GitRepo(tmp_path / "repo")
+    # the built-in table cannot know this kind: it would take it as namespaced
+    repo.write("gadget.yaml", {"apiVersion": "scope-test.example.com/v1", "kind": "Gadget",
+                               "metadata": {"name": "g1", "namespace": "ignored"}})
+    repo.commit("a cluster-scoped custom resource")
+    cfg = tmp_path / "gitops.yaml"
+    context = "\n  context: admin" if cluster.local else ""
+    cfg.write_text(f"git:\n  repo: {repo.path}\ncluster:\n  kubeconfig: {cluster.kubeconfig}{context}\n")
+
+    def ingest(*config: str) -> list[str]:
+        db = tmp_path / f"g{len(config)}.db"
+        res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), *config, "ingest", "git",
+                              "--repo", str(repo.path)], capture_output=True, text=True, env=dict(os.environ),
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+        with EventLog(db) as log:
+            return [str(r.event.resource) for r in log.read(types=["desired.applied"])]
+
+    assert ingest("--config", str(cfg)) == ["Gadget.scope-test.example.com/g1"]
+    assert ingest() == ["Gadget.scope-test.example.com/ignored/g1"]

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rich.console import Console
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.ingest_cmds import _describe, _git_config, ingest
+from gitops.cli.ingest_cmds import _describe, _git_config, git_scope, ingest
+from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
 from gitops.sources.git import GitIngest
@@ -81,9 +83,12 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         signal.signal(sig, on_signal)
     git_thread = None
     git_source = None
+    cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
     if repo is not None or ctx.config.git is not None:
         git_log = ctx.open_log()
-        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact)
+        scope = git_scope(ctx, Console(stderr=True), cluster_config) if cluster_config else builtin_scope
+        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact,
+                               scope=scope)
         follower = GitFollower(git_source, on_pass=lambda s: click.echo(f"{utc_now():%H:%M:%S} "
                                                                          f"{git_source.origin}: {_describe(s)}")
                                if s.commits or s.rewritten else None)
@@ -92,9 +97,8 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         git_thread.start()
         stoppers.append(follower.stop)
         click.echo(f"following {git_source.origin}", err=True)
-    if not no_cluster:
-        cluster = ClusterSource(ctx.db_path, _cluster_config(ctx, kubeconfig, context, audit_log, kinds),
-                                redaction=ctx.config.redact)
+    if cluster_config is not None:
+        cluster = ClusterSource(ctx.db_path, cluster_config, redaction=ctx.config.redact)
         cluster.start()
         stoppers.append(cluster.stop)
         audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.model.errors import ConfigError
+from gitops.model.errors import ClusterUnavailableError, ConfigError
+from gitops.model.scope import Scope, builtin_scope
+from gitops.sources.cluster import ClusterSourceConfig, discovery_scope
 from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
 from gitops.sources.git.watch import GitFollower
 
@@ -33,6 +35,19 @@ def _git_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple
     if paths:
         values["paths"] = list(paths)
     return GitSourceConfig.model_validate(values)
+
+
+def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | None = None) -> Scope:
+    """Namespaced or not: from the cluster's discovery when one is configured, else the
+    built-in table of standard kinds."""
+    config = cluster or ctx.config.cluster
+    if config is None:
+        return builtin_scope
+    try:
+        return discovery_scope(config)
+    except ClusterUnavailableError as e:
+        console.print(f"warning: {e}; kinds' scope comes from the built-in table", markup=False)
+        return builtin_scope
 
 
 def _describe(s: IngestSummary) -> str:
@@ -65,7 +80,7 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
     config = _git_config(ctx, repo, branch, paths)
     console = Console(stderr=True)
     with ctx.open_log(create=True) as log:
-        source = GitIngest(log, config, redaction=ctx.config.redact)
+        source = GitIngest(log, config, redaction=ctx.config.redact, scope=git_scope(ctx, console))
         try:
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
                           TimeElapsedColumn(), console=console, transient=True) as bar:

@@ -16,6 +16,7 @@ from pathlib import Path
 from gitops.events.models import ClusterDeleted, ClusterObserved
 from gitops.events.redaction import RedactionRule
 from gitops.model.keys import parse_key
+from gitops.model.scope import Scope, builtin_scope
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
 from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo
@@ -23,7 +24,7 @@ from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
 from gitops.store import EventLog
 
-__all__ = ["ClusterSource", "PassSummary"]
+__all__ = ["ClusterSource", "PassSummary", "discovery_scope"]
 
 
 @dataclass
@@ -32,6 +33,18 @@ class PassSummary:
     events: int = 0
     audit_events: int = 0
     unserved: tuple[str, ...] = ()
+
+
+def discovery_scope(config: ClusterSourceConfig) -> Scope:
+    """The cluster's own answer to "is this kind namespaced?", for the Git source; kinds it
+    does not serve (a CRD not yet installed) fall back to the built-in table."""
+    served = ClusterClient(config.kubeconfig, context=config.context).discover()
+
+    def scope(group: str, kind: str) -> bool:
+        info = served.get((group, kind))
+        return info.namespaced if info is not None else builtin_scope(group, kind)
+
+    return scope
 
 
 def _kind_id(text: str) -> tuple[str, str]:
