@@ -352,3 +352,26 @@ def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
 
     assert ingest("--config", str(cfg)) == ["Gadget.scope-test.example.com/g1"]
     assert ingest() == ["Gadget.scope-test.example.com/ignored/g1"]
+
+
+def test_kinds_that_enter_the_desired_state_are_watched_from_then_on(cluster: Cluster, admin_api: Any,
+                                                                    namespace: str, tmp_path: Path) -> None:
+    from gitops.sources.git import GitIngest, GitSourceConfig
+    from tests.gitrepo import GitRepo
+
+    db = tmp_path / "g.db"
+    config = ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="admin" if cluster.local else None)
+    source = ClusterSource(db, config)
+    source.start()
+    try:
+        assert source.refresh() == []  # nothing desired yet: Namespaces only
+        repo = GitRepo(tmp_path / "repo")
+        repo.write("cm.yaml", configmap("desired", namespace))
+        repo.commit("a first ConfigMap")
+        with EventLog(db) as log:
+            GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+        assert source.refresh() == ["ConfigMap"]
+        pykube.ConfigMap(admin_api, configmap("desired", namespace)).create()
+        wait_until(lambda: last(db, f"ConfigMap/{namespace}/desired") is not None, what="the ConfigMap")
+    finally:
+        source.stop()

@@ -16,7 +16,7 @@ from gitops.cli.ingest_cmds import _describe, _git_config, git_scope, ingest
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
-from gitops.sources.git import GitIngest
+from gitops.sources.git import GitIngest, IngestSummary
 from gitops.sources.git.watch import GitFollower
 
 
@@ -83,29 +83,37 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         signal.signal(sig, on_signal)
     git_thread = None
     git_source = None
+    cluster: ClusterSource | None = None
     cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
-    if repo is not None or ctx.config.git is not None:
-        git_log = ctx.open_log()
-        scope = git_scope(ctx, Console(stderr=True), cluster_config) if cluster_config else builtin_scope
-        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact,
-                               scope=scope)
-        follower = GitFollower(git_source, on_pass=lambda s: click.echo(f"{utc_now():%H:%M:%S} "
-                                                                         f"{git_source.origin}: {_describe(s)}")
-                               if s.commits or s.rewritten else None)
-        follower.start()
-        git_thread = threading.Thread(target=follower.run, name="git", daemon=True)
-        git_thread.start()
-        stoppers.append(follower.stop)
-        click.echo(f"following {git_source.origin}", err=True)
     if cluster_config is not None:
         cluster = ClusterSource(ctx.db_path, cluster_config, redaction=ctx.config.redact)
         cluster.start()
         stoppers.append(cluster.stop)
         audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""
         click.echo(f"watching {cluster.origin}{audit}", err=True)
+    if repo is not None or ctx.config.git is not None:
+        git_log = ctx.open_log()
+        scope = git_scope(ctx, Console(stderr=True), cluster_config) if cluster_config else builtin_scope
+        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact,
+                               scope=scope)
+        origin = git_source.origin
+
+        def on_pass(s: IngestSummary) -> None:
+            if s.commits or s.rewritten:
+                click.echo(f"{utc_now():%H:%M:%S} {origin}: {_describe(s)}")
+            if s.applied and cluster is not None:
+                for name in cluster.refresh():  # new kinds in the desired state are watched too
+                    click.echo(f"{utc_now():%H:%M:%S} now watching {name}", err=True)
+
+        follower = GitFollower(git_source, on_pass=on_pass)
+        follower.start()
+        git_thread = threading.Thread(target=follower.run, name="git", daemon=True)
+        git_thread.start()
+        stoppers.append(follower.stop)
+        click.echo(f"following {git_source.origin}", err=True)
     click.echo("Ctrl-C or SIGTERM stops", err=True)
     stopped.wait()
-    for stop in stoppers:
+    for stop in reversed(stoppers):  # Git first: it may ask the cluster source to watch more
         stop()
     if git_thread is not None:
         git_thread.join(30)

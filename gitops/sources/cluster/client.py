@@ -112,7 +112,9 @@ class ClusterClient:
                 versions.append((g["name"], g["preferredVersion"]["version"]))
             for group, version in versions:
                 api_version = f"{group}/{version}" if group else version
-                for r in self.api.resource_list(api_version)["resources"]:
+                listing = self.api.get(version=api_version, **({"base": "/api"} if not group else {}))
+                listing.raise_for_status()  # not pykube's resource_list: it caches forever, CRDs come and go
+                for r in listing.json()["resources"]:
                     if "/" in r["name"]:
                         continue  # subresources
                     key = (group, r["kind"])

@@ -66,6 +66,10 @@ class ClusterSource:
         self._threads: list[threading.Thread] = []
         self._writer: Writer | None = None
         self._tailer: AuditTailer | None = None
+        self._outages: OutageTracker | None = None
+        self._watching: set[str] = set()  # Kind[.group] names
+        self._audited: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, plural) -> (kind, namespaced)
+        self._refresh_lock = threading.Lock()
 
     # ------------------------------------------------------------------ selection
 
@@ -110,30 +114,37 @@ class ClusterSource:
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
-        served = self.client.discover()
-        kinds, problems = self.select(log, served)
-        # Audit records are kept for the kinds watched here, noisy ones aside: a real
-        # cluster's audit log is mostly lease renewals and node heartbeats.
-        plural = {(k.group, k.plural): (k.kind, k.namespaced) for k in kinds if k.name not in self.config.noisy_kinds}
+        kinds, problems = self.select(log, self.client.discover())
         index = tailer = None
         if self.config.audit_log:
             index = AuditIndex()
             tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log,
-                                 resolve=lambda g, r: plural.get((g, r)), index=index, origin=self.origin)
+                                 resolve=lambda g, r: self._audited.get((g, r)), index=index, origin=self.origin)
         writer = Writer(log, origin=self.origin, config=self.config, index=index, tailer=tailer)
-        outages = OutageTracker(writer.put)
+        self._outages = OutageTracker(writer.put)
+        watchers = self._watchers(log, kinds, writer)
+        for p in problems:
+            writer.put(p)
+        return watchers, writer, tailer, problems
+
+    def _watchers(self, log: EventLog, kinds: list[KindInfo], writer: Writer) -> list[KindWatcher]:
+        """Watchers for ``kinds``, each knowing what the log last recorded of its objects."""
         known = self._known(log, kinds)
         checkpoints = log.checkpoints(f"{self.origin}:")
         watchers = []
         for k in kinds:
             cp = checkpoints.get(writer.checkpoint_name(k.name))
             rv = cp.get("resourceVersion") if isinstance(cp, dict) else None
+            assert self._outages is not None
             watchers.append(KindWatcher(self.client, k, config=self.config, known=known[k.name],
-                                        resource_version=rv, out=writer.put, outages=outages,
+                                        resource_version=rv, out=writer.put, outages=self._outages,
                                         redaction=self.redaction))
-        for p in problems:
-            writer.put(p)
-        return watchers, writer, tailer, problems
+            self._watching.add(k.name)
+            # Audit records are kept for the kinds watched here, noisy ones aside: a real
+            # cluster's audit log is mostly lease renewals and node heartbeats.
+            if k.name not in self.config.noisy_kinds:
+                self._audited[(k.group, k.plural)] = (k.kind, k.namespaced)
+        return watchers
 
     # ------------------------------------------------------------------ one pass
 
@@ -167,11 +178,28 @@ class ClusterSource:
         if tailer is not None:
             tailer.start()
             self._threads.append(threading.Thread(target=tailer.run, name="audit-tailer", daemon=True))
-        for w in watchers:
-            self._threads.append(threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}",
-                                                  daemon=True))
         for t in self._threads:
             t.start()
+        self._start_watchers(watchers)
+
+    def _start_watchers(self, watchers: list[KindWatcher]) -> None:
+        for w in watchers:
+            t = threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def refresh(self) -> list[str]:
+        """Start watching the kinds that entered the desired state (or the cluster) since
+        ``start()``; returns their names. Called when Git brings new kinds."""
+        if self._writer is None or self._stop.is_set():
+            return []
+        with self._refresh_lock, EventLog(self.db_path) as log:
+            kinds, problems = self.select(log, self.client.discover())
+            watchers = self._watchers(log, [k for k in kinds if k.name not in self._watching], self._writer)
+        for p in problems:
+            self._writer.put(p)  # a problem already recorded has the same id: appended once
+        self._start_watchers(watchers)
+        return [w.kind.name for w in watchers]
 
     def stop(self) -> None:
         """Stop watching, write what is queued, and close."""
