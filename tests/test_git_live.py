@@ -160,3 +160,32 @@ def test_watch_flag_follows_the_branch_and_stops_cleanly_on_sigterm(tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_a_failed_fetch_is_reported_and_retried_not_fatal(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    with EventLog(tmp_path / "g.db") as log:
+        source = GitIngest(log, GitSourceConfig(repo=f"file://{repo.path}", cache_dir=str(tmp_path / "cache"),
+                                                poll_interval=0.2))
+        errors: list[str] = []
+        passes: list[int] = []
+        follower = GitFollower(source, on_pass=lambda s: passes.append(s.commits),
+                               on_error=lambda e: errors.append(str(e)))
+        follower.start()
+        thread = threading.Thread(target=follower.run, daemon=True)
+        thread.start()
+        try:
+            _wait(lambda: passes[:1] == [1], "the first pass")
+            moved = tmp_path / "elsewhere"
+            repo.path.rename(moved)  # the remote goes away
+            _wait(lambda: bool(errors), "a failed fetch")
+            moved.rename(repo.path)  # and comes back, with a new commit
+            repo.write("b.yaml", configmap("b"))
+            repo.commit("two")
+            _wait(lambda: sum(passes) == 2, "the commit after the outage")
+        finally:
+            follower.stop()
+            thread.join(10)
+    assert "cannot fetch" in errors[0] and str(repo.path) in errors[0]

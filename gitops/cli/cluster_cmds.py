@@ -13,6 +13,7 @@ from rich.console import Console
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.ingest_cmds import _describe, _git_config, git_scope, ingest
+from gitops.model.errors import StoreError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
@@ -87,7 +88,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
     if cluster_config is not None:
         cluster = ClusterSource(ctx.db_path, cluster_config, redaction=ctx.config.redact)
-        cluster.start()
+        cluster.start(on_error=lambda e: stopped.set())
         stoppers.append(cluster.stop)
         audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""
         click.echo(f"watching {cluster.origin}{audit}", err=True)
@@ -105,7 +106,10 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
                 for name in cluster.refresh():  # new kinds in the desired state are watched too
                     click.echo(f"{utc_now():%H:%M:%S} now watching {name}", err=True)
 
-        follower = GitFollower(git_source, on_pass=on_pass)
+        def on_git_error(e: Exception) -> None:
+            click.echo(f"{utc_now():%H:%M:%S} {origin}: {e}; trying again at the next change or poll", err=True)
+
+        follower = GitFollower(git_source, on_pass=on_pass, on_error=on_git_error)
         follower.start()
         git_thread = threading.Thread(target=follower.run, name="git", daemon=True)
         git_thread.start()
@@ -120,4 +124,6 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     if git_source is not None:
         git_source.close()
         git_source.log.close()
+    if cluster is not None and cluster.error is not None:
+        raise StoreError(f"the cluster source stopped: could not write to {ctx.db_path}: {cluster.error}")
     click.echo("stopped; everything seen was written", err=True)

@@ -9,7 +9,7 @@ event, not a crash.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,12 +166,18 @@ class ClusterSource:
 
     # ------------------------------------------------------------------ following
 
-    def start(self) -> None:
+    @property
+    def error(self) -> Exception | None:
+        """Why the source stopped on its own (its writes failed), if it did."""
+        return self._writer.error if self._writer is not None else None
+
+    def start(self, *, on_error: Callable[[Exception], None] | None = None) -> None:
         """Read the audit log's backlog, then start watching in background threads;
-        ``stop()`` ends them."""
+        ``stop()`` ends them. ``on_error`` is told if the source cannot go on."""
         log = EventLog(self.db_path)
         watchers, writer, tailer, _ = self._prepare(log)
         self._writer, self._tailer = writer, tailer
+        writer.on_error = on_error
         if tailer is not None:
             tailer.catch_up()  # a first start may have a long audit history to read
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))

@@ -242,6 +242,8 @@ class Writer:
         self.tailer = tailer
         self.queue: queue.Queue[Item | None] = queue.Queue()
         self.appended = 0
+        self.error: Exception | None = None
+        self.on_error: Callable[[Exception], None] | None = None
 
     def put(self, item: Item | None) -> None:
         """Queue ``item``; ``None`` tells ``run`` to finish after what is queued before it."""
@@ -354,6 +356,14 @@ class Writer:
             pass
 
     def run(self) -> None:
-        """Block on the queue and write in batches until ``None`` is queued."""
-        while self._batch(self.queue.get()):
-            pass
+        """Block on the queue and write in batches until ``None`` is queued. If writing
+        fails (the database locked past its timeout, the disk full), the error is kept in
+        ``error`` and ``on_error`` is told, so that the process stops rather than watching on
+        without recording."""
+        try:
+            while self._batch(self.queue.get()):
+                pass
+        except Exception as e:  # noqa: BLE001 - handed to the owner, which stops and reports it
+            self.error = e
+            if self.on_error is not None:
+                self.on_error(e)

@@ -18,6 +18,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from gitops.model.errors import GitOpsError
 from gitops.model.times import utc_now
 from gitops.sources.git.ingest import GitIngest, IngestSummary
 
@@ -39,9 +40,10 @@ class GitFollower:
     """Runs ``ingest`` whenever the branch may have moved, until ``stop()``."""
 
     def __init__(self, ingest: GitIngest, *, on_pass: Callable[[IngestSummary], None] | None = None,
-                 debounce: float = 0.1) -> None:
+                 on_error: Callable[[Exception], None] | None = None, debounce: float = 0.1) -> None:
         self.ingest = ingest
         self.on_pass = on_pass
+        self.on_error = on_error
         self.debounce = debounce
         self.trigger = threading.Event()
         self._stopped = threading.Event()
@@ -71,7 +73,9 @@ class GitFollower:
         return summary
 
     def run(self) -> None:
-        """Block, passing on every trigger (and every poll interval), until ``stop()``."""
+        """Block, passing on every trigger (and every poll interval), until ``stop()``.
+        A failed pass (a remote that cannot be fetched, say) is reported to ``on_error`` and
+        tried again at the next trigger: nothing was written by it, so nothing is lost."""
         interval = self.ingest.config.poll_interval
         while not self._stopped.is_set():
             self.trigger.wait(timeout=interval)
@@ -79,7 +83,12 @@ class GitFollower:
                 break
             self._stopped.wait(self.debounce)  # let a burst of ref updates settle
             self.trigger.clear()
-            self.step()
+            try:
+                self.step()
+            except GitOpsError as e:
+                if self.on_error is None:
+                    raise
+                self.on_error(e)
 
     def stop(self) -> None:
         self._stopped.set()
