@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gitops.events import DesiredApplied, GitCommit, GitRewritten, SourceErrorEvent
-from gitops.model import GitSourceError
+from gitops.model import DatabaseLockedError, GitSourceError
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import EventLog
 from tests.gitrepo import GitRepo, configmap, dump
@@ -315,3 +315,24 @@ def test_small_batches_give_the_same_log_as_one_pass(tmp_path: Path, big_repo: G
         ingest(one, big_repo).run()
         ingest(many, big_repo, batch_commits=1).run()
         assert [r.event for r in one.read()] == [r.event for r in many.read()]
+
+
+def test_a_pass_that_fails_to_write_loses_nothing_on_the_next_pass(db_path: Path, repo: GitRepo) -> None:
+    import sqlite3
+
+    repo.write("a.yaml", configmap("a"))
+    repo.commit("one")
+    with EventLog(db_path) as log:
+        g = ingest(log, repo)
+        g.run()
+        repo.write("a.yaml", configmap("a", k="2"))
+        repo.commit("two")
+        blocker = sqlite3.connect(db_path, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        log.conn.execute("PRAGMA busy_timeout = 100")
+        with pytest.raises(DatabaseLockedError):
+            g.run()
+        blocker.rollback()
+        blocker.close()
+        assert g.run().applied == 1  # the same change again: it was never written
+        assert desired(log)["ConfigMap/default/a"]["data"] == {"k": "2"}

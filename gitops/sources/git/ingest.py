@@ -155,7 +155,16 @@ class GitIngest:
         return value if isinstance(value, dict) else None
 
     def run(self, *, observed_at: datetime | None = None, progress: Progress | None = None) -> IngestSummary:
-        """One pass: fetch (remote), then ingest every commit after the checkpoint."""
+        """One pass: fetch (remote), then ingest every commit after the checkpoint. If the
+        pass fails part-way, what it holds in memory is dropped, so the next pass starts
+        again from what the log holds (its events and checkpoint were written together)."""
+        try:
+            return self._run(observed_at, progress)
+        except BaseException:
+            self._desired, self._tree_commit, self._tree_valid = None, None, False
+            raise
+
+    def _run(self, observed_at: datetime | None, progress: Progress | None) -> IngestSummary:
         self.repo.fetch()
         summary = IngestSummary()
         head = self.repo.head(self.branch)
