@@ -205,14 +205,21 @@ class AuditTailer:
         self._observer = observer
         self._trigger.set()
 
-    def run(self, *, poll: float = 5.0) -> None:
-        """Read on every change of the file (and every ``poll`` seconds) until ``stop()``."""
+    def run(self, *, poll: float = 5.0, on_error: Callable[[Exception], None] | None = None) -> None:
+        """Read on every change of the file (and every ``poll`` seconds) until ``stop()``.
+        A failure to record is handed to ``on_error`` and ends the loop."""
         while not self._stopped.is_set():
             self._trigger.wait(poll)
             self._trigger.clear()
             if self._stopped.is_set():
                 break
-            self.catch_up()
+            try:
+                self.catch_up()
+            except Exception as e:  # handed to the owner, which stops and reports it
+                if on_error is None:
+                    raise
+                on_error(e)
+                return
             time.sleep(0.01)
 
     def stop(self) -> None:

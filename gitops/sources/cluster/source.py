@@ -70,6 +70,8 @@ class ClusterSource:
         self._watching: set[str] = set()  # Kind[.group] names
         self._audited: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, plural) -> (kind, namespaced)
         self._refresh_lock = threading.Lock()
+        self._error: Exception | None = None
+        self._on_error: Callable[[Exception], None] | None = None
 
     # ------------------------------------------------------------------ selection
 
@@ -168,8 +170,13 @@ class ClusterSource:
 
     @property
     def error(self) -> Exception | None:
-        """Why the source stopped on its own (its writes failed), if it did."""
-        return self._writer.error if self._writer is not None else None
+        """Why the source cannot go on (its writes failed), if so."""
+        return self._error
+
+    def _failed(self, e: Exception) -> None:
+        self._error = e
+        if self._on_error is not None:
+            self._on_error(e)
 
     def start(self, *, on_error: Callable[[Exception], None] | None = None) -> None:
         """Read the audit log's backlog, then start watching in background threads;
@@ -177,13 +184,15 @@ class ClusterSource:
         log = EventLog(self.db_path)
         watchers, writer, tailer, _ = self._prepare(log)
         self._writer, self._tailer = writer, tailer
-        writer.on_error = on_error
+        self._on_error = on_error
+        writer.on_error = self._failed
         if tailer is not None:
             tailer.catch_up()  # a first start may have a long audit history to read
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))
         if tailer is not None:
             tailer.start()
-            self._threads.append(threading.Thread(target=tailer.run, name="audit-tailer", daemon=True))
+            self._threads.append(threading.Thread(target=tailer.run, kwargs={"on_error": self._failed},
+                                                  name="audit-tailer", daemon=True))
         for t in self._threads:
             t.start()
         self._start_watchers(watchers)
