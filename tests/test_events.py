@@ -70,3 +70,11 @@ def test_a_payload_with_a_clear_secret_cannot_be_built() -> None:
 def test_exported_schema_is_up_to_date() -> None:
     assert SCHEMA.exists(), "run `make schema`"
     assert SCHEMA.read_text() == render_schema(), "schema/events.schema.json is stale: run `make schema`"
+
+
+def test_exported_config_schema_is_up_to_date() -> None:
+    from gitops.service.config import config_json_schema
+
+    path = SCHEMA.parent / "config.schema.json"
+    assert path.exists(), "run `make schema`"
+    assert path.read_text() == config_json_schema(), "schema/config.schema.json is stale: run `make schema`"

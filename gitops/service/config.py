@@ -5,6 +5,7 @@ Flags on the command line override what the file says; the file overrides defaul
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -15,16 +16,26 @@ from gitops.model.errors import ConfigError
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "config_json_schema", "load_config"]
 
 
 class Config(BaseModel):
+    """The configuration file of gitops (YAML). Flags on the command line override it."""
+
     model_config = ConfigDict(extra="forbid")
 
     db: str | None = Field(default=None, description="path of the SQLite event log")
     redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
     git: GitSourceConfig | None = Field(default=None, description="the Git source of desired state")
     cluster: ClusterSourceConfig | None = Field(default=None, description="the cluster source of actual state")
+
+
+def config_json_schema() -> str:
+    """The JSON Schema of the configuration file, for editors (``make schema``)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "gitops configuration file"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def _first_error(e: ValidationError) -> str:
@@ -55,3 +66,9 @@ def load_config(path: Path | None) -> Config:
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"config file {path}: {_first_error(e)}") from None
+
+
+if __name__ == "__main__":  # make schema
+    import sys
+
+    Path(sys.argv[1]).write_text(config_json_schema())
