@@ -100,17 +100,26 @@ def test_create_modify_delete_are_recorded_in_order(cluster: Cluster, admin_api:
         assert log.verify().ok
 
 
-def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
-    cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path,
-) -> None:
+def alice_edits(cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path, *,
+                audit: bool) -> tuple[ClusterObserved, str]:
+    """alice patches a ConfigMap while the source watches; returns what it recorded, and the
+    resourceVersion of her change."""
     grant_edit(admin_api, namespace, "alice")
     pykube.ConfigMap(admin_api, configmap("shared", namespace)).create()
     key = f"ConfigMap/{namespace}/shared"
-    with running(db_path, source_config(cluster)):
+    with running(db_path, source_config(cluster, audit=audit)):
         rv = as_user_patch(alice_api, namespace, "shared", {"k": "by-alice"})
         wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == rv, what="alice's change")
     ev = last(db_path, key)
     assert isinstance(ev, ClusterObserved)
+    return ev, rv
+
+
+def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
+    cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path,
+) -> None:
+    ev, rv = alice_edits(cluster, admin_api, alice_api, namespace, db_path, audit=True)
+    key = f"ConfigMap/{namespace}/shared"
     assert (ev.actor, ev.payload.attribution) == ("alice", Attribution.AUDIT)
     with EventLog(db_path) as log:
         audit = [r.event for r in log.read(types=["audit"], resource=key) if r.event.revision == rv]
@@ -124,14 +133,7 @@ def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
 def test_without_the_audit_log_the_field_manager_is_named_and_said_so(
     cluster: Cluster, admin_api: Any, alice_api: Any, namespace: str, db_path: Path,
 ) -> None:
-    grant_edit(admin_api, namespace, "alice")
-    pykube.ConfigMap(admin_api, configmap("shared", namespace)).create()
-    key = f"ConfigMap/{namespace}/shared"
-    with running(db_path, source_config(cluster, audit=False)):
-        rv = as_user_patch(alice_api, namespace, "shared", {"k": "by-alice"})
-        wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == rv, what="alice's change")
-    ev = last(db_path, key)
-    assert isinstance(ev, ClusterObserved)
+    ev, _ = alice_edits(cluster, admin_api, alice_api, namespace, db_path, audit=False)
     assert ev.payload.attribution == Attribution.MANAGED_FIELDS
     assert ev.actor == ev.payload.manager and ev.actor  # pykube's user agent names its field manager
     assert ev.payload.operation == "Update"
