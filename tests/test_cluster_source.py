@@ -377,3 +377,30 @@ def test_kinds_that_enter_the_desired_state_are_watched_from_then_on(cluster: Cl
         wait_until(lambda: last(db, f"ConfigMap/{namespace}/desired") is not None, what="the ConfigMap")
     finally:
         source.stop()
+
+
+def test_a_restart_resumes_the_watch_and_records_every_change_made_while_down(
+    cluster: Cluster, admin_api: Any, namespace: str, db_path: Path,
+) -> None:
+    config = source_config(cluster, audit=False)
+    with running(db_path, config):
+        pykube.ConfigMap(admin_api, configmap("kept", namespace)).create()
+        wait_until(lambda: len(history(db_path, namespace)) == 1, what="the first object")
+    # gitops is down: an object is made, changed and deleted, another one changed
+    short = pykube.ConfigMap(admin_api, configmap("short-lived", namespace))
+    short.create()
+    short.obj["data"] = {"k": "changed"}
+    short.update()
+    short.delete()
+    kept = pykube.ConfigMap.objects(admin_api, namespace=namespace).get(name="kept")
+    kept.obj["data"] = {"k": "changed"}
+    kept.update()
+    with running(db_path, config):  # resumes from its checkpoint: the watch replays each change
+        wait_until(lambda: len(history(db_path, namespace)) == 5, what="the changes made while down")
+    assert history(db_path, namespace) == [
+        ("cluster.observed", f"ConfigMap/{namespace}/kept", "added"),
+        ("cluster.observed", f"ConfigMap/{namespace}/short-lived", "added"),
+        ("cluster.observed", f"ConfigMap/{namespace}/short-lived", "modified"),
+        ("cluster.deleted", f"ConfigMap/{namespace}/short-lived", None),
+        ("cluster.observed", f"ConfigMap/{namespace}/kept", "modified"),
+    ]
