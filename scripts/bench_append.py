@@ -2,9 +2,10 @@
 
 Appends N events of about 1 KB (a Deployment manifest) in batches through the real
 ``EventLog.append`` (pydantic validation, Secret redaction, JSON serialisation, SHA-256
-chain, idempotency check, checkpoint), then inserts the same rows with raw
+chain, idempotency check, checkpoint), and inserts the same rows with raw
 ``sqlite3.executemany`` into an identical table (same schema, indexes and pragmas) in
-the same run. Prints events/s for both and the ratio. Target: ratio >= 0.5.
+the same run, batch by batch in turn. Prints events/s for both and the ratio.
+Target: ratio >= 0.5.
 
     python scripts/bench_append.py [--events 200000] [--batch 1000]
 """
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gitops.events import DesiredApplied, DesiredAppliedPayload, EventSource, event_id, payload_json, redact
+from gitops.events import DesiredApplied, EventSource, event_id, payload_json, redact
 from gitops.store import Checkpoint, EventLog
 from gitops.store.migrate import MIGRATIONS_DIR
 
@@ -55,50 +56,56 @@ def manifest(i: int) -> dict[str, Any]:
 
 
 def build_event(i: int, source: dict[str, Any] | None = None) -> DesiredApplied:
-    """What a source does per object: redact, then build (and so validate) the event."""
+    """What a source does per object: redact, then build (and so validate) the event. The
+    envelope and payload are validated in one call, as the sources build them."""
     m = redact(source if source is not None else manifest(i))
     resource = f"Deployment.apps/shop/{m['metadata']['name']}"
     commit = f"{i // 5:040x}"
-    return DesiredApplied(
-        id=event_id("desired.applied", commit, resource), source=EventSource.GIT, resource=resource,
-        actor="dev@example.com", effective_at=T0 + timedelta(seconds=i), revision=commit,
-        payload=DesiredAppliedPayload(commit=commit, path=f"apps/web-{i}.yaml", document_index=0, manifest=m),
-    )
+    return DesiredApplied.model_validate({
+        "id": event_id("desired.applied", commit, resource), "source": EventSource.GIT, "resource": resource,
+        "actor": "dev@example.com", "effective_at": T0 + timedelta(seconds=i), "revision": commit,
+        "payload": {"commit": commit, "path": f"apps/web-{i}.yaml", "document_index": 0, "manifest": m},
+    })
 
 
-def bench_log(path: Path, n: int, batch: int) -> float:
-    """Timed: redaction, event validation, serialisation, hashing, append. Not timed: making
-    the test manifests, which in real use come out of the YAML parser or the watch stream."""
-    elapsed = 0.0
-    with EventLog(path) as log:
-        for b in range(0, n, batch):
-            manifests = [(i, manifest(i)) for i in range(b, min(n, b + batch))]
-            start = time.perf_counter()
-            events = [build_event(i, m) for i, m in manifests]
-            log.append(events, checkpoint=Checkpoint("bench", b))
-            elapsed += time.perf_counter() - start
-        assert log.count() == n
-    return elapsed
-
-
-def bench_raw(src: Path, dst: Path, batch: int) -> float:
-    """The same rows, already serialised, through raw executemany into the same schema."""
-    with sqlite3.connect(src) as s:
-        rows = s.execute("SELECT * FROM events ORDER BY seq").fetchall()
-    conn = sqlite3.connect(dst, isolation_level=None)
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """A plain connection to an identical table: same migrations, same pragmas."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     for f in sorted(MIGRATIONS_DIR.glob("*.sql")):
         conn.executescript(f.read_text())
-    sql = f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})"
-    start = time.perf_counter()
-    for b in range(0, len(rows), batch):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[b : b + batch])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return elapsed
+    return conn
+
+
+def bench(log_path: Path, raw_path: Path, n: int, batch: int) -> tuple[float, float]:
+    """Seconds spent by the log and by the raw baseline on the same N events.
+
+    Timed for the log: redaction, event validation, serialisation, hashing, append with a
+    checkpoint. Not timed: making the test manifests (in real use they come out of the YAML
+    parser or the watch stream). Timed for the baseline: executemany and commit of the very
+    rows the log just wrote, already serialised. The two alternate batch by batch, so the
+    machine's noise falls on both alike and both tables grow at the same pace."""
+    log_s = raw_s = 0.0
+    raw = raw_connection(raw_path)
+    sql = "INSERT INTO events VALUES (" + ", ".join("?" * 12) + ")"
+    with EventLog(log_path) as log:
+        for b in range(0, n, batch):
+            manifests = [(i, manifest(i)) for i in range(b, min(n, b + batch))]
+            start = time.perf_counter()
+            events = [build_event(i, m) for i, m in manifests]
+            appended = log.append(events, checkpoint=Checkpoint("bench", b))
+            log_s += time.perf_counter() - start
+            rows = log.conn.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (appended[0].seq,)).fetchall()
+            start = time.perf_counter()
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(sql, rows)
+            raw.execute("COMMIT")
+            raw_s += time.perf_counter() - start
+        assert log.count() == n
+    assert raw.execute("SELECT count(*) FROM events").fetchone()[0] == n
+    raw.close()
+    return log_s, raw_s
 
 
 def main() -> None:
@@ -108,8 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     size = len(payload_json(build_event(0)))
     with tempfile.TemporaryDirectory() as d:
-        log_s = bench_log(Path(d) / "log.db", args.events, args.batch)
-        raw_s = bench_raw(Path(d) / "log.db", Path(d) / "raw.db", args.batch)
+        log_s, raw_s = bench(Path(d) / "log.db", Path(d) / "raw.db", args.events, args.batch)
     log_rate, raw_rate = args.events / log_s, args.events / raw_s
     print(f"events: {args.events} of ~{size} B payload, batches of {args.batch}")
     print(f"EventLog.append (validate, redact, hash, checkpoint): {log_rate:10,.0f} events/s ({log_s:.1f} s)")

@@ -29,7 +29,6 @@ from gitops.events.models import (
     ClusterDeleted,
     ClusterDeletedPayload,
     ClusterObserved,
-    ClusterObservedPayload,
     EventSource,
     SourceErrorEvent,
     SourceErrorPayload,
@@ -292,14 +291,15 @@ class Writer:
                                               audit_id=audit_id),
             )
         assert c.change != "deleted"
-        return ClusterObserved(
-            id=event_id("cluster.observed", self.origin, c.key, str(c.resource_version)), source=EventSource.CLUSTER,
-            resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
-            payload=ClusterObservedPayload(origin=self.origin, manifest=c.manifest,
-                                           resource_version=str(c.resource_version), change=c.change,
-                                           manager=manager, operation=operation, attribution=attribution,
-                                           audit_id=audit_id),
-        )
+        # One validation call for envelope and payload: the hot path of a busy cluster.
+        return ClusterObserved.model_validate({
+            "id": event_id("cluster.observed", self.origin, c.key, str(c.resource_version)),
+            "source": EventSource.CLUSTER, "resource": c.key, "actor": actor, "effective_at": c.observed_at,
+            "revision": c.resource_version,
+            "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
+                        "change": c.change, "manager": manager, "operation": operation,
+                        "attribution": attribution, "audit_id": audit_id},
+        })
 
     def _item(self, item: Item, pending: _Pending) -> None:
         if isinstance(item, Change):

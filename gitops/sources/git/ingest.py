@@ -39,7 +39,6 @@ import orjson
 from gitops.events.models import (
     AnyEvent,
     DesiredApplied,
-    DesiredAppliedPayload,
     DesiredRemoved,
     DesiredRemovedPayload,
     EventSource,
@@ -386,12 +385,14 @@ class GitIngest:
         )
 
     def _applied(self, c: CommitInfo, effective: datetime, path: str, obj: _Object) -> DesiredApplied:
-        return DesiredApplied(
-            id=event_id("desired.applied", self.origin, self._generation, c.sha, obj.key), source=EventSource.GIT,
-            resource=obj.key, actor=c.author.email, effective_at=effective, revision=c.sha,
-            payload=DesiredAppliedPayload(commit=c.sha, path=path, document_index=obj.index, line=obj.line,
-                                          origin=self.origin, manifest=obj.manifest),
-        )
+        # One validation call for envelope and payload: the hot path of a back-fill.
+        return DesiredApplied.model_validate({
+            "id": event_id("desired.applied", self.origin, self._generation, c.sha, obj.key),
+            "source": EventSource.GIT, "resource": obj.key, "actor": c.author.email, "effective_at": effective,
+            "revision": c.sha,
+            "payload": {"commit": c.sha, "path": path, "document_index": obj.index, "line": obj.line,
+                        "origin": self.origin, "manifest": obj.manifest},
+        })
 
     def _removed(self, c: CommitInfo, effective: datetime, key: str, old: _Desired) -> DesiredRemoved:
         return DesiredRemoved(
