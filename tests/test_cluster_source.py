@@ -404,3 +404,17 @@ def test_a_restart_resumes_the_watch_and_records_every_change_made_while_down(
         ("cluster.deleted", f"ConfigMap/{namespace}/short-lived", None),
         ("cluster.observed", f"ConfigMap/{namespace}/kept", "modified"),
     ]
+
+
+def test_lists_are_read_in_pages(cluster: Cluster, admin_api: Any, namespace: str) -> None:
+    from gitops.sources.cluster.client import ClusterClient
+
+    for i in range(7):
+        pykube.ConfigMap(admin_api, configmap(f"page-{i}", namespace)).create()
+    client = ClusterClient(cluster.kubeconfig, context="admin" if cluster.local else None, page_size=3)
+    kind = client.discover()[("", "ConfigMap")]
+    items, rv = client.list(kind)
+    names = [i["metadata"]["name"] for i in items if i["metadata"]["namespace"] == namespace]
+    assert names == [f"page-{i}" for i in range(7)]
+    assert len({(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}) == len(items)
+    assert int(rv) > 0

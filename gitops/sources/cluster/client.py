@@ -85,7 +85,7 @@ class ClusterClient:
     for watches (which the server ends every ``watch_timeout`` seconds)."""
 
     def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
-                 watch_timeout: int = 300) -> None:
+                 watch_timeout: int = 300, page_size: int = 500) -> None:
         try:
             config = pykube.KubeConfig.from_file(str(kubeconfig) if kubeconfig else None,
                                                  **({"current_context": context} if context else {}))
@@ -95,6 +95,7 @@ class ClusterClient:
         self.api = pykube.HTTPClient(config, timeout=(10, 60))
         self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
         self.watch_timeout = watch_timeout
+        self.page_size = page_size
         self._responses: set[Any] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -130,14 +131,24 @@ class ClusterClient:
                 **({"base": "/api"} if not kind.group else {})}
 
     def list(self, kind: KindInfo) -> tuple[list[dict[str, Any]], str]:
-        """Every object of ``kind`` (all namespaces) and the list's resourceVersion."""
-        try:
-            r = self.api.get(**self._request_kwargs(kind))
-            self.api.raise_for_status(r)
-            body = orjson.loads(r.content)
-        except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
-            raise _unavailable(self.server, e) from None
-        items: list[dict[str, Any]] = body.get("items") or []
+        """Every object of ``kind`` (all namespaces) and the list's resourceVersion, read in
+        pages of ``page_size`` (one consistent snapshot; an expired page token is a 410)."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {"limit": str(self.page_size)}
+        while True:
+            try:
+                r = self.api.get(**self._request_kwargs(kind), params=params)
+                if r.status_code == 410:
+                    raise ResourceVersionGone(f"{kind.name}: the list's continue token expired")
+                self.api.raise_for_status(r)
+                body = orjson.loads(r.content)
+            except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
+                raise _unavailable(self.server, e) from None
+            items.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                break
+            params = {"limit": str(self.page_size), "continue": token}
         for item in items:  # list items carry neither; watch objects do
             item.setdefault("apiVersion", kind.api_version)
             item.setdefault("kind", kind.kind)
