@@ -12,6 +12,7 @@ from gitops.events import (
     event_id,
     redact,
 )
+from gitops.model import format_key, key_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,9 +36,7 @@ def deployment(name: str, namespace: str = "default", replicas: int = 1) -> dict
 def applied(i: int, *, manifest: dict[str, Any] | None = None, commit: str = "c0ffee",
             actor: str = "dev@example.com", at: datetime | None = None) -> DesiredApplied:
     m = redact(manifest or deployment(f"app-{i}"))
-    meta = m["metadata"]
-    resource = f"{m['kind']}{'.' + m['apiVersion'].split('/')[0] if '/' in m['apiVersion'] else ''}" \
-               f"/{meta.get('namespace', 'default')}/{meta['name']}"
+    resource = format_key(key_of(m, default_namespace="default"))
     return DesiredApplied(
         id=event_id("desired.applied", commit, resource, str(i)),
         source=EventSource.GIT,
