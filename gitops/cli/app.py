@@ -60,11 +60,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, db: Path | None, config_file: Path | None) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
-    try:
-        config = load_config(config_file)
-    except GitOpsError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+    config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
     ctx.obj = Context(db_path=db or Path(config.db or "gitops.db"), config=config)
 
 
