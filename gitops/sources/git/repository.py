@@ -259,8 +259,8 @@ class GitRepository:
         return entries
 
     def read_blob(self, blob: str) -> bytes:
-        """A blob's bytes, through GitPython's long-lived ``git cat-file --batch``."""
-        return bytes(self.repo.odb.stream(bytes.fromhex(blob)).read())
+        """One blob's bytes, through the same long-lived process as ``read_blobs``."""
+        return self.read_blobs([blob])[blob]
 
     def read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]:
         """Many blobs at once through one long-lived ``git cat-file --batch`` process (started
