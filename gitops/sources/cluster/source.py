@@ -97,7 +97,6 @@ class ClusterSource:
 
     def _known(self, log: EventLog, kinds: list[KindInfo]) -> dict[str, dict[str, Seen]]:
         """What the log last recorded of each object of these kinds."""
-        by_name = {k.name: k for k in kinds}
         known: dict[str, dict[str, Seen]] = {k.name: {} for k in kinds}
         for r in log.read(types=("cluster.observed", "cluster.deleted"), source="cluster"):
             ev = r.event
@@ -108,9 +107,8 @@ class ClusterSource:
             if name not in known:
                 continue
             if isinstance(ev, ClusterObserved):
-                noisy = by_name[name].name in self.config.noisy_kinds
                 m = ev.payload.manifest
-                known[name][ev.resource] = Seen(fingerprint(m, noisy=noisy), managers(m))
+                known[name][ev.resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m))
             elif isinstance(ev, ClusterDeleted):
                 known[name].pop(ev.resource, None)
         return known

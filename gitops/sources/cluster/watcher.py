@@ -188,9 +188,9 @@ class KindWatcher:
         if ev.type == "DELETED":
             key = object_key(ev.object, self.kind)
             before = self.known.pop(key, None)
-            manifest = redact(ev.object, self.redaction)
+            # nothing of the object is recorded, only who deleted it: managedFields hold no values
             self.out(Change(key, self.kind.name, rv, now, None, "deleted",
-                            writer(before.managers if before else None, managers(manifest)),
+                            writer(before.managers if before else None, managers(ev.object)),
                             uid=(ev.object.get("metadata") or {}).get("uid")))
         else:
             c = self._observe(ev.object, "added" if ev.type == "ADDED" else "modified", now)
