@@ -15,6 +15,7 @@ from pathlib import Path
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.sources.git.watch import GitFollower
 from gitops.store import EventLog
+from tests.cluster_fixtures import wait_until
 from tests.gitrepo import GitRepo, configmap
 
 
@@ -117,11 +118,11 @@ def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: 
         thread = threading.Thread(target=follower.run, daemon=True)
         thread.start()
         try:
-            _wait(lambda: passes == [1], "the first pass")
+            wait_until(lambda: passes == [1], timeout=15, what="the first pass")
             repo.write("a.yaml", configmap("a", k="2"))
             sha = repo.commit("two")
             committed = time.monotonic()
-            _wait(lambda: sum(passes) == 2, "the new commit to be ingested")
+            wait_until(lambda: sum(passes) == 2, timeout=15, what="the new commit to be ingested")
             lag = time.monotonic() - committed
         finally:
             follower.stop()
@@ -132,14 +133,6 @@ def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: 
         assert commits[-1].payload.observed_at is not None  # type: ignore[union-attr]
         # generous against a noisy machine: the point is that no poll (an hour) was needed
         assert lag < 10, f"took {lag:.1f}s"
-
-
-def _wait(cond: object, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_watch_flag_follows_the_branch_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -177,14 +170,14 @@ def test_a_failed_fetch_is_reported_and_retried_not_fatal(tmp_path: Path) -> Non
         thread = threading.Thread(target=follower.run, daemon=True)
         thread.start()
         try:
-            _wait(lambda: passes[:1] == [1], "the first pass")
+            wait_until(lambda: passes[:1] == [1], timeout=15, what="the first pass")
             moved = tmp_path / "elsewhere"
             repo.path.rename(moved)  # the remote goes away
-            _wait(lambda: bool(errors), "a failed fetch")
+            wait_until(lambda: bool(errors), timeout=15, what="a failed fetch")
             moved.rename(repo.path)  # and comes back, with a new commit
             repo.write("b.yaml", configmap("b"))
             repo.commit("two")
-            _wait(lambda: sum(passes) == 2, "the commit after the outage")
+            wait_until(lambda: sum(passes) == 2, timeout=15, what="the commit after the outage")
         finally:
             follower.stop()
             thread.join(10)
