@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -195,48 +196,43 @@ class GitRepository:
         rng = f"{since}..{head}" if since else head
         return int(self.repo.git.rev_list("--first-parent", "--count", rng))
 
-    def history(self, since: str | None, head: str) -> Iterator[tuple[CommitInfo, list[Change]]]:
+    def history(self, since: str | None, head: str, *, window: int = 64) -> Iterator[tuple[CommitInfo, list[Change]]]:
         """First-parent commits after ``since`` up to ``head``, oldest first, each with the
-        files it changed against its first parent. One ``git log`` process streams them."""
+        files it changed against its first parent. One ``git log`` process streams them;
+        the commit objects of each ``window`` of commits are read in one round trip."""
         rng = f"{since}..{head}" if since else head
         proc = self.repo.git.log("--first-parent", "-m", "--reverse", "--raw", "--no-renames", "--no-abbrev",
                                  "-z", "--format=%x1e%H", rng, as_process=True)
         assert proc.stdout is not None
         buf = b""
+        pending: list[tuple[str, list[Change]]] = []
         while chunk := proc.stdout.read(1 << 16):
             *complete, buf = (buf + chunk).split(b"\x1e")
-            for record in complete:
-                if record:
-                    yield self._commit_with_changes(record)
+            pending.extend(_changes(record) for record in complete if record)
+            if len(pending) >= window:
+                yield from self._with_commits(pending)
+                pending = []
         if buf:
-            yield self._commit_with_changes(buf)
+            pending.append(_changes(buf))
+        yield from self._with_commits(pending)
         try:
             proc.wait()
         except GitCommandError as e:
             raise GitSourceError(f"cannot read the history of {self.url}: {_git_error(e)}") from None
 
-    def _commit_with_changes(self, record: bytes) -> tuple[CommitInfo, list[Change]]:
-        head, _, rest = record.partition(b"\0")
-        tokens = rest.lstrip(b"\n").split(b"\0")
-        changes: list[Change] = []
-        i = 0
-        while i < len(tokens) - 1:
-            meta = tokens[i].decode()
-            if not meta.startswith(":"):
-                i += 1
-                continue
-            _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].split(" ")
-            path = os.fsdecode(tokens[i + 1])
-            deleted = status.startswith("D")
-            changes.append(Change(path, None if deleted else new_sha, "" if deleted else new_mode))
-            i += 2
-        return self.commit(head.decode().strip()), changes
+    def _with_commits(self, pending: list[tuple[str, list[Change]]]) -> Iterator[tuple[CommitInfo, list[Change]]]:
+        raw = self.read_blobs([sha for sha, _ in pending])
+        for sha, changes in pending:
+            yield self._commit_info(sha, raw[sha]), changes
 
-    def commit(self, sha: str) -> CommitInfo:
-        c = self.repo.commit(sha)
+    def _commit_info(self, sha: str, data: bytes) -> CommitInfo:
+        """A commit object's fields, parsed by GitPython from bytes already read (a commit
+        read through ``repo.commit`` costs two round trips to git of its own)."""
+        c = git.Commit(self.repo, bytes.fromhex(sha))
+        c._deserialize(BytesIO(data))
         sig = c.gpgsig or None
         return CommitInfo(
-            sha=c.hexsha,
+            sha=sha,
             parents=tuple(p.hexsha for p in c.parents),
             author=_person(c.author, c.authored_date),
             committer=_person(c.committer, c.committed_date),
@@ -284,6 +280,25 @@ class GitRepository:
                 proc.stdout.read(1)  # the newline after each object
                 out[blob] = data
         return out
+
+
+def _changes(record: bytes) -> tuple[str, list[Change]]:
+    """One record of ``git log --raw -z --format=%x1e%H``: the commit and its changed files."""
+    head, _, rest = record.partition(b"\0")
+    tokens = rest.lstrip(b"\n").split(b"\0")
+    changes: list[Change] = []
+    i = 0
+    while i < len(tokens) - 1:
+        meta = tokens[i].decode()
+        if not meta.startswith(":"):
+            i += 1
+            continue
+        _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].split(" ")
+        path = os.fsdecode(tokens[i + 1])
+        deleted = status.startswith("D")
+        changes.append(Change(path, None if deleted else new_sha, "" if deleted else new_mode))
+        i += 2
+    return head.decode().strip(), changes
 
 
 def _git_env() -> dict[str, str]:
