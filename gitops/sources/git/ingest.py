@@ -135,6 +135,7 @@ class GitIngest:
         self.branch = config.branch or self.repo.default_branch()
         self.origin = f"git:{self.repo.url}#{self.branch}"
         self._parsed: dict[tuple[str, bool], _File] = {}
+        self._scope_of: dict[str, bool] = {}  # in_scope by path: globs cost more than a lookup
         self._files: dict[str, _File] = {}
         self._locations: dict[str, list[tuple[str, _Object]]] = {}
         self._bad_files: set[str] = set()  # paths whose content has problems
@@ -259,7 +260,7 @@ class GitIngest:
             if len(self._parsed) > _PARSE_CACHE_LIMIT:
                 self._parsed.clear()  # only a cache: bounded memory on long histories
             wanted = [c for _, changes in chunk for c in changes
-                      if c.blob is not None and not c.is_symlink and self.config.in_scope(c.path)
+                      if c.blob is not None and not c.is_symlink and self._in_scope(c.path)
                       and (c.blob, c.path.endswith(".json")) not in self._parsed]
             data = self.repo.read_blobs([c.blob for c in wanted if c.blob is not None])
             for c in wanted:
@@ -267,12 +268,20 @@ class GitIngest:
                 self._parse(c.path, c.blob, data[c.blob])
             yield from chunk
 
+    def _in_scope(self, path: str) -> bool:
+        known = self._scope_of.get(path)
+        if known is None:
+            if len(self._scope_of) > _PARSE_CACHE_LIMIT:
+                self._scope_of.clear()
+            known = self._scope_of[path] = self.config.in_scope(path)
+        return known
+
     def _load_tree(self, sha: str) -> None:
         self._files.clear()
         self._locations.clear()
         self._bad_files.clear()
         self._duplicates.clear()
-        entries = [e for e in self.repo.tree(sha) if self.config.in_scope(e.path)]
+        entries = [e for e in self.repo.tree(sha) if self._in_scope(e.path)]
         unread = [e for e in entries if not e.is_symlink and (e.blob, e.path.endswith(".json")) not in self._parsed]
         data = self.repo.read_blobs([e.blob for e in unread])
         for e in unread:
@@ -283,7 +292,7 @@ class GitIngest:
     def _apply_changes(self, changes: list[Change]) -> set[str]:
         touched: set[str] = set()
         for change in changes:
-            if not self.config.in_scope(change.path):
+            if not self._in_scope(change.path):
                 continue
             old = self._files.get(change.path)
             if old is not None:
