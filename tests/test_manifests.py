@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
-from gitops.sources.manifests import _Loader, load_yaml_documents, parse_manifests
+from gitops.sources.manifests import _load_fast, _Loader, load_yaml_documents, parse_manifests
 
 
 def test_multi_document_yaml_with_lines() -> None:
@@ -81,7 +81,8 @@ def test_cluster_scoped_kinds_have_no_namespace() -> None:
 
 
 def pyyaml(text: str) -> list[Any]:
-    return list(yaml.load_all(text, Loader=_Loader))
+    """The reference: PyYAML's own safe constructor (timestamps kept as strings)."""
+    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
@@ -104,6 +105,76 @@ def test_the_fast_path_reads_what_pyyaml_reads(docs: list[Any], flow: bool) -> N
     "tagged: !!str 123\nbin: !!binary aGVsbG8=\n",
     "s: |\n  multi\n  line\nt: >\n  folded\n  text\n",
     "---\n---\nk: v\n...\n---\n- a\n- b\n",
+    "a: 1\r\n---\r\nb: 2\r\n",
+    "0x1F\n",
+    "- +017\n- {\"a\":017}\n- [1_000, x_1]\n",
+    "[it's, yes, 'x']\n",
+    "a: 'yes'\nb: \"on\"\nc: '017'\nd: |-\n  yes\n",
+    "a: 99999999999999999999\nb: 1.5\n",
+    "a: {b: 1, b: 2}\n",
 ])
 def test_the_fast_path_agrees_on_yaml_11_and_unusual_shapes(text: str) -> None:
     assert [v for v, _ in load_yaml_documents(text)] == pyyaml(text)
+
+
+# Plain scalars on which YAML 1.1 (PyYAML, Kubernetes) and 1.2 (yaml_rs) may disagree,
+# and ordinary ones; written as they come, quoted, or in block style.
+TRICKY = ["yes", "No", "ON", "off", "y", "n", "true", "True", "TRUE", "tRue", "false", "null", "Null", "NULL",
+          "~", "", "0", "-0", "+5", "017", "08", "0o17", "0x1F", "0X1F", "0b101", "1_000", "12:30", "1:20:30",
+          "1e3", "1E3", "1.5e3", "1.5e+3", "-.5", ".5", "1.", ".inf", "-.Inf", ".NaN", "2026-01-01",
+          "2026-01-01T10:00:00Z", "=", "100m", "64Mi", "v1.2.3", "apps/v1", "svc-0001", "10.0.0.1",
+          "a b", "0.5", "1", "42", "-17", "3000000000", "x_1", "on-call", "#not a comment"]
+plain = st.sampled_from(TRICKY).filter(lambda t: t and not t.startswith("#"))
+scalar_text = st.one_of(
+    plain,
+    st.sampled_from(TRICKY).map(lambda t: "'" + t.replace("'", "''") + "'"),
+    st.sampled_from(TRICKY).map(lambda t: '"' + t + '"'),
+)
+keys = st.one_of(st.sampled_from(["name", "replicas", "image", "enabled", "port"]), plain)
+
+
+@st.composite
+def block(draw: st.DrawFn, depth: int = 0) -> list[str]:
+    """The lines of a block mapping or sequence, indented by ``depth`` levels."""
+    pad = "  " * depth
+    lines: list[str] = []
+    seq = draw(st.booleans())
+    for i in range(draw(st.integers(1, 4))):
+        lead = f"{pad}- " if seq else f"{pad}{draw(keys)}{i}: "
+        if depth < 2 and draw(st.integers(0, 3)) == 0:
+            lines.append(lead.rstrip())
+            lines.extend(draw(block(depth + 1)))
+        elif draw(st.integers(0, 8)) == 0:
+            lines.append(lead + "|")
+            lines.extend(f"{pad}  {draw(plain)}" for _ in range(2))
+        else:
+            lines.append(lead + draw(scalar_text))
+    return lines
+
+
+@settings(max_examples=400)
+@given(st.lists(block(), min_size=1, max_size=3), st.sampled_from(["", "---\n"]), st.sampled_from(["", "# note\n"]))
+def test_yaml_11_scalars_read_as_pyyaml_reads_them(docs: list[list[str]], first: str, comment: str) -> None:
+    text = first + "---\n".join(comment + "\n".join(lines) + "\n" for lines in docs)
+    try:
+        expected = pyyaml(text)
+    except yaml.YAMLError:
+        with pytest.raises(yaml.YAMLError):
+            load_yaml_documents(text)
+        return
+    got = load_yaml_documents(text)
+    assert [v for v, _ in got] == expected
+    reference = [line for d in yaml.compose_all(text, Loader=_Loader)
+                 if d is not None and not (d.tag.endswith(":null")) for line in [d.start_mark.line + 1]]
+    assert [line for _, line in got] == reference
+
+
+def test_the_fast_path_takes_ordinary_manifests() -> None:
+    """A plain Deployment is read by yaml_rs, not handed back to PyYAML."""
+    text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {app: web}\n"
+            "spec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n      - name: web\n"
+            "        image: registry.example/web:1.2.3\n        args: [--port, '8080']\n"
+            "---\n# the service\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n")
+    fast = _load_fast(text)
+    assert fast is not None
+    assert fast == [(pyyaml(text)[0], 1), (pyyaml(text)[1], 16)]

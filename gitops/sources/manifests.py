@@ -11,10 +11,13 @@ label or an annotation is not turned into another type and back).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+import yaml_rs
 
 from gitops.model.errors import InvalidResourceKeyError
 from gitops.model.keys import ResourceKey, key_of
@@ -77,9 +80,7 @@ def _build(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
     raise _Unusual
 
 
-def load_yaml_documents(text: str) -> list[tuple[Any, int]]:
-    """Every document of a YAML stream with the 1-based line it starts on; raises
-    ``yaml.YAMLError``. Same values as PyYAML's safe loader (timestamps kept as strings)."""
+def _load_with_pyyaml(text: str) -> list[tuple[Any, int]]:
     loader = _Loader(text)
     out: list[tuple[Any, int]] = []
     try:
@@ -90,10 +91,156 @@ def load_yaml_documents(text: str) -> list[tuple[Any, int]]:
             except _Unusual:
                 value = loader.construct_document(node)
             loader.constructed_objects = {}
-            out.append((value, node.start_mark.line + 1))
+            if value is not None:
+                out.append((value, node.start_mark.line + 1))
     finally:
         loader.dispose()
     return out
+
+
+# ---------------------------------------------------------------------------- the fast path
+#
+# yaml_rs (a Rust YAML 1.2 parser) reads a manifest about ten times faster than PyYAML's
+# C parser. YAML 1.2 and 1.1 differ only in how some plain scalars resolve (yes/no/on/off,
+# 017, 0o17, 1e3, 1:30, ...) and in a few rarely used features. So a document goes
+# through yaml_rs only when it is plain enough, and its result is kept only when no value
+# in it could mean something else to PyYAML; otherwise PyYAML reads it, as before.
+# tests/test_manifests.py checks the two paths against each other.
+
+# characters that start node properties (tags, anchors, aliases), directives and
+# reserved indicators, and what may precede one where a node starts
+_PROPERTY_CHARS = re.compile(r"[!&*%@`]")
+_NODE_START = frozenset("\n[{,:?-")
+# ints that 1.1 and 1.2 (or yaml_rs) may read differently: leading zeros, 0o/0x/0b, "_"
+_LEADING_ZERO = re.compile(r"(?<![^\s\[{,:?+-])0[0-9A-Za-z_]")
+_UNDERSCORE = re.compile(r"[0-9]_")
+_TOKEN_START = frozenset(" \t\n[{,:?-")
+_BEFORE_PLAIN = frozenset(" \t\n[{,")
+_AFTER_PLAIN = frozenset(" \t\r\n,]}:")
+_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)(.*)$", re.MULTILINE)
+_CONTENT = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)
+# what PyYAML would make of a plain scalar other than a string: its matchers, by first character
+_IMPLICIT: dict[str, tuple[Callable[[str], object], ...]] = {
+    first: tuple(rx.match for tag, rx in resolvers if tag != _STR) + tuple(
+        rx.match for tag, rx in _Loader.yaml_implicit_resolvers.get(None, ()) if tag != _STR)
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items() if first is not None
+}
+
+
+def _plain_somewhere(text: str, value: str) -> bool:
+    """Whether ``value`` occurs in ``text`` as a token of its own, as a plain scalar would
+    (a quoted one is preceded by its quote)."""
+    i, n = text.find(value), len(value)
+    while i >= 0:
+        if (i == 0 or text[i - 1] in _BEFORE_PLAIN) and (i + n == len(text) or text[i + n] in _AFTER_PLAIN):
+            return True
+        i = text.find(value, i + 1)
+    return False
+
+
+def _agrees_with_pyyaml(value: Any, text: str) -> bool:
+    """Whether PyYAML reads ``text`` as ``value`` (what yaml_rs made of it). Strings that
+    PyYAML would resolve otherwise pass only when no plain token in ``text`` spells them."""
+    has_int = False
+    strings: list[str] = []
+    stack = [value]
+    pop, push, add = stack.pop, stack.append, strings.append
+    while stack:  # gather the strings (keys too) and check the other scalars
+        v = pop()
+        t = type(v)
+        if t is dict:
+            for k, x in v.items():
+                if type(k) is not str:
+                    return False
+                add(k)
+                push(x)
+        elif t is list:
+            stack.extend(v)
+        elif t is str:
+            add(v)
+        elif t is int:
+            has_int = True
+        elif t is not bool and v is not None:
+            return False  # floats: too many spellings differ between 1.1 and 1.2
+    table = _IMPLICIT
+    special = [v for v in strings  # "" is never a plain scalar (that is null): never special
+               if v and (matchers := table.get(v[0])) is not None and any(match(v) for match in matchers)]
+    if has_int and _risky_int(text):
+        return False
+    # a quoted occurrence does not match: the token must follow a space or a flow indicator
+    return not any(_plain_somewhere(text, v) for v in special)
+
+
+def _unusual_syntax(text: str) -> bool:
+    """A tag, anchor, alias, directive or reserved indicator where a node may start (a
+    false alarm only costs the slow path)."""
+    for m in _PROPERTY_CHARS.finditer(text):
+        q = m.start()
+        while q and text[q - 1] in " \t":
+            q -= 1
+        if q == 0 or text[q - 1] in _NODE_START:
+            return True
+    return False
+
+
+def _risky_int(text: str) -> bool:
+    """A token that may be an int spelled with leading zeros, 0o/0x/0b, or underscores."""
+    for m in _LEADING_ZERO.finditer(text):
+        q = m.start()
+        if q and text[q - 1] in "+-":  # a sign: what precedes it decides
+            q -= 1
+        if q == 0 or text[q - 1] in _TOKEN_START:
+            return True
+    if "_" in text:
+        for m in _UNDERSCORE.finditer(text):
+            q = m.start()
+            while q and (text[q - 1].isdigit() or text[q - 1] == "_"):
+                q -= 1
+            if q and text[q - 1] in "+-":
+                q -= 1
+            if q == 0 or text[q - 1] in _TOKEN_START:
+                return True
+    return False
+
+
+def _load_fast(text: str) -> list[tuple[Any, int]] | None:
+    """The documents of ``text`` read by yaml_rs, or None when PyYAML must read it."""
+    if ("<<" in text or "\t" in text or text.startswith("\ufeff") or _unusual_syntax(text)
+            or ("\r" in text and "\r" in text.replace("\r\n", ""))
+            or any(c in text for c in "\x85\u2028\u2029")):
+        return None
+    parts: list[tuple[int, str]] = []  # (offset, text) of each document
+    start = 0
+    for m in _MARKER.finditer(text) if "---" in text or "..." in text else ():
+        rest = m.group(1).strip()
+        if m.group(0).startswith(".") or (rest and not rest.startswith("#")):
+            return None  # document end markers, content on the "---" line: PyYAML's job
+        parts.append((start, text[start : m.start()]))
+        start = m.end()
+    parts.append((start, text[start:]))
+    out: list[tuple[Any, int]] = []
+    for offset, part in parts:
+        first = _CONTENT.search(part)
+        if first is None:
+            continue  # comments and blank lines only
+        try:
+            value = yaml_rs.loads(part, parse_datetime=False)
+        except yaml_rs.YAMLDecodeError:
+            return None  # PyYAML says what is wrong, and where
+        if value is None:
+            continue
+        if not _agrees_with_pyyaml(value, part):
+            return None
+        out.append((value, text.count("\n", 0, offset + first.start()) + 1))
+    return out
+
+
+def load_yaml_documents(text: str) -> list[tuple[Any, int]]:
+    """Every non-empty document of a YAML stream with the 1-based line it starts on;
+    raises ``yaml.YAMLError``. Same values as PyYAML's safe loader (timestamps kept as
+    strings)."""
+    fast = _load_fast(text)
+    return fast if fast is not None else _load_with_pyyaml(text)
 
 
 @dataclass(frozen=True)
