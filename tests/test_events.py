@@ -17,6 +17,7 @@ from gitops.events import (
     GitCommitPayload,
     GitPerson,
     event_id,
+    payload_json,
 )
 from gitops.events.schema import render_schema
 from tests.helpers import applied
@@ -78,3 +79,13 @@ def test_exported_config_schema_is_up_to_date() -> None:
     path = SCHEMA.parent / "config.schema.json"
     assert path.exists(), "run `make schema`"
     assert path.read_text() == config_json_schema(), "schema/config.schema.json is stale: run `make schema`"
+
+
+def test_payload_json_stores_keys_that_are_not_strings() -> None:
+    """YAML allows them (a ConfigMap's `data: {1: one}`); the payload is still stored, with
+    the key as JSON can hold it."""
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {1: "one", None: "n"}}
+    ev = applied(1, manifest=manifest)
+    stored = json.loads(payload_json(ev))
+    assert stored["manifest"]["data"] == {"1": "one", "null": "n"}
+    assert stored["commit"] == "c0ffee" and stored["document_index"] == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sqlite3
 from datetime import timedelta
@@ -53,6 +54,26 @@ def test_a_failure_inside_the_transaction_leaves_neither_events_nor_checkpoint(l
     assert log.count() == 1
     assert log.checkpoint("src") == 1
     assert log.verify().ok
+
+
+def test_append_leaves_the_garbage_collector_as_it_found_it(log: EventLog) -> None:
+    """append pauses the cyclic collector while it writes; it must switch it back on, on
+    success and on failure, and must not switch on one its caller had switched off."""
+    assert gc.isenabled()
+    log.append([applied(1)])
+    assert gc.isenabled()
+    good = applied(2)
+    unstorable = good.model_copy(update={"payload": good.payload.model_copy(update={"manifest": {"x": object()}})})
+    with pytest.raises(TypeError):
+        log.append([unstorable])  # fails half-way through the write
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        log.append([applied(3)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert [r.event.id for r in log.read()] == [applied(1).id, applied(3).id]
 
 
 def test_hooks_see_the_new_events_in_the_same_transaction(log: EventLog) -> None:

@@ -82,7 +82,11 @@ def payload_json(event: _Event) -> str:
     writes one per event and this is the hot path (see scripts/bench_append.py); the
     result reads back through the same models, so the two agree on meaning."""
     payload: BaseModel = getattr(event, "payload")  # noqa: B009 - every concrete event has one
-    return orjson.dumps(payload, default=_model_fields, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(payload.__dict__, default=_model_fields, option=orjson.OPT_UTC_Z).decode()
+    except TypeError:  # a key that is not a string (YAML allows them): slower, so not the default
+        return orjson.dumps(payload.__dict__, default=_model_fields,
+                            option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
 
 
 class EventSource(StrEnum):

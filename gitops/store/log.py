@@ -17,6 +17,7 @@ and projection tables later are written with the events that change them.
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 import sqlite_utils
 
-from gitops.events.models import EVENT_ADAPTER, AnyEvent, Recorded, payload_json
+from gitops.events.models import EVENT_ADAPTER, AnyEvent, EventSource, Recorded, payload_json
 from gitops.model.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -45,6 +46,7 @@ __all__ = ["Appended", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 _COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 _INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _CHUNK = 500  # bound on SQL parameters per id lookup
+_SOURCES = {s: s.value for s in EventSource}  # a dict lookup is cheaper than Enum.value
 
 
 class Checkpoint(NamedTuple):
@@ -184,7 +186,8 @@ class EventLog:
         else:
             checkpoints = checkpoint or []
         with self._write() as cur:
-            appended = _insert_events(cur, batch)
+            with _no_cyclic_gc():
+                appended = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
                 for hook in self._hooks:
@@ -303,6 +306,21 @@ def _verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None) 
     return VerifyResult(True, checked, prev_seq or None)
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is written. Everything the write
+    allocates is acyclic (row tuples, strings), so a collection then can free nothing; yet
+    with a thousand events in hand each collection walked them all again (see
+    scripts/bench_append.py). Reference counting still frees everything as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]:
     if not batch:
         return []
@@ -324,7 +342,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]
             continue
         mark_seen(ev.id)
         seq += 1
-        values = (ev.id, ev.type, ev.source.value, ev.resource, ev.actor, format_time(ev.effective_at),
+        values = (ev.id, ev.type, _SOURCES[ev.source], ev.resource, ev.actor, format_time(ev.effective_at),
                   recorded_at, ev.revision, payload_json(ev))
         row_prev, prev = prev, row_hash(prev, values)
         add_row((seq, *values, row_prev, prev))
