@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
-from gitops.sources.manifests import _load_fast, _Loader, load_yaml_documents, parse_manifests
+from gitops.sources.manifests import _IMPLICIT, _load_fast, _Loader, load_yaml_documents, parse_manifests
 
 
 def test_multi_document_yaml_with_lines() -> None:
@@ -178,3 +178,11 @@ def test_the_fast_path_takes_ordinary_manifests() -> None:
     fast = _load_fast(text)
     assert fast is not None
     assert fast == [(pyyaml(text)[0], 1), (pyyaml(text)[1], 16)]
+
+
+@pytest.mark.parametrize("value", TRICKY + ["<<", "1:20", "0o_7", "-.5", "+.inf", "NULL", "Off"])
+def test_the_combined_matchers_say_what_pyyaml_resolves(value: str) -> None:
+    """The fast path's one-regex-per-first-character table agrees with PyYAML's resolver."""
+    resolved = _Loader.resolve(_Loader, yaml.ScalarNode, value, (True, False))
+    match = _IMPLICIT.get(value[:1])
+    assert (match is not None and match(value) is not None) == (resolved != "tag:yaml.org,2002:str")

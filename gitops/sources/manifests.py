@@ -112,17 +112,18 @@ def _load_with_pyyaml(text: str) -> list[tuple[Any, int]]:
 _PROPERTY_CHARS = re.compile(r"[!&*%@`]")
 _NODE_START = frozenset("\n[{,:?-")
 # ints that 1.1 and 1.2 (or yaml_rs) may read differently: leading zeros, 0o/0x/0b, "_"
-_LEADING_ZERO = re.compile(r"(?<![^\s\[{,:?+-])0[0-9A-Za-z_]")
-_UNDERSCORE = re.compile(r"[0-9]_")
+# (each starts with a literal, so that the regex engine can skip to it)
+_LEADING_ZERO = re.compile(r"0(?:(?<=[\s\[{,:]0)|(?<=[\s\[{,:][-+]0))[0-9A-Za-z_]")
+_UNDERSCORE = re.compile(r"_(?<=[0-9]_)")
 _TOKEN_START = frozenset(" \t\n[{,:?-")
 _BEFORE_PLAIN = frozenset(" \t\n[{,")
 _AFTER_PLAIN = frozenset(" \t\r\n,]}:")
 _MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)(.*)$", re.MULTILINE)
 _CONTENT = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)
 # what PyYAML would make of a plain scalar other than a string: its matchers, by first character
-_IMPLICIT: dict[str, tuple[Callable[[str], object], ...]] = {
-    first: tuple(rx.match for tag, rx in resolvers if tag != _STR) + tuple(
-        rx.match for tag, rx in _Loader.yaml_implicit_resolvers.get(None, ()) if tag != _STR)
+_IMPLICIT: dict[str, Callable[[str], object]] = {
+    first: re.compile("|".join(f"(?{'x' if rx.flags & re.VERBOSE else ''}:{rx.pattern})" for tag, rx in (
+        *resolvers, *_Loader.yaml_implicit_resolvers.get(None, ())) if tag != _STR)).match
     for first, resolvers in _Loader.yaml_implicit_resolvers.items() if first is not None
 }
 
@@ -164,7 +165,7 @@ def _agrees_with_pyyaml(value: Any, text: str) -> bool:
             return False  # floats: too many spellings differ between 1.1 and 1.2
     table = _IMPLICIT
     special = [v for v in strings  # "" is never a plain scalar (that is null): never special
-               if v and (matchers := table.get(v[0])) is not None and any(match(v) for match in matchers)]
+               if v and (match := table.get(v[0])) is not None and match(v)]
     if has_int and _risky_int(text):
         return False
     # a quoted occurrence does not match: the token must follow a space or a flow indicator
@@ -185,12 +186,8 @@ def _unusual_syntax(text: str) -> bool:
 
 def _risky_int(text: str) -> bool:
     """A token that may be an int spelled with leading zeros, 0o/0x/0b, or underscores."""
-    for m in _LEADING_ZERO.finditer(text):
-        q = m.start()
-        if q and text[q - 1] in "+-":  # a sign: what precedes it decides
-            q -= 1
-        if q == 0 or text[q - 1] in _TOKEN_START:
-            return True
+    if _LEADING_ZERO.search(text) or text.lstrip("+-").startswith("0"):
+        return True
     if "_" in text:
         for m in _UNDERSCORE.finditer(text):
             q = m.start()
