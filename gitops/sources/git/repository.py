@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -76,8 +76,7 @@ class CommitInfo:
     signer_key: str | None
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):  # a tuple: made for every file of every commit
     """One file changed by a commit, against its first parent."""
 
     path: str
@@ -89,8 +88,7 @@ class Change:
         return self.mode == _SYMLINK_MODE
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     path: str
     blob: str
     mode: str
@@ -283,21 +281,20 @@ class GitRepository:
 
 
 def _changes(record: bytes) -> tuple[str, list[Change]]:
-    """One record of ``git log --raw -z --format=%x1e%H``: the commit and its changed files."""
+    """One record of ``git log --raw -z --format=%x1e%H``: the commit and its changed files
+    (``:<old mode> <new mode> <old sha> <new sha> <status>`` then the path, each ended by NUL)."""
     head, _, rest = record.partition(b"\0")
-    tokens = rest.lstrip(b"\n").split(b"\0")
+    tokens = iter(os.fsdecode(rest).lstrip("\n").split("\0"))
     changes: list[Change] = []
-    i = 0
-    while i < len(tokens) - 1:
-        meta = tokens[i].decode()
+    for meta in tokens:
         if not meta.startswith(":"):
-            i += 1
             continue
+        path = next(tokens, None)
+        if path is None:
+            break
         _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].split(" ")
-        path = os.fsdecode(tokens[i + 1])
         deleted = status.startswith("D")
         changes.append(Change(path, None if deleted else new_sha, "" if deleted else new_mode))
-        i += 2
     return head.decode().strip(), changes
 
 
