@@ -356,6 +356,34 @@ def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
     assert ingest() == ["Gadget.scope-test.example.com/ignored/g1"]
 
 
+def test_the_scope_a_source_gives_git_learns_of_crds_installed_after_start(
+    cluster: Cluster, admin_api: Any, tmp_path: Path,
+) -> None:
+    config = ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="admin" if cluster.local else None)
+    source = ClusterSource(tmp_path / "s.db", config)
+    source.start()
+    try:
+        scope = source.scope()
+        assert scope("apps", "Deployment") and not scope("", "Namespace")
+        assert scope("scope-refresh.example.com", "Widget")  # unknown yet: the built-in guess
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.scope-refresh.example.com"},
+            "spec": {"group": "scope-refresh.example.com", "scope": "Cluster",
+                     "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        }
+        r = admin_api.post(version="apiextensions.k8s.io/v1", url="customresourcedefinitions", data=json.dumps(crd))
+        assert r.status_code in (201, 409), r.text
+        wait_until(lambda: admin_api.get(version="scope-refresh.example.com/v1").status_code == 200,
+                   what="the CRD to be served")
+        source.refresh()
+        assert not scope("scope-refresh.example.com", "Widget")  # the same scope, now current
+    finally:
+        source.stop()
+
+
 def test_kinds_that_enter_the_desired_state_are_watched_from_then_on(cluster: Cluster, admin_api: Any,
                                                                     namespace: str, tmp_path: Path) -> None:
     from gitops.sources.git import GitIngest, GitSourceConfig

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.ingest_cmds import _describe, _git_config, git_scope, ingest
+from gitops.cli.ingest_cmds import _describe, _git_config, ingest
 from gitops.model.errors import StoreError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
@@ -94,7 +93,8 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         click.echo(f"watching {cluster.origin}{audit}", err=True)
     if repo is not None or ctx.config.git is not None:
         git_log = ctx.open_log()
-        scope = git_scope(ctx, Console(stderr=True), cluster_config) if cluster_config else builtin_scope
+        # the cluster source's own discovery (no second one), kept current as it refreshes
+        scope = cluster.scope() if cluster is not None else builtin_scope
         git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact,
                                scope=scope)
         origin = git_source.origin

@@ -70,10 +70,29 @@ class ClusterSource:
         self._watching: set[str] = set()  # Kind[.group] names
         self._audited: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, plural) -> (kind, namespaced)
         self._refresh_lock = threading.Lock()
+        self._served: dict[tuple[str, str], KindInfo] = {}  # the last discovery
         self._error: Exception | None = None
         self._on_error: Callable[[Exception], None] | None = None
 
     # ------------------------------------------------------------------ selection
+
+    def _discover(self) -> dict[tuple[str, str], KindInfo]:
+        self._served = self.client.discover()
+        return self._served
+
+    def scope(self) -> Scope:
+        """Whether a kind is namespaced, from this source's discovery of the cluster (made
+        now if ``start()`` has not made one), kept current by ``refresh()``: a Git source
+        watching beside it learns of CRDs installed later. Kinds the cluster does not
+        serve fall back to the built-in table."""
+        if not self._served:
+            self._discover()
+
+        def scope(group: str, kind: str) -> bool:
+            info = self._served.get((group, kind))
+            return info.namespaced if info is not None else builtin_scope(group, kind)
+
+        return scope
 
     def select(self, log: EventLog, served: dict[tuple[str, str], KindInfo]) -> tuple[list[KindInfo], list[Problem]]:
         wanted: set[tuple[str, str]] = {("", "Namespace")}
@@ -114,7 +133,7 @@ class ClusterSource:
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
-        kinds, problems = self.select(log, self.client.discover())
+        kinds, problems = self.select(log, self._discover())
         index = tailer = None
         if self.config.audit_log:
             index = AuditIndex()
@@ -207,7 +226,7 @@ class ClusterSource:
         if self._writer is None or self._stop.is_set():
             return []
         with self._refresh_lock, EventLog(self.db_path) as log:
-            kinds, problems = self.select(log, self.client.discover())
+            kinds, problems = self.select(log, self._discover())
             watchers = self._watchers(log, [k for k in kinds if k.name not in self._watching], self._writer)
         for p in problems:
             self._writer.put(p)  # a problem already recorded has the same id: appended once
