@@ -34,6 +34,7 @@ def running(db: Path, config: ClusterSourceConfig) -> Iterator[ClusterSource]:
     source = ClusterSource(db, config)
     source.start()
     try:
+        assert source.wait_synced(60), "the source did not list its kinds within 60 s"
         yield source
     finally:
         source.stop()

@@ -9,6 +9,7 @@ event, not a crash.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class ClusterSource:
         self._tailer: AuditTailer | None = None
         self._outages: OutageTracker | None = None
         self._watching: set[str] = set()  # Kind[.group] names
+        self._started: list[KindWatcher] = []
         self._audited: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, plural) -> (kind, namespaced)
         self._refresh_lock = threading.Lock()
         self._served: dict[tuple[str, str], KindInfo] = {}  # the last discovery
@@ -214,7 +216,14 @@ class ClusterSource:
             t.start()
         self._start_watchers(watchers)
 
+    def wait_synced(self, timeout: float) -> bool:
+        """Wait until every kind watched is listed (or its watch resumed), as an informer's
+        cache sync: changes made after that are seen as they happen. False on timeout."""
+        deadline = time.monotonic() + timeout
+        return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in list(self._started))
+
     def _start_watchers(self, watchers: list[KindWatcher]) -> None:
+        self._started.extend(watchers)
         for w in watchers:
             t = threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}", daemon=True)
             self._threads.append(t)

@@ -138,6 +138,9 @@ class KindWatcher:
         self.outages = outages
         self.redaction = redaction
         self.noisy = kind.name in config.noisy_kinds
+        # set once the kind is listed or its watch resumed: from then on a change to it is
+        # seen as it happens (an object made before is a "relisted" one)
+        self.synced = threading.Event()
 
     def _observe(self, obj: dict[str, Any], change: Literal["added", "modified", "relisted"],
                  now: datetime) -> Change | None:
@@ -173,11 +176,13 @@ class KindWatcher:
             n += 1
         self.out(Progress(self.kind.name, rv))
         self.rv = rv
+        self.synced.set()
         return n
 
     def handle(self, ev: WatchEvent) -> None:
         if ev.type == "CONNECTED":
             self.outages.recovered()
+            self.synced.set()
             return
         rv = str((ev.object.get("metadata") or {}).get("resourceVersion", ""))
         if ev.type == "BOOKMARK":
@@ -214,6 +219,7 @@ class KindWatcher:
                 self.rv = None  # relist: whatever happened meanwhile is found by comparing
             except AccessDenied as e:
                 self.out(Problem("kind-forbidden", str(e), self.kind.name))
+                self.synced.set()  # nothing more will come of this kind: do not keep anyone waiting
                 return  # RBAC will not change by retrying; the error is on record
             except ClusterUnavailableError as e:
                 if stop.is_set():
