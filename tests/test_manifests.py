@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
-from gitops.sources.manifests import _IMPLICIT, _load_fast, _Loader, load_yaml_documents, parse_manifests
+from gitops.sources.manifests import (
+    _IMPLICIT,
+    _load_fast,
+    _load_with_pyyaml,
+    _Loader,
+    load_yaml_documents,
+    parse_manifests,
+)
 
 
 def test_multi_document_yaml_with_lines() -> None:
@@ -186,3 +193,124 @@ def test_the_combined_matchers_say_what_pyyaml_resolves(value: str) -> None:
     resolved = _Loader.resolve(_Loader, yaml.ScalarNode, value, (True, False))
     match = _IMPLICIT.get(value[:1])
     assert (match is not None and match(value) is not None) == (resolved != "tag:yaml.org,2002:str")
+
+
+# What charts, kubectl and people write: these must take the fast path, and agree.
+REAL_WORLD = {
+"helm": '''---
+# Source: chart/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: release-web
+  labels:
+    helm.sh/chart: web-0.1.0
+    app.kubernetes.io/managed-by: Helm
+  annotations:
+    prometheus.io/scrape: "true"
+    prometheus.io/port: "9090"
+spec:
+  type: ClusterIP
+  ports:
+    - port: 80
+      targetPort: http
+      protocol: TCP
+      name: http
+---
+# Source: chart/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: release-web
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers:
+        - name: web
+          image: "nginx:1.16.0"
+          imagePullPolicy: IfNotPresent
+          command: ["sh", "-c", "echo hi && sleep 3600"]
+          args:
+            - --port=8080
+            - --verbose
+          env:
+            - name: FEATURE_X
+              value: "on"
+            - name: CONFIG
+              value: '{"a": 1, "b": [true, null]}'
+          resources:
+            limits:
+              cpu: 500m
+              memory: 128Mi
+          livenessProbe:
+            httpGet:
+              path: /
+              port: http
+''',
+"configmap-multiline": '''apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  nginx.conf: |
+    server {
+      listen 80;
+      # a comment --- inside
+    }
+  script.sh: |-
+    #!/bin/sh
+    echo "yes" > /tmp/x
+  folded: >
+    a long
+    folded text
+''',
+"crd": '''apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, minimum: 1, maximum: 10}
+''',
+"cronjob": '''apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox, args: [date]}]
+''',
+"windows": "apiVersion: v1\r\nkind: Namespace\r\nmetadata:\r\n  name: win\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_WORLD))
+def test_real_world_manifests_take_the_fast_path_and_agree(name: str) -> None:
+    text = REAL_WORLD[name]
+    assert _load_fast(text) == _load_with_pyyaml(text)
+    assert _load_fast(text) is not None
+
+
+def test_a_float_sends_the_document_to_pyyaml() -> None:
+    text = "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits: [{default: {cpu: 0.5}}]\n"
+    assert _load_fast(text) is None
+    assert load_yaml_documents(text)[0][0]["spec"]["limits"][0]["default"]["cpu"] == 0.5
