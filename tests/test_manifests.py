@@ -314,3 +314,17 @@ def test_a_float_sends_the_document_to_pyyaml() -> None:
     text = "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits: [{default: {cpu: 0.5}}]\n"
     assert _load_fast(text) is None
     assert load_yaml_documents(text)[0][0]["spec"]["limits"][0]["default"]["cpu"] == 0.5
+
+
+def test_what_yaml_rs_takes_but_pyyaml_refuses_is_still_an_error() -> None:
+    """A NUL byte: yaml_rs reads the file as empty, PyYAML (and Kubernetes) refuse it."""
+    res = parse_manifests("x.yaml", b"apiVersion: v1\nkind: ConfigMap\x00\n")
+    assert [p.code for p in res.problems] == ["yaml-syntax"]
+
+
+def test_what_yaml_rs_cannot_hand_over_is_left_to_pyyaml() -> None:
+    """A lone surrogate escape: yaml_rs raises UnicodeEncodeError (not its own error), and
+    the file is a syntax error with a line, not a crash of the source."""
+    text = 'a: "\\ud800"\n'
+    assert _load_fast(text) is None
+    assert [(p.code, p.line) for p in parse_manifests("x.yaml", text.encode()).problems] == [("yaml-syntax", 1)]

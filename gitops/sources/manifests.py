@@ -118,6 +118,8 @@ _UNDERSCORE = re.compile(r"_(?<=[0-9]_)")
 _TOKEN_START = frozenset(" \t\n[{,:?-")
 _BEFORE_PLAIN = frozenset(" \t\n[{,")
 _AFTER_PLAIN = frozenset(" \t\r\n,]}:")
+# characters PyYAML refuses (yaml_rs takes some, a NUL for one): PyYAML must say so
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 _MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)(.*)$", re.MULTILINE)
 _CONTENT = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)
 # what PyYAML would make of a plain scalar other than a string: its matchers, by first character
@@ -202,7 +204,8 @@ def _risky_int(text: str) -> bool:
 
 def _load_fast(text: str) -> list[tuple[Any, int]] | None:
     """The documents of ``text`` read by yaml_rs, or None when PyYAML must read it."""
-    if ("<<" in text or "\t" in text or text.startswith("\ufeff") or _unusual_syntax(text)
+    if ("<<" in text or "\t" in text or text.startswith("\ufeff") or _NON_PRINTABLE.search(text)
+            or _unusual_syntax(text)
             or ("\r" in text and "\r" in text.replace("\r\n", ""))
             or any(c in text for c in "\x85\u2028\u2029")):
         return None
@@ -222,8 +225,8 @@ def _load_fast(text: str) -> list[tuple[Any, int]] | None:
             continue  # comments and blank lines only
         try:
             value = yaml_rs.loads(part, parse_datetime=False)
-        except yaml_rs.YAMLDecodeError:
-            return None  # PyYAML says what is wrong, and where
+        except Exception:  # noqa: BLE001 - YAMLDecodeError, or e.g. a lone surrogate it cannot hand over
+            return None  # PyYAML reads it, or says what is wrong, and where
         if value is None:
             continue
         if not _agrees_with_pyyaml(value, part):
