@@ -328,3 +328,17 @@ def test_what_yaml_rs_cannot_hand_over_is_left_to_pyyaml() -> None:
     text = 'a: "\\ud800"\n'
     assert _load_fast(text) is None
     assert [(p.code, p.line) for p in parse_manifests("x.yaml", text.encode()).problems] == [("yaml-syntax", 1)]
+
+
+YAMLISH = st.lists(st.sampled_from([*"ab: \n-|>+2#\"'{}[],.~01", "  ", "\n  ", "key: |", "key: >", "- |-", "- |+",
+                                    "yes", "on", "017", "1e3", "true", "---\n", "x y", "\\"]),
+                   max_size=40).map("".join)
+
+
+@settings(max_examples=500)
+@given(YAMLISH)
+def test_the_fast_path_never_reads_what_pyyaml_would_not(text: str) -> None:
+    """Any text: when the fast path answers, PyYAML reads the same; it never raises."""
+    fast = _load_fast(text)
+    if fast is not None:
+        assert fast == _load_with_pyyaml(text)

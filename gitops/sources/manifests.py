@@ -10,6 +10,7 @@ label or an annotation is not turned into another type and back).
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from gitops.model.scope import Scope, builtin_scope
 __all__ = ["Document", "ManifestProblem", "ParseResult", "load_yaml_documents", "parse_manifests"]
 
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser, the one CSafeLoader uses; without it (PyYAML built without libyaml)
+# there is no fast path
+_CParser: Any = getattr(importlib.import_module("yaml._yaml"), "CParser", None) if yaml.__with_libyaml__ else None
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
@@ -174,6 +178,20 @@ def _agrees_with_pyyaml(value: Any, text: str) -> bool:
     return not any(_plain_somewhere(text, v) for v in special)
 
 
+def _blank_string(value: Any) -> bool:
+    """Whether a string made only of line breaks and spaces is somewhere in ``value``."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is dict:
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+        elif type(v) is str and v and not v.strip():
+            return True
+    return False
+
+
 def _unusual_syntax(text: str) -> bool:
     """A tag, anchor, alias, directive or reserved indicator where a node may start (a
     false alarm only costs the slow path)."""
@@ -204,6 +222,8 @@ def _risky_int(text: str) -> bool:
 
 def _load_fast(text: str) -> list[tuple[Any, int]] | None:
     """The documents of ``text`` read by yaml_rs, or None when PyYAML must read it."""
+    if _CParser is None:
+        return None
     if ("<<" in text or "\t" in text or text.startswith("\ufeff") or _NON_PRINTABLE.search(text)
             or _unusual_syntax(text)
             or ("\r" in text and "\r" in text.replace("\r\n", ""))
@@ -224,13 +244,18 @@ def _load_fast(text: str) -> list[tuple[Any, int]] | None:
         if first is None:
             continue  # comments and blank lines only
         try:
+            _CParser(part).raw_parse()  # libyaml's syntax check, without building anything
             value = yaml_rs.loads(part, parse_datetime=False)
-        except Exception:  # noqa: BLE001 - YAMLDecodeError, or e.g. a lone surrogate it cannot hand over
+        except Exception:  # noqa: BLE001 - a YAMLError, or e.g. a lone surrogate yaml_rs cannot hand over
             return None  # PyYAML reads it, or says what is wrong, and where
         if value is None:
             continue
+        if type(value) is not dict and type(value) is not list:
+            return None  # a bare scalar is no manifest: PyYAML words the problem
         if not _agrees_with_pyyaml(value, part):
             return None
+        if ("|" in part or ">" in part) and (not part.endswith("\n") or _blank_string(value)):
+            return None  # yaml_rs ends a last or empty block scalar with a line break PyYAML leaves out
         out.append((value, text.count("\n", 0, offset + first.start()) + 1))
     return out
 
