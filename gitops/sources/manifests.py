@@ -109,7 +109,9 @@ def _load_with_pyyaml(text: str) -> list[tuple[Any, int]]:
 # 017, 0o17, 1e3, 1:30, ...) and in a few rarely used features. So a document goes
 # through yaml_rs only when it is plain enough, and its result is kept only when no value
 # in it could mean something else to PyYAML; otherwise PyYAML reads it, as before.
-# tests/test_manifests.py checks the two paths against each other.
+# yaml_rs is also more lenient than libyaml, so libyaml's own parser checks the syntax
+# first (without building anything). tests/test_manifests.py checks the two paths
+# against each other, on chosen cases and on fuzzed text.
 
 # characters that start node properties (tags, anchors, aliases), directives and
 # reserved indicators, and what may precede one where a node starts
