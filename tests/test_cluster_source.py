@@ -297,6 +297,39 @@ def test_gitops_watch_follows_git_and_the_cluster_then_stops_cleanly(
         assert log.verify().ok
 
 
+def test_gitops_watch_stops_with_one_line_and_exit_1_when_the_log_cannot_be_written(
+    cluster: Cluster, admin_api: Any, namespace: str, tmp_path: Path,
+) -> None:
+    """The database is emptied under a running watch (a disk fault, a careless rm): the
+    cluster source cannot append, and watch says so in one line and exits 1."""
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "w.db"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    args = ["--kind", "ConfigMap"] + (["--context", "admin"] if cluster.local else [])
+    proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "watch", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        pykube.ConfigMap(admin_api, configmap("before", namespace)).create()
+        wait_until(lambda: db.exists() and _has(db, "cluster.observed", f"ConfigMap/{namespace}/before"),
+                   what="the source to be running")
+        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            with open(f, "r+b") as fh:
+                fh.write(b"\xff" * 4096)  # the header and first page gone
+        pykube.ConfigMap(admin_api, configmap("after", namespace)).create()
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert len(lines) == 1 and "could not write to" in lines[0] and str(db) in lines[0], err
+    assert "Traceback" not in err
+
+
 def _has(db: Path, event_type: str, resource: str) -> bool:
     with EventLog(db) as log:
         return any(True for _ in log.read(types=[event_type], resource=resource))
