@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,7 +333,9 @@ def test_a_pass_that_fails_to_write_loses_nothing_on_the_next_pass(db_path: Path
         log.conn.execute("PRAGMA busy_timeout = 100")
         with pytest.raises(DatabaseLockedError):
             g.run()
+        assert gc.isenabled()  # the pass paused the cyclic GC (gitops.model.bulk) and restored it
         blocker.rollback()
         blocker.close()
         assert g.run().applied == 1  # the same change again: it was never written
+        assert gc.isenabled()
         assert desired(log)["ConfigMap/default/a"]["data"] == {"k": "2"}

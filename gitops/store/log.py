@@ -17,7 +17,6 @@ and projection tables later are written with the events that change them.
 
 from __future__ import annotations
 
-import gc
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,6 +30,7 @@ import orjson
 import sqlite_utils
 
 from gitops.events.models import EVENT_ADAPTER, AnyEvent, EventSource, Recorded, payload_json
+from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -186,7 +186,7 @@ class EventLog:
         else:
             checkpoints = checkpoint or []
         with self._write() as cur:
-            with _no_cyclic_gc():
+            with cyclic_gc_paused():  # see gitops.model.bulk
                 appended = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
@@ -304,21 +304,6 @@ def _verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None) 
     if head is None and prev_seq:
         return VerifyResult(False, checked, prev_seq, prev_seq, "modified", "the recorded chain head is missing")
     return VerifyResult(True, checked, prev_seq or None)
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is written. Everything the write
-    allocates is acyclic (row tuples, strings), so a collection then can free nothing; yet
-    with a thousand events in hand each collection walked them all again (see
-    scripts/bench_append.py). Reference counting still frees everything as usual."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]:

@@ -52,6 +52,7 @@ from gitops.events.models import (
     event_id,
 )
 from gitops.events.redaction import RedactionRule, redact
+from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.keys import format_key
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
@@ -159,7 +160,8 @@ class GitIngest:
         pass fails part-way, what it holds in memory is dropped, so the next pass starts
         again from what the log holds (its events and checkpoint were written together)."""
         try:
-            return self._run(observed_at, progress)
+            with cyclic_gc_paused():  # a back-fill builds large acyclic structures: see gitops.model.bulk
+                return self._run(observed_at, progress)
         except BaseException:
             self._desired, self._tree_commit, self._tree_valid = None, None, False
             raise
