@@ -347,6 +347,22 @@ def test_a_kind_the_user_may_not_list_is_a_source_error_not_an_outage(cluster: C
     assert outages == []
 
 
+def install_cluster_scoped_crd(admin_api: Any, group: str, kind: str) -> None:
+    """A cluster-scoped custom resource definition of ``kind`` in ``group``, once served."""
+    plural = kind.lower() + "s"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Cluster",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }
+    r = admin_api.post(version="apiextensions.k8s.io/v1", url="customresourcedefinitions", data=json.dumps(crd))
+    assert r.status_code in (201, 409), r.text
+    wait_until(lambda: admin_api.get(version=f"{group}/v1").status_code == 200, what="the CRD to be served")
+
+
 def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
     cluster: Cluster, admin_api: Any, tmp_path: Path,
 ) -> None:
@@ -356,18 +372,7 @@ def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
 
     from tests.gitrepo import GitRepo
 
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gadgets.scope-test.example.com"},
-        "spec": {"group": "scope-test.example.com", "scope": "Cluster",
-                 "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
-    }
-    r = admin_api.post(version="apiextensions.k8s.io/v1", url="customresourcedefinitions", data=json.dumps(crd))
-    assert r.status_code in (201, 409), r.text
-    wait_until(lambda: admin_api.get(version="scope-test.example.com/v1").status_code == 200,
-               what="the CRD to be served")
+    install_cluster_scoped_crd(admin_api, "scope-test.example.com", "Gadget")
     repo = GitRepo(tmp_path / "repo")
     # the built-in table cannot know this kind: it would take it as namespaced
     repo.write("gadget.yaml", {"apiVersion": "scope-test.example.com/v1", "kind": "Gadget",
@@ -400,18 +405,7 @@ def test_the_scope_a_source_gives_git_learns_of_crds_installed_after_start(
         scope = source.scope()
         assert scope("apps", "Deployment") and not scope("", "Namespace")
         assert scope("scope-refresh.example.com", "Widget")  # unknown yet: the built-in guess
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": "widgets.scope-refresh.example.com"},
-            "spec": {"group": "scope-refresh.example.com", "scope": "Cluster",
-                     "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
-                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
-        }
-        r = admin_api.post(version="apiextensions.k8s.io/v1", url="customresourcedefinitions", data=json.dumps(crd))
-        assert r.status_code in (201, 409), r.text
-        wait_until(lambda: admin_api.get(version="scope-refresh.example.com/v1").status_code == 200,
-                   what="the CRD to be served")
+        install_cluster_scoped_crd(admin_api, "scope-refresh.example.com", "Widget")
         source.refresh()
         assert not scope("scope-refresh.example.com", "Widget")  # the same scope, now current
     finally:
