@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
@@ -339,6 +339,33 @@ YAMLISH = st.lists(st.sampled_from([*"ab: \n-|>+2#\"'{}[],.~01", "  ", "\n  ", "
 @given(YAMLISH)
 def test_the_fast_path_never_reads_what_pyyaml_would_not(text: str) -> None:
     """Any text: when the fast path answers, PyYAML reads the same; it never raises."""
+    fast = _load_fast(text)
+    if fast is not None:
+        assert fast == _load_with_pyyaml(text)
+
+
+SCALAR_TOKENS = st.text(alphabet="0123456789_+-.xobeEXOB:~aAfFnNtTlLrRuUsSyY", min_size=1, max_size=8)
+QUOTED_PIECES = st.lists(st.sampled_from([*"ab \n\\\"'/0nrtxuN_LPe", "\\x41", "\\u00e9", "\\/", "\\t", "\n  ", "é"]),
+                         max_size=25).map("".join)
+
+
+@settings(max_examples=400)
+@given(st.lists(SCALAR_TOKENS, min_size=1, max_size=4))
+@example(["_0"])
+@example(["__0000", "1_0", "-_1"])
+def test_plain_scalars_mean_to_the_fast_path_what_they_mean_to_pyyaml(tokens: list[str]) -> None:
+    """Number-, bool- and null-like tokens, plain, in block and flow context (this is how
+    yaml_rs reading `_0` as the int 0 was found)."""
+    text = "".join(f"k{i}: {t}\n" for i, t in enumerate(tokens)) + "l: [" + ", ".join(tokens) + "]\n"
+    fast = _load_fast(text)
+    if fast is not None:
+        assert fast == _load_with_pyyaml(text)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(['"', "'", ""]), QUOTED_PIECES)
+def test_quoted_and_folded_strings_read_alike(quote: str, body: str) -> None:
+    text = f"k: {quote}{body}{quote}\nm: {{a: {quote}{body}{quote}}}\n"
     fast = _load_fast(text)
     if fast is not None:
         assert fast == _load_with_pyyaml(text)

@@ -120,7 +120,6 @@ _NODE_START = frozenset("\n[{,:?-")
 # ints that 1.1 and 1.2 (or yaml_rs) may read differently: leading zeros, 0o/0x/0b, "_"
 # (each starts with a literal, so that the regex engine can skip to it)
 _LEADING_ZERO = re.compile(r"0(?:(?<=[\s\[{,:]0)|(?<=[\s\[{,:][-+]0))[0-9A-Za-z_]")
-_UNDERSCORE = re.compile(r"_(?<=[0-9]_)")
 _TOKEN_START = frozenset(" \t\n[{,:?-")
 _BEFORE_PLAIN = frozenset(" \t\n[{,")
 _AFTER_PLAIN = frozenset(" \t\r\n,]}:")
@@ -207,18 +206,21 @@ def _unusual_syntax(text: str) -> bool:
 
 
 def _risky_int(text: str) -> bool:
-    """A token that may be an int spelled with leading zeros, 0o/0x/0b, or underscores."""
+    """A token that may be an int spelled with leading zeros, 0o/0x/0b, or underscores
+    (yaml_rs reads ``_0`` and ``1_0`` as ints; PyYAML reads only the second)."""
     if _LEADING_ZERO.search(text) or text.lstrip("+-").startswith("0"):
         return True
-    if "_" in text:
-        for m in _UNDERSCORE.finditer(text):
-            q = m.start()
+    i = text.find("_")
+    while i >= 0:
+        if (i and text[i - 1].isdigit()) or text[i + 1 : i + 2].isdigit():
+            q = i
             while q and (text[q - 1].isdigit() or text[q - 1] == "_"):
                 q -= 1
             if q and text[q - 1] in "+-":
                 q -= 1
             if q == 0 or text[q - 1] in _TOKEN_START:
                 return True
+        i = text.find("_", i + 1)
     return False
 
 
