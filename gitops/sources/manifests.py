@@ -148,7 +148,9 @@ def _plain_somewhere(text: str, value: str) -> bool:
 
 def _agrees_with_pyyaml(value: Any, text: str) -> bool:
     """Whether PyYAML reads ``text`` as ``value`` (what yaml_rs made of it). Strings that
-    PyYAML would resolve otherwise pass only when no plain token in ``text`` spells them."""
+    PyYAML would resolve otherwise pass only when no plain token in ``text`` spells them.
+    Block scalars that end the text or hold only blanks do not pass: yaml_rs ends them
+    with a line break PyYAML leaves out."""
     has_int = False
     strings: list[str] = []
     stack = [value]
@@ -170,6 +172,8 @@ def _agrees_with_pyyaml(value: Any, text: str) -> bool:
             has_int = True
         elif t is not bool and v is not None:
             return False  # floats: too many spellings differ between 1.1 and 1.2
+    if ("|" in text or ">" in text) and (not text.endswith("\n") or any(v and not v.strip() for v in strings)):
+        return False
     table = _IMPLICIT
     special = [v for v in strings  # "" is never a plain scalar (that is null): never special
                if v and (match := table.get(v[0])) is not None and match(v)]
@@ -177,20 +181,6 @@ def _agrees_with_pyyaml(value: Any, text: str) -> bool:
         return False
     # a quoted occurrence does not match: the token must follow a space or a flow indicator
     return not any(_plain_somewhere(text, v) for v in special)
-
-
-def _blank_string(value: Any) -> bool:
-    """Whether a string made only of line breaks and spaces is somewhere in ``value``."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if type(v) is dict:
-            stack.extend(v.values())
-        elif type(v) is list:
-            stack.extend(v)
-        elif type(v) is str and v and not v.strip():
-            return True
-    return False
 
 
 def _unusual_syntax(text: str) -> bool:
@@ -258,8 +248,6 @@ def _load_fast(text: str) -> list[tuple[Any, int]] | None:
             return None  # a bare scalar is no manifest: PyYAML words the problem
         if not _agrees_with_pyyaml(value, part):
             return None
-        if ("|" in part or ">" in part) and (not part.endswith("\n") or _blank_string(value)):
-            return None  # yaml_rs ends a last or empty block scalar with a line break PyYAML leaves out
         out.append((value, text.count("\n", 0, offset + first.start()) + 1))
     return out
 
