@@ -40,9 +40,14 @@ def discovery_scope(config: ClusterSourceConfig) -> Scope:
     """The cluster's own answer to "is this kind namespaced?", for the Git source; kinds it
     does not serve (a CRD not yet installed) fall back to the built-in table."""
     served = ClusterClient(config.kubeconfig, context=config.context).discover()
+    return _scope(lambda: served)
+
+
+def _scope(served: Callable[[], dict[tuple[str, str], KindInfo]]) -> Scope:
+    """A Scope that asks ``served()`` (a discovery) first and the built-in table after."""
 
     def scope(group: str, kind: str) -> bool:
-        info = served.get((group, kind))
+        info = served().get((group, kind))
         return info.namespaced if info is not None else builtin_scope(group, kind)
 
     return scope
@@ -89,12 +94,7 @@ class ClusterSource:
         serve fall back to the built-in table."""
         if not self._served:
             self._discover()
-
-        def scope(group: str, kind: str) -> bool:
-            info = self._served.get((group, kind))
-            return info.namespaced if info is not None else builtin_scope(group, kind)
-
-        return scope
+        return _scope(lambda: self._served)
 
     def select(self, log: EventLog, served: dict[tuple[str, str], KindInfo]) -> tuple[list[KindInfo], list[Problem]]:
         wanted: set[tuple[str, str]] = {("", "Namespace")}
