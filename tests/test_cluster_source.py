@@ -396,18 +396,19 @@ def test_git_takes_each_kinds_scope_from_discovery_when_a_cluster_is_configured(
 
 
 def test_the_scope_a_source_gives_git_learns_of_crds_installed_after_start(
-    cluster: Cluster, admin_api: Any, tmp_path: Path,
+    cluster: Cluster, admin_api: Any, namespace: str, tmp_path: Path,
 ) -> None:
+    group = f"{namespace}.example.com"  # a group of this run's own: CRDs outlive a test
     config = ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="admin" if cluster.local else None)
     source = ClusterSource(tmp_path / "s.db", config)
     source.start()
     try:
         scope = source.scope()
         assert scope("apps", "Deployment") and not scope("", "Namespace")
-        assert scope("scope-refresh.example.com", "Widget")  # unknown yet: the built-in guess
-        install_cluster_scoped_crd(admin_api, "scope-refresh.example.com", "Widget")
+        assert scope(group, "Widget")  # unknown yet: the built-in guess
+        install_cluster_scoped_crd(admin_api, group, "Widget")
         source.refresh()
-        assert not scope("scope-refresh.example.com", "Widget")  # the same scope, now current
+        assert not scope(group, "Widget")  # the same scope, now current
     finally:
         source.stop()
 
