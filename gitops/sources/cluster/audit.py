@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from gitops.events.models import AuditPayload, AuditRecorded, EventSource, event_id
 from gitops.model.keys import ResourceKey, format_key
 from gitops.model.times import parse_time, utc_now
+from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
 
 __all__ = ["AuditIndex", "AuditRecord", "AuditTailer", "KindResolver"]
@@ -80,16 +79,6 @@ class AuditIndex:
             self._cond.wait(timeout)
 
 
-class _Changed(FileSystemEventHandler):
-    def __init__(self, path: Path, trigger: threading.Event) -> None:
-        self.path = path
-        self.trigger = trigger
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if Path(str(event.src_path)) == self.path or Path(str(getattr(event, "dest_path", "") or "")) == self.path:
-            self.trigger.set()
-
-
 class AuditTailer:
     """Reads new lines of the audit log into ``audit`` events and the index."""
 
@@ -107,7 +96,7 @@ class AuditTailer:
         self._partial = b""
         self._trigger = threading.Event()
         self._stopped = threading.Event()
-        self._observer: Any = None
+        self._watch: FileWatch | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -197,12 +186,7 @@ class AuditTailer:
     # ------------------------------------------------------------------ following
 
     def start(self) -> None:
-        handler = _Changed(self.path, self._trigger)
-        observer = Observer()
-        observer.schedule(handler, str(self.path.parent), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._watch = FileWatch([self.path], self._trigger)
         self._trigger.set()
 
     def run(self, *, poll: float = 5.0, on_error: Callable[[Exception], None] | None = None) -> None:
@@ -225,9 +209,8 @@ class AuditTailer:
     def stop(self) -> None:
         self._stopped.set()
         self._trigger.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
+        if self._watch is not None:
+            self._watch.stop()
         with self._lock:
             if self._file is not None:
                 self._file.close()

@@ -13,27 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
-
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from gitops.model.errors import GitOpsError
 from gitops.model.times import utc_now
+from gitops.sources.filewatch import FileWatch
 from gitops.sources.git.ingest import GitIngest, IngestSummary
 
 __all__ = ["GitFollower"]
-
-
-class _RefHandler(FileSystemEventHandler):
-    def __init__(self, targets: set[Path], trigger: threading.Event) -> None:
-        self.targets = targets
-        self.trigger = trigger
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        for p in (event.src_path, getattr(event, "dest_path", "")):
-            if p and Path(str(p)) in self.targets:
-                self.trigger.set()
 
 
 class GitFollower:
@@ -47,7 +33,7 @@ class GitFollower:
         self.debounce = debounce
         self.trigger = threading.Event()
         self._stopped = threading.Event()
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._watch: FileWatch | None = None
 
     def start(self) -> None:
         """Start watching the refs (local repositories); a first pass is triggered at once."""
@@ -56,13 +42,7 @@ class GitFollower:
             git_dir = repo.git_dir
             branch_ref = git_dir / "refs" / "heads" / self.ingest.branch
             targets = {git_dir / "HEAD", git_dir / "packed-refs", branch_ref}
-            handler = _RefHandler(targets, self.trigger)
-            observer = Observer()
-            observer.schedule(handler, str(git_dir), recursive=False)
-            observer.schedule(handler, str(branch_ref.parent), recursive=False)
-            observer.daemon = True
-            observer.start()
-            self._observer = observer
+            self._watch = FileWatch(targets, self.trigger)
         self.trigger.set()
 
     def step(self) -> IngestSummary:
@@ -93,6 +73,5 @@ class GitFollower:
     def stop(self) -> None:
         self._stopped.set()
         self.trigger.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
+        if self._watch is not None:
+            self._watch.stop()
