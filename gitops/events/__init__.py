@@ -37,6 +37,7 @@ from gitops.events.models import (
     SourceOutageEnded,
     SourceOutagePayload,
     SourceOutageStarted,
+    content_digest,
     event_id,
     payload_json,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "SourceOutageEnded",
     "SourceOutagePayload",
     "SourceOutageStarted",
+    "content_digest",
     "digest",
     "event_id",
     "is_digest",

@@ -61,6 +61,7 @@ __all__ = [
     "SourceOutageEnded",
     "SourceOutagePayload",
     "SourceOutageStarted",
+    "content_digest",
     "event_id",
     "payload_json",
 ]
@@ -87,6 +88,12 @@ def payload_json(event: _Event) -> str:
     except TypeError:  # a key that is not a string (YAML allows them): slower, so not the default
         return orjson.dumps(payload.__dict__, default=_model_fields,
                             option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def content_digest(obj: dict[str, Any]) -> str:
+    """SHA-256 of ``obj``'s canonical JSON (sorted keys): equal content, equal digest,
+    whatever the key order it was written or served in."""
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
 
 
 class EventSource(StrEnum):

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
+from gitops.events.models import content_digest
 
 __all__ = ["Managers", "fingerprint", "managers", "writer"]
 
@@ -30,7 +29,7 @@ def fingerprint(obj: dict[str, Any], *, noisy: bool) -> str:
     norm = {**obj, "metadata": meta}
     if noisy:
         norm.pop("status", None)
-    return hashlib.sha256(orjson.dumps(norm, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
+    return content_digest(norm)
 
 
 def managers(obj: dict[str, Any]) -> Managers:

@@ -34,8 +34,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from gitops.events.models import (
     AnyEvent,
     DesiredApplied,
@@ -49,6 +47,7 @@ from gitops.events.models import (
     GitRewrittenPayload,
     SourceErrorEvent,
     SourceErrorPayload,
+    content_digest,
     event_id,
 )
 from gitops.events.redaction import RedactionRule, redact
@@ -107,10 +106,6 @@ class IngestSummary:
 class _Batch:
     events: list[AnyEvent] = field(default_factory=list)
     commits: int = 0
-
-
-def _digest(manifest: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
 
 
 class GitIngest:
@@ -350,7 +345,7 @@ class GitIngest:
         objects = []
         for doc in result.documents:
             manifest = redact(doc.manifest, self.redaction)
-            objects.append(_Object(format_key(doc.key), _digest(manifest), manifest, doc.index, doc.line))
+            objects.append(_Object(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
         parsed = _File(tuple(objects), tuple(result.problems))
         self._parsed[cache_key] = parsed
         return parsed
@@ -374,7 +369,7 @@ class GitIngest:
         for r in self.log.read(types=("desired.applied", "desired.removed"), source=EventSource.GIT.value):
             ev = r.event
             if isinstance(ev, DesiredApplied) and ev.payload.origin == self.origin and ev.resource:
-                desired[ev.resource] = _Desired(_digest(ev.payload.manifest), ev.payload.path)
+                desired[ev.resource] = _Desired(content_digest(ev.payload.manifest), ev.payload.path)
             elif isinstance(ev, DesiredRemoved) and ev.payload.origin == self.origin and ev.resource:
                 desired.pop(ev.resource, None)
         return desired
