@@ -14,13 +14,9 @@ import pytest
 import requests
 
 from tests.cluster_fixtures import Cluster, wait_until
+from tests.gitrepo import configmap
 
 pytestmark = pytest.mark.cluster
-
-
-def configmap(name: str, namespace: str, data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
-            "data": data or {"k": "v"}}
 
 
 def server_side_apply(api: Any, obj: dict[str, Any], manager: str) -> dict[str, Any]:
@@ -47,11 +43,11 @@ def test_create_and_read_back(admin_api: Any, namespace: str) -> None:
 
 
 def test_server_side_apply_records_the_field_manager(admin_api: Any, namespace: str) -> None:
-    obj = server_side_apply(admin_api, configmap("applied", namespace, {"a": "1"}), "gitops-test")
+    obj = server_side_apply(admin_api, configmap("applied", namespace, a="1"), "gitops-test")
     managers = {(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]}
     assert ("gitops-test", "Apply") in managers
     # a second manager taking a field over shows as its own entry
-    obj = server_side_apply(admin_api, configmap("applied", namespace, {"a": "2"}), "someone-else")
+    obj = server_side_apply(admin_api, configmap("applied", namespace, a="2"), "someone-else")
     assert obj["data"] == {"a": "2"}
     assert "someone-else" in {m["manager"] for m in obj["metadata"]["managedFields"]}
 

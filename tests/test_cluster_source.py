@@ -18,7 +18,8 @@ from gitops.events import Attribution, ClusterDeleted, ClusterObserved
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
 from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, wait_until
-from tests.test_cluster_contract import configmap, server_side_apply
+from tests.gitrepo import configmap
+from tests.test_cluster_contract import server_side_apply
 
 pytestmark = pytest.mark.cluster
 
