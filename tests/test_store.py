@@ -3,15 +3,18 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gitops.model import NotAGitOpsDatabaseError, SchemaTooNewError, StoreError
 from gitops.store import Appended, Checkpoint, EventLog
 from gitops.store.migrate import latest_version
-from tests.helpers import T0, applied
+from gitops.store.wal import WRITER_AUTOCHECKPOINT
+from tests.helpers import T0, applied, deployment
 
 
 def test_append_assigns_seq_and_non_decreasing_recorded_at(log: EventLog) -> None:
@@ -206,3 +209,39 @@ def test_two_processes_appending_at_once_both_succeed(db_path: Path) -> None:
         assert log.verify().ok
         assert [r.seq for r in log.read()] == list(range(1, 401))
         assert log.checkpoints() == {"w0": 195, "w1000": 1195}
+
+
+def _big(i: int, size: int) -> Any:
+    m = deployment(f"big-{i}")
+    m["metadata"]["annotations"] = {"note": "x" * size}
+    return applied(i, manifest=m)
+
+
+def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(db_path: Path) -> None:
+    """gitops.store.wal: the log's own thread copies the WAL into the database file as it
+    grows, before the writer's inline bound is reached, and the WAL stays below that bound
+    however much is written."""
+    wal = Path(f"{db_path}-wal")
+    with EventLog(db_path) as log:
+        log.append([_big(i, 1000) for i in range(10_000, 10_010)])
+        small = db_path.stat().st_size
+        for start in range(0, 400, 20):  # about 20 MB: half the inline bound
+            log.append([_big(i, 50_000) for i in range(start, start + 20)])
+        assert log.wal_idle(timeout=60)
+        assert db_path.stat().st_size > small + 15_000_000  # copied by the thread, not inline
+        assert any(t.name.startswith("wal-checkpoint:") for t in threading.enumerate())
+        for start in range(400, 1400, 20):  # 50 MB more
+            log.append([_big(i, 50_000) for i in range(start, start + 20)])
+            assert wal.stat().st_size < (WRITER_AUTOCHECKPOINT + 2000) * 4096
+        assert log.count() == 1410
+        assert log.verify().ok
+    assert not any(t.name.startswith("wal-checkpoint:") for t in threading.enumerate())  # close stops it
+
+
+def test_a_log_that_only_reads_starts_no_thread(db_path: Path) -> None:
+    with EventLog(db_path) as log:
+        log.append([applied(1)])
+    before = threading.active_count()
+    with EventLog(db_path) as log:
+        assert log.count() == 1 and log.verify().ok
+        assert threading.active_count() == before

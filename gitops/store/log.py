@@ -40,6 +40,7 @@ from gitops.model.errors import (
 from gitops.model.times import format_time, utc_now
 from gitops.store import migrate
 from gitops.store.chain import FIELDS, GENESIS, row_hash
+from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 __all__ = ["Appended", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
@@ -47,6 +48,7 @@ _COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 _INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _CHUNK = 500  # bound on SQL parameters per id lookup
 _SOURCES = {s: s.value for s in EventSource}  # a dict lookup is cheaper than Enum.value
+_ROW_OVERHEAD = 300  # bytes a row adds to the WAL besides its payload (columns, indexes), roughly
 
 
 class Checkpoint(NamedTuple):
@@ -130,6 +132,7 @@ class EventLog:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
             migrate.migrate(conn, self._where)
         except sqlite3.Error as e:
             conn.close()
@@ -137,11 +140,18 @@ class EventLog:
         except BaseException:
             conn.close()
             raise
+        self._wal = WalCheckpointer(self.path)
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
+        self._wal.close()
         self.conn.close()
+
+    def wal_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the background WAL checkpoint (``gitops.store.wal``) is idle; False
+        on timeout. Appends never need this; benchmarks and tests do."""
+        return self._wal.wait_idle(timeout)
 
     def __enter__(self) -> EventLog:
         return self
@@ -187,11 +197,12 @@ class EventLog:
             checkpoints = checkpoint or []
         with self._write() as cur:
             with cyclic_gc_paused():  # see gitops.model.bulk
-                appended = _insert_events(cur, batch)
+                appended, nbytes = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
                 for hook in self._hooks:
                     hook(cur, appended)
+        self._wal.wrote(nbytes)
         return appended
 
     # ------------------------------------------------------------------ reading
@@ -306,9 +317,10 @@ def _verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None) 
     return VerifyResult(True, checked, prev_seq or None)
 
 
-def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]:
+def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[Appended], int]:
+    """Insert what is new in ``batch``; returns it and about how many bytes that wrote."""
     if not batch:
-        return []
+        return [], 0
     seen: set[str] = set()
     ids = [e.id for e in batch]
     for i in range(0, len(ids), _CHUNK):
@@ -321,14 +333,17 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]
     recorded_at = max(now, head[2]) if head else now  # non-decreasing even if the clock steps back
     rows: list[tuple[Any, ...]] = []
     appended: list[Appended] = []
+    nbytes = 0
     add_row, add_appended, mark_seen = rows.append, appended.append, seen.add  # the hot loop
     for ev in batch:
         if ev.id in seen:
             continue
         mark_seen(ev.id)
         seq += 1
+        payload = payload_json(ev)
+        nbytes += len(payload)
         values = (ev.id, ev.type, _SOURCES[ev.source], ev.resource, ev.actor, format_time(ev.effective_at),
-                  recorded_at, ev.revision, payload_json(ev))
+                  recorded_at, ev.revision, payload)
         row_prev, prev = prev, row_hash(prev, values)
         add_row((seq, *values, row_prev, prev))
         add_appended(Appended(seq, recorded_at, prev, ev))
@@ -336,7 +351,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> list[Appended]
         cur.executemany(_INSERT, rows)
         cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
-    return appended
+    return appended, nbytes + _ROW_OVERHEAD * len(rows)
 
 
 def _insert_checkpoints(cur: sqlite3.Cursor, checkpoints: Sequence[Checkpoint]) -> None:
