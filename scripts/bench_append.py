@@ -23,6 +23,7 @@ from typing import Any
 from gitops.events import DesiredApplied, EventSource, event_id, payload_json, redact
 from gitops.store import Checkpoint, EventLog
 from gitops.store.migrate import MIGRATIONS_DIR
+from gitops.store.wal import WRITER_AUTOCHECKPOINT
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,10 +70,13 @@ def build_event(i: int, source: dict[str, Any] | None = None) -> DesiredApplied:
 
 
 def raw_connection(path: Path) -> sqlite3.Connection:
-    """A plain connection to an identical table: same migrations, same pragmas."""
+    """A plain connection to an identical table: same migrations, same pragmas. That
+    includes the WAL bound the log's writer keeps: a bigger WAL alone makes raw inserts
+    about 30% faster here (fewer, larger checkpoints), and the baseline gets that too."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
     for f in sorted(MIGRATIONS_DIR.glob("*.sql")):
         conn.executescript(f.read_text())
     return conn
@@ -88,7 +92,7 @@ def bench(log_path: Path, raw_path: Path, n: int, batch: int, block: int = 10) -
     to run while the baseline is timed. Not timed: making the test manifests (in real
     use they come out of the YAML parser or the watch stream). Timed for the baseline:
     executemany and commit of the very rows the log just wrote, already serialised, with
-    SQLite's own inline WAL checkpoints. The two alternate block by block, so the
+    SQLite's own inline WAL checkpoints at the same bound. The two alternate block by block, so the
     machine's noise falls on both alike and both tables grow at the same pace."""
     log_s = raw_s = 0.0
     raw = raw_connection(raw_path)
