@@ -245,3 +245,12 @@ def test_a_log_that_only_reads_starts_no_thread(db_path: Path) -> None:
     with EventLog(db_path) as log:
         assert log.count() == 1 and log.verify().ok
         assert threading.active_count() == before
+
+
+def test_the_wal_thread_never_creates_a_database_where_the_file_has_gone(db_path: Path) -> None:
+    with EventLog(db_path) as log:
+        log.append([_big(0, 1000)])
+        db_path.unlink()  # the writer keeps its open file; nothing may appear at the path
+        log.append([_big(i, 50_000) for i in range(1, 120)])  # past the thread's threshold
+        assert log.wal_idle(timeout=60)
+        assert not db_path.exists()

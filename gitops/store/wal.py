@@ -82,7 +82,9 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # mode=rw: never create a database where the log's file has gone meanwhile
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                   check_same_thread=False)
         except sqlite3.Error as e:  # the writer reports what is wrong with the file
             log.debug("no background WAL checkpoints for %s: %s", self.path, e)
             with self._cond:
