@@ -48,22 +48,28 @@ class ResourceKey(NamedTuple):
         return bool(self.namespace)
 
 
-def _check(key: ResourceKey, text: str) -> ResourceKey:
-    def bad(why: str) -> InvalidResourceKeyError:
-        return InvalidResourceKeyError(
-            f"invalid resource key {text!r}: {why} "
-            "(expected Kind[.group]/namespace/name or Kind[.group]/name)"
-        )
+_GOOD_HEADS: set[tuple[str, str]] = set()  # (kind, group) pairs already checked: few, and met again and again
 
-    if not _KIND.match(key.kind):
-        raise bad(f"kind {key.kind!r} must be letters and digits, starting with a letter")
-    if key.group and not _GROUP.match(key.group):
-        raise bad(f"group {key.group!r} is not a DNS subdomain")
+
+def _bad(text: str, why: str) -> InvalidResourceKeyError:
+    return InvalidResourceKeyError(
+        f"invalid resource key {text!r}: {why} (expected Kind[.group]/namespace/name or Kind[.group]/name)"
+    )
+
+
+def _check(key: ResourceKey, text: str) -> ResourceKey:
+    if (key.kind, key.group) not in _GOOD_HEADS:
+        if not _KIND.match(key.kind):
+            raise _bad(text, f"kind {key.kind!r} must be letters and digits, starting with a letter")
+        if key.group and not _GROUP.match(key.group):
+            raise _bad(text, f"group {key.group!r} is not a DNS subdomain")
+        if len(_GOOD_HEADS) < 10_000:
+            _GOOD_HEADS.add((key.kind, key.group))
     for part, what in ((key.namespace, "namespace"), (key.name, "name")):
         if _BAD_IN_NAME.search(part):
-            raise bad(f"{what} {part!r} may not hold '/', spaces or control characters")
+            raise _bad(text, f"{what} {part!r} may not hold '/', spaces or control characters")
     if not key.name:
-        raise bad("the name is empty")
+        raise _bad(text, "the name is empty")
     return key
 
 

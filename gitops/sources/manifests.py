@@ -146,6 +146,21 @@ def _plain_somewhere(text: str, value: str) -> bool:
     return False
 
 
+_ORDINARY: set[str] = set()  # strings no implicit resolver matches: manifests repeat most of theirs
+
+
+def _special(strings: list[str]) -> list[str]:
+    """The strings PyYAML would read as something else than a string if written plain."""
+    special = []
+    table = _IMPLICIT
+    for v in set(strings).difference(_ORDINARY):
+        if v and (match := table.get(v[0])) is not None and match(v):  # "" is never a plain scalar
+            special.append(v)
+        elif len(_ORDINARY) < 100_000:
+            _ORDINARY.add(v)
+    return special
+
+
 def _agrees_with_pyyaml(value: Any, text: str) -> bool:
     """Whether PyYAML reads ``text`` as ``value`` (what yaml_rs made of it). Strings that
     PyYAML would resolve otherwise pass only when no plain token in ``text`` spells them.
@@ -174,9 +189,7 @@ def _agrees_with_pyyaml(value: Any, text: str) -> bool:
             return False  # floats: too many spellings differ between 1.1 and 1.2
     if ("|" in text or ">" in text) and (not text.endswith("\n") or any(v and not v.strip() for v in strings)):
         return False
-    table = _IMPLICIT
-    special = [v for v in strings  # "" is never a plain scalar (that is null): never special
-               if v and (match := table.get(v[0])) is not None and match(v)]
+    special = _special(strings)
     if has_int and _risky_int(text):
         return False
     # a quoted occurrence does not match: the token must follow a space or a flow indicator
