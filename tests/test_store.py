@@ -251,6 +251,7 @@ def test_the_wal_thread_never_creates_a_database_where_the_file_has_gone(db_path
     with EventLog(db_path) as log:
         log.append([_big(0, 1000)])
         db_path.unlink()  # the writer keeps its open file; nothing may appear at the path
-        log.append([_big(i, 50_000) for i in range(1, 120)])  # past the thread's threshold
-        assert log.wal_idle(timeout=60)
-        assert not db_path.exists()
+        for start in range(1, 241, 40):  # past the thread's threshold three times: it starts, fails, restarts
+            log.append([_big(i, 50_000) for i in range(start, start + 40)])
+            assert log.wal_idle(timeout=60)
+            assert not db_path.exists()

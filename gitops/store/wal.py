@@ -59,7 +59,7 @@ class WalCheckpointer:
         with self._cond:
             if self._stopping:
                 return
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # first time, or after a fork
                 self._thread = threading.Thread(target=self._run, name=f"wal-checkpoint:{self.path.name}",
                                                 daemon=True)
                 self._thread.start()
