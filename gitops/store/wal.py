@@ -40,7 +40,7 @@ class WalCheckpointer:
     ``every_bytes`` that ``wrote`` reports."""
 
     def __init__(self, path: Path, *, every_bytes: int = 4 << 20) -> None:
-        self.path = path
+        self.path = path.absolute()  # now: the thread starts later, perhaps in another working directory
         self.every_bytes = every_bytes
         self.checkpoints = 0  # completed, for tests and benchmarks
         self._written = 0
@@ -83,7 +83,7 @@ class WalCheckpointer:
     def _run(self) -> None:
         try:
             # mode=rw: never create a database where the log's file has gone meanwhile
-            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None,
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as e:  # the writer reports what is wrong with the file
             log.debug("no background WAL checkpoints for %s: %s", self.path, e)
