@@ -255,3 +255,19 @@ def test_the_wal_thread_never_creates_a_database_where_the_file_has_gone(db_path
             log.append([_big(i, 50_000) for i in range(start, start + 40)])
             assert log.wal_idle(timeout=60)
             assert not db_path.exists()
+
+
+def test_the_wal_thread_finds_the_database_after_a_change_of_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    with EventLog("gitops.db") as log:  # relative, as the CLI's default is
+        log.append([_big(0, 1000)])
+        monkeypatch.chdir(tmp_path / "b")  # before the thread has started
+        small = (tmp_path / "a" / "gitops.db").stat().st_size
+        for start in range(1, 241, 40):
+            log.append([_big(i, 50_000) for i in range(start, start + 40)])
+        assert log.wal_idle(timeout=60)
+        assert (tmp_path / "a" / "gitops.db").stat().st_size > small + 5_000_000
+    assert list((tmp_path / "b").iterdir()) == []
