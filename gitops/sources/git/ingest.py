@@ -102,6 +102,11 @@ class IngestSummary:
         return self.applied + self.removed
 
 
+def _cache_key(path: str, blob: str) -> tuple[str, bool]:
+    """Parsed files are kept by blob, and by whether the name makes them JSON or YAML."""
+    return blob, path.endswith(".json")
+
+
 @dataclass
 class _Batch:
     events: list[AnyEvent] = field(default_factory=list)
@@ -256,14 +261,16 @@ class GitIngest:
                 return
             if len(self._parsed) > _PARSE_CACHE_LIMIT:
                 self._parsed.clear()  # only a cache: bounded memory on long histories
-            wanted = [c for _, changes in chunk for c in changes
-                      if c.blob is not None and not c.is_symlink and self._in_scope(c.path)
-                      and (c.blob, c.path.endswith(".json")) not in self._parsed]
-            data = self.repo.read_blobs([c.blob for c in wanted if c.blob is not None])
-            for c in wanted:
-                assert c.blob is not None
-                self._parse(c.path, c.blob, data[c.blob])
+            self._parse_unparsed([(c.path, c.blob) for _, changes in chunk for c in changes
+                                  if c.blob is not None and not c.is_symlink and self._in_scope(c.path)])
             yield from chunk
+
+    def _parse_unparsed(self, files: list[tuple[str, str]]) -> None:
+        """Parse the (path, blob) pairs not parsed yet, their blobs read in one round trip."""
+        wanted = [(path, blob) for path, blob in files if _cache_key(path, blob) not in self._parsed]
+        data = self.repo.read_blobs([blob for _, blob in wanted])
+        for path, blob in wanted:
+            self._parse(path, blob, data[blob])
 
     def _in_scope(self, path: str) -> bool:
         known = self._scope_of.get(path)
@@ -279,10 +286,7 @@ class GitIngest:
         self._bad_files.clear()
         self._duplicates.clear()
         entries = [e for e in self.repo.tree(sha) if self._in_scope(e.path)]
-        unread = [e for e in entries if not e.is_symlink and (e.blob, e.path.endswith(".json")) not in self._parsed]
-        data = self.repo.read_blobs([e.blob for e in unread])
-        for e in unread:
-            self._parse(e.path, e.blob, data[e.blob])
+        self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink])
         for entry in entries:
             self._set_file(entry.path, self._read(entry))
 
@@ -333,13 +337,12 @@ class GitIngest:
                 return _File((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
                                                   f"({target})"),))
             return _File((), ())  # a link inside the repository: its target is read on its own
-        cached = self._parsed.get((entry.blob, entry.path.endswith(".json")))
+        cached = self._parsed.get(_cache_key(entry.path, entry.blob))
         if cached is not None:
             return cached
         return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
 
     def _parse(self, path: str, blob: str, data: bytes) -> _File:
-        cache_key = (blob, path.endswith(".json"))
         result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
                                  max_bytes=self.config.max_file_bytes)
         objects = []
@@ -347,7 +350,7 @@ class GitIngest:
             manifest = redact(doc.manifest, self.redaction)
             objects.append(_Object(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
         parsed = _File(tuple(objects), tuple(result.problems))
-        self._parsed[cache_key] = parsed
+        self._parsed[_cache_key(path, blob)] = parsed
         return parsed
 
     def _problems(self) -> list[tuple[str | None, ManifestProblem, str | None]]:
