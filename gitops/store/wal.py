@@ -42,7 +42,6 @@ class WalCheckpointer:
     def __init__(self, path: Path, *, every_bytes: int = 4 << 20) -> None:
         self.path = path.absolute()  # now: the thread starts later, perhaps in another working directory
         self.every_bytes = every_bytes
-        self.checkpoints = 0  # completed, for tests and benchmarks
         self._written = 0
         self._pending = False
         self._running = False
@@ -83,8 +82,7 @@ class WalCheckpointer:
     def _run(self) -> None:
         try:
             # mode=rw: never create a database where the log's file has gone meanwhile
-            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None)
         except sqlite3.Error as e:  # the writer reports what is wrong with the file
             log.debug("no background WAL checkpoints for %s: %s", self.path, e)
             with self._cond:
@@ -101,7 +99,6 @@ class WalCheckpointer:
                     self._pending, self._running = False, True
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
                 except sqlite3.Error as e:  # busy elsewhere, or the file is gone: skip this one
                     log.debug("background WAL checkpoint of %s skipped: %s", self.path, e)
                 finally:
