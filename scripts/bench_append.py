@@ -26,6 +26,7 @@ from gitops.store.migrate import MIGRATIONS_DIR
 from gitops.store.wal import WRITER_AUTOCHECKPOINT
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RAW_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 12) + ")"
 
 
 def manifest(i: int) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def raw_batch(log: EventLog, raw: sqlite3.Connection, first_seq: int, count: int
                             (first_seq, first_seq + count)).fetchall()
     start = time.perf_counter()
     raw.execute("BEGIN IMMEDIATE")
-    raw.executemany("INSERT INTO events VALUES (" + ", ".join("?" * 12) + ")", rows)
+    raw.executemany(RAW_INSERT, rows)
     raw.execute("COMMIT")
     return time.perf_counter() - start
 

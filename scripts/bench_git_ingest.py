@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from gitops.sources.git import GitIngest, GitSourceConfig
+from gitops.sources.git.repository import GitRepository
 from gitops.store import EventLog
 
 
@@ -76,19 +77,17 @@ def time_git_log(path: Path) -> tuple[float, int]:
 
 
 def changed_blobs(path: Path) -> list[bytes]:
-    """Every blob a first-parent walk of the history adds or changes, read untimed."""
-    log = subprocess.run(["git", "log", "--first-parent", "--raw", "--no-abbrev", "--format=", "-m"],
-                         cwd=path, check=True, capture_output=True).stdout.decode()
-    shas = [line.split()[3] for line in log.splitlines() if line.startswith(":") and line.split()[4] != "D"]
-    out = subprocess.run(["git", "cat-file", "--batch"], cwd=path, check=True, capture_output=True,
-                         input="".join(f"{s}\n" for s in shas).encode()).stdout
-    blobs, i = [], 0
-    while i < len(out):
-        header_end = out.index(b"\n", i)
-        size = int(out[i:header_end].split()[2])
-        blobs.append(out[header_end + 1 : header_end + 1 + size])
-        i = header_end + 1 + size + 1
-    return blobs
+    """Every blob a first-parent walk of the history adds or changes, read (untimed)
+    through the same history and cat-file reader the ingest uses."""
+    repo = GitRepository(str(path))
+    try:
+        head = repo.head(repo.default_branch())
+        assert head is not None
+        shas = [c.blob for _, changes in repo.history(None, head) for c in changes if c.blob is not None]
+        data = repo.read_blobs(shas)
+        return [data[sha] for sha in shas]
+    finally:
+        repo.close()
 
 
 def time_pyyaml(blobs: list[bytes]) -> float:
