@@ -12,7 +12,9 @@ events/s and the ratio. Target: ingest within 3x of ``git log -p``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import subprocess
 import tempfile
 import time
@@ -65,6 +67,11 @@ def generate(path: Path, commits: int, manifests: int, per_commit: int) -> None:
     subprocess.run(["git", "checkout", "-q", "main"], cwd=path, check=True)
 
 
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_git_log(path: Path) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(["git", "log", "-p", "--first-parent"], cwd=path, stdout=subprocess.PIPE)
@@ -110,13 +117,20 @@ def main() -> None:
         repo = Path(d) / "repo"
         generate(repo, args.commits, args.manifests, args.files_per_commit)
         baseline_s, size = time_git_log(repo)
+        git_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
         with EventLog(Path(d) / "log.db") as log:
+            py_cpu = cpu_seconds(resource.RUSAGE_SELF)
             start = time.perf_counter()
             source = GitIngest(log, GitSourceConfig(repo=str(repo)))
             summary = source.run()
             ingest_s = time.perf_counter() - start
-            source.close()
+            py_cpu = cpu_seconds(resource.RUSAGE_SELF) - py_cpu
+            source.close()  # its git processes end here, and only then count as children
+            git_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - git_cpu
             events = log.count()
+        log_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+        baseline2_s, _ = time_git_log(repo)  # the baseline again, after: the machine is noisy
+        log_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - log_cpu
         baseline2_s, _ = time_git_log(repo)  # the baseline again, after: the machine is noisy
         blobs = changed_blobs(repo)
         pyyaml_s = time_pyyaml(blobs)
@@ -131,6 +145,10 @@ def main() -> None:
     print(f"reference: PyYAML's C loader alone over the {len(blobs)} blobs the history adds or changes: "
           f"{pyyaml_s:.2f} s; git log -p plus that: {baseline + pyyaml_s:.2f} s "
           f"(ingest takes {ingest_s / (baseline + pyyaml_s):.2f}x of it)")
+    print(f"CPU time: ingest {py_cpu + git_cpu:.2f} s ({py_cpu:.2f} s in Python, {git_cpu:.2f} s in its git "
+          f"processes); git log -p {log_cpu:.2f} s. On {os.cpu_count()} cores no schedule of the ingest's work "
+          f"ends in under {(py_cpu + git_cpu) / (os.cpu_count() or 1):.2f} s "
+          f"({(py_cpu + git_cpu) / (os.cpu_count() or 1) / baseline:.2f}x of git log -p)")
     print(f"ratio: ingest takes {ingest_s / baseline:.2f}x the time of git log -p (target <= 3x)")
 
 
