@@ -295,6 +295,7 @@ def test_credentials_in_a_url_are_never_recorded_or_printed(log: EventLog, tmp_p
         ingest(log, url, cache_dir=str(tmp_path / "cache"))
     assert "s3cr3t-token" not in str(err.value)
     assert "https://127.0.0.1:9/org/repo.git" in str(err.value)
+    assert "unable to access" in str(err.value)  # git's reason, not just that it failed
 
 
 def test_a_path_that_is_not_a_repository_is_a_clear_error(log: EventLog, tmp_path: Path) -> None:

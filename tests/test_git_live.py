@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -45,6 +48,36 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
     res = gitops("log", "--type", "source.error", "-o", "json", db=db)
     err = json.loads(res.stdout)[0]
     assert (err["payload"]["code"], err["payload"]["path"], err["payload"]["line"]) == ("yaml-syntax", "b.yaml", 4)
+
+
+def test_cli_shows_a_progress_bar_on_a_terminal_and_nothing_extra_in_a_pipe(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    for i in range(3):
+        repo.write("a.yaml", configmap("a", k=str(i)))
+        repo.commit(f"c{i}")
+    piped = gitops("ingest", "git", "--repo", str(repo.path), db=tmp_path / "piped.db")
+    assert piped.returncode == 0 and piped.stderr == ""
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gitops", "--db", str(tmp_path / "tty.db"), "ingest", "git",
+                               "--repo", str(repo.path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=secondary, timeout=300, env={**os.environ, "TERM": "xterm", "COLUMNS": "200"})
+        os.close(secondary)
+        screen = b""
+        while select.select([primary], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(primary, 1 << 16)
+            except OSError:  # the terminal's other end is closed: all is read
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen).decode()
+    assert "ingesting git:" in text and "3/3" in text and "commits/s" in text  # done / total, and the rate
+    assert proc.stdout.decode() == piped.stdout  # the summary is the same
 
 
 def test_cli_reads_the_git_section_of_the_config_file(tmp_path: Path) -> None:

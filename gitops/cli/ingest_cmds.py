@@ -83,7 +83,8 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
         source = GitIngest(log, config, redaction=ctx.config.redact, scope=git_scope(ctx, console))
         try:
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-                          TimeElapsedColumn(), console=console, transient=True) as bar:
+                          TimeElapsedColumn(), console=console, transient=True,
+                          disable=not console.is_terminal) as bar:  # no bar (nor its blank line) in a pipe
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {_describe(summary)}")

@@ -313,6 +313,11 @@ def _git_env() -> dict[str, str]:
 
 
 def _git_error(e: GitCommandError) -> str:
-    text = str(e.stderr or e).strip().splitlines()
-    msg = next((ln.strip() for ln in reversed(text) if ln.strip()), "git failed")
-    return display_url(msg.removeprefix("stderr: ").strip("'"))
+    """git's own reason, one line: its last ``fatal:``/``error:`` line, else its last line.
+    GitPython wraps stderr as ``stderr: '...'``, so the quotes go before lines are judged."""
+    lines = [ln.strip().removeprefix("stderr:").strip().strip("'").strip()
+             for ln in str(e.stderr or e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    msg = next((ln for ln in reversed(lines) if ln.startswith(("fatal:", "error:"))),
+               lines[-1] if lines else f"git exited with {e.status}")
+    return display_url(msg)
