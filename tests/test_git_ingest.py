@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from gitops.events import DesiredApplied, GitCommit, GitRewritten, SourceErrorEvent
 from gitops.model import DatabaseLockedError, GitSourceError
@@ -149,6 +150,27 @@ def test_excluded_and_out_of_scope_files_are_ignored(log: EventLog, repo: GitRep
     repo.commit("mixed content")
     ingest(log, repo, paths=["deploy"], exclude=["kustomization.yaml"]).run()
     assert desired(log) == {"ConfigMap/default/a": configmap("a")}
+
+
+def test_paths_are_relative_to_the_root_and_may_not_climb_out(log: EventLog, repo: GitRepo) -> None:
+    config = GitSourceConfig(repo=".", paths=["/deploy/./prod/", "", "."])
+    assert config.paths == ["deploy/prod", ".", "."]
+    narrow = GitSourceConfig(repo=".", paths=["deploy/prod"])
+    assert narrow.in_scope("deploy/prod/a.yaml") and narrow.in_scope("deploy/prod/x/b.yaml")
+    assert not narrow.in_scope("deploy/production/a.yaml") and not narrow.in_scope("deploy/a.yaml")
+    for bad in ("..", "../etc", "deploy/../../etc", "/a/../../b"):
+        with pytest.raises(ValidationError, match="points outside the repository"):
+            GitSourceConfig(repo=".", paths=[bad])
+    with pytest.raises(ValidationError):
+        GitSourceConfig(repo=".", paths=[])
+
+
+def test_missing_paths_names_configured_paths_absent_at_a_commit(log: EventLog, repo: GitRepo) -> None:
+    repo.write("deploy/prod/a.yaml", configmap("a"))
+    repo.commit("one")
+    source = ingest(log, repo, paths=["deploy", "deploy/prod/a.yaml", "deploy/staging", "."])
+    assert source.run().applied == 1
+    assert source.missing_paths(repo.head()) == ["deploy/staging"]
 
 
 BAD = [

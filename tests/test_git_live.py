@@ -80,6 +80,22 @@ def test_cli_shows_a_progress_bar_on_a_terminal_and_nothing_extra_in_a_pipe(tmp_
     assert proc.stdout.decode() == piped.stdout  # the summary is the same
 
 
+def test_cli_refuses_a_path_out_of_the_repository_and_warns_of_one_not_there(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.commit("one")
+    db = tmp_path / "g.db"
+    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "../etc", db=db)
+    assert res.returncode == 2
+    assert res.stderr == "error: git source: paths: path '../etc' points outside the repository\n"
+    assert not db.exists()  # refused before anything was opened
+    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "aps", db=db)
+    assert res.returncode == 0
+    assert "1 applied" in res.stdout
+    assert res.stderr == (f"warning: aps does not exist at the head of main ({repo.head()[:12]}); "
+                          "nothing is read from it\n")
+
+
 def test_cli_reads_the_git_section_of_the_config_file(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("deploy/a.yaml", configmap("a"))

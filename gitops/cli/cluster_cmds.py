@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.ingest_cmds import _describe, _git_config, ingest
+from gitops.cli.ingest_cmds import _describe, _git_config, ingest, warn_missing_paths
 from gitops.model.errors import StoreError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
@@ -99,7 +99,12 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
                                scope=scope)
         origin = git_source.origin
 
+        first_pass = [True]
+
         def on_pass(s: IngestSummary) -> None:
+            if first_pass[0] and git_source is not None:
+                first_pass[0] = False
+                warn_missing_paths(git_source, s)
             if s.commits or s.rewritten:
                 click.echo(f"{utc_now():%H:%M:%S} {origin}: {_describe(s)}")
             if s.applied and cluster is not None:

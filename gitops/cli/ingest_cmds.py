@@ -7,12 +7,14 @@ import threading
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.model.errors import ClusterUnavailableError, ConfigError
 from gitops.model.scope import Scope, builtin_scope
+from gitops.service.config import first_error
 from gitops.sources.cluster import ClusterSourceConfig, discovery_scope
 from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
 from gitops.sources.git.watch import GitFollower
@@ -34,7 +36,10 @@ def _git_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple
         values["branch"] = branch
     if paths:
         values["paths"] = list(paths)
-    return GitSourceConfig.model_validate(values)
+    try:
+        return GitSourceConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(f"git source: {first_error(e)}") from None
 
 
 def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | None = None) -> Scope:
@@ -88,10 +93,19 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {_describe(summary)}")
+            warn_missing_paths(source, summary)
             if watch:
                 _follow(source)
         finally:
             source.close()
+
+
+def warn_missing_paths(source: GitIngest, summary: IngestSummary) -> None:
+    if summary.head is None:
+        return
+    for path in source.missing_paths(summary.head):
+        click.echo(f"warning: {path} does not exist at the head of {source.branch} ({summary.head[:12]}); "
+                   "nothing is read from it", err=True)
 
 
 def _follow(source: GitIngest) -> None:

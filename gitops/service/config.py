@@ -38,11 +38,13 @@ def config_json_schema() -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def _first_error(e: ValidationError) -> str:
+def first_error(e: ValidationError) -> str:
+    """A validation failure as one line: where, what, and how many more."""
     err = e.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"{where}: {err['msg']}{more}"
+    msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+    return f"{where}: {msg}{more}"
 
 
 def load_config(path: Path | None) -> Config:
@@ -65,7 +67,7 @@ def load_config(path: Path | None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"config file {path}: {_first_error(e)}") from None
+        raise ConfigError(f"config file {path}: {first_error(e)}") from None
 
 
 if __name__ == "__main__":  # make schema

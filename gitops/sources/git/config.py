@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["GitSourceConfig"]
 
@@ -17,7 +17,8 @@ class GitSourceConfig(BaseModel):
 
     repo: str = Field(description="local path or URL of the repository")
     branch: str | None = Field(default=None, description="branch to follow (default: the repository's default)")
-    paths: list[str] = Field(default_factory=lambda: ["."], description="directories inside the repository")
+    paths: list[str] = Field(default_factory=lambda: ["."], min_length=1,
+                             description="directories inside the repository, relative to its root")
     include: list[str] = Field(default_factory=lambda: ["*.yaml", "*.yml", "*.json"],
                                description="file name globs to read")
     exclude: list[str] = Field(default_factory=list, description="globs (name or path) to leave out")
@@ -27,13 +28,23 @@ class GitSourceConfig(BaseModel):
     cache_dir: str | None = Field(default=None, description="where remote repositories are cloned")
     batch_commits: int = Field(default=100, gt=0, description="commits written per transaction when back-filling")
 
+    @field_validator("paths")
+    @classmethod
+    def _inside_the_repository(cls, paths: list[str]) -> list[str]:
+        """Each path relative to the repository root, normalised ("/apps/./x/" is "apps/x", the
+        root is "."); one that climbs out of the repository is refused."""
+        out = []
+        for p in paths:
+            norm = posixpath.normpath(p.strip().lstrip("/") or ".")
+            if norm == ".." or norm.startswith("../"):
+                raise ValueError(f"path {p!r} points outside the repository")
+            out.append(norm)
+        return out
+
     def in_scope(self, path: str) -> bool:
         """Whether a file at ``path`` (relative to the repository root) is read."""
         name = posixpath.basename(path)
-        under = any(
-            p.strip("/") in ("", ".") or path == p.strip("/") or path.startswith(p.strip("/") + "/")
-            for p in self.paths
-        )
+        under = any(p in (".", path) or path.startswith(p + "/") for p in self.paths)
         if not under:
             return False
         if not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.include):

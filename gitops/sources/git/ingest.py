@@ -149,6 +149,11 @@ class GitIngest:
     def close(self) -> None:
         self.repo.close()
 
+    def missing_paths(self, commit: str) -> list[str]:
+        """The configured paths that ``commit``'s tree does not hold: most likely a typo,
+        though history may still grow into them, so ingest reads on."""
+        return [p for p in self.config.paths if p != "." and not self.repo.has_path(commit, p)]
+
     # ------------------------------------------------------------------ the pass
 
     def checkpoint(self) -> dict[str, Any] | None:

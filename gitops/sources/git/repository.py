@@ -252,6 +252,10 @@ class GitRepository:
                 entries.append(TreeEntry(path, blob, mode))
         return entries
 
+    def has_path(self, sha: str, path: str) -> bool:
+        """Whether the commit's tree holds ``path`` (a file or a directory)."""
+        return bool(self.repo.git.ls_tree(sha, "--", path))
+
     def read_blob(self, blob: str) -> bytes:
         """One blob's bytes, through the same long-lived process as ``read_blobs``."""
         return self.read_blobs([blob])[blob]
