@@ -122,6 +122,27 @@ def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and "redact.0.path" in res.stderr
 
 
+def test_watch_with_nothing_to_watch_is_a_usage_error(tmp_path: Path) -> None:
+    res = gitops("watch", "--no-cluster", db=tmp_path / "g.db", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: nothing to watch") and res.stderr.count("\n") == 1
+    assert not (tmp_path / "g.db").exists()
+
+
+def test_config_file_lists_may_be_given_as_one_string(tmp_path: Path) -> None:
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text("git:\n  repo: r\n  paths: apps/prod/\n  include: '*.yaml'\n  exclude: kustomization.yaml\n")
+    from gitops.service.config import load_config
+
+    git = load_config(cfg).git
+    assert git is not None
+    assert (git.paths, git.include, git.exclude) == (["apps/prod"], ["*.yaml"], ["kustomization.yaml"])
+    cfg.write_text("git:\n  repo: r\n  paths: ../elsewhere\n")
+    res = gitops("--config", str(cfg), "ingest", "git", db=tmp_path / "g.db")
+    assert res.returncode == 2
+    assert res.stderr == f"error: config file {cfg}: git.paths: path '../elsewhere' points outside the repository\n"
+
+
 def test_db_defaults_to_gitops_db_in_the_working_directory_and_env(tmp_path: Path) -> None:
     res = gitops("init", cwd=tmp_path)
     assert res.returncode == 0, res.stderr

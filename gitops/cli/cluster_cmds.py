@@ -12,7 +12,7 @@ import click
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.ingest_cmds import _describe, _git_config, ingest, warn_missing_paths
-from gitops.model.errors import StoreError
+from gitops.model.errors import ConfigError, StoreError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
@@ -62,6 +62,32 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
                f"{summary.audit_events} audit records{unserved}")
 
 
+def _follow_git(source: GitIngest, cluster: ClusterSource | None) -> tuple[GitFollower, threading.Thread]:
+    """Start following ``source`` in a thread of its own, reporting each pass that appends."""
+    origin = source.origin
+    first_pass = [True]
+
+    def on_pass(s: IngestSummary) -> None:
+        if first_pass[0]:
+            first_pass[0] = False
+            warn_missing_paths(source, s)
+        if s.commits or s.rewritten:
+            click.echo(f"{utc_now():%H:%M:%S} {origin}: {_describe(s)}")
+        if s.applied and cluster is not None:
+            for name in cluster.refresh():  # new kinds in the desired state are watched too
+                click.echo(f"{utc_now():%H:%M:%S} now watching {name}", err=True)
+
+    def on_git_error(e: Exception) -> None:
+        click.echo(f"{utc_now():%H:%M:%S} {origin}: {e}; trying again at the next change or poll", err=True)
+
+    follower = GitFollower(source, on_pass=on_pass, on_error=on_git_error)
+    follower.start()
+    thread = threading.Thread(target=follower.run, name="git", daemon=True)
+    thread.start()
+    click.echo(f"following {origin}", err=True)
+    return follower, thread
+
+
 @cli.command()
 @click.option("--repo", default=None, help="Git repository to follow (default: git.repo in the config; none: no Git).")
 @click.option("--branch", default=None, help="Branch to follow (default: the repository's default branch).")
@@ -72,6 +98,10 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
 def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
           kubeconfig: str | None, context: str | None, audit_log: str | None, kinds: tuple[str, ...]) -> None:
     """Follow Git, the cluster and its audit log into the log until SIGINT or SIGTERM."""
+    if no_cluster and repo is None and ctx.config.git is None:
+        raise ConfigError("nothing to watch: --no-cluster leaves only Git; pass --repo, or set git.repo in the config "
+                          "file")
+    git_config = _git_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
     ctx.open_log(create=True).close()
     stopped = threading.Event()
     stoppers: list[Callable[[], None]] = []
@@ -91,35 +121,12 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         stoppers.append(cluster.stop)
         audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""
         click.echo(f"watching {cluster.origin}{audit}", err=True)
-    if repo is not None or ctx.config.git is not None:
-        git_log = ctx.open_log()
+    if git_config is not None:
         # the cluster source's own discovery (no second one), kept current as it refreshes
         scope = cluster.scope() if cluster is not None else builtin_scope
-        git_source = GitIngest(git_log, _git_config(ctx, repo, branch, paths), redaction=ctx.config.redact,
-                               scope=scope)
-        origin = git_source.origin
-
-        first_pass = [True]
-
-        def on_pass(s: IngestSummary) -> None:
-            if first_pass[0] and git_source is not None:
-                first_pass[0] = False
-                warn_missing_paths(git_source, s)
-            if s.commits or s.rewritten:
-                click.echo(f"{utc_now():%H:%M:%S} {origin}: {_describe(s)}")
-            if s.applied and cluster is not None:
-                for name in cluster.refresh():  # new kinds in the desired state are watched too
-                    click.echo(f"{utc_now():%H:%M:%S} now watching {name}", err=True)
-
-        def on_git_error(e: Exception) -> None:
-            click.echo(f"{utc_now():%H:%M:%S} {origin}: {e}; trying again at the next change or poll", err=True)
-
-        follower = GitFollower(git_source, on_pass=on_pass, on_error=on_git_error)
-        follower.start()
-        git_thread = threading.Thread(target=follower.run, name="git", daemon=True)
-        git_thread.start()
+        git_source = GitIngest(ctx.open_log(), git_config, redaction=ctx.config.redact, scope=scope)
+        follower, git_thread = _follow_git(git_source, cluster)
         stoppers.append(follower.stop)
-        click.echo(f"following {git_source.origin}", err=True)
     click.echo("Ctrl-C or SIGTERM stops", err=True)
     stopped.wait()
     for stop in reversed(stoppers):  # Git first: it may ask the cluster source to watch more

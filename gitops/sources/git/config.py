@@ -28,6 +28,12 @@ class GitSourceConfig(BaseModel):
     cache_dir: str | None = Field(default=None, description="where remote repositories are cloned")
     batch_commits: int = Field(default=100, gt=0, description="commits written per transaction when back-filling")
 
+    @field_validator("paths", "include", "exclude", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        """``paths: apps`` in the config file means ``paths: [apps]``."""
+        return [value] if isinstance(value, str) else value
+
     @field_validator("paths")
     @classmethod
     def _inside_the_repository(cls, paths: list[str]) -> list[str]:
