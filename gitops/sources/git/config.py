@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = ["GitSourceConfig"]
+
+
+def _one_or_many(value: object) -> object:
+    """``paths: apps`` in the config file means ``paths: [apps]``."""
+    return [value] if isinstance(value, str) else value
+
+
+# A list of strings, or one string for a list of one; the exported JSON Schema says both.
+OneOrMany = Annotated[
+    list[str],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
 
 
 class GitSourceConfig(BaseModel):
@@ -17,22 +31,16 @@ class GitSourceConfig(BaseModel):
 
     repo: str = Field(description="local path or URL of the repository")
     branch: str | None = Field(default=None, description="branch to follow (default: the repository's default)")
-    paths: list[str] = Field(default_factory=lambda: ["."], min_length=1,
+    paths: OneOrMany = Field(default_factory=lambda: ["."], min_length=1,
                              description="directories inside the repository, relative to its root")
-    include: list[str] = Field(default_factory=lambda: ["*.yaml", "*.yml", "*.json"],
+    include: OneOrMany = Field(default_factory=lambda: ["*.yaml", "*.yml", "*.json"],
                                description="file name globs to read")
-    exclude: list[str] = Field(default_factory=list, description="globs (name or path) to leave out")
+    exclude: OneOrMany = Field(default_factory=list, description="globs (name or path) to leave out")
     default_namespace: str = Field(default="default", description="namespace of namespaced objects that name none")
     max_file_bytes: int = Field(default=1 << 20, gt=0, description="larger files are an error")
     poll_interval: float = Field(default=30.0, gt=0, description="seconds between fetches of a remote repository")
     cache_dir: str | None = Field(default=None, description="where remote repositories are cloned")
     batch_commits: int = Field(default=100, gt=0, description="commits written per transaction when back-filling")
-
-    @field_validator("paths", "include", "exclude", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        """``paths: apps`` in the config file means ``paths: [apps]``."""
-        return [value] if isinstance(value, str) else value
 
     @field_validator("paths")
     @classmethod
