@@ -96,6 +96,22 @@ def test_cli_refuses_a_path_out_of_the_repository_and_warns_of_one_not_there(tmp
                           "nothing is read from it\n")
 
 
+def test_log_table_in_a_pipe_keeps_each_row_on_one_line(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    name = "a-config-map-with-a-name-long-enough-to-be-folded-at-eighty-columns"
+    repo.write("a.yaml", configmap(name))
+    repo.commit("one")
+    db = tmp_path / "g.db"
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "log"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if "desired.applied" in line)
+    assert f"ConfigMap/default/{name}" in row and "a.yaml" in row
+    assert len(res.stdout.splitlines()) == 6  # top, header, rule, two rows, bottom
+
+
 def test_cli_reads_the_git_section_of_the_config_file(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("deploy/a.yaml", configmap("a"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -54,6 +55,8 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
             table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
             n += 1
         console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=1000)  # piped or redirected: rows as long as they are, as kubectl prints them
         console.print(table)
         if more:
             console.print(f"[dim]showing the first {table_limit} rows; narrow the query, raise --limit, "
