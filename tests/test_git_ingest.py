@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import getpass
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gitops.events import DesiredApplied, GitCommit, GitRewritten, SourceErrorEvent
+from gitops.events import DesiredApplied, GitCommit, GitReconfigured, GitRewritten, RedactionRule, SourceErrorEvent
 from gitops.model import DatabaseLockedError, GitSourceError
 from gitops.sources.git import GitIngest, GitSourceConfig
-from gitops.store import EventLog
+from gitops.store import Checkpoint, EventLog
 from tests.gitrepo import GitRepo, configmap, dump
 
 
@@ -171,6 +172,95 @@ def test_missing_paths_names_configured_paths_absent_at_a_commit(log: EventLog, 
     source = ingest(log, repo, paths=["deploy", "deploy/prod/a.yaml", "deploy/staging", "."])
     assert source.run().applied == 1
     assert source.missing_paths(repo.head()) == ["deploy/staging"]
+
+
+def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: EventLog, repo: GitRepo) -> None:
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.write("other/b.yaml", configmap("b"))
+    repo.commit("one")
+    assert ingest(log, repo, paths=["apps"]).run().applied == 1
+    seen = log.count()
+    wide = ingest(log, repo, paths=["."])
+    summary = wide.run()
+    assert (summary.commits, summary.applied, summary.reconfigured) == (0, 1, True)
+    new = list(log.read(since_seq=seen))
+    assert [(r.event.type, r.event.resource) for r in new] == [("git.reconfigured", None),
+                                                               ("desired.applied", "ConfigMap/default/b")]
+    operator = getpass.getuser()
+    assert {r.event.actor for r in new} == {operator}  # not the author of commit "one"
+    assert {r.event.revision for r in new} == {repo.head()}
+    change = new[0].event
+    assert isinstance(change, GitReconfigured) and change.payload.valid
+    assert (change.payload.previous["paths"], change.payload.settings["paths"]) == (["apps"], ["."])
+    assert desired(log) == {"ConfigMap/default/a": configmap("a"), "ConfigMap/default/b": configmap("b")}
+
+    repo.write("apps/a.yaml", configmap("a", k="2"))
+    repo.commit("two", author="Bo Other <bo@example.com>")
+    seen = log.count()
+    assert wide.run().applied == 1  # the new commit changes a only: b is not blamed on Bo
+    assert [(r.event.type, r.event.resource, r.event.actor) for r in log.read(since_seq=seen)] == [
+        ("git.commit", None, "bo@example.com"), ("desired.applied", "ConfigMap/default/a", "bo@example.com")]
+    seen = log.count()
+    assert ingest(log, repo, paths=["."]).run().commits == 0
+    assert log.count() == seen  # same settings, nothing new: nothing appended
+
+    narrow = ingest(log, repo, paths=["apps"]).run()
+    assert (narrow.reconfigured, narrow.removed) == (True, 1)
+    assert [(r.event.type, r.event.resource, r.event.actor) for r in log.read(since_seq=seen)] == [
+        ("git.reconfigured", None, operator), ("desired.removed", "ConfigMap/default/b", operator)]
+    assert desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}
+    seen = log.count()
+    assert ingest(log, repo, paths=["."]).run().applied == 1  # widened again: b is back, under new ids
+    assert desired(log)["ConfigMap/default/b"] == configmap("b")
+
+
+def test_settings_that_make_the_last_commit_invalid_change_nothing_desired(log: EventLog, repo: GitRepo) -> None:
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.write("drafts/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n")
+    repo.commit("one")
+    ingest(log, repo, paths=["apps"]).run()
+    seen = log.count()
+    summary = ingest(log, repo, paths=["."]).run()
+    assert (summary.reconfigured, summary.errors, summary.applied, summary.invalid_commits) == (True, 1, 0, 0)
+    new = [r.event for r in log.read(since_seq=seen)]
+    assert [e.type for e in new] == ["git.reconfigured", "source.error"]
+    assert isinstance(new[0], GitReconfigured) and not new[0].payload.valid
+    assert isinstance(new[1], SourceErrorEvent) and new[1].payload.path == "drafts/broken.yaml"
+    assert desired(log) == {"ConfigMap/default/a": configmap("a")}
+    repo.write("apps/c.yaml", configmap("c"))
+    repo.remove("drafts/broken.yaml")
+    repo.commit("fix")
+    assert ingest(log, repo, paths=["."]).run().applied == 1
+    assert set(desired(log)) == {"ConfigMap/default/a", "ConfigMap/default/c"}
+
+
+def test_a_new_redaction_rule_rewrites_the_stored_manifests_as_the_operators_change(
+        log: EventLog, repo: GitRepo) -> None:
+    repo.write("cm.yaml", configmap("a", password="hunter2"))
+    repo.commit("one")
+    GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+    seen = log.count()
+    rule = RedactionRule(path="data.password", kind="ConfigMap")
+    summary = GitIngest(log, GitSourceConfig(repo=str(repo.path)), redaction=[rule]).run()
+    assert (summary.reconfigured, summary.applied) == (True, 1)
+    applied = [r.event for r in log.read(since_seq=seen, types=["desired.applied"])]
+    assert isinstance(applied[0], DesiredApplied) and applied[0].actor == getpass.getuser()
+    assert applied[0].payload.manifest["data"]["password"].startswith("sha256:")
+
+
+def test_a_checkpoint_from_before_settings_were_kept_is_taken_as_it_is(log: EventLog, repo: GitRepo) -> None:
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.write("other/b.yaml", configmap("b"))
+    repo.commit("one")
+    source = ingest(log, repo, paths=["apps"])
+    source.run()
+    value = source.checkpoint()
+    assert value is not None and value.pop("settings")["paths"] == ["apps"]
+    log.append([], checkpoint=Checkpoint(source.origin, value))  # as an older version wrote it
+    seen = log.count()
+    assert not ingest(log, repo, paths=["."]).run().reconfigured
+    assert log.count() == seen
+    assert ingest(log, repo, paths=["."]).checkpoint() == value  # nothing to write: not rewritten either
 
 
 BAD = [

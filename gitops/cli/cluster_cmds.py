@@ -71,7 +71,7 @@ def _follow_git(source: GitIngest, cluster: ClusterSource | None) -> tuple[GitFo
         if first_pass[0]:
             first_pass[0] = False
             warn_missing_paths(source, s)
-        if s.commits or s.rewritten:
+        if s.commits or s.rewritten or s.reconfigured:
             click.echo(f"{utc_now():%H:%M:%S} {origin}: {_describe(s)}")
         if s.applied and cluster is not None:
             for name in cluster.refresh():  # new kinds in the desired state are watched too

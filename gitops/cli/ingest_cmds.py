@@ -57,10 +57,13 @@ def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | Non
 
 def _describe(s: IngestSummary) -> str:
     invalid = f" ({s.invalid_commits} invalid)" if s.invalid_commits else ""
-    rewritten = "; history was rewritten (force-push), continued from the merge base" if s.rewritten else ""
     head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
+    notes = "; the settings changed since the last pass, so the last commit read was read again" \
+        if s.reconfigured else ""
+    if s.rewritten:
+        notes += "; history was rewritten (force-push), continued from the merge base"
     return (f"{s.commits} commits{invalid}, {s.objects_changed} objects changed "
-            f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{rewritten}")
+            f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{notes}")
 
 
 class _RateColumn(TextColumn):

@@ -16,6 +16,7 @@ from gitops.events import (
     ClusterDeletedPayload,
     ClusterObservedPayload,
     EventSource,
+    GitReconfiguredPayload,
     GitRewrittenPayload,
     Recorded,
 )
@@ -41,6 +42,9 @@ def _detail(r: Recorded) -> str:
     p = r.event.payload
     if isinstance(p, GitRewrittenPayload):
         return f"{p.old_head[:12]} -> {p.new_head[:12]}"
+    if isinstance(p, GitReconfiguredPayload):
+        changed = sorted(k for k in p.previous.keys() | p.settings.keys() if p.previous.get(k) != p.settings.get(k))
+        return f"settings changed: {', '.join(changed)}; {p.commit[:12]} read again"
     if isinstance(p, AuditPayload):
         return f"{p.verb} -> {p.response_code}"
     if isinstance(p, ClusterObservedPayload):

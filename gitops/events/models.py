@@ -47,6 +47,8 @@ __all__ = [
     "GitCommit",
     "GitCommitPayload",
     "GitPerson",
+    "GitReconfigured",
+    "GitReconfiguredPayload",
     "GitRewritten",
     "GitRewrittenPayload",
     "ReconcileAction",
@@ -153,6 +155,21 @@ class GitRewrittenPayload(_Frozen):
     old_head: str
     new_head: str
     merge_base: str | None
+
+
+class GitReconfiguredPayload(_Frozen):
+    """What the Git source reads changed (paths, globs, default namespace, redaction), so
+    ``commit``, the last one read, was read again under the new settings. The
+    ``desired.*`` events that follow with the same revision and actor are that re-read:
+    changes of configuration, not of Git."""
+
+    branch: str
+    repository: str
+    origin: str
+    commit: str
+    previous: dict[str, Any]
+    settings: dict[str, Any]
+    valid: bool
 
 
 class DesiredAppliedPayload(_Manifest):
@@ -286,6 +303,11 @@ class GitRewritten(_Event):
     payload: GitRewrittenPayload
 
 
+class GitReconfigured(_Event):
+    type: Literal["git.reconfigured"] = "git.reconfigured"
+    payload: GitReconfiguredPayload
+
+
 class DesiredApplied(_Event):
     type: Literal["desired.applied"] = "desired.applied"
     payload: DesiredAppliedPayload
@@ -354,6 +376,7 @@ class SourceOutageEnded(_Event):
 AnyEvent = Annotated[
     GitCommit
     | GitRewritten
+    | GitReconfigured
     | DesiredApplied
     | DesiredRemoved
     | ClusterObserved

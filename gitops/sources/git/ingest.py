@@ -15,6 +15,12 @@ Guarantees:
   ``git.rewritten`` and ingest goes on from the merge base, diffing against what the log
   last held as desired. Nothing already in the log changes.
 
+- When what the source reads changes between passes (paths, globs, default namespace,
+  redaction rules: kept in the checkpoint), the last commit read is read again under the
+  new settings. A ``git.reconfigured`` event, then the ``desired.*`` (or ``source.error``)
+  events that re-read yields, all with the operator as actor: a change of configuration is
+  not blamed on the next commit's author. The new generation keeps their ids apart.
+
 Event ids hash the commit and the object with the branch's *generation*, a value kept in
 the checkpoint that changes at every rewrite: replaying one generation appends nothing,
 while commits that come back after a rewrite (a force-push undone) are recorded again.
@@ -25,8 +31,10 @@ move for commits observed live (``observed_at``), with the commit times in the p
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import itertools
+import json
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +51,8 @@ from gitops.events.models import (
     GitCommit,
     GitCommitPayload,
     GitPerson,
+    GitReconfigured,
+    GitReconfiguredPayload,
     GitRewritten,
     GitRewrittenPayload,
     SourceErrorEvent,
@@ -87,6 +97,24 @@ class _Desired:
     path: str | None
 
 
+@dataclass(frozen=True)
+class _Cause:
+    """What the events of one step are attributed to: a commit and its author, or a change
+    of settings and the operator who made it."""
+
+    sha: str
+    actor: str | None
+    effective: datetime
+
+
+def _operator() -> str:
+    """Who runs this process: the actor of a change of settings."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container without an /etc/passwd entry)
+        return "operator"
+
+
 @dataclass
 class IngestSummary:
     commits: int = 0
@@ -95,6 +123,7 @@ class IngestSummary:
     errors: int = 0
     invalid_commits: int = 0
     rewritten: bool = False
+    reconfigured: bool = False
     head: str | None = None
 
     @property
@@ -149,6 +178,14 @@ class GitIngest:
     def close(self) -> None:
         self.repo.close()
 
+    def settings(self) -> dict[str, Any]:
+        """What decides which objects a tree holds and how they are stored. Kept in the
+        checkpoint: when it differs on the next pass, the last commit read is read again."""
+        c = self.config
+        return {"paths": list(c.paths), "include": list(c.include), "exclude": list(c.exclude),
+                "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
+                "redact": [r.model_dump(mode="json") for r in self.redaction]}
+
     def missing_paths(self, commit: str) -> list[str]:
         """The configured paths that ``commit``'s tree does not hold: most likely a typo,
         though history may still grow into them, so ingest reads on."""
@@ -182,11 +219,21 @@ class GitIngest:
         since: str | None = cp.get("commit")
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
-        if since == head:
+        settings = self.settings()
+        previous = cp.get("settings")
+        reconfigure = (since is not None and isinstance(previous, dict) and previous != settings
+                       and self.repo.exists(since))
+        if since == head and not reconfigure:
             return summary
         if self._desired is None:
             self._desired = self._desired_from_log()
         batch = _Batch()
+        if reconfigure:
+            assert since is not None and isinstance(previous, dict)
+            events, valid = self._reconfigure(since, previous, settings, observed_at, summary)
+            batch.events.extend(events)
+            if valid:
+                last_valid = since
         if since is not None and not (self.repo.exists(since) and self.repo.is_ancestor(since, head)):
             base = self.repo.merge_base(since, head) if self.repo.exists(since) else None
             batch.events.append(self._rewritten(since, head, base, observed_at))
@@ -211,7 +258,7 @@ class GitIngest:
 
     def _flush(self, batch: _Batch, commit: str, last_valid: str | None) -> None:
         value = {"commit": commit, "last_valid": last_valid, "generation": self._generation,
-                 "branch": self.branch, "repository": self.repo.url}
+                 "branch": self.branch, "repository": self.repo.url, "settings": self.settings()}
         self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value))
 
     # ------------------------------------------------------------------ one commit
@@ -225,16 +272,44 @@ class GitIngest:
             touched = self._apply_changes(changes)
         self._tree_commit = commit.sha
         problems = self._problems()
-        valid = not problems
         effective = observed_at or commit.committer.time
-        events: list[AnyEvent] = [self._commit_event(commit, valid, effective, observed_at)]
+        events: list[AnyEvent] = [self._commit_event(commit, not problems, effective, observed_at)]
         summary.commits += 1
+        valid = self._judge(_Cause(commit.sha, commit.author.email, effective), problems, touched, events, summary)
         if not valid:
             summary.invalid_commits += 1
+        return events, valid
+
+    def _reconfigure(self, sha: str, previous: dict[str, Any], settings: dict[str, Any],
+                     observed_at: datetime | None, summary: IngestSummary) -> tuple[list[AnyEvent], bool]:
+        """The settings changed since the last pass: read commit ``sha`` (the last one read)
+        again under the new ones, as if it had just been committed, and attribute what that
+        changes to the operator, not to the commit's author."""
+        self._generation = hashlib.sha256(
+            f"{self._generation}:settings:{sha}:{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()[:16]
+        self._load_tree(sha)
+        self._tree_commit = sha
+        problems = self._problems()
+        cause = _Cause(sha, _operator(), observed_at or utc_now())
+        events: list[AnyEvent] = [GitReconfigured(
+            id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
+            actor=cause.actor, effective_at=cause.effective, revision=sha,
+            payload=GitReconfiguredPayload(branch=self.branch, repository=self.repo.url, origin=self.origin,
+                                           commit=sha, previous=previous, settings=settings, valid=not problems),
+        )]
+        summary.reconfigured = True
+        return events, self._judge(cause, problems, None, events, summary)
+
+    def _judge(self, cause: _Cause, problems: list[tuple[str | None, ManifestProblem, str | None]],
+               touched: set[str] | None, events: list[AnyEvent], summary: IngestSummary) -> bool:
+        """The tree now in memory, against what is desired: errors if it is invalid (nothing
+        changes), else an event for each object added, changed or gone. Appends to
+        ``events``; returns whether the tree is valid."""
+        if problems:
             summary.errors += len(problems)
-            events.extend(self._error_event(commit, effective, path, p, key) for path, p, key in problems)
+            events.extend(self._error_event(cause, path, p, key) for path, p, key in problems)
             self._tree_valid = False
-            return events, False
+            return False
         assert self._desired is not None
         keys = (set(self._locations) | set(self._desired)) if touched is None or not self._tree_valid else touched
         for key in sorted(keys):  # a stable order of events within a commit
@@ -242,17 +317,17 @@ class GitIngest:
             old = self._desired.get(key)
             if not found:
                 if old is not None:
-                    events.append(self._removed(commit, effective, key, old))
+                    events.append(self._removed(cause, key, old))
                     del self._desired[key]
                     summary.removed += 1
                 continue
             path, obj = found[0]
             if old is None or old.digest != obj.digest:
-                events.append(self._applied(commit, effective, path, obj))
+                events.append(self._applied(cause, path, obj))
                 self._desired[key] = _Desired(obj.digest, path)
                 summary.applied += 1
         self._tree_valid = True
-        return events, True
+        return True
 
     # ------------------------------------------------------------------ the tree in memory
 
@@ -398,29 +473,28 @@ class GitIngest:
             ),
         )
 
-    def _applied(self, c: CommitInfo, effective: datetime, path: str, obj: _Object) -> DesiredApplied:
+    def _applied(self, c: _Cause, path: str, obj: _Object) -> DesiredApplied:
         # One validation call for envelope and payload: the hot path of a back-fill.
         return DesiredApplied.model_validate({
             "id": event_id("desired.applied", self.origin, self._generation, c.sha, obj.key),
-            "source": EventSource.GIT, "resource": obj.key, "actor": c.author.email, "effective_at": effective,
+            "source": EventSource.GIT, "resource": obj.key, "actor": c.actor, "effective_at": c.effective,
             "revision": c.sha,
             "payload": {"commit": c.sha, "path": path, "document_index": obj.index, "line": obj.line,
                         "origin": self.origin, "manifest": obj.manifest},
         })
 
-    def _removed(self, c: CommitInfo, effective: datetime, key: str, old: _Desired) -> DesiredRemoved:
+    def _removed(self, c: _Cause, key: str, old: _Desired) -> DesiredRemoved:
         return DesiredRemoved(
             id=event_id("desired.removed", self.origin, self._generation, c.sha, key), source=EventSource.GIT,
-            resource=key, actor=c.author.email, effective_at=effective, revision=c.sha,
+            resource=key, actor=c.actor, effective_at=c.effective, revision=c.sha,
             payload=DesiredRemovedPayload(commit=c.sha, path=old.path, origin=self.origin),
         )
 
-    def _error_event(self, c: CommitInfo, effective: datetime, path: str | None,
-                     p: ManifestProblem, key: str | None) -> SourceErrorEvent:
+    def _error_event(self, c: _Cause, path: str | None, p: ManifestProblem, key: str | None) -> SourceErrorEvent:
         return SourceErrorEvent(
             id=event_id("source.error", self.origin, self._generation, c.sha, path or "", p.code, str(p.line),
                         key or ""),
-            source=EventSource.GIT, resource=key, actor=c.author.email, effective_at=effective, revision=c.sha,
+            source=EventSource.GIT, resource=key, actor=c.actor, effective_at=c.effective, revision=c.sha,
             payload=SourceErrorPayload(code=p.code, message=p.message, origin=self.origin, commit=c.sha,
                                        path=path, line=p.line),
         )
