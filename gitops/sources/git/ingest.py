@@ -182,7 +182,8 @@ class GitIngest:
         """What decides which objects a tree holds and how they are stored. Kept in the
         checkpoint: when it differs on the next pass, the last commit read is read again."""
         c = self.config
-        return {"paths": list(c.paths), "include": list(c.include), "exclude": list(c.exclude),
+        # as sets: listing the same paths or globs in another order reads the same objects
+        return {"paths": sorted(set(c.paths)), "include": sorted(set(c.include)), "exclude": sorted(set(c.exclude)),
                 "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
                 "redact": [r.model_dump(mode="json") for r in self.redaction]}
 
