@@ -62,8 +62,9 @@ def test_init_log_verify(tmp_path: Path) -> None:
     assert res.returncode == 0
     assert "app-2" in res.stdout and "app-0" not in res.stdout
     res = gitops("log", "-o", "csv", db=db)
-    assert res.stdout.splitlines()[0] == "seq,effective_at,type,resource,actor,revision"
-    assert len(res.stdout.splitlines()) == 4
+    lines = res.stdout.splitlines()
+    assert lines[0] == "seq,effective_at,recorded_at,type,source,resource,actor,revision,detail"
+    assert len(lines) == 4 and lines[1].endswith(",app.yaml")  # the detail: the file the object came from
     res = gitops("verify", db=db)
     assert (res.returncode, res.stdout.strip()) == (0, "log intact: 3 events, chain valid up to seq 3")
 

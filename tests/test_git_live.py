@@ -48,6 +48,9 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
     res = gitops("log", "--type", "source.error", "-o", "json", db=db)
     err = json.loads(res.stdout)[0]
     assert (err["payload"]["code"], err["payload"]["path"], err["payload"]["line"]) == ("yaml-syntax", "b.yaml", 4)
+    assert err["detail"].startswith("b.yaml:4: ")
+    table = gitops("log", "--type", "source.error", db=db).stdout
+    assert "b.yaml:4: " in table  # a person sees where, not only what
 
 
 def test_cli_shows_a_progress_bar_on_a_terminal_and_nothing_extra_in_a_pipe(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from gitops.events import (
     GitReconfiguredPayload,
     GitRewrittenPayload,
     Recorded,
+    SourceErrorPayload,
 )
 from gitops.model.errors import UsageError
 from gitops.model.keys import format_key, parse_key
@@ -42,6 +43,9 @@ def _detail(r: Recorded) -> str:
     p = r.event.payload
     if isinstance(p, GitRewrittenPayload):
         return f"{p.old_head[:12]} -> {p.new_head[:12]}"
+    if isinstance(p, SourceErrorPayload) and p.path:
+        where = f"{p.path}:{p.line}" if p.line is not None else p.path
+        return f"{where}: {p.message}"
     if isinstance(p, GitReconfiguredPayload):
         changed = sorted(k for k in p.previous.keys() | p.settings.keys() if p.previous.get(k) != p.settings.get(k))
         return f"settings changed: {', '.join(changed)}; {p.commit[:12]} read again"
@@ -79,6 +83,7 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
         "resource": ev.resource,
         "actor": ev.actor,
         "revision": ev.revision,
+        "detail": _detail(r),
         "id": ev.id,
         "payload": ev.payload.model_dump(mode="json"),
         "hash": r.hash,
@@ -123,7 +128,7 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
                 end=end, time_axis="recorded" if as_recorded else "effective", limit=limit or None)
         )
         columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
-            ("seq", "effective_at", "type", "resource", "actor", "revision")
+            ("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision", "detail")
         render_rows(rows, output=output, columns=columns,
                     table_limit=(limit or None) if limit is not None else 1000)
 
