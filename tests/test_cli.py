@@ -61,6 +61,10 @@ def test_init_log_verify(tmp_path: Path) -> None:
     res = gitops("log", "--since-seq", "2", "--type", "desired.applied", db=db)
     assert res.returncode == 0
     assert "app-2" in res.stdout and "app-0" not in res.stdout
+    res = gitops("log", "--actor", "nobody@example.com", db=db)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "no events match\n")
+    res = gitops("log", "--actor", "nobody@example.com", "-o", "json", db=db)
+    assert json.loads(res.stdout) == []
     res = gitops("log", "-o", "csv", db=db)
     lines = res.stdout.splitlines()
     assert lines[0] == "seq,effective_at,recorded_at,type,source,resource,actor,revision,detail"

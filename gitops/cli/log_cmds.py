@@ -130,7 +130,7 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
         columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
             ("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision", "detail")
         render_rows(rows, output=output, columns=columns,
-                    table_limit=(limit or None) if limit is not None else 1000)
+                    table_limit=(limit or None) if limit is not None else 1000, empty="no events match")
 
 
 @cli.command()

@@ -20,9 +20,10 @@ _NO_WRAP = frozenset({"seq", "time", "type", "revision"})
 
 
 def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], output: str,
-                title: str | None = None, table_limit: int | None = None) -> int:
+                title: str | None = None, table_limit: int | None = None, empty: str | None = None) -> int:
     """Write ``rows`` in ``output`` format to stdout; returns how many were written.
-    Tables show ``columns``; the machine formats carry every key of each row."""
+    Tables show ``columns``; the machine formats carry every key of each row. A table with
+    no rows is the line ``empty`` on stderr instead, when given."""
     n = 0
     out = sys.stdout
     if output == "json":
@@ -54,6 +55,9 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
                 break
             table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
             n += 1
+        if n == 0 and empty is not None:
+            Console(stderr=True).print(empty, markup=False, highlight=False)  # as kubectl: "No resources found"
+            return 0
         console = Console()
         if not console.is_terminal and "COLUMNS" not in os.environ:
             console = Console(width=1000)  # piped or redirected: rows as long as they are, as kubectl prints them
