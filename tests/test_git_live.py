@@ -38,6 +38,7 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == (f"git:{repo.path}#main: 2 commits (1 invalid), 1 objects changed "
                                   f"(1 applied, 0 removed), 1 errors; head {repo.head()[:12]}")
+    assert res.stderr == f"the errors, with file and line: gitops --db {db} log --type source.error\n"
     with EventLog(db) as log:
         n = log.count()
     res = gitops("ingest", "git", "--repo", str(repo.path), db=db)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -96,6 +98,9 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {_describe(summary)}")
+            if summary.errors:
+                db = "" if ctx.db_path == Path("gitops.db") else f" --db {shlex.quote(str(ctx.db_path))}"
+                click.echo(f"the errors, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
                 _follow(source)
