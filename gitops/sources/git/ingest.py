@@ -174,18 +174,17 @@ class GitIngest:
         self._tree_valid = False
         self._desired: dict[str, _Desired] | None = None
         self._generation = ""
+        # What decides which objects a tree holds and how they are stored; fixed for this
+        # instance. Kept in the checkpoint: when it differs on the next pass, the last commit
+        # read is read again. As sets: the same paths or globs in another order read the same.
+        c = config
+        self.settings: dict[str, Any] = {
+            "paths": sorted(set(c.paths)), "include": sorted(set(c.include)), "exclude": sorted(set(c.exclude)),
+            "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
+            "redact": [r.model_dump(mode="json") for r in self.redaction]}
 
     def close(self) -> None:
         self.repo.close()
-
-    def settings(self) -> dict[str, Any]:
-        """What decides which objects a tree holds and how they are stored. Kept in the
-        checkpoint: when it differs on the next pass, the last commit read is read again."""
-        c = self.config
-        # as sets: listing the same paths or globs in another order reads the same objects
-        return {"paths": sorted(set(c.paths)), "include": sorted(set(c.include)), "exclude": sorted(set(c.exclude)),
-                "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
-                "redact": [r.model_dump(mode="json") for r in self.redaction]}
 
     def missing_paths(self, commit: str) -> list[str]:
         """The configured paths that ``commit``'s tree does not hold: most likely a typo,
@@ -220,9 +219,8 @@ class GitIngest:
         since: str | None = cp.get("commit")
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
-        settings = self.settings()
         previous = cp.get("settings")
-        reconfigure = (since is not None and isinstance(previous, dict) and previous != settings
+        reconfigure = (since is not None and isinstance(previous, dict) and previous != self.settings
                        and self.repo.exists(since))
         if since == head and not reconfigure:
             return summary
@@ -231,7 +229,7 @@ class GitIngest:
         batch = _Batch()
         if reconfigure:
             assert since is not None and isinstance(previous, dict)
-            events, valid = self._reconfigure(since, previous, settings, observed_at, summary)
+            events, valid = self._reconfigure(since, previous, observed_at, summary)
             batch.events.extend(events)
             if valid:
                 last_valid = since
@@ -259,7 +257,7 @@ class GitIngest:
 
     def _flush(self, batch: _Batch, commit: str, last_valid: str | None) -> None:
         value = {"commit": commit, "last_valid": last_valid, "generation": self._generation,
-                 "branch": self.branch, "repository": self.repo.url, "settings": self.settings()}
+                 "branch": self.branch, "repository": self.repo.url, "settings": self.settings}
         self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value))
 
     # ------------------------------------------------------------------ one commit
@@ -281,13 +279,13 @@ class GitIngest:
             summary.invalid_commits += 1
         return events, valid
 
-    def _reconfigure(self, sha: str, previous: dict[str, Any], settings: dict[str, Any],
-                     observed_at: datetime | None, summary: IngestSummary) -> tuple[list[AnyEvent], bool]:
+    def _reconfigure(self, sha: str, previous: dict[str, Any], observed_at: datetime | None,
+                     summary: IngestSummary) -> tuple[list[AnyEvent], bool]:
         """The settings changed since the last pass: read commit ``sha`` (the last one read)
         again under the new ones, as if it had just been committed, and attribute what that
         changes to the operator, not to the commit's author."""
         self._generation = hashlib.sha256(
-            f"{self._generation}:settings:{sha}:{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()[:16]
+            f"{self._generation}:settings:{sha}:{json.dumps(self.settings, sort_keys=True)}".encode()).hexdigest()[:16]
         self._load_tree(sha)
         self._tree_commit = sha
         problems = self._problems()
@@ -296,7 +294,7 @@ class GitIngest:
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
             actor=cause.actor, effective_at=cause.effective, revision=sha,
             payload=GitReconfiguredPayload(branch=self.branch, repository=self.repo.url, origin=self.origin,
-                                           commit=sha, previous=previous, settings=settings, valid=not problems),
+                                           commit=sha, previous=previous, settings=self.settings, valid=not problems),
         )]
         summary.reconfigured = True
         return events, self._judge(cause, problems, None, events, summary)
