@@ -18,9 +18,10 @@ from gitops.model.errors import GitOpsError
 from gitops.service.config import Config, load_config
 from gitops.store import EventLog
 
-__all__ = ["Context", "GitOpsGroup", "cli", "main", "pass_ctx"]
+__all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "main", "pass_ctx"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_DB = Path("gitops.db")  # in the working directory, when neither --db, GITOPS_DB nor the config name one
 
 
 @dataclass
@@ -61,7 +62,7 @@ pass_ctx = click.make_pass_decorator(Context)
 def cli(ctx: click.Context, db: Path | None, config_file: Path | None) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
-    ctx.obj = Context(db_path=db or Path(config.db or "gitops.db"), config=config)
+    ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config)
 
 
 def output_option(*choices: str) -> Callable[[F], F]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
 import click
@@ -13,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.app import DEFAULT_DB, Context, cli, pass_ctx
 from gitops.model.errors import ClusterUnavailableError, ConfigError
 from gitops.model.scope import Scope, builtin_scope
 from gitops.service.config import first_error
@@ -99,7 +98,7 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {_describe(summary)}")
             if summary.errors:
-                db = "" if ctx.db_path == Path("gitops.db") else f" --db {shlex.quote(str(ctx.db_path))}"
+                db = "" if ctx.db_path == DEFAULT_DB else f" --db {shlex.quote(str(ctx.db_path))}"
                 click.echo(f"the errors, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
