@@ -4,8 +4,12 @@ import base64
 import copy
 from pathlib import Path
 
-from gitops.events import RedactionRule, digest, redact
+import pytest
+
+from gitops.events import DesiredApplied, RedactionRule, digest, redact, unredacted_secret_fields
+from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import EventLog
+from tests.gitrepo import GitRepo
 from tests.helpers import applied
 
 CLEAR = "s3cr3t-Value-that-must-never-be-stored"
@@ -73,3 +77,46 @@ def test_no_byte_of_a_secret_value_reaches_the_database_file(db_path: Path) -> N
         assert log.count() == 1
         scan()  # the database and its write-ahead log while open
     scan()  # and the file once closed
+
+
+MIS_SHAPED = {
+    # stringData: with nothing under it, and the value mis-indented to the top level
+    "top-level": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\npassword: hunter2-clear\n",
+    "scalar": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: hunter2-clear\n",
+    "list": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: [hunter2-clear]\n",
+    "nested": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {a: {b: hunter2-clear}}\n",
+    "typo-in-apiVersion": "apiVersion: v1beta\nkind: Secret\nmetadata: {name: db}\nstringData: {a: hunter2-clear}\n",
+    "unknown-field": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nspec: {token: hunter2-clear}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIS_SHAPED))
+def test_a_mis_shaped_secret_keeps_no_value_in_clear(name: str, tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("secret.yaml", MIS_SHAPED[name])
+    repo.commit("a secret, badly written")
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+        stored = [r.event for r in log.read(types=["desired.applied"])]
+        assert len(stored) == 1 and isinstance(stored[0], DesiredApplied)
+        manifest = stored[0].payload.manifest
+        assert set(manifest) - {"apiVersion", "kind", "metadata", "type", "immutable"}  # something was digested
+        assert "hunter2" not in repr(manifest)
+    for f in tmp_path.iterdir():
+        if f.name.startswith(db.name):
+            assert b"hunter2" not in f.read_bytes()
+
+
+def test_secrets_are_redacted_by_allowlist() -> None:
+    out = redact({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
+                  "metadata": {"name": "s", "labels": {"app": "x"}},
+                  "data": {"a": base64.b64encode(b"one").decode()}, "stringData": "two", "extra": {"k": 3}})
+    assert out["type"] == "Opaque" and out["immutable"] is True and out["metadata"]["labels"] == {"app": "x"}
+    assert out["data"] == {"a": digest("one")}
+    assert out["stringData"] == digest("two")
+    assert out["extra"].startswith("sha256:")
+    assert unredacted_secret_fields(out) == []
+    assert redact(out) == out
+    assert unredacted_secret_fields({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                                     "stringData": "two", "spec": {"x": 1}}) == ["stringData", "spec"]

@@ -1,12 +1,16 @@
 """Secret redaction, applied before an event is built.
 
-A Secret's ``data`` and ``stringData`` values become per-key digests
-``sha256:<hex of the value's bytes>``: for ``data`` the digest is of the base64-decoded
-bytes, so the same value given as ``data`` or ``stringData`` has the same digest, and a
-change of value is still visible as drift while the value is not. The
-``kubectl.kubernetes.io/last-applied-configuration`` annotation of a Secret, which holds
-the values in clear, is digested whole. User-configured paths (``RedactionRule``) are
-digested the same way on any kind.
+Secrets are redacted by allowlist, whatever their shape: only ``apiVersion``, ``kind``,
+``type``, ``immutable`` and ``metadata`` are kept as they are. ``data`` and ``stringData``
+mappings keep their keys, and each value becomes a digest ``sha256:<hex of the value's
+bytes>``: for ``data`` the digest is of the base64-decoded bytes, so the same value given
+as ``data`` or ``stringData`` has the same digest, and a change of value is still visible
+as drift while the value is not. Every other field, and a ``data`` or ``stringData`` that
+is not a mapping (a mis-indented manifest), becomes one digest of its canonical JSON. The
+``kubectl.kubernetes.io/last-applied-configuration`` annotation, which holds the values
+in clear, is digested whole. Any object whose kind is ``Secret`` is treated so, whatever
+its apiVersion: a typo there must not put a value in clear. User-configured paths
+(``RedactionRule``) are digested the same way on any kind.
 
 A plain SHA-256 of a short or guessable value can be found by trying candidates; the
 digest hides the value from readers of the log, it does not make a weak password strong.
@@ -18,6 +22,7 @@ import base64
 import binascii
 import copy
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -69,8 +74,38 @@ def _digest_data_value(value: object) -> str:
         return digest(text)
 
 
+SECRET_KEPT_FIELDS = frozenset({"apiVersion", "kind", "type", "immutable", "metadata"})
+_VALUE_MAPS = ("data", "stringData")
+
+
 def _is_secret(manifest: dict[str, Any]) -> bool:
-    return manifest.get("kind") == "Secret" and str(manifest.get("apiVersion", "")) == "v1"
+    return str(manifest.get("kind", "")).lower() == "secret"
+
+
+def _digest_any(value: object) -> str:
+    """One digest of any value (its canonical JSON; a string's own bytes)."""
+    if is_digest(value):
+        return str(value)
+    if isinstance(value, str):
+        return digest(value)
+    return digest(json.dumps(value, sort_keys=True, default=repr))
+
+
+def _redact_secret(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A Secret by allowlist: see the module's docstring."""
+    out: dict[str, Any] = {}
+    for field, value in manifest.items():
+        if field in SECRET_KEPT_FIELDS:
+            out[field] = copy.deepcopy(value)
+        elif field in _VALUE_MAPS and isinstance(value, dict):
+            out[field] = {k: (_digest_data_value(v) if field == "data" and isinstance(v, str) else _digest_any(v))
+                          for k, v in value.items()}
+        else:
+            out[field] = _digest_any(value)
+    annotations = (out.get("metadata") or {}).get("annotations") if isinstance(out.get("metadata"), dict) else None
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations and not is_digest(annotations[LAST_APPLIED]):
+        annotations[LAST_APPLIED] = _digest_any(annotations[LAST_APPLIED])
+    return out
 
 
 def _walk(node: Any, steps: list[tuple[str | None, str | None]]) -> None:
@@ -103,17 +138,7 @@ def redact(manifest: dict[str, Any], rules: Sequence[RedactionRule] = ()) -> dic
     applicable = [r for r in rules if r.kind is None or r.kind == manifest.get("kind")]
     if not secret and not applicable:
         return manifest
-    out = copy.deepcopy(manifest)
-    if secret:
-        for field in ("data", "stringData"):
-            values = out.get(field)
-            if isinstance(values, dict):
-                out[field] = {k: _digest_data_value(v) if field == "data" else
-                              (v if is_digest(v) else digest(str(v)))
-                              for k, v in values.items()}
-        annotations = (out.get("metadata") or {}).get("annotations")
-        if isinstance(annotations, dict) and LAST_APPLIED in annotations and not is_digest(annotations[LAST_APPLIED]):
-            annotations[LAST_APPLIED] = digest(str(annotations[LAST_APPLIED]))
+    out = _redact_secret(manifest) if secret else copy.deepcopy(manifest)
     for rule in applicable:
         _walk(out, _steps(rule.path))
     return out
@@ -123,14 +148,16 @@ def unredacted_secret_fields(manifest: dict[str, Any]) -> list[str]:
     """The paths of a Secret that still hold a clear value; empty when safe to store."""
     if not _is_secret(manifest):
         return []
-    bad = [
-        f"{field}.{k}"
-        for field in ("data", "stringData")
-        if isinstance(manifest.get(field), dict)
-        for k, v in manifest[field].items()
-        if not is_digest(v)
-    ]
-    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    bad: list[str] = []
+    for field, value in manifest.items():
+        if field in SECRET_KEPT_FIELDS or is_digest(value):
+            continue
+        if field in _VALUE_MAPS and isinstance(value, dict):
+            bad.extend(f"{field}.{k}" for k, v in value.items() if not is_digest(v))
+        else:
+            bad.append(field)
+    meta = manifest.get("metadata")
+    annotations = (meta.get("annotations") or {}) if isinstance(meta, dict) else {}
     if isinstance(annotations, dict) and LAST_APPLIED in annotations and not is_digest(annotations[LAST_APPLIED]):
         bad.append(f"metadata.annotations[{LAST_APPLIED}]")
     return bad
