@@ -1,7 +1,10 @@
 """ResourceKey: the one identity of a Kubernetes object across Git, the cluster and the log.
 
 A key is (group, kind, namespace, name) and ignores the API version, so that
-``apps/v1 Deployment`` in Git and the same object served as another version pair up.
+``apps/v1 Deployment`` in Git and the same object served as another version pair up. Kinds
+that Kubernetes serves from an old group too (``extensions/v1beta1`` Deployments) take the
+current group (``canonical_group``): moving a manifest to the new apiVersion modifies the
+object, it does not delete one and create another.
 
 The canonical string form, the only one stored or printed::
 
@@ -24,7 +27,7 @@ from typing import Any, NamedTuple
 
 from gitops.model.errors import InvalidResourceKeyError
 
-__all__ = ["ResourceKey", "format_key", "key_of", "parse_key"]
+__all__ = ["ResourceKey", "canonical_group", "format_key", "key_of", "parse_key"]
 
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
 _GROUP = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
@@ -46,6 +49,25 @@ class ResourceKey(NamedTuple):
     @property
     def namespaced(self) -> bool:
         return bool(self.namespace)
+
+
+# Kinds Kubernetes serves from more than one API group as one object (the same etcd key):
+# an object that moves from the old group to the new one is the same object, modified.
+_SAME_OBJECT_GROUPS: dict[tuple[str, str], str] = {
+    ("extensions", "Deployment"): "apps",
+    ("extensions", "DaemonSet"): "apps",
+    ("extensions", "ReplicaSet"): "apps",
+    ("extensions", "Ingress"): "networking.k8s.io",
+    ("extensions", "NetworkPolicy"): "networking.k8s.io",
+    ("extensions", "PodSecurityPolicy"): "policy",
+    ("events.k8s.io", "Event"): "",
+}
+
+
+def canonical_group(group: str, kind: str) -> str:
+    """The group that names ``kind``'s objects in keys: the current group for kinds that
+    older groups also serve (``extensions`` Deployments are ``apps`` Deployments)."""
+    return _SAME_OBJECT_GROUPS.get((group, kind), group)
 
 
 _GOOD_HEADS: set[tuple[str, str]] = set()  # (kind, group) pairs already checked: few, and met again and again
@@ -101,8 +123,9 @@ def key_of(manifest: dict[str, Any], *, namespaced: bool = True, default_namespa
     """The key of a manifest. ``namespaced`` says the kind's scope (from discovery or the
     built-in table); a namespaced object that names no namespace gets ``default_namespace``."""
     api_version = str(manifest.get("apiVersion", ""))
-    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    kind = str(manifest.get("kind", ""))
+    group = canonical_group(api_version.rpartition("/")[0] if "/" in api_version else "", kind)
     meta = manifest.get("metadata") or {}
     namespace = str(meta.get("namespace") or default_namespace) if namespaced else ""
-    key = ResourceKey(group, str(manifest.get("kind", "")), namespace, str(meta.get("name", "")))
+    key = ResourceKey(group, kind, namespace, str(meta.get("name", "")))
     return _check(key, f"{key.kind} {key.name!r}")

@@ -4,97 +4,182 @@
 Pure: bytes in, documents or errors out. Content problems are returned as
 ``ManifestProblem`` values, never raised, because a source must record them and go on.
 
-YAML is read as Kubernetes reads it, except that timestamps stay strings (so a date in a
-label or an annotation is not turned into another type and back).
+One reader: PyYAML's safe loader on libyaml (YAML 1.1, as Kubernetes reads it), with two
+departures, both toward what Kubernetes' own reader does: a timestamp stays a string (a
+date in a label is not turned into another type and back), and ``=`` is the string "="
+(PyYAML reads it as a "value" tag it cannot construct).
+
+What comes out is what the API server would be sent, or a problem with its line; never a
+silent change:
+- mapping keys are strings; ``1`` and ``on`` become "1" and "true" as Kubernetes turns
+  them, any other key (a float, a null, a list) is a problem;
+- a key given twice in one mapping is a problem (Kubernetes' strict decoding refuses it);
+- aliases are expanded, within go-yaml's alias ratio and the file size limit, so an
+  alias bomb is a problem and not a process out of memory;
+- nesting deeper than ``MAX_DEPTH``, an int outside 64 bits, ``.inf`` or ``.nan`` (none of
+  which JSON or the API server can carry) are problems.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-import yaml_rs
 
 from gitops.model.errors import InvalidResourceKeyError
-from gitops.model.keys import ResourceKey, key_of
+from gitops.model.keys import ResourceKey, canonical_group, key_of
+from gitops.model.names import name_problem
 from gitops.model.scope import Scope, builtin_scope
 
-__all__ = ["Document", "ManifestProblem", "ParseResult", "load_yaml_documents", "parse_manifests"]
+__all__ = ["MAX_DEPTH", "Document", "ManifestProblem", "ParseResult", "load_yaml_documents", "parse_manifests"]
+
+MAX_DEPTH = 100  # levels of nesting; a real manifest (a CRD's schema included) has far fewer
+_TOO_DEEP = f"values are nested more than {MAX_DEPTH} levels deep"
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# libyaml's parser, the one CSafeLoader uses; without it (PyYAML built without libyaml)
-# there is no fast path
-_CParser: Any = getattr(importlib.import_module("yaml._yaml"), "CParser", None) if yaml.__with_libyaml__ else None
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
-    """Safe YAML without the timestamp type."""
+    """Safe YAML 1.1 without the timestamp and "value" (``=``) types."""
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 
-
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_PLAIN_SCALARS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-                            "tag:yaml.org,2002:null"})
+_INT, _FLOAT, _BOOL, _NULL = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                              "tag:yaml.org,2002:null")
+_MERGE = "tag:yaml.org,2002:merge"
+_SCALARS = {_INT: "construct_yaml_int", _FLOAT: "construct_yaml_float", _BOOL: "construct_yaml_bool",
+            _NULL: "construct_yaml_null"}
 
 
-class _Unusual(Exception):
-    """A document the fast path leaves to PyYAML's own constructor."""
+class _Unreadable(Exception):
+    """A document that cannot be read faithfully: its problem code, message and line."""
+
+    def __init__(self, code: str, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.code, self.message, self.line = code, message, node.start_mark.line + 1
 
 
-def _build(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
-    """A composed node as Python data, for the shapes manifests have: mappings with string
-    keys, sequences, and plain scalars (whose values PyYAML's constructor still makes, so
-    YAML 1.1 ints, floats, booleans and nulls mean what they mean to PyYAML). Anything
-    else (merge keys, non-string keys, explicit tags) raises ``_Unusual``.
+def _allowed_alias_ratio(decoded: int) -> float:
+    """go-yaml's rule (the reader behind Kubernetes): up to 400,000 decoded values, 99% may
+    come from aliases; from 4,000,000 on, 10%; in between, a straight line."""
+    low, high = 400_000, 4_000_000
+    if decoded <= low:
+        return 0.99
+    if decoded >= high:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - low) / (high - low)
 
-    Why: PyYAML's generic constructor took half of the time of reading a manifest; this
-    walk does the same for these shapes in a fraction of it (see bench_git_ingest)."""
-    tag = node.tag
-    if tag == _STR and isinstance(node, yaml.ScalarNode):
-        return node.value
-    if tag == _MAP and isinstance(node, yaml.MappingNode):
-        if id(node) in memo:
-            return memo[id(node)]  # an alias: the same object, as PyYAML gives
+
+class _Builder:
+    """Composed YAML nodes to the JSON-shaped data the API server would receive."""
+
+    def __init__(self, loader: Any, max_size: int) -> None:
+        self.loader = loader
+        self.max_size = max_size
+        self.size = 0  # scalar characters plus one per value: bounded by the text without aliases
+        self.decoded = 0
+        self.from_aliases = 0
+        self.seen: set[int] = set()  # nodes already built once: met again, they are aliases
+
+    def build(self, node: yaml.Node) -> Any:
+        return self._value(node, 0, False)
+
+    def _count(self, node: yaml.Node, in_alias: bool, size: int) -> None:
+        self.decoded += 1
+        self.size += size + 1
+        if in_alias:
+            self.from_aliases += 1
+            if (self.from_aliases > 100 and self.decoded > 1000
+                    and self.from_aliases / self.decoded > _allowed_alias_ratio(self.decoded)):
+                raise _Unreadable("yaml-aliases", "the document expands through aliases far beyond its text "
+                                  "(an alias bomb?)", node)
+        if self.size > self.max_size:
+            raise _Unreadable("too-large", f"the document expands through aliases to over {self.max_size} "
+                              "characters, the file size limit", node)
+
+    def _value(self, node: yaml.Node, depth: int, in_alias: bool) -> Any:
+        if depth > MAX_DEPTH:
+            raise _Unreadable("too-deep", _TOO_DEEP, node)
+        if id(node) in self.seen:
+            in_alias = True
+        elif not isinstance(node, yaml.ScalarNode):
+            self.seen.add(id(node))
+        tag = node.tag
+        if isinstance(node, yaml.ScalarNode):
+            self._count(node, in_alias, len(node.value))
+            if tag == _STR:
+                return node.value
+            method = _SCALARS.get(tag)
+            if method is None:
+                raise _Unreadable("yaml-unsupported", f"the tag {tag} is not read by Kubernetes", node)
+            value = getattr(self.loader, method)(node)
+            if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+                raise _Unreadable("yaml-unsupported", f"the integer {node.value} does not fit in 64 bits", node)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _Unreadable("yaml-unsupported", f"{node.value} is not a number JSON can carry", node)
+            return value
+        self._count(node, in_alias, 0)
+        if tag == _SEQ and isinstance(node, yaml.SequenceNode):
+            return [self._value(v, depth + 1, in_alias) for v in node.value]
+        if tag == _MAP and isinstance(node, yaml.MappingNode):
+            return self._mapping(node, depth, in_alias)
+        raise _Unreadable("yaml-unsupported", f"the tag {tag} is not read by Kubernetes", node)
+
+    def _mapping(self, node: yaml.MappingNode, depth: int, in_alias: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        memo[id(node)] = out
+        merged: dict[str, Any] = {}  # from merge keys (<<): the mapping's own keys win, wherever they stand
         for k, v in node.value:
-            if k.tag != _STR or not isinstance(k, yaml.ScalarNode):
-                raise _Unusual
-            out[k.value] = _build(loader, v, memo)
+            if k.tag == _MERGE:
+                sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+                for source in sources:
+                    value = self._value(source, depth + 1, in_alias)
+                    if not isinstance(value, dict):
+                        raise _Unreadable("yaml-unsupported", "a merge key (<<) takes a mapping or a list of "
+                                          "mappings", source)
+                    for mk, mv in value.items():
+                        merged.setdefault(mk, mv)  # the first source that names a key wins, as in YAML 1.1
+                continue
+            key = self._key(k, depth, in_alias)
+            if key in out:
+                raise _Unreadable("duplicate-field", f"the key {key!r} appears twice in one mapping", k)
+            out[key] = self._value(v, depth + 1, in_alias)
+        for mk, mv in merged.items():
+            out.setdefault(mk, mv)
         return out
-    if tag == _SEQ and isinstance(node, yaml.SequenceNode):
-        if id(node) in memo:
-            return memo[id(node)]
-        items: list[Any] = []
-        memo[id(node)] = items
-        items.extend(_build(loader, v, memo) for v in node.value)
-        return items
-    if tag in _PLAIN_SCALARS and isinstance(node, yaml.ScalarNode):
-        return loader.construct_object(node)
-    raise _Unusual
+
+    def _key(self, node: yaml.Node, depth: int, in_alias: bool) -> str:
+        """A mapping key as Kubernetes' YAML-to-JSON step writes it."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise _Unreadable("yaml-unsupported", "a mapping key must be a string, not a list or a mapping", node)
+        value = self._value(node, depth + 1, in_alias)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int)):
+            return str(value)
+        raise _Unreadable("yaml-unsupported", f"the key {node.value!r} is a {type(value).__name__}, "
+                          "which Kubernetes does not take as a key", node)
 
 
-def _load_with_pyyaml(text: str) -> list[tuple[Any, int]]:
+def load_yaml_documents(text: str, *, max_size: int = 1 << 20) -> list[tuple[Any, int]]:
+    """Every non-empty document of a YAML stream with the 1-based line it starts on.
+    Raises ``yaml.YAMLError`` for bad syntax and ``_Unreadable`` for content that cannot
+    be read faithfully (see the module's docstring)."""
     loader = _Loader(text)
     out: list[tuple[Any, int]] = []
     try:
         while loader.check_node():
             node = loader.get_node()
-            try:
-                value = _build(loader, node, {})
-            except _Unusual:
-                value = loader.construct_document(node)
-            loader.constructed_objects = {}
+            value = _Builder(loader, max_size).build(node)
             if value is not None:
                 out.append((value, node.start_mark.line + 1))
     finally:
@@ -102,175 +187,41 @@ def _load_with_pyyaml(text: str) -> list[tuple[Any, int]]:
     return out
 
 
-# ---------------------------------------------------------------------------- the fast path
-#
-# yaml_rs (a Rust YAML 1.2 parser) reads a manifest about ten times faster than PyYAML's
-# C parser. YAML 1.2 and 1.1 differ only in how some plain scalars resolve (yes/no/on/off,
-# 017, 0o17, 1e3, 1:30, ...) and in a few rarely used features. So a document goes
-# through yaml_rs only when it is plain enough, and its result is kept only when no value
-# in it could mean something else to PyYAML; otherwise PyYAML reads it, as before.
-# yaml_rs is also more lenient than libyaml, so libyaml's own parser checks the syntax
-# first (without building anything). tests/test_manifests.py checks the two paths
-# against each other, on chosen cases and on fuzzed text.
+def _load_json(text: str) -> Any:
+    """A JSON document, refused where Kubernetes' strict decoding refuses it (a key given
+    twice) or where it cannot be carried (NaN, Infinity). Raises ValueError, or
+    json.JSONDecodeError with the line."""
 
-# characters that start node properties (tags, anchors, aliases), directives and
-# reserved indicators, and what may precede one where a node starts
-_PROPERTY_CHARS = re.compile(r"[!&*%@`]")
-_NODE_START = frozenset("\n[{,:?-")
-# ints that 1.1 and 1.2 (or yaml_rs) may read differently: leading zeros, 0o/0x/0b, "_"
-# (each starts with a literal, so that the regex engine can skip to it)
-_LEADING_ZERO = re.compile(r"0(?:(?<=[\s\[{,:]0)|(?<=[\s\[{,:][-+]0))[0-9A-Za-z_]")
-_TOKEN_START = frozenset(" \t\n[{,:?-")
-_BEFORE_PLAIN = frozenset(" \t\n[{,")
-_AFTER_PLAIN = frozenset(" \t\r\n,]}:")
-# characters PyYAML refuses (yaml_rs takes some, a NUL for one): PyYAML must say so
-_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
-_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)(.*)$", re.MULTILINE)
-_CONTENT = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)
-# what PyYAML would make of a plain scalar other than a string: its matchers, by first character
-_IMPLICIT: dict[str, Callable[[str], object]] = {
-    first: re.compile("|".join(f"(?{'x' if rx.flags & re.VERBOSE else ''}:{rx.pattern})" for tag, rx in (
-        *resolvers, *_Loader.yaml_implicit_resolvers.get(None, ())) if tag != _STR)).match
-    for first, resolvers in _Loader.yaml_implicit_resolvers.items() if first is not None
-}
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"the key {k!r} appears twice in one object")
+            out[k] = v
+        return out
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON can carry")
+
+    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
 
 
-def _plain_somewhere(text: str, value: str) -> bool:
-    """Whether ``value`` occurs in ``text`` as a token of its own, as a plain scalar would
-    (a quoted one is preceded by its quote)."""
-    i, n = text.find(value), len(value)
-    while i >= 0:
-        if (i == 0 or text[i - 1] in _BEFORE_PLAIN) and (i + n == len(text) or text[i + n] in _AFTER_PLAIN):
-            return True
-        i = text.find(value, i + 1)
-    return False
-
-
-_ORDINARY: set[str] = set()  # strings no implicit resolver matches: manifests repeat most of theirs
-
-
-def _special(strings: list[str]) -> list[str]:
-    """The strings PyYAML would read as something else than a string if written plain."""
-    special = []
-    table = _IMPLICIT
-    for v in set(strings).difference(_ORDINARY):
-        if v and (match := table.get(v[0])) is not None and match(v):  # "" is never a plain scalar
-            special.append(v)
-        elif len(_ORDINARY) < 100_000:
-            _ORDINARY.add(v)
-    return special
-
-
-def _agrees_with_pyyaml(value: Any, text: str) -> bool:
-    """Whether PyYAML reads ``text`` as ``value`` (what yaml_rs made of it). Strings that
-    PyYAML would resolve otherwise pass only when no plain token in ``text`` spells them.
-    Block scalars that end the text or hold only blanks do not pass: yaml_rs ends them
-    with a line break PyYAML leaves out."""
-    has_int = False
-    strings: list[str] = []
-    stack = [value]
-    pop, push, add = stack.pop, stack.append, strings.append
-    while stack:  # gather the strings (keys too) and check the other scalars
-        v = pop()
-        t = type(v)
-        if t is dict:
-            for k, x in v.items():
-                if type(k) is not str:
-                    return False
-                add(k)
-                push(x)
-        elif t is list:
-            stack.extend(v)
-        elif t is str:
-            add(v)
-        elif t is int:
-            has_int = True
-        elif t is not bool and v is not None:
-            return False  # floats: too many spellings differ between 1.1 and 1.2
-    if ("|" in text or ">" in text) and (not text.endswith("\n") or any(v and not v.strip() for v in strings)):
-        return False
-    special = _special(strings)
-    if has_int and _risky_int(text):
-        return False
-    # a quoted occurrence does not match: the token must follow a space or a flow indicator
-    return not any(_plain_somewhere(text, v) for v in special)
-
-
-def _unusual_syntax(text: str) -> bool:
-    """A tag, anchor, alias, directive or reserved indicator where a node may start (a
-    false alarm only costs the slow path)."""
-    for m in _PROPERTY_CHARS.finditer(text):
-        q = m.start()
-        while q and text[q - 1] in " \t":
-            q -= 1
-        if q == 0 or text[q - 1] in _NODE_START:
-            return True
-    return False
-
-
-def _risky_int(text: str) -> bool:
-    """A token that may be an int spelled with leading zeros, 0o/0x/0b, or underscores
-    (yaml_rs reads ``_0`` and ``1_0`` as ints; PyYAML reads only the second)."""
-    if _LEADING_ZERO.search(text) or text.lstrip("+-").startswith("0"):
-        return True
-    i = text.find("_")
-    while i >= 0:
-        if (i and text[i - 1].isdigit()) or text[i + 1 : i + 2].isdigit():
-            q = i
-            while q and (text[q - 1].isdigit() or text[q - 1] == "_"):
-                q -= 1
-            if q and text[q - 1] in "+-":
-                q -= 1
-            if q == 0 or text[q - 1] in _TOKEN_START:
-                return True
-        i = text.find("_", i + 1)
-    return False
-
-
-def _load_fast(text: str) -> list[tuple[Any, int]] | None:
-    """The documents of ``text`` read by yaml_rs, or None when PyYAML must read it."""
-    if _CParser is None:
-        return None
-    if ("<<" in text or "\t" in text or text.startswith("\ufeff") or _NON_PRINTABLE.search(text)
-            or _unusual_syntax(text)
-            or ("\r" in text and "\r" in text.replace("\r\n", ""))
-            or any(c in text for c in "\x85\u2028\u2029")):
-        return None
-    parts: list[tuple[int, str]] = []  # (offset, text) of each document
-    start = 0
-    for m in _MARKER.finditer(text) if "---" in text or "..." in text else ():
-        rest = m.group(1).strip()
-        if m.group(0).startswith(".") or (rest and not rest.startswith("#")):
-            return None  # document end markers, content on the "---" line: PyYAML's job
-        parts.append((start, text[start : m.start()]))
-        start = m.end()
-    parts.append((start, text[start:]))
-    out: list[tuple[Any, int]] = []
-    for offset, part in parts:
-        first = _CONTENT.search(part)
-        if first is None:
-            continue  # comments and blank lines only
-        try:
-            _CParser(part).raw_parse()  # libyaml's syntax check, without building anything
-            value = yaml_rs.loads(part, parse_datetime=False)
-        except Exception:  # noqa: BLE001 - a YAMLError, or e.g. a lone surrogate yaml_rs cannot hand over
-            return None  # PyYAML reads it, or says what is wrong, and where
-        if value is None:
-            continue
-        if type(value) is not dict and type(value) is not list:
-            return None  # a bare scalar is no manifest: PyYAML words the problem
-        if not _agrees_with_pyyaml(value, part):
-            return None
-        out.append((value, text.count("\n", 0, offset + first.start()) + 1))
-    return out
-
-
-def load_yaml_documents(text: str) -> list[tuple[Any, int]]:
-    """Every non-empty document of a YAML stream with the 1-based line it starts on;
-    raises ``yaml.YAMLError``. Same values as PyYAML's safe loader (timestamps kept as
-    strings)."""
-    fast = _load_fast(text)
-    return fast if fast is not None else _load_with_pyyaml(text)
+def _json_problem(value: Any) -> ManifestProblem | None:
+    """What in parsed JSON Kubernetes could not take: nesting too deep, an int over 64 bits."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return ManifestProblem("too-deep", _TOO_DEEP)
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            return ManifestProblem("json-unsupported", f"the integer {v} does not fit in 64 bits")
+        elif isinstance(v, float) and not math.isfinite(v):
+            return ManifestProblem("json-unsupported", "a number too large for JSON to carry")
+    return None
 
 
 @dataclass(frozen=True)
@@ -287,7 +238,7 @@ class Document:
 class ManifestProblem:
     """Why (part of) a file cannot be desired state."""
 
-    code: str  # yaml-syntax, json-syntax, not-an-object, missing-field, invalid-key, encoding, too-large, ...
+    code: str  # yaml-syntax, json-syntax, not-an-object, missing-field, invalid-name, duplicate-field, ...
     message: str
     line: int | None = None
 
@@ -317,22 +268,47 @@ def _objects(data: Any, line: int) -> tuple[list[tuple[dict[str, Any], int]], li
     return [(data, line)], []
 
 
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping",
+            type(None): "empty"}.get(type(value), type(value).__name__)
+
+
 def _check(obj: dict[str, Any], line: int, scope: Scope, default_namespace: str) -> Document | ManifestProblem:
     for field in ("apiVersion", "kind"):
-        if not isinstance(obj.get(field), str) or not obj[field]:
+        value = obj.get(field)
+        if field not in obj:
             return ManifestProblem("missing-field", f"object has no {field}", line)
+        if not isinstance(value, str) or not value:
+            return ManifestProblem("invalid-field", f"{field} is {_type_name(value)}, not a non-empty string", line)
+    kind: str = obj["kind"]
     meta = obj.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        if isinstance(meta, dict) and meta.get("generateName"):
+    if not isinstance(meta, dict):
+        return ManifestProblem("missing-field" if meta is None else "invalid-field",
+                               f"{kind} has no metadata" if meta is None else f"{kind}'s metadata is "
+                               f"{_type_name(meta)}, not a mapping", line)
+    name = meta.get("name")
+    if name is None or name == "":
+        if meta.get("generateName"):
             return ManifestProblem("missing-field", "object has generateName but no metadata.name; "
                                    "GitOps needs a stable name", line)
-        return ManifestProblem("missing-field", f"{obj['kind']} has no metadata.name", line)
+        return ManifestProblem("missing-field", f"{kind} has no metadata.name", line)
+    if not isinstance(name, str):
+        return ManifestProblem("invalid-field", f"{kind}'s metadata.name is {_type_name(name)} ({name!r}), "
+                               "not a string: quote it", line)
+    namespace = meta.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return ManifestProblem("invalid-field", f"{kind} {name}: metadata.namespace is {_type_name(namespace)} "
+                               f"({namespace!r}), not a string: quote it", line)
     api_version: str = obj["apiVersion"]
-    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    group = canonical_group(api_version.rpartition("/")[0] if "/" in api_version else "", kind)
+    namespaced = scope(group, kind)
     try:
-        key = key_of(obj, namespaced=scope(group, obj["kind"]), default_namespace=default_namespace)
+        key = key_of(obj, namespaced=namespaced, default_namespace=default_namespace)
     except InvalidResourceKeyError as e:
         return ManifestProblem("invalid-key", str(e), line)
+    why = name_problem(key.group, key.kind, key.name, key.namespace)
+    if why is not None:
+        return ManifestProblem("invalid-name", why, line)
     return Document(key, obj, 0, line)
 
 
@@ -356,17 +332,27 @@ def parse_manifests(
     raw: list[tuple[Any, int]] = []
     if path.endswith(".json"):
         try:
-            raw.append((json.loads(text), 1))
+            value = _load_json(text)
         except json.JSONDecodeError as e:
             return ParseResult([], [ManifestProblem("json-syntax", e.msg, e.lineno)])
+        except ValueError as e:
+            return ParseResult([], [ManifestProblem("json-unsupported", str(e))])
+        except RecursionError:
+            return ParseResult([], [ManifestProblem("too-deep", _TOO_DEEP)])
+        problem = _json_problem(value)
+        if problem is not None:
+            return ParseResult([], [problem])
+        raw.append((value, 1))
     else:
         try:
-            raw = load_yaml_documents(text)
+            raw = load_yaml_documents(text, max_size=max_bytes)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-            problem = getattr(e, "problem", None) or str(e)
-            return ParseResult([], [ManifestProblem("yaml-syntax", str(problem),
+            why = getattr(e, "problem", None) or str(e)
+            return ParseResult([], [ManifestProblem("yaml-syntax", str(why),
                                                     mark.line + 1 if mark is not None else None)])
+        except _Unreadable as e:
+            return ParseResult([], [ManifestProblem(e.code, e.message, e.line)])
     documents: list[Document] = []
     problems: list[ManifestProblem] = []
     for value, line in raw:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from gitops.events.models import AuditPayload, AuditRecorded, EventSource, event_id
-from gitops.model.keys import ResourceKey, format_key
+from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import parse_time, utc_now
 from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
@@ -161,7 +161,7 @@ class AuditTailer:
         if resolved is None or not ref.get("name"):
             return None
         kind, namespaced = resolved
-        key = format_key(ResourceKey(str(ref.get("apiGroup", "")), kind,
+        key = format_key(ResourceKey(canonical_group(str(ref.get("apiGroup", "")), kind), kind,
                                      str(ref.get("namespace", "")) if namespaced else "", str(ref["name"])))
         response = raw.get("responseObject") or {}
         rv = (response.get("metadata") or {}).get("resourceVersion") if response.get("kind") != "Status" else None

@@ -39,7 +39,7 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import RedactionRule, redact
 from gitops.model.errors import ClusterUnavailableError
-from gitops.model.keys import ResourceKey, format_key
+from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import Managers, fingerprint, managers, writer
 from gitops.sources.cluster.audit import AuditIndex, AuditRecord, AuditTailer
@@ -119,7 +119,8 @@ class OutageTracker:
 
 def object_key(obj: dict[str, Any], kind: KindInfo) -> str:
     meta = obj.get("metadata") or {}
-    return format_key(ResourceKey(kind.group, kind.kind, str(meta.get("namespace") or "") if kind.namespaced else "",
+    namespace = str(meta.get("namespace") or "") if kind.namespaced else ""
+    return format_key(ResourceKey(canonical_group(kind.group, kind.kind), kind.kind, namespace,
                                   str(meta.get("name", ""))))
 
 
