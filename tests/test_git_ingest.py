@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from gitops.events import DesiredApplied, GitCommit, GitReconfigured, GitRewritten, RedactionRule, SourceErrorEvent
-from gitops.model import DatabaseLockedError, GitSourceError
+from gitops.model import ConfigError, DatabaseLockedError, GitSourceError
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import Checkpoint, EventLog
 from tests.gitrepo import GitRepo, configmap, dump
@@ -166,12 +166,37 @@ def test_paths_are_relative_to_the_root_and_may_not_climb_out(log: EventLog, rep
         GitSourceConfig(repo=".", paths=[])
 
 
-def test_missing_paths_names_configured_paths_absent_at_a_commit(log: EventLog, repo: GitRepo) -> None:
-    repo.write("deploy/prod/a.yaml", configmap("a"))
+def test_a_mistyped_path_is_refused_and_records_nothing(log: EventLog, repo: GitRepo) -> None:
+    repo.write("m/a.yaml", configmap("a"))
+    repo.write("m/notes.txt", "not a manifest")
     repo.commit("one")
-    source = ingest(log, repo, paths=["deploy", "deploy/prod/a.yaml", "deploy/staging", "."])
-    assert source.run().applied == 1
-    assert source.missing_paths(repo.head()) == ["deploy/staging"]
+    assert ingest(log, repo, paths=["m"]).run().applied == 1
+    seen, kept = log.count(), ingest(log, repo, paths=["m"]).checkpoint()
+    with pytest.raises(ConfigError, match=r"path 'mm' is not in .* at the head of main .*a typo"):
+        ingest(log, repo, paths=["mm"]).run()
+    with pytest.raises(ConfigError, match="select none of the 2 files under m"):
+        ingest(log, repo, paths=["m"], include=["*.yml"]).run()
+    assert log.count() == seen and ingest(log, repo, paths=["m"]).checkpoint() == kept
+    assert desired(log) == {"ConfigMap/default/a": configmap("a")}
+    with EventLog(log.path.with_name("fresh.db")) as fresh, pytest.raises(ConfigError, match="'deploy/staging'"):
+        ingest(fresh, repo, paths=["m", "deploy/staging"]).run()  # a first pass is checked too
+
+
+def test_a_path_removed_by_a_commit_is_a_real_removal(log: EventLog, repo: GitRepo) -> None:
+    repo.write("m/a.yaml", configmap("a"))
+    repo.write("keep/b.yaml", configmap("b"))
+    repo.commit("one")
+    source = ingest(log, repo, paths=["m", "keep"])
+    source.run()
+    repo.remove("m/a.yaml")
+    gone = repo.commit("retire a")
+    assert source.run().removed == 1
+    assert source.missing_paths(gone) == ["m"]
+    assert desired(log) == {"ConfigMap/default/b": configmap("b")}
+    # a first pass over such a history reads the path's past, and its removal
+    with EventLog(log.path.with_name("fresh.db")) as fresh:
+        summary = ingest(fresh, repo, paths=["m", "keep"]).run()
+        assert (summary.applied, summary.removed) == (2, 1)
 
 
 def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: EventLog, repo: GitRepo) -> None:
@@ -294,9 +319,10 @@ def test_bad_content_makes_the_commit_invalid_and_keeps_the_last_valid_state(
     assert isinstance(first, SourceErrorEvent)
     assert (first.payload.code, first.payload.commit, first.payload.path, first.payload.line) == \
         (code, bad, path, line)
-    assert {e.revision for e in errors} == {bad, still_bad}
+    assert {e.revision for e in errors} == {bad}  # recorded where it appeared, not again while it stays
     commits = {r.event.revision: r.event for r in log.read(types=["git.commit"])}
-    assert [c.payload.valid for c in commits.values() if isinstance(c, GitCommit)] == [True, False, False, True]
+    assert [(c.payload.valid, c.payload.errors) for c in commits.values() if isinstance(c, GitCommit)] == \
+        [(True, 0), (False, 1), (False, 1), (True, 0)]
     # nothing of the bad commits was desired ...
     changes = log.read(types=["desired.applied", "desired.removed"])
     assert not [r for r in changes if r.event.revision in (bad, still_bad)]
@@ -453,3 +479,117 @@ def test_a_pass_that_fails_to_write_loses_nothing_on_the_next_pass(db_path: Path
         assert g.run().applied == 1  # the same change again: it was never written
         assert gc.isenabled()
         assert desired(log)["ConfigMap/default/a"]["data"] == {"k": "2"}
+
+
+def test_a_commits_events_do_not_depend_on_how_the_history_was_ingested(tmp_path: Path, repo: GitRepo) -> None:
+    # three commits add the same object in m/a, m/c, m/b: the duplicate-key error the third
+    # commit records is the same, id and all, whether the history is read at once or one by one
+    shas = []
+    with EventLog(tmp_path / "once.db") as once, EventLog(tmp_path / "steps.db") as steps:
+        for name in ("a", "c", "b"):
+            repo.write(f"m/{name}.yaml", configmap("same", k=name))
+            shas.append(repo.commit(f"add {name}"))
+            ingest(steps, repo).run()  # one commit at a time, as a watch would
+        ingest(once, repo).run()  # the whole history in one pass
+        mine = [r.event for r in once.read()]
+        assert mine == [r.event for r in steps.read()]
+    errors = [e for e in mine if isinstance(e, SourceErrorEvent)]
+    # recorded where it appeared, and again where it changed (a third definition), never by arrival order
+    assert [(e.revision, e.payload.path) for e in errors] == [(shas[1], "m/c.yaml"), (shas[2], "m/b.yaml")]
+    assert errors[0].payload.message.endswith("m/a.yaml line 1, m/c.yaml line 1")
+    assert errors[1].payload.message.endswith("m/a.yaml line 1, m/b.yaml line 1, m/c.yaml line 1")
+
+
+def test_a_file_that_stays_invalid_is_reported_once_and_counted_on_each_commit(log: EventLog, repo: GitRepo) -> None:
+    repo.write("good.yaml", configmap("good"))
+    repo.write("broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n")
+    shas = [repo.commit("broken")]
+    for i in range(20):
+        repo.write("good.yaml", configmap("good", k=str(i)))
+        shas.append(repo.commit(f"change {i}"))
+    repo.write("broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n  oops: [\n")
+    changed = repo.commit("still broken, differently")
+    summary = ingest(log, repo).run()
+    assert (summary.invalid_commits, summary.errors, summary.head_errors) == (22, 2, 1)
+    errors = [r.event for r in log.read(types=["source.error"])]
+    assert [e.revision for e in errors] == [shas[0], changed]  # when it appeared, and when it changed
+    counts = [r.event.payload.errors for r in log.read(types=["git.commit"]) if isinstance(r.event, GitCommit)]
+    assert counts == [1] * 22
+
+
+def test_a_deprecated_api_group_is_the_same_object(log: EventLog, repo: GitRepo) -> None:
+    old = {"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"replicas": 1}}
+    repo.write("web.yaml", old)
+    ing = {"apiVersion": "extensions/v1beta1", "kind": "Ingress", "metadata": {"name": "web"}}
+    repo.write("ing.yaml", ing)
+    repo.commit("old groups")
+    repo.write("web.yaml", {**old, "apiVersion": "apps/v1"})
+    repo.write("ing.yaml", {**ing, "apiVersion": "networking.k8s.io/v1"})
+    moved = repo.commit("move to apps/v1 and networking.k8s.io/v1")
+    ingest(log, repo).run()
+    assert [e for e in events(log) if e[2] == moved[:7]] == [
+        ("git.commit", None, moved[:7]),
+        ("desired.applied", "Deployment.apps/default/web", moved[:7]),  # modified, not removed and added
+        ("desired.applied", "Ingress.networking.k8s.io/default/web", moved[:7]),
+    ]
+    assert desired(log)["Deployment.apps/default/web"]["apiVersion"] == "apps/v1"
+
+
+def test_kustomize_files_and_helm_charts_are_recognised_not_read_as_objects(log: EventLog, repo: GitRepo) -> None:
+    repo.write("app/deploy.yaml", configmap("app"))
+    repo.write("app/kustomization.yaml", "resources:\n- deploy.yaml\n")
+    repo.write("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n")
+    repo.write("chart/values.yaml", "replicas: 2\n")
+    repo.write("chart/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.x }}\n")
+    first = repo.commit("kustomize and helm")
+    repo.write("app/other.yaml", configmap("other"))
+    repo.write("chart/values.yaml", "replicas: 3\n")
+    second = repo.commit("more")
+    summary = ingest(log, repo).run()
+    assert (summary.invalid_commits, summary.errors, summary.head_errors) == (0, 0, 0)
+    notices = [r.event for r in log.read(types=["source.error"])]
+    assert sorted((e.payload.code, e.payload.path, e.payload.severity, e.revision) for e in notices
+                  if isinstance(e, SourceErrorEvent)) == [
+        ("helm-not-rendered", "chart/Chart.yaml", "warning", first),
+        ("kustomize-not-rendered", "app/kustomization.yaml", "warning", first),
+    ]  # once each, not again at the second commit
+    assert sorted(desired(log)) == ["ConfigMap/default/app", "ConfigMap/default/other"]
+    assert second
+    # a chart that goes away lets its folder be read as plain manifests again
+    repo.remove("chart/Chart.yaml")
+    repo.remove("chart/templates/cm.yaml")
+    repo.remove("chart/values.yaml")
+    repo.write("chart/cm.yaml", configmap("plain"))
+    repo.commit("no longer a chart")
+    ingest(log, repo).run()
+    assert "ConfigMap/default/plain" in desired(log)
+
+
+UNREADABLE = [
+    ("duplicate-field", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: one, a: two}\n"),
+    ("too-deep", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  x: " + "[" * 300 + "]" * 300 + "\n"),
+    ("yaml-aliases", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\na0: &a0 [lol, lol, lol, lol, lol, lol, "
+     "lol, lol, lol]\n" + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))),
+    ("yaml-unsupported", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {1.5: float key}\n"),
+    ("invalid-field", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 123}\n"),
+    ("invalid-name", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Web_App}\n"),
+]
+
+
+@pytest.mark.parametrize(("code", "content"), UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def test_content_that_cannot_be_read_faithfully_is_an_error_and_the_source_goes_on(
+        log: EventLog, repo: GitRepo, code: str, content: str) -> None:
+    repo.write("good.yaml", configmap("good"))
+    repo.commit("good")
+    repo.write("bad.yaml", content)
+    repo.commit("bad")
+    summary = ingest(log, repo).run()  # never a failed pass ...
+    assert (summary.invalid_commits, summary.head_errors) == (1, 1)
+    assert [(e.payload.code, e.payload.path) for e in (r.event for r in log.read(types=["source.error"]))
+            if isinstance(e, SourceErrorEvent)] == [(code, "bad.yaml")]
+    repo.write("good.yaml", configmap("good", k="2"))
+    repo.remove("bad.yaml")
+    repo.commit("fixed")
+    assert ingest(log, repo).run().applied == 1  # ... and not wedged: the next commit is read
+    assert log.verify().ok

@@ -145,6 +145,7 @@ class GitCommitPayload(_Frozen):
     repository: str
     origin: str
     valid: bool = True
+    errors: int = 0  # problems that make this commit's tree invalid (recorded where each appeared)
     observed_at: datetime | None = None  # when the branch head was seen to move (live), else None
 
 
@@ -273,6 +274,9 @@ class SourceErrorPayload(_Frozen):
     path: str | None = None
     line: int | None = None
     detail: dict[str, str] = Field(default_factory=dict)
+    # "warning": something left unread on purpose (a Kustomize file, a Helm chart) that
+    # does not make a commit invalid
+    severity: Literal["error", "warning"] = "error"
 
 
 class SourceOutagePayload(_Frozen):

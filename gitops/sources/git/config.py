@@ -29,7 +29,8 @@ class GitSourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    repo: str = Field(description="local path or URL of the repository")
+    # optional in the file, since ``--repo`` may give it; a source cannot be built without one
+    repo: str | None = Field(default=None, description="local path or URL of the repository (or --repo)")
     branch: str | None = Field(default=None, description="branch to follow (default: the repository's default)")
     paths: OneOrMany = Field(default_factory=lambda: ["."], min_length=1,
                              description="directories inside the repository, relative to its root")

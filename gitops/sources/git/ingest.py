@@ -7,8 +7,16 @@ Guarantees:
   an object moved to another file) produce no event.
 - A commit whose tree holds bad content (YAML errors, objects without identity, two
   objects with one key, non-UTF-8 or oversized files, symlinks out of the repository)
-  records ``source.error`` events and is invalid: nothing of it is desired, the last valid
-  commit stays in force, and the next valid commit is diffed against that one.
+  is invalid: nothing of it is desired, the last valid commit stays in force, and the
+  next valid commit is diffed against that one. A problem is recorded as a
+  ``source.error`` at the commit where it appears (or changes), not again at each commit
+  it stays in; every ``git.commit`` says whether it is valid and how many errors its tree
+  holds. Kustomize files and Helm charts are recognised and reported once, as warnings
+  that do not make a commit invalid (``gitops.sources.git.tree``).
+- A commit's events are a function of its tree, its parent's tree and the desired state
+  before it: the same whether the history is ingested at once or commit by commit.
+- Settings that read nothing at the head (a mistyped path, globs that match no file) are
+  refused before anything is written: a typo must never empty the desired state.
 - Events and the checkpoint that follows them are written in one transaction; a crash
   loses and duplicates nothing, and a re-run appends nothing.
 - A branch that no longer descends from the checkpoint (force-push) is recorded as
@@ -62,11 +70,14 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import RedactionRule, redact
 from gitops.model.bulk import cyclic_gc_paused
+from gitops.model.errors import ConfigError
 from gitops.model.keys import format_key
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.git.config import GitSourceConfig
+from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.repository import Change, CommitInfo, GitRepository, TreeEntry
+from gitops.sources.git.tree import ParsedFile, Problem, TreeIndex, TreeObject, not_manifest_notice
 from gitops.sources.manifests import ManifestProblem, parse_manifests
 from gitops.store import Checkpoint, EventLog
 
@@ -74,27 +85,6 @@ __all__ = ["GitIngest", "IngestSummary"]
 
 Progress = Callable[[int, int], None]
 _PARSE_CACHE_LIMIT = 20_000  # parsed files kept by blob id
-
-
-@dataclass(frozen=True)
-class _Object:
-    key: str
-    digest: str
-    manifest: dict[str, Any]
-    index: int
-    line: int
-
-
-@dataclass(frozen=True)
-class _File:
-    objects: tuple[_Object, ...]
-    problems: tuple[ManifestProblem, ...]
-
-
-@dataclass(frozen=True)
-class _Desired:
-    digest: str
-    path: str | None
 
 
 @dataclass(frozen=True)
@@ -120,11 +110,12 @@ class IngestSummary:
     commits: int = 0
     applied: int = 0
     removed: int = 0
-    errors: int = 0
+    errors: int = 0  # source.error events recorded (a problem is recorded when it appears)
     invalid_commits: int = 0
     rewritten: bool = False
     reconfigured: bool = False
     head: str | None = None
+    head_errors: int = 0  # problems that make the head invalid, recorded in this pass or before
 
     @property
     def objects_changed(self) -> int:
@@ -144,7 +135,8 @@ class _Batch:
 
 class GitIngest:
     """Ingests one branch of one repository into ``log``. Keeps the tree it last read in
-    memory, so each new commit costs only the files it changed."""
+    memory (``TreeIndex``), so each new commit costs only the files it changed; judging
+    a commit is the pure ``judge``; this class runs the pass and builds the events."""
 
     def __init__(
         self,
@@ -161,18 +153,18 @@ class GitIngest:
         self.redaction = tuple(redaction)
         self.batch_commits = config.batch_commits
         self.batch_events = batch_events
+        if config.repo is None:
+            raise ConfigError("no repository: pass --repo, or set git.repo in the config file")
         self.repo = GitRepository(config.repo, cache_dir=None if config.cache_dir is None else Path(config.cache_dir))
         self.branch = config.branch or self.repo.default_branch()
         self.origin = f"git:{self.repo.url}#{self.branch}"
-        self._parsed: dict[tuple[str, bool], _File] = {}
+        self._parsed: dict[tuple[str, bool], ParsedFile] = {}
         self._scope_of: dict[str, bool] = {}  # in_scope by path: globs cost more than a lookup
-        self._files: dict[str, _File] = {}
-        self._locations: dict[str, list[tuple[str, _Object]]] = {}
-        self._bad_files: set[str] = set()  # paths whose content has problems
-        self._duplicates: set[str] = set()  # keys defined in more than one place
-        self._tree_commit: str | None = None
-        self._tree_valid = False
-        self._desired: dict[str, _Desired] | None = None
+        self._tree = TreeIndex()
+        self._tree_commit: str | None = None  # the commit the tree index holds
+        self._tree_valid = False  # whether it was valid: only then are a commit's touched keys enough
+        self._tree_problems: frozenset[Problem] = frozenset()
+        self._desired: dict[str, Desired] | None = None
         self._generation = ""
         # What decides which objects a tree holds and how they are stored; fixed for this
         # instance. Kept in the checkpoint: when it differs on the next pass, the last commit
@@ -187,8 +179,8 @@ class GitIngest:
         self.repo.close()
 
     def missing_paths(self, commit: str) -> list[str]:
-        """The configured paths that ``commit``'s tree does not hold: most likely a typo,
-        though history may still grow into them, so ingest reads on."""
+        """The configured paths that ``commit``'s tree does not hold (removed by a commit,
+        since new settings that name such a path are refused)."""
         return [p for p in self.config.paths if p != "." and not self.repo.has_path(commit, p)]
 
     # ------------------------------------------------------------------ the pass
@@ -209,6 +201,7 @@ class GitIngest:
             raise
 
     def _run(self, observed_at: datetime | None, progress: Progress | None) -> IngestSummary:
+        # 1. where the branch is, and where the log left it
         self.repo.fetch()
         summary = IngestSummary()
         head = self.repo.head(self.branch)
@@ -220,113 +213,147 @@ class GitIngest:
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
         previous = cp.get("settings")
+        # 2. new settings must read something: a mistyped path must not empty the desired state
+        if not cp or previous != self.settings:
+            self._check_settings(head, first_pass=not cp)
         reconfigure = (since is not None and isinstance(previous, dict) and previous != self.settings
                        and self.repo.exists(since))
         if since == head and not reconfigure:
+            summary.head_errors = int(cp.get("head_errors", 0))
             return summary
         if self._desired is None:
             self._desired = self._desired_from_log()
         batch = _Batch()
+        head_errors = int(cp.get("head_errors", 0))
+        # 3. settings changed: the last commit read, read again, as the operator's change
         if reconfigure:
             assert since is not None and isinstance(previous, dict)
-            events, valid = self._reconfigure(since, previous, observed_at, summary)
+            events, judgement = self._reconfigure(since, previous, observed_at, summary)
             batch.events.extend(events)
-            if valid:
+            head_errors = judgement.errors
+            if judgement.valid:
                 last_valid = since
+        # 4. history rewritten: go on from the merge base, under a new generation
         if since is not None and not (self.repo.exists(since) and self.repo.is_ancestor(since, head)):
             base = self.repo.merge_base(since, head) if self.repo.exists(since) else None
             batch.events.append(self._rewritten(since, head, base, observed_at))
             self._generation = hashlib.sha256(f"{self._generation}:{since}:{head}".encode()).hexdigest()[:16]
             summary.rewritten = True
             since = base
+        # 5. each new commit, oldest first: move the tree, judge it, record; flush in batches
         total = self.repo.count(since, head)
         for done, (commit, changes) in enumerate(self._prefetched(self.repo.history(since, head)), start=1):
-            events, valid = self._ingest_commit(commit, changes, observed_at, summary)
+            events, judgement = self._ingest_commit(commit, changes, observed_at, summary)
             batch.events.extend(events)
             batch.commits += 1
-            if valid:
+            head_errors = judgement.errors
+            if judgement.valid:
                 last_valid = commit.sha
             if batch.commits >= self.batch_commits or len(batch.events) >= self.batch_events:
-                self._flush(batch, commit.sha, last_valid)
+                self._flush(batch, commit.sha, last_valid, head_errors)
                 batch = _Batch()
             if progress is not None:
                 progress(done, total)
         if batch.commits or batch.events:
-            self._flush(batch, head, last_valid)
+            self._flush(batch, head, last_valid, head_errors)
+        summary.head_errors = head_errors
         return summary
 
-    def _flush(self, batch: _Batch, commit: str, last_valid: str | None) -> None:
+    def _check_settings(self, head: str, *, first_pass: bool) -> None:
+        """Refuse settings that read nothing at the head: a path the head does not hold (on a
+        first pass, one that the branch's history never held), or include/exclude globs
+        that leave out every file under the paths. Raised before anything is written."""
+        for path in self.config.paths:
+            if path == "." or self.repo.has_path(head, path):
+                continue
+            if first_pass and self.repo.path_in_history(head, path):
+                continue  # removed by a commit: its history is read, and its removal
+            raise ConfigError(f"path {path!r} is not in {self.repo.url} at the head of {self.branch} "
+                              f"({head[:12]}){'' if first_pass else ' nor was it read before'}: a typo? "
+                              "Nothing was recorded")
+        under = [e.path for e in self.repo.tree(head)
+                 if any(p == "." or e.path.startswith(p + "/") for p in self.config.paths)]
+        if under and not any(self._in_scope(p) for p in under):
+            raise ConfigError(f"include {self.config.include} and exclude {self.config.exclude} select none of the "
+                              f"{len(under)} files under {', '.join(self.config.paths)} at the head of "
+                              f"{self.branch} ({head[:12]}): nothing was recorded")
+
+    def _flush(self, batch: _Batch, commit: str, last_valid: str | None, head_errors: int) -> None:
         value = {"commit": commit, "last_valid": last_valid, "generation": self._generation,
-                 "branch": self.branch, "repository": self.repo.url, "settings": self.settings}
+                 "branch": self.branch, "repository": self.repo.url, "settings": self.settings,
+                 "head_errors": head_errors}
         self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value))
 
     # ------------------------------------------------------------------ one commit
 
     def _ingest_commit(self, commit: CommitInfo, changes: list[Change], observed_at: datetime | None,
-                       summary: IngestSummary) -> tuple[list[AnyEvent], bool]:
-        if self._tree_commit is None or commit.parents[:1] != (self._tree_commit,):
-            self._load_tree(commit.sha)  # first commit, a resume, or history rewritten
-            touched: set[str] | None = None
+                       summary: IngestSummary) -> tuple[list[AnyEvent], Judgement]:
+        # the tree index moves to this commit: by the changed files when it holds the parent
+        parent = commit.parents[0] if commit.parents else None
+        keys: set[str] | None = None
+        if parent is None:
+            self._load_tree(commit.sha)
+            previous: frozenset[Problem] = frozenset()
         else:
+            if self._tree_commit != parent:  # a resume, or history rewritten: rebuild from the parent
+                self._load_tree(parent)
+                self._tree_problems, self._tree_valid = frozenset(self._tree.problems()), False
+            previous = self._tree_problems
             touched = self._apply_changes(changes)
+            keys = touched if self._tree_valid else None
         self._tree_commit = commit.sha
-        problems = self._problems()
+        assert self._desired is not None
+        judgement = judge(self._tree, self._desired, previous=previous, keys=keys)
         effective = observed_at or commit.committer.time
-        events: list[AnyEvent] = [self._commit_event(commit, not problems, effective, observed_at)]
+        events: list[AnyEvent] = [self._commit_event(commit, judgement, effective, observed_at)]
         summary.commits += 1
-        valid = self._judge(_Cause(commit.sha, commit.author.email, effective), problems, touched, events, summary)
-        if not valid:
+        events.extend(self._record(_Cause(commit.sha, commit.author.email, effective), judgement, summary))
+        if not judgement.valid:
             summary.invalid_commits += 1
-        return events, valid
+        return events, judgement
 
     def _reconfigure(self, sha: str, previous: dict[str, Any], observed_at: datetime | None,
-                     summary: IngestSummary) -> tuple[list[AnyEvent], bool]:
+                     summary: IngestSummary) -> tuple[list[AnyEvent], Judgement]:
         """The settings changed since the last pass: read commit ``sha`` (the last one read)
         again under the new ones, as if it had just been committed, and attribute what that
-        changes to the operator, not to the commit's author."""
+        changes to the operator, not to the commit's author. Every problem it finds is
+        recorded: under the new settings, none was recorded before."""
         self._generation = hashlib.sha256(
             f"{self._generation}:settings:{sha}:{json.dumps(self.settings, sort_keys=True)}".encode()).hexdigest()[:16]
         self._load_tree(sha)
         self._tree_commit = sha
-        problems = self._problems()
+        assert self._desired is not None
+        judgement = judge(self._tree, self._desired, previous=frozenset())
         cause = _Cause(sha, _operator(), observed_at or utc_now())
         events: list[AnyEvent] = [GitReconfigured(
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
             actor=cause.actor, effective_at=cause.effective, revision=sha,
             payload=GitReconfiguredPayload(branch=self.branch, repository=self.repo.url, origin=self.origin,
-                                           commit=sha, previous=previous, settings=self.settings, valid=not problems),
+                                           commit=sha, previous=previous, settings=self.settings,
+                                           valid=judgement.valid),
         )]
         summary.reconfigured = True
-        return events, self._judge(cause, problems, None, events, summary)
+        events.extend(self._record(cause, judgement, summary))
+        return events, judgement
 
-    def _judge(self, cause: _Cause, problems: list[tuple[str | None, ManifestProblem, str | None]],
-               touched: set[str] | None, events: list[AnyEvent], summary: IngestSummary) -> bool:
-        """The tree now in memory, against what is desired: errors if it is invalid (nothing
-        changes), else an event for each object added, changed or gone. Appends to
-        ``events``; returns whether the tree is valid."""
-        if problems:
-            summary.errors += len(problems)
-            events.extend(self._error_event(cause, path, p, key) for path, p, key in problems)
-            self._tree_valid = False
-            return False
+    def _record(self, cause: _Cause, judgement: Judgement, summary: IngestSummary) -> list[AnyEvent]:
+        """The events of a judgement (errors that appeared, objects applied and removed), and
+        the desired state brought up to date with it."""
         assert self._desired is not None
-        keys = (set(self._locations) | set(self._desired)) if touched is None or not self._tree_valid else touched
-        for key in sorted(keys):  # a stable order of events within a commit
-            found = self._locations.get(key)
-            old = self._desired.get(key)
-            if not found:
-                if old is not None:
-                    events.append(self._removed(cause, key, old))
-                    del self._desired[key]
-                    summary.removed += 1
-                continue
-            path, obj = found[0]
-            if old is None or old.digest != obj.digest:
-                events.append(self._applied(cause, path, obj))
-                self._desired[key] = _Desired(obj.digest, path)
-                summary.applied += 1
-        self._tree_valid = True
-        return True
+        self._tree_problems, self._tree_valid = judgement.problems, judgement.valid
+        events: list[AnyEvent] = [self._error_event(cause, p) for p in judgement.new_problems]
+        summary.errors += sum(1 for p in judgement.new_problems if p.blocking)
+        changes: list[tuple[str, AnyEvent]] = []
+        for path, obj in judgement.applied:
+            changes.append((obj.key, self._applied(cause, path, obj)))
+            self._desired[obj.key] = Desired(obj.digest, path)
+        for key, old in judgement.removed:
+            changes.append((key, self._removed(cause, key, old)))
+            del self._desired[key]
+        summary.applied += len(judgement.applied)
+        summary.removed += len(judgement.removed)
+        events.extend(ev for _, ev in sorted(changes, key=lambda c: c[0]))  # one stable order: by key
+        return events
 
     # ------------------------------------------------------------------ the tree in memory
 
@@ -346,7 +373,8 @@ class GitIngest:
 
     def _parse_unparsed(self, files: list[tuple[str, str]]) -> None:
         """Parse the (path, blob) pairs not parsed yet, their blobs read in one round trip."""
-        wanted = [(path, blob) for path, blob in files if _cache_key(path, blob) not in self._parsed]
+        wanted = [(path, blob) for path, blob in files
+                  if _cache_key(path, blob) not in self._parsed and not_manifest_notice(path) is None]
         data = self.repo.read_blobs([blob for _, blob in wanted])
         for path, blob in wanted:
             self._parse(path, blob, data[blob])
@@ -360,105 +388,62 @@ class GitIngest:
         return known
 
     def _load_tree(self, sha: str) -> None:
-        self._files.clear()
-        self._locations.clear()
-        self._bad_files.clear()
-        self._duplicates.clear()
+        self._tree.clear()
         entries = [e for e in self.repo.tree(sha) if self._in_scope(e.path)]
         self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink])
         for entry in entries:
-            self._set_file(entry.path, self._read(entry))
+            self._tree.set_file(entry.path, self._read(entry))
 
     def _apply_changes(self, changes: list[Change]) -> set[str]:
         touched: set[str] = set()
         for change in changes:
             if not self._in_scope(change.path):
                 continue
-            old = self._files.get(change.path)
-            if old is not None:
-                touched.update(o.key for o in old.objects)
-            if change.blob is None:
-                self._set_file(change.path, None)
-            else:
-                new = self._read(TreeEntry(change.path, change.blob, change.mode))
-                touched.update(o.key for o in new.objects)
-                self._set_file(change.path, new)
+            new = None if change.blob is None else self._read(TreeEntry(change.path, change.blob, change.mode))
+            touched |= self._tree.set_file(change.path, new)
         return touched
 
-    def _set_file(self, path: str, new: _File | None) -> None:
-        """Replace what ``path`` holds, keeping the key index and the problem sets current."""
-        old = self._files.pop(path, None)
-        self._bad_files.discard(path)
-        if old is not None:
-            for obj in old.objects:
-                locs = [loc for loc in self._locations[obj.key] if loc[0] != path]
-                if locs:
-                    self._locations[obj.key] = locs
-                else:
-                    del self._locations[obj.key]
-                if len(locs) < 2:
-                    self._duplicates.discard(obj.key)
-        if new is not None:
-            self._files[path] = new
-            if new.problems:
-                self._bad_files.add(path)
-            for obj in new.objects:
-                locs = self._locations.setdefault(obj.key, [])
-                locs.append((path, obj))
-                if len(locs) > 1:
-                    self._duplicates.add(obj.key)
-
-    def _read(self, entry: TreeEntry) -> _File:
+    def _read(self, entry: TreeEntry) -> ParsedFile:
         if entry.is_symlink:
             target = self.repo.read_blob(entry.blob).decode("utf-8", "replace")
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
             if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
-                return _File((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
-                                                  f"({target})"),))
-            return _File((), ())  # a link inside the repository: its target is read on its own
+                return ParsedFile((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
+                                                       f"({target})"),))
+            return ParsedFile((), ())  # a link inside the repository: its target is read on its own
+        notice = not_manifest_notice(entry.path)
+        if notice is not None:
+            return ParsedFile((), (notice,))
         cached = self._parsed.get(_cache_key(entry.path, entry.blob))
         if cached is not None:
             return cached
         return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
 
-    def _parse(self, path: str, blob: str, data: bytes) -> _File:
+    def _parse(self, path: str, blob: str, data: bytes) -> ParsedFile:
         result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
                                  max_bytes=self.config.max_file_bytes)
         objects = []
         for doc in result.documents:
             manifest = redact(doc.manifest, self.redaction)
-            objects.append(_Object(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
-        parsed = _File(tuple(objects), tuple(result.problems))
+            objects.append(TreeObject(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
+        parsed = ParsedFile(tuple(objects), tuple(result.problems))
         self._parsed[_cache_key(path, blob)] = parsed
         return parsed
 
-    def _problems(self) -> list[tuple[str | None, ManifestProblem, str | None]]:
-        out: list[tuple[str | None, ManifestProblem, str | None]] = [
-            (path, p, None) for path in sorted(self._bad_files) for p in self._files[path].problems
-        ]
-        for key in sorted(self._duplicates):
-            locs = self._locations[key]
-            if len(locs) > 1:
-                where = ", ".join(f"{path} line {obj.line}" for path, obj in locs)
-                path, obj = locs[1]
-                out.append((path, ManifestProblem("duplicate-key", f"{key} is defined more than once: {where}",
-                                                  obj.line), key))
-        return out
-
-    def _desired_from_log(self) -> dict[str, _Desired]:
+    def _desired_from_log(self) -> dict[str, Desired]:
         """What the log holds as desired from this source: the state to diff against."""
-        desired: dict[str, _Desired] = {}
+        desired: dict[str, Desired] = {}
         for r in self.log.read(types=("desired.applied", "desired.removed"), source=EventSource.GIT.value):
             ev = r.event
             if isinstance(ev, DesiredApplied) and ev.payload.origin == self.origin and ev.resource:
-                desired[ev.resource] = _Desired(content_digest(ev.payload.manifest), ev.payload.path)
+                desired[ev.resource] = Desired(content_digest(ev.payload.manifest), ev.payload.path)
             elif isinstance(ev, DesiredRemoved) and ev.payload.origin == self.origin and ev.resource:
                 desired.pop(ev.resource, None)
         return desired
 
     # ------------------------------------------------------------------ events
 
-    def _commit_event(self, c: CommitInfo, valid: bool, effective: datetime,
+    def _commit_event(self, c: CommitInfo, judgement: Judgement, effective: datetime,
                       observed_at: datetime | None) -> GitCommit:
         return GitCommit(
             id=event_id("git.commit", self.origin, self._generation, c.sha), source=EventSource.GIT,
@@ -468,11 +453,12 @@ class GitIngest:
                 author=GitPerson(name=c.author.name, email=c.author.email, time=c.author.time),
                 committer=GitPerson(name=c.committer.name, email=c.committer.email, time=c.committer.time),
                 message=c.message, signed=c.signed, signer_key=c.signer_key, branch=self.branch,
-                repository=self.repo.url, origin=self.origin, valid=valid, observed_at=observed_at,
+                repository=self.repo.url, origin=self.origin, valid=judgement.valid, errors=judgement.errors,
+                observed_at=observed_at,
             ),
         )
 
-    def _applied(self, c: _Cause, path: str, obj: _Object) -> DesiredApplied:
+    def _applied(self, c: _Cause, path: str, obj: TreeObject) -> DesiredApplied:
         # One validation call for envelope and payload: the hot path of a back-fill.
         return DesiredApplied.model_validate({
             "id": event_id("desired.applied", self.origin, self._generation, c.sha, obj.key),
@@ -482,20 +468,20 @@ class GitIngest:
                         "origin": self.origin, "manifest": obj.manifest},
         })
 
-    def _removed(self, c: _Cause, key: str, old: _Desired) -> DesiredRemoved:
+    def _removed(self, c: _Cause, key: str, old: Desired) -> DesiredRemoved:
         return DesiredRemoved(
             id=event_id("desired.removed", self.origin, self._generation, c.sha, key), source=EventSource.GIT,
             resource=key, actor=c.actor, effective_at=c.effective, revision=c.sha,
             payload=DesiredRemovedPayload(commit=c.sha, path=old.path, origin=self.origin),
         )
 
-    def _error_event(self, c: _Cause, path: str | None, p: ManifestProblem, key: str | None) -> SourceErrorEvent:
+    def _error_event(self, c: _Cause, p: Problem) -> SourceErrorEvent:
         return SourceErrorEvent(
-            id=event_id("source.error", self.origin, self._generation, c.sha, path or "", p.code, str(p.line),
-                        key or ""),
-            source=EventSource.GIT, resource=key, actor=c.actor, effective_at=c.effective, revision=c.sha,
+            id=event_id("source.error", self.origin, self._generation, c.sha, p.path or "", p.code, str(p.line),
+                        p.key or ""),
+            source=EventSource.GIT, resource=p.key, actor=c.actor, effective_at=c.effective, revision=c.sha,
             payload=SourceErrorPayload(code=p.code, message=p.message, origin=self.origin, commit=c.sha,
-                                       path=path, line=p.line),
+                                       path=p.path, line=p.line, severity="error" if p.blocking else "warning"),
         )
 
     def _rewritten(self, old: str, new: str, base: str | None, observed_at: datetime | None) -> GitRewritten:

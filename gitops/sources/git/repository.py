@@ -256,6 +256,10 @@ class GitRepository:
         """Whether the commit's tree holds ``path`` (a file or a directory)."""
         return bool(self.repo.git.ls_tree(sha, "--", path))
 
+    def path_in_history(self, head: str, path: str) -> bool:
+        """Whether any commit reachable from ``head`` touched ``path``."""
+        return bool(self.repo.git.log("-1", "--format=%H", head, "--", path))
+
     def read_blob(self, blob: str) -> bytes:
         """One blob's bytes, through the same long-lived process as ``read_blobs``."""
         return self.read_blobs([blob])[blob]
