@@ -148,6 +148,38 @@ def test_config_file_lists_may_be_given_as_one_string(tmp_path: Path) -> None:
     assert res.stderr == f"error: config file {cfg}: git.paths: path '../elsewhere' points outside the repository\n"
 
 
+def test_a_flag_gives_what_the_config_file_leaves_out(tmp_path: Path) -> None:
+    from tests.gitrepo import GitRepo, configmap
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.write("other/b.yaml", configmap("b"))
+    repo.commit("one")
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text("git:\n  paths: [apps]\n")  # no repo: the flag gives it
+    db = tmp_path / "g.db"
+    res = gitops("--config", str(cfg), "ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 0, res.stderr
+    assert "1 applied" in res.stdout  # the file's paths, the flag's repository
+    res = gitops("--config", str(cfg), "ingest", "git", db=tmp_path / "other.db")
+    assert (res.returncode, res.stderr) == (2, "error: no repository: pass --repo, or set git.repo in the config "
+                                                "file\n")
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_commands_that_read_never_create_or_change_a_database(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for cmd in (("verify",), ("log",), ("log", "-o", "json")):
+        res = gitops(*cmd, db=empty)
+        assert (res.returncode, res.stderr) == (1, f"error: {empty} is empty, not a gitops database; create one "
+                                                   "with 'gitops init'\n")
+        assert empty.read_bytes() == b""
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]  # no -wal, no -shm left behind
+    assert gitops("init", db=empty).returncode == 0  # the command that creates may
+    assert gitops("verify", db=empty).stdout.strip() == "log intact: no events yet"
+
+
 def test_db_defaults_to_gitops_db_in_the_working_directory_and_env(tmp_path: Path) -> None:
     res = gitops("init", cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -35,14 +35,15 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
     repo.commit("broken")
     db = tmp_path / "g.db"
     res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == (f"git:{repo.path}#main: 2 commits (1 invalid), 1 objects changed "
+    assert res.returncode == 1, res.stderr  # the head is invalid: scripts must notice
+    assert res.stdout.strip() == (f"git:{repo.path}#main: 2 commits (1 invalid); the head is invalid (1 errors): "
+                                  "the last valid commit stays desired, 1 objects changed "
                                   f"(1 applied, 0 removed), 1 errors; head {repo.head()[:12]}")
-    assert res.stderr == f"the errors, with file and line: gitops --db {db} log --type source.error\n"
+    assert res.stderr.startswith(f"the errors, with file and line: gitops --db {db} log --type source.error\n")
     with EventLog(db) as log:
         n = log.count()
     res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
-    assert res.returncode == 0
+    assert res.returncode == 1
     assert "0 commits" in res.stdout
     with EventLog(db) as log:
         assert log.count() == n
@@ -84,20 +85,49 @@ def test_cli_shows_a_progress_bar_on_a_terminal_and_nothing_extra_in_a_pipe(tmp_
     assert proc.stdout.decode() == piped.stdout  # the summary is the same
 
 
-def test_cli_refuses_a_path_out_of_the_repository_and_warns_of_one_not_there(tmp_path: Path) -> None:
+def test_cli_refuses_a_path_out_of_the_repository_or_not_in_it(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("apps/a.yaml", configmap("a"))
+    repo.write("old/b.yaml", configmap("b"))
     repo.commit("one")
     db = tmp_path / "g.db"
     res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "../etc", db=db)
     assert res.returncode == 2
     assert res.stderr == "error: git source: paths: path '../etc' points outside the repository\n"
     assert not db.exists()  # refused before anything was opened
-    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "aps", db=db)
-    assert res.returncode == 0
-    assert "1 applied" in res.stdout
-    assert res.stderr == (f"warning: aps does not exist at the head of main ({repo.head()[:12]}); "
+    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "old", db=db)
+    assert res.returncode == 0 and "2 applied" in res.stdout
+    before = gitops("log", "-o", "json", db=db).stdout
+    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "oldd", db=db)
+    assert res.returncode == 2  # a typo would have removed b: refused, nothing recorded
+    assert res.stderr == (f"error: path 'oldd' is not in {repo.path.resolve()} at the head of main "
+                          f"({repo.head()[:12]}) nor was it read before: a typo? Nothing was recorded\n")
+    assert gitops("log", "-o", "json", db=db).stdout == before
+    repo.remove("old/b.yaml")
+    repo.commit("retire b")  # a path removed by a commit is a real removal, and a warning
+    res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "old", db=db)
+    assert res.returncode == 0 and "1 removed" in res.stdout
+    assert res.stderr == (f"warning: old does not exist at the head of main ({repo.head()[:12]}); "
                           "nothing is read from it\n")
+
+
+def test_cli_exits_non_zero_when_the_head_is_invalid(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a"))
+    good = repo.commit("good")
+    repo.write("b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 123}\n")
+    repo.commit("bad")
+    db = tmp_path / "g.db"
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 1
+    assert "the head is invalid (1 errors)" in res.stdout
+    assert res.stderr.endswith(f"error: the head of main ({repo.head()[:12]}) is invalid: 1 errors; "
+                               "the last valid commit stays desired\n")
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)  # nothing new: still says so
+    assert res.returncode == 1 and "is invalid: 1 errors" in res.stderr
+    res = gitops("log", "--type", "source.error", "-o", "json", db=db)
+    assert "b.yaml:1: ConfigMap's metadata.name is a number (123), not a string: quote it" in res.stdout
+    assert good
 
 
 def test_log_table_in_a_pipe_keeps_each_row_on_one_line(tmp_path: Path) -> None:

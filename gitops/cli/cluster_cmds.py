@@ -12,7 +12,7 @@ import click
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.ingest_cmds import _describe, _git_config, ingest, warn_missing_paths
-from gitops.model.errors import ConfigError, StoreError
+from gitops.model.errors import ConfigError, StoreError, UsageError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
@@ -62,8 +62,10 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
                f"{summary.audit_events} audit records{unserved}")
 
 
-def _follow_git(source: GitIngest, cluster: ClusterSource | None) -> tuple[GitFollower, threading.Thread]:
-    """Start following ``source`` in a thread of its own, reporting each pass that appends."""
+def _follow_git(source: GitIngest, cluster: ClusterSource | None, *, refused: list[UsageError],
+                stop: Callable[[], None]) -> tuple[GitFollower, threading.Thread]:
+    """Start following ``source`` in a thread of its own, reporting each pass that appends.
+    Settings the source refuses go to ``refused``, and ``stop`` is called."""
     origin = source.origin
     first_pass = [True]
 
@@ -78,6 +80,10 @@ def _follow_git(source: GitIngest, cluster: ClusterSource | None) -> tuple[GitFo
                 click.echo(f"{utc_now():%H:%M:%S} now watching {name}", err=True)
 
     def on_git_error(e: Exception) -> None:
+        if isinstance(e, UsageError):  # settings that cannot work: trying again would not help
+            refused.append(e)
+            stop()
+            return
         click.echo(f"{utc_now():%H:%M:%S} {origin}: {e}; trying again at the next change or poll", err=True)
 
     follower = GitFollower(source, on_pass=on_pass, on_error=on_git_error)
@@ -105,6 +111,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     ctx.open_log(create=True).close()
     stopped = threading.Event()
     stoppers: list[Callable[[], None]] = []
+    refused: list[UsageError] = []
 
     def on_signal(signum: int, frame: Any) -> None:
         stopped.set()
@@ -125,7 +132,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         # the cluster source's own discovery (no second one), kept current as it refreshes
         scope = cluster.scope() if cluster is not None else builtin_scope
         git_source = GitIngest(ctx.open_log(), git_config, redaction=ctx.config.redact, scope=scope)
-        follower, git_thread = _follow_git(git_source, cluster)
+        follower, git_thread = _follow_git(git_source, cluster, refused=refused, stop=stopped.set)
         stoppers.append(follower.stop)
     click.echo("Ctrl-C or SIGTERM stops", err=True)
     stopped.wait()
@@ -136,6 +143,8 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     if git_source is not None:
         git_source.close()
         git_source.log.close()
+    if refused:
+        raise refused[0]
     if cluster is not None and cluster.error is not None:
         raise StoreError(f"the cluster source stopped: could not write to {ctx.db_path}: {cluster.error}")
     click.echo("stopped; everything seen was written", err=True)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gitops.cli.app import DEFAULT_DB, Context, cli, pass_ctx
-from gitops.model.errors import ClusterUnavailableError, ConfigError
+from gitops.model.errors import ClusterUnavailableError, ConfigError, HeadInvalidError
 from gitops.model.scope import Scope, builtin_scope
 from gitops.service.config import first_error
 from gitops.sources.cluster import ClusterSourceConfig, discovery_scope
@@ -38,9 +38,12 @@ def _git_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple
     if paths:
         values["paths"] = list(paths)
     try:
-        return GitSourceConfig.model_validate(values)
+        config = GitSourceConfig.model_validate(values)
     except ValidationError as e:
         raise ConfigError(f"git source: {first_error(e)}") from None
+    if config.repo is None:
+        raise ConfigError("no repository: pass --repo, or set git.repo in the config file")
+    return config
 
 
 def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | None = None) -> Scope:
@@ -58,6 +61,8 @@ def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | Non
 
 def _describe(s: IngestSummary) -> str:
     invalid = f" ({s.invalid_commits} invalid)" if s.invalid_commits else ""
+    if s.head_errors:
+        invalid += f"; the head is invalid ({s.head_errors} errors): the last valid commit stays desired"
     head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
     notes = "; the settings changed since the last pass, so the last commit read was read again" \
         if s.reconfigured else ""
@@ -97,12 +102,15 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {_describe(summary)}")
-            if summary.errors:
+            if summary.errors or summary.head_errors:
                 db = "" if ctx.db_path == DEFAULT_DB else f" --db {shlex.quote(str(ctx.db_path))}"
                 click.echo(f"the errors, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
                 _follow(source)
+            elif summary.head_errors and summary.head is not None:
+                raise HeadInvalidError(f"the head of {source.branch} ({summary.head[:12]}) is invalid: "
+                                       f"{summary.head_errors} errors; the last valid commit stays desired")
         finally:
             source.close()
 

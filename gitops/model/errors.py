@@ -14,9 +14,10 @@ one readable line and a non-zero exit code, never a traceback::
     │   ├── DatabaseLockedError      another process held the write lock too long
     │   └── CorruptDatabaseError     SQLite reports the file damaged
     ├── ManifestError                a document that is not a usable Kubernetes object
-    └── SourceError                  a source of events failed (not its content)
-        ├── GitSourceError           a repository that cannot be read or fetched
-        └── ClusterUnavailableError  the Kubernetes API cannot be reached or refused us
+    ├── SourceError                  a source of events failed (not its content)
+    │   ├── GitSourceError           a repository that cannot be read or fetched
+    │   └── ClusterUnavailableError  the Kubernetes API cannot be reached or refused us
+    └── HeadInvalidError             ingest worked, but the branch head is not valid desired state
 
 Errors in *content* (bad YAML in a commit, a malformed manifest) are not raised past the
 source that met them: they become ``source.error`` events, because the log must record
@@ -32,6 +33,7 @@ __all__ = [
     "DatabaseLockedError",
     "GitOpsError",
     "GitSourceError",
+    "HeadInvalidError",
     "InvalidResourceKeyError",
     "InvalidTimeError",
     "ManifestError",
@@ -101,3 +103,8 @@ class GitSourceError(SourceError):
 
 class ClusterUnavailableError(SourceError):
     """The Kubernetes API cannot be reached, or refused our credentials."""
+
+
+class HeadInvalidError(GitOpsError):
+    """The pass was recorded, but the branch head holds errors: the desired state stays at
+    the last valid commit. Not a failure of gitops; an exit code that scripts can see."""

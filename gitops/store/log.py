@@ -80,6 +80,8 @@ class VerifyResult:
     detail: str = ""
 
     def describe(self) -> str:
+        if self.ok and self.last_seq is None:
+            return "log intact: no events yet"
         if self.ok:
             return f"log intact: {self.checked} events, chain valid up to seq {self.last_seq}"
         return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
@@ -110,7 +112,9 @@ def _map_error(e: sqlite3.Error, where: str) -> StoreError:
 
 
 class EventLog:
-    """The event log in the SQLite file at ``path``."""
+    """The event log in the SQLite file at ``path``. With ``create=False`` (the commands
+    that only read) the file must already be a gitops database of this version: it is
+    neither created, nor migrated, nor changed in any way by opening it."""
 
     def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
@@ -127,13 +131,19 @@ class EventLog:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
-            migrate.check(conn, self._where)
+            version = migrate.check(conn, self._where)
+            if not create and version < migrate.latest_version():
+                # opened to read: a database is never created or changed by a command that reads
+                raise (NotAGitOpsDatabaseError(f"{self._where} is empty, not a gitops database; create one with "
+                                               "'gitops init'") if version == 0 else
+                       StoreError(f"{self._where} has schema version {version}; run 'gitops init' to upgrade it"))
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            if create and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
             conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
-            migrate.migrate(conn, self._where)
+            if create:
+                migrate.migrate(conn, self._where)
         except sqlite3.Error as e:
             conn.close()
             raise _map_error(e, self._where) from e
