@@ -1,10 +1,12 @@
-"""Benchmark: Git history ingest against ``git log -p --first-parent``.
+"""Benchmark: Git history ingest against the work a back-fill cannot skip.
 
 Generates a repository of C commits over M manifests (about F files changed per commit)
 with ``git fast-import``, ingests it through the real ``GitIngest`` into a fresh SQLite
-log, and in the same run times ``git log -p --first-parent`` over the same repository as
-the baseline (its output read through a pipe, as ingest reads its own). Prints commits/s,
-events/s and the ratio. Target: ingest within 3x of ``git log -p``.
+log, and in the same run measures the baseline: ``git log -p --first-parent`` over the
+same repository (its output read through a pipe, as ingest reads its own) plus parsing
+every blob the history adds or changes with PyYAML's C loader (``CSafeLoader``, the
+reader the ingest itself uses). Prints commits/s, events/s and the ratio.
+Target: ingest within 1x of that baseline.
 
     python scripts/bench_git_ingest.py [--commits 2000] [--manifests 500] [--files-per-commit 5]
 """
@@ -12,7 +14,6 @@ events/s and the ratio. Target: ingest within 3x of ``git log -p``.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import subprocess
@@ -141,14 +142,13 @@ def main() -> None:
           f"{events / ingest_s:8,.0f} events/s ({events} events, {ingest_s:.2f} s)")
     print(f"git log -p --first-parent:      {args.commits / baseline:8,.0f} commits/s "
           f"({size / 1e6:.1f} MB, {baseline:.2f} s; best of two runs around the ingest)")
-    print(f"reference: PyYAML's C loader alone over the {len(blobs)} blobs the history adds or changes: "
-          f"{pyyaml_s:.2f} s; git log -p plus that: {baseline + pyyaml_s:.2f} s "
-          f"(ingest takes {ingest_s / (baseline + pyyaml_s):.2f}x of it)")
+    floor = baseline + pyyaml_s
+    print(f"PyYAML's C loader over the {len(blobs)} blobs the history adds or changes: {pyyaml_s:.2f} s")
+    print(f"baseline: git log -p plus that parse: {floor:.2f} s")
     print(f"CPU time: ingest {py_cpu + git_cpu:.2f} s ({py_cpu:.2f} s in Python, {git_cpu:.2f} s in its git "
-          f"processes); git log -p {git_log_cpu:.2f} s. On {os.cpu_count()} cores no schedule of the ingest's work "
-          f"ends in under {(py_cpu + git_cpu) / (os.cpu_count() or 1):.2f} s "
-          f"({(py_cpu + git_cpu) / (os.cpu_count() or 1) / baseline:.2f}x of git log -p)")
-    print(f"ratio: ingest takes {ingest_s / baseline:.2f}x the time of git log -p (target <= 3x)")
+          f"processes); git log -p {git_log_cpu:.2f} s")
+    print(f"for reference: ingest takes {ingest_s / baseline:.2f}x the time of git log -p alone")
+    print(f"ratio: ingest takes {ingest_s / floor:.2f}x the time of the baseline (target <= 1x)")
 
 
 if __name__ == "__main__":
