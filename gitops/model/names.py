@@ -62,8 +62,20 @@ def _rule_problem(rule: str, value: str) -> str | None:
     return None
 
 
+_GOOD: set[tuple[str, str, str, str]] = set()  # checked and fine: a history meets each name again and again
+
+
 def name_problem(group: str, kind: str, name: str, namespace: str) -> str | None:
     """Why the API server would refuse this name or namespace, or None."""
+    if (group, kind, name, namespace) in _GOOD:
+        return None
+    why = _name_problem(group, kind, name, namespace)
+    if why is None and len(_GOOD) < 100_000:
+        _GOOD.add((group, kind, name, namespace))
+    return why
+
+
+def _name_problem(group: str, kind: str, name: str, namespace: str) -> str | None:
     if namespace:
         why = _label_problem(namespace)
         if why is not None:

@@ -43,17 +43,35 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_RESOLVED: dict[str, str] = {}  # plain scalar -> its tag: manifests repeat most of their values
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc]
     """Safe YAML 1.1 without the timestamp and "value" (``=``) types."""
 
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        """The tag of a node, as PyYAML's resolver gives it, remembered for plain scalars:
+        with no path resolvers (this loader has none) their tag depends on the value alone.
+        libyaml's parser asks for every scalar, and this was a third of composing."""
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = _RESOLVED.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(_RESOLVED) < 100_000:
+                    _RESOLVED[value] = tag
+            return tag
+        # what BaseResolver.resolve answers without path resolvers, without the call
+        return _MAP if kind is yaml.MappingNode else _SEQ if kind is yaml.SequenceNode else _STR
 
+
+assert not _BaseLoader.yaml_path_resolvers, "path resolvers would make a scalar's tag depend on its place"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
             if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 
-_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _INT, _FLOAT, _BOOL, _NULL = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
                               "tag:yaml.org,2002:null")
 _MERGE = "tag:yaml.org,2002:merge"
@@ -80,88 +98,126 @@ def _allowed_alias_ratio(decoded: int) -> float:
     return 0.99 - 0.89 * (decoded - low) / (high - low)
 
 
+_ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+_CONSTRUCTED: dict[tuple[str, str], Any] = {}  # (tag, plain scalar) -> its value: replicas: 3, again and again
+
+
 class _Builder:
-    """Composed YAML nodes to the JSON-shaped data the API server would receive."""
+    """Composed YAML nodes to the JSON-shaped data the API server would receive.
+
+    Why not PyYAML's constructor: it keeps non-string keys, merges ``1`` and ``true`` into
+    one key, lets a duplicate key win silently and shares aliased objects; and this walk,
+    with its plain-string fast path, costs about as much as the constructor it replaces
+    (see scripts/bench_git_ingest.py)."""
 
     def __init__(self, loader: Any, max_size: int) -> None:
         self.loader = loader
         self.max_size = max_size
-        self.size = 0  # scalar characters plus one per value: bounded by the text without aliases
-        self.decoded = 0
-        self.from_aliases = 0
-        self.seen: set[int] = set()  # nodes already built once: met again, they are aliases
+        self.decoded = 0  # values built, aliases expanded
+        self.from_aliases = 0  # of which reached through an alias
+        self.size = 0  # characters built through aliases (without aliases, the text bounds it)
+        self.seen: set[int] = set()  # collections already built once: met again, they are aliases
 
     def build(self, node: yaml.Node) -> Any:
         return self._value(node, 0, False)
 
-    def _count(self, node: yaml.Node, in_alias: bool, size: int) -> None:
-        self.decoded += 1
+    def _expanded(self, node: yaml.Node, size: int) -> None:
+        """Count a value reached through an alias, and stop a document that expands too far."""
+        self.from_aliases += 1
         self.size += size + 1
-        if in_alias:
-            self.from_aliases += 1
-            if (self.from_aliases > 100 and self.decoded > 1000
-                    and self.from_aliases / self.decoded > _allowed_alias_ratio(self.decoded)):
-                raise _Unreadable("yaml-aliases", "the document expands through aliases far beyond its text "
-                                  "(an alias bomb?)", node)
+        if (self.from_aliases > 100 and self.decoded > 1000
+                and self.from_aliases / self.decoded > _allowed_alias_ratio(self.decoded)):
+            raise _Unreadable("yaml-aliases", "the document expands through aliases far beyond its text "
+                              "(an alias bomb?)", node)
         if self.size > self.max_size:
             raise _Unreadable("too-large", f"the document expands through aliases to over {self.max_size} "
                               "characters, the file size limit", node)
 
     def _value(self, node: yaml.Node, depth: int, in_alias: bool) -> Any:
-        if depth > MAX_DEPTH:
+        self.decoded += 1
+        if node.__class__ is _ScalarNode:
+            if in_alias:
+                self._expanded(node, len(node.value))
+            if node.tag == _STR:
+                return node.value
+            return self._scalar(node)
+        if depth >= MAX_DEPTH:
             raise _Unreadable("too-deep", _TOO_DEEP, node)
         if id(node) in self.seen:
             in_alias = True
-        elif not isinstance(node, yaml.ScalarNode):
+        else:
             self.seen.add(id(node))
+        if in_alias:
+            self._expanded(node, 0)
         tag = node.tag
-        if isinstance(node, yaml.ScalarNode):
-            self._count(node, in_alias, len(node.value))
-            if tag == _STR:
-                return node.value
-            method = _SCALARS.get(tag)
-            if method is None:
-                raise _Unreadable("yaml-unsupported", f"the tag {tag} is not read by Kubernetes", node)
-            value = getattr(self.loader, method)(node)
-            if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
-                raise _Unreadable("yaml-unsupported", f"the integer {node.value} does not fit in 64 bits", node)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise _Unreadable("yaml-unsupported", f"{node.value} is not a number JSON can carry", node)
-            return value
-        self._count(node, in_alias, 0)
-        if tag == _SEQ and isinstance(node, yaml.SequenceNode):
-            return [self._value(v, depth + 1, in_alias) for v in node.value]
-        if tag == _MAP and isinstance(node, yaml.MappingNode):
-            return self._mapping(node, depth, in_alias)
+        if tag == _MAP and node.__class__ is _MappingNode:
+            return self._mapping(node, depth + 1, in_alias)
+        if tag == _SEQ and node.__class__ is _SequenceNode:
+            items = []
+            for v in node.value:
+                if v.tag == _STR and v.__class__ is _ScalarNode and not in_alias:  # a plain string: no call
+                    self.decoded += 1
+                    items.append(v.value)
+                else:
+                    items.append(self._value(v, depth + 1, in_alias))
+            return items
         raise _Unreadable("yaml-unsupported", f"the tag {tag} is not read by Kubernetes", node)
 
+    def _scalar(self, node: yaml.Node) -> Any:
+        known = _CONSTRUCTED.get((node.tag, node.value), _CONSTRUCTED)
+        if known is not _CONSTRUCTED:
+            return known
+        method = _SCALARS.get(node.tag)
+        if method is None:
+            raise _Unreadable("yaml-unsupported", f"the tag {node.tag} is not read by Kubernetes", node)
+        value = getattr(self.loader, method)(node)
+        if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            raise _Unreadable("yaml-unsupported", f"the integer {node.value} does not fit in 64 bits", node)
+        if type(value) is float and not math.isfinite(value):
+            raise _Unreadable("yaml-unsupported", f"{node.value} is not a number JSON can carry", node)
+        if len(_CONSTRUCTED) < 10_000:
+            _CONSTRUCTED[node.tag, node.value] = value  # an int, float, bool or None: immutable
+        return value
+
     def _mapping(self, node: yaml.MappingNode, depth: int, in_alias: bool) -> dict[str, Any]:
+        """``depth`` is that of the mapping's values."""
         out: dict[str, Any] = {}
-        merged: dict[str, Any] = {}  # from merge keys (<<): the mapping's own keys win, wherever they stand
+        merged: dict[str, Any] | None = None  # from merge keys (<<): the mapping's own keys win, wherever they stand
         for k, v in node.value:
-            if k.tag == _MERGE:
-                sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
-                for source in sources:
-                    value = self._value(source, depth + 1, in_alias)
+            if k.tag == _STR and k.__class__ is _ScalarNode:  # nearly every key: a plain string
+                self.decoded += 1
+                key = k.value
+                if in_alias:
+                    self._expanded(k, len(key))
+            elif k.tag == _MERGE:
+                merged = {} if merged is None else merged
+                for source in v.value if v.__class__ is _SequenceNode else [v]:
+                    value = self._value(source, depth, in_alias)
                     if not isinstance(value, dict):
                         raise _Unreadable("yaml-unsupported", "a merge key (<<) takes a mapping or a list of "
                                           "mappings", source)
                     for mk, mv in value.items():
                         merged.setdefault(mk, mv)  # the first source that names a key wins, as in YAML 1.1
                 continue
-            key = self._key(k, depth, in_alias)
+            else:
+                key = self._key(k, depth, in_alias)
             if key in out:
                 raise _Unreadable("duplicate-field", f"the key {key!r} appears twice in one mapping", k)
-            out[key] = self._value(v, depth + 1, in_alias)
-        for mk, mv in merged.items():
-            out.setdefault(mk, mv)
+            if v.tag == _STR and v.__class__ is _ScalarNode and not in_alias:  # a plain string: no call
+                self.decoded += 1
+                out[key] = v.value
+            else:
+                out[key] = self._value(v, depth, in_alias)
+        if merged:
+            for mk, mv in merged.items():
+                out.setdefault(mk, mv)
         return out
 
     def _key(self, node: yaml.Node, depth: int, in_alias: bool) -> str:
-        """A mapping key as Kubernetes' YAML-to-JSON step writes it."""
-        if not isinstance(node, yaml.ScalarNode):
+        """A mapping key other than a plain string, as Kubernetes' YAML-to-JSON step writes it."""
+        if node.__class__ is not _ScalarNode:
             raise _Unreadable("yaml-unsupported", "a mapping key must be a string, not a list or a mapping", node)
-        value = self._value(node, depth + 1, in_alias)
+        value = self._value(node, depth, in_alias)
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, (str, int)):
@@ -211,7 +267,7 @@ def _json_problem(value: Any) -> ManifestProblem | None:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         v, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH and isinstance(v, (dict, list)):
             return ManifestProblem("too-deep", _TOO_DEEP)
         if isinstance(v, dict):
             stack.extend((x, depth + 1) for x in v.values())

@@ -93,7 +93,8 @@ class TreeIndex:
         touched: set[str] = set()
         old = self._files.pop(path, None)
         self._bad_files.discard(path)
-        if posixpath.basename(path) == CHART_FILE:
+        chart = path.endswith(CHART_FILE) and posixpath.basename(path) == CHART_FILE
+        if chart:
             self._charts.discard(posixpath.dirname(path))
         if old is not None:
             for key in {obj.key for obj in old.objects}:
@@ -109,7 +110,7 @@ class TreeIndex:
             self._files[path] = new
             if new.problems:
                 self._bad_files.add(path)
-            if posixpath.basename(path) == CHART_FILE:
+            if chart:
                 self._charts.add(posixpath.dirname(path))
             for obj in new.objects:
                 touched.add(obj.key)
@@ -117,7 +118,7 @@ class TreeIndex:
                 where.append((path, obj))
                 if len(where) > 1:
                     self._duplicates.add(obj.key)
-        if posixpath.basename(path) == CHART_FILE and (old is None) != (new is None):
+        if chart and (old is None) != (new is None):
             # a chart appeared or went: what lies under its folder is read, or no longer
             folder = posixpath.dirname(path)
             touched.update(obj.key for p, f in self._files.items()
