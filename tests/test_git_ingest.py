@@ -593,3 +593,73 @@ def test_content_that_cannot_be_read_faithfully_is_an_error_and_the_source_goes_
     repo.commit("fixed")
     assert ingest(log, repo).run().applied == 1  # ... and not wedged: the next commit is read
     assert log.verify().ok
+
+
+def _expected_desired(repo: GitRepo) -> dict[str, dict[str, Any]]:
+    """What the working tree's manifests say, read independently of gitops: PyYAML's
+    pure-Python loader over every .yaml file outside Helm charts and Kustomize files."""
+    import yaml
+
+    groups = {("extensions", "Deployment"): "apps", ("extensions", "Ingress"): "networking.k8s.io"}
+    charts = {p.parent for p in repo.path.rglob("Chart.yaml")}
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted(repo.path.rglob("*.yaml")):
+        if ".git" in f.parts or f.name == "kustomization.yaml" or any(c in f.parents for c in charts):
+            continue
+        for doc in yaml.safe_load_all(f.read_text()):
+            group = doc["apiVersion"].rpartition("/")[0]
+            group = groups.get((group, doc["kind"]), group)
+            head = f"{doc['kind']}.{group}" if group else doc["kind"]
+            out[f"{head}/{doc['metadata'].get('namespace', 'default')}/{doc['metadata']['name']}"] = doc
+    return out
+
+
+def test_a_demo_shaped_history_gives_at_every_commit_what_its_manifests_say(tmp_path: Path) -> None:
+    """The shape of a real GitOps repository's history: one file per service, Deployments
+    moved from extensions/v1beta1 to apps/v1, a kustomization.yaml and a Helm chart added
+    later, a backup file that the globs leave out, image bumps. After each commit the log's
+    desired state is what the manifests of that commit say."""
+    repo = GitRepo(tmp_path / "demo")
+    services = ["adservice", "cartservice", "frontend", "redis-cart"]
+
+    def service(name: str, api: str, image: str) -> str:
+        deploy = {"apiVersion": api, "kind": "Deployment", "metadata": {"name": name},
+                  "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+                      "metadata": {"labels": {"app": name}},
+                      "spec": {"containers": [{"name": "server", "image": image,
+                                               "env": [{"name": "PORT", "value": "8080"}],
+                                               "ports": [{"containerPort": 8080}]}]}}}}
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}
+        return dump(deploy, svc)
+
+    steps: list[Any] = []
+    steps.append(lambda: [repo.write(f"kubernetes-manifests/{s}.yaml", service(s, "extensions/v1beta1", f"{s}:v0.1"))
+                          for s in services])
+    steps.append(lambda: repo.write("kubernetes-manifests/frontend.yaml", service("frontend", "extensions/v1beta1",
+                                                                                  "frontend:v0.2")))
+    steps.append(lambda: [repo.write(f"kubernetes-manifests/{s}.yaml", service(s, "apps/v1", f"{s}:v0.2"))
+                          for s in services])
+    steps.append(lambda: repo.write("kubernetes-manifests/loadgenerator.yaml_bkp", "old: [backup\n"))
+    steps.append(lambda: repo.write("kubernetes-manifests/kustomization.yaml",
+                                    "resources:\n" + "".join(f"- {s}.yaml\n" for s in services)))
+    steps.append(lambda: (repo.write("helm-chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n"),
+                          repo.write("helm-chart/values.yaml", "images:\n  tag: v0.3\n"),
+                          repo.write("helm-chart/templates/frontend.yaml",
+                                     "{{- if .Values.frontend.create }}\napiVersion: apps/v1\n{{- end }}\n")))
+    steps.append(lambda: repo.remove("kubernetes-manifests/redis-cart.yaml"))
+    steps.append(lambda: repo.write("kubernetes-manifests/cartservice.yaml", service("cartservice", "apps/v1",
+                                                                                     "cartservice:v0.3")))
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        for i, step in enumerate(steps):
+            step()
+            repo.commit(f"step {i}")
+            summary = ingest(log, repo).run()
+            assert summary.head_errors == 0, f"step {i}"
+            assert desired(log) == _expected_desired(repo), f"step {i}"
+        moved = [r.event for r in log.read(types=["desired.removed"])]
+        assert [e.resource for e in moved] == ["Deployment.apps/default/redis-cart", "Service/default/redis-cart"]
+        notices = sorted(r.event.payload.code for r in log.read(types=["source.error"])
+                         if isinstance(r.event, SourceErrorEvent))
+        assert notices == ["helm-not-rendered", "kustomize-not-rendered"]

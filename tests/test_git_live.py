@@ -281,3 +281,12 @@ def test_a_failed_fetch_is_reported_and_retried_not_fatal(tmp_path: Path) -> Non
             follower.stop()
             thread.join(10)
     assert "cannot fetch" in errors[0] and str(repo.path) in errors[0]
+
+
+def test_watch_refuses_a_mistyped_path_instead_of_retrying_it(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.commit("one")
+    res = gitops("watch", "--no-cluster", "--repo", str(repo.path), "--path", "aps", db=tmp_path / "g.db")
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[-1].startswith("error: path 'aps' is not in ")
