@@ -633,27 +633,27 @@ def test_a_demo_shaped_history_gives_at_every_commit_what_its_manifests_say(tmp_
                "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}
         return dump(deploy, svc)
 
-    steps: list[Any] = []
-    steps.append(lambda: [repo.write(f"kubernetes-manifests/{s}.yaml", service(s, "extensions/v1beta1", f"{s}:v0.1"))
-                          for s in services])
-    steps.append(lambda: repo.write("kubernetes-manifests/frontend.yaml", service("frontend", "extensions/v1beta1",
-                                                                                  "frontend:v0.2")))
-    steps.append(lambda: [repo.write(f"kubernetes-manifests/{s}.yaml", service(s, "apps/v1", f"{s}:v0.2"))
-                          for s in services])
-    steps.append(lambda: repo.write("kubernetes-manifests/loadgenerator.yaml_bkp", "old: [backup\n"))
-    steps.append(lambda: repo.write("kubernetes-manifests/kustomization.yaml",
-                                    "resources:\n" + "".join(f"- {s}.yaml\n" for s in services)))
-    steps.append(lambda: (repo.write("helm-chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n"),
-                          repo.write("helm-chart/values.yaml", "images:\n  tag: v0.3\n"),
-                          repo.write("helm-chart/templates/frontend.yaml",
-                                     "{{- if .Values.frontend.create }}\napiVersion: apps/v1\n{{- end }}\n")))
-    steps.append(lambda: repo.remove("kubernetes-manifests/redis-cart.yaml"))
-    steps.append(lambda: repo.write("kubernetes-manifests/cartservice.yaml", service("cartservice", "apps/v1",
-                                                                                     "cartservice:v0.3")))
+    # each step: the files it writes (None: removes)
+    steps: list[dict[str, str | None]] = [
+        {f"kubernetes-manifests/{s}.yaml": service(s, "extensions/v1beta1", f"{s}:v0.1") for s in services},
+        {"kubernetes-manifests/frontend.yaml": service("frontend", "extensions/v1beta1", "frontend:v0.2")},
+        {f"kubernetes-manifests/{s}.yaml": service(s, "apps/v1", f"{s}:v0.2") for s in services},
+        {"kubernetes-manifests/loadgenerator.yaml_bkp": "old: [backup\n"},
+        {"kubernetes-manifests/kustomization.yaml": "resources:\n" + "".join(f"- {s}.yaml\n" for s in services)},
+        {"helm-chart/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+         "helm-chart/values.yaml": "images:\n  tag: v0.3\n",
+         "helm-chart/templates/frontend.yaml": "{{- if .Values.frontend.create }}\napiVersion: apps/v1\n{{- end }}\n"},
+        {"kubernetes-manifests/redis-cart.yaml": None},
+        {"kubernetes-manifests/cartservice.yaml": service("cartservice", "apps/v1", "cartservice:v0.3")},
+    ]
     db = tmp_path / "g.db"
     with EventLog(db) as log:
         for i, step in enumerate(steps):
-            step()
+            for path, content in step.items():
+                if content is None:
+                    repo.remove(path)
+                else:
+                    repo.write(path, content)
             repo.commit(f"step {i}")
             summary = ingest(log, repo).run()
             assert summary.head_errors == 0, f"step {i}"
