@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -164,3 +165,30 @@ def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.2, 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def kubectl(cluster: Cluster, user: str, *args: str, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real kubectl, as ``user`` (a context of the local control plane): how people
+    change a cluster, so how tests change it in their name."""
+    if not cluster.local:
+        pytest.skip(f"kubectl as {user!r} needs the local control plane's users")
+    exe = shutil.which("kubectl")
+    if exe is None:
+        _unavailable("kubectl is not on PATH")
+    assert exe is not None
+    res = subprocess.run([exe, "--kubeconfig", str(cluster.kubeconfig), "--context", user, *args],
+                         input=stdin, capture_output=True, text=True, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} as {user} failed: {res.stderr.strip()}")
+    return res
+
+
+def grant(cluster: Cluster, namespace: str, *users: str) -> None:
+    """Let ``users`` edit ``namespace`` (the built-in ``edit`` role), and wait until RBAC
+    lets each of them create there."""
+    for user in users:
+        kubectl(cluster, "admin", "-n", namespace, "create", "rolebinding", f"{user}-edit", "--clusterrole=edit",
+                f"--user={user}")
+        wait_until(lambda u=user: kubectl(cluster, u, "-n", namespace, "auth", "can-i", "create", "configmaps",
+                                          check=False).stdout.strip() == "yes", what=f"{user}'s rights")

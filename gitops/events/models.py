@@ -202,6 +202,8 @@ class ClusterObservedPayload(_Manifest):
     operation: str | None = None
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
+    # attribution unknown: who may have made it (audit users, field managers), none of them proven
+    candidates: list[str] = Field(default_factory=list)
 
 
 class ClusterDeletedPayload(_Frozen):
@@ -211,6 +213,7 @@ class ClusterDeletedPayload(_Frozen):
     uid: str | None = None
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
+    candidates: list[str] = Field(default_factory=list)
 
 
 class AuditPayload(_Frozen):

@@ -3,9 +3,11 @@
 - ``fingerprint`` hashes what matters in an object: not its resourceVersion, not the
   timestamps in managedFields, and for noisy kinds not its status. Two observations with
   the same fingerprint are the same state; the second is not recorded.
-- ``writer`` names the field manager that made a change: the managedFields entry that is
-  new or whose time moved since the last observation, the newest one when several did,
-  and the newest entry overall when the difference cannot tell.
+- ``writer`` names the field manager that made a change: the one managedFields entry that
+  is new or whose time moved since the last observation. When none moved (a delete, a
+  scale through the subresource on older servers) or several did (changes coalesced by a
+  relist), the objects cannot tell who: no name, and ``candidates`` lists who it may be.
+  Naming the newest entry instead credited deletes to whoever last edited the object.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from gitops.events.models import content_digest
 
-__all__ = ["Managers", "fingerprint", "managers", "writer"]
+__all__ = ["Managers", "candidates", "fingerprint", "managers", "writer"]
 
 Managers = dict[tuple[str, str, str], str]
 """(manager, operation, subresource) -> time of its managedFields entry."""
@@ -40,11 +42,21 @@ def managers(obj: dict[str, Any]) -> Managers:
     return out
 
 
+def _moved(before: Managers | None, after: Managers) -> list[tuple[str, tuple[str, str, str]]]:
+    return sorted(((t, k) for k, t in after.items() if before is None or before.get(k) != t), reverse=True)
+
+
 def writer(before: Managers | None, after: Managers) -> tuple[str, str] | None:
-    """(manager, operation) of the writer of the change from ``before`` to ``after``."""
-    if not after:
+    """(manager, operation) of the one writer of the change from ``before`` to ``after``
+    (``before`` None: the object is new to us), or None when the entries cannot tell."""
+    moved = _moved(before, after)
+    if len(moved) != 1:
         return None
-    moved = [(t, k) for k, t in after.items() if before is None or before.get(k) != t]
-    candidates = moved or [(t, k) for k, t in after.items()]
-    _, (manager, operation, _sub) = max(candidates)
+    manager, operation, _sub = moved[0][1]
     return manager, operation
+
+
+def candidates(before: Managers | None, after: Managers) -> list[str]:
+    """The managers that may have made the change when ``writer`` cannot tell: those whose
+    entries moved, or, when none did, none (a delete leaves no trace in managedFields)."""
+    return sorted({k[0] for _, k in _moved(before, after)})

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from gitops.model.times import parse_time, utc_now
 from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
 
-__all__ = ["AuditIndex", "AuditRecord", "AuditTailer", "KindResolver"]
+__all__ = ["AuditIndex", "AuditRecord", "AuditTailer", "Join", "KindResolver"]
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 KindResolver = Callable[[str, str], tuple[str, bool] | None]
@@ -43,40 +43,99 @@ class AuditRecord:
     key: str
     verb: str
     user: str
-    resource_version: str | None
+    resource_version: str | None  # of the response object: None for deletes and Metadata-level records
     at: datetime
+    uid: str | None = None  # of the object, where the record says it (objectRef, response, Status details)
+
+
+@dataclass(frozen=True)
+class Join:
+    """The audit record of one change, or None and the users it could have been."""
+
+    record: AuditRecord | None
+    candidates: tuple[str, ...] = ()
+
+
+DELETE_VERBS = frozenset({"delete", "deletecollection"})
+JOIN_WINDOW = timedelta(seconds=2)
+"""How close in time a record without a resourceVersion must be to the change it may explain."""
 
 
 class AuditIndex:
-    """Recent write requests, by (key, resourceVersion) and by key for deletes."""
+    """Recent write requests, for joining each change the watch sees to the request that
+    made it. Evidence, strongest first, and nothing weaker:
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    1. the change's resourceVersion is the one the request's response carried;
+    2. for a delete, the request's object uid (its response or Status details) is the uid
+       of the object deleted;
+    3. for a record with neither (audit level ``Metadata``, as policies set for Secrets): a
+       request of the right verb on that object within ``JOIN_WINDOW`` of the change, and
+       only when exactly one such record is there and no other change took it.
+
+    Otherwise there is no record: the change is not credited to anyone from the audit log,
+    and the users of the records that could not be told apart are the candidates. Memory is
+    bounded: the oldest records go first beyond ``capacity``."""
+
+    def __init__(self, capacity: int = 100_000, *, window: timedelta = JOIN_WINDOW) -> None:
         self._by_rv: OrderedDict[tuple[str, str], AuditRecord] = OrderedDict()
-        self._deletes: dict[str, AuditRecord] = {}
+        self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()  # records without a resourceVersion
+        self._size = 0
+        self._used: OrderedDict[str, None] = OrderedDict()  # audit ids already joined by uid or time
         self._capacity = capacity
+        self._window = window
         self._cond = threading.Condition()
 
     def add(self, rec: AuditRecord) -> None:
         with self._cond:
-            if rec.verb in ("delete", "deletecollection"):
-                self._deletes[rec.key] = rec
-            if rec.resource_version:
+            if rec.resource_version and rec.verb not in DELETE_VERBS:
                 self._by_rv[(rec.key, rec.resource_version)] = rec
                 while len(self._by_rv) > self._capacity:
                     self._by_rv.popitem(last=False)
+            else:
+                self._by_key.setdefault(rec.key, []).append(rec)
+                self._by_key.move_to_end(rec.key)
+                self._size += 1
+                while self._size > self._capacity:
+                    _, dropped = self._by_key.popitem(last=False)
+                    self._size -= len(dropped)
             self._cond.notify_all()
 
-    def find(self, key: str, resource_version: str | None, *, deleted: bool) -> AuditRecord | None:
+    def find(self, key: str, resource_version: str | None, *, deleted: bool, uid: str | None = None,
+             at: datetime | None = None) -> Join:
+        """The record of the change to ``key`` (see the class's docstring). ``at`` is when
+        the change was seen; without it only the resourceVersion and the uid count."""
         with self._cond:
-            if resource_version and (key, resource_version) in self._by_rv:
-                return self._by_rv[(key, resource_version)]
-            if deleted:
-                return self._deletes.get(key)
-            return None
+            if resource_version and not deleted and (key, resource_version) in self._by_rv:
+                return Join(self._by_rv[(key, resource_version)])
+            verbs = DELETE_VERBS if deleted else WRITE_VERBS - DELETE_VERBS
+            pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and r.audit_id not in self._used]
+            if uid is not None:
+                same = [r for r in pool if r.uid == uid]
+                if len(same) == 1:
+                    return self._take(same[0])
+                if same:
+                    return Join(None, _users(same))
+                pool = [r for r in pool if r.uid is None]  # a record of another uid is of another object
+            if at is None:
+                return Join(None)
+            near = [r for r in pool if abs(r.at - at) <= self._window]
+            if len(near) == 1:
+                return self._take(near[0])
+            return Join(None, _users(near))
+
+    def _take(self, rec: AuditRecord) -> Join:
+        self._used[rec.audit_id] = None
+        while len(self._used) > self._capacity:
+            self._used.popitem(last=False)
+        return Join(rec)
 
     def wait(self, timeout: float) -> None:
         with self._cond:
             self._cond.wait(timeout)
+
+
+def _users(records: list[AuditRecord]) -> tuple[str, ...]:
+    return tuple(sorted({r.user for r in records}))
 
 
 class AuditTailer:
@@ -164,12 +223,15 @@ class AuditTailer:
         key = format_key(ResourceKey(canonical_group(str(ref.get("apiGroup", "")), kind), kind,
                                      str(ref.get("namespace", "")) if namespaced else "", str(ref["name"])))
         response = raw.get("responseObject") or {}
-        rv = (response.get("metadata") or {}).get("resourceVersion") if response.get("kind") != "Status" else None
+        status = response.get("kind") == "Status"
+        rv = (response.get("metadata") or {}).get("resourceVersion") if not status else None
+        uid = ref.get("uid") or ((response.get("details") if status else response.get("metadata")) or {}).get("uid")
         user = raw.get("user") or {}
         at_text = raw.get("requestReceivedTimestamp") or raw.get("stageTimestamp")
         at = parse_time(at_text) if at_text else utc_now()
         audit_id = str(raw.get("auditID"))
-        rec = AuditRecord(audit_id, key, str(raw["verb"]), str(user.get("username", "")), rv, at)
+        rec = AuditRecord(audit_id, key, str(raw["verb"]), str(user.get("username", "")), rv, at,
+                          str(uid) if uid else None)
         self.index.add(rec)
         return AuditRecorded(
             id=event_id("audit", self.origin, audit_id), source=EventSource.AUDIT, resource=key,

@@ -41,8 +41,8 @@ from gitops.events.redaction import RedactionRule, redact
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
-from gitops.sources.cluster.attribution import Managers, fingerprint, managers, writer
-from gitops.sources.cluster.audit import AuditIndex, AuditRecord, AuditTailer
+from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer
+from gitops.sources.cluster.audit import AuditIndex, AuditTailer, Join
 from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.store import Checkpoint, EventLog
@@ -66,9 +66,10 @@ class Change:
     observed_at: datetime
     manifest: dict[str, Any] | None = None  # None for deletions
     change: Literal["added", "modified", "relisted", "deleted"] = "modified"
-    writer: tuple[str, str] | None = None
+    writer: tuple[str, str] | None = None  # the field manager that made it, when managedFields tell
     synthetic: bool = False
     uid: str | None = None
+    candidates: tuple[str, ...] = ()  # managers that may have made it, when managedFields cannot tell
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,9 @@ class KindWatcher:
         if before is not None and before.fingerprint == fp:
             return None  # nothing that matters changed
         self.known[key] = Seen(fp, after)
-        return Change(key, self.kind.name, rv, now, manifest, change, writer(before.managers if before else None,
-                                                                            after))
+        previous = before.managers if before else None
+        return Change(key, self.kind.name, rv, now, manifest, change, writer(previous, after),
+                      uid=(obj.get("metadata") or {}).get("uid"), candidates=tuple(candidates(previous, after)))
 
     def list_pass(self) -> int:
         """List the kind, report what differs from the log (deletions too); returns how many."""
@@ -171,9 +173,9 @@ class KindWatcher:
                 self.out(c)
                 n += 1
         for key in sorted(set(self.known) - seen):
-            before = self.known.pop(key)
-            self.out(Change(key, self.kind.name, rv, now, None, "deleted",
-                            writer(None, before.managers) if before.managers else None, synthetic=True))
+            self.known.pop(key)
+            # gone while nothing watched: who deleted it, and when, is not known
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted", None, synthetic=True))
             n += 1
         self.out(Progress(self.kind.name, rv))
         self.rv = rv
@@ -193,10 +195,10 @@ class KindWatcher:
         now = utc_now()
         if ev.type == "DELETED":
             key = object_key(ev.object, self.kind)
-            before = self.known.pop(key, None)
-            # nothing of the object is recorded, only who deleted it: managedFields hold no values
-            self.out(Change(key, self.kind.name, rv, now, None, "deleted",
-                            writer(before.managers if before else None, managers(ev.object)),
+            self.known.pop(key, None)
+            # nothing of the object is recorded, only who deleted it where the audit log tells:
+            # a delete leaves no managedFields entry, so its last writer is no evidence
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted", None,
                             uid=(ev.object.get("metadata") or {}).get("uid")))
         else:
             c = self._observe(ev.object, "added" if ev.type == "ADDED" else "modified", now)
@@ -258,35 +260,42 @@ class Writer:
     def checkpoint_name(self, kind: str) -> str:
         return f"{self.origin}:{kind}"
 
-    def _audit(self, c: Change) -> AuditRecord | None:
+    def _audit(self, c: Change) -> Join:
+        """The audit record of ``c`` (``AuditIndex.find``), waiting up to ``audit_wait`` for
+        the audit log to catch up with the change. A change found by a list (the time it
+        happened is not known) is joined by its resourceVersion only."""
         if self.index is None:
-            return None
+            return Join(None)
         deleted = c.manifest is None
-        rec = self.index.find(c.key, c.resource_version, deleted=deleted)
-        if rec is None and self.tailer is not None and not c.synthetic:
+        at = None if c.synthetic or c.change == "relisted" else c.observed_at
+        if self.tailer is not None and at is not None:
+            self.tailer.catch_up()  # what the audit log holds by now, before any record is judged
+        join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at)
+        if join.record is None and not join.candidates and self.tailer is not None and at is not None:
             deadline = c.observed_at.timestamp() + self.config.audit_wait
-            while rec is None:
-                self.tailer.catch_up()
-                rec = self.index.find(c.key, c.resource_version, deleted=deleted)
+            while join.record is None and not join.candidates:
                 remaining = deadline - utc_now().timestamp()
-                if rec is not None or remaining <= 0:
+                if remaining <= 0:
                     break
                 self.index.wait(min(0.02, remaining))
-        if rec is not None and deleted and abs((c.observed_at - rec.at).total_seconds()) > 60:
-            return None  # an old delete of an object of the same name
-        return rec
+                self.tailer.catch_up()
+                join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at)
+        return join
 
     def _event(self, c: Change) -> AnyEvent:
-        rec = self._audit(c)
+        join = self._audit(c)
+        rec = join.record
         manager, operation = c.writer or (None, None)
+        candidates: list[str] = []
         if manager is not None and manager == self.config.field_manager:
             attribution, actor = Attribution.RECONCILER, manager
         elif rec is not None:
             attribution, actor = Attribution.AUDIT, rec.user
         elif manager is not None:
             attribution, actor = Attribution.MANAGED_FIELDS, manager
-        else:
+        else:  # no evidence about this exact change: nobody is named
             attribution, actor = Attribution.UNKNOWN, None
+            candidates = sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
         if c.manifest is None:
             marker = f"list:{c.resource_version}" if c.synthetic else str(c.resource_version)
@@ -295,7 +304,7 @@ class Writer:
                 resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
-                                              audit_id=audit_id),
+                                              audit_id=audit_id, candidates=candidates),
             )
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
@@ -305,13 +314,16 @@ class Writer:
             "revision": c.resource_version,
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
-                        "attribution": attribution, "audit_id": audit_id},
+                        "attribution": attribution, "audit_id": audit_id, "candidates": candidates},
         })
 
     def _item(self, item: Item, pending: _Pending) -> None:
         if isinstance(item, Change):
             pending.events.append(self._event(item))
-            if item.resource_version:
+            # A watch event's resourceVersion is a position in the kind's history. A listed
+            # object's is not (a list comes in name order): the list's own position counts,
+            # once the whole list is recorded (its Progress); a crash before that lists again.
+            if item.resource_version and item.change != "relisted" and not item.synthetic:
                 pending.checkpoints[item.kind] = item.resource_version
         elif isinstance(item, Progress):
             pending.checkpoints[item.kind] = item.resource_version

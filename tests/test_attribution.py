@@ -1,0 +1,91 @@
+"""Who made a change, from the evidence alone: the audit join and managedFields, without a
+cluster (the same code runs against the real control plane in test_cluster_source.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from gitops.sources.cluster.attribution import candidates, managers, writer
+from gitops.sources.cluster.audit import AuditIndex, AuditRecord
+
+T = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+KEY = "ConfigMap/shop/x"
+
+
+def rec(n: int, verb: str, user: str, *, rv: str | None = None, uid: str | None = None, at: datetime = T,
+        key: str = KEY) -> AuditRecord:
+    return AuditRecord(f"id-{n}", key, verb, user, rv, at, uid)
+
+
+def test_a_change_joins_the_request_whose_response_carried_its_resource_version() -> None:
+    index = AuditIndex()
+    index.add(rec(1, "update", "alice", rv="10"))
+    index.add(rec(2, "update", "bob", rv="11"))
+    assert index.find(KEY, "11", deleted=False, at=T).record == rec(2, "update", "bob", rv="11")
+    assert index.find(KEY, "12", deleted=False, at=T).record is None  # no record of this change
+
+
+def test_deletes_join_by_uid_so_alternating_users_are_each_named() -> None:
+    # alice creates and deletes x, then bob creates and deletes x: a delete is matched by the
+    # uid of the object it deleted, never by the name alone
+    index = AuditIndex()
+    index.add(rec(1, "delete", "alice", uid="uid-a", at=T))
+    index.add(rec(2, "delete", "bob", uid="uid-b", at=T + timedelta(seconds=1)))
+    assert index.find(KEY, None, deleted=True, uid="uid-b", at=T).record.user == "bob"  # type: ignore[union-attr]
+    assert index.find(KEY, None, deleted=True, uid="uid-a", at=T).record.user == "alice"  # type: ignore[union-attr]
+    other = index.find(KEY, None, deleted=True, uid="uid-c", at=T)
+    assert (other.record, other.candidates) == (None, ())  # records of other objects are no evidence
+
+
+def test_records_without_evidence_join_only_when_exactly_one_is_close_in_time() -> None:
+    index = AuditIndex()  # Metadata level (a Secret): no response, no uid, no resourceVersion
+    index.add(rec(1, "create", "alice", at=T, key="Secret/shop/s"))
+    found = index.find("Secret/shop/s", None, deleted=False, at=T + timedelta(milliseconds=30))
+    assert found.record is not None and found.record.user == "alice"
+    again = index.find("Secret/shop/s", None, deleted=False, at=T + timedelta(milliseconds=40))
+    assert again.record is None  # a record explains one change, not two
+    index.add(rec(2, "update", "alice", at=T + timedelta(seconds=10), key="Secret/shop/s"))
+    index.add(rec(3, "patch", "bob", at=T + timedelta(seconds=10, milliseconds=500), key="Secret/shop/s"))
+    both = index.find("Secret/shop/s", None, deleted=False, at=T + timedelta(seconds=10, milliseconds=600))
+    assert (both.record, both.candidates) == (None, ("alice", "bob"))  # ambiguous: nobody is named
+    far = index.find("Secret/shop/s", None, deleted=False, at=T + timedelta(minutes=5))
+    assert (far.record, far.candidates) == (None, ())
+    assert index.find("Secret/shop/s", None, deleted=True, at=T).record is None  # a create is no delete
+
+
+def test_without_a_time_only_resource_versions_and_uids_count() -> None:
+    index = AuditIndex()
+    index.add(rec(1, "create", "alice", at=T))
+    assert index.find(KEY, None, deleted=False).record is None  # a change found by a list: time unknown
+
+
+def test_the_index_is_bounded() -> None:
+    index = AuditIndex(capacity=10)
+    for i in range(100):
+        index.add(rec(i, "delete", "alice", uid=f"u{i}", key=f"ConfigMap/shop/x{i}"))
+        index.add(rec(1000 + i, "update", "alice", rv=str(i)))
+    assert index.find("ConfigMap/shop/x0", None, deleted=True, uid="u0", at=T).record is None  # dropped
+    assert index.find("ConfigMap/shop/x99", None, deleted=True, uid="u99", at=T).record is not None
+
+
+def fields(*entries: tuple[str, str, str]) -> dict[str, object]:
+    return {"metadata": {"managedFields": [{"manager": m, "operation": op, "time": t} for m, op, t in entries]}}
+
+
+def test_the_writer_is_the_one_manager_whose_entry_moved() -> None:
+    before = managers(fields(("kubectl-create", "Update", "t1"), ("bob-tool", "Update", "t2")))
+    after = managers(fields(("kubectl-create", "Update", "t1"), ("bob-tool", "Update", "t3")))
+    assert writer(before, after) == ("bob-tool", "Update")
+    assert writer(None, managers(fields(("kubectl-create", "Update", "t1")))) == ("kubectl-create", "Update")
+
+
+def test_no_moved_entry_or_several_name_nobody() -> None:
+    before = managers(fields(("kubectl-create", "Update", "t1"), ("bob-tool", "Update", "t2")))
+    # a delete (or a scale through the subresource on 1.20) leaves managedFields as they were:
+    # the last writer did not make this change
+    assert writer(before, before) is None
+    assert candidates(before, before) == []
+    several = managers(fields(("kubectl-create", "Update", "t5"), ("bob-tool", "Update", "t6")))
+    assert writer(before, several) is None  # a relist coalesced two writers' changes
+    assert candidates(before, several) == ["bob-tool", "kubectl-create"]
+    assert writer(None, several) is None
