@@ -8,7 +8,7 @@ from typing import Any
 
 from gitops.events import AuditRecorded
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
-from gitops.store import EventLog
+from gitops.store import Checkpoint, EventLog
 
 PLURALS = {("", "configmaps"): ("ConfigMap", True), ("", "namespaces"): ("Namespace", False)}
 
@@ -56,7 +56,7 @@ def test_write_requests_become_audit_events_without_bodies(tmp_path: Path, db_pa
     assert (ev.resource, ev.actor, ev.revision) == ("ConfigMap/shop/cm-1", "alice", "1001")
     assert ev.payload.groups == ["devs", "system:authenticated"]
     assert (ev.payload.user_agent, ev.payload.source_ips) == ("kubectl/v1.20.2", ["127.0.0.1"])
-    assert index.find("ConfigMap/shop/cm-1", "1001", deleted=False) is not None
+    assert index.find("ConfigMap/shop/cm-1", "1001", deleted=False).record is not None
     assert b"never-kept" not in db_path.read_bytes()
 
 
@@ -88,3 +88,46 @@ def test_rotation_loses_nothing_and_a_restart_resumes_where_it_stopped(tmp_path:
     again = tailer(db_path, path)  # a new process: resumes from the checkpoint
     assert again.catch_up() == 1
     assert audit_ids(db_path) == ["id-1", "id-2", "id-3", "id-4", "id-5"]
+
+
+def errors(db: Path) -> list[tuple[str, str]]:
+    with EventLog(db) as log:
+        return [(r.event.payload.code, r.event.payload.detail.get("offset", ""))  # type: ignore[union-attr]
+                for r in log.read(types=["source.error"])]
+
+
+def test_odd_records_are_skipped_counted_and_reported_once_never_fatal(tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    wrong_types = json.loads(line(3))
+    wrong_types["user"] = "alice"  # a string where an object belongs
+    bad_time = json.loads(line(4))
+    bad_time["requestReceivedTimestamp"] = "yesterday-ish"
+    odd = ["[1,2,3]", "42", '"text"', "{not json", json.dumps(wrong_types), json.dumps(bad_time)]
+    path.write_text(line(1) + "".join(o + "\n" for o in odd) + line(2))
+    t = tailer(db_path, path)
+    assert t.catch_up() == 2  # the two good records, around the odd ones
+    assert t.malformed == 6
+    assert audit_ids(db_path) == ["id-1", "id-2"]
+    reported = errors(db_path)
+    assert [code for code, _ in reported] == ["audit-malformed"] * 6
+    assert len({offset for _, offset in reported}) == 6  # one report for each place
+    t.stop()
+    with EventLog(db_path) as log:
+        log.append([], checkpoint=Checkpoint(t.checkpoint_name, None))  # forget the position: read it all again
+    again = tailer(db_path, path)
+    assert again.catch_up() == 0
+    assert len(errors(db_path)) == 6  # the same places: reported once
+
+
+def test_a_large_backlog_is_read_and_written_in_bounded_chunks(tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text("".join(line(i) for i in range(3000)))  # about 2 MB
+    t = AuditTailer(EventLog(db_path), path, resolve=lambda g, r: PLURALS.get((g, r)), index=AuditIndex(),
+                    origin="cluster:test", chunk_bytes=64 << 10)
+    transactions: list[int] = []
+    t.log.add_hook(lambda cur, appended: transactions.append(len(appended)))
+    assert t.catch_up() == 3000
+    per_chunk = (64 << 10) // len(line(0)) + 1
+    assert len(transactions) > 20 and max(transactions) <= per_chunk  # never the whole file at once
+    assert len(audit_ids(db_path)) == 3000
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": path.stat().st_size}

@@ -85,7 +85,7 @@ def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
     assert len(audit) == 1
     assert audit[0].payload.audit_id == ev.payload.audit_id  # type: ignore[union-attr]
     assert audit[0].payload.user == "alice" and audit[0].payload.verb in ("patch", "update")  # type: ignore[union-attr]
-    assert "system:authenticated" in audit[0].payload.groups  # type: ignore[union-attr]
+    assert audit[0].payload.groups == ["system:authenticated"]  # type: ignore[union-attr]  # and no group ""
     assert audit[0].payload.source_ips and audit[0].payload.user_agent  # type: ignore[union-attr]
 
 
@@ -215,7 +215,7 @@ def test_cli_ingest_cluster_reports_one_line(cluster: Cluster, tmp_path: Path) -
     assert "kinds listed" in res.stdout
     res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(tmp_path / "g.db"), "ingest", "cluster",
                           "--kubeconfig", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert res.stderr.startswith("error: cannot use kubeconfig") and "Traceback" not in res.stderr
 
 

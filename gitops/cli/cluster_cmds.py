@@ -9,12 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.ingest_cmds import _describe, _git_config, ingest, warn_missing_paths
-from gitops.model.errors import ConfigError, StoreError, UsageError
+from gitops.model.errors import ConfigError, SourceError, StoreError, UsageError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
+from gitops.service.config import first_error
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
 from gitops.sources.git import GitIngest, IngestSummary
 from gitops.sources.git.watch import GitFollower
@@ -27,6 +29,8 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--context", default=None, help="kubeconfig context (default: its current context)."),
         click.option("--audit-log", default=None,
                      help="The API server's audit log file, to name real users (env GITOPS_AUDIT_LOG)."),
+        click.option("--audit-log-later", is_flag=True, default=None,
+                     help="The audit log may not exist yet: read it once it appears."),
         click.option("--kind", "kinds", multiple=True,
                      help="Also watch this kind, as Kind[.group]; '*' for every listable kind (repeatable)."),
     ]):
@@ -35,31 +39,39 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _cluster_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                    kinds: tuple[str, ...]) -> ClusterSourceConfig:
+                    audit_log_later: bool | None, kinds: tuple[str, ...]) -> ClusterSourceConfig:
     values: dict[str, Any] = ctx.config.cluster.model_dump() if ctx.config.cluster is not None else {}
-    for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log)):
+    for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log),
+                        ("audit_log_later", audit_log_later)):
         if value is not None:
             values[name] = value
     if values.get("audit_log") is None and os.environ.get("GITOPS_AUDIT_LOG"):
         values["audit_log"] = os.environ["GITOPS_AUDIT_LOG"]
     if kinds:
         values["kinds"] = [*values.get("kinds", []), *kinds]
-    return ClusterSourceConfig.model_validate(values)
+    try:
+        return ClusterSourceConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(f"cluster source: {first_error(e)}") from None
 
 
 @ingest.command("cluster")
 @cluster_options
 @pass_ctx
 def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                   kinds: tuple[str, ...]) -> None:
+                   audit_log_later: bool | None, kinds: tuple[str, ...]) -> None:
     """List the cluster once and record every object that differs from what the log last saw."""
-    config = _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
+    config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    source = ClusterSource(ctx.db_path, config, redaction=ctx.config.redact)  # checks the settings first
     ctx.open_log(create=True).close()
-    source = ClusterSource(ctx.db_path, config, redaction=ctx.config.redact)
     summary = source.ingest_once()
     unserved = f"; not served: {', '.join(summary.unserved)}" if summary.unserved else ""
+    forbidden = f"; refused: {', '.join(summary.forbidden)}" if summary.forbidden else ""
     click.echo(f"{source.origin}: {summary.kinds} kinds listed, {summary.events} events appended, "
-               f"{summary.audit_events} audit records{unserved}")
+               f"{summary.audit_events} audit records{unserved}{forbidden}")
+    if summary.kinds and len(summary.forbidden) == summary.kinds:
+        raise SourceError(f"the Kubernetes API at {source.client.server} refused to list every kind: check the "
+                          "credentials' RBAC rights")
 
 
 def _follow_git(source: GitIngest, cluster: ClusterSource | None, *, refused: list[UsageError],
@@ -102,13 +114,18 @@ def _follow_git(source: GitIngest, cluster: ClusterSource | None, *, refused: li
 @cluster_options
 @pass_ctx
 def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
-          kubeconfig: str | None, context: str | None, audit_log: str | None, kinds: tuple[str, ...]) -> None:
+          kubeconfig: str | None, context: str | None, audit_log: str | None, audit_log_later: bool | None,
+          kinds: tuple[str, ...]) -> None:
     """Follow Git, the cluster and its audit log into the log until SIGINT or SIGTERM."""
     if no_cluster and repo is None and ctx.config.git is None:
         raise ConfigError("nothing to watch: --no-cluster leaves only Git; pass --repo, or set git.repo in the config "
                           "file")
     git_config = _git_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
-    ctx.open_log(create=True).close()
+    cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later,
+                                                             kinds)
+    cluster = None if cluster_config is None else ClusterSource(ctx.db_path, cluster_config,
+                                                                redaction=ctx.config.redact)
+    ctx.open_log(create=True).close()  # the settings were checked: only now is a database made
     stopped = threading.Event()
     stoppers: list[Callable[[], None]] = []
     refused: list[UsageError] = []
@@ -120,10 +137,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
         signal.signal(sig, on_signal)
     git_thread = None
     git_source = None
-    cluster: ClusterSource | None = None
-    cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, kinds)
-    if cluster_config is not None:
-        cluster = ClusterSource(ctx.db_path, cluster_config, redaction=ctx.config.redact)
+    if cluster is not None:
         cluster.start(on_error=lambda e: stopped.set())
         stoppers.append(cluster.stop)
         audit = f" and its audit log {cluster.config.audit_log}" if cluster.config.audit_log else ""
@@ -146,5 +160,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     if refused:
         raise refused[0]
     if cluster is not None and cluster.error is not None:
+        if isinstance(cluster.error, SourceError):
+            raise SourceError(f"the cluster source stopped: {cluster.error}")
         raise StoreError(f"the cluster source stopped: could not write to {ctx.db_path}: {cluster.error}")
     click.echo("stopped; everything seen was written", err=True)

@@ -204,6 +204,9 @@ class ClusterObservedPayload(_Manifest):
     audit_id: str | None = None
     # attribution unknown: who may have made it (audit users, field managers), none of them proven
     candidates: list[str] = Field(default_factory=list)
+    # found by a list or a resumed watch: the change happened before effective_at, which is
+    # when it was seen, not when it was made
+    observed_late: bool = False
 
 
 class ClusterDeletedPayload(_Frozen):
@@ -214,6 +217,7 @@ class ClusterDeletedPayload(_Frozen):
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
     candidates: list[str] = Field(default_factory=list)
+    observed_late: bool = False  # as in ClusterObservedPayload
 
 
 class AuditPayload(_Frozen):

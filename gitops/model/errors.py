@@ -26,6 +26,11 @@ them and ingest must go on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "ClusterUnavailableError",
     "ConfigError",
@@ -42,6 +47,7 @@ __all__ = [
     "SourceError",
     "StoreError",
     "UsageError",
+    "first_error",
 ]
 
 
@@ -108,3 +114,12 @@ class ClusterUnavailableError(SourceError):
 class HeadInvalidError(GitOpsError):
     """The pass was recorded, but the branch head holds errors: the desired state stays at
     the last valid commit. Not a failure of gitops; an exit code that scripts can see."""
+
+
+def first_error(e: ValidationError) -> str:
+    """A validation failure as one line: where, what, and how many more."""
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+    return f"{where}: {msg}{more}"

@@ -12,11 +12,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gitops.events.redaction import RedactionRule
-from gitops.model.errors import ConfigError
+from gitops.model.errors import ConfigError, first_error
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 
-__all__ = ["Config", "config_json_schema", "load_config"]
+__all__ = ["Config", "config_json_schema", "first_error", "load_config"]
 
 
 class Config(BaseModel):
@@ -36,15 +36,6 @@ def config_json_schema() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gitops configuration file"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def first_error(e: ValidationError) -> str:
-    """A validation failure as one line: where, what, and how many more."""
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
-    return f"{where}: {msg}{more}"
 
 
 def load_config(path: Path | None) -> Config:

@@ -23,10 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gitops.events.models import AuditPayload, AuditRecorded, EventSource, event_id
+from gitops.events.models import (
+    AuditPayload,
+    AuditRecorded,
+    EventSource,
+    SourceErrorEvent,
+    SourceErrorPayload,
+    event_id,
+)
+from gitops.model.errors import first_error
 from gitops.model.keys import ResourceKey, canonical_group, format_key
-from gitops.model.times import parse_time, utc_now
+from gitops.model.times import utc_now
 from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
 
@@ -138,11 +147,54 @@ def _users(records: list[AuditRecord]) -> tuple[str, ...]:
     return tuple(sorted({r.user for r in records}))
 
 
+_CHUNK = 4 << 20  # bytes read and written at a time
+_MAX_LINE = 16 << 20
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Ref(_Lenient):
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    apiGroup: str = ""
+    apiVersion: str | None = None
+    uid: str | None = None
+
+
+class _User(_Lenient):
+    username: str = ""
+    groups: list[str] = Field(default_factory=list)
+
+
+class _Status(_Lenient):
+    code: int | None = None
+
+
+class _AuditLine(_Lenient):
+    """The fields of an audit event (audit.k8s.io/v1 Event) that are read, with their types:
+    a record that does not fit is skipped and reported, never fatal."""
+
+    auditID: str
+    verb: str
+    requestURI: str = ""
+    user: _User = Field(default_factory=_User)
+    objectRef: _Ref | None = None
+    responseObject: dict[str, Any] | None = None
+    responseStatus: _Status | None = None
+    sourceIPs: list[str] = Field(default_factory=list)
+    userAgent: str | None = None
+    requestReceivedTimestamp: datetime | None = None
+    stageTimestamp: datetime | None = None
+
+
 class AuditTailer:
     """Reads new lines of the audit log into ``audit`` events and the index."""
 
     def __init__(self, log: EventLog, path: str | Path, *, resolve: KindResolver, index: AuditIndex,
-                 origin: str) -> None:
+                 origin: str, chunk_bytes: int = _CHUNK) -> None:
         self.log = log
         self.path = Path(path)
         self.resolve = resolve
@@ -156,6 +208,8 @@ class AuditTailer:
         self._trigger = threading.Event()
         self._stopped = threading.Event()
         self._watch: FileWatch | None = None
+        self.malformed = 0  # records skipped because they could not be read
+        self.chunk_bytes = chunk_bytes
 
     # ------------------------------------------------------------------ reading
 
@@ -192,56 +246,83 @@ class AuditTailer:
             return n
 
     def _drain(self) -> int:
-        data = self._file.read()
-        if not data:
-            return 0
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        events: list[AuditRecorded] = []
-        for line in lines:
-            ev = self._event(line)
-            if ev is not None:
-                events.append(ev)
-        offset = self._file.tell() - len(self._partial)
-        self.log.append(events, checkpoint=Checkpoint(self.checkpoint_name,
-                                                      {"inode": self._inode, "offset": offset}))
-        return len(events)
+        """Read what the file holds past the last position, in chunks of ``chunk_bytes``, each
+        written in a transaction of its own with the position after it: a 1 GB backlog is
+        neither held in memory nor written at once. Returns the audit events appended."""
+        n = 0
+        while True:
+            data = self._file.read(self.chunk_bytes)
+            if not data:
+                return n
+            offset = self._file.tell() - len(data) - len(self._partial)  # where the first whole line starts
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop()
+            events: list[AuditRecorded | SourceErrorEvent] = []
+            for line in lines:
+                ev = self._event(line, offset)
+                if ev is not None:
+                    events.append(ev)
+                offset += len(line) + 1
+            if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
+                events.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
+                offset += len(self._partial)
+                self._partial = b""
+            appended = self.log.append(events, checkpoint=Checkpoint(self.checkpoint_name,
+                                                                     {"inode": self._inode, "offset": offset}))
+            n += sum(1 for a in appended if isinstance(a.event, AuditRecorded))
 
-    def _event(self, line: bytes) -> AuditRecorded | None:
+    def _malformed(self, offset: int, why: str) -> SourceErrorEvent:
+        """A record that cannot be read: skipped, counted, and recorded once for its place."""
+        self.malformed += 1
+        return SourceErrorEvent(
+            id=event_id("source.error", self.origin, "audit-malformed", str(self.path), str(self._inode), str(offset)),
+            source=EventSource.AUDIT, effective_at=utc_now(),
+            payload=SourceErrorPayload(code="audit-malformed", message=f"{self.path} at byte {offset}: {why}; "
+                                       "the record was skipped", origin=self.origin, path=str(self.path),
+                                       detail={"offset": str(offset)}),
+        )
+
+    def _event(self, line: bytes, offset: int) -> AuditRecorded | SourceErrorEvent | None:
+        """The ``audit`` event of one line, None for a record of no interest (a read, an
+        unwatched kind), or a ``source.error`` for one that cannot be read."""
+        if not line.strip():
+            return None
         try:
             raw = orjson.loads(line)
         except orjson.JSONDecodeError:
-            return None  # a torn or foreign line: the audit log is not ours to judge
+            return self._malformed(offset, "not JSON")
+        if not isinstance(raw, dict):
+            return self._malformed(offset, f"a JSON {type(raw).__name__}, not an audit event")
         if raw.get("stage") != "ResponseComplete" or raw.get("verb") not in WRITE_VERBS:
             return None
-        ref = raw.get("objectRef") or {}
-        resolved = self.resolve(str(ref.get("apiGroup", "")), str(ref.get("resource", "")))
-        if resolved is None or not ref.get("name"):
+        try:
+            rec = _AuditLine.model_validate(raw)
+        except ValidationError as e:
+            return self._malformed(offset, f"an audit event of the wrong shape ({first_error(e)})")
+        ref = rec.objectRef
+        resolved = self.resolve(ref.apiGroup, ref.resource) if ref is not None else None
+        if ref is None or resolved is None or not ref.name:
             return None
         kind, namespaced = resolved
-        key = format_key(ResourceKey(canonical_group(str(ref.get("apiGroup", "")), kind), kind,
-                                     str(ref.get("namespace", "")) if namespaced else "", str(ref["name"])))
-        response = raw.get("responseObject") or {}
+        key = format_key(ResourceKey(canonical_group(ref.apiGroup, kind), kind, ref.namespace if namespaced else "",
+                                     ref.name))
+        response = rec.responseObject or {}
         status = response.get("kind") == "Status"
-        rv = (response.get("metadata") or {}).get("resourceVersion") if not status else None
-        uid = ref.get("uid") or ((response.get("details") if status else response.get("metadata")) or {}).get("uid")
-        user = raw.get("user") or {}
-        at_text = raw.get("requestReceivedTimestamp") or raw.get("stageTimestamp")
-        at = parse_time(at_text) if at_text else utc_now()
-        audit_id = str(raw.get("auditID"))
-        rec = AuditRecord(audit_id, key, str(raw["verb"]), str(user.get("username", "")), rv, at,
-                          str(uid) if uid else None)
-        self.index.add(rec)
+        meta = response.get("details") if status else response.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        rv = None if status else (str(meta["resourceVersion"]) if meta.get("resourceVersion") else None)
+        uid = ref.uid or (str(meta["uid"]) if meta.get("uid") else None)
+        at = rec.requestReceivedTimestamp or rec.stageTimestamp or utc_now()
+        record = AuditRecord(rec.auditID, key, rec.verb, rec.user.username, rv, at, uid)
+        self.index.add(record)
         return AuditRecorded(
-            id=event_id("audit", self.origin, audit_id), source=EventSource.AUDIT, resource=key,
-            actor=rec.user, effective_at=at, revision=rv,
+            id=event_id("audit", self.origin, rec.auditID), source=EventSource.AUDIT, resource=key,
+            actor=record.user, effective_at=at, revision=rv,
             payload=AuditPayload(
-                origin=self.origin, audit_id=audit_id, verb=rec.verb, user=rec.user,
-                groups=[str(g) for g in user.get("groups") or []], user_agent=raw.get("userAgent"),
-                source_ips=[str(ip) for ip in raw.get("sourceIPs") or []], request_uri=str(raw.get("requestURI", "")),
-                response_code=(raw.get("responseStatus") or {}).get("code"), resource_version=rv,
-                api_version=ref.get("apiVersion"),
+                origin=self.origin, audit_id=rec.auditID, verb=rec.verb, user=record.user,
+                groups=rec.user.groups, user_agent=rec.userAgent, source_ips=rec.sourceIPs,
+                request_uri=rec.requestURI, response_code=rec.responseStatus.code if rec.responseStatus else None,
+                resource_version=rv, api_version=ref.apiVersion,
             ),
         )
 

@@ -9,6 +9,7 @@ cannot be reached or refuses us.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,10 +20,11 @@ from typing import Any
 import orjson
 import pykube
 import requests
+import yaml
 
-from gitops.model.errors import ClusterUnavailableError, SourceError
+from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
 
-__all__ = ["AccessDenied", "ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent"]
+__all__ = ["AccessDenied", "ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent", "check_kubeconfig"]
 
 
 class ResourceVersionGone(SourceError):
@@ -37,6 +39,7 @@ class KindInfo:
     plural: str
     namespaced: bool
     verbs: frozenset[str]
+    names: frozenset[str] = frozenset()  # what kubectl takes for it: plural, singular, short names (lower case)
 
     @property
     def api_version(self) -> str:
@@ -80,20 +83,66 @@ def _unavailable(server: str, e: Exception) -> SourceError:
     return ClusterUnavailableError(f"the Kubernetes API at {server} is unavailable ({reason})")
 
 
+def check_kubeconfig(kubeconfig: str | Path | None, context: str | None) -> Path:
+    """The kubeconfig file to use, checked as far as pykube needs it, so that a bad one is
+    one line saying what is wrong (``ConfigError``), not a traceback from deep inside."""
+    name = str(kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config")
+    path = Path(name).expanduser()
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"cannot use kubeconfig {name}: {why}")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise bad("no such file") from None
+    except IsADirectoryError:
+        raise bad("it is a directory") from None
+    except UnicodeDecodeError:
+        raise bad("not a text file") from None
+    except OSError as e:
+        raise bad(e.strerror or str(e)) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise bad(f"invalid YAML{f' at line {mark.line + 1}' if mark is not None else ''}") from None
+    if not isinstance(doc, dict):
+        raise bad("not a kubeconfig (expected a mapping with clusters, users and contexts)")
+    entries: dict[str, dict[str, Any]] = {}
+    for section, inner in (("clusters", "cluster"), ("contexts", "context")):
+        items = doc.get(section)
+        if not isinstance(items, list) or not items:
+            raise bad(f"it names no {section}")
+        found = {str(i.get("name")): i.get(inner) for i in items if isinstance(i, dict)}
+        if not all(isinstance(v, dict) for v in found.values()):
+            raise bad(f"an entry of {section} has no {inner} mapping")
+        entries[section] = found
+    chosen = context or doc.get("current-context")
+    if not chosen:
+        raise bad("no context given and no current-context set")
+    if chosen not in entries["contexts"]:
+        raise bad(f"no context {chosen!r} (it has: {', '.join(sorted(entries['contexts']))})")
+    cluster = entries["contexts"][chosen].get("cluster")
+    if cluster not in entries["clusters"] or not entries["clusters"][cluster].get("server"):
+        raise bad(f"context {chosen!r} names cluster {cluster!r}, which it does not define with a server")
+    return path
+
+
 class ClusterClient:
     """pykube-ng clients for one cluster: one for requests, one with a long read timeout
     for watches (which the server ends every ``watch_timeout`` seconds)."""
 
     def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
                  watch_timeout: int = 300, page_size: int = 500) -> None:
+        path = check_kubeconfig(kubeconfig, context)
         try:
-            config = pykube.KubeConfig.from_file(str(kubeconfig) if kubeconfig else None,
-                                                 **({"current_context": context} if context else {}))
+            config = pykube.KubeConfig.from_file(str(path), **({"current_context": context} if context else {}))
+            self.server = str(config.cluster["server"])
+            self.api = pykube.HTTPClient(config, timeout=(10, 60))
+            self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
         except (pykube.exceptions.PyKubeError, OSError, KeyError) as e:
-            raise ClusterUnavailableError(f"cannot use kubeconfig {kubeconfig or '$KUBECONFIG'}: {e}") from None
-        self.server = str(config.cluster["server"])
-        self.api = pykube.HTTPClient(config, timeout=(10, 60))
-        self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
+            raise ConfigError(f"cannot use kubeconfig {path}: {e}") from None
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self._responses: set[Any] = set()
@@ -120,8 +169,9 @@ class ClusterClient:
                         continue  # subresources
                     key = (group, r["kind"])
                     if key not in kinds:
+                        names = {r["name"], r["kind"].lower(), r.get("singularName") or "", *r.get("shortNames", ())}
                         kinds[key] = KindInfo(group, version, r["kind"], r["name"], bool(r["namespaced"]),
-                                              frozenset(r.get("verbs", ())))
+                                              frozenset(r.get("verbs", ())), frozenset(n for n in names if n))
         except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
             raise _unavailable(self.server, e) from None
         return kinds
@@ -153,6 +203,15 @@ class ClusterClient:
             item.setdefault("apiVersion", kind.api_version)
             item.setdefault("kind", kind.kind)
         return items, str(body["metadata"]["resourceVersion"])
+
+    def collection_version(self, kind: KindInfo) -> str:
+        """The resourceVersion of ``kind``'s collection now (a list of one object)."""
+        try:
+            r = self.api.get(**self._request_kwargs(kind), params={"limit": "1"})
+            self.api.raise_for_status(r)
+            return str(orjson.loads(r.content)["metadata"]["resourceVersion"])
+        except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
+            raise _unavailable(self.server, e) from None
 
     def watch(self, kind: KindInfo, resource_version: str) -> Iterator[WatchEvent]:
         """Changes to ``kind`` after ``resource_version``, with bookmarks, until the server

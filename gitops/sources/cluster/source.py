@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gitops.events.models import ClusterDeleted, ClusterObserved
 from gitops.events.redaction import RedactionRule
-from gitops.model.keys import parse_key
+from gitops.model.errors import ConfigError
+from gitops.model.keys import canonical_group, parse_key
 from gitops.model.scope import Scope, builtin_scope
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
@@ -25,7 +26,7 @@ from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
 from gitops.store import EventLog
 
-__all__ = ["ClusterSource", "PassSummary", "discovery_scope"]
+__all__ = ["ClusterSource", "PassSummary", "check_audit_log", "discovery_scope", "resolve_kind"]
 
 
 @dataclass
@@ -34,6 +35,7 @@ class PassSummary:
     events: int = 0
     audit_events: int = 0
     unserved: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()  # kinds the server refused to list
 
 
 def discovery_scope(config: ClusterSourceConfig) -> Scope:
@@ -58,6 +60,44 @@ def _kind_id(text: str) -> tuple[str, str]:
     return group, kind
 
 
+def resolve_kind(text: str, served: dict[tuple[str, str], KindInfo]) -> tuple[str, str]:
+    """(group, Kind) for what a user typed: ``Kind[.group]`` as served, else a resource name
+    as kubectl takes it (``deployments.apps``, ``deploy``, ``configmap``) when exactly one
+    served kind answers to it. A name nothing answers to is returned as typed (the caller
+    records that the cluster does not serve it: a CRD may come later); one that several
+    kinds answer to is a ``ConfigError``."""
+    group, name = _kind_id(text)
+    if (group, name) in served:
+        return group, name
+    lowered = name.lower()
+    found = {(canonical_group(i.group, i.kind), i.kind): i for i in served.values()
+             if ("." not in text or i.group == group) and (lowered in i.names or lowered == i.kind.lower())}
+    if len(found) == 1:
+        info = next(iter(found.values()))
+        return info.group, info.kind
+    if len(found) > 1:
+        raise ConfigError(f"kind {text!r} is ambiguous: it may be {', '.join(sorted(i.name for i in found.values()))}; "
+                          "name one as Kind.group")
+    return group, name
+
+
+def check_audit_log(config: ClusterSourceConfig) -> None:
+    """A configured audit log must be a file, or (with ``audit_log_later``) a file that may
+    appear in a folder that exists; otherwise attribution would quietly degrade."""
+    if config.audit_log is None:
+        return
+    path = Path(config.audit_log)
+    if path.is_dir():
+        raise ConfigError(f"audit log {path} is a directory, not the API server's audit log file")
+    if path.exists():
+        return
+    if not config.audit_log_later:
+        raise ConfigError(f"audit log {path} does not exist (if the API server will create it, say so: "
+                          "--audit-log-later, or audit_log_later in the config)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"audit log {path} cannot appear: its folder {path.parent} does not exist")
+
+
 class ClusterSource:
     """Reads one cluster into the log at ``db_path``."""
 
@@ -66,6 +106,7 @@ class ClusterSource:
         self.db_path = Path(db_path)
         self.config = config
         self.redaction = tuple(redaction)
+        check_audit_log(config)
         self.client = ClusterClient(config.kubeconfig, context=config.context, watch_timeout=config.watch_timeout)
         self.origin = f"cluster:{self.client.server}"
         self._stop = threading.Event()
@@ -103,7 +144,7 @@ class ClusterSource:
             wanted.add((key.group, key.kind))
         if "*" in self.config.kinds:
             wanted.update(k for k, info in served.items() if info.watchable)
-        wanted.update(_kind_id(k) for k in self.config.kinds if k != "*")
+        wanted.update(resolve_kind(k, served) for k in self.config.kinds if k != "*")
         kinds, problems = [], []
         for group, kind in sorted(wanted):
             info = served.get((group, kind))
@@ -129,7 +170,8 @@ class ClusterSource:
                 continue
             if isinstance(ev, ClusterObserved):
                 m = ev.payload.manifest
-                known[name][ev.resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m))
+                known[name][ev.resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m),
+                                                (m.get("metadata") or {}).get("uid"))
             elif isinstance(ev, ClusterDeleted):
                 known[name].pop(ev.resource, None)
         return known
@@ -174,16 +216,19 @@ class ClusterSource:
         with EventLog(self.db_path) as log:
             watchers, writer, tailer, problems = self._prepare(log)
             audit = tailer.catch_up() if tailer is not None else 0
+            forbidden = []
             for w in watchers:
                 try:
                     w.list_pass()
                 except AccessDenied as e:
                     writer.put(Problem("kind-forbidden", str(e), w.kind.name))
+                    forbidden.append(w.kind.name)
             writer.drain()
             if tailer is not None:
                 tailer.stop()
                 tailer.log.close()
-            return PassSummary(len(watchers), writer.appended, audit, tuple(p.kind for p in problems))
+            return PassSummary(len(watchers), writer.appended, audit, tuple(p.kind for p in problems),
+                               tuple(forbidden))
 
     # ------------------------------------------------------------------ following
 
@@ -216,6 +261,14 @@ class ClusterSource:
             t.start()
         self._start_watchers(watchers)
 
+    def _check_forbidden(self) -> None:
+        """Every kind refused (RBAC): watching on would record nothing, silently."""
+        started = list(self._started)
+        if started and all(w.forbidden for w in started):
+            self._failed(AccessDenied(f"the Kubernetes API at {self.client.server} refused to list every kind "
+                                      f"watched ({', '.join(w.kind.name for w in started)}): check the "
+                                      "credentials' RBAC rights"))
+
     def wait_synced(self, timeout: float) -> bool:
         """Wait until every kind watched is listed (or its watch resumed), as an informer's
         cache sync: changes made after that are seen as they happen. False on timeout."""
@@ -225,6 +278,7 @@ class ClusterSource:
     def _start_watchers(self, watchers: list[KindWatcher]) -> None:
         self._started.extend(watchers)
         for w in watchers:
+            w.on_forbidden = self._check_forbidden
             t = threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}", daemon=True)
             self._threads.append(t)
             t.start()

@@ -56,6 +56,7 @@ class Seen:
 
     fingerprint: str
     managers: Managers
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Change:
     synthetic: bool = False
     uid: str | None = None
     candidates: tuple[str, ...] = ()  # managers that may have made it, when managedFields cannot tell
+    late: bool = False  # seen after the fact (a list, a watch resumed): it happened before observed_at
 
 
 @dataclass(frozen=True)
@@ -143,21 +145,30 @@ class KindWatcher:
         # set once the kind is listed or its watch resumed: from then on a change to it is
         # seen as it happens (an object made before is a "relisted" one)
         self.synced = threading.Event()
+        self.forbidden = False  # the server refused to list or watch it (RBAC)
+        self.behind: str | None = None  # the collection's resourceVersion when a resumed watch began
+        self.on_forbidden: Callable[[], None] | None = None
 
     def _observe(self, obj: dict[str, Any], change: Literal["added", "modified", "relisted"],
-                 now: datetime) -> Change | None:
+                 now: datetime, *, late: bool = False) -> Change | None:
         manifest = redact(obj, self.redaction)
         key = object_key(obj, self.kind)
         fp = fingerprint(manifest, noisy=self.noisy)
         before = self.known.get(key)
         after = managers(manifest)
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        meta = obj.get("metadata") or {}
+        rv, uid = str(meta.get("resourceVersion", "")), meta.get("uid")
         if before is not None and before.fingerprint == fp:
             return None  # nothing that matters changed
-        self.known[key] = Seen(fp, after)
+        if before is not None and before.uid and uid and before.uid != uid:
+            # deleted and made again under the same name while nothing watched: two objects
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted", None, synthetic=True, uid=before.uid,
+                            late=True))
+            before = None
+        self.known[key] = Seen(fp, after, uid)
         previous = before.managers if before else None
-        return Change(key, self.kind.name, rv, now, manifest, change, writer(previous, after),
-                      uid=(obj.get("metadata") or {}).get("uid"), candidates=tuple(candidates(previous, after)))
+        return Change(key, self.kind.name, rv, now, manifest, change, writer(previous, after), uid=uid,
+                      candidates=tuple(candidates(previous, after)), late=late or change == "relisted")
 
     def list_pass(self) -> int:
         """List the kind, report what differs from the log (deletions too); returns how many."""
@@ -173,9 +184,10 @@ class KindWatcher:
                 self.out(c)
                 n += 1
         for key in sorted(set(self.known) - seen):
-            self.known.pop(key)
+            gone = self.known.pop(key)
             # gone while nothing watched: who deleted it, and when, is not known
-            self.out(Change(key, self.kind.name, rv, now, None, "deleted", None, synthetic=True))
+            self.out(Change(key, self.kind.name, rv, now, None, "deleted", None, synthetic=True, uid=gone.uid,
+                            late=True))
             n += 1
         self.out(Progress(self.kind.name, rv))
         self.rv = rv
@@ -193,26 +205,46 @@ class KindWatcher:
             self.out(Progress(self.kind.name, rv))
             return
         now = utc_now()
+        late = self._late(rv)
         if ev.type == "DELETED":
             key = object_key(ev.object, self.kind)
             self.known.pop(key, None)
             # nothing of the object is recorded, only who deleted it where the audit log tells:
             # a delete leaves no managedFields entry, so its last writer is no evidence
             self.out(Change(key, self.kind.name, rv, now, None, "deleted", None,
-                            uid=(ev.object.get("metadata") or {}).get("uid")))
+                            uid=(ev.object.get("metadata") or {}).get("uid"), late=late))
         else:
-            c = self._observe(ev.object, "added" if ev.type == "ADDED" else "modified", now)
+            c = self._observe(ev.object, "added" if ev.type == "ADDED" else "modified", now, late=late)
             self.out(c if c is not None else Progress(self.kind.name, rv))
         self.rv = rv
+
+    def _late(self, rv: str) -> bool:
+        """Whether a watch event replays a change made before the watch (re)connected: its
+        resourceVersion is at most the collection's when it did. (Resource versions are
+        compared only when both are integers, as etcd's are; otherwise no event is late.)"""
+        if self.behind is None:
+            return False
+        try:
+            if int(rv) <= int(self.behind):
+                return True
+        except ValueError:
+            pass
+        self.behind = None  # caught up: the rest comes as it happens
+        return False
 
     def run(self, stop: threading.Event) -> None:
         """List when there is no resourceVersion to resume from, then watch; relist on 410;
         back off and retry while the server is unreachable. Returns when ``stop`` is set."""
         delay = self.config.backoff_initial
+        resuming = self.rv is not None  # from a checkpoint: what happened since is replayed, late
         while not stop.is_set():
             try:
                 if self.rv is None:
                     self.list_pass()
+                    resuming = False
+                if resuming:
+                    self.behind = self.client.collection_version(self.kind)
+                    resuming = False
                 for ev in self.client.watch(self.kind, self.rv or "0"):
                     self.handle(ev)
                     if stop.is_set():
@@ -222,11 +254,15 @@ class KindWatcher:
                 self.rv = None  # relist: whatever happened meanwhile is found by comparing
             except AccessDenied as e:
                 self.out(Problem("kind-forbidden", str(e), self.kind.name))
+                self.forbidden = True
                 self.synced.set()  # nothing more will come of this kind: do not keep anyone waiting
+                if self.on_forbidden is not None:
+                    self.on_forbidden()
                 return  # RBAC will not change by retrying; the error is on record
             except ClusterUnavailableError as e:
                 if stop.is_set():
                     return
+                resuming = True  # what happens during the outage is seen when it ends
                 self.outages.failed(str(e))
                 stop.wait(delay * (0.5 + random.random() / 2))  # jitter, not cryptography
                 delay = min(delay * 2, self.config.backoff_max)
@@ -298,13 +334,13 @@ class Writer:
             candidates = sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
         if c.manifest is None:
-            marker = f"list:{c.resource_version}" if c.synthetic else str(c.resource_version)
+            marker = f"list:{c.resource_version}:{c.uid or ''}" if c.synthetic else str(c.resource_version)
             return ClusterDeleted(
                 id=event_id("cluster.deleted", self.origin, c.key, marker), source=EventSource.CLUSTER,
                 resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
-                                              audit_id=audit_id, candidates=candidates),
+                                              audit_id=audit_id, candidates=candidates, observed_late=c.late),
             )
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
@@ -314,7 +350,8 @@ class Writer:
             "revision": c.resource_version,
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
-                        "attribution": attribution, "audit_id": audit_id, "candidates": candidates},
+                        "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
+                        "observed_late": c.late},
         })
 
     def _item(self, item: Item, pending: _Pending) -> None:
