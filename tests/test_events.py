@@ -89,3 +89,22 @@ def test_payload_json_stores_keys_that_are_not_strings() -> None:
     stored = json.loads(payload_json(ev))
     assert stored["manifest"]["data"] == {"1": "one", "null": "n"}
     assert stored["commit"] == "c0ffee" and stored["document_index"] == 0
+
+
+def test_model_fields_are_what_pydantic_iterates() -> None:
+    """payload_json reads fields through model_fields (the instance __dict__) for speed; this
+    fails first if a pydantic release keeps them elsewhere."""
+    from gitops.events.models import ClusterObservedPayload, GitCommitPayload, GitPerson, model_fields
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    person = GitPerson(name="A", email="a@example.com", time=now)
+    samples = [
+        applied(1).payload,
+        GitCommitPayload(sha="a" * 40, parents=[], author=person, committer=person, message="m", branch="main",
+                         repository="/r", origin="git:/r#main"),
+        ClusterObservedPayload(manifest={"kind": "ConfigMap"}, resource_version="1", change="added",
+                               candidates=["bob"]),
+    ]
+    for model in samples:
+        assert model_fields(model) == dict(model)
+        assert set(model_fields(model)) == set(type(model).model_fields)

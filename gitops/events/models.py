@@ -65,6 +65,7 @@ __all__ = [
     "SourceOutageStarted",
     "content_digest",
     "event_id",
+    "model_fields",
     "payload_json",
 ]
 
@@ -74,9 +75,18 @@ def event_id(event_type: str, *natural_key: str) -> str:
     return hashlib.sha256("\x00".join((event_type, *natural_key)).encode()).hexdigest()[:32]
 
 
-def _model_fields(obj: object) -> Any:
+def model_fields(model: BaseModel) -> dict[str, Any]:
+    """A model's field values by name, unconverted: what ``dict(model)``, pydantic's public
+    iteration, gives. Read from the instance ``__dict__``, where pydantic v2 keeps them,
+    because ``dict(model)`` cost 0.07x of bench_append's ratio (0.47x against 0.54x). If a
+    pydantic release stores fields elsewhere, tests/test_events.py::
+    test_model_fields_are_what_pydantic_iterates fails first and says so."""
+    return model.__dict__
+
+
+def _default(obj: object) -> Any:
     if isinstance(obj, BaseModel):
-        return obj.__dict__
+        return model_fields(obj)
     raise TypeError(f"cannot store a {type(obj).__name__} in an event payload")
 
 
@@ -86,9 +96,9 @@ def payload_json(event: _Event) -> str:
     result reads back through the same models, so the two agree on meaning."""
     payload: BaseModel = getattr(event, "payload")  # noqa: B009 - every concrete event has one
     try:
-        return orjson.dumps(payload.__dict__, default=_model_fields, option=orjson.OPT_UTC_Z).decode()
-    except TypeError:  # a key that is not a string (YAML allows them): slower, so not the default
-        return orjson.dumps(payload.__dict__, default=_model_fields,
+        return orjson.dumps(model_fields(payload), default=_default, option=orjson.OPT_UTC_Z).decode()
+    except TypeError:  # a key that is not a string: slower, so not the default
+        return orjson.dumps(model_fields(payload), default=_default,
                             option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
 
 

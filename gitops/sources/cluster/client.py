@@ -263,8 +263,8 @@ class ClusterClient:
         with self._lock:
             responses = list(self._responses)
         for r in responses:
-            conn = getattr(r.raw, "connection", None) or getattr(r.raw, "_connection", None)
-            sock = getattr(conn, "sock", None)
+            conn = r.raw.connection  # urllib3's HTTPResponse.connection: public in 1.26 and 2.x
+            sock = getattr(conn, "sock", None)  # http.client.HTTPConnection.sock
             try:
                 if sock is not None:
                     sock.shutdown(socket.SHUT_RDWR)
