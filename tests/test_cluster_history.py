@@ -3,6 +3,7 @@ user asked it to watch, against the real local control plane."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,7 +74,7 @@ def test_kinds_may_be_named_as_kubectl_users_name_them(cluster: Cluster, admin_a
                                  kinds=["deploy", "configmaps", "ingresses.networking.k8s.io"])
     source = ClusterSource(db_path, config)
     with EventLog(db_path) as log:
-        kinds, problems = source.select(log, source.client.discover())
+        kinds, problems = source.select(log, source.client.discover().kinds)
     assert {k.name for k in kinds} >= {"Deployment.apps", "ConfigMap", "Ingress.networking.k8s.io"}
     assert problems == []
 
@@ -114,3 +115,28 @@ def test_an_audit_log_that_appears_later_is_picked_up(cluster: Cluster, tmp_path
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_a_sick_api_group_does_not_stop_discovery_and_cronjobs_are_watched(
+        cluster: Cluster, admin_api: Any, namespace: str, db_path: Path) -> None:
+    group = f"{namespace}.example.com"  # an aggregated API whose backend has no endpoints: it answers 503
+    service = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": f"v1.{group}"},
+               "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+                        "insecureSkipTLSVerify": True, "service": {"namespace": namespace, "name": "nothing-here"}}}
+    r = admin_api.post(version="apiregistration.k8s.io/v1", url="apiservices", data=json.dumps(service))
+    admin_api.raise_for_status(r)
+    try:
+        config = ClusterSourceConfig(kubeconfig=str(cluster.kubeconfig), context="admin",
+                                     kinds=["ConfigMap", "CronJob.batch"])
+        source = ClusterSource(db_path, config)
+        wait_until(lambda: f"{group}/v1" in source.client.discover().failed, what="the group to fail discovery")
+        summary = source.ingest_once()
+        assert summary.kinds >= 3  # Namespace, ConfigMap, CronJob: discovered despite the sick group
+        cronjob = source.client.discover().kinds[("batch", "CronJob")]
+        assert cronjob.version in ("v1beta1", "v1")  # served, though not (on 1.20) in batch's preferred v1
+        with EventLog(db_path) as log:
+            errors = [r.event.payload for r in log.read(types=["source.error"])]
+        assert [(e.code, e.message.split(" ")[0]) for e in errors] == [  # type: ignore[union-attr]
+            ("group-unavailable", f"{group}/v1")]
+    finally:
+        admin_api.delete(version="apiregistration.k8s.io/v1", url=f"apiservices/v1.{group}")

@@ -427,7 +427,7 @@ def test_lists_are_read_in_pages(cluster: Cluster, admin_api: Any, namespace: st
     for i in range(7):
         pykube.ConfigMap(admin_api, configmap(f"page-{i}", namespace)).create()
     client = ClusterClient(cluster.kubeconfig, context="admin" if cluster.local else None, page_size=3)
-    kind = client.discover()[("", "ConfigMap")]
+    kind = client.discover().kinds[("", "ConfigMap")]
     items, rv = client.list(kind)
     names = [i["metadata"]["name"] for i in items if i["metadata"]["namespace"] == namespace]
     assert names == [f"page-{i}" for i in range(7)]

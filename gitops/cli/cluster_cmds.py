@@ -162,5 +162,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     if cluster is not None and cluster.error is not None:
         if isinstance(cluster.error, SourceError):
             raise SourceError(f"the cluster source stopped: {cluster.error}")
-        raise StoreError(f"the cluster source stopped: could not write to {ctx.db_path}: {cluster.error}")
+        if isinstance(cluster.error, StoreError):
+            raise StoreError(f"the cluster source stopped: could not write to {ctx.db_path}: {cluster.error}")
+        raise cluster.error  # a bug, not the user's nor the cluster's doing: with its traceback
     click.echo("stopped; everything seen was written", err=True)

@@ -101,14 +101,16 @@ class _Filters:
 
 
 def _map_error(e: sqlite3.Error, where: str) -> StoreError:
-    msg = str(e)
-    if isinstance(e, sqlite3.OperationalError) and "locked" in msg:
-        return DatabaseLockedError(f"{where}: the database stayed locked by another process ({msg})")
-    if "not a database" in msg:
+    """SQLite's error, by its result code (not its message text), as one of ours."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes keep the primary in the low byte
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return DatabaseLockedError(f"{where}: the database stayed locked by another process ({e})")
+    if primary == sqlite3.SQLITE_NOTADB:
         return NotAGitOpsDatabaseError(f"{where} is not a gitops database (not an SQLite file)")
-    if isinstance(e, sqlite3.DatabaseError) and ("malformed" in msg or "corrupt" in msg):
-        return CorruptDatabaseError(f"{where} is damaged: {msg}")
-    return StoreError(f"{where}: {msg}")
+    if primary == sqlite3.SQLITE_CORRUPT:
+        return CorruptDatabaseError(f"{where} is damaged: {e}")
+    return StoreError(f"{where}: {e}")
 
 
 class EventLog:

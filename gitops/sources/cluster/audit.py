@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -342,12 +341,11 @@ class AuditTailer:
                 break
             try:
                 self.catch_up()
-            except Exception as e:  # handed to the owner, which stops and reports it
+            except Exception as e:  # handed to the owner, which stops: a store error in one line, a bug loudly
                 if on_error is None:
                     raise
                 on_error(e)
                 return
-            time.sleep(0.01)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -24,7 +24,8 @@ import yaml
 
 from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
 
-__all__ = ["AccessDenied", "ClusterClient", "KindInfo", "ResourceVersionGone", "WatchEvent", "check_kubeconfig"]
+__all__ = ["AccessDenied", "ClusterClient", "Discovery", "KindInfo", "ResourceVersionGone", "WatchEvent",
+           "check_kubeconfig"]
 
 
 class ResourceVersionGone(SourceError):
@@ -53,6 +54,14 @@ class KindInfo:
     @property
     def watchable(self) -> bool:
         return {"list", "watch"} <= self.verbs
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the server serves, and the group versions that did not answer."""
+
+    kinds: dict[tuple[str, str], KindInfo]
+    failed: dict[str, str]  # "group/version" -> why
 
 
 @dataclass(frozen=True)
@@ -151,30 +160,44 @@ class ClusterClient:
 
     # ------------------------------------------------------------------ discovery
 
-    def discover(self) -> dict[tuple[str, str], KindInfo]:
-        """Every kind the server serves, keyed by (group, kind), in its preferred version."""
+    def discover(self) -> Discovery:
+        """Every kind the server serves, keyed by (group, kind), group by group. A kind takes
+        its group's preferred version, or another version the group serves it in (CronJob is
+        only batch/v1beta1 on 1.20, whose preferred batch/v1 lacks it). A group version that
+        fails to answer (an aggregated API whose backend is down answers 503) is left out and
+        named in ``failed``, and the rest is still discovered; only a server that cannot be
+        reached at all raises."""
         kinds: dict[tuple[str, str], KindInfo] = {}
+        failed: dict[str, str] = {}
         try:
-            versions = [("", "v1")]
             groups = self.api.get(version="", base="/apis")
             groups.raise_for_status()
+            versions: list[tuple[str, str]] = [("", "v1")]
             for g in groups.json()["groups"]:
-                versions.append((g["name"], g["preferredVersion"]["version"]))
-            for group, version in versions:
-                api_version = f"{group}/{version}" if group else version
-                listing = self.api.get(version=api_version, **({"base": "/api"} if not group else {}))
-                listing.raise_for_status()  # not pykube's resource_list: it caches forever, CRDs come and go
-                for r in listing.json()["resources"]:
-                    if "/" in r["name"]:
-                        continue  # subresources
-                    key = (group, r["kind"])
-                    if key not in kinds:
-                        names = {r["name"], r["kind"].lower(), r.get("singularName") or "", *r.get("shortNames", ())}
-                        kinds[key] = KindInfo(group, version, r["kind"], r["name"], bool(r["namespaced"]),
-                                              frozenset(r.get("verbs", ())), frozenset(n for n in names if n))
+                preferred = g["preferredVersion"]["version"]
+                others = [v["version"] for v in g.get("versions", ()) if v["version"] != preferred]
+                versions.extend((g["name"], v) for v in [preferred, *others])
         except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
             raise _unavailable(self.server, e) from None
-        return kinds
+        for group, version in versions:
+            api_version = f"{group}/{version}" if group else version
+            try:
+                listing = self.api.get(version=api_version, **({"base": "/api"} if not group else {}))
+                listing.raise_for_status()  # not pykube's resource_list: it caches forever, CRDs come and go
+            except _NETWORK_ERRORS as e:
+                raise _unavailable(self.server, e) from None
+            except (requests.HTTPError, pykube.exceptions.HTTPError) as e:
+                failed[api_version] = str(_unavailable(self.server, e))
+                continue
+            for r in listing.json()["resources"]:
+                if "/" in r["name"]:
+                    continue  # subresources
+                key = (group, r["kind"])
+                if key not in kinds:  # the preferred version first, then the others in the server's order
+                    names = {r["name"], r["kind"].lower(), r.get("singularName") or "", *r.get("shortNames", ())}
+                    kinds[key] = KindInfo(group, version, r["kind"], r["name"], bool(r["namespaced"]),
+                                          frozenset(r.get("verbs", ())), frozenset(n for n in names if n))
+        return Discovery(kinds, failed)
 
     def _request_kwargs(self, kind: KindInfo) -> dict[str, Any]:
         return {"version": kind.api_version, "url": kind.plural,
@@ -246,10 +269,16 @@ class ClusterClient:
                         raise ResourceVersionGone(f"{kind.name}: resourceVersion {resource_version} is gone")
                     raise ClusterUnavailableError(f"watch of {kind.name} failed: {obj.get('message', obj)}")
                 yield WatchEvent(str(ev.get("type")), obj)
-        except (*_NETWORK_ERRORS, AttributeError, ValueError, OSError) as e:
+        except (*_NETWORK_ERRORS, OSError, orjson.JSONDecodeError) as e:  # the connection broke, a line torn
             if self._closed.is_set():
                 return  # close() ended the stream under the reader: a normal end
             raise _unavailable(self.server, e) from None
+        except (AttributeError, ValueError):
+            # what urllib3 raises when close() pulls the socket from under a read; anything
+            # else of this kind is a bug, and must not pass for an outage
+            if self._closed.is_set():
+                return
+            raise
         finally:
             with self._lock:
                 self._responses.discard(r)

@@ -51,6 +51,8 @@ class ClusterSourceConfig(BaseModel):
     watch_timeout: int = Field(default=300, gt=0, description="seconds before the server ends and we renew a watch")
     backoff_initial: float = Field(default=0.5, gt=0, description="first reconnect delay (seconds)")
     backoff_max: float = Field(default=30.0, gt=0, description="largest reconnect delay (seconds)")
+    discovery_retry: float = Field(default=60.0, gt=0, description="seconds between discoveries while an API "
+                                                                   "group does not answer")
 
     @field_validator("kinds")
     @classmethod

@@ -41,7 +41,7 @@ class PassSummary:
 def discovery_scope(config: ClusterSourceConfig) -> Scope:
     """The cluster's own answer to "is this kind namespaced?", for the Git source; kinds it
     does not serve (a CRD not yet installed) fall back to the built-in table."""
-    served = ClusterClient(config.kubeconfig, context=config.context).discover()
+    served = ClusterClient(config.kubeconfig, context=config.context).discover().kinds
     return _scope(lambda: served)
 
 
@@ -119,13 +119,15 @@ class ClusterSource:
         self._audited: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, plural) -> (kind, namespaced)
         self._refresh_lock = threading.Lock()
         self._served: dict[tuple[str, str], KindInfo] = {}  # the last discovery
+        self._unanswered: dict[str, str] = {}  # group versions the last discovery could not read
         self._error: Exception | None = None
         self._on_error: Callable[[Exception], None] | None = None
 
     # ------------------------------------------------------------------ selection
 
     def _discover(self) -> dict[tuple[str, str], KindInfo]:
-        self._served = self.client.discover()
+        found = self.client.discover()
+        self._served, self._unanswered = found.kinds, found.failed
         return self._served
 
     def scope(self) -> Scope:
@@ -142,10 +144,13 @@ class ClusterSource:
         for resource in log.distinct_resources(["desired.applied"]):
             key = parse_key(resource)
             wanted.add((key.group, key.kind))
-        if "*" in self.config.kinds:
-            wanted.update(k for k, info in served.items() if info.watchable)
+        if "*" in self.config.kinds:  # one watch per object: an old group's name for a kind is left out
+            wanted.update((g, k) for (g, k), info in served.items() if info.watchable and not (
+                canonical_group(g, k) != g and (canonical_group(g, k), k) in served))
         wanted.update(resolve_kind(k, served) for k in self.config.kinds if k != "*")
-        kinds, problems = [], []
+        kinds: list[KindInfo] = []
+        problems = [Problem("group-unavailable", f"{gv} did not answer discovery ({why}); its kinds are not "
+                            "watched until it does", gv) for gv, why in sorted(self._unanswered.items())]
         for group, kind in sorted(wanted):
             info = served.get((group, kind))
             name = f"{kind}.{group}" if group else kind
@@ -257,9 +262,27 @@ class ClusterSource:
             tailer.start()
             self._threads.append(threading.Thread(target=tailer.run, kwargs={"on_error": self._failed},
                                                   name="audit-tailer", daemon=True))
+        self._threads.append(threading.Thread(target=self._rediscover, name="rediscover", daemon=True))
         for t in self._threads:
             t.start()
         self._start_watchers(watchers)
+
+    def _rediscover(self) -> None:
+        """While an API group does not answer discovery, ask again every ``discovery_retry``
+        seconds; its kinds are watched from when it answers."""
+        while not self._stop.wait(self.config.discovery_retry):
+            if self._unanswered:
+                self.refresh()
+
+    def _watch(self, watcher: KindWatcher) -> None:
+        """A watcher's thread. Outages and 410s it handles itself; anything else it raises is
+        a bug: the source stops (a watch that silently stopped recording a kind would be
+        worse) and the thread dies with its traceback."""
+        try:
+            watcher.run(self._stop)
+        except Exception as e:
+            self._failed(e)
+            raise
 
     def _check_forbidden(self) -> None:
         """Every kind refused (RBAC): watching on would record nothing, silently."""
@@ -279,7 +302,7 @@ class ClusterSource:
         self._started.extend(watchers)
         for w in watchers:
             w.on_forbidden = self._check_forbidden
-            t = threading.Thread(target=w.run, args=(self._stop,), name=f"watch-{w.kind.name}", daemon=True)
+            t = threading.Thread(target=self._watch, args=(w,), name=f"watch-{w.kind.name}", daemon=True)
             self._threads.append(t)
             t.start()
 
