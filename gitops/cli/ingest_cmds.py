@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
-import threading
 from typing import Any
 
 import click
@@ -13,12 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gitops.cli.app import DEFAULT_DB, Context, cli, pass_ctx
+from gitops.cli.follow import Reporter, describe, run_until_stopped, warn_missing_paths
 from gitops.model.errors import ClusterUnavailableError, ConfigError, HeadInvalidError
 from gitops.model.scope import Scope, builtin_scope
 from gitops.service.config import first_error
+from gitops.service.watch import WatchService
 from gitops.sources.cluster import ClusterSourceConfig, discovery_scope
-from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
-from gitops.sources.git.watch import GitFollower
+from gitops.sources.git import GitIngest, GitSourceConfig
 
 
 @cli.group()
@@ -59,19 +58,6 @@ def git_scope(ctx: Context, console: Console, cluster: ClusterSourceConfig | Non
         return builtin_scope
 
 
-def _describe(s: IngestSummary) -> str:
-    invalid = f" ({s.invalid_commits} invalid)" if s.invalid_commits else ""
-    if s.head_errors:
-        invalid += f"; the head is invalid ({s.head_errors} errors): the last valid commit stays desired"
-    head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
-    notes = "; the settings changed since the last pass, so the last commit read was read again" \
-        if s.reconfigured else ""
-    if s.rewritten:
-        notes += "; history was rewritten (force-push), continued from the merge base"
-    return (f"{s.commits} commits{invalid}, {s.objects_changed} objects changed "
-            f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{notes}")
-
-
 class _RateColumn(TextColumn):
     def __init__(self) -> None:
         super().__init__("")
@@ -101,43 +87,16 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                           disable=not console.is_terminal) as bar:  # no bar (nor its blank line) in a pipe
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
-            click.echo(f"{source.origin}: {_describe(summary)}")
+            click.echo(f"{source.origin}: {describe(summary)}")
             if summary.errors or summary.head_errors:
                 db = "" if ctx.db_path == DEFAULT_DB else f" --db {shlex.quote(str(ctx.db_path))}"
                 click.echo(f"the errors, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
-                _follow(source)
+                service = WatchService(git=source, cluster=None, reporter=Reporter(first_pass_done=True))
+                run_until_stopped(service, db=str(ctx.db_path))
             elif summary.head_errors and summary.head is not None:
                 raise HeadInvalidError(f"the head of {source.branch} ({summary.head[:12]}) is invalid: "
                                        f"{summary.head_errors} errors; the last valid commit stays desired")
         finally:
             source.close()
-
-
-def warn_missing_paths(source: GitIngest, summary: IngestSummary) -> None:
-    if summary.head is None:
-        return
-    for path in source.missing_paths(summary.head):
-        click.echo(f"warning: {path} does not exist at the head of {source.branch} ({summary.head[:12]}); "
-                   "nothing is read from it", err=True)
-
-
-def _follow(source: GitIngest) -> None:
-    def report(s: IngestSummary) -> None:
-        if s.commits or s.rewritten:
-            click.echo(f"{source.origin}: {_describe(s)}")
-
-    follower = GitFollower(source, on_pass=report)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-        follower.stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    follower.start()
-    click.echo(f"watching {source.origin} for new commits (Ctrl-C to stop)", err=True)
-    follower.run()
-    click.echo("stopped", err=True)

@@ -182,7 +182,8 @@ class ClusterSource:
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
-        kinds, problems = self.select(log, self._discover())
+        # a discovery made moments ago (for the Git source's scope) serves: no second one at start
+        kinds, problems = self.select(log, self._served or self._discover())
         index = tailer = None
         if self.config.audit_log:
             index = AuditIndex()

@@ -1,0 +1,84 @@
+"""Running the long-running service from a command: one reporter and one run loop for
+``gitops watch`` and ``gitops ingest git --watch``."""
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime
+from typing import Any
+
+import click
+
+from gitops.model.errors import SourceError, StoreError
+from gitops.service.watch import WatchService
+from gitops.sources.git import GitIngest, IngestSummary
+
+__all__ = ["Reporter", "describe", "run_until_stopped", "warn_missing_paths"]
+
+
+def describe(s: IngestSummary) -> str:
+    invalid = f" ({s.invalid_commits} invalid)" if s.invalid_commits else ""
+    if s.head_errors:
+        invalid += f"; the head is invalid ({s.head_errors} errors): the last valid commit stays desired"
+    head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
+    notes = "; the settings changed since the last pass, so the last commit read was read again" \
+        if s.reconfigured else ""
+    if s.rewritten:
+        notes += "; history was rewritten (force-push), continued from the merge base"
+    return (f"{s.commits} commits{invalid}, {s.objects_changed} objects changed "
+            f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{notes}")
+
+
+def warn_missing_paths(source: GitIngest, summary: IngestSummary) -> None:
+    if summary.head is None:
+        return
+    for path in source.missing_paths(summary.head):
+        click.echo(f"warning: {path} does not exist at the head of {source.branch} ({summary.head[:12]}); "
+                   "nothing is read from it", err=True)
+
+
+class Reporter:
+    """Renders what the service reports: each pass that appended, on stdout with its time;
+    errors and what is watched, on stderr. ``first_pass_done``: the command already
+    reported a first pass (``ingest git --watch``), so the first one here is not special."""
+
+    def __init__(self, *, first_pass_done: bool = False) -> None:
+        self.first_pass_done = first_pass_done
+
+    def git_pass(self, source: GitIngest, summary: IngestSummary, *, first: bool, at: datetime) -> None:
+        if first and not self.first_pass_done:
+            warn_missing_paths(source, summary)
+        if summary.commits or summary.rewritten or summary.reconfigured:
+            click.echo(f"{at:%H:%M:%S} {source.origin}: {describe(summary)}")
+
+    def git_error(self, origin: str, error: Exception, *, at: datetime) -> None:
+        click.echo(f"{at:%H:%M:%S} {origin}: {error}; trying again at the next change or poll", err=True)
+
+    def watching(self, what: str, *, at: datetime) -> None:
+        click.echo(f"{at:%H:%M:%S} watching {what}", err=True)
+
+
+def run_until_stopped(service: WatchService, *, db: str) -> None:
+    """Start ``service``, wait for SIGINT/SIGTERM or for it to stop by itself, stop it in
+    order, and turn why it stopped into an error (one line; a bug with its traceback)."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        service.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        service.start()
+        click.echo("Ctrl-C or SIGTERM stops", err=True)
+        service.wait()
+    finally:
+        service.stop()
+    error = service.error
+    if error is None:
+        click.echo("stopped; everything seen was written", err=True)
+        return
+    if isinstance(error, SourceError):
+        raise SourceError(f"the cluster source stopped: {error}")
+    if isinstance(error, StoreError):
+        raise StoreError(f"the cluster source stopped: could not write to {db}: {error}")
+    raise error  # a usage error (one line), or a bug (with its traceback)
