@@ -89,3 +89,26 @@ def test_no_moved_entry_or_several_name_nobody() -> None:
     assert writer(before, several) is None  # a relist coalesced two writers' changes
     assert candidates(before, several) == ["bob-tool", "kubectl-create"]
     assert writer(None, several) is None
+
+
+def test_backoff_doubles_to_its_cap_with_jitter_and_starts_over_after_a_success() -> None:
+    from gitops.sources.cluster.port import Backoff
+
+    draws = iter([0.0, 1.0, 0.5, 0.0, 0.0, 0.0])
+    b = Backoff(0.5, 3.0, random=lambda: next(draws))
+    assert [b.delay() for _ in range(5)] == [0.25, 1.0, 1.5, 1.5, 1.5]  # 0.5, 1, 2, 3 (cap), 3: times 0.5..1
+    b.reset()
+    assert b.delay() == 0.25
+
+
+def test_a_fingerprint_ignores_what_changes_without_a_change() -> None:
+    from gitops.sources.cluster.attribution import fingerprint
+
+    obj = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "resourceVersion": "1", "managedFields": [
+        {"manager": "kubelet", "operation": "Update", "time": "t1"}]}, "status": {"heartbeat": "10:00"}}
+    later = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "2", "managedFields": [  # type: ignore[dict-item]
+        {"manager": "kubelet", "operation": "Update", "time": "t2"}]}, "status": {"heartbeat": "10:01"}}
+    assert fingerprint(obj, noisy=True) == fingerprint(later, noisy=True)  # a heartbeat: not recorded
+    assert fingerprint(obj, noisy=False) != fingerprint(later, noisy=False)  # status counts for other kinds
+    moved = {**obj, "metadata": {**obj["metadata"], "labels": {"a": "b"}}}  # type: ignore[dict-item]
+    assert fingerprint(obj, noisy=True) != fingerprint(moved, noisy=True)

@@ -19,10 +19,12 @@ from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
 from gitops.model.scope import Scope, builtin_scope
+from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
 from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo
 from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
 from gitops.store import EventLog
 
@@ -102,12 +104,15 @@ class ClusterSource:
     """Reads one cluster into the log at ``db_path``."""
 
     def __init__(self, db_path: str | Path, config: ClusterSourceConfig, *,
-                 redaction: Sequence[RedactionRule] = ()) -> None:
+                 redaction: Sequence[RedactionRule] = (), client: ClusterPort | None = None,
+                 clock: Clock = utc_now) -> None:
         self.db_path = Path(db_path)
         self.config = config
         self.redaction = tuple(redaction)
+        self.clock = clock
         check_audit_log(config)
-        self.client = ClusterClient(config.kubeconfig, context=config.context, watch_timeout=config.watch_timeout)
+        self.client: ClusterPort = client or ClusterClient(config.kubeconfig, context=config.context,
+                                                           watch_timeout=config.watch_timeout)
         self.origin = f"cluster:{self.client.server}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -189,8 +194,8 @@ class ClusterSource:
             index = AuditIndex()
             tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log,
                                  resolve=lambda g, r: self._audited.get((g, r)), index=index, origin=self.origin)
-        writer = Writer(log, origin=self.origin, config=self.config, index=index, tailer=tailer)
-        self._outages = OutageTracker(writer.put)
+        writer = Writer(log, origin=self.origin, config=self.config, index=index, tailer=tailer, clock=self.clock)
+        self._outages = OutageTracker(writer.put, clock=self.clock)
         watchers = self._watchers(log, kinds, writer)
         for p in problems:
             writer.put(p)
@@ -207,7 +212,7 @@ class ClusterSource:
             assert self._outages is not None
             watchers.append(KindWatcher(self.client, k, config=self.config, known=known[k.name],
                                         resource_version=rv, out=writer.put, outages=self._outages,
-                                        redaction=self.redaction))
+                                        redaction=self.redaction, clock=self.clock))
             self._watching.add(k.name)
             # Audit records are kept for the kinds watched here, noisy ones aside: a real
             # cluster's audit log is mostly lease renewals and node heartbeats.

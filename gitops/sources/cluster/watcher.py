@@ -16,7 +16,6 @@ resourceVersion checkpoints in one transaction.
 from __future__ import annotations
 
 import queue
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +42,9 @@ from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer, Join
-from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo, ResourceVersionGone, WatchEvent
+from gitops.sources.cluster.client import AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.sources.cluster.port import Backoff, Clock, ClusterPort
 from gitops.store import Checkpoint, EventLog
 
 __all__ = ["Change", "KindWatcher", "Seen", "Writer"]
@@ -102,22 +102,23 @@ Item = Change | Progress | Outage | Problem
 class OutageTracker:
     """One outage for the whole cluster, however many watchers notice it."""
 
-    def __init__(self, out: Callable[[Item], None]) -> None:
+    def __init__(self, out: Callable[[Item], None], *, clock: Clock = utc_now) -> None:
         self._down = False
         self._lock = threading.Lock()
         self._out = out
+        self._clock = clock
 
     def failed(self, reason: str) -> None:
         with self._lock:
             if not self._down:
                 self._down = True
-                self._out(Outage(True, reason, utc_now()))
+                self._out(Outage(True, reason, self._clock()))
 
     def recovered(self) -> None:
         with self._lock:
             if self._down:
                 self._down = False
-                self._out(Outage(False, "the API server answers again", utc_now()))
+                self._out(Outage(False, "the API server answers again", self._clock()))
 
 
 def object_key(obj: dict[str, Any], kind: KindInfo) -> str:
@@ -130,10 +131,11 @@ def object_key(obj: dict[str, Any], kind: KindInfo) -> str:
 class KindWatcher:
     """Keeps the log's record of one kind current."""
 
-    def __init__(self, client: ClusterClient, kind: KindInfo, *, config: ClusterSourceConfig,
+    def __init__(self, client: ClusterPort, kind: KindInfo, *, config: ClusterSourceConfig,
                  known: dict[str, Seen], resource_version: str | None, out: Callable[[Item], None],
-                 outages: OutageTracker, redaction: tuple[RedactionRule, ...] = ()) -> None:
+                 outages: OutageTracker, redaction: tuple[RedactionRule, ...] = (), clock: Clock = utc_now) -> None:
         self.client = client
+        self.clock = clock
         self.kind = kind
         self.config = config
         self.known = known
@@ -174,7 +176,7 @@ class KindWatcher:
         """List the kind, report what differs from the log (deletions too); returns how many."""
         items, rv = self.client.list(self.kind)
         self.outages.recovered()
-        now = utc_now()
+        now = self.clock()
         seen: set[str] = set()
         n = 0
         for obj in items:
@@ -204,7 +206,7 @@ class KindWatcher:
             self.rv = rv
             self.out(Progress(self.kind.name, rv))
             return
-        now = utc_now()
+        now = self.clock()
         late = self._late(rv)
         if ev.type == "DELETED":
             key = object_key(ev.object, self.kind)
@@ -235,7 +237,7 @@ class KindWatcher:
     def run(self, stop: threading.Event) -> None:
         """List when there is no resourceVersion to resume from, then watch; relist on 410;
         back off and retry while the server is unreachable. Returns when ``stop`` is set."""
-        delay = self.config.backoff_initial
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_max)
         resuming = self.rv is not None  # from a checkpoint: what happened since is replayed, late
         while not stop.is_set():
             try:
@@ -249,7 +251,7 @@ class KindWatcher:
                     self.handle(ev)
                     if stop.is_set():
                         return
-                delay = self.config.backoff_initial
+                backoff.reset()
             except ResourceVersionGone:
                 self.rv = None  # relist: whatever happened meanwhile is found by comparing
             except AccessDenied as e:
@@ -264,8 +266,7 @@ class KindWatcher:
                     return
                 resuming = True  # what happens during the outage is seen when it ends
                 self.outages.failed(str(e))
-                stop.wait(delay * (0.5 + random.random() / 2))  # jitter, not cryptography
-                delay = min(delay * 2, self.config.backoff_max)
+                stop.wait(backoff.delay())
 
 
 @dataclass
@@ -278,8 +279,9 @@ class Writer:
     """Turns changes into events and appends them, batched, with their checkpoints."""
 
     def __init__(self, log: EventLog, *, origin: str, config: ClusterSourceConfig,
-                 index: AuditIndex | None = None, tailer: AuditTailer | None = None) -> None:
+                 index: AuditIndex | None = None, tailer: AuditTailer | None = None, clock: Clock = utc_now) -> None:
         self.log = log
+        self.clock = clock
         self.origin = origin
         self.config = config
         self.index = index
@@ -310,7 +312,7 @@ class Writer:
         if join.record is None and not join.candidates and self.tailer is not None and at is not None:
             deadline = c.observed_at.timestamp() + self.config.audit_wait
             while join.record is None and not join.candidates:
-                remaining = deadline - utc_now().timestamp()
+                remaining = deadline - self.clock().timestamp()
                 if remaining <= 0:
                     break
                 self.index.wait(min(0.02, remaining))
@@ -375,7 +377,7 @@ class Writer:
             pending.events.append(SourceErrorEvent(
                 id=event_id("source.error", self.origin, item.code, item.kind, item.message),
                 source=EventSource.CLUSTER,
-                effective_at=utc_now(),
+                effective_at=self.clock(),
                 payload=SourceErrorPayload(code=item.code, message=item.message, origin=self.origin),
             ))
 
