@@ -185,13 +185,15 @@ def test_an_idle_cluster_appends_nothing(cluster: Cluster, admin_api: Any, names
     assert ClusterSource(db_path, config).ingest_once().events == 0
     with EventLog(db_path) as log:
         n = log.count()
+    sentinel = f"ConfigMap/{namespace}/sentinel"
     with running(db_path, config):
-        import time
-
-        time.sleep(4)
+        # once listed, a change made now is recorded after anything the start would have
+        # recorded: seeing it is seeing that the start recorded nothing else
+        pykube.ConfigMap(admin_api, configmap("sentinel", namespace)).create()
+        wait_until(lambda: last(db_path, sentinel) is not None, what="the sentinel change")
     with EventLog(db_path) as log:
         extra = [(r.event.type, r.event.resource) for r in log.read(since_seq=n)]
-    assert extra == []
+    assert extra == [("cluster.observed", sentinel)]
 
 
 def test_a_kind_the_server_does_not_serve_is_a_source_error(cluster: Cluster, db_path: Path) -> None:
@@ -281,7 +283,7 @@ def test_gitops_watch_stops_with_one_line_and_exit_1_when_the_log_cannot_be_writ
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     lines = [ln for ln in err.splitlines() if ln.startswith("error")]
     assert len(lines) == 1 and "could not write to" in lines[0] and str(db) in lines[0], err

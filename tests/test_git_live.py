@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import queue
 import re
 import select
 import signal
@@ -190,7 +191,7 @@ def test_a_crash_between_batches_then_resume_loses_and_duplicates_nothing(tmp_pa
                 break
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)  # no chance to clean up: a real crash
-        proc.wait()
+        proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -205,7 +206,7 @@ def test_a_crash_between_batches_then_resume_loses_and_duplicates_nothing(tmp_pa
     assert gitops("verify", db=crashed).returncode == 0
 
 
-def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: Path) -> None:
+def test_a_new_commit_wakes_the_follower_without_waiting_for_the_poll(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("a.yaml", configmap("a"))
     repo.commit("one")
@@ -220,9 +221,7 @@ def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: 
             wait_until(lambda: passes == [1], timeout=15, what="the first pass")
             repo.write("a.yaml", configmap("a", k="2"))
             sha = repo.commit("two")
-            committed = time.monotonic()
-            wait_until(lambda: sum(passes) == 2, timeout=15, what="the new commit to be ingested")
-            lag = time.monotonic() - committed
+            wait_until(lambda: sum(passes) == 2, timeout=60, what="the new commit to be ingested")
         finally:
             follower.stop()
             thread.join(10)
@@ -230,8 +229,21 @@ def test_a_new_commit_is_ingested_within_about_a_second_when_watching(tmp_path: 
         commits = [r.event for r in log.read(types=["git.commit"])]
         assert [c.revision for c in commits][-1] == sha
         assert commits[-1].payload.observed_at is not None  # type: ignore[union-attr]
-        # generous against a noisy machine: the point is that no poll (an hour) was needed
-        assert lag < 10, f"took {lag:.1f}s"
+        assert follower.polls == 0  # woken by the ref's change, not by the (hour-long) poll
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The process's stdout lines, read by a thread of their own so that a test waits for
+    each with a timeout instead of blocking on a process that hangs."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for ln in proc.stdout:
+            out.put(ln)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
 
 
 def test_watch_flag_follows_the_branch_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -242,11 +254,11 @@ def test_watch_flag_follows_the_branch_and_stops_cleanly_on_sigterm(tmp_path: Pa
     proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "ingest", "git", "--repo",
                              str(repo.path), "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        assert "1 commits" in proc.stdout.readline()
+        lines = _lines(proc)
+        assert "1 commits" in lines.get(timeout=60)
         repo.write("b.yaml", configmap("b"))
         repo.commit("two")
-        line = proc.stdout.readline()
+        line = lines.get(timeout=60)
         assert "1 commits" in line and "1 applied" in line
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -32,6 +32,7 @@ class GitFollower:
         self.on_error = on_error
         self.debounce = debounce
         self.trigger = threading.Event()
+        self.polls = 0  # passes made because the poll interval ran out, not because a ref moved
         self._stopped = threading.Event()
         self._watch: FileWatch | None = None
 
@@ -58,7 +59,8 @@ class GitFollower:
         tried again at the next trigger: nothing was written by it, so nothing is lost."""
         interval = self.ingest.config.poll_interval
         while not self._stopped.is_set():
-            self.trigger.wait(timeout=interval)
+            if not self.trigger.wait(timeout=interval):
+                self.polls += 1
             if self._stopped.is_set():
                 break
             self._stopped.wait(self.debounce)  # let a burst of ref updates settle
