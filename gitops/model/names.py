@@ -20,46 +20,35 @@ import re
 
 __all__ = ["name_problem"]
 
-_LABEL_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_LABEL_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+# rule -> (pattern, longest, what the pattern asks), in the API server's words
+_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
+    "label": (re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z"), 63,
+              "must consist of lower case alphanumeric characters or '-', and must start and end with an "
+              "alphanumeric character (a DNS-1123 label)"),
+    "1035": (re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z"), 63,
+             "must consist of lower case alphanumeric characters or '-', start with a letter and end with an "
+             "alphanumeric character (a DNS-1035 label)"),
+    "subdomain": (re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"), 253,
+                  "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with "
+                  "an alphanumeric character (a DNS-1123 subdomain)"),
+}
 _RBAC = "rbac.authorization.k8s.io"
 _PATH_SEGMENT_KINDS = frozenset({(_RBAC, "Role"), (_RBAC, "ClusterRole"), (_RBAC, "RoleBinding"),
                                  (_RBAC, "ClusterRoleBinding")})
 _LABEL_KINDS = {("", "Namespace"): "label", ("", "Service"): "1035"}
 
 
-def _label_problem(value: str) -> str | None:
-    if len(value) > 63:
-        return "must be no more than 63 characters"
-    if not _LABEL_1123.match(value):
-        return ("must consist of lower case alphanumeric characters or '-', and must start and end with an "
-                "alphanumeric character (a DNS-1123 label)")
-    return None
-
-
 def _rule_problem(rule: str, value: str) -> str | None:
-    if rule == "label":
-        return _label_problem(value)
-    if rule == "1035":
-        if len(value) > 63:
-            return "must be no more than 63 characters"
-        if not _LABEL_1035.match(value):
-            return ("must consist of lower case alphanumeric characters or '-', start with a letter and end "
-                    "with an alphanumeric character (a DNS-1035 label)")
-        return None
     if rule == "segment":
         if value in (".", ".."):
             return f"may not be {value!r}"
         if "/" in value or "%" in value:
             return "may not contain '/' or '%'"
         return None
-    if len(value) > 253:
-        return "must be no more than 253 characters"
-    if not _SUBDOMAIN.match(value):
-        return ("must consist of lower case alphanumeric characters, '-' or '.', and must start and end with "
-                "an alphanumeric character (a DNS-1123 subdomain)")
-    return None
+    pattern, longest, asks = _RULES[rule]
+    if len(value) > longest:
+        return f"must be no more than {longest} characters"
+    return None if pattern.match(value) else asks
 
 
 _GOOD: set[tuple[str, str, str, str]] = set()  # checked and fine: a history meets each name again and again
@@ -77,7 +66,7 @@ def name_problem(group: str, kind: str, name: str, namespace: str) -> str | None
 
 def _name_problem(group: str, kind: str, name: str, namespace: str) -> str | None:
     if namespace:
-        why = _label_problem(namespace)
+        why = _rule_problem("label", namespace)
         if why is not None:
             return f"{kind} {name}: namespace {namespace!r} {why}"
     rule = "segment" if (group, kind) in _PATH_SEGMENT_KINDS else _LABEL_KINDS.get((group, kind), "subdomain")
