@@ -87,7 +87,8 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     git_config = _git_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
     cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later,
                                                              kinds)
-    ctx.open_log(create=True).close()  # the configs were checked: a database may be made now
+    # the cluster source's settings are checked (kubeconfig, audit log) before a database is made
     service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.config.redact,
                                  reporter=Reporter())
+    ctx.open_log(create=True).close()
     run_until_stopped(service, db=str(ctx.db_path))

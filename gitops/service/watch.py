@@ -66,7 +66,8 @@ class WatchService:
     def build(cls, db_path: Path, *, git: GitSourceConfig | None, cluster: ClusterSourceConfig | None,
               redaction: Sequence[RedactionRule], reporter: Reporter) -> WatchService:
         """Check the settings and build the sources; raises a ``UsageError`` (or a source
-        error) before anything is started or written."""
+        error) before anything is started or written. The cluster source is built (and its
+        settings checked) first: a bad kubeconfig leaves no database behind."""
         cluster_source = None if cluster is None else ClusterSource(db_path, cluster, redaction=redaction)
         git_source = None
         if git is not None:
