@@ -1,0 +1,8 @@
+"""Projections: the desired and the actual state, for now and for any moment in the past,
+derived from the event log alone (no Git, no cluster)."""
+
+from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
+from gitops.projections.replay import Moment, actual_at, desired_at, resolve_at
+
+__all__ = ["ActualEntry", "DesiredEntry", "Moment", "actual_at", "desired_at", "fold_actual", "fold_desired",
+           "resolve_at"]

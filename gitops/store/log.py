@@ -241,6 +241,15 @@ class EventLog:
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def first_time(self, time_axis: Literal["effective", "recorded"] = "effective") -> datetime | None:
+        """The earliest valid (or transaction) time in the log; None when it is empty."""
+        column = "effective_at" if time_axis == "effective" else "recorded_at"
+        try:
+            row = self.conn.execute(f"SELECT min({column}) FROM events").fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
+
     def read(
         self,
         *,
@@ -250,6 +259,7 @@ class EventLog:
         resource: str | None = None,
         actor: str | None = None,
         source: str | None = None,
+        revision_prefix: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
         time_axis: Literal["effective", "recorded"] = "effective",
@@ -272,6 +282,8 @@ class EventLog:
             f.add("actor = ?", actor)
         if source is not None:
             f.add("source = ?", source)
+        if revision_prefix is not None:
+            f.add("substr(revision, 1, ?) = ?", len(revision_prefix), revision_prefix)
         column = "effective_at" if time_axis == "effective" else "recorded_at"
         if start is not None:
             f.add(f"{column} >= ?", format_time(start))

@@ -1,0 +1,61 @@
+"""A replayed state as files that ``kubectl apply -f DIR -R`` takes as they are.
+
+What the server fills in is dropped (uid, resourceVersion, generation, creationTimestamp,
+managedFields, selfLink, ownerReferences to objects that may no longer exist, status, the
+last-applied annotation, a Service's cluster IPs). Secrets are left out: the log holds
+digests of their values, never the values, so they cannot be recreated from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitops.events.redaction import LAST_APPLIED
+
+__all__ = ["applyable", "write_manifests"]
+
+_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                    "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def applyable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` without what the API server fills in."""
+    out = copy.deepcopy(manifest)
+    out.pop("status", None)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for field in _SERVER_METADATA:
+            meta.pop(field, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+            if not annotations:
+                del meta["annotations"]
+    spec = out.get("spec")
+    if out.get("kind") == "Service" and isinstance(spec, dict):
+        for field in ("clusterIP", "clusterIPs"):
+            spec.pop(field, None)
+    return out
+
+
+def write_manifests(objects: Mapping[str, dict[str, Any]], directory: Path) -> tuple[list[Path], list[str]]:
+    """Write each object (by ResourceKey) to its own YAML file in ``directory``; returns the
+    files written and the keys left out (Secrets)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written, skipped = [], []
+    for key in sorted(objects):
+        manifest = objects[key]
+        if str(manifest.get("kind", "")).lower() == "secret":
+            skipped.append(key)
+            continue
+        path = directory / (_UNSAFE.sub("_", key.replace("/", "__")) + ".yaml")
+        path.write_text(yaml.safe_dump(applyable(manifest), sort_keys=False))
+        written.append(path)
+    return written, skipped

@@ -1,0 +1,98 @@
+"""The state at any moment, from the log alone: ``desired_at``, ``actual_at`` and what a
+user may give as the moment (``resolve_at``).
+
+"As of T" means valid time by default: what was desired, and what was running, at T (each
+event's ``effective_at``). With ``as_recorded`` it means what the log knew at T (its
+``recorded_at``). A commit sha means the desired state at that commit, and the actual state
+at the moment the commit took effect.
+
+Today each state is a fold of the events up to T; current-state tables and snapshots (so
+that a past T costs the events since the nearest snapshot) are the next step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from gitops.events.models import GitCommit
+from gitops.model.errors import UsageError
+from gitops.model.times import format_time, parse_time, utc_now
+from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
+from gitops.store import EventLog
+
+__all__ = ["Moment", "actual_at", "desired_at", "resolve_at"]
+
+_DESIRED = ("desired.applied", "desired.removed")
+_ACTUAL = ("cluster.observed", "cluster.deleted")
+_SHA = re.compile(r"[0-9a-f]{4,40}\Z")
+_TICK = timedelta(microseconds=1)  # the log's times have microseconds: "at T" includes T itself
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A point in the log's history: a time on one of its two axes, or a commit."""
+
+    at: datetime
+    as_recorded: bool = False
+    commit: str | None = None  # a git.commit's sha: the desired state is that commit's
+    commit_seq: int | None = None  # the last event of that commit (its desired.* included)
+
+    @property
+    def axis(self) -> Literal["effective", "recorded"]:
+        return "recorded" if self.as_recorded else "effective"
+
+    def describe(self) -> str:
+        axis = "recorded" if self.as_recorded else "valid"
+        return f"commit {self.commit[:12]} ({format_time(self.at)})" if self.commit else f"{format_time(self.at)} " \
+            f"({axis} time)"
+
+
+def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: datetime | None = None) -> Moment:
+    """What the user typed as ``--at``: RFC 3339, a date, a relative time, or a commit sha
+    (full, or a unique prefix of at least 4 hex digits). Refused (``UsageError``): an unknown
+    or ambiguous sha, a time before the log begins or in the future."""
+    now = now or utc_now()
+    raw = text.strip()
+    if _SHA.match(raw) and not raw.isdigit():  # all digits: a year, say, is no sha
+        return _commit_moment(log, raw)
+    at = parse_time(raw, now=now)
+    if at > now:
+        raise UsageError(f"{format_time(at)} is in the future: the log knows nothing of it yet")
+    earliest = log.first_time("recorded" if as_recorded else "effective")
+    if earliest is None:
+        raise UsageError("the log is empty: there is no past to replay")
+    if at < earliest:
+        raise UsageError(f"{format_time(at)} is before the log begins ({format_time(earliest)})")
+    return Moment(at, as_recorded)
+
+
+def _commit_moment(log: EventLog, prefix: str) -> Moment:
+    found = list(log.read(types=["git.commit"], revision_prefix=prefix))
+    shas = sorted({str(r.event.revision) for r in found})
+    if not shas:
+        raise UsageError(f"no commit {prefix!r} in the log")
+    if len(shas) > 1:
+        raise UsageError(f"commit {prefix!r} is ambiguous: it may be {', '.join(s[:12] for s in shas)}")
+    first = found[0]  # a commit read again after a rewrite keeps the state it had the first time
+    assert isinstance(first.event, GitCommit)
+    last = first.seq
+    for r in log.read(since_seq=first.seq):  # the commit's own events follow it, in one transaction
+        if r.event.revision != shas[0]:
+            break
+        last = r.seq
+    return Moment(first.event.effective_at, False, shas[0], last)
+
+
+def desired_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, DesiredEntry]:
+    """The desired state at ``moment``."""
+    if moment.commit_seq is not None:
+        return fold_desired(log.read(types=_DESIRED, until_seq=moment.commit_seq), origin=origin)
+    return fold_desired(log.read(types=_DESIRED, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)
+
+
+def actual_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, ActualEntry]:
+    """The actual state at ``moment`` (for a commit: when it took effect)."""
+    return fold_actual(log.read(types=_ACTUAL, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)
