@@ -20,7 +20,7 @@ from gitops.model.times import format_time
 from gitops.projections import actual_at, desired_at, resolve_at
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import EventLog
-from tests.cluster_fixtures import Cluster, kubectl, wait_until
+from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
 from tests.gitrepo import GitRepo, configmap
 from tests.test_cluster_source import history, running, source_config
 
@@ -140,3 +140,34 @@ def test_the_actual_state_between_watch_events_and_a_replay_applied_again(
     kubectl(cluster, "admin", "apply", "-f", str(out), "-R")  # ... and back as it was then
     again = pykube.ConfigMap.objects(admin_api, namespace=namespace).get(name="two")
     assert again.obj["data"] == {"k": "v"}
+
+
+@pytest.mark.cluster
+def test_status_and_diff_now_and_before_alices_edit(cluster: Cluster, admin_api: Any, namespace: str,
+                                                   tmp_path: Path) -> None:
+    grant(cluster, namespace, "alice")
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("cm.yaml", configmap("settings", namespace, mode="production"))
+    repo.commit("settings")
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+    key = f"ConfigMap/{namespace}/settings"
+    with running(db, source_config(cluster, audit=False)):
+        kubectl(cluster, "admin", "apply", "-f", str(repo.path / "cm.yaml"))  # as Git says
+        wait_until(lambda: len(history(db, namespace)) == 1, what="the applied object")
+        res = gitops("diff", "--resource", key, db=db)
+        assert (res.returncode, res.stdout) == (0, ""), res.stderr
+        with EventLog(db) as log:
+            in_sync = format_time(list(log.read(types=["cluster.observed"], resource=key))[-1].event.effective_at)
+        kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "settings", "--type=merge",
+                "-p", '{"data": {"mode": "debug"}}')
+        wait_until(lambda: len(history(db, namespace)) == 2, what="alice's edit")
+    res = gitops("diff", db=db)
+    assert res.returncode == 1
+    assert f"--- desired {key}" in res.stdout and "~ data.mode: production -> debug" in res.stdout
+    res = gitops("diff", "--at", in_sync, "-o", "json", db=db)  # the past, from the log alone
+    assert (res.returncode, json.loads(res.stdout)["objects"]) == (0, [])
+    res = gitops("status", "-o", "json", db=db)
+    assert json.loads(res.stdout)["counts"] == {"in-sync": 0, "out-of-sync": 1, "missing": 0, "orphan": 0}
+    assert gitops("status", "--at", "yesterday-ish", db=db).returncode == 2
