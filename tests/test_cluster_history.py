@@ -140,3 +140,34 @@ def test_a_sick_api_group_does_not_stop_discovery_and_cronjobs_are_watched(
             ("group-unavailable", f"{group}/v1")]
     finally:
         admin_api.delete(version="apiregistration.k8s.io/v1", url=f"apiservices/v1.{group}")
+
+
+def test_a_bug_while_watching_crashes_loudly_and_is_no_outage(cluster: Cluster, admin_api: Any,
+                                                              namespace: str) -> None:
+    """What breaks in our own code while a change is handled (here: whatever receives the
+    watcher's items raises TypeError) must end the watcher with that error: never backoff,
+    never a source.outage_started in a compliance log."""
+    import threading
+
+    from gitops.sources.cluster.client import ClusterClient
+    from gitops.sources.cluster.watcher import KindWatcher, Outage, OutageTracker
+
+    client = ClusterClient(cluster.kubeconfig, context="admin" if cluster.local else None)
+    kind = client.discover().kinds[("", "ConfigMap")]
+    seen: list[object] = []
+
+    def broken(item: object) -> None:
+        seen.append(item)
+        if not isinstance(item, Outage):
+            raise TypeError("a bug downstream")
+
+    watcher = KindWatcher(client, kind, config=ClusterSourceConfig(), known={}, resource_version=None,
+                          out=broken, outages=OutageTracker(seen.append))
+    stop = threading.Event()
+    try:
+        with pytest.raises(TypeError, match="a bug downstream"):
+            watcher.run(stop)
+    finally:
+        stop.set()
+        client.close()
+    assert not any(isinstance(i, Outage) for i in seen)
