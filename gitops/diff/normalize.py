@@ -7,17 +7,14 @@ Pure: dicts in, dicts out; the inputs are never changed.
 
 from __future__ import annotations
 
-import copy
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gitops.events.redaction import LAST_APPLIED
+from gitops.model.server_fields import without_server_fields
 
 __all__ = ["normalize", "same_scalar"]
 
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-                    "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
 _QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?\Z")
 _SUFFIX = {None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
            "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
@@ -27,17 +24,7 @@ _SUFFIX = {None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": De
 
 def normalize(manifest: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``manifest`` as the diff compares it."""
-    out = copy.deepcopy(manifest)
-    out.pop("status", None)
-    meta = out.get("metadata")
-    if isinstance(meta, dict):
-        for field in _SERVER_METADATA:
-            meta.pop(field, None)
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
-            if not annotations:
-                del meta["annotations"]
+    out = without_server_fields(manifest)
     if str(out.get("kind", "")).lower() == "secret" and isinstance(out.get("stringData"), dict):
         data = out.get("data")
         out["data"] = {**(data if isinstance(data, dict) else {}), **out.pop("stringData")}  # stringData wins

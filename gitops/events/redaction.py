@@ -29,6 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gitops.model.server_fields import LAST_APPLIED
+
 __all__ = [
     "DIGEST_PREFIX",
     "RedactionRule",
@@ -39,7 +41,6 @@ __all__ = [
 ]
 
 DIGEST_PREFIX = "sha256:"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _STEP = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
 

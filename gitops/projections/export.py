@@ -8,7 +8,6 @@ digests of their values, never the values, so they cannot be recreated from it.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,28 +15,16 @@ from typing import Any
 
 import yaml
 
-from gitops.events.redaction import LAST_APPLIED
+from gitops.model.server_fields import without_server_fields
 
 __all__ = ["applyable", "write_manifests"]
 
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-                    "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def applyable(manifest: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``manifest`` without what the API server fills in."""
-    out = copy.deepcopy(manifest)
-    out.pop("status", None)
-    meta = out.get("metadata")
-    if isinstance(meta, dict):
-        for field in _SERVER_METADATA:
-            meta.pop(field, None)
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
-            if not annotations:
-                del meta["annotations"]
+    out = without_server_fields(manifest)
     spec = out.get("spec")
     if out.get("kind") == "Service" and isinstance(spec, dict):
         for field in ("clusterIP", "clusterIPs"):
