@@ -34,8 +34,13 @@ def init(ctx: Context) -> None:
     existed = ctx.db_path.exists()
     with ctx.open_log(create=True) as log:
         n = log.count()
+        stale = log.verify_current()
+        if stale:
+            log.rebuild_projections()
     verb = "already initialised" if existed else "initialised"
     click.echo(f"{verb}: {ctx.db_path} (schema version {latest_version()}, {n} events)")
+    if stale:
+        click.echo(f"rebuilt the current-state table from the log ({len(stale)} differences)")
 
 
 def _detail(r: Recorded) -> str:
@@ -134,13 +139,23 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
 
 
 @cli.command()
+@click.option("--projections", is_flag=True,
+              help="Also check that the stored current-state table equals a fresh fold of the log.")
 @pass_ctx
-def verify(ctx: Context) -> None:
+def verify(ctx: Context, projections: bool) -> None:
     """Recompute the hash chain; exit 1 naming the first bad seq when the log was tampered with."""
     with ctx.open_log() as log:
         result = log.verify()
-    if result.ok:
-        click.echo(result.describe())
-        return
-    click.echo(result.describe(), err=True)
-    sys.exit(1)
+        differences = log.verify_current() if projections and result.ok else []
+    if not result.ok:
+        click.echo(result.describe(), err=True)
+        sys.exit(1)
+    click.echo(result.describe())
+    if differences:
+        for d in differences[:20]:
+            click.echo(f"projection differs: {d}", err=True)
+        click.echo(f"the current-state table differs from the log in {len(differences)} places; "
+                   "'gitops init' rebuilds it", err=True)
+        sys.exit(1)
+    if projections:
+        click.echo("projections equal a fresh fold of the log")

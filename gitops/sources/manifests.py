@@ -64,6 +64,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
         # what BaseResolver.resolve answers without path resolvers, without the call
         return _MAP if kind is yaml.MappingNode else _SEQ if kind is yaml.SequenceNode else _STR
 
+    # libyaml's composer calls these around every node to track path resolvers, which this
+    # loader has none of (asserted below): nothing to track
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
 
 assert not _BaseLoader.yaml_path_resolvers, "path resolvers would make a scalar's tag depend on its place"
 _Loader.yaml_implicit_resolvers = {

@@ -38,6 +38,7 @@ from gitops.model.errors import (
     StoreError,
 )
 from gitops.model.times import format_time, utc_now
+from gitops.store import current as current_state
 from gitops.store import migrate
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
@@ -146,6 +147,7 @@ class EventLog:
             conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
             if create:
                 migrate.migrate(conn, self._where)
+                self._current_projection(conn)
         except sqlite3.Error as e:
             conn.close()
             raise _map_error(e, self._where) from e
@@ -153,6 +155,22 @@ class EventLog:
             conn.close()
             raise
         self._wal = WalCheckpointer(self.path)
+
+    def _current_projection(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the current-state table when it was written by another version (or, after
+        the migration that made it, never filled): once, under the write lock."""
+        stored = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
+        if stored is not None and stored[0] == current_state.VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
+            if stored is None or stored[0] != current_state.VERSION:  # not done by another process meanwhile
+                current_state.rebuild(conn.cursor())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,6 +230,7 @@ class EventLog:
                 appended, nbytes = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
+                current_state.apply(cur, appended)
                 for hook in self._hooks:
                     hook(cur, appended)
         self._wal.wrote(nbytes)
@@ -227,6 +246,47 @@ class EventLog:
         rows = self.db.query("SELECT name, value FROM checkpoints WHERE name LIKE ? ORDER BY name",
                              [prefix.replace("%", r"\%") + "%"])
         return {r["name"]: json.loads(r["value"]) for r in rows}
+
+    def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
+        """The events that set each object's current state on ``side`` (desired or actual),
+        of one source when ``origin`` is given, by resource: the state now, read in
+        O(objects) from the current-state table rather than by folding the log."""
+        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ?"
+               + (" AND c.origin = ?" if origin is not None else "") + " ORDER BY c.resource, c.origin")
+        params = [side] if origin is None else [side, origin]
+        try:
+            for row in self.db.query(sql, params):
+                yield _to_recorded(row)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def rebuild_projections(self) -> None:
+        """Rebuild the current-state table from the log (what ``gitops init`` does when
+        ``verify_current`` finds it differs)."""
+        with self._write() as cur:
+            current_state.rebuild(cur)
+
+    def verify_current(self) -> list[str]:
+        """How the stored current-state table differs from what the log says it must hold
+        (empty when it does not): for ``gitops verify --projections``."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            stored = {(r[0], r[1], r[2], int(r[3]))
+                      for r in cur.execute("SELECT side, origin, resource, seq FROM current_state")}
+            want = current_state.expected(cur)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        out = [f"{side} {resource} ({origin}): the table says seq {seq}, the log says "
+               f"{next((w[3] for w in want if w[:3] == (side, origin, resource)), 'absent')}"
+               for side, origin, resource, seq in sorted(stored - want)]
+        out += [f"{side} {resource} ({origin}): seq {seq} is missing from the table"
+                for side, origin, resource, seq in sorted(want - stored) if (side, origin, resource) not in
+                {s[:3] for s in stored}]
+        return out
 
     def distinct_resources(self, types: Sequence[str]) -> list[str]:
         """Every ResourceKey string that events of ``types`` name (for source selection)."""

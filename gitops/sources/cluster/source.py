@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.events.models import ClusterDeleted, ClusterObserved
+from gitops.events.models import ClusterObserved
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
@@ -168,22 +168,18 @@ class ClusterSource:
         return kinds, problems
 
     def _known(self, log: EventLog, kinds: list[KindInfo]) -> dict[str, dict[str, Seen]]:
-        """What the log last recorded of each object of these kinds."""
+        """What the log last recorded of each object of these kinds (its current-state table)."""
         known: dict[str, dict[str, Seen]] = {k.name: {} for k in kinds}
-        for r in log.read(types=("cluster.observed", "cluster.deleted"), source="cluster"):
+        for r in log.current("actual", origin=self.origin):
             ev = r.event
-            if ev.resource is None or getattr(ev.payload, "origin", None) != self.origin:
+            if not isinstance(ev, ClusterObserved) or ev.resource is None:
                 continue
             key = parse_key(ev.resource)
             name = f"{key.kind}.{key.group}" if key.group else key.kind
-            if name not in known:
-                continue
-            if isinstance(ev, ClusterObserved):
+            if name in known:
                 m = ev.payload.manifest
                 known[name][ev.resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m),
                                                 (m.get("metadata") or {}).get("uid"))
-            elif isinstance(ev, ClusterDeleted):
-                known[name].pop(ev.resource, None)
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:

@@ -431,14 +431,13 @@ class GitIngest:
         return parsed
 
     def _desired_from_log(self) -> dict[str, Desired]:
-        """What the log holds as desired from this source: the state to diff against."""
+        """What the log holds as desired from this source now: the state to diff against,
+        read from its current-state table (O(objects), not a fold of the log)."""
         desired: dict[str, Desired] = {}
-        for r in self.log.read(types=("desired.applied", "desired.removed"), source=EventSource.GIT.value):
+        for r in self.log.current("desired", origin=self.origin):
             ev = r.event
-            if isinstance(ev, DesiredApplied) and ev.payload.origin == self.origin and ev.resource:
+            if isinstance(ev, DesiredApplied) and ev.resource:
                 desired[ev.resource] = Desired(content_digest(ev.payload.manifest), ev.payload.path)
-            elif isinstance(ev, DesiredRemoved) and ev.payload.origin == self.origin and ev.resource:
-                desired.pop(ev.resource, None)
         return desired
 
     # ------------------------------------------------------------------ events
