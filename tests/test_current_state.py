@@ -102,3 +102,16 @@ def test_a_log_from_before_the_table_existed_gets_it_filled_when_opened_to_write
         conn.execute("DELETE FROM projections")
     with EventLog(db) as log:
         assert [r.seq for r in log.current("desired")] == [1]
+
+
+def test_the_state_now_is_read_from_the_table_and_equals_the_fold(tmp_path: Path) -> None:
+    from gitops.projections import Moment, desired_at
+    from gitops.projections.fold import fold_desired as fold
+
+    with EventLog(tmp_path / "g.db") as log:
+        log.append([event(1, "applied", KEYS[0], ORIGINS[0]), event(2, "applied", KEYS[1], ORIGINS[1]),
+                    event(3, "removed", KEYS[0], ORIGINS[0])])
+        now = Moment(T0 + timedelta(days=1))
+        assert desired_at(log, now) == fold(log.read())  # the table's answer is the fold's
+        before = Moment(T0 + timedelta(seconds=2))  # a past moment still folds
+        assert set(desired_at(log, before)) == {KEYS[0], KEYS[1]}

@@ -6,8 +6,9 @@ event's ``effective_at``). With ``as_recorded`` it means what the log knew at T 
 ``recorded_at``). A commit sha means the desired state at that commit, and the actual state
 at the moment the commit took effect.
 
-Today each state is a fold of the events up to T; current-state tables and snapshots (so
-that a past T costs the events since the nearest snapshot) are the next step.
+At or after the log's last event, a state is read from the current-state table
+(O(objects)); before it, it is a fold of the events up to T. Snapshots (so that a past T
+costs only the events since the nearest one) are the next step.
 """
 
 from __future__ import annotations
@@ -86,8 +87,19 @@ def _commit_moment(log: EventLog, prefix: str) -> Moment:
     return Moment(first.event.effective_at, False, shas[0], last)
 
 
+def _now(log: EventLog, moment: Moment) -> bool:
+    """Whether ``moment`` is at or after everything the log holds: then the state is the
+    current-state table's, read in O(objects)."""
+    if moment.commit_seq is not None:
+        return False
+    last = log.last_time(moment.axis)
+    return last is None or moment.at >= last
+
+
 def desired_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, DesiredEntry]:
     """The desired state at ``moment``."""
+    if _now(log, moment):
+        return fold_desired(log.current("desired", origin=origin))
     if moment.commit_seq is not None:
         return fold_desired(log.read(types=_DESIRED, until_seq=moment.commit_seq), origin=origin)
     return fold_desired(log.read(types=_DESIRED, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)
@@ -95,4 +107,6 @@ def desired_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> d
 
 def actual_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, ActualEntry]:
     """The actual state at ``moment`` (for a commit: when it took effect)."""
+    if _now(log, moment):
+        return fold_actual(log.current("actual", origin=origin))
     return fold_actual(log.read(types=_ACTUAL, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)

@@ -303,9 +303,16 @@ class EventLog:
 
     def first_time(self, time_axis: Literal["effective", "recorded"] = "effective") -> datetime | None:
         """The earliest valid (or transaction) time in the log; None when it is empty."""
-        column = "effective_at" if time_axis == "effective" else "recorded_at"
+        return self._time("min", time_axis)
+
+    def last_time(self, time_axis: Literal["effective", "recorded"] = "effective") -> datetime | None:
+        """The latest valid (or transaction) time in the log; None when it is empty."""
+        return self._time("max", time_axis)
+
+    def _time(self, which: Literal["min", "max"], time_axis: Literal["effective", "recorded"]) -> datetime | None:
+        column = "effective_at" if time_axis == "effective" else "recorded_at"  # both indexed
         try:
-            row = self.conn.execute(f"SELECT min({column}) FROM events").fetchone()
+            row = self.conn.execute(f"SELECT {which}({column}) FROM events").fetchone()
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
