@@ -96,8 +96,7 @@ def _golden(namespace: str) -> list[dict[str, Any]]:
 def test_what_the_server_returns_for_applied_manifests_is_in_sync(cluster: Cluster, admin_api: Any,
                                                                  namespace: str, tmp_path: Path) -> None:
     # kubectl apply (client side): the local 1.20 API server refuses a server-side apply of a
-    # Service port without a protocol. No custom resource: its Go 1.19 build crashes on any
-    # (the vendored reflect2 predates Go 1.18's maps), so only the CRD is here.
+    # Service port without a protocol (a 1.20 bug)
     docs = _golden(namespace)
     path = tmp_path / "desired.yaml"
     crd = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
