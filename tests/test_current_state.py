@@ -115,3 +115,47 @@ def test_the_state_now_is_read_from_the_table_and_equals_the_fold(tmp_path: Path
         assert desired_at(log, now) == fold(log.read())  # the table's answer is the fold's
         before = Moment(T0 + timedelta(seconds=2))  # a past moment still folds
         assert set(desired_at(log, before)) == {KEYS[0], KEYS[1]}
+
+
+moments = st.lists(st.tuples(st.sampled_from(["applied", "removed", "observed", "deleted"]), st.sampled_from(KEYS),
+                             st.sampled_from(ORIGINS), st.integers(0, 30), st.integers(1, 3)), max_size=40)
+
+
+@settings(max_examples=60)
+@given(moments, st.integers(1, 7), st.lists(st.integers(-1, 32), min_size=1, max_size=5))
+def test_the_state_at_any_moment_from_snapshots_equals_the_fold(
+        history: list[tuple[str, str, str, int, int]], every: int, probes: list[int]) -> None:
+    """Valid times out of order (a back-fill records the past late), snapshots every few
+    events: the state at any valid time, recorded time or seq is what a fold of the events up
+    to it gives."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d, EventLog(Path(d) / "g.db", snapshot_every=every) as log:
+        batch: list[AnyEvent] = []
+        for n, (kind, key, origin, second, cut) in enumerate(history):
+            ev = event(n, kind, key, origin)
+            batch.append(ev.model_copy(update={"effective_at": T0 + timedelta(seconds=second)}))
+            if len(batch) >= cut:
+                log.append(batch)
+                batch = []
+        log.append(batch)
+        everything = list(log.read())
+        for probe in probes:
+            at = T0 + timedelta(seconds=probe)
+            until = probe if probe > 0 else 1
+            for origin in ORIGINS:  # each source's desired state on its own
+                want = {k: e.seq for k, e in fold_desired(
+                    (r for r in everything if r.event.effective_at <= at), origin=origin).items()}
+                got = {r.event.resource: r.seq for r in log.state_at("desired", at=at, origin=origin)}
+                assert got == want, (origin, probe)
+                want = {k: e.seq for k, e in fold_desired((r for r in everything if r.seq <= until),
+                                                          origin=origin).items()}
+                assert {r.event.resource: r.seq for r in log.state_at("desired", until_seq=until, origin=origin)} \
+                    == want
+            want = {k: e.seq for k, e in fold_actual(r for r in everything if r.event.effective_at <= at).items()}
+            assert {r.event.resource: r.seq for r in log.state_at("actual", at=at)} == want
+            if everything:
+                recorded = everything[min(len(everything) - 1, max(probe, 0))].recorded_at
+                want = {k: e.seq for k, e in fold_actual(r for r in everything if r.recorded_at <= recorded).items()}
+                got = {r.event.resource: r.seq for r in log.state_at("actual", at=recorded, axis="recorded")}
+                assert got == want

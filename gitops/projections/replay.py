@@ -7,15 +7,15 @@ event's ``effective_at``). With ``as_recorded`` it means what the log knew at T 
 at the moment the commit took effect.
 
 At or after the log's last event, a state is read from the current-state table
-(O(objects)); before it, it is a fold of the events up to T. Snapshots (so that a past T
-costs only the events since the nearest one) are the next step.
+(O(objects)); before it, from the nearest snapshot and the events after it
+(``gitops.store.current``): O(objects + events since the snapshot), not O(all events).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from gitops.events.models import GitCommit
@@ -26,10 +26,7 @@ from gitops.store import EventLog
 
 __all__ = ["Moment", "actual_at", "desired_at", "resolve_at"]
 
-_DESIRED = ("desired.applied", "desired.removed")
-_ACTUAL = ("cluster.observed", "cluster.deleted")
 _SHA = re.compile(r"[0-9a-f]{4,40}\Z")
-_TICK = timedelta(microseconds=1)  # the log's times have microseconds: "at T" includes T itself
 
 
 @dataclass(frozen=True)
@@ -101,12 +98,12 @@ def desired_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> d
     if _now(log, moment):
         return fold_desired(log.current("desired", origin=origin))
     if moment.commit_seq is not None:
-        return fold_desired(log.read(types=_DESIRED, until_seq=moment.commit_seq), origin=origin)
-    return fold_desired(log.read(types=_DESIRED, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)
+        return fold_desired(log.state_at("desired", until_seq=moment.commit_seq, origin=origin))
+    return fold_desired(log.state_at("desired", at=moment.at, axis=moment.axis, origin=origin))
 
 
 def actual_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, ActualEntry]:
     """The actual state at ``moment`` (for a commit: when it took effect)."""
     if _now(log, moment):
         return fold_actual(log.current("actual", origin=origin))
-    return fold_actual(log.read(types=_ACTUAL, end=moment.at + _TICK, time_axis=moment.axis), origin=origin)
+    return fold_actual(log.state_at("actual", at=moment.at, axis=moment.axis, origin=origin))

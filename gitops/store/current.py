@@ -1,11 +1,21 @@
-"""The current-state table: for each object of each source, the event that set what is
-desired (from ``desired.*``) or what runs (from ``cluster.*``) now.
+"""The current-state table and its snapshots: the state now, and the state at any moment,
+without folding the whole log.
 
-It is written in the same transaction as the events that change it, so it is never behind
-the log; it can always be rebuilt from the log (``rebuild``), and ``expected`` computes
-what it must hold, for ``gitops verify --projections``. A row only points at its event: the
-object is read from that event's payload, so keeping the table costs a small row per
-change, not a second copy of each manifest.
+``current_state`` holds, for each object of each source, the last event about it and
+whether that event set it or removed it (a tombstone). It is written in the same
+transaction as the events; it can always be rebuilt from the log (``rebuild``), and
+``expected`` computes what it must hold (``gitops verify --projections``). A row only
+points at its event: the object is read from that event's payload.
+
+Every ``SNAPSHOT_EVERY`` events the table is copied into ``snapshot_entries``. The state at
+a moment is then the nearest snapshot before it merged, object by object and by the higher
+sequence number, with the events after it (``state_at``):
+- by sequence (a commit) or recorded time: the events after the snapshot's last one;
+- by valid time T: a snapshot whose latest valid time t is at most T holds only events of
+  valid time <= t <= T; the events it lacks are those of valid time in (t, T], and those
+  recorded after it with a valid time <= t (a back-fill records the past late). Both are
+  read through indexes, and the highest sequence per object among them and the snapshot is
+  exactly what a fold of every event of valid time <= T would leave.
 """
 
 from __future__ import annotations
@@ -14,58 +24,106 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["VERSION", "Side", "apply", "expected", "rebuild"]
+__all__ = ["SNAPSHOT_EVERY", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
 
-VERSION = 1  # raise it when what the table holds changes: databases are rebuilt on open
+VERSION = 2  # raise it when what the tables hold changes: databases are rebuilt on open
+SNAPSHOT_EVERY = 50_000  # events between snapshots: a past moment folds at most about this many
 Side = Literal["desired", "actual"]
 
+_TYPES = ("desired.applied", "desired.removed", "cluster.observed", "cluster.deleted")
 _SETS: dict[str, tuple[Side, bool]] = {
     "desired.applied": ("desired", True), "desired.removed": ("desired", False),
     "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False),
 }
-# the last desired.*/cluster.* event of each (side, origin, resource), if it sets the object
-_EXPECTED = """
-SELECT side, origin, resource, seq FROM (
-    SELECT CASE WHEN type LIKE 'desired.%' THEN 'desired' ELSE 'actual' END AS side,
-           coalesce(json_extract(payload, '$.origin'), '') AS origin, resource, max(seq) AS seq, type
-    FROM events
-    WHERE type IN ('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted')
-      AND resource IS NOT NULL
+_SIDE = "CASE WHEN type LIKE 'desired.%' THEN 'desired' ELSE 'actual' END"
+_ORIGIN = "coalesce(json_extract(payload, '$.origin'), '')"
+_PRESENT = "type IN ('desired.applied', 'cluster.observed')"
+# the last desired.*/cluster.* event of each (side, origin, resource), and whether it sets the object
+_EXPECTED = f"""
+SELECT side, origin, resource, seq, present FROM (
+    SELECT {_SIDE} AS side, {_ORIGIN} AS origin, resource, max(seq) AS seq, {_PRESENT} AS present
+    FROM events WHERE type IN {_TYPES} AND resource IS NOT NULL
     GROUP BY 1, 2, 3
-) WHERE type IN ('desired.applied', 'cluster.observed')
+)
 """
 
 
-def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
+def apply(cur: sqlite3.Cursor, appended: Sequence[Any], *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
     """Bring the table up to date with ``appended`` (``store.log.Appended`` values), in the
-    caller's transaction. Within a batch the last event of an object wins."""
-    final: dict[tuple[str, str, str], int | None] = {}
+    caller's transaction (within a batch the last event of an object wins), and take a
+    snapshot when ``snapshot_every`` events have passed since the last one."""
+    final: dict[tuple[str, str, str], tuple[int, int]] = {}
     for a in appended:
         change = _SETS.get(a.event.type)
         if change is None or a.event.resource is None:
             continue
         side, sets = change
-        origin = getattr(a.event.payload, "origin", "") or ""
-        final[(side, origin, a.event.resource)] = a.seq if sets else None
-    if not final:
-        return
-    upserts = [(*k, seq) for k, seq in final.items() if seq is not None]
-    deletes = [k for k, seq in final.items() if seq is None]
-    if upserts:
-        cur.executemany("INSERT INTO current_state (side, origin, resource, seq) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (side, origin, resource) DO UPDATE SET seq = excluded.seq", upserts)
-    if deletes:
-        cur.executemany("DELETE FROM current_state WHERE side = ? AND origin = ? AND resource = ?", deletes)
+        final[(side, getattr(a.event.payload, "origin", "") or "", a.event.resource)] = (a.seq, int(sets))
+    if final:
+        cur.executemany("INSERT INTO current_state (side, origin, resource, seq, present) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (side, origin, resource) DO UPDATE SET seq = excluded.seq, "
+                        "present = excluded.present", [(*k, *v) for k, v in final.items()])
+    if appended:
+        last = cur.execute("SELECT coalesce(max(seq), 0) FROM snapshots").fetchone()[0]
+        if appended[-1].seq - last >= snapshot_every:
+            _snapshot(cur)
 
 
-def expected(cur: sqlite3.Cursor) -> set[tuple[str, str, str, int]]:
+def _snapshot(cur: sqlite3.Cursor) -> None:
+    cur.execute("INSERT INTO snapshots (seq, effective_at, recorded_at) "
+                "SELECT max(seq), max(effective_at), max(recorded_at) FROM events")
+    sid = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
+    cur.execute("INSERT INTO snapshot_entries (snapshot, side, origin, resource, seq, present) "
+                "SELECT ?, side, origin, resource, seq, present FROM current_state", (sid,))
+
+
+def expected(cur: sqlite3.Cursor) -> set[tuple[str, str, str, int, int]]:
     """What the table must hold, computed from the log alone."""
-    return {(r[0], r[1], r[2], int(r[3])) for r in cur.execute(_EXPECTED)}
+    return {(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in cur.execute(_EXPECTED)}
 
 
 def rebuild(cur: sqlite3.Cursor) -> None:
-    """Rebuild the table from the log, in the caller's transaction, and record its version."""
+    """Rebuild the table from the log, in the caller's transaction, and record its version.
+    Snapshots are dropped and start again from here."""
     cur.execute("DELETE FROM current_state")
-    cur.execute(f"INSERT INTO current_state (side, origin, resource, seq) {_EXPECTED}")
+    cur.execute(f"INSERT INTO current_state (side, origin, resource, seq, present) {_EXPECTED}")
+    cur.execute("DELETE FROM snapshot_entries")
+    cur.execute("DELETE FROM snapshots")
     cur.execute("INSERT INTO projections (name, version) VALUES ('current_state', ?) "
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
+
+
+def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, at: str | None = None,
+             axis: Literal["effective", "recorded"] = "effective") -> dict[tuple[str, str], int]:
+    """(origin, resource) -> the seq of the event that set each object present on ``side``
+    after event ``until_seq``, or at time ``at`` (RFC 3339, as stored) on ``axis``."""
+    if until_seq is not None:
+        snap = cur.execute("SELECT id, seq FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                           (until_seq,)).fetchone()
+        after = "seq > ? AND seq <= ?"
+        params: list[Any] = [snap[1] if snap else 0, until_seq]
+    elif axis == "recorded":
+        snap = cur.execute("SELECT id, seq FROM snapshots WHERE recorded_at <= ? ORDER BY seq DESC LIMIT 1",
+                           (at,)).fetchone()
+        after, params = "seq > ? AND recorded_at <= ?", [snap[1] if snap else 0, at]
+    else:
+        snap = cur.execute("SELECT id, seq, effective_at FROM snapshots WHERE effective_at <= ? "
+                           "ORDER BY seq DESC LIMIT 1", (at,)).fetchone()
+        if snap is None:
+            after, params = "effective_at <= ?", [at]
+        else:
+            after = "((effective_at > ? AND effective_at <= ?) OR (seq > ? AND effective_at <= ?))"
+            params = [snap[2], at, snap[1], snap[2]]
+    best: dict[tuple[str, str], tuple[int, int]] = {}
+    if snap is not None:
+        for origin, resource, seq, present in cur.execute(
+                "SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?",
+                (snap[0], side)):
+            best[(origin, resource)] = (seq, present)
+    types = _TYPES[:2] if side == "desired" else _TYPES[2:]
+    for origin, resource, seq, present in cur.execute(
+            f"SELECT {_ORIGIN}, resource, seq, {_PRESENT} FROM events "
+            f"WHERE type IN (?, ?) AND resource IS NOT NULL AND {after}", [*types, *params]):
+        if (origin, resource) not in best or best[(origin, resource)][0] < seq:
+            best[(origin, resource)] = (seq, present)
+    return {k: seq for k, (seq, present) in best.items() if present}

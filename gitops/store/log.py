@@ -119,8 +119,10 @@ class EventLog:
     that only read) the file must already be a gitops database of this version: it is
     neither created, nor migrated, nor changed in any way by opening it."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0,
+                 snapshot_every: int = current_state.SNAPSHOT_EVERY) -> None:
         self.path = Path(path)
+        self.snapshot_every = snapshot_every
         self._where = str(self.path)
         self._hooks: list[Hook] = []
         if not create and not self.path.exists():
@@ -230,7 +232,7 @@ class EventLog:
                 appended, nbytes = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
-                current_state.apply(cur, appended)
+                current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
                 for hook in self._hooks:
                     hook(cur, appended)
         self._wal.wrote(nbytes)
@@ -251,7 +253,7 @@ class EventLog:
         """The events that set each object's current state on ``side`` (desired or actual),
         of one source when ``origin`` is given, by resource: the state now, read in
         O(objects) from the current-state table rather than by folding the log."""
-        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ?"
+        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1"
                + (" AND c.origin = ?" if origin is not None else "") + " ORDER BY c.resource, c.origin")
         params = [side] if origin is None else [side, origin]
         try:
@@ -272,21 +274,47 @@ class EventLog:
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN")
-            stored = {(r[0], r[1], r[2], int(r[3]))
-                      for r in cur.execute("SELECT side, origin, resource, seq FROM current_state")}
+            stored = {(r[0], r[1], r[2], int(r[3]), int(r[4]))
+                      for r in cur.execute("SELECT side, origin, resource, seq, present FROM current_state")}
             want = current_state.expected(cur)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+        wanted = {w[:3]: w[3:] for w in want}
         out = [f"{side} {resource} ({origin}): the table says seq {seq}, the log says "
-               f"{next((w[3] for w in want if w[:3] == (side, origin, resource)), 'absent')}"
-               for side, origin, resource, seq in sorted(stored - want)]
+               f"{wanted[(side, origin, resource)][0] if (side, origin, resource) in wanted else 'absent'}"
+               for side, origin, resource, seq, _ in sorted(stored - want)]
+        kept = {s[:3] for s in stored}
         out += [f"{side} {resource} ({origin}): seq {seq} is missing from the table"
-                for side, origin, resource, seq in sorted(want - stored) if (side, origin, resource) not in
-                {s[:3] for s in stored}]
+                for side, origin, resource, seq, _ in sorted(want - stored) if (side, origin, resource) not in kept]
         return out
+
+    def state_at(self, side: current_state.Side, *, at: datetime | None = None,
+                 axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,
+                 origin: str | None = None) -> Iterator[Recorded]:
+        """The events that set each object present on ``side`` at time ``at`` (on ``axis``)
+        or after event ``until_seq``, by resource: the nearest snapshot and the events after
+        it (``gitops.store.current``), not a fold of the whole log."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")  # one snapshot of the database for the whole answer
+            found = current_state.state_at(cur, side, until_seq=until_seq, axis=axis,
+                                           at=format_time(at) if at is not None else None)
+            seqs = sorted(seq for (o, _), seq in found.items() if origin is None or o == origin)
+            rows: list[dict[str, Any]] = []
+            for i in range(0, len(seqs), _CHUNK):
+                chunk = seqs[i : i + _CHUNK]
+                rows.extend(self.db.query(f"SELECT * FROM events WHERE seq IN ({', '.join('?' * len(chunk))})",
+                                          chunk))
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        for row in sorted(rows, key=lambda r: (r["resource"], r["seq"])):
+            yield _to_recorded(row)
 
     def distinct_resources(self, types: Sequence[str]) -> list[str]:
         """Every ResourceKey string that events of ``types`` name (for source selection)."""
