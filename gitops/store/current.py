@@ -94,14 +94,16 @@ def rebuild(cur: sqlite3.Cursor) -> None:
 
 
 def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, at: str | None = None,
-             axis: Literal["effective", "recorded"] = "effective") -> dict[tuple[str, str], int]:
-    """(origin, resource) -> the seq of the event that set each object present on ``side``
-    after event ``until_seq``, or at time ``at`` (RFC 3339, as stored) on ``axis``."""
+             axis: Literal["effective", "recorded"] = "effective",
+             origin: str | None = None) -> tuple[str, list[Any]]:
+    """The SQL (and its parameters) that selects the seqs of the events that set each object
+    present on ``side`` after event ``until_seq``, or at time ``at`` (RFC 3339, as stored)
+    on ``axis``; of ``origin`` only when given. One query: the nearest snapshot's entries and
+    the events after it, the highest seq per object, its tombstones dropped."""
     if until_seq is not None:
         snap = cur.execute("SELECT id, seq FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
                            (until_seq,)).fetchone()
-        after = "seq > ? AND seq <= ?"
-        params: list[Any] = [snap[1] if snap else 0, until_seq]
+        after, params = "seq > ? AND seq <= ?", [snap[1] if snap else 0, until_seq]
     elif axis == "recorded":
         snap = cur.execute("SELECT id, seq FROM snapshots WHERE recorded_at <= ? ORDER BY seq DESC LIMIT 1",
                            (at,)).fetchone()
@@ -114,16 +116,16 @@ def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, a
         else:
             after = "((effective_at > ? AND effective_at <= ?) OR (seq > ? AND effective_at <= ?))"
             params = [snap[2], at, snap[1], snap[2]]
-    best: dict[tuple[str, str], tuple[int, int]] = {}
-    if snap is not None:
-        for origin, resource, seq, present in cur.execute(
-                "SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?",
-                (snap[0], side)):
-            best[(origin, resource)] = (seq, present)
     types = _TYPES[:2] if side == "desired" else _TYPES[2:]
-    for origin, resource, seq, present in cur.execute(
-            f"SELECT {_ORIGIN}, resource, seq, {_PRESENT} FROM events "
-            f"WHERE type IN (?, ?) AND resource IS NOT NULL AND {after}", [*types, *params]):
-        if (origin, resource) not in best or best[(origin, resource)][0] < seq:
-            best[(origin, resource)] = (seq, present)
-    return {k: seq for k, (seq, present) in best.items() if present}
+    sql = f"""
+        WITH candidates (origin, resource, seq, present) AS (
+            SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?
+            UNION ALL
+            SELECT {_ORIGIN}, resource, seq, {_PRESENT} FROM events
+            WHERE type IN (?, ?) AND resource IS NOT NULL AND {after}
+        ),
+        last (origin, resource, seq, present) AS (  -- max(): SQLite takes present from that row
+            SELECT origin, resource, max(seq), present FROM candidates GROUP BY origin, resource
+        )
+        SELECT seq FROM last WHERE present{' AND origin = ?' if origin is not None else ''}"""
+    return sql, [snap[0] if snap else 0, side, *types, *params, *([origin] if origin is not None else [])]

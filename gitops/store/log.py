@@ -300,20 +300,16 @@ class EventLog:
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN")  # one snapshot of the database for the whole answer
-            found = current_state.state_at(cur, side, until_seq=until_seq, axis=axis,
-                                           at=format_time(at) if at is not None else None)
-            seqs = sorted(seq for (o, _), seq in found.items() if origin is None or o == origin)
-            rows: list[dict[str, Any]] = []
-            for i in range(0, len(seqs), _CHUNK):
-                chunk = seqs[i : i + _CHUNK]
-                rows.extend(self.db.query(f"SELECT * FROM events WHERE seq IN ({', '.join('?' * len(chunk))})",
-                                          chunk))
+            sql, params = current_state.state_at(cur, side, until_seq=until_seq, axis=axis, origin=origin,
+                                                 at=format_time(at) if at is not None else None)
+            rows = list(self.db.query(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq "
+                                      "ORDER BY e.resource, e.seq", params))
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-        for row in sorted(rows, key=lambda r: (r["resource"], r["seq"])):
+        for row in rows:
             yield _to_recorded(row)
 
     def distinct_resources(self, types: Sequence[str]) -> list[str]:
