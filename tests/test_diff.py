@@ -142,3 +142,52 @@ def test_every_kind_of_drift_alice_makes_is_caught(cluster: Cluster, admin_api: 
     states = diff_states({f"ConfigMap/{namespace}/settings": cm}, live, instance="t")
     assert [(o.key, o.status) for o in states] == [(f"ConfigMap/{namespace}/left-behind", Status.ORPHAN),
                                                    (f"ConfigMap/{namespace}/settings", Status.MISSING)]
+
+
+def test_ignore_rules_leave_out_fields_of_matching_objects_only() -> None:
+    from gitops.diff import IgnoreRule
+
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop",
+                                                                           "annotations": {"a/b": "1"}},
+               "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}}}}
+    live = {**desired, "metadata": {**desired["metadata"], "annotations": {"a/b": "2"}},  # type: ignore[dict-item]
+            "spec": {**desired["spec"], "replicas": 5}}  # type: ignore[dict-item]
+    hpa = IgnoreRule(kind="Deployment", namespace="sh*", pointers=["/spec/replicas", "/metadata/annotations/a~1b"])
+    assert diff_object(desired, live, ignore=[hpa]) == []
+    other = IgnoreRule(kind="Deployment", name="api-*", pointers=["/spec/replicas"])
+    assert [i.path for i in diff_object(desired, live, ignore=[other])] == ["metadata.annotations.a/b",
+                                                                           "spec.replicas"]
+    with pytest.raises(ValueError, match="not a JSON pointer"):
+        IgnoreRule(pointers=["spec.replicas"])
+
+
+def test_fields_of_ignored_managers_are_never_extra() -> None:
+    fields: dict[str, Any] = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"w"}': {"f:env": {
+        'k:{"name":"SIDE"}': {".": {}, "f:name": {}, "f:value": {}}}}}}}}}
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}}}}
+    live = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "managedFields": [
+        {"manager": "gitops", "operation": "Apply", "fieldsV1": {}},
+        {"manager": "injector", "operation": "Update", "fieldsV1": fields}]},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "w", "image": "w:1", "env": [{"name": "SIDE", "value": "car"}]}]}}}}
+    assert diff_object(desired, live) == [
+        DiffItem(Op.EXTRA, "spec.template.spec.containers[name=w].env[name=SIDE].name", None, "SIDE"),
+        DiffItem(Op.EXTRA, "spec.template.spec.containers[name=w].env[name=SIDE].value", None, "car")]
+    assert diff_object(desired, live, ignore_managers=["injector"]) == []
+
+
+def test_the_config_files_diff_section_is_read(tmp_path: Path) -> None:
+    from gitops.service.config import load_config
+
+    cfg = tmp_path / "gitops.yaml"
+    cfg.write_text("diff:\n  instance: prod\n  ignore_managers: [kube-controller-manager]\n  ignore:\n"
+                   "  - kind: Deployment\n    pointers: [/spec/replicas]\n")
+    config = load_config(cfg)
+    assert (config.diff.instance, config.diff.ignore_managers) == ("prod", ["kube-controller-manager"])
+    assert config.diff.ignore[0].pointers == ["/spec/replicas"]
+    cfg.write_text("diff:\n  ignore:\n  - pointers: [spec]\n")
+    from gitops.model import ConfigError
+
+    with pytest.raises(ConfigError, match="not a JSON pointer"):
+        load_config(cfg)

@@ -28,7 +28,8 @@ def _at_option(f: Any) -> Any:
 
 def _instance_option(f: Any) -> Any:
     return click.option("--instance", default=None,
-                        help="Report live objects labelled as this instance's that Git no longer has (orphans).")(f)
+                        help="Report live objects labelled as this instance's that Git no longer has (orphans; "
+                             "default: diff.instance in the config).")(f)
 
 
 def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
@@ -36,7 +37,7 @@ def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
     key = format_key(parse_key(resource)) if resource is not None else None
     with ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
-        return moment.describe(), diff_at(log, moment, resource=key, instance=instance)
+        return moment.describe(), diff_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff)
 
 
 def _value(v: object) -> str:

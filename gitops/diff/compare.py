@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from gitops.diff.ignore import IgnoreRule, without_ignored
 from gitops.diff.normalize import normalize, same_scalar
 
 __all__ = ["OWNERSHIP_LABEL", "DiffItem", "ObjectDiff", "Op", "Status", "diff_object", "diff_states"]
@@ -207,25 +208,28 @@ def _mask_secret(manifest: dict[str, Any], items: list[DiffItem]) -> list[DiffIt
 
 
 def diff_object(desired: dict[str, Any], live: dict[str, Any] | None, *, field_manager: str = "gitops",
-                ignore_managers: Sequence[str] = ()) -> list[DiffItem]:
-    """What differs between one desired object and the live one (None: not in the cluster)."""
+                ignore_managers: Sequence[str] = (), ignore: Sequence[IgnoreRule] = ()) -> list[DiffItem]:
+    """What differs between one desired object and the live one (None: not in the cluster),
+    leaving out the fields ``ignore`` points at and the fields of ``ignore_managers``."""
     if live is None:
         return [DiffItem(Op.MISSING, "", None, None)]
-    d, a = normalize(desired), normalize(live)
+    d, a = normalize(without_ignored(desired, ignore)), normalize(without_ignored(live, ignore))
     out: list[DiffItem] = []
     _compare(d, a, "", "", out)
-    out.extend(_extra(d, live, field_manager=field_manager, ignore_managers=frozenset(ignore_managers)))
+    out.extend(_extra(d, without_ignored(live, ignore), field_manager=field_manager,
+                      ignore_managers=frozenset(ignore_managers)))
     return _mask_secret(desired, out)
 
 
 def diff_states(desired: Mapping[str, dict[str, Any]], live: Mapping[str, dict[str, Any]], *,
                 instance: str | None = None, field_manager: str = "gitops",
-                ignore_managers: Sequence[str] = ()) -> list[ObjectDiff]:
+                ignore_managers: Sequence[str] = (), ignore: Sequence[IgnoreRule] = ()) -> list[ObjectDiff]:
     """Pair the two states by key and diff each pair; live objects that carry ``instance``'s
     ownership label and are not desired are orphans. Sorted by key."""
     out: list[ObjectDiff] = []
     for key in sorted(desired):
-        items = diff_object(desired[key], live.get(key), field_manager=field_manager, ignore_managers=ignore_managers)
+        items = diff_object(desired[key], live.get(key), field_manager=field_manager, ignore_managers=ignore_managers,
+                            ignore=ignore)
         if key not in live:
             out.append(ObjectDiff(key, Status.MISSING, tuple(items)))
         else:

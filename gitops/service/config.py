@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gitops.diff import DiffSettings
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError, first_error
 from gitops.sources.cluster.config import ClusterSourceConfig
@@ -28,6 +29,8 @@ class Config(BaseModel):
     redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
     git: GitSourceConfig | None = Field(default=None, description="the Git source of desired state")
     cluster: ClusterSourceConfig | None = Field(default=None, description="the cluster source of actual state")
+    diff: DiffSettings = Field(default_factory=DiffSettings, description="what the diff leaves out, and orphans of "
+                                                                         "which instance it reports")
 
 
 def config_json_schema() -> str:
