@@ -159,3 +159,21 @@ def test_the_state_at_any_moment_from_snapshots_equals_the_fold(
                 want = {k: e.seq for k, e in fold_actual(r for r in everything if r.recorded_at <= recorded).items()}
                 got = {r.event.resource: r.seq for r in log.state_at("actual", at=recorded, axis="recorded")}
                 assert got == want
+
+
+def test_a_change_in_git_is_no_drift_and_git_can_end_one(tmp_path: Path) -> None:
+    from gitops.query import drift_episodes
+
+    def with_data(ev: AnyEvent, value: str) -> AnyEvent:
+        payload = ev.payload.model_copy(update={"manifest": {**ev.payload.manifest, "data": {"k": value}}})  # type: ignore[union-attr]
+        return ev.model_copy(update={"payload": payload})
+
+    key, origin = KEYS[0], ORIGINS[0]
+    with EventLog(tmp_path / "g.db") as log:
+        log.append([with_data(event(1, "applied", key, origin), "a"), with_data(event(2, "observed", key, origin), "a"),
+                    with_data(event(3, "applied", key, origin), "b"),  # Git moves first: pending, not drift
+                    with_data(event(4, "observed", key, origin), "b"),  # caught up
+                    with_data(event(5, "observed", key, origin), "x"),  # drift
+                    with_data(event(6, "applied", key, origin), "x")])  # Git changed to match
+        episodes = drift_episodes(log.read())
+    assert [(e.opened_seq, e.fields, e.closed_seq, e.how) for e in episodes] == [(5, ["data.k"], 6, "git-changed")]

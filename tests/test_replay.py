@@ -171,3 +171,46 @@ def test_status_and_diff_now_and_before_alices_edit(cluster: Cluster, admin_api:
     res = gitops("status", "-o", "json", db=db)
     assert json.loads(res.stdout)["counts"] == {"in-sync": 0, "out-of-sync": 1, "missing": 0, "orphan": 0}
     assert gitops("status", "--at", "yesterday-ish", db=db).returncode == 2
+
+
+@pytest.mark.cluster
+def test_drift_episodes_say_who_drifted_and_how_it_ended(cluster: Cluster, admin_api: Any, namespace: str,
+                                                         tmp_path: Path) -> None:
+    from gitops.query import drift_episodes
+    from tests.test_cluster_contract import server_side_apply
+
+    grant(cluster, namespace, "alice", "bob")
+    repo = GitRepo(tmp_path / "repo")
+    desired = configmap("settings", namespace, mode="production")
+    repo.write("cm.yaml", desired)
+    repo.commit("settings")
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+    key = f"ConfigMap/{namespace}/settings"
+
+    def seen(n: int) -> None:
+        wait_until(lambda: len(history(db, namespace)) == n, what=f"change {n}")
+
+    def patch(user: str, mode: str) -> None:
+        kubectl(cluster, user, "-n", namespace, "patch", "configmap", "settings", "--type=merge",
+                "-p", json.dumps({"data": {"mode": mode}}))
+
+    with running(db, source_config(cluster)):
+        server_side_apply(admin_api, desired, "gitops")  # in sync, as the reconciler would make it
+        seen(1)
+        patch("alice", "debug")  # drift, by alice ...
+        seen(2)
+        patch("bob", "production")  # ... put back by bob
+        seen(3)
+        kubectl(cluster, "alice", "-n", namespace, "delete", "configmap", "settings")  # drift: gone
+        seen(4)
+        server_side_apply(admin_api, desired, "gitops")  # the reconciler makes it again
+        seen(5)
+    with EventLog(db) as log:
+        episodes = [e for e in drift_episodes(log.read()) if e.resource == key]
+    assert [(e.opened_by, e.fields, e.how, e.closed_by) for e in episodes] == [
+        ("alice", ["data.mode"], "reverted", "bob"),
+        ("alice", ["(the whole object)"], "reconciled", "gitops"),
+    ]
+    assert all(e.duration is not None and e.duration.total_seconds() >= 0 for e in episodes)

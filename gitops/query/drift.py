@@ -1,0 +1,96 @@
+"""Drift episodes, folded from the log: when an object that was in sync with Git diverged
+outside Git, who caused it, and when and how it converged again.
+
+An episode opens when a cluster change makes an in-sync object differ from what Git
+desires (a change in Git that the cluster has not caught up with yet is not drift: it is
+the reconciler's pending work). It closes when the object matches again: ``reconciled``
+(the reconciler's change), ``reverted`` (anyone else's), ``git-changed`` (Git moved to
+match, or stopped desiring the object), ``deleted`` (gone from both). Pure: events in,
+episodes out (it lives in ``query`` because it needs both projections and the diff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from gitops.diff import diff_object
+from gitops.events.models import (
+    Attribution,
+    ClusterDeleted,
+    ClusterObserved,
+    DesiredApplied,
+    DesiredRemoved,
+    Recorded,
+)
+
+__all__ = ["DriftEpisode", "drift_episodes"]
+
+How = Literal["reconciled", "reverted", "git-changed", "deleted"]
+
+
+@dataclass
+class DriftEpisode:
+    resource: str
+    opened_at: datetime
+    opened_seq: int
+    opened_by: str | None  # the actor of the change that caused it, when the evidence names one
+    fields: list[str] = field(default_factory=list)  # what differed when it opened
+    closed_at: datetime | None = None
+    closed_seq: int | None = None
+    closed_by: str | None = None
+    how: How | None = None
+
+    @property
+    def duration(self) -> timedelta | None:
+        return None if self.closed_at is None else self.closed_at - self.opened_at
+
+
+@dataclass
+class _Object:
+    desired: dict[str, Any] | None = None
+    actual: dict[str, Any] | None = None
+    in_sync: bool = False
+    episode: DriftEpisode | None = None
+
+
+def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops") -> list[DriftEpisode]:
+    """Every drift episode in ``events`` (seq order), open ones last in their place."""
+    objects: dict[str, _Object] = {}
+    out: list[DriftEpisode] = []
+    for r in events:
+        ev = r.event
+        if ev.resource is None or not isinstance(ev, (DesiredApplied, DesiredRemoved, ClusterObserved,
+                                                      ClusterDeleted)):
+            continue
+        o = objects.setdefault(ev.resource, _Object())
+        git_side = isinstance(ev, (DesiredApplied, DesiredRemoved))
+        if isinstance(ev, DesiredApplied):
+            o.desired = ev.payload.manifest
+        elif isinstance(ev, DesiredRemoved):
+            o.desired = None
+        elif isinstance(ev, ClusterObserved):
+            o.actual = ev.payload.manifest
+        else:
+            o.actual = None
+        items = diff_object(o.desired, o.actual, field_manager=field_manager) if o.desired is not None else []
+        now_in_sync = o.desired is not None and not items
+        if o.episode is not None and (now_in_sync or o.desired is None):
+            if o.desired is None:
+                how: How = "deleted" if o.actual is None else "git-changed"
+            elif git_side:
+                how = "git-changed"
+            else:
+                reconciler = isinstance(ev, ClusterObserved) and ev.payload.attribution == Attribution.RECONCILER
+                how = "reconciled" if reconciler else "reverted"
+            o.episode.closed_at, o.episode.closed_seq, o.episode.closed_by, o.episode.how = (
+                ev.effective_at, r.seq, ev.actor, how)
+            o.episode = None
+        elif o.in_sync and not now_in_sync and not git_side and o.desired is not None:
+            o.episode = DriftEpisode(ev.resource, ev.effective_at, r.seq, ev.actor,
+                                     [i.path or "(the whole object)" for i in items])
+            out.append(o.episode)
+        o.in_sync = now_in_sync
+    return out
