@@ -161,18 +161,15 @@ class EventLog:
     def _current_projection(self, conn: sqlite3.Connection) -> None:
         """Rebuild the current-state table when it was written by another version (or, after
         the migration that made it, never filled): once, under the write lock."""
-        stored = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
-        if stored is not None and stored[0] == current_state.VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            stored = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
-            if stored is None or stored[0] != current_state.VERSION:  # not done by another process meanwhile
-                current_state.rebuild(conn.cursor())
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+        def stale() -> bool:
+            row = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
+            return row is None or row[0] != current_state.VERSION
+
+        if stale():
+            with self._write() as cur:
+                if stale():  # not done by another process meanwhile
+                    current_state.rebuild(cur)
 
     # ------------------------------------------------------------------ lifecycle
 
