@@ -16,8 +16,6 @@ from gitops.model.keys import format_key, parse_key
 from gitops.projections import resolve_at
 from gitops.query import diff_at
 
-_MARK = {Op.CHANGED: ("~", "yellow"), Op.MISSING: ("-", "red"), Op.EXTRA: ("+", "green")}
-
 
 def _at_option(f: Any) -> Any:
     f = click.option("--as-recorded", is_flag=True,
@@ -29,7 +27,7 @@ def _at_option(f: Any) -> Any:
 def _instance_option(f: Any) -> Any:
     return click.option("--instance", default=None,
                         help="Report live objects labelled as this instance's that Git no longer has (orphans; "
-                             "default: diff.instance in the config).")(f)
+                             "default: diff.instance, else reconcile.instance in the config).")(f)
 
 
 def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
@@ -37,6 +35,7 @@ def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
     key = format_key(parse_key(resource)) if resource is not None else None
     with ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
+        instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
         return moment.describe(), diff_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff)
 
 
@@ -81,11 +80,15 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, in
     else:
         for d in differing:
             click.secho(f"--- desired {d.key}\n+++ live {d.key} ({d.status.value})", bold=True)
-            for i in d.items:
-                mark, colour = _MARK[i.op]
-                what = {Op.CHANGED: f"{_value(i.desired)} -> {_value(i.actual)}", Op.MISSING: _value(i.desired),
-                        Op.EXTRA: _value(i.actual)}[i.op] if (i.desired, i.actual) != (None, None) else i.op.value
-                click.secho(f"{mark} {i.path or '(the whole object)'}: {what}", fg=colour)
+            for i in d.items:  # unified: what Git wants (-, red), what runs (+, green)
+                path = i.path or "(the whole object)"
+                if (i.desired, i.actual) == (None, None):  # a Secret's value, or a whole object
+                    click.secho(f"~ {path}: {i.op.value}", fg="yellow")
+                    continue
+                if i.op in (Op.CHANGED, Op.MISSING):
+                    click.secho(f"- {path}: {_value(i.desired)}", fg="red")
+                if i.op in (Op.CHANGED, Op.EXTRA):
+                    click.secho(f"+ {path}: {_value(i.actual)}", fg="green")
         if not differing:
             click.echo(f"{when}: the cluster matches Git", err=True)
     if differing:

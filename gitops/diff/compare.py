@@ -28,7 +28,7 @@ from typing import Any
 from gitops.diff.ignore import IgnoreRule, without_ignored
 from gitops.diff.normalize import normalize, same_scalar
 
-__all__ = ["OWNERSHIP_LABEL", "DiffItem", "ObjectDiff", "Op", "Status", "diff_object", "diff_states"]
+__all__ = ["OWNERSHIP_LABEL", "DiffItem", "ObjectDiff", "Op", "Status", "diff_object", "diff_states", "take_over"]
 
 OWNERSHIP_LABEL = "gitops.dev/instance"
 """The label the reconciler puts on what it applies; its value is the instance's name."""
@@ -195,6 +195,70 @@ def _extra(desired: dict[str, Any], live: dict[str, Any], *, field_manager: str,
             if found:
                 out.setdefault(path, DiffItem(Op.EXTRA, path, None, value))
     return [out[p] for p in sorted(out)]
+
+
+def _split(fields: dict[str, Any], desired: Any, prefix: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(kept, moved): the parts of a fieldsV1 set Git sets too, and the subtrees it does not."""
+    kept: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k == ".":
+            kept[k] = v
+            continue
+        segments = [*prefix, k]
+        if segments[0] == "f:status" or segments[:2] == ["f:metadata", "f:managedFields"] or \
+                segments == ["f:metadata", "f:annotations", "f:kubectl.kubernetes.io/last-applied-configuration"]:
+            kept[k] = v
+            continue
+        if not _walk(desired, segments)[0]:
+            moved[k] = v
+        elif v:
+            inner_kept, inner_moved = _split(v, desired, segments)
+            if inner_kept:
+                kept[k] = inner_kept
+            if inner_moved:
+                moved[k] = inner_moved
+        else:
+            kept[k] = v
+    return kept, moved
+
+
+def _merge_fields(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_fields(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def take_over(desired: dict[str, Any], live: dict[str, Any], *, field_manager: str = "gitops",
+              ignore_managers: Sequence[str] = ()) -> list[dict[str, Any]] | None:
+    """The live object's managedFields with the fields other managers added and Git does
+    not set (the ``extra`` items) handed to ``field_manager``'s Apply entry, or None when
+    there are none. Written back before the next apply, it lets that apply remove them, as
+    server-side apply removes the fields an applier owns and no longer sends: how self-heal
+    undoes ``kubectl set env`` or a ``kubectl edit`` that added a key (Flux does the same)."""
+    entries = (live.get("metadata") or {}).get("managedFields") or []
+    ours = [e for e in entries if e.get("manager") == field_manager and e.get("operation") == "Apply"
+            and not e.get("subresource")]
+    if not ours:
+        return None
+    d = normalize(desired)
+    taken: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        if e is ours[0] or e.get("manager") in ignore_managers or e.get("manager") == field_manager \
+                or e.get("subresource"):
+            out.append(e)
+            continue
+        kept, moved = _split(e.get("fieldsV1") or {}, d, [])
+        if moved:
+            taken = _merge_fields(taken, moved)
+        if set(kept) - {"."}:
+            out.append({**e, "fieldsV1": kept})
+    if not taken:
+        return None
+    mine = ours[0]
+    return [{**mine, "fieldsV1": _merge_fields(mine.get("fieldsV1") or {}, taken)} if e is mine else e for e in out]
 
 
 # ---------------------------------------------------------------------------- objects and states

@@ -41,14 +41,20 @@ class IgnoreRule(BaseModel):
                 and fnmatch.fnmatchcase(str(meta.get("namespace", "")), self.namespace))
 
 
+CONTROLLER_MANAGERS = ("kube-controller-manager", "kube-scheduler", "kubelet", "cloud-controller-manager")
+"""The control plane's own writers: what they add to an object (a Deployment's revision
+annotation, a Service's cluster IP) is the cluster working, not drift."""
+
+
 class DiffSettings(BaseModel):
     """The ``diff:`` section of the config file."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ignore: list[IgnoreRule] = Field(default_factory=list, description="fields the diff leaves out")
-    ignore_managers: list[str] = Field(default_factory=list,
-                                       description="field managers whose fields are never 'extra' (e.g. an HPA's)")
+    ignore_managers: list[str] = Field(default_factory=lambda: list(CONTROLLER_MANAGERS),
+                                       description="field managers whose fields are never 'extra' (default: the "
+                                                   "control plane's own controllers; add e.g. an autoscaler's)")
     instance: str | None = Field(default=None, description="report objects labelled with this instance and not "
                                                            "in Git as orphans")
 

@@ -6,7 +6,8 @@ desires (a change in Git that the cluster has not caught up with yet is not drif
 the reconciler's pending work). It closes when the object matches again: ``reconciled``
 (the reconciler's change), ``reverted`` (anyone else's), ``git-changed`` (Git moved to
 match, or stopped desiring the object), ``deleted`` (gone from both). Pure: events in,
-episodes out (it lives in ``query`` because it needs both projections and the diff).
+episodes out. In ``diff`` (it is the diff, followed over time) so that both the read side
+and the reconciler, which records the episodes it sees, use this one definition.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gitops.events.models import (
     Recorded,
 )
 
-__all__ = ["DriftEpisode", "drift_episodes"]
+__all__ = ["DriftEpisode", "DriftTracker", "drift_episodes"]
 
 How = Literal["reconciled", "reverted", "git-changed", "deleted"]
 
@@ -56,16 +57,33 @@ class _Object:
     episode: DriftEpisode | None = None
 
 
-def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops") -> list[DriftEpisode]:
-    """Every drift episode in ``events`` (seq order), open ones last in their place."""
-    objects: dict[str, _Object] = {}
-    out: list[DriftEpisode] = []
-    for r in events:
+class DriftTracker:
+    """The drift projection, one event at a time: ``feed`` returns the episode an event
+    opened or closed (None when it did neither). ``drift_episodes`` runs it over a whole
+    log; the running service runs it over the events each pass brings and records what
+    it returns as ``drift.opened`` / ``drift.closed``, so the two agree by construction.
+
+    ``prime`` starts it from a known state (the current-state tables and the open
+    episodes the log recorded) instead of from the first event."""
+
+    def __init__(self, *, field_manager: str = "gitops") -> None:
+        self.field_manager = field_manager
+        self.objects: dict[str, _Object] = {}
+
+    def prime(self, resource: str, desired: dict[str, Any] | None, actual: dict[str, Any] | None,
+              episode: DriftEpisode | None = None) -> None:
+        items = diff_object(desired, actual, field_manager=self.field_manager) if desired is not None else [None]
+        self.objects[resource] = _Object(desired, actual, not items, episode)
+
+    def open_episodes(self) -> list[DriftEpisode]:
+        return [o.episode for o in self.objects.values() if o.episode is not None]
+
+    def feed(self, r: Recorded) -> DriftEpisode | None:
         ev = r.event
         if ev.resource is None or not isinstance(ev, (DesiredApplied, DesiredRemoved, ClusterObserved,
                                                       ClusterDeleted)):
-            continue
-        o = objects.setdefault(ev.resource, _Object())
+            return None
+        o = self.objects.setdefault(ev.resource, _Object())
         git_side = isinstance(ev, (DesiredApplied, DesiredRemoved))
         if isinstance(ev, DesiredApplied):
             o.desired = ev.payload.manifest
@@ -75,8 +93,9 @@ def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops")
             o.actual = ev.payload.manifest
         else:
             o.actual = None
-        items = diff_object(o.desired, o.actual, field_manager=field_manager) if o.desired is not None else []
+        items = diff_object(o.desired, o.actual, field_manager=self.field_manager) if o.desired is not None else []
         now_in_sync = o.desired is not None and not items
+        changed: DriftEpisode | None = None
         if o.episode is not None and (now_in_sync or o.desired is None):
             if o.desired is None:
                 how: How = "deleted" if o.actual is None else "git-changed"
@@ -87,10 +106,20 @@ def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops")
                 how = "reconciled" if reconciler else "reverted"
             o.episode.closed_at, o.episode.closed_seq, o.episode.closed_by, o.episode.how = (
                 ev.effective_at, r.seq, ev.actor, how)
-            o.episode = None
+            changed, o.episode = o.episode, None
         elif o.in_sync and not now_in_sync and not git_side and o.desired is not None:
-            o.episode = DriftEpisode(ev.resource, ev.effective_at, r.seq, ev.actor,
-                                     [i.path or "(the whole object)" for i in items])
-            out.append(o.episode)
+            o.episode = changed = DriftEpisode(ev.resource, ev.effective_at, r.seq, ev.actor,
+                                               [i.path or "(the whole object)" for i in items])
         o.in_sync = now_in_sync
+        return changed
+
+
+def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops") -> list[DriftEpisode]:
+    """Every drift episode in ``events`` (seq order), open ones last in their place."""
+    tracker = DriftTracker(field_manager=field_manager)
+    out: list[DriftEpisode] = []
+    for r in events:
+        e = tracker.feed(r)
+        if e is not None and e.closed_seq is None:
+            out.append(e)
     return out
