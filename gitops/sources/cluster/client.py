@@ -24,8 +24,8 @@ import yaml
 
 from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
 
-__all__ = ["AccessDenied", "ClusterClient", "Discovery", "KindInfo", "ResourceVersionGone", "WatchEvent",
-           "check_kubeconfig"]
+__all__ = ["AccessDenied", "ApiRefused", "ClusterClient", "Discovery", "KindInfo", "ResourceVersionGone",
+           "WatchEvent", "check_kubeconfig"]
 
 
 class ResourceVersionGone(SourceError):
@@ -75,6 +75,32 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 
 class AccessDenied(SourceError):
     """The server refused this request (401/403): not an outage, retrying will not help."""
+
+
+class ApiRefused(SourceError):
+    """The API answered a write with an error status (422 invalid, 403, 404, 409, 5xx...):
+    its code, its reason (``Invalid``, ``Conflict``...) and its own message."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {code} {reason}: {message}")
+        self.code, self.reason, self.message = code, reason, message
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again as it is (the server was busy or failed), as opposed to a
+        request that will fail the same way until the object or the cluster changes."""
+        return self.code == 429 or self.code >= 500
+
+
+def _refused(r: requests.Response) -> ApiRefused:
+    try:
+        body = orjson.loads(r.content)
+    except orjson.JSONDecodeError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or r.text[:500] or r.reason)
+    return ApiRefused(r.status_code, str(body.get("reason") or r.reason or ""), message)
 
 
 def _status(e: Exception) -> int | None:
@@ -283,6 +309,80 @@ class ClusterClient:
             with self._lock:
                 self._responses.discard(r)
             r.close()
+
+    # ------------------------------------------------------------------ writes (the reconciler's port)
+
+    def _object_kwargs(self, kind: KindInfo, namespace: str | None, name: str | None) -> dict[str, Any]:
+        url = kind.plural if name is None else f"{kind.plural}/{name}"
+        kwargs: dict[str, Any] = {"version": kind.api_version, "url": url,
+                                  **({"base": "/api"} if not kind.group else {})}
+        if kind.namespaced:
+            kwargs["namespace"] = namespace or "default"
+        return kwargs
+
+    def _send(self, method: str, kind: KindInfo, namespace: str | None, name: str | None,
+              **kwargs: Any) -> requests.Response:
+        """One request; an error status is an ``ApiRefused``, a server that cannot be reached
+        a ``ClusterUnavailableError`` (both say what and where)."""
+        try:
+            r: requests.Response = getattr(self.api, method)(**self._object_kwargs(kind, namespace, name), **kwargs)
+        except _NETWORK_ERRORS as e:
+            raise _unavailable(self.server, e) from None
+        if r.status_code >= 400:
+            raise _refused(r)
+        return r
+
+    def apply(self, kind: KindInfo, manifest: dict[str, Any], *, field_manager: str, force: bool = False,
+              dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply of ``manifest`` as ``field_manager``; the object the server
+        holds afterwards (or would hold, with ``dry_run``)."""
+        meta = manifest.get("metadata") or {}
+        params = {"fieldManager": field_manager, **({"force": "true"} if force else {}),
+                  **({"dryRun": "All"} if dry_run else {})}
+        r = self._send("patch", kind, meta.get("namespace"), str(meta.get("name")), data=orjson.dumps(manifest),
+                       params=params, headers={"Content-Type": "application/apply-patch+yaml"})
+        return dict(orjson.loads(r.content))
+
+    def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) of one object; the object afterwards."""
+        r = self._send("patch", kind, namespace, name, data=orjson.dumps(patch),
+                       headers={"Content-Type": "application/merge-patch+json"})
+        return dict(orjson.loads(r.content))
+
+    def delete(self, kind: KindInfo, namespace: str | None, name: str, *, uid: str | None = None,
+               dry_run: bool = False) -> None:
+        """Delete one object (its dependents in the background, as kubectl does); with
+        ``uid``, only that incarnation of it (a precondition: a re-created object with the
+        same name is left alone). An object already gone is not an error."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self._send("delete", kind, namespace, name, data=orjson.dumps(body),
+                       params={"dryRun": "All"} if dry_run else {})
+        except ApiRefused as e:
+            if e.code != 404:  # 404: the object (or its namespace, or its kind) is already gone
+                raise
+
+    def get(self, kind: KindInfo, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """One object, or None when there is none."""
+        try:
+            return dict(orjson.loads(self._send("get", kind, namespace, name).content))
+        except ApiRefused as e:
+            if e.code == 404:
+                return None
+            raise
+
+    def create(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj``; 409 (it exists) is an ``ApiRefused``."""
+        r = self._send("post", kind, (obj.get("metadata") or {}).get("namespace"), None, data=orjson.dumps(obj))
+        return dict(orjson.loads(r.content))
+
+    def replace(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace ``obj`` if its metadata.resourceVersion is still the server's (else 409)."""
+        meta = obj.get("metadata") or {}
+        r = self._send("put", kind, meta.get("namespace"), str(meta.get("name")), data=orjson.dumps(obj))
+        return dict(orjson.loads(r.content))
 
     def close(self) -> None:
         """End every watch in progress (from another thread): their iterators stop at once.

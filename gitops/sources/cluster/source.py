@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.events.models import ClusterObserved
+from gitops.events.models import AnyEvent, ClusterObserved
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
@@ -249,14 +249,17 @@ class ClusterSource:
         if self._on_error is not None:
             self._on_error(e)
 
-    def start(self, *, on_error: Callable[[Exception], None] | None = None) -> None:
+    def start(self, *, on_error: Callable[[Exception], None] | None = None,
+              on_appended: Callable[[list[AnyEvent]], None] | None = None) -> None:
         """Read the audit log's backlog, then start watching in background threads;
-        ``stop()`` ends them. ``on_error`` is told if the source cannot go on."""
+        ``stop()`` ends them. ``on_error`` is told if the source cannot go on;
+        ``on_appended`` of each batch of events written (from the writer's thread)."""
         log = EventLog(self.db_path)
         watchers, writer, tailer, _ = self._prepare(log)
         self._writer, self._tailer = writer, tailer
         self._on_error = on_error
         writer.on_error = self._failed
+        writer.on_appended = on_appended
         if tailer is not None:
             tailer.catch_up()  # a first start may have a long audit history to read
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))

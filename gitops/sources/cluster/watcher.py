@@ -290,6 +290,7 @@ class Writer:
         self.appended = 0
         self.error: Exception | None = None
         self.on_error: Callable[[Exception], None] | None = None
+        self.on_appended: Callable[[list[AnyEvent]], None] | None = None  # told of each batch written
 
     def put(self, item: Item | None) -> None:
         """Queue ``item``; ``None`` tells ``run`` to finish after what is queued before it."""
@@ -386,6 +387,8 @@ class Writer:
             return
         cps = [Checkpoint(self.checkpoint_name(k), {"resourceVersion": rv}) for k, rv in pending.checkpoints.items()]
         self.appended += len(self.log.append(pending.events, checkpoint=cps))
+        if self.on_appended is not None and pending.events:
+            self.on_appended(pending.events)
 
     def _batch(self, first: Item | None) -> bool:
         """Write ``first`` and whatever else is queued now, in one transaction (up to 1000

@@ -178,6 +178,24 @@ class GitIngest:
     def close(self) -> None:
         self.repo.close()
 
+    def manifests_at(self, commit: str, paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The objects ``paths`` names (ResourceKey -> the file that holds it) as ``commit``
+        has them, *unredacted*: what the reconciler applies. The log holds them redacted (a
+        Secret's values as digests), so the values to apply are read from Git itself, at the
+        commit the log says; they are never stored or returned anywhere else."""
+        blobs = self.repo.blobs_at(commit, list(set(paths.values())))
+        data = self.repo.read_blobs(list(blobs.values()))
+        out: dict[str, dict[str, Any]] = {}
+        for path, blob in blobs.items():
+            result = parse_manifests(path, data[blob], scope=self.scope,
+                                     default_namespace=self.config.default_namespace,
+                                     max_bytes=self.config.max_file_bytes)
+            for doc in result.documents:
+                key = format_key(doc.key)
+                if paths.get(key) == path:
+                    out[key] = doc.manifest
+        return out
+
     def missing_paths(self, commit: str) -> list[str]:
         """The configured paths that ``commit``'s tree does not hold (removed by a commit,
         since new settings that name such a path are refused)."""

@@ -257,6 +257,18 @@ class GitRepository:
                 entries.append(TreeEntry(path, blob, mode))
         return entries
 
+    def blobs_at(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
+        """path -> blob of the files ``paths`` in a commit's tree (those it holds)."""
+        if not paths:
+            return {}
+        out = self.repo.git.ls_tree("-z", "--full-tree", sha, "--", *sorted(set(paths)))
+        found = {}
+        for item in out.split("\0"):
+            if item:
+                meta, _, path = item.partition("\t")
+                found[path] = meta.split(" ")[2]
+        return found
+
     def has_path(self, sha: str, path: str) -> bool:
         """Whether the commit's tree holds ``path`` (a file or a directory)."""
         return bool(self.repo.git.ls_tree(sha, "--", path))
