@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops.events import AuditRecorded
+from gitops.events.models import SourceErrorEvent
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer
 from gitops.store import Checkpoint, EventLog
 
@@ -92,8 +93,8 @@ def test_rotation_loses_nothing_and_a_restart_resumes_where_it_stopped(tmp_path:
 
 def errors(db: Path) -> list[tuple[str, str]]:
     with EventLog(db) as log:
-        return [(r.event.payload.code, r.event.payload.detail.get("offset", ""))  # type: ignore[union-attr]
-                for r in log.read(types=["source.error"])]
+        return [(r.event.payload.code, r.event.payload.detail.get("offset", ""))
+                for r in log.read(types=["source.error"]) if isinstance(r.event, SourceErrorEvent)]
 
 
 def test_odd_records_are_skipped_counted_and_reported_once_never_fatal(tmp_path: Path, db_path: Path) -> None:

@@ -55,6 +55,8 @@ __all__ = [
     "ReconcileActionPayload",
     "ReconcileFinished",
     "ReconcileFinishedPayload",
+    "ReconcileLeader",
+    "ReconcileLeaderPayload",
     "ReconcileStarted",
     "ReconcileStartedPayload",
     "Recorded",
@@ -244,12 +246,19 @@ class AuditPayload(_Frozen):
     api_version: str | None = None
 
 
+Mode = Literal["apply", "dry-run", "detect-only"]
+
+
 class ReconcileStartedPayload(_Frozen):
     run_id: str
-    trigger: str
-    mode: Literal["apply", "dry-run", "detect-only"]
-    desired_revision: str | None = None
+    trigger: str  # interval, commit, drift, manual, start
+    mode: Mode
+    desired_revision: str | None = None  # the last valid commit, whose state the pass acts on
     prune: bool = False
+    instance: str = ""
+    # why the pass does less than asked: "suspended" (nothing runs), "window <name>"
+    # (a deny window: detect-only), "mass-prune" (prunes held)
+    held: str | None = None
 
 
 class ReconcileActionPayload(_Frozen):
@@ -259,16 +268,34 @@ class ReconcileActionPayload(_Frozen):
     error: str | None = None
     terminal: bool = False
     dry_run: bool = False
+    code: int | None = None  # the API's status code and reason, when it refused
+    reason: str | None = None
+    fields: list[str] = Field(default_factory=list)  # what differed (paths), for an update
+    commit: str | None = None  # the commit whose manifest was applied
 
 
 class ReconcileFinishedPayload(_Frozen):
     run_id: str
-    status: Literal["succeeded", "failed", "partial"]
+    status: Literal["succeeded", "failed", "partial", "skipped"]
     created: int = 0
     updated: int = 0
     pruned: int = 0
     failed: int = 0
     unchanged: int = 0
+    skipped: int = 0  # left alone: annotated, waiting out a backoff, or held
+    out_of_sync: int = 0  # found differing (what detect-only and dry-run leave as they are)
+    duration_seconds: float = 0.0
+    held: str | None = None
+
+
+class ReconcileLeaderPayload(_Frozen):
+    """Leadership of the applying instance (a coordination.k8s.io Lease) changed hands."""
+
+    instance: str
+    lease: str  # namespace/name
+    identity: str  # this process
+    acquired: bool  # True: this process leads from now; False: it stopped leading
+    previous: str | None = None  # the holder before it, when taking over
 
 
 class DriftOpenedPayload(_Frozen):
@@ -364,6 +391,11 @@ class ReconcileAction(_Event):
     payload: ReconcileActionPayload
 
 
+class ReconcileLeader(_Event):
+    type: Literal["reconcile.leader"] = "reconcile.leader"
+    payload: ReconcileLeaderPayload
+
+
 class ReconcileFinished(_Event):
     type: Literal["reconcile.finished"] = "reconcile.finished"
     payload: ReconcileFinishedPayload
@@ -406,6 +438,7 @@ AnyEvent = Annotated[
     | ReconcileStarted
     | ReconcileAction
     | ReconcileFinished
+    | ReconcileLeader
     | DriftOpened
     | DriftClosed
     | SourceErrorEvent
