@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +59,7 @@ class Reporter:
         click.echo(f"{at:%H:%M:%S} watching {what}", err=True)
 
 
-def run_until_stopped(service: WatchService, *, db: str) -> None:
+def run_until_stopped(service: WatchService, *, db: str, started: Callable[[], None] | None = None) -> None:
     """Start ``service``, wait for SIGINT/SIGTERM or for it to stop by itself, stop it in
     order, and turn why it stopped into an error (one line; a bug with its traceback)."""
 
@@ -69,6 +70,8 @@ def run_until_stopped(service: WatchService, *, db: str) -> None:
         signal.signal(sig, on_signal)
     try:
         service.start()
+        if started is not None:
+            started()
         click.echo("Ctrl-C or SIGTERM stops", err=True)
         service.wait()
     finally:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gitops.diff import DiffSettings
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError, first_error
+from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 
@@ -31,6 +32,8 @@ class Config(BaseModel):
     cluster: ClusterSourceConfig | None = Field(default=None, description="the cluster source of actual state")
     diff: DiffSettings = Field(default_factory=DiffSettings, description="what the diff leaves out, and orphans of "
                                                                          "which instance it reports")
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
+                                         description="what the reconciler does, when, and as whom")
 
 
 def config_json_schema() -> str:

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from gitops.events.models import AnyEvent
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import UsageError
 from gitops.model.scope import builtin_scope
@@ -90,7 +91,7 @@ class WatchService:
 
     def start(self) -> None:
         if self.cluster is not None:
-            self.cluster.start(on_error=lambda e: self._wake.set())
+            self.cluster.start(on_error=lambda e: self._wake.set(), on_appended=self._on_cluster_events)
             audit = f" and its audit log {self.cluster.config.audit_log}" if self.cluster.config.audit_log else ""
             self.reporter.watching(f"{self.cluster.origin}{audit}", at=utc_now())
         if self.git is not None:
@@ -134,6 +135,9 @@ class WatchService:
         if summary.applied and self.cluster is not None:
             for name in self.cluster.refresh():  # new kinds in the desired state are watched too
                 self.reporter.watching(name, at=utc_now())
+
+    def _on_cluster_events(self, events: list[AnyEvent]) -> None:
+        """The cluster source wrote ``events`` (its writer's thread); ``gitops run`` reacts."""
 
     def _on_git_error(self, e: Exception) -> None:
         if isinstance(e, UsageError):  # settings that cannot work: trying again would not help

@@ -1,0 +1,161 @@
+"""``gitops reconcile`` (one pass) and ``gitops run`` (the long-running service)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.cluster_cmds import _cluster_config, cluster_options
+from gitops.cli.follow import Reporter, run_until_stopped
+from gitops.cli.ingest_cmds import _git_config
+from gitops.events.models import Mode
+from gitops.model.errors import ConfigError, GitOpsError, UsageError
+from gitops.reconcile import PassResult, ReconcileSettings
+from gitops.service.config import first_error
+from gitops.service.leader import LeaseElector
+from gitops.service.run import RunService, build_reconciler
+from gitops.service.watch import WatchService
+
+
+class ActionsFailedError(GitOpsError):
+    """Some actions of the pass failed (each is in the log): exit 1, as kubectl apply does."""
+
+    exit_code = 1
+
+
+def _settings(ctx: Context, **overrides: Any) -> ReconcileSettings:
+    values = ctx.config.reconcile.model_dump()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ReconcileSettings.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(f"reconcile: {first_error(e)}") from None
+
+
+def render_pass(result: PassResult, *, at: datetime | None = None, trigger: str | None = None) -> None:
+    stamp = f"{at:%H:%M:%S} " if at is not None else ""
+    for action, error in result.planned:
+        click.echo(f"{stamp}would {action.op} {action.key}" + (f": {error}" if error else ""))
+    for action, error in result.errors:
+        if result.mode != "dry-run":
+            click.echo(f"{stamp}failed to {action.op} {action.key}: {error}", err=True)
+    for action in result.plan.skipped:
+        click.echo(f"{stamp}left {action.key} alone ({action.op}): {action.skipped}", err=True)
+    if result.mode == "detect-only" and result.plan.actions:
+        for action in result.plan.actions:
+            click.echo(f"{stamp}out of sync: {action.key} (would {action.op})")
+    why = f" [{trigger}]" if trigger else ""
+    held = f"; held: {result.held}" if result.held else ""
+    drift = (f"; drift opened {result.drift_opened}, closed {result.drift_closed}"
+             if result.drift_opened or result.drift_closed else "")
+    click.echo(f"{stamp}pass {result.run_id[:8]}{why} ({result.mode}): {result.status}, {result.created} created, "
+               f"{result.updated} updated, {result.pruned} pruned, {result.failed} failed, "
+               f"{result.plan.unchanged} in sync{drift}{held} in {result.duration:.2f}s")
+
+
+def reconcile_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--repo", default=None, help="Git repository (default: git.repo in the config)."),
+        click.option("--branch", default=None, help="Branch (default: the repository's default branch)."),
+        click.option("--path", "paths", multiple=True, help="Directory inside the repository (repeatable)."),
+        click.option("--detect-only", is_flag=True, default=False, help="Record drift; change nothing."),
+        click.option("--prune/--no-prune", default=None,
+                     help="Delete owned objects Git no longer has (default: reconcile.prune, off)."),
+        click.option("--allow-mass-prune", is_flag=True, help="Confirm a prune over reconcile.mass_prune_ratio."),
+        click.option("--instance", default=None, help="Instance name: the ownership label's value."),
+    ]):
+        f = opt(f)
+    return cluster_options(f)
+
+
+@cli.command()
+@reconcile_options
+@click.option("--dry-run", is_flag=True, help="Server-side dry run: print and record what would change.")
+@pass_ctx
+def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
+              prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
+              context: str | None, audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...],
+              dry_run: bool) -> None:
+    """Run one pass: read new commits and the cluster, then make the cluster match Git.
+    Exit 1 if an action failed."""
+    if dry_run and detect_only:
+        raise UsageError("--dry-run and --detect-only exclude each other")
+    settings = _settings(ctx, instance=instance)
+    git_config = _git_config(ctx, repo, branch, paths)
+    cluster_config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.config.redact,
+                                 reporter=Reporter())
+    ctx.open_log(create=True).close()
+    reconciler, port = build_reconciler(ctx.db_path, service, settings, diff=ctx.config.diff,
+                                        redaction=ctx.config.redact, cluster=cluster_config)
+    elector = None
+    if settings.lease.enabled and not (dry_run or detect_only):
+        elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
+                               identity=f"gitops-reconcile-{id(reconciler):x}", duration=settings.lease.duration)
+        if not elector.tick():
+            raise UsageError(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
+                             f"({elector.holder}) and applies; wait for it, or run with --dry-run")
+    try:
+        git, cluster = service.git, service.cluster
+        assert git is not None and cluster is not None
+
+        def ingest() -> None:
+            git.run()
+            cluster.ingest_once()
+
+        mode: Mode | None = "dry-run" if dry_run else "detect-only" if detect_only else None
+        result = reconciler.run_pass(trigger="manual", mode=mode, prune=prune, allow_mass_prune=allow_mass_prune,
+                                     ingest=ingest)
+    finally:
+        if elector is not None:
+            elector.release()
+        reconciler.log.close()
+        service.close()
+    render_pass(result)
+    if result.failed and not dry_run:
+        raise ActionsFailedError(f"{result.failed} of {len(result.plan.actions)} actions failed (each is in the log)")
+
+
+class RunReporterCLI(Reporter):
+    def reconciled(self, result: PassResult, *, trigger: str, at: datetime) -> None:
+        if result.plan.actions or result.plan.skipped or result.held or result.drift_opened or result.drift_closed \
+                or trigger != "interval":
+            render_pass(result, at=at, trigger=trigger)
+
+    def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
+        what = "leading: this process applies" if acquired else "no longer leading"
+        click.echo(f"{at:%H:%M:%S} {what} (lease {lease})", err=True)
+
+
+@cli.command()
+@reconcile_options
+@click.option("--interval", type=float, default=None, help="Seconds between scheduled passes (default 60).")
+@click.option("--metrics-address", default=None, help="host:port of /healthz, /readyz, /metrics ('' for none).")
+@click.option("--no-lease", is_flag=True, help="Apply without leader election (one process only!).")
+@pass_ctx
+def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
+        prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
+        context: str | None, audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...],
+        interval: float | None, metrics_address: str | None, no_lease: bool) -> None:
+    """Follow Git and the cluster, and keep the cluster equal to Git, until SIGINT or SIGTERM."""
+    lease = {**ctx.config.reconcile.lease.model_dump(), "enabled": False} if no_lease else None
+    settings = _settings(ctx, instance=instance, prune=prune, interval=interval, metrics_address=metrics_address,
+                         mode="detect-only" if detect_only else None, lease=lease)
+    git_config = _git_config(ctx, repo, branch, paths)
+    cluster_config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
+                                   diff=ctx.config.diff, redaction=ctx.config.redact, reporter=RunReporterCLI(),
+                                   allow_mass_prune=allow_mass_prune)
+    ctx.open_log(create=True).close()
+    run_until_stopped(service, db=str(ctx.db_path), started=lambda: _started(service))
+
+
+def _started(service: RunService) -> None:
+    address = service.address
+    if address is not None:
+        click.echo(f"serving /healthz, /readyz and /metrics on http://{address[0]}:{address[1]}", err=True)

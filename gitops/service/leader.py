@@ -1,0 +1,122 @@
+"""Leader election with a ``coordination.k8s.io/v1`` Lease, as client-go's leaderelection
+does it: one holder at a time, renewed every ``renew`` seconds; a standby takes the lease
+once it has seen the same record unchanged for ``duration`` seconds (measured on its own
+monotonic clock from when it last saw the record change, so clocks that disagree between
+machines do not matter). Writes carry the resourceVersion read, so two standbys racing
+for an expired lease cannot both win: the loser gets 409 and stays standby.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from gitops.model.errors import ClusterUnavailableError
+from gitops.model.times import utc_now
+from gitops.sources.cluster.client import ApiRefused, KindInfo
+
+__all__ = ["LEASE_KIND", "LeaseElector", "LeasePort"]
+
+LEASE_KIND = KindInfo("coordination.k8s.io", "v1", "Lease", "leases", True, frozenset({"get", "create", "update"}))
+
+
+class LeasePort(Protocol):
+    def get(self, kind: KindInfo, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+    def create(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def replace(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def _micro(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseElector:
+    """Holds (or waits for) one Lease. ``tick()`` is one step of the loop: renew when
+    leading, try to take the lease when it expired; it returns whether this process leads.
+    ``release()`` gives it up at once (a clean stop), so a standby need not wait it out."""
+
+    def __init__(self, port: LeasePort, *, namespace: str, name: str, identity: str, duration: float,
+                 clock: Callable[[], datetime] = utc_now, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.port = port
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.duration = duration
+        self.clock, self.monotonic = clock, monotonic
+        self.leading = False
+        self.holder: str | None = None  # the holder last seen
+        self.previous: str | None = None  # who held it before this process took it
+        self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
+        self._seen_at = 0.0
+        self._renewed_at = 0.0
+
+    @property
+    def lease(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _spec(self, transitions: int, acquired: str | None) -> dict[str, Any]:
+        now = _micro(self.clock())
+        return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
+                "acquireTime": acquired or now, "renewTime": now, "leaseTransitions": transitions}
+
+    def tick(self) -> bool:
+        try:
+            self.leading = self._tick()
+        except (ApiRefused, ClusterUnavailableError):
+            # cannot reach or write the lease: a leader that cannot renew within its
+            # duration must assume another took over
+            if self.leading and self.monotonic() - self._renewed_at > self.duration:
+                self.leading = False
+        return self.leading
+
+    def _tick(self) -> bool:
+        current = self.port.get(LEASE_KIND, self.namespace, self.name)
+        if current is None:
+            try:
+                self.port.create(LEASE_KIND, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                              "metadata": {"name": self.name, "namespace": self.namespace},
+                                              "spec": self._spec(0, None)})
+            except ApiRefused as e:
+                if e.code == 409:  # another process created it first
+                    return False
+                raise
+            self.holder, self.previous, self._renewed_at = self.identity, None, self.monotonic()
+            return True
+        spec = current.get("spec") or {}
+        holder = spec.get("holderIdentity") or None
+        record = (str(holder), str(spec.get("renewTime")))
+        if record != self._seen:
+            self._seen, self._seen_at = record, self.monotonic()
+        self.holder = holder
+        mine = holder == self.identity
+        expired = holder is None or self.monotonic() - self._seen_at > float(spec.get("leaseDurationSeconds")
+                                                                               or self.duration)
+        if not mine and not expired:
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+        current["spec"] = self._spec(transitions, spec.get("acquireTime") if mine else None)
+        try:
+            self.port.replace(LEASE_KIND, current)
+        except ApiRefused as e:
+            if e.code == 409:  # someone else wrote it since we read it
+                return False
+            raise
+        if not mine:
+            self.previous = holder
+        self.holder, self._renewed_at = self.identity, self.monotonic()
+        return True
+
+    def release(self) -> None:
+        """Give the lease up (clear the holder), if this process holds it."""
+        if not self.leading:
+            return
+        self.leading = False
+        try:
+            current = self.port.get(LEASE_KIND, self.namespace, self.name)
+            if current is not None and (current.get("spec") or {}).get("holderIdentity") == self.identity:
+                current["spec"] = {**current["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
+                self.port.replace(LEASE_KIND, current)
+        except (ApiRefused, ClusterUnavailableError):
+            pass  # it expires by itself

@@ -1,0 +1,311 @@
+"""``gitops run``: the Git follower, the cluster watcher and its audit-log tail (the
+``WatchService``), plus the scheduler, the reconciler, leader election and the health and
+metrics endpoints, in one process.
+
+- **Scheduling** (APScheduler): a pass every ``interval`` seconds (with jitter), and a pass
+  soon after a new commit (the Git follower applied objects) or a drift (the cluster
+  watcher recorded a change to a desired or owned object that the reconciler did not
+  make). A burst of triggers within ``debounce`` seconds gives one pass; a lock makes sure
+  two passes never run at once (a trigger during a pass gives one more pass after it).
+- **Leadership**: with the lease on (the default), only the holder of the Lease runs
+  passes; every instance records observations. Gaining and losing it are recorded.
+- **Stopping** (SIGTERM/SIGINT): the current pass stops after the action in progress and
+  records its end, the lease is released (a standby takes over at once), the sources
+  write what they hold, and the process exits 0.
+- **Endpoints** on ``metrics_address`` (loopback by default): ``/healthz`` (200 while every
+  part runs), ``/readyz`` (200 once the cluster is synced and, on the leader, a first pass
+  finished), ``/metrics`` (Prometheus text).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gitops.diff import DiffSettings
+from gitops.events.models import (
+    AnyEvent,
+    Attribution,
+    ClusterDeleted,
+    ClusterObserved,
+    EventSource,
+    ReconcileLeader,
+    ReconcileLeaderPayload,
+    event_id,
+)
+from gitops.events.redaction import RedactionRule
+from gitops.model.errors import ConfigError
+from gitops.model.times import utc_now
+from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
+from gitops.service.leader import LeaseElector
+from gitops.service.watch import Reporter, WatchService
+from gitops.sources.cluster import ClusterSourceConfig
+from gitops.sources.cluster.client import ClusterClient
+from gitops.sources.git import GitSourceConfig
+from gitops.store import EventLog
+
+__all__ = ["RunReporter", "RunService", "build_reconciler"]
+
+
+class RunReporter(Reporter, Protocol):
+    def reconciled(self, result: PassResult, *, trigger: str, at: datetime) -> None:
+        """A pass ended."""
+
+    def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
+        """This process started or stopped leading."""
+
+
+def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSettings, *,
+                     diff: DiffSettings, redaction: Sequence[RedactionRule],
+                     cluster: ClusterSourceConfig) -> tuple[Reconciler, ClusterClient]:
+    """A reconciler over the service's sources: desired from its Git source (the manifests
+    to apply read from Git at the commit the log names), actual from its cluster source,
+    applying through a client of its own."""
+    if service.git is None or service.cluster is None:
+        raise ConfigError("reconciling needs a Git repository and a cluster")
+    git = service.git
+    port = ClusterClient(cluster.kubeconfig, context=cluster.context)
+
+    def last_valid() -> str | None:
+        cp = git.checkpoint() or {}
+        value = cp.get("last_valid")
+        return str(value) if value else None
+
+    reconciler = Reconciler(EventLog(db_path), port, settings=settings, desired_origin=git.origin,
+                            actual_origin=service.cluster.origin, manifests=git.manifests_at, last_valid=last_valid,
+                            diff=diff, redaction=redaction)
+    return reconciler, port
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.passes = Counter("gitops_reconcile_passes", "Reconcile passes, by outcome", ["outcome"], registry=r)
+        self.duration = Histogram("gitops_reconcile_pass_duration_seconds", "Duration of reconcile passes",
+                                  registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.out_of_sync = Gauge("gitops_objects_out_of_sync", "Objects found differing from Git by the last pass",
+                                 registry=r)
+        self.drift_open = Gauge("gitops_drift_episodes_open", "Drift episodes open", registry=r)
+        self.last_success = Gauge("gitops_last_successful_pass_timestamp_seconds",
+                                  "Unix time of the last pass that succeeded", registry=r)
+        self.events = Gauge("gitops_events_appended", "Events in the log (its last seq)", registry=r)
+        self.leader = Gauge("gitops_leader", "1 while this process holds the lease and applies", registry=r)
+
+
+class RunService(WatchService):
+    """Followers (inherited) + reconciler + scheduler + leader election + endpoints."""
+
+    def __init__(self, *, base: WatchService, reconciler: Reconciler, port: ClusterClient,
+                 settings: ReconcileSettings, reporter: RunReporter, db_path: Path,
+                 allow_mass_prune: bool = False) -> None:
+        super().__init__(git=base.git, cluster=base.cluster, reporter=reporter)
+        self._owns = base._owns
+        self.reporter: RunReporter = reporter
+        self.reconciler = reconciler
+        self.port = port
+        self.settings = settings
+        self.allow_mass_prune = allow_mass_prune
+        self.db_path = db_path
+        self.identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.metrics = _Metrics()
+        self._events_log = EventLog(db_path)  # this thread's own connection, for leadership events
+        self._events_lock = threading.Lock()
+        self.metrics.events.set_function(self._last_seq)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self._pass_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.elector: LeaseElector | None = None
+        if settings.lease.enabled:
+            self.elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
+                                        identity=self.identity, duration=settings.lease.duration)
+        self.leading = self.elector is None
+        self._elector_thread: threading.Thread | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_result: PassResult | None = None
+        self._watched: set[str] = set()  # desired and owned keys: a change to one by another hand is drift
+
+    @classmethod
+    def build_run(cls, db_path: Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
+                  settings: ReconcileSettings, diff: DiffSettings, redaction: Sequence[RedactionRule],
+                  reporter: RunReporter, allow_mass_prune: bool = False) -> RunService:
+        base = WatchService.build(db_path, git=git, cluster=cluster, redaction=redaction, reporter=reporter)
+        reconciler, port = build_reconciler(db_path, base, settings, diff=diff, redaction=redaction, cluster=cluster)
+        return cls(base=base, reconciler=reconciler, port=port, settings=settings, reporter=reporter,
+                   db_path=db_path, allow_mass_prune=allow_mass_prune)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the endpoints listen (the port chosen, when 0 was asked), if they do."""
+        if self._http is None:
+            return None
+        host, port = self._http.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._start_http()
+        super().start()
+        assert self.cluster is not None
+        self.cluster.wait_synced(60)  # the actual state is complete before anything is planned from it
+        interval = self.settings.interval
+        self.scheduler.add_job(self._scheduled, "interval", seconds=interval, jitter=interval * self.settings.jitter,
+                               id="interval", max_instances=1, coalesce=True)
+        self.scheduler.start()
+        if self.elector is not None:
+            self._elector_thread = threading.Thread(target=self._elect, name="leader-election", daemon=True)
+            self._elector_thread.start()
+        else:
+            self.request_pass("start")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.reconciler.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # the pass in progress ends after its current action
+        with self._pass_lock:
+            pass
+        if self._elector_thread is not None:
+            self._elector_thread.join(30)
+        if self.elector is not None and self.elector.leading:
+            self.elector.release()
+            self._leadership(False)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        super().stop()
+        self.reconciler.log.close()
+        self._events_log.close()
+
+    # ------------------------------------------------------------------ passes
+
+    def request_pass(self, trigger: str) -> None:
+        """A pass soon: after ``debounce`` seconds, joined by every trigger until then."""
+        if self._stopping.is_set() or not self.leading or not self.scheduler.running:
+            return
+        if self.scheduler.get_job("triggered") is None:
+            run_at = utc_now() + timedelta(seconds=self.settings.debounce)
+            self.scheduler.add_job(self._run_pass, "date", run_date=run_at, args=[trigger], id="triggered",
+                                   replace_existing=True, misfire_grace_time=None)
+
+    def _scheduled(self) -> None:
+        self._run_pass("interval")
+
+    def _run_pass(self, trigger: str) -> None:
+        with self._pass_lock:
+            if self._stopping.is_set() or not self.leading:
+                return
+            result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
+            self.passes += 1
+            self.last_result = result
+            self._watched = self.reconciler.watched
+        m = self.metrics
+        m.passes.labels(result.status).inc()
+        m.duration.observe(result.duration)
+        m.out_of_sync.set(result.out_of_sync)
+        m.drift_open.set(self.reconciler.open_drift)
+        if result.status == "succeeded":
+            m.last_success.set(time.time())
+        self.reporter.reconciled(result, trigger=trigger, at=utc_now())
+
+    def _on_pass(self, summary: Any) -> None:
+        super()._on_pass(summary)
+        if summary.applied or summary.removed:
+            self.request_pass("commit")
+
+    def _on_cluster_events(self, events: list[AnyEvent]) -> None:
+        for ev in events:
+            if (isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource in self._watched
+                    and ev.payload.attribution != Attribution.RECONCILER):
+                self.request_pass("drift")
+                return
+
+    # ------------------------------------------------------------------ leadership
+
+    def _elect(self) -> None:
+        assert self.elector is not None
+        while not self._stopping.is_set():
+            was = self.leading
+            now = self.elector.tick()
+            if now != was:
+                self.leading = now
+                self._leadership(now)
+                if now:
+                    self.request_pass("leader")
+            self._stopping.wait(self.settings.lease.renew)
+
+    def _leadership(self, acquired: bool) -> None:
+        assert self.elector is not None
+        self.leading = acquired
+        self.metrics.leader.set(1 if acquired else 0)
+        e = self.elector
+        at = utc_now()
+        with self._events_lock:
+            self._events_log.append([ReconcileLeader(
+                id=event_id("reconcile.leader", e.lease, self.identity, str(acquired), at.isoformat()),
+                source=EventSource.RECONCILER, actor=self.identity, effective_at=at,
+                payload=ReconcileLeaderPayload(instance=self.settings.instance, lease=e.lease, identity=self.identity,
+                                               acquired=acquired, previous=e.previous if acquired else None))])
+        self.reporter.leadership(acquired, lease=e.lease, holder=e.holder, at=at)
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _last_seq(self) -> float:
+        with self._events_lock:
+            return float(self._events_log.last_seq())
+
+    @property
+    def healthy(self) -> bool:
+        return self.error is None and not self._stopping.is_set()
+
+    @property
+    def ready(self) -> bool:
+        synced = self.cluster is not None and self.cluster.wait_synced(0)
+        return bool(synced and self.healthy and (not self.leading or self.passes > 0))
+
+    def _start_http(self) -> None:
+        address = self.settings.metrics_address
+        if not address:
+            return
+        host, _, port = address.rpartition(":")
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, status, ctype = generate_latest(service.metrics.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path in ("/healthz", "/readyz"):
+                    ok = service.healthy if self.path == "/healthz" else service.ready
+                    body, status, ctype = (b"ok\n" if ok else b"not ready\n"), (200 if ok else 503), "text/plain"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # probes every few seconds: not worth a line each
+
+        try:
+            self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot serve metrics on {address}: {e}") from None
+        self._http.daemon_threads = True
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
+        self._http_thread.start()

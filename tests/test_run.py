@@ -1,0 +1,160 @@
+"""``gitops run`` as users run it: a real process (or two) following a real repository and the
+real control plane, stopped by signals or killed; kubectl as alice for the edits by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitops.events.models import ReconcileAction, ReconcileLeader
+from gitops.store import EventLog
+from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
+from tests.gitrepo import GitRepo, configmap
+
+pytestmark = pytest.mark.cluster
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    @property
+    def url(self) -> str:
+        m = re.search(r"on (http://[\d.]+:\d+)", self.output())
+        assert m, self.output()
+        return m.group(1)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+def _config(tmp_path: Path, cluster: Cluster, namespace: str, repo: GitRepo, **reconcile: Any) -> Path:
+    config = {
+        "git": {"repo": str(repo.path)},
+        "cluster": {"kubeconfig": str(cluster.kubeconfig), "context": "admin",
+                    "audit_log": str(cluster.audit_log) if cluster.audit_log else None, "audit_wait": 2.0},
+        "reconcile": {"instance": namespace, "interval": 30, "debounce": 0.2, "metrics_address": "127.0.0.1:0",
+                      "lease": {"namespace": namespace, "duration": 3, "renew": 0.5}, **reconcile},
+    }
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextmanager
+def gitops_run(db: Path, config: Path, tmp_path: Path, name: str = "run") -> Iterator[Running]:
+    log = tmp_path / f"{name}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "--config", str(config), "run"],
+                                stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    running = Running(proc, log)
+    try:
+        wait_until(lambda: "Ctrl-C or SIGTERM stops" in running.output() or proc.poll() is not None,
+                   timeout=90, what="gitops run to start")
+        assert proc.poll() is None, running.output()
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _data(cluster: Cluster, ns: str, name: str) -> Any:
+    res = kubectl(cluster, "admin", "-n", ns, "get", "configmap", name, "-o", "json", check=False)
+    return json.loads(res.stdout)["data"] if res.returncode == 0 else None
+
+
+def _actions(db: Path) -> list[ReconcileAction]:
+    with EventLog(db) as log:
+        return [r.event for r in log.read(types=["reconcile.action"]) if isinstance(r.event, ReconcileAction)]
+
+
+def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_cleanly(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    if cluster.audit_log is None:
+        pytest.skip("naming alice needs the API server's audit log")
+    grant(cluster, namespace, "alice")
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    db = tmp_path / "g.db"
+    with gitops_run(db, _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
+        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "1"}, what="the first commit applied")
+        repo.write("a.yaml", configmap("a", namespace, k="2"))
+        repo.commit("a changed")  # no command: the service sees the commit and applies it
+        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "2"}, what="the new commit applied")
+        kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "a", "-p", '{"data":{"k":"alice"}}')
+        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "2"}, what="alice's edit healed")
+        assert run.get("/healthz")[0] == 200
+        wait_until(lambda: run.get("/readyz")[0] == 200, what="readiness")
+        status, metrics = run.get("/metrics")
+        assert status == 200 and 'gitops_reconcile_passes_total{outcome="succeeded"}' in metrics
+        assert "gitops_leader 1.0" in metrics
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(60) == 0, run.output()
+    assert "stopped; everything seen was written" in run.output()
+    with EventLog(db) as log:
+        assert log.verify().ok
+        opened = [r.event for r in log.read(types=["drift.opened"])]
+        closed = [r.event for r in log.read(types=["drift.closed"])]
+        leaders = [r.event for r in log.read(types=["reconcile.leader"]) if isinstance(r.event, ReconcileLeader)]
+    assert [(e.resource, e.actor) for e in opened] == [(f"ConfigMap/{namespace}/a", "alice")]
+    assert [e.payload.how for e in closed] == ["reconciled"]  # type: ignore[union-attr]
+    assert [e.payload.acquired for e in leaders] == [True, False]  # released on SIGTERM
+    lease = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "lease", f"gitops-{namespace}", "-o",
+                               "json").stdout)
+    assert not lease["spec"].get("holderIdentity")
+
+
+def test_two_services_one_applies_and_the_standby_takes_over_when_the_leader_is_killed(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    db = tmp_path / "g.db"
+    config = _config(tmp_path, cluster, namespace, repo)
+    with gitops_run(db, config, tmp_path, "one") as one:
+        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "1"}, what="the first commit applied")
+        with gitops_run(db, config, tmp_path, "two") as two:
+            time.sleep(2)
+            assert "leading" in one.output() and "leading" not in two.output()
+            one.proc.kill()  # kill -9: no release, the lease must expire
+            one.proc.wait(10)
+            repo.write("a.yaml", configmap("a", namespace, k="2"))
+            repo.commit("a changed while the leader is dead")
+            started = time.monotonic()
+            wait_until(lambda: "leading" in two.output(), timeout=30, what="the standby to lead")
+            took = time.monotonic() - started
+            wait_until(lambda: _data(cluster, namespace, "a") == {"k": "2"}, what="the standby to apply")
+            assert took < 3 + 2  # the lease duration, and a renew period or two
+    applied = [(a.resource, a.payload.commit) for a in _actions(db) if a.payload.result == "succeeded"]
+    assert len(applied) == len(set(applied)) == 2  # each commit applied once, by one process
+    with EventLog(db) as log:
+        assert log.verify().ok
+        leaders = [r.event.payload for r in log.read(types=["reconcile.leader"])]
+    assert [p.acquired for p in leaders][:2] == [True, True]  # type: ignore[union-attr]
+    assert leaders[1].previous == leaders[0].identity  # type: ignore[union-attr]
