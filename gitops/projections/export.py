@@ -27,8 +27,7 @@ def applyable(manifest: dict[str, Any]) -> dict[str, Any]:
     out = without_server_fields(manifest)
     spec = out.get("spec")
     if out.get("kind") == "Service" and isinstance(spec, dict):
-        for field in ("clusterIP", "clusterIPs"):
-            spec.pop(field, None)
+        out["spec"] = {k: v for k, v in spec.items() if k not in ("clusterIP", "clusterIPs")}
     return out
 
 
