@@ -411,3 +411,31 @@ def test_dry_run_and_a_deny_window_change_nothing(cluster: Cluster, tmp_path: Pa
         assert [(p.payload.result, p.payload.dry_run) for p in planned] == [("planned", True)]
     finally:
         e.close()
+
+
+@pytest.mark.cluster
+def test_an_unreachable_api_is_transient_and_retried_after_a_backoff(env: Env, cluster: Cluster) -> None:
+    env.write("a.yaml", configmap("a", env.ns, k="1"))
+    env.repo.commit("a")
+    env.run()
+    env.write("a.yaml", configmap("a", env.ns, k="2"))
+    env.repo.commit("a changed")
+    r = env.reconciler()
+    now = [1000.0]
+    r.monotonic = lambda: now[0]
+    assert env._service is not None and env._service.git is not None
+    env._service.git.run()  # the commit is in the log; then the API goes away
+    cluster.stop_apiserver()
+    try:
+        down = r.run_pass()
+    finally:
+        cluster.start_apiserver()
+    assert (down.status, down.failed) == ("failed", 1)
+    failed = [x.event for x in env.events("reconcile.action") if isinstance(x.event, ReconcileAction)][-1]
+    assert failed.payload.result == "failed" and not failed.payload.terminal and failed.payload.reason == "Unavailable"
+    waiting = r.run_pass()  # within the backoff: not tried
+    assert waiting.updated == 0 and waiting.plan.skipped[0].skipped.startswith("retrying in")  # type: ignore[union-attr]
+    now[0] += 120  # past it (retry_initial is 60 s here)
+    retried = r.run_pass()
+    assert (retried.updated, retried.failed) == (1, 0)
+    assert _data(cluster, env.ns, "a") == {"k": "2"}
