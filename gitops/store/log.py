@@ -101,6 +101,83 @@ class _Filters:
         return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
 
+def select(
+    *,
+    since_seq: int | None = None,
+    until_seq: int | None = None,
+    types: Sequence[str] = (),
+    resource: str | None = None,
+    actor: str | None = None,
+    source: str | None = None,
+    revision_prefix: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    time_axis: Literal["effective", "recorded"] = "effective",
+    resource_glob: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    actor_glob: str | None = None,
+    not_attribution: str | None = None,
+    result: str | None = None,
+    action: str | None = None,
+    desired_only: bool = False,
+) -> _Filters:
+    """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
+    inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
+    or on transaction time (``recorded_at``). ``resource_glob`` and ``actor_glob`` are GLOB
+    patterns (``*``, ``?``); ``kind`` is ``Kind`` (any group) or ``Kind.group``;
+    ``namespace`` matches the objects in it and the Namespace itself; ``not_attribution``
+    leaves out cluster changes with that attribution; ``result`` and ``action`` keep
+    reconcile actions with that result or action; ``desired_only`` keeps events about
+    objects Git has desired at some time. Every value is a bound parameter: nothing a user
+    types is ever part of the SQL text."""
+    f = _Filters()
+    if since_seq is not None:
+        f.add("seq > ?", since_seq)
+    if until_seq is not None:
+        f.add("seq <= ?", until_seq)
+    if types:
+        f.add(f"type IN ({', '.join('?' * len(types))})", *types)
+    if resource is not None:
+        f.add("resource = ?", resource)
+    if resource_glob is not None:
+        f.add("resource GLOB ?", resource_glob)
+    if kind is not None:
+        if "." in kind:
+            f.add("resource GLOB ?", f"{_glob_escape(kind)}/*")
+        else:
+            f.add("(resource GLOB ? OR resource GLOB ?)", f"{_glob_escape(kind)}/*", f"{_glob_escape(kind)}.*/*")
+    if namespace is not None:
+        f.add("(resource GLOB ? OR resource = ?)", f"*/{_glob_escape(namespace)}/*", f"Namespace/{namespace}")
+    if actor is not None:
+        f.add("actor = ?", actor)
+    if actor_glob is not None:
+        f.add("actor GLOB ?", actor_glob)
+    if source is not None:
+        f.add("source = ?", source)
+    if revision_prefix is not None:
+        f.add("substr(revision, 1, ?) = ?", len(revision_prefix), revision_prefix)
+    column = "effective_at" if time_axis == "effective" else "recorded_at"
+    if start is not None:
+        f.add(f"{column} >= ?", format_time(start))
+    if end is not None:
+        f.add(f"{column} < ?", format_time(end))
+    if not_attribution is not None:
+        f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
+    if result is not None:
+        f.add("json_extract(payload, '$.result') = ?", result)
+    if action is not None:
+        f.add("json_extract(payload, '$.action') = ?", action)
+    if desired_only:
+        f.add("resource IN (SELECT resource FROM current_state WHERE side = 'desired')")
+    return f
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally inside a GLOB pattern."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def _map_error(e: sqlite3.Error, where: str) -> StoreError:
     """SQLite's error, by its result code (not its message text), as one of ours."""
     code = getattr(e, "sqlite_errorcode", None)
@@ -338,51 +415,57 @@ class EventLog:
             raise _map_error(e, self._where) from e
         return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
 
-    def read(
-        self,
-        *,
-        since_seq: int | None = None,
-        until_seq: int | None = None,
-        types: Sequence[str] = (),
-        resource: str | None = None,
-        actor: str | None = None,
-        source: str | None = None,
-        revision_prefix: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        time_axis: Literal["effective", "recorded"] = "effective",
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> Iterator[Recorded]:
-        """Stream events in seq order, filtered. ``since_seq`` is exclusive (events after it),
-        ``until_seq`` inclusive; ``start`` inclusive and ``end`` exclusive, on valid time
-        (``effective_at``) or on transaction time (``recorded_at``)."""
-        f = _Filters()
-        if since_seq is not None:
-            f.add("seq > ?", since_seq)
-        if until_seq is not None:
-            f.add("seq <= ?", until_seq)
-        if types:
-            f.add(f"type IN ({', '.join('?' * len(types))})", *types)
-        if resource is not None:
-            f.add("resource = ?", resource)
-        if actor is not None:
-            f.add("actor = ?", actor)
-        if source is not None:
-            f.add("source = ?", source)
-        if revision_prefix is not None:
-            f.add("substr(revision, 1, ?) = ?", len(revision_prefix), revision_prefix)
-        column = "effective_at" if time_axis == "effective" else "recorded_at"
-        if start is not None:
-            f.add(f"{column} >= ?", format_time(start))
-        if end is not None:
-            f.add(f"{column} < ?", format_time(end))
+    def read(self, *, limit: int | None = None, descending: bool = False, **filters: Any) -> Iterator[Recorded]:
+        """Stream events in seq order (``descending``: newest first), filtered by
+        ``filters`` (the keyword arguments of ``select``), at most ``limit``."""
+        f = select(**filters)
         sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         try:
             for row in self.db.query(sql, f.params):
                 yield _to_recorded(row)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def count_where(self, **filters: Any) -> int:
+        """How many events ``read(**filters)`` would give, counted in SQL."""
+        f = select(**filters)
+        try:
+            return int(self.conn.execute(f"SELECT count(*) FROM events{f.where()}", f.params).fetchone()[0])
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def previous(self, resource: str, before_seq: int, types: Sequence[str], *,
+                 limit: int = 5) -> list[tuple[str, dict[str, Any]]]:
+        """(type, payload) of the last ``limit`` events of ``types`` about ``resource`` before
+        ``before_seq``, newest first: the versions before a change, read without building
+        models (an audit asks this for every row it shows)."""
+        sql = (f"SELECT type, payload FROM events WHERE resource = ? AND type IN ({', '.join('?' * len(types))}) "
+               "AND seq < ? ORDER BY seq DESC LIMIT ?")
+        try:
+            return [(t, orjson.loads(p)) for t, p in self.conn.execute(sql, (resource, *types, before_seq, limit))]
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def count_by_revision(self, **filters: Any) -> dict[str, int]:
+        """How many events ``read(**filters)`` would give, by revision, in one grouped query."""
+        f = select(**filters)
+        try:
+            return {str(rev): int(n) for rev, n in self.conn.execute(
+                f"SELECT revision, count(*) FROM events{f.where()} GROUP BY revision", f.params) if rev is not None}
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
+        """Commit sha -> when the reconciler first applied something of it (succeeded)."""
+        f = select(types=["reconcile.action"], start=start, end=end)
+        f.add("json_extract(payload, '$.result') = ?", "succeeded")
+        sql = (f"SELECT json_extract(payload, '$.commit'), min(effective_at) FROM events{f.where()} "
+               "GROUP BY 1 HAVING json_extract(payload, '$.commit') IS NOT NULL")
+        try:
+            return {str(c): datetime.fromisoformat(t.replace("Z", "+00:00"))
+                    for c, t in self.conn.execute(sql, f.params)}
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
