@@ -28,7 +28,7 @@ SCHEMA = Path(__file__).resolve().parent.parent / "schema" / "events.schema.json
 def test_every_event_type_is_in_the_union() -> None:
     classes = typing.get_args(typing.get_args(AnyEvent)[0])
     assert {c.model_fields["type"].default for c in classes} == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 17
+    assert len(EVENT_TYPES) == 18
 
 
 def test_union_reads_a_stored_event_back_as_its_type() -> None:
@@ -79,6 +79,13 @@ def test_exported_config_schema_is_up_to_date() -> None:
     path = SCHEMA.parent / "config.schema.json"
     assert path.exists(), "run `make schema`"
     assert path.read_text() == config_json_schema(), "schema/config.schema.json is stale: run `make schema`"
+
+
+def test_the_exported_report_schema_is_current() -> None:
+    from gitops.query.report import report_json_schema
+
+    path = SCHEMA.parent / "report.schema.json"
+    assert path.read_text() == report_json_schema(), "schema/report.schema.json is stale: run `make schema`"
 
 
 def test_payload_json_stores_keys_that_are_not_strings() -> None:

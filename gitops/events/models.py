@@ -51,6 +51,8 @@ __all__ = [
     "GitReconfiguredPayload",
     "GitRewritten",
     "GitRewrittenPayload",
+    "OperatorAccess",
+    "OperatorPayload",
     "ReconcileAction",
     "ReconcileActionPayload",
     "ReconcileFinished",
@@ -323,6 +325,18 @@ class SourceErrorPayload(_Frozen):
     severity: Literal["error", "warning"] = "error"
 
 
+class OperatorPayload(_Frozen):
+    """Someone used the log: a report, an export, a replay, a verification; or a service
+    started or stopped (PCI DSS 10.2.1.3, 10.2.1.6: access to the audit trail is recorded)."""
+
+    command: str  # e.g. "report", "verify", "run"
+    arguments: dict[str, str] = Field(default_factory=dict)  # range, format, filters
+    user: str  # the OS user
+    host: str
+    outcome: Literal["succeeded", "failed", "started", "stopped"]
+    detail: str = ""
+
+
 class SourceOutagePayload(_Frozen):
     target: str
     reason: str
@@ -416,6 +430,11 @@ class SourceErrorEvent(_Event):
     payload: SourceErrorPayload
 
 
+class OperatorAccess(_Event):
+    type: Literal["operator"] = "operator"
+    payload: OperatorPayload
+
+
 class SourceOutageStarted(_Event):
     type: Literal["source.outage_started"] = "source.outage_started"
     payload: SourceOutagePayload
@@ -442,6 +461,7 @@ AnyEvent = Annotated[
     | DriftOpened
     | DriftClosed
     | SourceErrorEvent
+    | OperatorAccess
     | SourceOutageStarted
     | SourceOutageEnded,
     Field(discriminator="type"),
