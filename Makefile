@@ -27,6 +27,7 @@ lint: install
 schema: install
 	$(BIN)/python -m gitops.events.schema schema/events.schema.json
 	$(BIN)/python -m gitops.service.config schema/config.schema.json
+	$(BIN)/python -m gitops.query.report schema/report.schema.json
 
 bench: install
 	$(BIN)/python scripts/bench_append.py

@@ -65,12 +65,18 @@ def test_init_log_verify(tmp_path: Path) -> None:
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "no events match\n")
     res = gitops("log", "--actor", "nobody@example.com", "-o", "json", db=db)
     assert json.loads(res.stdout) == []
-    res = gitops("log", "-o", "csv", db=db)
+    res = gitops("log", "-o", "csv", "--type", "desired.applied", db=db)
     lines = res.stdout.splitlines()
     assert lines[0] == "seq,effective_at,recorded_at,type,source,resource,actor,revision,detail"
     assert len(lines) == 4 and lines[1].endswith(",app.yaml")  # the detail: the file the object came from
+    # each export was recorded in the log itself (an operator event), tables were not
+    with EventLog(db) as log:
+        exports = [r.event.payload for r in log.read(types=["operator"])]
+        total = log.count()
+    assert [(p.command, p.arguments["output"], p.outcome) for p in exports] == [  # type: ignore[union-attr]
+        ("export", "json", "succeeded"), ("export", "json", "succeeded"), ("export", "csv", "succeeded")]
     res = gitops("verify", db=db)
-    assert (res.returncode, res.stdout.strip()) == (0, "log intact: 3 events, chain valid up to seq 3")
+    assert (res.returncode, res.stdout.strip()) == (0, f"log intact: {total} events, chain valid up to seq {total}")
 
 
 def test_an_edit_with_sqlite3_makes_verify_fail_naming_the_seq(tmp_path: Path) -> None:
@@ -212,10 +218,10 @@ def test_log_filters_by_valid_or_recorded_time_and_refuses_bad_times(tmp_path: P
     res = gitops("log", "-o", "json", "--since", "2026-01-01T00:00:02Z", "--until", "2026-01-01T00:00:04Z", db=db)
     assert res.returncode == 0, res.stderr
     assert [r["seq"] for r in json.loads(res.stdout)] == [3, 4]
-    res = gitops("log", "-o", "json", "--since", "1h ago", "--as-recorded", db=db)  # all were recorded just now
-    assert [r["seq"] for r in json.loads(res.stdout)] == [1, 2, 3, 4, 5]
-    res = gitops("log", "-o", "json", "--since", "1h ago", db=db)  # but took effect in January
-    assert json.loads(res.stdout) == []
+    res = gitops("log", "-o", "json", "--since", "1h ago", "--as-recorded", "--type", "desired.applied", db=db)
+    assert [r["seq"] for r in json.loads(res.stdout)] == [1, 2, 3, 4, 5]  # all were recorded just now
+    res = gitops("log", "-o", "json", "--since", "1h ago", "--type", "desired.applied", db=db)
+    assert json.loads(res.stdout) == []  # but took effect in January
     for bad in (("--since", "next tuesday"), ("--since", "2026-01-02", "--until", "2026-01-01")):
         res = gitops("log", *bad, db=db)
         assert res.returncode == 2

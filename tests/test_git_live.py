@@ -98,12 +98,12 @@ def test_cli_refuses_a_path_out_of_the_repository_or_not_in_it(tmp_path: Path) -
     assert not db.exists()  # refused before anything was opened
     res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "old", db=db)
     assert res.returncode == 0 and "2 applied" in res.stdout
-    before = gitops("log", "-o", "json", db=db).stdout
+    before = gitops("log", "-o", "json", "--source", "git", db=db).stdout  # (exports add operator events)
     res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "oldd", db=db)
     assert res.returncode == 2  # a typo would have removed b: refused, nothing recorded
     assert res.stderr == (f"error: path 'oldd' is not in {repo.path.resolve()} at the head of main "
                           f"({repo.head()[:12]}) nor was it read before: a typo? Nothing was recorded\n")
-    assert gitops("log", "-o", "json", db=db).stdout == before
+    assert gitops("log", "-o", "json", "--source", "git", db=db).stdout == before
     repo.remove("old/b.yaml")
     repo.commit("retire b")  # a path removed by a commit is a real removal, and a warning
     res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "old", db=db)

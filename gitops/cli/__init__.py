@@ -1,6 +1,7 @@
 """The command line: thin commands that parse, call the library and render."""
 
 from gitops.cli import (  # noqa: F401  (registers)
+    audit_cmds,
     cluster_cmds,
     ingest_cmds,
     log_cmds,

@@ -7,14 +7,16 @@ becomes one line on stderr (``error: …``) and its exit code; never a traceback
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from gitops.model.errors import GitOpsError
+from gitops.model.errors import GitOpsError, StoreError
+from gitops.query.access import record_access
 from gitops.service.config import Config, load_config
 from gitops.store import EventLog
 
@@ -32,6 +34,30 @@ class Context:
     def open_log(self, *, create: bool = False) -> EventLog:
         return EventLog(self.db_path, create=create)
 
+    @contextmanager
+    def accessed(self, command: str, **arguments: object) -> Iterator[None]:
+        """Record in the log that ``command`` read it (an ``operator`` event), with its
+        outcome: succeeded, or failed when the body raises. A log that cannot be written
+        (a read-only copy) is still read; the user is told the access went unrecorded."""
+        try:
+            yield
+        except StoreError:
+            raise  # there is no log to record it in (missing, not ours, locked): the error says so
+        except SystemExit as e:  # a command that ends with an exit code of its own (verify: tampered)
+            self._record(command, arguments, "failed" if e.code else "succeeded", f"exit code {e.code}")
+            raise
+        except BaseException as e:
+            self._record(command, arguments, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise
+        self._record(command, arguments, "succeeded", "")
+
+    def _record(self, command: str, arguments: dict[str, object], outcome: str, detail: str) -> None:
+        try:
+            with EventLog(self.db_path, create=False) as log:
+                record_access(log, command, arguments, outcome=outcome, detail=detail)
+        except StoreError as e:
+            click.echo(f"warning: this {command} was not recorded in the log: {e}", err=True)
+
 
 class GitOpsGroup(click.Group):
     """A click group that turns library errors into one line and an exit code."""
@@ -42,6 +68,10 @@ class GitOpsGroup(click.Group):
         except GitOpsError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:  # a bad option or value: one line too, and where to look
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{where}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import click
@@ -126,7 +127,9 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
     if start is not None and end is not None and end <= start:
         raise UsageError(f"--until ({format_time(end)}) is not after --since ({format_time(start)})")
     short = output == "table"
-    with ctx.open_log() as log:
+    export = ctx.accessed("export", output=output, since=since_time, until=until_time, types=",".join(types),
+                          resource=resource, actor=actor, source=source) if output != "table" else nullcontext()
+    with export, ctx.open_log() as log:
         rows: Iterator[dict[str, Any]] = (
             _row(r, short=short) for r in log.read(
                 since_seq=since_seq, types=types, resource=resource, actor=actor, source=source, start=start,
@@ -144,7 +147,7 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
 @pass_ctx
 def verify(ctx: Context, projections: bool) -> None:
     """Recompute the hash chain; exit 1 naming the first bad seq when the log was tampered with."""
-    with ctx.open_log() as log:
+    with ctx.accessed("verify", projections=projections or None), ctx.open_log() as log:
         result = log.verify()
         differences = log.verify_current() if projections and result.ok else []
     if not result.ok:

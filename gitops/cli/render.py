@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["render_rows"]
 
@@ -53,7 +54,8 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
             if table_limit is not None and n >= table_limit:
                 more = True
                 break
-            table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+            # Text, not str: a value from the log ("containers[name=web]") is never read as rich markup
+            table.add_row(*[Text("" if row.get(c) is None else str(row.get(c))) for c in columns])
             n += 1
         if n == 0 and empty is not None:
             Console(stderr=True).print(empty, markup=False, highlight=False)  # as kubectl: "No resources found"

@@ -41,7 +41,7 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, as_recor
            output_dir: Path | None, output: str) -> None:
     """Show the desired state, the actual state, or both, as they were at a past moment."""
     key = format_key(parse_key(resource)) if resource is not None else None
-    with ctx.open_log() as log:
+    with ctx.accessed("replay", at=at_text, side=side, resource=key, output_dir=output_dir), ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         desired = desired_at(log, moment) if side in ("desired", "both") else None
         actual = actual_at(log, moment) if side in ("actual", "both") else None

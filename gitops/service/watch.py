@@ -17,6 +17,7 @@ that entered the desired state.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,9 +26,10 @@ from typing import Protocol
 
 from gitops.events.models import AnyEvent
 from gitops.events.redaction import RedactionRule
-from gitops.model.errors import UsageError
+from gitops.model.errors import StoreError, UsageError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
+from gitops.query.access import record_access
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
 from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
 from gitops.sources.git.watch import GitFollower
@@ -62,6 +64,8 @@ class WatchService:
         self._refused: UsageError | None = None
         self._first_pass = True
         self._owns = False  # built here (build()): closed here too
+        self.db_path: Path | None = None  # where start and stop are recorded (operator events), if set
+        self.command = "watch"
 
     @classmethod
     def build(cls, db_path: Path, *, git: GitSourceConfig | None, cluster: ClusterSourceConfig | None,
@@ -77,6 +81,7 @@ class WatchService:
             git_source = GitIngest(EventLog(db_path), git, redaction=redaction, scope=scope)
         service = cls(git=git_source, cluster=cluster_source, reporter=reporter)
         service._owns = True
+        service.db_path = db_path
         return service
 
     @property
@@ -89,7 +94,20 @@ class WatchService:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _record(self, outcome: str, detail: str = "") -> None:
+        """Record that the service started or stopped (best effort: a log that cannot be
+        written is what stopped it, and that error is reported, not this one)."""
+        if self.db_path is None:
+            return
+        try:
+            with EventLog(self.db_path) as log:
+                record_access(log, self.command, {"pid": os.getpid()}, outcome=outcome, detail=detail)
+        except StoreError:
+            if outcome == "started":
+                raise
+
     def start(self) -> None:
+        self._record("started")
         if self.cluster is not None:
             self.cluster.start(on_error=lambda e: self._wake.set(), on_appended=self._on_cluster_events)
             audit = f" and its audit log {self.cluster.config.audit_log}" if self.cluster.config.audit_log else ""
@@ -118,6 +136,8 @@ class WatchService:
             self._git_thread.join(30)
         if self.cluster is not None:
             self.cluster.stop()
+        error = self.error
+        self._record("stopped", "" if error is None else f"stopped by itself: {error}")
         self.close()
 
     def close(self) -> None:

@@ -1,0 +1,156 @@
+"""``gitops audit`` (who changed what), ``gitops blame`` (who set each field) and ``gitops
+report`` (the compliance report)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gitops.cli.app import Context, cli, output_option, pass_ctx
+from gitops.cli.render import render_rows
+from gitops.events.models import EVENT_TYPES, EventSource
+from gitops.model.errors import UsageError
+from gitops.model.keys import format_key, parse_key
+from gitops.model.times import format_time, parse_time, utc_now
+from gitops.projections import resolve_at
+from gitops.query.audit import AuditRow, audit_rows, summary
+from gitops.query.blame import blame
+from gitops.query.report import build_report
+from gitops.query.report_render import cell, render_html, write_csv
+
+
+def _row(r: AuditRow) -> dict[str, Any]:
+    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or "unknown", "source": r.source,
+            "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
+            "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail}
+
+
+@cli.command()
+@click.option("--resource", default=None, help="A ResourceKey, or a glob of them (Deployment.apps/shop/*).")
+@click.option("--kind", default=None, help="Kind or Kind.group.")
+@click.option("-n", "--namespace", default=None, help="Objects in this namespace (and the Namespace itself).")
+@click.option("--actor", default=None, help="Author e-mail, user or field manager (a glob will do).")
+@click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
+              help="Only events from this source.")
+@click.option("--type", "types", multiple=True, metavar="T", help="Event type (repeatable).")
+@click.option("--since", default=None, metavar="TIME", help="From this time: RFC 3339, a date, '2h ago'.")
+@click.option("--until", default=None, metavar="TIME", help="Before this time.")
+@click.option("--commit", default=None, metavar="SHA", help="Events of this commit (a prefix will do).")
+@click.option("--out-of-band", is_flag=True, help="Only cluster changes made neither through Git nor the reconciler.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@output_option("table", "json", "csv")
+@pass_ctx
+def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str | None, actor: str | None,
+          source: str | None, types: tuple[str, ...], since: str | None, until: str | None, commit: str | None,
+          out_of_band: bool, limit: int | None, output: str) -> None:
+    """Who changed what: Git, cluster, audit-log and reconciler events in one timeline."""
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
+    if resource is not None and not any(c in resource for c in "*?["):
+        resource = format_key(parse_key(resource))
+    start = parse_time(since) if since else None
+    end = parse_time(until) if until else None
+    args = {"resource": resource, "kind": kind, "namespace": namespace, "actor": actor, "source": source,
+            "types": ",".join(types), "since": since, "until": until, "commit": commit,
+            "out_of_band": out_of_band or None, "output": output}
+    with ctx.accessed("audit", **args), ctx.open_log() as log:
+        rows = (_row(r) for r in audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor,
+                                            source=source, types=types, since=start, until=end, commit=commit,
+                                            out_of_band=out_of_band, limit=limit))
+        if output == "json":  # one object per line
+            for row in rows:
+                sys.stdout.write(json.dumps(row, default=str) + "\n")
+        elif output == "csv":
+            columns = ["seq", "time", "actor", "source", "action", "resource", "revision", "how", "out_of_band",
+                       "changes"]
+            w = csv.DictWriter(sys.stdout, fieldnames=columns)
+            w.writeheader()
+            for row in rows:
+                w.writerow({k: cell(v) for k, v in row.items()})
+        else:
+            render_rows(rows, output="table", empty="nothing matches",
+                        columns=("seq", "time", "actor", "action", "resource", "revision", "changes"))
+
+
+@cli.command("blame")
+@click.argument("resource")
+@click.option("--at", "at_text", default="now", show_default=True, metavar="TIME|SHA",
+              help="RFC 3339, a date, a relative time, or a commit sha.")
+@click.option("--side", type=click.Choice(["desired", "live", "both"]), default="both", show_default=True,
+              help="Git's fields, the cluster's, or both.")
+@output_option("table", "json")
+@pass_ctx
+def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str) -> None:
+    """For each field of RESOURCE, who last set it, when, and through what."""
+    key = format_key(parse_key(resource))
+    with ctx.accessed("blame", resource=key, at=at_text), ctx.open_log() as log:
+        moment = resolve_at(log, at_text)
+        lines = [b for b in blame(log, key, moment) if side in ("both", b.side)]
+    if not lines:
+        raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
+    rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or "unknown",
+             "time": format_time(b.time), "via": b.via, "how": b.how, "seq": b.seq} for b in lines]
+    if output == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    render_rows(({**r, "value": json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"]}
+                 for r in rows), output="table", columns=("side", "path", "value", "actor", "time", "via", "how"))
+
+
+@cli.command()
+@click.option("--since", required=True, metavar="TIME", help="Start of the range: RFC 3339, a date, '30d ago'.")
+@click.option("--until", default=None, metavar="TIME", help="End of the range (default: now).")
+@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="html", show_default=True,
+              help="html: one self-contained page; json: the documented model; csv: one file per section.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="File to write (a directory for csv); default: stdout for html and json.")
+@pass_ctx
+def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+    """The compliance report over a time range: changes, out-of-band changes, drift, failures,
+    integrity and coverage."""
+    start = parse_time(since)
+    end = parse_time(until) if until else utc_now()
+    if fmt == "csv" and out is None:
+        raise UsageError("--format csv writes one file per section: give a directory with --out")
+    if out is not None:
+        _check_writable(out, directory=fmt == "csv")
+    with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
+                      out=out), ctx.open_log() as log:
+        r = build_report(log, start, end)
+    if not r.integrity.ok:
+        click.secho(f"WARNING: the log failed verification: {r.integrity.problem}", fg="red", err=True, bold=True)
+    if fmt == "csv":
+        assert out is not None
+        files = write_csv(r, out)
+        click.echo(f"{len(files)} CSV files in {out}", err=True)
+        return
+    text = render_html(r) if fmt == "html" else r.model_dump_json(indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"report written to {out}", err=True)
+
+
+def _check_writable(out: Path, *, directory: bool) -> None:
+    """Refuse an --out that cannot be written before any work is done (one line, exit 2)."""
+    if directory:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: not a directory")
+        parent = out if out.exists() else out.parent
+    else:
+        if out.is_dir():
+            raise UsageError(f"--out {out}: is a directory")
+        parent = out.parent
+    import os
+
+    if not parent.exists():
+        raise UsageError(f"--out {out}: {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out {out}: {parent} is not writable")

@@ -1,0 +1,110 @@
+"""The compliance report as a self-contained HTML page (Jinja2 with autoescaping: every value
+from the log is escaped; inline CSS and SVG, no network fetch) and as CSV files, one per
+section."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from gitops.model.times import format_time
+from gitops.query.report import ComplianceReport
+
+__all__ = ["cell", "render_html", "write_csv"]
+
+_WIDTH, _HEIGHT = 1000, 150
+_LANES = (("commits", 30, "#0969da"), ("out-of-band", 60, "#cf222e"), ("drift", 90, ""), ("failures", 120,
+                                                                                          "#1b1f24"))
+
+
+def _t(value: datetime | None) -> str:
+    """A time for people: to the second, UTC (the JSON and CSV keep the full precision)."""
+    return "" if value is None else format_time(value)[:19].replace("T", " ") + "Z"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _timeline(r: ComplianceReport) -> dict[str, Any]:
+    span = max((r.until - r.since).total_seconds(), 1.0)
+
+    def x(t: datetime) -> float:
+        return round(min(max((t - r.since).total_seconds() / span, 0.0), 1.0) * (_WIDTH - 20) + 10, 1)
+
+    lanes = {name: (y, colour) for name, y, colour in _LANES}
+    dots = [{"x": x(g.time), "y": lanes["commits"][0], "colour": lanes["commits"][1],
+             "title": f"{g.commit[:12]} by {g.author_email}"} for g in r.git_changes]
+    dots += [{"x": x(o.time), "y": lanes["out-of-band"][0], "colour": lanes["out-of-band"][1],
+              "title": f"{o.resource} by {o.actor or 'unknown'}"} for o in r.out_of_band]
+    dots += [{"x": x(f.time), "y": lanes["failures"][0], "colour": lanes["failures"][1],
+              "title": f"{f.action} {f.resource} failed"} for f in r.reconcile_failures]
+    bars = []
+    for e in r.drift_episodes:
+        start, end = x(e.opened_at), x(e.closed_at or r.until)
+        bars.append({"x": start, "y": lanes["drift"][0], "w": max(round(end - start, 1), 2.0),
+                     "title": f"{e.resource}: {e.resolution or 'open'}"})
+    return {"width": _WIDTH, "height": _HEIGHT, "dots": dots, "bars": bars,
+            "lanes": [{"label": name, "y": y} for name, y, _ in _LANES]}
+
+
+def render_html(report: ComplianceReport) -> str:
+    env = Environment(loader=PackageLoader("gitops.query", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                      keep_trailing_newline=True)
+    env.filters["t"] = _t
+    env.filters["dur"] = _dur
+    return env.get_template("report.html.j2").render(r=report, tl=_timeline(report))
+
+
+def cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string starting with = + - @ or a tab
+    would be read as a formula (CSV injection), so it gets a leading apostrophe."""
+    if isinstance(value, list):
+        value = "; ".join(map(str, value))
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _rows(models: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    rows = [{k: cell(v) for k, v in m.model_dump(mode="json").items()} for m in models]
+    return list(type(models[0]).model_fields) if models else [], rows
+
+
+def write_csv(report: ComplianceReport, directory: Path) -> list[Path]:
+    """One CSV file per section into ``directory`` (made if needed); returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sections: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
+        "summary": (["key", "value"], [
+            {"key": k, "value": cell(v)}
+            for k, v in {"since": format_time(report.since), "until": format_time(report.until),
+                         "generated_at": format_time(report.generated_at), "generated_by": report.generated_by,
+                         **report.summary.model_dump(mode="json"),
+                         **{f"coverage_{k}": v for k, v in report.coverage.model_dump(mode="json").items()}}.items()]),
+        "integrity": (list(report.integrity.model_dump()),
+                      [{k: cell(v) for k, v in report.integrity.model_dump(mode="json").items()}]),
+    }
+    for name in ("git_changes", "out_of_band", "drift_episodes", "reconcile_failures", "prunes"):
+        models = getattr(report, name)
+        header, rows = _rows(models)
+        if not header:  # an empty section still says which columns it has
+            field_type = type(report).model_fields[name].annotation
+            header = list(field_type.__args__[0].model_fields)  # type: ignore[union-attr]
+        sections[name] = (header, rows)
+    written = []
+    for name, (header, rows) in sections.items():
+        path = directory / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows(rows)
+        written.append(path)
+    return written
