@@ -3,7 +3,9 @@
 Builds a log of N events (default 1,000,000) through the real ``append``, then verifies it
 and reports the rate and the Python heap peak during verify (tracemalloc), next to a
 baseline in the same run: a bare ``SELECT`` scan of the same rows that hashes nothing.
-The peak must not grow with N: run with --events 100000 and 1000000 to compare.
+The peak must not grow with N: run with --events 100000 and 1000000 to compare. The
+heap is measured in a second verify under tracemalloc, not in the timed one. Target: within
+3x of the bare scan.
 
     python scripts/bench_verify.py [--events 1000000]
 """
@@ -31,10 +33,13 @@ def main() -> None:
         with EventLog(path) as log:
             for b in range(0, args.events, 2000):
                 log.append([build_event(i) for i in range(b, min(args.events, b + 2000))])
-            tracemalloc.start()
+            # timed without tracemalloc, which slows every allocation several times over (the
+            # 37k events/s, 11x the scan, that an earlier version of this script printed)
             start = time.perf_counter()
             result = log.verify()
             verify_s = time.perf_counter() - start
+            tracemalloc.start()  # then, in a second run, the memory it needs
+            log.verify()
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
         assert result.ok, result.describe()
@@ -48,7 +53,7 @@ def main() -> None:
     print(f"verify:                       {args.events / verify_s:10,.0f} events/s ({verify_s:.1f} s), "
           f"Python heap peak {peak / 1e6:.2f} MB")
     print(f"bare SELECT scan (baseline):  {args.events / scan_s:10,.0f} rows/s ({scan_s:.1f} s)")
-    print(f"ratio: verify runs at {scan_s / verify_s:.2f}x the bare scan")
+    print(f"ratio: verify takes {verify_s / scan_s:.2f}x the bare scan's time (target <= 3x)")
 
 
 if __name__ == "__main__":
