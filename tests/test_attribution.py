@@ -79,6 +79,21 @@ def test_the_writer_is_the_one_manager_whose_entry_moved() -> None:
     assert writer(None, managers(fields(("kubectl-create", "Update", "t1")))) == ("kubectl-create", "Update")
 
 
+def test_a_write_within_the_same_second_shows_in_the_fields_it_took() -> None:
+    """managedFields times have one-second resolution: the reconciler's heal in the same
+    second as its apply keeps its entry's time, but the entry takes back the field alice's
+    entry took; alice's entry, having only lost it, shows no write of its own."""
+    def entry(m: str, op: str, t: str, *keys: str) -> dict[str, object]:
+        return {"manager": m, "operation": op, "time": t, "fieldsV1": {"f:data": {f"f:{k}": {} for k in keys}}}
+
+    applied = managers({"metadata": {"managedFields": [entry("gitops", "Apply", "t1", "a", "b")]}})
+    edited = managers({"metadata": {"managedFields": [entry("gitops", "Apply", "t1", "b"),
+                                                      entry("kubectl-patch", "Update", "t1", "a")]}})
+    healed = managers({"metadata": {"managedFields": [entry("gitops", "Apply", "t1", "a", "b")]}})
+    assert writer(applied, edited) == ("kubectl-patch", "Update")
+    assert writer(edited, healed) == ("gitops", "Apply")
+
+
 def test_no_moved_entry_or_several_name_nobody() -> None:
     before = managers(fields(("kubectl-create", "Update", "t1"), ("bob-tool", "Update", "t2")))
     # a delete (or a scale through the subresource on 1.20) leaves managedFields as they were:

@@ -123,7 +123,11 @@ def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_c
         closed = [r.event for r in log.read(types=["drift.closed"])]
         leaders = [r.event for r in log.read(types=["reconcile.leader"]) if isinstance(r.event, ReconcileLeader)]
     assert [(e.resource, e.actor) for e in opened] == [(f"ConfigMap/{namespace}/a", "alice")]
-    assert [e.payload.how for e in closed] == ["reconciled"]  # type: ignore[union-attr]
+    with EventLog(db) as log:
+        causes = [next(log.read(since_seq=e.payload.cause_seq - 1, limit=1)) for e in closed]  # type: ignore[union-attr]
+    assert [e.payload.how for e in closed] == ["reconciled"], [  # type: ignore[union-attr]
+        (c.seq, c.event.type, c.event.actor, getattr(c.event.payload, "attribution", None),
+         getattr(c.event.payload, "change", None)) for c in causes]
     assert [e.payload.acquired for e in leaders] == [True, False]  # released on SIGTERM
     lease = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "lease", f"gitops-{namespace}", "-o",
                                "json").stdout)

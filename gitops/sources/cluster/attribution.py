@@ -4,7 +4,7 @@
   timestamps in managedFields, and for noisy kinds not its status. Two observations with
   the same fingerprint are the same state; the second is not recorded.
 - ``writer`` names the field manager that made a change: the one managedFields entry that
-  is new or whose time moved since the last observation. When none moved (a delete, a
+  is new, whose time moved, or that gained fields since the last observation. When none moved (a delete, a
   scale through the subresource on older servers) or several did (changes coalesced by a
   relist), the objects cannot tell who: no name, and ``candidates`` lists who it may be.
   Naming the newest entry instead credited deletes to whoever last edited the object.
@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from gitops.events.models import content_digest
 
 __all__ = ["Managers", "candidates", "fingerprint", "managers", "writer"]
 
-Managers = dict[tuple[str, str, str], str]
-"""(manager, operation, subresource) -> time of its managedFields entry."""
+Managers = dict[tuple[str, str, str], tuple[str, frozenset[str]]]
+"""(manager, operation, subresource) -> (time of its managedFields entry, its fields)."""
 
 
 def fingerprint(obj: dict[str, Any], *, noisy: bool) -> str:
@@ -34,16 +35,34 @@ def fingerprint(obj: dict[str, Any], *, noisy: bool) -> str:
     return content_digest(norm)
 
 
+def _leaves(fields: Any, prefix: str = "") -> Iterator[str]:
+    if not isinstance(fields, dict) or not fields:
+        if prefix:
+            yield prefix
+        return
+    for k, v in fields.items():
+        yield from _leaves(v, f"{prefix}/{k}")
+
+
 def managers(obj: dict[str, Any]) -> Managers:
     out: Managers = {}
     for e in (obj.get("metadata") or {}).get("managedFields") or []:
         out[(str(e.get("manager", "")), str(e.get("operation", "")), str(e.get("subresource", "")))] = \
-            str(e.get("time", ""))
+            (str(e.get("time", "")), frozenset(_leaves(e.get("fieldsV1") or {})))
     return out
 
 
 def _moved(before: Managers | None, after: Managers) -> list[tuple[str, tuple[str, str, str]]]:
-    return sorted(((t, k) for k, t in after.items() if before is None or before.get(k) != t), reverse=True)
+    """The entries that show a write: new, with a new time, or with fields they did not
+    have (entry times have one-second resolution: two writes by one manager within a
+    second keep the time, but a write that takes fields back shows in them). An entry
+    that only lost fields shows nothing of its own: another manager took them."""
+    out = []
+    for k, (t, fields) in after.items():
+        old = before.get(k) if before is not None else None
+        if old is None or old[0] != t or not fields <= old[1]:
+            out.append((t, k))
+    return sorted(out, reverse=True)
 
 
 def writer(before: Managers | None, after: Managers) -> tuple[str, str] | None:
