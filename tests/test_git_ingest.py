@@ -536,7 +536,8 @@ def test_a_deprecated_api_group_is_the_same_object(log: EventLog, repo: GitRepo)
     assert desired(log)["Deployment.apps/default/web"]["apiVersion"] == "apps/v1"
 
 
-def test_kustomize_files_and_helm_charts_are_recognised_not_read_as_objects(log: EventLog, repo: GitRepo) -> None:
+def test_kustomizations_are_rendered_and_helm_charts_recognised_not_read_as_objects(log: EventLog,
+                                                                                     repo: GitRepo) -> None:
     repo.write("app/deploy.yaml", configmap("app"))
     repo.write("app/kustomization.yaml", "resources:\n- deploy.yaml\n")
     repo.write("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n")
@@ -552,9 +553,11 @@ def test_kustomize_files_and_helm_charts_are_recognised_not_read_as_objects(log:
     assert sorted((e.payload.code, e.payload.path, e.payload.severity, e.revision) for e in notices
                   if isinstance(e, SourceErrorEvent)) == [
         ("helm-not-rendered", "chart/Chart.yaml", "warning", first),
-        ("kustomize-not-rendered", "app/kustomization.yaml", "warning", first),
-    ]  # once each, not again at the second commit
-    assert sorted(desired(log)) == ["ConfigMap/default/app", "ConfigMap/default/other"]
+    ]  # once, not again at the second commit
+    # what the kustomization renders; other.yaml, beside it but not one of its resources, is not read
+    assert sorted(desired(log)) == ["ConfigMap/default/app"]
+    commits = [r.event for r in log.read(types=["git.commit"]) if isinstance(r.event, GitCommit)]
+    assert all((c.payload.renderer or "").startswith(("kustomize build", "kubectl kustomize")) for c in commits)
     assert second
     # a chart that goes away lets its folder be read as plain manifests again
     repo.remove("chart/Chart.yaml")
@@ -643,7 +646,9 @@ def test_a_demo_shaped_history_gives_at_every_commit_what_its_manifests_say(tmp_
         {"helm-chart/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
          "helm-chart/values.yaml": "images:\n  tag: v0.3\n",
          "helm-chart/templates/frontend.yaml": "{{- if .Values.frontend.create }}\napiVersion: apps/v1\n{{- end }}\n"},
-        {"kubernetes-manifests/redis-cart.yaml": None},
+        {"kubernetes-manifests/redis-cart.yaml": None,  # and the kustomization stops listing it
+         "kubernetes-manifests/kustomization.yaml": "resources:\n" + "".join(
+             f"- {s}.yaml\n" for s in services if s != "redis-cart")},
         {"kubernetes-manifests/cartservice.yaml": service("cartservice", "apps/v1", "cartservice:v0.3")},
     ]
     db = tmp_path / "g.db"
@@ -662,4 +667,4 @@ def test_a_demo_shaped_history_gives_at_every_commit_what_its_manifests_say(tmp_
         assert [e.resource for e in moved] == ["Deployment.apps/default/redis-cart", "Service/default/redis-cart"]
         notices = sorted(r.event.payload.code for r in log.read(types=["source.error"])
                          if isinstance(r.event, SourceErrorEvent))
-        assert notices == ["helm-not-rendered", "kustomize-not-rendered"]
+        assert notices == ["helm-not-rendered"]  # the kustomization is rendered

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
+from gitops.sources.git.kustomize import KustomizeSettings
+
 __all__ = ["GitSourceConfig"]
 
 
@@ -42,6 +44,8 @@ class GitSourceConfig(BaseModel):
     poll_interval: float = Field(default=30.0, gt=0, description="seconds between fetches of a remote repository")
     cache_dir: str | None = Field(default=None, description="where remote repositories are cloned")
     batch_commits: int = Field(default=100, gt=0, description="commits written per transaction when back-filling")
+    kustomize: KustomizeSettings = Field(default_factory=KustomizeSettings,
+                                         description="how kustomization folders are rendered")
 
     @field_validator("paths")
     @classmethod

@@ -39,11 +39,13 @@ move for commits observed live (``observed_at``), with the commit times in the p
 
 from __future__ import annotations
 
+import fnmatch
 import getpass
 import hashlib
 import itertools
 import json
 import posixpath
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +78,7 @@ from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.judge import Desired, Judgement, judge
+from gitops.sources.git.kustomize import KUSTOMIZATION_FILES, KustomizeSettings, Layout, Renderer, layout
 from gitops.sources.git.repository import Change, CommitInfo, GitRepository, TreeEntry
 from gitops.sources.git.tree import ParsedFile, Problem, TreeIndex, TreeObject, not_manifest_notice
 from gitops.sources.manifests import ManifestProblem, parse_manifests
@@ -122,6 +125,16 @@ class IngestSummary:
         return self.applied + self.removed
 
 
+ROLLBACK_TRAILER = "Rollback-To"
+_ROLLBACK = re.compile(rf"^{ROLLBACK_TRAILER}: ([0-9a-f]{{40}})\s*$", re.MULTILINE)
+
+
+def _rollback_target(message: str) -> str | None:
+    """The commit a rollback restores, from its ``Rollback-To: <sha>`` trailer."""
+    found = _ROLLBACK.findall(message)
+    return found[-1] if found else None
+
+
 def _cache_key(path: str, blob: str) -> tuple[str, bool]:
     """Parsed files are kept by blob, and by whether the name makes them JSON or YAML."""
     return blob, path.endswith(".json")
@@ -164,6 +177,13 @@ class GitIngest:
         self._tree_commit: str | None = None  # the commit the tree index holds
         self._tree_valid = False  # whether it was valid: only then are a commit's touched keys enough
         self._tree_problems: frozenset[Problem] = frozenset()
+        # Kustomize: every file of the tree (path -> blob), its kustomizations, what is rendered
+        self._all: dict[str, str] = {}
+        self._layout = Layout()
+        self._rendered: dict[str, str] = {}  # root -> digest of the inputs its entry was rendered from
+        self._render_cache: dict[str, ParsedFile] = {}
+        self.renderer = Renderer(config.kustomize)
+        self.render_hits = self.render_misses = self.render_unchanged = 0
         self._desired: dict[str, Desired] | None = None
         self._generation = ""
         # What decides which objects a tree holds and how they are stored; fixed for this
@@ -173,23 +193,40 @@ class GitIngest:
         self.settings: dict[str, Any] = {
             "paths": sorted(set(c.paths)), "include": sorted(set(c.include)), "exclude": sorted(set(c.exclude)),
             "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
-            "redact": [r.model_dump(mode="json") for r in self.redaction]}
+            "redact": [r.model_dump(mode="json") for r in self.redaction],
+            **({"kustomize": c.kustomize.model_dump(include={"enabled", "allow_remote"})}
+               if c.kustomize != KustomizeSettings() else {})}
 
     def close(self) -> None:
         self.repo.close()
 
     def manifests_at(self, commit: str, paths: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """The objects ``paths`` names (ResourceKey -> the file that holds it) as ``commit``
-        has them, *unredacted*: what the reconciler applies. The log holds them redacted (a
-        Secret's values as digests), so the values to apply are read from Git itself, at the
-        commit the log says; they are never stored or returned anywhere else."""
-        blobs = self.repo.blobs_at(commit, list(set(paths.values())))
+        """The objects ``paths`` names (ResourceKey -> the file, or the kustomization root
+        ``folder/``, that holds it) as ``commit`` has them, *unredacted*: what the reconciler
+        applies. The log holds them redacted (a Secret's values as digests), so the values
+        to apply are read, or rendered, from Git itself at the commit the log says; they are
+        never stored or returned anywhere else."""
+        files = {p for p in paths.values() if not p.endswith("/")}
+        roots = {p for p in paths.values() if p.endswith("/")}
+        blobs = self.repo.blobs_at(commit, list(files))
         data = self.repo.read_blobs(list(blobs.values()))
+        outputs: dict[str, bytes] = {path: data[blob] for path, blob in blobs.items()}
+        if roots:
+            tree = {e.path: e.blob for e in self.repo.tree(commit) if not e.is_symlink}
+            found = layout(tree, self.repo.read_blobs, allow_remote=self.config.kustomize.allow_remote)
+            for vpath in roots:
+                root = "." if vpath == "./" else vpath[:-1]
+                if root not in found.roots or root in found.problems:
+                    continue
+                inputs = found.roots[root]
+                content = self.repo.read_blobs([tree[p] for p in inputs])
+                output, _ = self.renderer.render(root, {p: content[tree[p]] for p in inputs})
+                if output is not None:
+                    outputs[vpath] = output
         out: dict[str, dict[str, Any]] = {}
-        for path, blob in blobs.items():
-            result = parse_manifests(path, data[blob], scope=self.scope,
-                                     default_namespace=self.config.default_namespace,
-                                     max_bytes=self.config.max_file_bytes)
+        for path, raw in outputs.items():
+            result = parse_manifests(path, raw, scope=self.scope, default_namespace=self.config.default_namespace,
+                                     max_bytes=max(self.config.max_file_bytes, self.config.kustomize.max_output_bytes))
             for doc in result.documents:
                 key = format_key(doc.key)
                 if paths.get(key) == path:
@@ -397,6 +434,10 @@ class GitIngest:
         for path, blob in wanted:
             self._parse(path, blob, data[blob])
 
+    def _excluded(self, path: str) -> bool:
+        name = posixpath.basename(path)
+        return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.config.exclude)
+
     def _in_scope(self, path: str) -> bool:
         known = self._scope_of.get(path)
         if known is None:
@@ -407,19 +448,98 @@ class GitIngest:
 
     def _load_tree(self, sha: str) -> None:
         self._tree.clear()
-        entries = [e for e in self.repo.tree(sha) if self._in_scope(e.path)]
-        self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink])
+        tree = self.repo.tree(sha)
+        self._all = {e.path: e.blob for e in tree if not e.is_symlink}
+        self._rendered.clear()
+        self._layout = self._kustomizations()
+        entries = [e for e in tree if self._in_scope(e.path)]
+        self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink
+                              and not self._layout.is_shadowed(e.path)])
         for entry in entries:
             self._tree.set_file(entry.path, self._read(entry))
+        self._render_roots()
 
     def _apply_changes(self, changes: list[Change]) -> set[str]:
         touched: set[str] = set()
+        layout_changed = False
+        for change in changes:
+            if change.blob is None or change.is_symlink:
+                self._all.pop(change.path, None)
+            else:
+                self._all[change.path] = change.blob
+            layout_changed |= posixpath.basename(change.path) in KUSTOMIZATION_FILES
+        before = self._layout
+        if layout_changed:
+            self._layout = self._kustomizations()
         for change in changes:
             if not self._in_scope(change.path):
                 continue
             new = None if change.blob is None else self._read(TreeEntry(change.path, change.blob, change.mode))
             touched |= self._tree.set_file(change.path, new)
+        if before.shadowed != self._layout.shadowed:  # folders became (or stopped being) kustomizations
+            changed = {c.path for c in changes}
+            for path, blob in self._all.items():
+                if path not in changed and self._in_scope(path) and \
+                        before.is_shadowed(path) != self._layout.is_shadowed(path):
+                    touched |= self._tree.set_file(path, self._read(TreeEntry(path, blob, "100644")))
+        return touched | self._render_roots()
+
+    # ------------------------------------------------------------------ kustomizations
+
+    def _kustomizations(self) -> Layout:
+        if not self.config.kustomize.enabled:
+            return Layout()
+        # a kustomization file the exclude globs leave out is not one (how to keep reading the
+        # plain files beside it)
+        files = {p: b for p, b in self._all.items()
+                 if posixpath.basename(p) not in KUSTOMIZATION_FILES or not self._excluded(p)}
+        found = layout(files, self.repo.read_blobs, allow_remote=self.config.kustomize.allow_remote)
+        # roots under the configured paths are rendered; their bases may lie anywhere
+        roots = {r: files for r, files in found.roots.items()
+                 if any(p in (".", r) or r.startswith(p + "/") for p in self.config.paths)}
+        return Layout(roots, found.shadowed, {r: found.problems[r] for r in roots if r in found.problems})
+
+    @staticmethod
+    def _rendered_path(root: str) -> str:
+        """Where a root's objects are said to come from: the root folder, with a slash."""
+        return "./" if root == "." else root + "/"
+
+    def _render_roots(self) -> set[str]:
+        """Render the roots whose inputs changed (or take them from the cache) and put their
+        objects in the tree index; drop the roots that are gone. Returns the keys touched."""
+        touched: set[str] = set()
+        for root in [r for r in self._rendered if r not in self._layout.roots]:
+            touched |= self._tree.set_file(self._rendered_path(root), None)
+            del self._rendered[root]
+        for root in self._layout.roots:
+            digest = self._layout.inputs_digest(root, self._all)
+            if self._rendered.get(root) == digest:
+                self.render_unchanged += 1
+                continue
+            parsed = self._render_cache.get(digest)
+            if parsed is None:
+                self.render_misses += 1
+                parsed = self._render(root)
+                if len(self._render_cache) > 512:
+                    self._render_cache.clear()
+                self._render_cache[digest] = parsed
+            else:
+                self.render_hits += 1
+            touched |= self._tree.set_file(self._rendered_path(root), parsed)
+            self._rendered[root] = digest
         return touched
+
+    def _render(self, root: str) -> ParsedFile:
+        problems = self._layout.problems.get(root)
+        if problems:
+            return ParsedFile((), problems)
+        inputs = self._layout.roots[root]
+        data = self.repo.read_blobs([self._all[p] for p in inputs])
+        output, problem = self.renderer.render(root, {p: data[self._all[p]] for p in inputs})
+        if problem is not None:
+            return ParsedFile((), (problem,))
+        assert output is not None
+        return self._objects(self._rendered_path(root), output, self.config.kustomize.max_output_bytes)
 
     def _read(self, entry: TreeEntry) -> ParsedFile:
         if entry.is_symlink:
@@ -429,6 +549,8 @@ class GitIngest:
                 return ParsedFile((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
                                                        f"({target})"),))
             return ParsedFile((), ())  # a link inside the repository: its target is read on its own
+        if self._layout.is_shadowed(entry.path):  # under a kustomization: its render says what it holds
+            return ParsedFile((), ())
         notice = not_manifest_notice(entry.path)
         if notice is not None:
             return ParsedFile((), (notice,))
@@ -438,15 +560,18 @@ class GitIngest:
         return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
 
     def _parse(self, path: str, blob: str, data: bytes) -> ParsedFile:
+        parsed = self._objects(path, data, self.config.max_file_bytes)
+        self._parsed[_cache_key(path, blob)] = parsed
+        return parsed
+
+    def _objects(self, path: str, data: bytes, max_bytes: int) -> ParsedFile:
         result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
-                                 max_bytes=self.config.max_file_bytes)
+                                 max_bytes=max_bytes)
         objects = []
         for doc in result.documents:
             manifest = redact(doc.manifest, self.redaction)
             objects.append(TreeObject(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
-        parsed = ParsedFile(tuple(objects), tuple(result.problems))
-        self._parsed[_cache_key(path, blob)] = parsed
-        return parsed
+        return ParsedFile(tuple(objects), tuple(result.problems))
 
     def _desired_from_log(self) -> dict[str, Desired]:
         """What the log holds as desired from this source now: the state to diff against,
@@ -471,7 +596,8 @@ class GitIngest:
                 committer=GitPerson(name=c.committer.name, email=c.committer.email, time=c.committer.time),
                 message=c.message, signed=c.signed, signer_key=c.signer_key, branch=self.branch,
                 repository=self.repo.url, origin=self.origin, valid=judgement.valid, errors=judgement.errors,
-                observed_at=observed_at,
+                observed_at=observed_at, renderer=self.renderer.describe() if self._layout.roots else None,
+                rollback_to=_rollback_target(c.message),
             ),
         )
 
