@@ -7,6 +7,7 @@ from gitops.cli import (  # noqa: F401  (registers)
     log_cmds,
     reconcile_cmds,
     replay_cmds,
+    rollback_cmds,
     status_cmds,
 )
 from gitops.cli.app import cli, main

@@ -7,7 +7,7 @@ becomes one line on stderr (``error: …``) and its exit code; never a traceback
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +44,14 @@ class Context:
         except StoreError:
             raise  # there is no log to record it in (missing, not ours, locked): the error says so
         except SystemExit as e:  # a command that ends with an exit code of its own (verify: tampered)
-            self._record(command, arguments, "failed" if e.code else "succeeded", f"exit code {e.code}")
+            self.record(command, arguments, "failed" if e.code else "succeeded", f"exit code {e.code}")
             raise
         except BaseException as e:
-            self._record(command, arguments, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self.record(command, arguments, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
             raise
-        self._record(command, arguments, "succeeded", "")
+        self.record(command, arguments, "succeeded", "")
 
-    def _record(self, command: str, arguments: dict[str, object], outcome: str, detail: str) -> None:
+    def record(self, command: str, arguments: Mapping[str, object], outcome: str, detail: str) -> None:
         try:
             with EventLog(self.db_path, create=False) as log:
                 record_access(log, command, arguments, outcome=outcome, detail=detail)

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -187,6 +188,92 @@ class GitRepository:
         except GitCommandError:
             return None
         return bases[0].hexsha if bases else None
+
+    # ------------------------------------------------------------------ writing (rollback)
+
+    def is_dirty(self) -> bool:
+        """Whether a local working tree has changes not committed (untracked files aside)."""
+        return False if self.repo.bare else bool(self.repo.is_dirty(untracked_files=False))
+
+    def compose(self, base: str, source: str, paths: Sequence[str]) -> str:
+        """The tree of ``base`` with ``paths`` as ``source`` has them (files ``source`` lacks
+        under them removed); written to the object store, never to a working tree or the
+        repository's index. Returns the tree's sha."""
+        with tempfile.TemporaryDirectory(prefix="gitops-index-") as tmp:
+            # an index of its own, and an empty work tree of its own (git wants one, even for
+            # a bare clone, though nothing here reads or writes it)
+            (Path(tmp) / "work").mkdir()
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), "GIT_WORK_TREE": str(Path(tmp) / "work")}
+            g = self.repo.git
+            g.read_tree(base, env=env)
+            for p in paths:
+                if p == ".":
+                    g.read_tree(source, env=env)
+                    continue
+                g.rm("-r", "--cached", "-q", "--ignore-unmatch", "--", p, env=env)
+                listing = g.ls_tree(source, "--", p)
+                if not listing:
+                    continue
+                mode, kind, sha = listing.split("\t", 1)[0].split(" ")
+                if kind == "tree":
+                    g.read_tree(f"--prefix={p}/", sha, env=env)
+                else:
+                    g.update_index("--add", "--cacheinfo", f"{mode},{sha},{p}", env=env)
+            return str(g.write_tree(env=env))
+
+    def tree_of(self, rev: str) -> str:
+        return str(self.repo.git.rev_parse(f"{rev}^{{tree}}"))
+
+    def changed_files(self, a: str, b: str) -> list[tuple[str, str]]:
+        """(status, path) of the files that differ between two trees or commits."""
+        out = self.repo.git.diff_tree("-r", "--name-status", "--no-renames", a, b)
+        return [(line.split("\t", 1)[0], line.split("\t", 1)[1]) for line in out.splitlines() if "\t" in line]
+
+    def commit_tree(self, tree: str, parent: str, message: str, author: tuple[str, str] | None) -> str:
+        """A new commit of ``tree`` on ``parent``; ``author`` (name, e-mail) or git's own
+        configuration names its author and committer."""
+        env = {}
+        if author is not None:
+            env = {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+                   "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1]}
+        try:
+            return str(self.repo.git.commit_tree(tree, "-p", parent, "-m", message, env=env))
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot commit in {self.url}: {_git_error(e)}") from None
+
+    def identity(self) -> tuple[str, str] | None:
+        """(name, e-mail) from git's configuration, if set."""
+        reader = self.repo.config_reader()
+        try:
+            return str(reader.get_value("user", "name")), str(reader.get_value("user", "email"))
+        except Exception:  # noqa: BLE001 - configparser's NoOptionError/NoSectionError: not configured
+            return None
+
+    def advance(self, branch: str, new: str, old: str) -> None:
+        """Move ``branch`` from ``old`` to its descendant ``new`` (never a rewrite: it fails if
+        the branch moved meanwhile). A checked-out branch moves by a fast-forward merge, which
+        brings the working tree along."""
+        try:
+            checked_out = None if self.repo.bare or self.repo.head.is_detached else self.repo.active_branch.name
+        except TypeError:
+            checked_out = None
+        try:
+            if checked_out == branch:
+                if self.head(branch) != old:
+                    raise GitSourceError(f"{branch} moved meanwhile; run the command again")
+                self.repo.git.merge("--ff-only", "-q", new)
+            else:
+                self.repo.git.update_ref(f"refs/heads/{branch}", new, old)
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot move {branch} in {self.url}: {_git_error(e)}") from None
+
+    def push(self, branch: str, sha: str) -> None:
+        """Push ``sha`` to the remote's ``branch`` (no force: a branch that moved there fails)."""
+        target = self.location if self.remote else "origin"
+        try:
+            self.repo.git.push(target, f"{sha}:refs/heads/{branch}", env=_git_env())
+        except GitCommandError as e:
+            raise GitSourceError(f"cannot push to {branch}: {_git_error(e)}") from None
 
     # ------------------------------------------------------------------ history
 
