@@ -439,3 +439,19 @@ def test_an_unreachable_api_is_transient_and_retried_after_a_backoff(env: Env, c
     retried = r.run_pass()
     assert (retried.updated, retried.failed) == (1, 0)
     assert _data(cluster, env.ns, "a") == {"k": "2"}
+
+
+@pytest.mark.cluster
+def test_a_kustomization_is_applied_as_rendered_with_its_generated_secret_values(env: Env, cluster: Cluster) -> None:
+    env.write("app/kustomization.yaml", f"namespace: {env.ns}\nresources: [cm.yaml]\nsecretGenerator:\n"
+              "- name: creds\n  literals: [password=s3cret]\n")
+    env.write("app/cm.yaml", configmap("plain", None, k="1"))
+    env.repo.commit("a kustomization")
+    result = env.run()
+    assert (result.created, result.failed) == (2, 0), result.errors
+    secrets = json.loads(kubectl(cluster, "admin", "-n", env.ns, "get", "secrets", "-o", "json").stdout)["items"]
+    creds = [s for s in secrets if s["metadata"]["name"].startswith("creds-")]
+    import base64
+    assert len(creds) == 1 and base64.b64decode(creds[0]["data"]["password"]) == b"s3cret"
+    assert _data(cluster, env.ns, "plain") == {"k": "1"}
+    assert env.run().plan.unchanged == 2  # and then in sync

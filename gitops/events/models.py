@@ -161,6 +161,8 @@ class GitCommitPayload(_Frozen):
     valid: bool = True
     errors: int = 0  # problems that make this commit's tree invalid (recorded where each appeared)
     observed_at: datetime | None = None  # when the branch head was seen to move (live), else None
+    renderer: str | None = None  # what rendered its kustomizations, e.g. "kubectl kustomize (kustomize v5.5.0)"
+    rollback_to: str | None = None  # a rollback (gitops rollback): the commit whose state it restores
 
 
 class GitRewrittenPayload(_Frozen):

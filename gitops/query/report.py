@@ -75,6 +75,7 @@ class GitChange(_Model):
     objects: int = Field(description="objects it changed in the desired state")
     applied_at: datetime | None = Field(description="when the reconciler first applied something of it")
     message: str
+    rollback_to: str | None = Field(default=None, description="a rollback: the commit whose state it restores")
 
 
 Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "deleted", "still differs",
@@ -138,6 +139,7 @@ class ComplianceReport(_Model):
     integrity: Integrity
     summary: Summary
     git_changes: list[GitChange]
+    rollbacks: list[GitChange] = Field(description="the changes through Git that were rollbacks (gitops rollback)")
     out_of_band: list[OutOfBandChange]
     drift_episodes: list[DriftEpisodeRow]
     reconcile_failures: list[ReconcileFailure]
@@ -232,7 +234,7 @@ def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
             commit=p.sha, time=ev.effective_at, author=p.author.name, author_email=p.author.email,
             committer=p.committer.name, committer_email=p.committer.email, signed=p.signed,
             signer_key=p.signer_key, valid=p.valid, objects=changed.get(p.sha, 0), applied_at=applied.get(p.sha),
-            message=p.message.splitlines()[0] if p.message else ""))
+            message=p.message.splitlines()[0] if p.message else "", rollback_to=p.rollback_to))
     return out
 
 
@@ -276,7 +278,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,
             max_time_to_remediate_seconds=max(durations) if durations else None,
             reconcile_passes=log.count_where(types=["reconcile.finished"], **rng), reconcile_failures=len(failures)),
-        git_changes=git_changes, out_of_band=out_of_band,
+        git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
         prunes=prunes,
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
