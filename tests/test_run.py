@@ -124,7 +124,7 @@ def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_c
         leaders = [r.event for r in log.read(types=["reconcile.leader"]) if isinstance(r.event, ReconcileLeader)]
     assert [(e.resource, e.actor) for e in opened] == [(f"ConfigMap/{namespace}/a", "alice")]
     with EventLog(db) as log:
-        causes = [next(log.read(since_seq=e.payload.cause_seq - 1, limit=1)) for e in closed]  # type: ignore[union-attr]
+        causes = [next(log.read(since_seq=(e.payload.cause_seq or 1) - 1, limit=1)) for e in closed]  # type: ignore[union-attr]
     assert [e.payload.how for e in closed] == ["reconciled"], [  # type: ignore[union-attr]
         (c.seq, c.event.type, c.event.actor, getattr(c.event.payload, "attribution", None),
          getattr(c.event.payload, "change", None)) for c in causes]
