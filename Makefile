@@ -14,7 +14,7 @@ $(BIN)/gitops: pyproject.toml
 	@touch $@
 
 run: install
-	scripts/demo
+	GITOPS=$(BIN)/gitops scripts/demo
 
 test: install
 	$(BIN)/pytest -q

@@ -27,7 +27,7 @@ from gitops.query.report_render import cell, render_html, write_csv
 def _row(r: AuditRow) -> dict[str, Any]:
     return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or "unknown", "source": r.source,
             "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
-            "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail}
+            "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail or r.how}
 
 
 @cli.command()

@@ -51,7 +51,7 @@ from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
 from gitops.service.leader import LeaseElector
 from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
-from gitops.sources.cluster.client import ClusterClient
+from gitops.sources.cluster.client import RECONCILER_AGENT, ClusterClient
 from gitops.sources.git import GitSourceConfig
 from gitops.store import EventLog
 
@@ -75,7 +75,8 @@ def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSe
     if service.git is None or service.cluster is None:
         raise ConfigError("reconciling needs a Git repository and a cluster")
     git = service.git
-    port = ClusterClient(cluster.kubeconfig, context=cluster.context)
+    port = ClusterClient(cluster.kubeconfig, context=cluster.context,
+                         user_agent=f"{RECONCILER_AGENT}/{settings.instance} ({settings.field_manager})")
 
     def last_valid() -> str | None:
         cp = git.checkpoint() or {}

@@ -54,6 +54,7 @@ class AuditRecord:
     resource_version: str | None  # of the response object: None for deletes and Metadata-level records
     at: datetime
     uid: str | None = None  # of the object, where the record says it (objectRef, response, Status details)
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ class AuditTailer:
         rv = None if status else (str(meta["resourceVersion"]) if meta.get("resourceVersion") else None)
         uid = ref.uid or (str(meta["uid"]) if meta.get("uid") else None)
         at = rec.requestReceivedTimestamp or rec.stageTimestamp or utc_now()
-        record = AuditRecord(rec.auditID, key, rec.verb, rec.user.username, rv, at, uid)
+        record = AuditRecord(rec.auditID, key, rec.verb, rec.user.username, rv, at, uid, rec.userAgent)
         self.index.add(record)
         return AuditRecorded(
             id=event_id("audit", self.origin, rec.auditID), source=EventSource.AUDIT, resource=key,

@@ -24,8 +24,13 @@ import yaml
 
 from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
 
-__all__ = ["AccessDenied", "ApiRefused", "ClusterClient", "Discovery", "KindInfo", "ResourceVersionGone",
-           "WatchEvent", "check_kubeconfig"]
+RECONCILER_AGENT = "gitops-reconciler"
+"""The User-Agent prefix of the reconciler's requests: the API server's audit records of
+them say so, which is how the watcher knows a delete (which leaves no managedFields
+behind) was the reconciler's prune."""
+
+__all__ = ["RECONCILER_AGENT", "AccessDenied", "ApiRefused", "ClusterClient", "Discovery", "KindInfo",
+           "ResourceVersionGone", "WatchEvent", "check_kubeconfig"]
 
 
 class ResourceVersionGone(SourceError):
@@ -169,13 +174,15 @@ class ClusterClient:
     for watches (which the server ends every ``watch_timeout`` seconds)."""
 
     def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
-                 watch_timeout: int = 300, page_size: int = 500) -> None:
+                 watch_timeout: int = 300, page_size: int = 500, user_agent: str | None = None) -> None:
         path = check_kubeconfig(kubeconfig, context)
         try:
             config = pykube.KubeConfig.from_file(str(path), **({"current_context": context} if context else {}))
             self.server = str(config.cluster["server"])
             self.api = pykube.HTTPClient(config, timeout=(10, 60))
             self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
+            if user_agent is not None:
+                self.api.session.headers["User-Agent"] = user_agent
         except (pykube.exceptions.PyKubeError, OSError, KeyError) as e:
             raise ConfigError(f"cannot use kubeconfig {path}: {e}") from None
         self.watch_timeout = watch_timeout

@@ -42,7 +42,7 @@ from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer
 from gitops.sources.cluster.audit import AuditIndex, AuditTailer, Join
-from gitops.sources.cluster.client import AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
+from gitops.sources.cluster.client import RECONCILER_AGENT, AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Backoff, Clock, ClusterPort
 from gitops.store import Checkpoint, EventLog
@@ -328,6 +328,10 @@ class Writer:
         candidates: list[str] = []
         if manager is not None and manager == self.config.field_manager:
             attribution, actor = Attribution.RECONCILER, manager
+        elif rec is not None and (rec.user_agent or "").startswith(RECONCILER_AGENT):
+            # the audit record of this exact request: the reconciler's client sent it (a prune,
+            # which leaves no managedFields); named by the user it authenticated as
+            attribution, actor = Attribution.RECONCILER, rec.user
         elif rec is not None:
             attribution, actor = Attribution.AUDIT, rec.user
         elif manager is not None:
