@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint schema bench cluster-up cluster-down clean
+.PHONY: docs install run test lint schema bench cluster-up cluster-down clean
 
 install: $(BIN)/gitops
 
@@ -23,6 +23,9 @@ lint: install
 	$(BIN)/ruff check gitops tests scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+docs: install
+	$(BIN)/python -m gitops.cli.reference README.md
 
 schema: install
 	$(BIN)/python -m gitops.events.schema schema/events.schema.json

@@ -226,3 +226,15 @@ def test_log_filters_by_valid_or_recorded_time_and_refuses_bad_times(tmp_path: P
         res = gitops("log", *bad, db=db)
         assert res.returncode == 2
         assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+
+
+def test_the_readme_reference_is_current() -> None:
+    """The README's reference (config keys, environment, flags, event types) is generated from
+    the models and commands: when either changes, this fails until `make docs` is run."""
+    from gitops.cli.reference import END, EVENT_DESCRIPTIONS, START, render_reference
+    from gitops.events.models import EVENT_TYPES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert set(EVENT_DESCRIPTIONS) == set(EVENT_TYPES), "describe every event type in gitops/cli/reference.py"
+    current = readme[readme.index(START):readme.index(END) + len(END)] + "\n"
+    assert current == render_reference(), "the README's reference is stale: run `make docs`"

@@ -52,8 +52,10 @@ class RedactionRule(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str = Field(pattern=r"^[^.\[\]]+(\.[^.\[\]]+|\[(\*|\d+)\])*$")
-    kind: str | None = None
+    path: str = Field(pattern=r"^[^.\[\]]+(\.[^.\[\]]+|\[(\*|\d+)\])*$",
+                      description="dotted path, [*] or [n] for list items, e.g. spec.template.spec.containers[*].env[*]"
+                                  ".value")
+    kind: str | None = Field(default=None, description="only objects of this kind (default: every kind)")
 
 
 def digest(value: str | bytes) -> str:
