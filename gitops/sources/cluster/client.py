@@ -123,6 +123,16 @@ def _unavailable(server: str, e: Exception) -> SourceError:
     return ClusterUnavailableError(f"the Kubernetes API at {server} is unavailable ({reason})")
 
 
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster(kubeconfig: str | Path | None) -> bool:
+    """Whether to use the pod's service account: no kubeconfig named or at its default
+    place, and the API server and the token a pod is given are there."""
+    return (kubeconfig is None and not os.environ.get("KUBECONFIG") and not Path("~/.kube/config").expanduser().exists()
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT / "token").exists())
+
+
 def check_kubeconfig(kubeconfig: str | Path | None, context: str | None) -> Path:
     """The kubeconfig file to use, checked as far as pykube needs it, so that a bad one is
     one line saying what is wrong (``ConfigError``), not a traceback from deep inside."""
@@ -175,9 +185,11 @@ class ClusterClient:
 
     def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
                  watch_timeout: int = 300, page_size: int = 500, user_agent: str | None = None) -> None:
-        path = check_kubeconfig(kubeconfig, context)
+        inside = in_cluster(kubeconfig)
+        path = SERVICE_ACCOUNT if inside else check_kubeconfig(kubeconfig, context)
         try:
-            config = pykube.KubeConfig.from_file(str(path), **({"current_context": context} if context else {}))
+            config = pykube.KubeConfig.from_service_account() if inside else \
+                pykube.KubeConfig.from_file(str(path), **({"current_context": context} if context else {}))
             self.server = str(config.cluster["server"])
             self.api = pykube.HTTPClient(config, timeout=(10, 60))
             self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
