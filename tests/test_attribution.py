@@ -92,6 +92,12 @@ def test_a_write_within_the_same_second_shows_in_the_fields_it_took() -> None:
     healed = managers({"metadata": {"managedFields": [entry("gitops", "Apply", "t1", "a", "b")]}})
     assert writer(applied, edited) == ("kubectl-patch", "Update")
     assert writer(edited, healed) == ("gitops", "Apply")
+    # the creator's entry keeps an emptied map when another manager takes its only field
+    created = managers({"metadata": {"managedFields": [entry("creator", "Update", "t0", "k")]}})
+    taken = managers({"metadata": {"managedFields": [
+        {"manager": "creator", "operation": "Update", "time": "t0", "fieldsV1": {"f:data": {}}},
+        entry("kubectl-patch", "Update", "t0", "k")]}})
+    assert writer(created, taken) == ("kubectl-patch", "Update")
 
 
 def test_no_moved_entry_or_several_name_nobody() -> None:

@@ -35,20 +35,22 @@ def fingerprint(obj: dict[str, Any], *, noisy: bool) -> str:
     return content_digest(norm)
 
 
-def _leaves(fields: Any, prefix: str = "") -> Iterator[str]:
-    if not isinstance(fields, dict) or not fields:
-        if prefix:
-            yield prefix
+def _nodes(fields: Any, prefix: str = "") -> Iterator[str]:
+    """Every path of a fieldsV1 set, inner ones too: an entry that lost all of a map's
+    fields but keeps the map shows no path it did not have."""
+    if not isinstance(fields, dict):
         return
     for k, v in fields.items():
-        yield from _leaves(v, f"{prefix}/{k}")
+        path = f"{prefix}/{k}"
+        yield path
+        yield from _nodes(v, path)
 
 
 def managers(obj: dict[str, Any]) -> Managers:
     out: Managers = {}
     for e in (obj.get("metadata") or {}).get("managedFields") or []:
         out[(str(e.get("manager", "")), str(e.get("operation", "")), str(e.get("subresource", "")))] = \
-            (str(e.get("time", "")), frozenset(_leaves(e.get("fieldsV1") or {})))
+            (str(e.get("time", "")), frozenset(_nodes(e.get("fieldsV1") or {})))
     return out
 
 
