@@ -455,3 +455,19 @@ def test_a_kustomization_is_applied_as_rendered_with_its_generated_secret_values
     assert len(creds) == 1 and base64.b64decode(creds[0]["data"]["password"]) == b"s3cret"
     assert _data(cluster, env.ns, "plain") == {"k": "1"}
     assert env.run().plan.unchanged == 2  # and then in sync
+
+
+@pytest.mark.cluster
+def test_a_suspended_instance_records_each_pass_as_skipped_and_changes_nothing(cluster: Cluster, tmp_path: Path,
+                                                                               namespace: str) -> None:
+    e = Env(cluster, tmp_path, namespace, suspend=True)
+    try:
+        e.write("a.yaml", configmap("a", namespace))
+        e.repo.commit("a")
+        result = e.run()
+        assert (result.status, result.held, result.created) == ("skipped", "suspended", 0)
+        assert "a" not in _names(cluster, namespace)
+        finished = [r.event for r in e.events("reconcile.finished") if isinstance(r.event, ReconcileFinished)]
+        assert [(f.payload.status, f.payload.held) for f in finished] == [("skipped", "suspended")]
+    finally:
+        e.close()
