@@ -309,6 +309,13 @@ def test_prune_deletes_only_what_this_instance_owns_and_the_guard_holds_a_mass_p
     pruned = env.run(prune=True)
     assert pruned.pruned == 1, (pruned.plan, pruned.errors)
     wait_until(lambda: "a" not in _names(cluster, env.ns), what="a to be deleted")
+    env.run()  # the next pass's list records the delete, whoever the audit log can name for it
+    from gitops.query.audit import audit_rows
+
+    with EventLog(env.db) as log:
+        deletes = list(audit_rows(log, resource=f"ConfigMap/{env.ns}/a", types=("cluster.deleted",)))
+        oob = list(audit_rows(log, out_of_band=True, resource=f"ConfigMap/{env.ns}/a"))
+    assert deletes and not any(r.out_of_band for r in deletes) and oob == []  # the prune is the reconciler's
     assert {"by-hand", "other", "b", "c", "d"} <= _names(cluster, env.ns)
     for name in ("b", "c", "d"):
         env.repo.remove(f"{name}.yaml")

@@ -276,6 +276,7 @@ class ReconcileActionPayload(_Frozen):
     reason: str | None = None
     fields: list[str] = Field(default_factory=list)  # what differed (paths), for an update
     commit: str | None = None  # the commit whose manifest was applied
+    uid: str | None = None  # a prune: the uid of the object deleted (its cluster.deleted says the same)
 
 
 class ReconcileFinishedPayload(_Frozen):

@@ -107,11 +107,13 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> lis
 _MISSING = object()
 
 
-def is_out_of_band(r: Recorded) -> bool:
-    """A change to the cluster that neither the reconciler nor Git made (a kubectl edit).
-    (Queries also keep to objects Git has desired: ``desired_only``.)"""
+def is_out_of_band(log: EventLog, r: Recorded) -> bool:
+    """A change to an object Git manages that neither the reconciler nor Git made (a kubectl
+    edit): ``gitops.store.log.OUT_OF_BAND``, asked of one event."""
     ev = r.event
-    return isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.payload.attribution != Attribution.RECONCILER
+    if not isinstance(ev, (ClusterObserved, ClusterDeleted)) or ev.payload.attribution == Attribution.RECONCILER:
+        return False
+    return log.count_where(since_seq=r.seq - 1, until_seq=r.seq, out_of_band=True) == 1
 
 
 def previous_manifest(log: EventLog, r: Recorded) -> dict[str, Any] | None:
@@ -165,7 +167,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         namespace=namespace, actor=None if actor is None or any(c in actor for c in "*?[") else actor,
         actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
         types=types, start=since, end=until, revision_prefix=commit, limit=limit,
-        not_attribution=Attribution.RECONCILER.value if out_of_band else None, desired_only=out_of_band)
+        out_of_band=out_of_band)
     for r in rows:
         ev = r.event
         changes: list[FieldChange] = []
@@ -177,7 +179,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
             elif isinstance(ev, (DesiredRemoved, ClusterDeleted)):
                 changes = [FieldChange("", "(the object)", None)]
         yield AuditRow(r.seq, ev.effective_at, ev.actor, str(ev.source), ev.type, ev.resource, ev.revision,
-                       _how(r), is_out_of_band(r), tuple(changes), _detail(r))
+                       _how(r), out_of_band or is_out_of_band(log, r), tuple(changes), _detail(r))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:

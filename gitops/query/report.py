@@ -20,7 +20,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import (
-    Attribution,
     ClusterDeleted,
     ClusterObserved,
     DriftClosed,
@@ -205,8 +204,7 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
 def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutOfBandChange]:
     """Changes to objects Git manages, made by anyone but the reconciler."""
     out = []
-    for r in log.read(types=["cluster.observed", "cluster.deleted"], not_attribution=Attribution.RECONCILER.value,
-                      desired_only=True, **rng):
+    for r in log.read(out_of_band=True, **rng):
         ev = r.event
         assert isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource is not None
         if isinstance(ev, ClusterObserved):

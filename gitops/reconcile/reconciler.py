@@ -264,9 +264,10 @@ class Reconciler:
         else:
             result.pruned += 1
         revision = events[0].revision if events else None
+        uid = (live.manifest.get("metadata") or {}).get("uid") if action.op == "prune" and live else None
         self._append([self._action_event(result.run_id, action, "planned" if dry_run else "succeeded",
                                          dry_run=dry_run, commit=want.commit if want else None,
-                                         revision=revision), *events])
+                                         revision=revision, uid=uid), *events])
 
     def _kind(self, key: str, api_version: str | None = None) -> KindInfo:
         k = parse_key(key)
@@ -442,14 +443,14 @@ class Reconciler:
     def _action_event(self, run_id: str, action: Action, result: str, *, error: str | None = None,
                       terminal: bool = False, dry_run: bool = False, code: int | None = None,
                       reason: str | None = None, commit: str | None = None,
-                      revision: str | None = None) -> ReconcileAction:
+                      revision: str | None = None, uid: str | None = None) -> ReconcileAction:
         return ReconcileAction.model_validate({
             "id": event_id("reconcile.action", self.settings.instance, run_id, action.op, action.key),
             "source": EventSource.RECONCILER, "resource": action.key, "actor": self.actor,
             "effective_at": self.clock(), "revision": revision,
             "payload": {"run_id": run_id, "action": action.op, "result": result, "error": error,
                         "terminal": terminal, "dry_run": dry_run, "code": code, "reason": reason,
-                        "fields": list(action.fields), "commit": commit},
+                        "fields": list(action.fields), "commit": commit, "uid": uid},
         })
 
     def _finish(self, result: PassResult, started: float) -> PassResult:

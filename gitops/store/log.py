@@ -121,6 +121,7 @@ def select(
     result: str | None = None,
     action: str | None = None,
     desired_only: bool = False,
+    out_of_band: bool = False,
 ) -> _Filters:
     """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
     inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
@@ -129,7 +130,8 @@ def select(
     ``namespace`` matches the objects in it and the Namespace itself; ``not_attribution``
     leaves out cluster changes with that attribution; ``result`` and ``action`` keep
     reconcile actions with that result or action; ``desired_only`` keeps events about
-    objects Git has desired at some time. Every value is a bound parameter: nothing a user
+    objects Git has desired at some time; ``out_of_band`` keeps the changes to such objects
+    that neither the reconciler nor Git made (see ``OUT_OF_BAND``). Every value is a bound parameter: nothing a user
     types is ever part of the SQL text."""
     f = _Filters()
     if since_seq is not None:
@@ -168,9 +170,23 @@ def select(
         f.add("json_extract(payload, '$.result') = ?", result)
     if action is not None:
         f.add("json_extract(payload, '$.action') = ?", action)
-    if desired_only:
+    if desired_only or out_of_band:
         f.add("resource IN (SELECT resource FROM current_state WHERE side = 'desired')")
+    if out_of_band:
+        f.add(OUT_OF_BAND)
     return f
+
+
+OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
+    AND json_extract(payload, '$.attribution') IS NOT 'reconciler'
+    AND NOT (type = 'cluster.deleted' AND EXISTS (
+        SELECT 1 FROM events p WHERE p.resource = events.resource AND p.type = 'reconcile.action'
+        AND json_extract(p.payload, '$.action') = 'prune' AND json_extract(p.payload, '$.result') = 'succeeded'
+        AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')))"""
+"""A change to the cluster made neither through Git nor by the reconciler: not attributed to
+the reconciler, and not a delete of an object (by uid) that the reconciler's own record says
+it pruned. (A delete leaves no managedFields, and its audit record may come too late to be
+joined: the reconciler's record of the prune is the evidence then.)"""
 
 
 def _glob_escape(text: str) -> str:
