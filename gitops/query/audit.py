@@ -107,13 +107,16 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> lis
 _MISSING = object()
 
 
-def is_out_of_band(log: EventLog, r: Recorded) -> bool:
+def is_out_of_band(log: EventLog, r: Recorded, managed: set[str] | None = None) -> bool:
     """A change to an object Git manages that neither the reconciler nor Git made (a kubectl
-    edit): ``gitops.store.log.OUT_OF_BAND``, asked of one event."""
+    edit): ``gitops.store.log.OUT_OF_BAND``, asked of one event (``managed``: the objects
+    Git has desired, when the caller has them)."""
     ev = r.event
     if not isinstance(ev, (ClusterObserved, ClusterDeleted)) or ev.payload.attribution == Attribution.RECONCILER:
         return False
-    return log.count_where(since_seq=r.seq - 1, until_seq=r.seq, out_of_band=True) == 1
+    if ev.resource not in (managed if managed is not None else log.managed_resources()):
+        return False
+    return not (isinstance(ev, ClusterDeleted) and log.pruned(ev.resource, ev.payload.uid))
 
 
 def previous_manifest(log: EventLog, r: Recorded) -> dict[str, Any] | None:
@@ -168,8 +171,11 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
         types=types, start=since, end=until, revision_prefix=commit, limit=limit,
         out_of_band=out_of_band)
+    managed: set[str] | None = None
     for r in rows:
         ev = r.event
+        if managed is None and not out_of_band and isinstance(ev, (ClusterObserved, ClusterDeleted)):
+            managed = log.managed_resources()
         changes: list[FieldChange] = []
         if with_changes and ev.resource is not None:
             if isinstance(ev, (DesiredApplied, ClusterObserved)):
@@ -179,7 +185,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
             elif isinstance(ev, (DesiredRemoved, ClusterDeleted)):
                 changes = [FieldChange("", "(the object)", None)]
         yield AuditRow(r.seq, ev.effective_at, ev.actor, str(ev.source), ev.type, ev.resource, ev.revision,
-                       _how(r), out_of_band or is_out_of_band(log, r), tuple(changes), _detail(r))
+                       _how(r), out_of_band or is_out_of_band(log, r, managed), tuple(changes), _detail(r))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:

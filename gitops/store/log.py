@@ -464,6 +464,26 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
+    def managed_resources(self) -> set[str]:
+        """Every object Git has desired at some time (what ``desired_only`` keeps)."""
+        try:
+            sql = "SELECT DISTINCT resource FROM current_state WHERE side = 'desired'"
+            return {r for (r,) in self.conn.execute(sql)}
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def pruned(self, resource: str, uid: str | None) -> bool:
+        """Whether the reconciler's own record says it pruned this incarnation (uid) of it."""
+        if uid is None:
+            return False
+        sql = ("SELECT 1 FROM events WHERE resource = ? AND type = 'reconcile.action' "
+               "AND json_extract(payload, '$.action') = 'prune' AND json_extract(payload, '$.result') = 'succeeded' "
+               "AND json_extract(payload, '$.uid') = ? LIMIT 1")
+        try:
+            return self.conn.execute(sql, (resource, uid)).fetchone() is not None
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
     def count_by_revision(self, **filters: Any) -> dict[str, int]:
         """How many events ``read(**filters)`` would give, by revision, in one grouped query."""
         f = select(**filters)
