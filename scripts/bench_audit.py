@@ -181,12 +181,17 @@ def main() -> None:
             print(f"of which verify            {v_s:6.1f} s; bare scan {s_s:.1f} s ({v_s / s_s:.2f}x)")
 
 
+def _table(where: str) -> str:
+    """The raw baseline is given the same index as the query when it asks for the same rows."""
+    return "events INDEXED BY events_by_hand" if where.startswith(OUT_OF_BAND) else "events"
+
+
 def _count(raw: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
-    return int(raw.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0])
+    return int(raw.execute(f"SELECT count(*) FROM {_table(where)} WHERE {where}", params).fetchone()[0])
 
 
 def _fetch(raw: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Any]:
-    return raw.execute(f"SELECT * FROM events WHERE {where}", params).fetchall()
+    return raw.execute(f"SELECT * FROM {_table(where)} WHERE {where}", params).fetchall()
 
 
 def _t(t: datetime) -> str:
