@@ -68,4 +68,9 @@ class GitSourceConfig(BaseModel):
             return False
         if not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.include):
             return False
-        return not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.exclude)
+        return not self.excluded(path)
+
+    def excluded(self, path: str) -> bool:
+        """Whether an ``exclude`` glob (matched against the name or the path) leaves ``path`` out."""
+        name = posixpath.basename(path)
+        return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.exclude)

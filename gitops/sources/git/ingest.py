@@ -39,14 +39,13 @@ move for commits observed live (``observed_at``), with the commit times in the p
 
 from __future__ import annotations
 
-import fnmatch
 import getpass
 import hashlib
 import itertools
 import json
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -210,23 +209,19 @@ class GitIngest:
         roots = {p for p in paths.values() if p.endswith("/")}
         blobs = self.repo.blobs_at(commit, list(files))
         data = self.repo.read_blobs(list(blobs.values()))
-        outputs: dict[str, bytes] = {path: data[blob] for path, blob in blobs.items()}
+        outputs = {path: (data[blob], self.config.max_file_bytes) for path, blob in blobs.items()}
         if roots:
             tree = {e.path: e.blob for e in self.repo.tree(commit) if not e.is_symlink}
-            found = layout(tree, self.repo.read_blobs, allow_remote=self.config.kustomize.allow_remote)
-            for vpath in roots:
-                root = "." if vpath == "./" else vpath[:-1]
-                if root not in found.roots or root in found.problems:
-                    continue
-                inputs = found.roots[root]
-                content = self.repo.read_blobs([tree[p] for p in inputs])
-                output, _ = self.renderer.render(root, {p: content[tree[p]] for p in inputs})
-                if output is not None:
-                    outputs[vpath] = output
+            found = self._kustomizations(tree)
+            for root in found.roots:
+                if self._rendered_path(root) in roots:
+                    output, _ = self._render_output(found, tree, root)
+                    if output is not None:
+                        outputs[self._rendered_path(root)] = (output, self.config.kustomize.max_output_bytes)
         out: dict[str, dict[str, Any]] = {}
-        for path, raw in outputs.items():
+        for path, (raw, max_bytes) in outputs.items():
             result = parse_manifests(path, raw, scope=self.scope, default_namespace=self.config.default_namespace,
-                                     max_bytes=max(self.config.max_file_bytes, self.config.kustomize.max_output_bytes))
+                                     max_bytes=max_bytes)
             for doc in result.documents:
                 key = format_key(doc.key)
                 if paths.get(key) == path:
@@ -434,10 +429,6 @@ class GitIngest:
         for path, blob in wanted:
             self._parse(path, blob, data[blob])
 
-    def _excluded(self, path: str) -> bool:
-        name = posixpath.basename(path)
-        return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in self.config.exclude)
-
     def _in_scope(self, path: str) -> bool:
         known = self._scope_of.get(path)
         if known is None:
@@ -451,7 +442,7 @@ class GitIngest:
         tree = self.repo.tree(sha)
         self._all = {e.path: e.blob for e in tree if not e.is_symlink}
         self._rendered.clear()
-        self._layout = self._kustomizations()
+        self._layout = self._kustomizations(self._all)
         entries = [e for e in tree if self._in_scope(e.path)]
         self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink
                               and not self._layout.is_shadowed(e.path)])
@@ -470,7 +461,7 @@ class GitIngest:
             layout_changed |= posixpath.basename(change.path) in KUSTOMIZATION_FILES
         before = self._layout
         if layout_changed:
-            self._layout = self._kustomizations()
+            self._layout = self._kustomizations(self._all)
         for change in changes:
             if not self._in_scope(change.path):
                 continue
@@ -486,13 +477,14 @@ class GitIngest:
 
     # ------------------------------------------------------------------ kustomizations
 
-    def _kustomizations(self) -> Layout:
+    def _kustomizations(self, tree: Mapping[str, str]) -> Layout:
+        """The kustomizations of ``tree`` (path -> blob) that this source renders."""
         if not self.config.kustomize.enabled:
             return Layout()
         # a kustomization file the exclude globs leave out is not one (how to keep reading the
         # plain files beside it)
-        files = {p: b for p, b in self._all.items()
-                 if posixpath.basename(p) not in KUSTOMIZATION_FILES or not self._excluded(p)}
+        files = {p: b for p, b in tree.items()
+                 if posixpath.basename(p) not in KUSTOMIZATION_FILES or not self.config.excluded(p)}
         found = layout(files, self.repo.read_blobs, allow_remote=self.config.kustomize.allow_remote)
         # roots under the configured paths are rendered; their bases may lie anywhere
         roots = {r: files for r, files in found.roots.items()
@@ -530,16 +522,22 @@ class GitIngest:
         return touched
 
     def _render(self, root: str) -> ParsedFile:
-        problems = self._layout.problems.get(root)
-        if problems:
+        output, problems = self._render_output(self._layout, self._all, root)
+        if output is None:
             return ParsedFile((), problems)
-        inputs = self._layout.roots[root]
-        data = self.repo.read_blobs([self._all[p] for p in inputs])
-        output, problem = self.renderer.render(root, {p: data[self._all[p]] for p in inputs})
-        if problem is not None:
-            return ParsedFile((), (problem,))
-        assert output is not None
         return self._objects(self._rendered_path(root), output, self.config.kustomize.max_output_bytes)
+
+    def _render_output(self, found: Layout, tree: Mapping[str, str],
+                       root: str) -> tuple[bytes | None, tuple[ManifestProblem, ...]]:
+        """What the renderer prints for ``root`` of ``found``, its inputs read from ``tree``
+        (path -> blob); or None and the problems that stopped it."""
+        problems = found.problems.get(root)
+        if problems:
+            return None, problems
+        inputs = found.roots[root]
+        data = self.repo.read_blobs([tree[p] for p in inputs])
+        output, problem = self.renderer.render(root, {p: data[tree[p]] for p in inputs})
+        return output, (problem,) if problem is not None else ()
 
     def _read(self, entry: TreeEntry) -> ParsedFile:
         if entry.is_symlink:
