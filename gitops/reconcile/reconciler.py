@@ -91,6 +91,7 @@ class PassResult:
     updated: int = 0
     pruned: int = 0
     failed: int = 0
+    desired_revision: str | None = None  # the last valid commit, whose state the pass acted on
     planned: list[tuple[Action, str | None]] = field(default_factory=list)  # dry run: action, error
     errors: list[tuple[Action, str]] = field(default_factory=list)
     drift_opened: int = 0
@@ -162,32 +163,32 @@ class Reconciler:
         # 1. ingest
         if ingest is not None and not s.suspend:
             ingest()
+        revision = self.last_valid()
         self._append([ReconcileStarted(
             id=event_id("reconcile.started", s.instance, run_id), source=EventSource.RECONCILER, actor=self.actor,
-            effective_at=self.clock(), revision=self.last_valid(),
-            payload=ReconcileStartedPayload(run_id=run_id, trigger=trigger, mode=mode,
-                                            desired_revision=self.last_valid(), prune=prune, instance=s.instance,
-                                            held=held))])
-        result = PassResult(run_id, mode, "skipped", Plan(), held=held)
+            effective_at=self.clock(), revision=revision,
+            payload=ReconcileStartedPayload(run_id=run_id, trigger=trigger, mode=mode, desired_revision=revision,
+                                            prune=prune, instance=s.instance, held=held))])
+        result = PassResult(run_id, mode, "skipped", Plan(), held=held, desired_revision=revision)
         if s.suspend:
             return self._finish(result, started)
         # 2. project
         desired = fold_desired(self.log.current("desired", origin=self.desired_origin))
         actual = fold_actual(self.log.current("actual", origin=self.actual_origin))
         self._forget_pruned(actual)
-        self.watched = set(desired) | {k for k, e in actual.items() if owned_by(e.manifest, s.instance)}
+        desired_manifests = {k: e.manifest for k, e in desired.items()}
+        live_manifests = {k: e.manifest for k, e in actual.items()}
+        self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)}
         # 3. diff
-        diffs = diff_states({k: with_ownership(e.manifest, s.instance) for k, e in desired.items()},
-                            {k: e.manifest for k, e in actual.items()}, instance=s.instance,
-                            field_manager=s.field_manager, ignore_managers=self.diff.ignore_managers,
-                            ignore=self.diff.ignore)
+        diffs = diff_states({k: with_ownership(m, s.instance) for k, m in desired_manifests.items()},
+                            live_manifests, instance=s.instance, field_manager=s.field_manager,
+                            ignore_managers=self.diff.ignore_managers, ignore=self.diff.ignore)
         # 4. drift
         result.drift_opened, result.drift_closed = self._record_drift()
         # 5. plan
         result.plan = plan = make_plan(
-            diffs, desired={k: e.manifest for k, e in desired.items()},
-            actual={k: e.manifest for k, e in actual.items()},
-            instance=s.instance, prune=prune, mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune,
+            diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
+            mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune,
             waiting=lambda key: self._waiting(key, desired.get(key), actual.get(key)))
         if plan.held is not None:
             result.held = plan.held if result.held is None else f"{result.held}; {plan.held}"
@@ -229,9 +230,10 @@ class Reconciler:
         dry_run = mode == "dry-run"
         inputs = (want.seq if want else None, live.seq if live else None)
         try:
+            uid = None
             if action.op == "prune":
                 assert live is not None
-                self._prune(action, live, dry_run)
+                uid = self._prune(action, live, dry_run)
                 events: list[AnyEvent] = []
             else:
                 assert want is not None
@@ -264,7 +266,6 @@ class Reconciler:
         else:
             result.pruned += 1
         revision = events[0].revision if events else None
-        uid = (live.manifest.get("metadata") or {}).get("uid") if action.op == "prune" and live else None
         self._append([self._action_event(result.run_id, action, "planned" if dry_run else "succeeded",
                                          dry_run=dry_run, commit=want.commit if want else None,
                                          revision=revision, uid=uid), *events])
@@ -321,13 +322,15 @@ class Reconciler:
             time.sleep(0.1)
             obj = self.port.get(kind, None, name) or {}
 
-    def _prune(self, action: Action, live: ActualEntry, dry_run: bool) -> None:
+    def _prune(self, action: Action, live: ActualEntry, dry_run: bool) -> str | None:
+        """Delete that incarnation (uid) of the object; returns the uid."""
         key = parse_key(action.key)
         kind = self._kind(action.key)
         uid = (live.manifest.get("metadata") or {}).get("uid")
         self.port.delete(kind, key.namespace or None, key.name, uid=uid, dry_run=dry_run)
         if not dry_run:
             self._pruned[action.key] = uid
+        return uid
 
     def _forget_pruned(self, actual: dict[str, ActualEntry]) -> None:
         for key, uid in list(self._pruned.items()):
@@ -362,9 +365,8 @@ class Reconciler:
 
     def _record_drift(self) -> tuple[int, int]:
         """Follow the drift projection over the events since the last pass and record the
-        episodes they opened or closed."""
-        if self._tracker is None:
-            self._tracker, self._drift_seq = self._primed_tracker()
+        episodes they opened or closed (``run_pass`` primes the tracker before its ingest)."""
+        assert self._tracker is not None
         events: list[AnyEvent] = []
         last = self._drift_seq
         opened = closed = 0
@@ -458,7 +460,7 @@ class Reconciler:
         p = result.plan
         self._append([ReconcileFinished(
             id=event_id("reconcile.finished", self.settings.instance, result.run_id), source=EventSource.RECONCILER,
-            actor=self.actor, effective_at=self.clock(), revision=self.last_valid(),
+            actor=self.actor, effective_at=self.clock(), revision=result.desired_revision,
             payload=ReconcileFinishedPayload(
                 run_id=result.run_id, status=result.status,
                 created=result.created, updated=result.updated, pruned=result.pruned, failed=result.failed,
