@@ -17,7 +17,7 @@ from gitops.events.models import Mode
 from gitops.model.errors import ConfigError, GitOpsError, UsageError
 from gitops.reconcile import PassResult, ReconcileSettings
 from gitops.service.config import first_error
-from gitops.service.leader import LeaseElector
+from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.run import RunService, build_reconciler
 from gitops.service.watch import WatchService
 
@@ -96,7 +96,7 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     elector = None
     if settings.lease.enabled and not (dry_run or detect_only):
         elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
-                               identity=f"gitops-reconcile-{id(reconciler):x}", duration=settings.lease.duration)
+                               identity=process_identity("gitops-reconcile-"), duration=settings.lease.duration)
         if not elector.tick():
             raise UsageError(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
                              f"({elector.holder}) and applies; wait for it, or run with --dry-run")

@@ -8,7 +8,10 @@ for an expired lease cannot both win: the loser gets 409 and stays standby.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,7 +20,7 @@ from gitops.model.errors import ClusterUnavailableError
 from gitops.model.times import utc_now
 from gitops.sources.cluster.client import ApiRefused, KindInfo
 
-__all__ = ["LEASE_KIND", "LeaseElector", "LeasePort"]
+__all__ = ["LEASE_KIND", "LeaseElector", "LeasePort", "process_identity"]
 
 LEASE_KIND = KindInfo("coordination.k8s.io", "v1", "Lease", "leases", True, frozenset({"get", "create", "update"}))
 
@@ -28,6 +31,11 @@ class LeasePort(Protocol):
     def create(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]: ...
 
     def replace(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def process_identity(prefix: str = "") -> str:
+    """A holder identity unique to this process: host, pid and a random part."""
+    return f"{prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _micro(t: datetime) -> str:

@@ -19,11 +19,8 @@ metrics endpoints, in one process.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,7 +45,7 @@ from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.times import utc_now
 from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
-from gitops.service.leader import LeaseElector
+from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
 from gitops.sources.cluster.client import RECONCILER_AGENT, ClusterClient
@@ -115,11 +112,10 @@ class RunService(WatchService):
         self._owns = base._owns
         self.reporter: RunReporter = reporter
         self.reconciler = reconciler
-        self.port = port
         self.settings = settings
         self.allow_mass_prune = allow_mass_prune
         self.db_path = db_path
-        self.identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.identity = process_identity()
         self.metrics = _Metrics()
         self._events_log = EventLog(db_path)  # this thread's own connection, for leadership events
         self._events_lock = threading.Lock()
@@ -131,13 +127,10 @@ class RunService(WatchService):
         if settings.lease.enabled:
             self.elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
                                         identity=self.identity, duration=settings.lease.duration)
-        self.leading = self.elector is None
         self._elector_thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.passes = 0
-        self.last_result: PassResult | None = None
-        self._watched: set[str] = set()  # desired and owned keys: a change to one by another hand is drift
 
     @classmethod
     def build_run(cls, db_path: Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
@@ -149,6 +142,11 @@ class RunService(WatchService):
                    db_path=db_path, allow_mass_prune=allow_mass_prune)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process applies: it holds the lease, or runs without one."""
+        return self.elector is None or self.elector.leading
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -212,8 +210,6 @@ class RunService(WatchService):
                 return
             result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
             self.passes += 1
-            self.last_result = result
-            self._watched = self.reconciler.watched
         m = self.metrics
         m.passes.labels(result.status).inc()
         m.duration.observe(result.duration)
@@ -230,7 +226,8 @@ class RunService(WatchService):
 
     def _on_cluster_events(self, events: list[AnyEvent]) -> None:
         for ev in events:
-            if (isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource in self._watched
+            # the desired and owned objects of the last pass: a change to one by another hand is drift
+            if (isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource in self.reconciler.watched
                     and ev.payload.attribution != Attribution.RECONCILER):
                 self.request_pass("drift")
                 return
@@ -243,7 +240,6 @@ class RunService(WatchService):
             was = self.leading
             now = self.elector.tick()
             if now != was:
-                self.leading = now
                 self._leadership(now)
                 if now:
                     self.request_pass("leader")
@@ -251,7 +247,6 @@ class RunService(WatchService):
 
     def _leadership(self, acquired: bool) -> None:
         assert self.elector is not None
-        self.leading = acquired
         self.metrics.leader.set(1 if acquired else 0)
         e = self.elector
         at = utc_now()
