@@ -26,8 +26,8 @@ from gitops.events.models import (
 from gitops.model.errors import UsageError
 from gitops.store import EventLog
 
-__all__ = ["SECRET_MASK", "AuditRow", "FieldChange", "audit_rows", "field_changes", "flatten", "is_out_of_band",
-           "previous_manifest", "summary"]
+__all__ = ["SECRET_MASK", "AuditRow", "FieldChange", "audit_rows", "event_changes", "field_changes", "flatten",
+           "is_out_of_band", "previous_manifest", "summary"]
 
 SECRET_MASK = "(changed)"
 _DESIRED = ("desired.applied", "desired.removed")
@@ -133,6 +133,19 @@ def previous_manifest(log: EventLog, r: Recorded) -> dict[str, Any] | None:
     return None
 
 
+def event_changes(log: EventLog, r: Recorded) -> list[FieldChange]:
+    """What the event changed on its side: the fields against the object's previous version
+    from the same source, or the whole object created or deleted."""
+    ev = r.event
+    if isinstance(ev, (DesiredApplied, ClusterObserved)):
+        before = previous_manifest(log, r)
+        return field_changes(before, ev.payload.manifest) if before is not None else [
+            FieldChange("", None, "(the object)")]
+    if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
+        return [FieldChange("", "(the object)", None)]
+    return []
+
+
 def _how(r: Recorded) -> str:
     ev = r.event
     if isinstance(ev, (ClusterObserved, ClusterDeleted)):
@@ -176,14 +189,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         ev = r.event
         if managed is None and not out_of_band and isinstance(ev, (ClusterObserved, ClusterDeleted)):
             managed = log.managed_resources()
-        changes: list[FieldChange] = []
-        if with_changes and ev.resource is not None:
-            if isinstance(ev, (DesiredApplied, ClusterObserved)):
-                before = previous_manifest(log, r)
-                changes = (field_changes(before, ev.payload.manifest) if before is not None
-                           else [FieldChange("", None, "(the object)")])
-            elif isinstance(ev, (DesiredRemoved, ClusterDeleted)):
-                changes = [FieldChange("", "(the object)", None)]
+        changes = event_changes(log, r) if with_changes and ev.resource is not None else []
         yield AuditRow(r.seq, ev.effective_at, ev.actor, str(ev.source), ev.type, ev.resource, ev.revision,
                        _how(r), out_of_band or is_out_of_band(log, r, managed), tuple(changes), _detail(r))
 

@@ -30,7 +30,7 @@ from gitops.events.models import (
 from gitops.model.errors import UsageError
 from gitops.model.times import utc_now
 from gitops.query.access import operator_identity
-from gitops.query.audit import field_changes, previous_manifest, summary
+from gitops.query.audit import event_changes, summary
 from gitops.store import EventLog
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
@@ -207,15 +207,11 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
     for r in log.read(out_of_band=True, **rng):
         ev = r.event
         assert isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource is not None
-        if isinstance(ev, ClusterObserved):
-            before = previous_manifest(log, r)
-            what = summary(tuple(field_changes(before, ev.payload.manifest))) if before else "created"
-            change = str(ev.payload.change)
-        else:
-            what, change = "deleted", "deleted"
+        change = str(ev.payload.change) if isinstance(ev, ClusterObserved) else "deleted"
         out.append(OutOfBandChange(
             seq=r.seq, time=ev.effective_at, actor=ev.actor, evidence=str(ev.payload.attribution),
-            candidates=list(ev.payload.candidates), resource=ev.resource, change=change, fields=what,
+            candidates=list(ev.payload.candidates), resource=ev.resource, change=change,
+            fields=summary(tuple(event_changes(log, r))),
             outcome=drift.outcome(r.seq)))
     return out
 
