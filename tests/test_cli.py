@@ -238,3 +238,24 @@ def test_the_readme_reference_is_current() -> None:
     assert set(EVENT_DESCRIPTIONS) == set(EVENT_TYPES), "describe every event type in gitops/cli/reference.py"
     current = readme[readme.index(START):readme.index(END) + len(END)] + "\n"
     assert current == render_reference(), "the README's reference is stale: run `make docs`"
+
+
+def test_new_commands_refuse_bad_input_in_one_line_and_record_none_of_it(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(2)])
+    cases = [
+        (("blame", "not a key"), "invalid resource key"),
+        (("blame", "ConfigMap/default/nothing-here"), "holds nothing about"),
+        (("replay", "--at", "deadbeef"), "commit"),
+        (("reconcile", "--repo", ".", "--dry-run", "--detect-only"), "exclude each other"),
+        (("run", "--repo", ".", "--interval", "-1"), "interval"),
+        (("rollback", "--repo", ".", "--to", "2h ago", "--author", "nobody"), "Name <email>"),
+        (("report", "--since", "2026-01-01", "--format", "pdf"), "pdf"),
+    ]
+    for args, words in cases:
+        res = gitops(*args, db=db)
+        assert res.returncode == 2, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, (args, res.stderr)
+    with EventLog(db) as log:
+        assert [r.event.type for r in log.read()] == ["desired.applied", "desired.applied"]  # nothing recorded

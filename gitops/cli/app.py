@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gitops.model.errors import GitOpsError, StoreError
+from gitops.model.errors import GitOpsError, StoreError, UsageError
 from gitops.query.access import record_access
 from gitops.service.config import Config, load_config
 from gitops.store import EventLog
@@ -38,11 +38,13 @@ class Context:
     def accessed(self, command: str, **arguments: object) -> Iterator[None]:
         """Record in the log that ``command`` read it (an ``operator`` event), with its
         outcome: succeeded, or failed when the body raises. A log that cannot be written
-        (a read-only copy) is still read; the user is told the access went unrecorded."""
+        (a read-only copy) is still read; the user is told the access went unrecorded.
+        Input the command refused (a ``UsageError``: an unknown commit, a time outside the
+        log) is not recorded: nothing a user types reaches the chained log unless valid."""
         try:
             yield
-        except StoreError:
-            raise  # there is no log to record it in (missing, not ours, locked): the error says so
+        except (StoreError, UsageError):
+            raise  # no log to record it in (missing, not ours, locked), or input that was not valid
         except SystemExit as e:  # a command that ends with an exit code of its own (verify: tampered)
             self.record(command, arguments, "failed" if e.code else "succeeded", f"exit code {e.code}")
             raise

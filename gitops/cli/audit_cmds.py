@@ -92,8 +92,8 @@ def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str)
     with ctx.accessed("blame", resource=key, at=at_text), ctx.open_log() as log:
         moment = resolve_at(log, at_text)
         lines = [b for b in blame(log, key, moment) if side in ("both", b.side)]
-    if not lines:
-        raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
+        if not lines:
+            raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
     rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or "unknown",
              "time": format_time(b.time), "via": b.via, "how": b.how, "seq": b.seq} for b in lines]
     if output == "json":
