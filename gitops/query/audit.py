@@ -27,11 +27,12 @@ from gitops.model.errors import UsageError
 from gitops.store import EventLog
 
 __all__ = ["SECRET_MASK", "AuditRow", "FieldChange", "audit_rows", "event_changes", "field_changes", "flatten",
-           "is_out_of_band", "previous_manifest", "summary"]
+           "is_out_of_band", "leaf_diff", "previous_manifest", "summary"]
 
 SECRET_MASK = "(changed)"
 _DESIRED = ("desired.applied", "desired.removed")
 _ACTUAL = ("cluster.observed", "cluster.deleted")
+_MISSING = object()
 _MERGE_KEYS = ("name", "mountPath", "containerPort", "port", "ip", "devicePath")
 
 
@@ -68,20 +69,54 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     """Leaf paths of ``obj`` (``spec.template.spec.containers[name=web].image``) to values;
     list items by their merge key when they have one, else by position."""
     out: dict[str, Any] = {}
+    _flatten_into(obj, prefix, out)
+    return out
+
+
+def _flatten_into(obj: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(obj, dict):
         if not obj and prefix:
             out[prefix] = {}
         for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            _flatten_into(v, f"{prefix}.{k}" if prefix else str(k), out)
     elif isinstance(obj, list):
         if not obj and prefix:
             out[prefix] = []
         for i, v in enumerate(obj):
             label = _item_label(v) if isinstance(v, dict) else None
-            out.update(flatten(v, f"{prefix}[{label if label is not None else i}]"))
+            _flatten_into(v, f"{prefix}[{label if label is not None else i}]", out)
     else:
         out[prefix] = obj
-    return out
+
+
+def leaf_diff(old: Any, new: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The leaves of ``old`` and of ``new`` (as ``flatten`` names them) below the parts where
+    the two differ: a path absent from both is the same on both sides. Equal subtrees are
+    skipped by one comparison instead of being flattened (a change touches few fields of an
+    object); a list that differs is flattened whole on both sides, so its items keep
+    ``flatten``'s names."""
+    a: dict[str, Any] = {}
+    b: dict[str, Any] = {}
+    _leaf_diff_into(old, new, prefix, a, b)
+    return a, b
+
+
+def _leaf_diff_into(old: Any, new: Any, prefix: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+    if not (isinstance(old, dict) and isinstance(new, dict) and old and new):
+        _flatten_into(old, prefix, a)
+        _flatten_into(new, prefix, b)
+        return
+    for k in old.keys() | new.keys():
+        va, vb = old.get(k, _MISSING), new.get(k, _MISSING)
+        if va is not _MISSING and vb is not _MISSING and va == vb:
+            continue
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if va is _MISSING:
+            _flatten_into(vb, path, b)
+        elif vb is _MISSING:
+            _flatten_into(va, path, a)
+        else:
+            _leaf_diff_into(va, vb, path, a, b)
 
 
 def _secret_path(manifest: dict[str, Any] | None, path: str) -> bool:
@@ -91,8 +126,7 @@ def _secret_path(manifest: dict[str, Any] | None, path: str) -> bool:
 
 def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[FieldChange]:
     """What differs from ``old`` to ``new`` (either may be None: created, removed)."""
-    a = flatten(normalize(old)) if old else {}
-    b = flatten(normalize(new)) if new else {}
+    a, b = leaf_diff(normalize(old) if old else {}, normalize(new) if new else {})
     out = []
     for path in sorted(set(a) | set(b)):
         if a.get(path, _MISSING) == b.get(path, _MISSING):
@@ -103,8 +137,6 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> lis
             out.append(FieldChange(path, a.get(path), b.get(path)))
     return out
 
-
-_MISSING = object()
 
 
 def is_out_of_band(log: EventLog, r: Recorded, managed: set[str] | None = None) -> bool:
