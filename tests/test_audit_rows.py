@@ -4,10 +4,20 @@ change touched, the version it is compared with, and whether it was made out of 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from gitops.query.audit import FieldChange, field_changes, flatten
+from gitops.events.models import (
+    AnyEvent,
+    ClusterDeleted,
+    ClusterObserved,
+    DesiredApplied,
+    DesiredRemoved,
+    ReconcileAction,
+)
+from gitops.query.audit import FieldChange, audit_rows, field_changes, flatten
+from gitops.store import EventLog
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 GIT, OTHER_GIT, CLUSTER = "git:/r#main", "git:/other#main", "cluster:https://k"
@@ -74,3 +84,83 @@ def test_the_changed_fields_are_those_of_the_flattened_versions() -> None:
         assert [(c.path, c.old, c.new) for c in field_changes(new, old)] == _oracle(new, old)
     assert field_changes(None, {"kind": "ConfigMap", "data": {"k": "1"}}) == [FieldChange("data.k", None, "1"),
                                                                             FieldChange("kind", None, "ConfigMap")]
+
+
+def _cm(version: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"},
+            "data": {"v": version, **data}}
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.events: list[AnyEvent] = []
+
+    def add(self, cls: type[Any], resource: str, actor: str | None, **payload: Any) -> None:
+        i = len(self.events)
+        self.events.append(cls.model_validate({
+            "id": f"e{i}", "source": "git" if cls in (DesiredApplied, DesiredRemoved) else
+            "reconciler" if cls is ReconcileAction else "cluster", "resource": resource, "actor": actor,
+            "effective_at": T0 + timedelta(minutes=i), "revision": f"{i:040x}", "payload": payload}))
+
+
+def _desired(e: _Events, origin: str, manifest: dict[str, Any], resource: str = "ConfigMap/n/a") -> None:
+    e.add(DesiredApplied, resource, "dev@example.com", manifest=manifest, commit="c" * 40, path="a.yaml",
+          document_index=0, origin=origin)
+
+
+def _observed(e: _Events, manifest: dict[str, Any], who: str | None, how: str, resource: str = "ConfigMap/n/a",
+              origin: str = CLUSTER) -> None:
+    e.add(ClusterObserved, resource, who, manifest=manifest, resource_version=str(len(e.events)), change="modified",
+          origin=origin, attribution=how)
+
+
+def test_a_change_is_compared_with_the_last_version_of_the_same_side_and_origin(tmp_path: Path) -> None:
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    for i in range(7):  # another branch desiring the same object, and the cluster, in between
+        _desired(e, OTHER_GIT, _cm(f"other{i}"))
+        _observed(e, _cm(f"live{i}"), "gitops", "reconciler")
+    _desired(e, GIT, _cm("2", extra="x"))
+    e.add(DesiredRemoved, "ConfigMap/n/a", "dev@example.com", commit="d" * 40, origin=GIT)
+    _desired(e, GIT, _cm("3"))
+    _observed(e, _cm("live6", hand="yes"), "alice", "audit")
+    e.add(ClusterDeleted, "ConfigMap/n/a", "alice", resource_version="9", uid="u1", origin=CLUSTER, attribution="audit")
+    _observed(e, _cm("again"), "gitops", "reconciler")
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        rows = list(audit_rows(log, resource="ConfigMap/n/a"))
+    by_seq = {r.seq: [(c.path, c.old, c.new) for c in r.changes] for r in rows}
+    assert by_seq[1] == [("", None, "(the object)")]
+    assert by_seq[2] == [("", None, "(the object)")]  # the other branch's first version
+    assert by_seq[4] == [("data.v", "other0", "other1")]
+    assert by_seq[5] == [("data.v", "live0", "live1")]
+    assert by_seq[16] == [("data.extra", None, "x"), ("data.v", "1", "2")]  # not against the other branch
+    assert by_seq[17] == [("", "(the object)", None)]
+    assert by_seq[18] == [("", None, "(the object)")]  # after a removal: created again
+    assert by_seq[19] == [("data.hand", None, "yes")]
+    assert by_seq[21] == [("", None, "(the object)")]
+
+
+def test_out_of_band_is_a_change_by_hand_to_an_object_git_manages(tmp_path: Path) -> None:
+    """Each row's flag and the ``--out-of-band`` filter say the same, for every kind of change."""
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    _observed(e, _cm("1"), "gitops", "reconciler")  # 2: the reconciler
+    _observed(e, _cm("1", k="alice"), "alice", "audit")  # 3: by hand
+    _observed(e, _cm("1", k="?"), None, "unknown")  # 4: nobody proven: still not through Git
+    _observed(e, _cm("x"), "bob", "audit", resource="ConfigMap/n/unmanaged")  # 5: Git never desired it
+    e.add(ReconcileAction, "ConfigMap/n/a", "gitops", run_id="r", action="prune", result="succeeded", uid="u1")
+    e.add(ClusterDeleted, "ConfigMap/n/a", "gitops-sa", resource_version="7", uid="u1", origin=CLUSTER,
+          attribution="unknown")  # 7: the prune the reconciler recorded
+    _observed(e, _cm("1"), "gitops", "reconciler")  # 8
+    e.add(ClusterDeleted, "ConfigMap/n/a", "bob", resource_version="9", uid="u2", origin=CLUSTER,
+          attribution="audit")  # 9: another incarnation, deleted by hand
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        flagged = {r.seq for r in audit_rows(log) if r.out_of_band}
+        filtered = [r.seq for r in audit_rows(log, out_of_band=True)]
+        for_one = {r.seq for r in audit_rows(log, resource="ConfigMap/n/a") if r.out_of_band}
+    assert flagged == {3, 4, 9}
+    assert filtered == [3, 4, 9]
+    assert for_one == {3, 4, 9}
+

@@ -15,7 +15,6 @@ from typing import Any
 
 from gitops.diff import normalize
 from gitops.events.models import (
-    Attribution,
     ClusterDeleted,
     ClusterObserved,
     DesiredApplied,
@@ -27,10 +26,9 @@ from gitops.model.errors import UsageError
 from gitops.store import EventLog
 
 __all__ = ["SECRET_MASK", "AuditRow", "FieldChange", "audit_rows", "event_changes", "field_changes", "flatten",
-           "is_out_of_band", "leaf_diff", "previous_manifest", "summary"]
+           "leaf_diff", "summary"]
 
 SECRET_MASK = "(changed)"
-_DESIRED = ("desired.applied", "desired.removed")
 _ACTUAL = ("cluster.observed", "cluster.deleted")
 _MISSING = object()
 _MERGE_KEYS = ("name", "mountPath", "containerPort", "port", "ip", "devicePath")
@@ -139,38 +137,12 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> lis
 
 
 
-def is_out_of_band(log: EventLog, r: Recorded, managed: set[str] | None = None) -> bool:
-    """A change to an object Git manages that neither the reconciler nor Git made (a kubectl
-    edit): ``gitops.store.log.OUT_OF_BAND``, asked of one event (``managed``: the objects
-    Git has desired, when the caller has them)."""
-    ev = r.event
-    if not isinstance(ev, (ClusterObserved, ClusterDeleted)) or ev.payload.attribution == Attribution.RECONCILER:
-        return False
-    if ev.resource not in (managed if managed is not None else log.managed_resources()):
-        return False
-    return not (isinstance(ev, ClusterDeleted) and log.pruned(ev.resource, ev.payload.uid))
-
-
-def previous_manifest(log: EventLog, r: Recorded) -> dict[str, Any] | None:
-    """The object as the same source had it before ``r`` (None: it had none)."""
-    ev = r.event
-    assert ev.resource is not None
-    types = _DESIRED if isinstance(ev, (DesiredApplied, DesiredRemoved)) else _ACTUAL
-    origin = getattr(ev.payload, "origin", "")
-    for event_type, payload in log.previous(ev.resource, r.seq, types):
-        if payload.get("origin", "") != origin:
-            continue
-        manifest = payload.get("manifest") if event_type in ("desired.applied", "cluster.observed") else None
-        return manifest if isinstance(manifest, dict) else None
-    return None
-
-
-def event_changes(log: EventLog, r: Recorded) -> list[FieldChange]:
-    """What the event changed on its side: the fields against the object's previous version
-    from the same source, or the whole object created or deleted."""
+def event_changes(r: Recorded, before: dict[str, Any] | None) -> list[FieldChange]:
+    """What the event changed on its side: the fields against ``before``, the object's
+    previous version from the same source (``AuditRecord.before``), or the whole object
+    created or deleted."""
     ev = r.event
     if isinstance(ev, (DesiredApplied, ClusterObserved)):
-        before = previous_manifest(log, r)
         return field_changes(before, ev.payload.manifest) if before is not None else [
             FieldChange("", None, "(the object)")]
     if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
@@ -210,20 +182,17 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         types = tuple(t for t in (types or _ACTUAL) if t in _ACTUAL)
         if not types:
             return
-    rows = log.read(
+    rows = log.read_audit(
         resource=None if glob else resource, resource_glob=resource if glob else None, kind=kind,
         namespace=namespace, actor=None if actor is None or any(c in actor for c in "*?[") else actor,
         actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
         types=types, start=since, end=until, revision_prefix=commit, limit=limit,
         out_of_band=out_of_band)
-    managed: set[str] | None = None
-    for r in rows:
+    for r, oob, before in rows:
         ev = r.event
-        if managed is None and not out_of_band and isinstance(ev, (ClusterObserved, ClusterDeleted)):
-            managed = log.managed_resources()
-        changes = event_changes(log, r) if with_changes and ev.resource is not None else []
+        changes = event_changes(r, before) if with_changes and ev.resource is not None else []
         yield AuditRow(r.seq, ev.effective_at, ev.actor, str(ev.source), ev.type, ev.resource, ev.revision,
-                       _how(r), out_of_band or is_out_of_band(log, r, managed), tuple(changes), _detail(r))
+                       _how(r), oob, tuple(changes), _detail(r))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:

@@ -204,14 +204,14 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
 def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutOfBandChange]:
     """Changes to objects Git manages, made by anyone but the reconciler."""
     out = []
-    for r in log.read(out_of_band=True, **rng):
+    for r, _, before in log.read_audit(out_of_band=True, **rng):
         ev = r.event
         assert isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource is not None
         change = str(ev.payload.change) if isinstance(ev, ClusterObserved) else "deleted"
         out.append(OutOfBandChange(
             seq=r.seq, time=ev.effective_at, actor=ev.actor, evidence=str(ev.payload.attribution),
             candidates=list(ev.payload.candidates), resource=ev.resource, change=change,
-            fields=summary(tuple(event_changes(log, r))),
+            fields=summary(tuple(event_changes(r, before))),
             outcome=drift.outcome(r.seq)))
     return out
 

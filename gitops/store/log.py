@@ -43,7 +43,7 @@ from gitops.store import migrate
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
-__all__ = ["Appended", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
+__all__ = ["Appended", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
 _COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 _INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -69,6 +69,16 @@ class Appended(NamedTuple):
 
 
 Hook = Callable[[sqlite3.Cursor, list[Appended]], None]
+
+
+class AuditRecord(NamedTuple):
+    """An event as an audit shows it: whether it is out of band (``OUT_OF_BAND``, about an
+    object Git manages), and the object as the same source had it just before (None: it
+    had none, or had removed it), for the changed fields."""
+
+    recorded: Recorded
+    out_of_band: bool
+    before: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -184,16 +194,31 @@ def select(
 
 OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
     AND json_extract(payload, '$.attribution') IS NOT 'reconciler'
-    AND NOT (type = 'cluster.deleted' AND EXISTS (
+    AND CASE WHEN type = 'cluster.deleted' THEN NOT EXISTS (
         SELECT 1 FROM events p WHERE p.resource = events.resource AND +p.type = 'reconcile.action'
         AND json_extract(p.payload, '$.action') = 'prune' AND json_extract(p.payload, '$.result') = 'succeeded'
-        AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')))"""
+        AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')) ELSE 1 END"""
 """A change to the cluster made neither through Git nor by the reconciler: not attributed to
 the reconciler, and not a delete of an object (by uid) that the reconciler's own record says
 it pruned. (A delete leaves no managedFields, and its audit record may come too late to be
 joined: the reconciler's record of the prune is the evidence then; ``+p.type`` has SQLite
-look that record up by resource, not among every action.) Its first two terms are the
+look that record up by resource, not among every action; the CASE has it looked up for
+deletes only, as SQLite would otherwise run the subquery for every row.) Its first two terms are the
 partial index ``events_by_hand``'s (migration 0004), word for word."""
+
+
+_MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
+"""Git manages the object of the event: it has desired it at some time."""
+_STATE_TYPES = "('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted')"
+_BEFORE = f"""CASE WHEN type IN {_STATE_TYPES} THEN (
+    SELECT CASE WHEN p.type IN ('desired.applied', 'cluster.observed') THEN json_extract(p.payload, '$.manifest') END
+    FROM events AS p WHERE p.resource = events.resource AND p.seq < events.seq
+    AND p.type IN {_STATE_TYPES} AND substr(p.type, 1, 8) = substr(events.type, 1, 8)
+    AND coalesce(json_extract(p.payload, '$.origin'), '') = coalesce(json_extract(events.payload, '$.origin'), '')
+    ORDER BY p.seq DESC LIMIT 1) END"""
+"""The object as the event before this one about it on the same side (desired.* or
+cluster.*: their first 8 characters) from the same origin left it: its manifest, or NULL
+when there was none or it removed the object."""
 
 
 def _glob_escape(text: str) -> str:
@@ -459,35 +484,18 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
-    def previous(self, resource: str, before_seq: int, types: Sequence[str], *,
-                 limit: int = 5) -> list[tuple[str, dict[str, Any]]]:
-        """(type, payload) of the last ``limit`` events of ``types`` about ``resource`` before
-        ``before_seq``, newest first: the versions before a change, read without building
-        models (an audit asks this for every row it shows)."""
-        sql = (f"SELECT type, payload FROM events WHERE resource = ? AND type IN ({', '.join('?' * len(types))}) "
-               "AND seq < ? ORDER BY seq DESC LIMIT ?")
+    def read_audit(self, *, limit: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+        """``read(**filters)`` in seq order, each event with what an audit shows beside it
+        (``AuditRecord``), all in one query: the out-of-band test and the previous version
+        are looked up by SQLite per row, through indexes, not by a query per row."""
+        f = select(**filters)
+        oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {_MANAGED}"
+        sql = (f"SELECT {', '.join(_COLUMNS)}, {oob} AS oob, {_BEFORE} AS before FROM events{f.where()} "
+               f"ORDER BY seq{f' LIMIT {int(limit)}' if limit is not None else ''}")
         try:
-            return [(t, orjson.loads(p)) for t, p in self.conn.execute(sql, (resource, *types, before_seq, limit))]
-        except sqlite3.Error as e:
-            raise _map_error(e, self._where) from e
-
-    def managed_resources(self) -> set[str]:
-        """Every object Git has desired at some time (what ``desired_only`` keeps)."""
-        try:
-            sql = "SELECT DISTINCT resource FROM current_state WHERE side = 'desired'"
-            return {r for (r,) in self.conn.execute(sql)}
-        except sqlite3.Error as e:
-            raise _map_error(e, self._where) from e
-
-    def pruned(self, resource: str, uid: str | None) -> bool:
-        """Whether the reconciler's own record says it pruned this incarnation (uid) of it."""
-        if uid is None:
-            return False
-        sql = ("SELECT 1 FROM events WHERE resource = ? AND type = 'reconcile.action' "
-               "AND json_extract(payload, '$.action') = 'prune' AND json_extract(payload, '$.result') = 'succeeded' "
-               "AND json_extract(payload, '$.uid') = ? LIMIT 1")
-        try:
-            return self.conn.execute(sql, (resource, uid)).fetchone() is not None
+            for row in self.db.query(sql, f.params):
+                before = orjson.loads(row["before"]) if row["before"] else None
+                yield AuditRecord(_to_recorded(row), bool(row["oob"]), before)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
