@@ -4,6 +4,7 @@ change touched, the version it is compared with, and whether it was made out of 
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from gitops.events.models import (
     ReconcileAction,
 )
 from gitops.query.audit import FieldChange, audit_rows, field_changes, flatten
+from gitops.query.report import build_report
+from gitops.query.report_render import render_html
 from gitops.store import EventLog
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -164,3 +167,23 @@ def test_out_of_band_is_a_change_by_hand_to_an_object_git_manages(tmp_path: Path
     assert filtered == [3, 4, 9]
     assert for_one == {3, 4, 9}
 
+
+def test_the_timeline_draws_one_dot_per_pixel_and_says_how_many_it_stands_for(tmp_path: Path) -> None:
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    for i in range(40):  # 40 changes by hand within 40 seconds: one pixel of a month's timeline
+        _observed(e, _cm("1", k=str(i)), "alice", "audit")
+        e.events[-1] = e.events[-1].model_copy(update={"effective_at": T0 + timedelta(hours=1, seconds=i)})
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        # a late change by hand, far from the others
+        _observed(e, _cm("1", k="late"), "bob", "audit")
+        late = e.events[-1].model_copy(update={"effective_at": T0 + timedelta(days=20)})
+        log.append([late])
+        report = build_report(log, T0, T0 + timedelta(days=30))
+    html = render_html(report)
+    assert len(report.out_of_band) == 41
+    circles = re.findall(r'<circle [^>]*fill="#cf222e"><title>([^<]*)</title>', html)
+    assert circles[0].startswith("40 out-of-band, 2026-03-01 01:00:00Z to 2026-03-01 01:00:39Z"), circles
+    assert circles[1:] == ["ConfigMap/n/a by bob"]
+    assert html.count('<tr><td>2026-03-') >= 41  # the table still lists every change

@@ -41,18 +41,28 @@ def _timeline(r: ComplianceReport) -> dict[str, Any]:
         return round(min(max((t - r.since).total_seconds() / span, 0.0), 1.0) * (_WIDTH - 20) + 10, 1)
 
     lanes = {name: (y, colour) for name, y, colour in _LANES}
-    dots = [{"x": x(g.time), "y": lanes["commits"][0], "colour": lanes["commits"][1],
-             "title": f"{g.commit[:12]} by {g.author_email}"} for g in r.git_changes]
-    dots += [{"x": x(o.time), "y": lanes["out-of-band"][0], "colour": lanes["out-of-band"][1],
-              "title": f"{o.resource} by {o.actor or 'unknown'}"} for o in r.out_of_band]
-    dots += [{"x": x(f.time), "y": lanes["failures"][0], "colour": lanes["failures"][1],
-              "title": f"{f.action} {f.resource} failed"} for f in r.reconcile_failures]
+
+    def dots(lane: str, items: list[tuple[datetime, str]]) -> list[dict[str, Any]]:
+        """One dot per pixel of the lane: a dot stands for every item that falls on it and its
+        title says how many (a month can hold thousands: one circle each is unreadable)."""
+        bins: dict[int, list[tuple[datetime, str]]] = {}
+        for t, title in items:
+            bins.setdefault(round(x(t)), []).append((t, title))
+        y, colour = lanes[lane]
+        return [{"x": px, "y": y, "colour": colour,
+                 "title": group[0][1] if len(group) == 1 else
+                 f"{len(group)} {lane}, {_t(min(group)[0])} to {_t(max(group)[0])}"}
+                for px, group in sorted(bins.items())]
+
+    all_dots = dots("commits", [(g.time, f"{g.commit[:12]} by {g.author_email}") for g in r.git_changes])
+    all_dots += dots("out-of-band", [(o.time, f"{o.resource} by {o.actor or 'unknown'}") for o in r.out_of_band])
+    all_dots += dots("failures", [(f.time, f"{f.action} {f.resource} failed") for f in r.reconcile_failures])
     bars = []
     for e in r.drift_episodes:
         start, end = x(e.opened_at), x(e.closed_at or r.until)
         bars.append({"x": start, "y": lanes["drift"][0], "w": max(round(end - start, 1), 2.0),
                      "title": f"{e.resource}: {e.resolution or 'open'}"})
-    return {"width": _WIDTH, "height": _HEIGHT, "dots": dots, "bars": bars,
+    return {"width": _WIDTH, "height": _HEIGHT, "dots": all_dots, "bars": bars,
             "lanes": [{"label": name, "y": y} for name, y, _ in _LANES]}
 
 
