@@ -11,7 +11,8 @@ a raw SQL count of the same rows (the baseline the issue names) and a raw SQL fe
 - blame of the object with 1,000 versions;
 - a month's report in HTML, JSON and CSV, including the full integrity check.
 Targets: each audit query under 1 s and within 5x of the raw count; the HTML report under
-10 s.
+10 s. The line of each query also says how many times the count a raw fetch of the same
+rows takes: where that alone is over 5x, no query that returns the rows can be within 5x.
 
     python scripts/bench_audit.py [--events 1000000]
 """
@@ -162,8 +163,8 @@ def main() -> None:
                 c_s, count = timed(lambda w=where, p=params: _count(raw, w, p))  # type: ignore[misc]
                 f_s, _ = timed(lambda w=where, p=params: _fetch(raw, w, p))  # type: ignore[misc]
                 print(f"{name:26s} {q_s * 1000:8.0f} ms for {len(rows):6,} rows ({count:,} events); raw count "
-                      f"{c_s * 1000:6.1f} ms ({q_s / c_s:5.1f}x), raw fetch {f_s * 1000:6.1f} ms ({q_s / f_s:4.1f}x)"
-                      f"  [targets < 1 s, <= 5x the count]")
+                      f"{c_s * 1000:6.1f} ms ({q_s / c_s:5.1f}x), raw fetch {f_s * 1000:6.1f} ms ({q_s / f_s:4.1f}x; "
+                      f"the fetch alone is {f_s / c_s:4.1f}x the count)  [targets < 1 s, <= 5x the count]")
             for fmt in ("html", "json", "csv"):
                 def run(fmt: str = fmt) -> None:
                     r = build_report(log, month[0], month[1])
