@@ -668,3 +668,21 @@ def test_a_demo_shaped_history_gives_at_every_commit_what_its_manifests_say(tmp_
         notices = sorted(r.event.payload.code for r in log.read(types=["source.error"])
                          if isinstance(r.event, SourceErrorEvent))
         assert notices == ["helm-not-rendered"]  # the kustomization is rendered
+
+
+def test_a_user_without_a_name_is_recorded_by_uid_not_by_a_made_up_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container often runs as a uid with no /etc/passwd entry; the actor of what it does by
+    hand is then that uid, the same for a change of settings and for a read of the log."""
+    import os
+
+    from gitops.model.identity import os_user
+    from gitops.query.access import operator_identity
+
+    assert os_user() == getpass.getuser()
+
+    def nameless() -> str:
+        raise KeyError("getpwuid(): uid not found")
+
+    monkeypatch.setattr(getpass, "getuser", nameless)
+    assert os_user() == f"uid:{os.getuid()}"
+    assert operator_identity()[0] == f"uid:{os.getuid()}"

@@ -3,12 +3,11 @@ and stopped (``operator`` events)."""
 
 from __future__ import annotations
 
-import getpass
-import socket
 import uuid
 from collections.abc import Mapping
 
 from gitops.events.models import EventSource, OperatorAccess, OperatorPayload, event_id
+from gitops.model.identity import host, os_user
 from gitops.model.times import utc_now
 from gitops.store import EventLog
 
@@ -17,13 +16,7 @@ __all__ = ["operator_identity", "record_access"]
 
 def operator_identity() -> tuple[str, str]:
     """(OS user, host) of this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for the uid (a container): the uid is still evidence
-        import os
-
-        user = f"uid:{os.getuid()}"
-    return user, socket.gethostname()
+    return os_user(), host()
 
 
 def record_access(log: EventLog, command: str, arguments: Mapping[str, object], *,

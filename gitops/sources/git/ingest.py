@@ -39,7 +39,6 @@ move for commits observed live (``observed_at``), with the commit times in the p
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import itertools
 import json
@@ -72,6 +71,7 @@ from gitops.events.models import (
 from gitops.events.redaction import RedactionRule, redact
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import ConfigError
+from gitops.model.identity import os_user
 from gitops.model.keys import format_key
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
@@ -97,14 +97,6 @@ class _Cause:
     sha: str
     actor: str | None
     effective: datetime
-
-
-def _operator() -> str:
-    """Who runs this process: the actor of a change of settings."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for the uid (a container without an /etc/passwd entry)
-        return "operator"
 
 
 @dataclass
@@ -374,7 +366,7 @@ class GitIngest:
         self._tree_commit = sha
         assert self._desired is not None
         judgement = judge(self._tree, self._desired, previous=frozenset())
-        cause = _Cause(sha, _operator(), observed_at or utc_now())
+        cause = _Cause(sha, os_user(), observed_at or utc_now())
         events: list[AnyEvent] = [GitReconfigured(
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
             actor=cause.actor, effective_at=cause.effective, revision=sha,
