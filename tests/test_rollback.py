@@ -165,3 +165,40 @@ def test_a_running_service_applies_a_rollback(cluster: Cluster, namespace: str, 
         res = gitops(db, "rollback", "--repo", str(repo.path), "--to", shas[0], "--author", "R <r@example.com>")
         assert res.returncode == 0, res.stderr
         wait_until(lambda: data() == {"k": "1"}, what="the rollback applied by the running service")
+
+
+def test_a_branch_that_moved_after_the_plan_is_never_overwritten(story: Any, tmp_path: Path) -> None:
+    """Someone commits between the plan and the rollback's commit: the branch is not moved
+    over their commit (locally: compare-and-swap; remotely: a push that is not forced)."""
+    from gitops.model.errors import GitSourceError
+    from gitops.reconcile.rollback import apply_rollback, plan_rollback
+    from gitops.sources.git import GitIngest, GitSourceConfig
+
+    repo, shas = story
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(bare)], check=True)
+    for location, push in ((str(repo.path), False), (bare.as_uri(), True)):
+        with EventLog(tmp_path / f"{push}.db") as log:
+            source = GitIngest(log, GitSourceConfig(repo=location, branch="main", paths=["apps"]))
+            try:
+                source.run()
+                plan = plan_rollback(log, source, shas[0])
+                if push:  # another clone pushes first
+                    subprocess.run(["git", "clone", "-q", str(bare), str(tmp_path / "other")], check=True)
+                    other = GitRepo(tmp_path / "other")
+                    other.write("apps/a.yaml", configmap("a", k="theirs"))
+                    theirs = other.commit("their change")
+                    other.git("push", "-q", "origin", "HEAD:main")
+                else:
+                    repo.write("apps/a.yaml", configmap("a", k="theirs"))
+                    theirs = repo.commit("their change")
+                with pytest.raises(GitSourceError, match="moved meanwhile" if not push else "cannot push"):
+                    apply_rollback(source, plan, author=("R", "r@example.com"), push=push)
+            finally:
+                source.close()
+        git_dir = bare if push else repo.path
+        head = subprocess.run(["git", "-C", str(git_dir), "rev-parse", "main"], capture_output=True,
+                              text=True).stdout.strip()
+        assert head == theirs, location
+        assert "k: theirs" in subprocess.run(["git", "-C", str(git_dir), "show", "main:apps/a.yaml"],
+                                             capture_output=True, text=True).stdout
