@@ -172,8 +172,7 @@ def _detail(r: Recorded) -> str:
 def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None = None,
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
-               commit: str | None = None, out_of_band: bool = False, limit: int | None = None,
-               with_changes: bool = True) -> Iterator[AuditRow]:
+               commit: str | None = None, out_of_band: bool = False, limit: int | None = None) -> Iterator[AuditRow]:
     """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs."""
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")
@@ -190,9 +189,8 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         out_of_band=out_of_band)
     for r, oob, before in rows:
         ev = r.event
-        changes = event_changes(r, before) if with_changes and ev.resource is not None else []
         yield AuditRow(r.seq, ev.effective_at, ev.actor, str(ev.source), ev.type, ev.resource, ev.revision,
-                       _how(r), oob, tuple(changes), _detail(r))
+                       _how(r), oob, tuple(event_changes(r, before)), _detail(r))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:
