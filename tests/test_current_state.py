@@ -22,6 +22,7 @@ from gitops.events import (
 from gitops.events.models import AnyEvent, ClusterObservedPayload, DesiredAppliedPayload
 from gitops.projections import fold_actual, fold_desired
 from gitops.store import EventLog
+from gitops.store.current import Side
 from tests.test_cli import gitops
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,6 +72,10 @@ def test_the_table_always_equals_a_fold_of_the_log(history: list[tuple[str, str,
             assert stored == {k: e.seq for k, e in folded.items()}
         assert {r.event.resource: r.seq for r in log.current("actual")} == \
             {k: e.seq for k, e in fold_actual(log.read()).items()}
+        sides: list[tuple[Side, str]] = [("desired", ORIGINS[0]), ("desired", ORIGINS[1]), ("actual", "cluster:x")]
+        for side, origin in sides:  # the same rows read without models (a source's every-pass comparison)
+            assert list(log.current_payloads(side, origin=origin)) == [
+                (r.event.resource, r.event.payload.model_dump(mode="json")) for r in log.current(side, origin=origin)]
         assert log.verify_current() == []
         before = sorted((r.seq, r.event.resource) for r in log.current("desired"))
         log.rebuild_projections()  # a rebuild from the log gives what the appends kept

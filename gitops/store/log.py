@@ -384,6 +384,18 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
+    def current_payloads(self, side: current_state.Side, *, origin: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(resource, payload) of what ``current(side, origin=origin)`` reads, the payload as
+        stored, without building models: for a source comparing what it sees with what the
+        log holds (every object, on every pass), where only a few fields are read."""
+        sql = ("SELECT e.resource, e.payload FROM current_state c JOIN events e ON e.seq = c.seq "
+               "WHERE c.side = ? AND c.present = 1 AND c.origin = ? ORDER BY c.resource")
+        try:
+            for resource, payload in self.conn.execute(sql, (side, origin)):
+                yield resource, orjson.loads(payload)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
     def rebuild_projections(self) -> None:
         """Rebuild the current-state table from the log (what ``gitops init`` does when
         ``verify_current`` finds it differs)."""

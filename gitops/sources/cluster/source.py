@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.events.models import AnyEvent, ClusterObserved
+from gitops.events.models import AnyEvent
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
@@ -170,16 +170,13 @@ class ClusterSource:
     def _known(self, log: EventLog, kinds: list[KindInfo]) -> dict[str, dict[str, Seen]]:
         """What the log last recorded of each object of these kinds (its current-state table)."""
         known: dict[str, dict[str, Seen]] = {k.name: {} for k in kinds}
-        for r in log.current("actual", origin=self.origin):
-            ev = r.event
-            if not isinstance(ev, ClusterObserved) or ev.resource is None:
-                continue
-            key = parse_key(ev.resource)
+        for resource, payload in log.current_payloads("actual", origin=self.origin):
+            key = parse_key(resource)
             name = f"{key.kind}.{key.group}" if key.group else key.kind
-            if name in known:
-                m = ev.payload.manifest
-                known[name][ev.resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m),
-                                                (m.get("metadata") or {}).get("uid"))
+            m = payload.get("manifest")
+            if name in known and isinstance(m, dict):
+                known[name][resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m),
+                                             (m.get("metadata") or {}).get("uid"))
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
