@@ -200,7 +200,8 @@ def test_bad_input_is_one_line_and_exit_2_and_edge_cases_are_valid(story: Any, t
                         (["report", "--since", "2000-01-01", "--format", "pdf"], "pdf"),
                         (["report", "--since", "2000-01-01", "--out", "/nonexistent/dir/r.html"], "does not exist"),
                         (["audit", "--since", "yesterday-ish"], "time"),
-                        (["audit", "--type", "no.such"], "unknown event type")):
+                        (["audit", "--type", "no.such"], "unknown event type"),
+                        (["audit", "--commit", "HEAD~1"], "not a commit sha")):
         res = gitops(env.db, *args)
         assert res.returncode == 2, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, (args, res.stderr)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gitops.events.models import (
     AnyEvent,
     ClusterDeleted,
@@ -187,3 +189,36 @@ def test_the_timeline_draws_one_dot_per_pixel_and_says_how_many_it_stands_for(tm
     assert circles[0].startswith("40 out-of-band, 2026-03-01 01:00:00Z to 2026-03-01 01:00:39Z"), circles
     assert circles[1:] == ["ConfigMap/n/a by bob"]
     assert html.count('<tr><td>2026-03-') >= 41  # the table still lists every change
+
+
+def test_a_commit_filter_keeps_the_commits_events_not_resource_versions_with_the_same_digits(tmp_path: Path) -> None:
+    """A sha can start with digits only (1234567...), and a resourceVersion is digits: the
+    cluster's events are not a commit's because their revision starts the same way."""
+    from gitops.events.models import GitCommit
+    from gitops.model.errors import UsageError
+
+    sha = "1234567" + "a" * 33
+    e = _Events()
+    e.events.append(GitCommit.model_validate({
+        "id": "c", "source": "git", "actor": "dev@example.com", "effective_at": T0, "revision": sha,
+        "payload": {"sha": sha, "parents": [], "branch": "main", "repository": "/r", "origin": GIT, "message": "m",
+                    "author": {"name": "D", "email": "dev@example.com", "time": T0},
+                    "committer": {"name": "D", "email": "dev@example.com", "time": T0}}}))
+    e.add(DesiredApplied, "ConfigMap/n/a", "dev@example.com", manifest=_cm("1"), commit=sha, path="a.yaml",
+          document_index=0, origin=GIT)
+    e.events[-1] = e.events[-1].model_copy(update={"revision": sha})
+    _observed(e, _cm("1"), "gitops", "reconciler")
+    e.events[-1] = e.events[-1].model_copy(update={"revision": "12345678"})  # a resourceVersion
+    e.add(ReconcileAction, "ConfigMap/n/a", "gitops", run_id="r", action="create", result="succeeded", commit=sha)
+    e.events[-1] = e.events[-1].model_copy(update={"revision": "12345678"})
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        assert [r.action for r in audit_rows(log, commit="1234567")] == ["git.commit", "desired.applied",
+                                                                          "reconcile.action"]
+        assert [r.action for r in audit_rows(log, commit=sha.upper()[:12])] == ["git.commit", "desired.applied",
+                                                                                 "reconcile.action"]
+        assert list(audit_rows(log, commit="7654321")) == []
+        for bad in ("xyz", "12", "1234567g"):
+            with pytest.raises(UsageError, match="not a commit sha"):
+                list(audit_rows(log, commit=bad))
+

@@ -8,6 +8,7 @@ fields left out, a Secret's values only as "(changed)".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ __all__ = ["SECRET_MASK", "AuditRow", "FieldChange", "audit_rows", "event_change
 SECRET_MASK = "(changed)"
 _ACTUAL = ("cluster.observed", "cluster.deleted")
 _MISSING = object()
+_SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,64}")
 _MERGE_KEYS = ("name", "mountPath", "containerPort", "port", "ip", "devicePath")
 
 
@@ -176,6 +178,10 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
     """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs."""
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")
+    if commit is not None:
+        if not _SHA_PREFIX.fullmatch(commit):
+            raise UsageError(f"--commit {commit!r}: not a commit sha or a prefix of one (4 to 64 hex digits)")
+        commit = commit.lower()
     glob = resource is not None and any(c in resource for c in "*?[")
     if out_of_band:
         types = tuple(t for t in (types or _ACTUAL) if t in _ACTUAL)
@@ -185,7 +191,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         resource=None if glob else resource, resource_glob=resource if glob else None, kind=kind,
         namespace=namespace, actor=None if actor is None or any(c in actor for c in "*?[") else actor,
         actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
-        types=types, start=since, end=until, revision_prefix=commit, limit=limit,
+        types=types, start=since, end=until, commit_prefix=commit, limit=limit,
         out_of_band=out_of_band)
     for r, oob, before in rows:
         ev = r.event

@@ -123,6 +123,7 @@ def select(
     actor: str | None = None,
     source: str | None = None,
     revision_prefix: str | None = None,
+    commit_prefix: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     time_axis: Literal["effective", "recorded"] = "effective",
@@ -140,7 +141,9 @@ def select(
     inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
     or on transaction time (``recorded_at``). ``resource_glob`` and ``actor_glob`` are GLOB
     patterns (``*``, ``?``); ``kind`` is ``Kind`` (any group) or ``Kind.group``;
-    ``namespace`` matches the objects in it and the Namespace itself; ``not_attribution``
+    ``namespace`` matches the objects in it and the Namespace itself; ``commit_prefix`` keeps
+    the events of a commit (``_OF_COMMIT``: not those whose revision is a resourceVersion
+    that happens to start with the same digits); ``not_attribution``
     leaves out cluster changes with that attribution; ``result`` and ``action`` keep
     reconcile actions with that result or action; ``desired_only`` keeps events about
     objects Git has desired at some time; ``out_of_band`` keeps the changes to such objects
@@ -172,6 +175,9 @@ def select(
         f.add("source = ?", source)
     if revision_prefix is not None:
         f.add("substr(revision, 1, ?) = ?", len(revision_prefix), revision_prefix)
+    if commit_prefix is not None:
+        n = len(commit_prefix)
+        f.add(f"({_OF_COMMIT})", n, commit_prefix, n, commit_prefix)
     column = "effective_at" if time_axis == "effective" else "recorded_at"
     if start is not None:
         f.add(f"{column} >= ?", format_time(start))
@@ -207,6 +213,12 @@ deletes only, as SQLite would otherwise run the subquery for every row.) Its fir
 partial index ``events_by_hand``'s (migration 0004), word for word."""
 
 
+_OF_COMMIT = """(source = 'git' OR type IN ('reconcile.started', 'reconcile.finished'))
+    AND substr(revision, 1, ?) = ?
+    OR type = 'reconcile.action' AND substr(json_extract(payload, '$.commit'), 1, ?) = ?"""
+"""The events of a commit: Git's (the commit, what it desired or removed, a branch moved to
+it), the reconcile passes that acted on it (their revision), and the actions that applied
+it (their payload's commit; their revision is the resourceVersion the apply made)."""
 _MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
 _STATE_TYPES = "('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted')"
