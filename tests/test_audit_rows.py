@@ -222,3 +222,44 @@ def test_a_commit_filter_keeps_the_commits_events_not_resource_versions_with_the
             with pytest.raises(UsageError, match="not a commit sha"):
                 list(audit_rows(log, commit=bad))
 
+
+def test_blame_credits_each_field_to_the_version_that_last_changed_it(tmp_path: Path) -> None:
+    """Over random versions (a removal among them), ``blame`` credits what the definition
+    does: each leaf of the last version to the last version whose value of it differed from
+    the one before (or that brought it), everything forgotten at a removal."""
+    from gitops.diff import normalize
+    from gitops.projections import Moment
+    from gitops.query.blame import blame
+
+    rng = random.Random(7)
+    e = _Events()
+    manifest: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"},
+                                "data": {f"k{j}": "0" for j in range(20)}, "spec": _value(rng, 0)}
+    expected: dict[str, tuple[Any, int]] = {}
+    values: dict[str, Any] = {}
+    for i in range(120):
+        if i == 60:
+            e.add(DesiredRemoved, "ConfigMap/n/a", "dev@example.com", commit="d" * 40, origin=GIT)
+            expected, values = {}, {}
+            continue
+        if rng.random() < 0.6:  # one key of many changes, or comes back after a removal
+            manifest = {**manifest, "data": {**manifest.get("data", {}), f"k{rng.randrange(25)}": str(i)}}
+        else:
+            manifest = {**_mutate(rng, manifest), "metadata": {"name": "a", "namespace": "n"}}
+            if not isinstance(manifest.get("data"), dict):
+                manifest["data"] = {}
+        e.add(DesiredApplied, "ConfigMap/n/a", f"dev{i}@example.com", manifest=manifest, commit=f"{i:040x}",
+              path="a.yaml", document_index=0, origin=GIT)
+        seq = len(e.events)
+        now = flatten(normalize(manifest))
+        for path, value in now.items():
+            if path not in values or values[path] != value:
+                expected[path] = (value, seq)
+        expected = {p: c for p, c in expected.items() if p in now}
+        values = now
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        lines = [b for b in blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1))) if b.side == "desired"]
+    assert {b.path: (b.value, b.seq) for b in lines} == expected
+    assert len({seq for _, seq in expected.values()}) > 5  # the credit is spread over many versions
+    assert all(b.actor == f"dev{b.seq - 1}@example.com" for b in lines)  # event i is seq i + 1

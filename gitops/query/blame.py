@@ -17,7 +17,7 @@ from typing import Any, Literal
 from gitops.diff import normalize
 from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved
 from gitops.projections import Moment
-from gitops.query.audit import SECRET_MASK, _secret_path, flatten
+from gitops.query.audit import SECRET_MASK, _secret_path, leaf_diff
 from gitops.store import EventLog
 
 __all__ = ["BlameLine", "blame"]
@@ -50,25 +50,27 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
     out: list[BlameLine] = []
     for side in ("desired", "live"):
         credit: dict[str, BlameLine] = {}
-        values: dict[str, Any] = {}
+        before: dict[str, Any] = {}  # the previous version, normalised
         manifest: dict[str, Any] | None = None
         for r in _versions(log, resource, side, moment):
             ev = r.event
             if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
-                credit, values, manifest = {}, {}, None
+                credit, before, manifest = {}, {}, None
                 continue
             assert isinstance(ev, (DesiredApplied, ClusterObserved))
             manifest = ev.payload.manifest
-            new = flatten(normalize(manifest))
+            now = normalize(manifest)
             if isinstance(ev, DesiredApplied):
                 via, how = f"commit {ev.payload.commit[:12]}", "git"
             else:
                 via, how = f"resourceVersion {ev.payload.resource_version}", str(ev.payload.attribution)
+            old, new = leaf_diff(before, now)  # only where the versions differ
+            for path in old.keys() - new.keys():
+                credit.pop(path, None)
             for path, value in new.items():
-                if path not in values or values[path] != value:
+                if path not in old or old[path] != value:
                     credit[path] = BlameLine(side, path, value, ev.actor, ev.effective_at, r.seq, via, how)
-            values = new
-            credit = {p: c for p, c in credit.items() if p in new}
+            before = now
         for path in sorted(credit):
             line = credit[path]
             if _secret_path(manifest, path):
