@@ -190,7 +190,7 @@ def select(
     if action is not None:
         f.add("json_extract(payload, '$.action') = ?", action)
     if desired_only or out_of_band:
-        f.add("resource IN (SELECT resource FROM current_state WHERE side = 'desired')")
+        f.add(_MANAGED)
     if out_of_band:
         f.add(OUT_OF_BAND)
         if resource is None:  # the changes by hand of a range: the partial index holds just them
