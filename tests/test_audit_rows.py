@@ -263,3 +263,37 @@ def test_blame_credits_each_field_to_the_version_that_last_changed_it(tmp_path: 
     assert {b.path: (b.value, b.seq) for b in lines} == expected
     assert len({seq for _, seq in expected.values()}) > 5  # the credit is spread over many versions
     assert all(b.actor == f"dev{b.seq - 1}@example.com" for b in lines)  # event i is seq i + 1
+
+
+def test_tables_show_the_first_thousand_rows_and_say_so_the_machine_formats_all(tmp_path: Path) -> None:
+    """A table is for people (rich lays out every row: 30,000 took 15 s); as ``gitops log``
+    does, it stops at 1,000 unless --limit says otherwise, and says how to get the rest."""
+    import json
+    import subprocess
+    import sys
+
+    e = _Events()
+    _desired(e, GIT, _cm("0"))
+    for i in range(1100):
+        _observed(e, _cm(str(i)), "alice", "audit")
+    db = tmp_path / "log.db"
+    with EventLog(db) as log:
+        log.append(e.events)
+
+    def gitops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), *args], capture_output=True,
+                              text=True, timeout=120)
+
+    def rows(out: str) -> int:
+        return len(re.findall(r"^│ +\d+ ", out, re.MULTILINE))  # a row's first line starts with its seq
+
+    for command in (["audit", "--actor", "alice"], ["log", "--actor", "alice"]):
+        table = gitops(*command)
+        assert table.returncode == 0, table.stderr
+        assert rows(table.stdout) == 1000 and "showing the first 1000 rows" in table.stdout
+        everything = gitops(*command, "--limit", "0")
+        assert rows(everything.stdout) == 1100 and "showing the first" not in everything.stdout
+        some = gitops(*command, "--limit", "5")
+        assert rows(some.stdout) == 5 and "showing the first" not in some.stdout
+    lines = gitops("audit", "--actor", "alice", "-o", "json").stdout.splitlines()
+    assert len(lines) == 1100 and json.loads(lines[-1])["actor"] == "alice"

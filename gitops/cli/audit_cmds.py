@@ -42,7 +42,8 @@ def _row(r: AuditRow) -> dict[str, Any]:
 @click.option("--until", default=None, metavar="TIME", help="Before this time.")
 @click.option("--commit", default=None, metavar="SHA", help="Events of this commit (a prefix will do).")
 @click.option("--out-of-band", is_flag=True, help="Only cluster changes made neither through Git nor the reconciler.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="At most this many rows (tables default to 1000; 0 means no limit).")
 @output_option("table", "json", "csv")
 @pass_ctx
 def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str | None, actor: str | None,
@@ -62,7 +63,7 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
     with ctx.accessed("audit", **args), ctx.open_log() as log:
         rows = (_row(r) for r in audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor,
                                             source=source, types=types, since=start, until=end, commit=commit,
-                                            out_of_band=out_of_band, limit=limit))
+                                            out_of_band=out_of_band, limit=limit or None))
         if output == "json":  # one object per line
             for row in rows:
                 sys.stdout.write(json.dumps(row, default=str) + "\n")
@@ -75,7 +76,8 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
                 w.writerow({k: cell(v) for k, v in row.items()})
         else:
             render_rows(rows, output="table", empty="nothing matches",
-                        columns=("seq", "time", "actor", "action", "resource", "revision", "changes"))
+                        columns=("seq", "time", "actor", "action", "resource", "revision", "changes"),
+                        table_limit=(limit or None) if limit is not None else 1000)
 
 
 @cli.command("blame")
