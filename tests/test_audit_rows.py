@@ -297,3 +297,24 @@ def test_tables_show_the_first_thousand_rows_and_say_so_the_machine_formats_all(
         assert rows(some.stdout) == 5 and "showing the first" not in some.stdout
     lines = gitops("audit", "--actor", "alice", "-o", "json").stdout.splitlines()
     assert len(lines) == 1100 and json.loads(lines[-1])["actor"] == "alice"
+
+
+def test_the_report_checks_integrity_in_its_own_process_where_it_cannot_start_another(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some containers have no POSIX semaphores (no /dev/shm): the pool of the second process
+    cannot be made, and the check runs in this one, with the same answer."""
+    import gitops.query.report as report_module
+
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    _observed(e, _cm("1", k="x"), "alice", "audit")
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        beside = build_report(log, T0, T0 + timedelta(days=1)).integrity
+
+        def no_semaphores(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(report_module, "ProcessPoolExecutor", no_semaphores)
+        here = build_report(log, T0, T0 + timedelta(days=1)).integrity
+    assert beside == here and here.ok and here.checked == 2 and here.head_seq == 2

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +168,28 @@ def _integrity_of(path: str) -> Integrity:
         return _integrity(log)
 
 
+@contextmanager
+def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
+    """Start the integrity section in a second process; the callable yielded waits for it.
+    Where no second process can be had (no POSIX semaphores, as in some containers, or one
+    that died), it is computed here instead: slower, never missing."""
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ImportError, NotImplementedError):
+        yield lambda: _integrity(log)
+        return
+    with pool:
+        pending = pool.submit(_integrity_of, str(log.path))
+
+        def result() -> Integrity:
+            try:
+                return pending.result()
+            except BrokenProcessPool:
+                return _integrity(log)
+
+        yield result
+
+
 def _integrity(log: EventLog) -> Integrity:
     result = log.verify()
     head = next(iter(log.read(descending=True, limit=1)), None)
@@ -268,13 +293,12 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
     if since > until:
         raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")
     rng: dict[str, Any] = {"start": since, "end": until}
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = pool.submit(_integrity_of, str(log.path))
+    with _integrity_meanwhile(log) as integrity_result:
         drift = _drift(log, since, until)
         out_of_band = _out_of_band(log, rng, drift)
         git_changes = _git_changes(log, rng)
         failures, prunes = _actions(log, rng)
-        integrity = pending.result()
+        integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
     cluster_changes = log.count_where(types=["cluster.observed", "cluster.deleted"], desired_only=True, **rng)
     traced = cluster_changes - len(out_of_band)
