@@ -318,3 +318,23 @@ def test_the_report_checks_integrity_in_its_own_process_where_it_cannot_start_an
         monkeypatch.setattr(report_module, "ProcessPoolExecutor", no_semaphores)
         here = build_report(log, T0, T0 + timedelta(days=1)).integrity
     assert beside == here and here.ok and here.checked == 2 and here.head_seq == 2
+
+
+def test_the_report_lists_drift_open_through_the_range_and_not_drift_over_before_it(tmp_path: Path) -> None:
+    from gitops.events.models import DriftClosed, DriftOpened
+
+    e = _Events()
+    for i, (episode, resource) in enumerate((("over", "ConfigMap/n/a"), ("through", "ConfigMap/n/b"),
+                                             ("ends-in", "ConfigMap/n/c"))):
+        e.add(DriftOpened, resource, "alice", episode_id=episode, fields=["data.k"])
+        e.events[-1] = e.events[-1].model_copy(update={"effective_at": T0 - timedelta(days=10, minutes=-i)})
+    e.add(DriftClosed, "ConfigMap/n/a", "gitops", episode_id="over", how="reconciled")
+    e.events[-1] = e.events[-1].model_copy(update={"effective_at": T0 - timedelta(days=9)})
+    e.add(DriftClosed, "ConfigMap/n/c", "gitops", episode_id="ends-in", how="reverted")
+    e.events[-1] = e.events[-1].model_copy(update={"effective_at": T0 + timedelta(hours=1)})
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        report = build_report(log, T0, T0 + timedelta(days=1))
+    episodes = {d.resource: (d.closed_at is None, d.resolution) for d in report.drift_episodes}
+    assert episodes == {"ConfigMap/n/b": (True, None), "ConfigMap/n/c": (False, "reverted")}
+    assert report.summary.drift_episodes == 2

@@ -231,6 +231,10 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
                     resource=resource, opened_at=at, closed_at=ev.effective_at,
                     duration_seconds=(ev.effective_at - at).total_seconds(), cause=cause, resolution=ev.payload.how,
                     fields=fields)
+    for eid, (resource, at, cause, fields) in opened_at.items():  # opened before the range, open through it
+        if eid not in d.closed_how and eid not in d.episodes:
+            d.episodes[eid] = DriftEpisodeRow(resource=resource, opened_at=at, closed_at=None, duration_seconds=None,
+                                              cause=cause, resolution=None, fields=fields)
     return d
 
 
