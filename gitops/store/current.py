@@ -24,13 +24,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["SNAPSHOT_EVERY", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
+__all__ = ["SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
 
 VERSION = 2  # raise it when what the tables hold changes: databases are rebuilt on open
 SNAPSHOT_EVERY = 50_000  # events between snapshots: a past moment folds at most about this many
 Side = Literal["desired", "actual"]
 
-_TYPES = ("desired.applied", "desired.removed", "cluster.observed", "cluster.deleted")
+STATE_TYPES = ("desired.applied", "desired.removed", "cluster.observed", "cluster.deleted")  # set or remove state
 _SETS: dict[str, tuple[Side, bool]] = {
     "desired.applied": ("desired", True), "desired.removed": ("desired", False),
     "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False),
@@ -42,7 +42,7 @@ _PRESENT = "type IN ('desired.applied', 'cluster.observed')"
 _EXPECTED = f"""
 SELECT side, origin, resource, seq, present FROM (
     SELECT {_SIDE} AS side, {_ORIGIN} AS origin, resource, max(seq) AS seq, {_PRESENT} AS present
-    FROM events WHERE type IN {_TYPES} AND resource IS NOT NULL
+    FROM events WHERE type IN {STATE_TYPES} AND resource IS NOT NULL
     GROUP BY 1, 2, 3
 )
 """
@@ -116,7 +116,7 @@ def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, a
         else:
             after = "((effective_at > ? AND effective_at <= ?) OR (seq > ? AND effective_at <= ?))"
             params = [snap[2], at, snap[1], snap[2]]
-    types = _TYPES[:2] if side == "desired" else _TYPES[2:]
+    types = STATE_TYPES[:2] if side == "desired" else STATE_TYPES[2:]
     sql = f"""
         WITH candidates (origin, resource, seq, present) AS (
             SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?

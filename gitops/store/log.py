@@ -221,11 +221,10 @@ it), the reconcile passes that acted on it (their revision), and the actions tha
 it (their payload's commit; their revision is the resourceVersion the apply made)."""
 _MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
-_STATE_TYPES = "('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted')"
-_BEFORE = f"""CASE WHEN type IN {_STATE_TYPES} THEN (
+_BEFORE = f"""CASE WHEN type IN {current_state.STATE_TYPES} THEN (
     SELECT CASE WHEN p.type IN ('desired.applied', 'cluster.observed') THEN json_extract(p.payload, '$.manifest') END
     FROM events AS p WHERE p.resource = events.resource AND p.seq < events.seq
-    AND p.type IN {_STATE_TYPES} AND substr(p.type, 1, 8) = substr(events.type, 1, 8)
+    AND p.type IN {current_state.STATE_TYPES} AND substr(p.type, 1, 8) = substr(events.type, 1, 8)
     AND coalesce(json_extract(p.payload, '$.origin'), '') = coalesce(json_extract(events.payload, '$.origin'), '')
     ORDER BY p.seq DESC LIMIT 1) END"""
 """The object as the event before this one about it on the same side (desired.* or
