@@ -131,7 +131,7 @@ def test_overlays_give_at_every_commit_what_kustomize_build_gives(repo: GitRepo,
             assert desired(log) == want, f"commit {i}"
         assert (source.render_misses, source.render_hits) == (4, 0)  # rendered only when an input changed
         # the base's change reached both overlays' Deployments, and only them
-        changed = [r.event.resource for r in log.read(types=["desired.applied"], revision_prefix=shas[1])]
+        changed = [r.event.resource for r in log.read(types=["desired.applied"], commit_prefix=shas[1])]
         assert changed == ["Deployment.apps/prod/prod-web", "Deployment.apps/staging/stg-web"]
         prod = desired(log)["Deployment.apps/prod/prod-web"]
         assert prod["spec"]["replicas"] == 5 and prod["metadata"]["labels"]["env"] == "prod"

@@ -66,7 +66,7 @@ def test_a_rollback_to_a_commit_restores_its_paths_in_one_new_commit(story: Any,
     # ingested, the commit says what it rolled back to, and the desired state is the first one's again
     assert gitops(db, "ingest", "git", "--repo", str(repo.path), "--path", "apps").returncode == 0
     with EventLog(db) as log:
-        commit = next(r.event for r in log.read(types=["git.commit"], revision_prefix=new))
+        commit = next(r.event for r in log.read(types=["git.commit"], commit_prefix=new))
         ops = [r.event.payload for r in log.read(types=["operator"])]
     assert isinstance(commit, GitCommit) and commit.payload.rollback_to == shas[0]
     assert [(p.command, p.arguments.get("commit")) for p in ops] == [("rollback", new)]  # type: ignore[union-attr]

@@ -68,7 +68,7 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
 
 
 def _commit_moment(log: EventLog, prefix: str) -> Moment:
-    found = list(log.read(types=["git.commit"], revision_prefix=prefix))
+    found = list(log.read(types=["git.commit"], commit_prefix=prefix))
     shas = sorted({str(r.event.revision) for r in found})
     if not shas:
         raise UsageError(f"no commit {prefix!r} in the log")

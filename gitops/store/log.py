@@ -122,7 +122,6 @@ def select(
     resource: str | None = None,
     actor: str | None = None,
     source: str | None = None,
-    revision_prefix: str | None = None,
     commit_prefix: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -173,8 +172,6 @@ def select(
         f.add("actor GLOB ?", actor_glob)
     if source is not None:
         f.add("source = ?", source)
-    if revision_prefix is not None:
-        f.add("substr(revision, 1, ?) = ?", len(revision_prefix), revision_prefix)
     if commit_prefix is not None:
         n = len(commit_prefix)
         f.add(f"({_OF_COMMIT})", n, commit_prefix, n, commit_prefix)
