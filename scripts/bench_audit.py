@@ -5,7 +5,7 @@ Builds a log of N events (default 1,000,000) over 30 simulated days through the 
 the reconciler, a fifth by audited users: out of band), reconcile passes and actions
 (some failed), drift episodes, and one object changed 1,000 times. ``--by-hand`` sets the
 share of cluster changes made out of band (default 0.2: a heavy case). Then times, in the same
-run, each query as ``gitops audit`` runs it (rows parsed, changed fields computed) next to
+run, each query as ``gitops audit`` runs it (rows read, each with its changed fields) next to
 a raw SQL count of the same rows (the baseline the issue names) and a raw SQL fetch of them:
 - one object's history; one actor over a week; out-of-band changes over a month;
 - blame of the object with 1,000 versions;

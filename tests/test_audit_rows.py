@@ -19,7 +19,8 @@ from gitops.events.models import (
     DesiredRemoved,
     ReconcileAction,
 )
-from gitops.query.audit import FieldChange, audit_rows, field_changes, flatten
+from gitops.model.changes import FieldChange, field_changes, flatten
+from gitops.query.audit import audit_rows
 from gitops.query.report import build_report
 from gitops.query.report_render import render_html
 from gitops.store import EventLog

@@ -1,11 +1,12 @@
-"""The current-state table: kept in the append transaction, always equal to a fold of the
-log, rebuilt when it is not. Hypothesis drives random histories into a real SQLite file."""
+"""The projection tables (current state, changes): kept in the append transaction, always
+equal to a fold of the log, rebuilt when they are not. Hypothesis drives random histories into a real SQLite file."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,8 +21,10 @@ from gitops.events import (
     EventSource,
 )
 from gitops.events.models import AnyEvent, ClusterObservedPayload, DesiredAppliedPayload
+from gitops.model.changes import CREATED, DELETED, field_changes
 from gitops.projections import fold_actual, fold_desired
 from gitops.store import EventLog
+from gitops.store.changes import decode
 from gitops.store.current import Side
 from tests.test_cli import gitops
 
@@ -76,7 +79,8 @@ def test_the_table_always_equals_a_fold_of_the_log(history: list[tuple[str, str,
         for side, origin in sides:  # the same rows read without models (a source's every-pass comparison)
             assert list(log.current_payloads(side, origin=origin)) == [
                 (r.event.resource, r.event.payload.model_dump(mode="json")) for r in log.current(side, origin=origin)]
-        assert log.verify_current() == []
+        assert log.verify_projections() == []
+        assert _stored_changes(log) == _changes_by_fold(log)
         before = sorted((r.seq, r.event.resource) for r in log.current("desired"))
         log.rebuild_projections()  # a rebuild from the log gives what the appends kept
         assert sorted((r.seq, r.event.resource) for r in log.current("desired")) == before
@@ -94,19 +98,61 @@ def test_verify_projections_finds_a_changed_table_and_init_rebuilds_it(tmp_path:
     assert res.returncode == 1
     assert f"desired {KEYS[1]} ({ORIGINS[0]}): seq 2 is missing from the table" in res.stderr
     res = gitops("init", db=db)
-    assert "rebuilt the current-state table from the log (1 differences)" in res.stdout
+    assert "rebuilt the projection tables from the log (1 differences)" in res.stdout
     assert gitops("verify", "--projections", db=db).returncode == 0
 
 
-def test_a_log_from_before_the_table_existed_gets_it_filled_when_opened_to_write(tmp_path: Path) -> None:
+def _stored_changes(log: EventLog) -> dict[int, list[tuple[str, Any, Any]]]:
+    rows = log.conn.execute("SELECT e.seq, e.type, c.fields FROM events e LEFT JOIN changes c ON c.seq = e.seq")
+    return {seq: [tuple(c) for c in decode(t, fields)] for seq, t, fields in rows if decode(t, fields)}
+
+
+def _changes_by_fold(log: EventLog) -> dict[int, list[tuple[str, Any, Any]]]:
+    """The definition: each state event against the version its (side, origin, object) had
+    just before it in a plain walk of the log, None when it had none or it was removed."""
+    last: dict[tuple[str, str, str | None], Any] = {}
+    out = {}
+    for r in log.read():
+        ev = r.event
+        if not isinstance(ev, (DesiredApplied, DesiredRemoved, ClusterObserved, ClusterDeleted)):
+            continue
+        key = (ev.type[:8], ev.payload.origin or "", ev.resource)
+        manifest = ev.payload.manifest if isinstance(ev, (DesiredApplied, ClusterObserved)) else None
+        before = last.get(key)
+        changed = [DELETED] if manifest is None else [CREATED] if before is None else field_changes(before, manifest)
+        out[r.seq] = [tuple(c) for c in changed]
+        last[key] = manifest
+    return out
+
+
+def test_a_log_from_before_the_tables_existed_gets_them_filled_when_opened_to_write(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     with EventLog(db) as log:
-        log.append([event(1, "applied", KEYS[0], ORIGINS[0])])
+        log.append([event(1, "applied", KEYS[0], ORIGINS[0]), event(2, "applied", KEYS[0], ORIGINS[0])])
+        want = _stored_changes(log)
+    assert want == {1: [("", None, "(the object)")], 2: [("data.n", "1", "2")]}
     with sqlite3.connect(db) as conn:  # as a log written before: no rows, no version
         conn.execute("DELETE FROM current_state")
+        conn.execute("DELETE FROM changes")
         conn.execute("DELETE FROM projections")
     with EventLog(db) as log:
-        assert [r.seq for r in log.current("desired")] == [1]
+        assert [r.seq for r in log.current("desired")] == [2]
+        assert _stored_changes(log) == want
+
+
+def test_verify_projections_finds_a_changed_change_and_init_rebuilds_it(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([event(1, "applied", KEYS[0], ORIGINS[0]), event(2, "applied", KEYS[0], ORIGINS[0])])
+    with sqlite3.connect(db) as conn:
+        conn.execute("""UPDATE changes SET fields = '[["data.n","1","3"]]' WHERE seq = 2""")
+        conn.execute("""INSERT INTO changes (seq, fields) VALUES (1, '[]')""")
+    res = gitops("verify", "--projections", db=db)
+    assert res.returncode == 1
+    assert "changes of seq 1: in the table, but that event changed no object its source had set" in res.stderr
+    assert """changes of seq 2: the table says [["data.n","1","3"]], the log says [["data.n","1","2"]]""" in res.stderr
+    assert "rebuilt the projection tables from the log (2 differences)" in gitops("init", db=db).stdout
+    assert gitops("verify", "--projections", db=db).returncode == 0
 
 
 def test_the_state_now_is_read_from_the_table_and_equals_the_fold(tmp_path: Path) -> None:

@@ -35,13 +35,13 @@ def init(ctx: Context) -> None:
     existed = ctx.db_path.exists()
     with ctx.open_log(create=True) as log:
         n = log.count()
-        stale = log.verify_current()
+        stale = log.verify_projections()
         if stale:
             log.rebuild_projections()
     verb = "already initialised" if existed else "initialised"
     click.echo(f"{verb}: {ctx.db_path} (schema version {latest_version()}, {n} events)")
     if stale:
-        click.echo(f"rebuilt the current-state table from the log ({len(stale)} differences)")
+        click.echo(f"rebuilt the projection tables from the log ({len(stale)} differences)")
 
 
 def _detail(r: Recorded) -> str:
@@ -143,13 +143,13 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
 
 @cli.command()
 @click.option("--projections", is_flag=True,
-              help="Also check that the stored current-state table equals a fresh fold of the log.")
+              help="Also check that the projection tables (current state, changes) equal a fresh fold of the log.")
 @pass_ctx
 def verify(ctx: Context, projections: bool) -> None:
     """Recompute the hash chain; exit 1 naming the first bad seq when the log was tampered with."""
     with ctx.accessed("verify", projections=projections or None), ctx.open_log() as log:
         result = log.verify()
-        differences = log.verify_current() if projections and result.ok else []
+        differences = log.verify_projections() if projections and result.ok else []
     if not result.ok:
         click.echo(result.describe(), err=True)
         sys.exit(1)
@@ -157,7 +157,7 @@ def verify(ctx: Context, projections: bool) -> None:
     if differences:
         for d in differences[:20]:
             click.echo(f"projection differs: {d}", err=True)
-        click.echo(f"the current-state table differs from the log in {len(differences)} places; "
+        click.echo(f"the projection tables differ from the log in {len(differences)} places; "
                    "'gitops init' rebuilds it", err=True)
         sys.exit(1)
     if projections:

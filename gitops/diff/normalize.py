@@ -1,6 +1,6 @@
-"""Both sides of a diff made comparable: what the server fills in is dropped, a Secret's
-``stringData`` is folded into ``data`` (both hold digests of the decoded value, so the
-same value compares equal), and quantities and port numbers compare by value.
+"""Both sides of a diff made comparable: ``normalize`` (from ``gitops.model.server_fields``,
+where the log's change projection uses it too) drops what the server fills in and folds a
+Secret's ``stringData`` into ``data``; quantities and port numbers compare by value.
 
 Pure: dicts in, dicts out; the inputs are never changed.
 """
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
-from gitops.model.server_fields import without_server_fields
+from gitops.model.server_fields import normalize
 
 __all__ = ["normalize", "same_scalar"]
 
@@ -20,15 +19,6 @@ _SUFFIX = {None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": De
            "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
            "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
            "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
-
-
-def normalize(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` as the diff compares it."""
-    out = without_server_fields(manifest)
-    if str(out.get("kind", "")).lower() == "secret" and isinstance(out.get("stringData"), dict):
-        data = out.get("data")
-        out["data"] = {**(data if isinstance(data, dict) else {}), **out.pop("stringData")}  # stringData wins
-    return out
 
 
 def _quantity(value: object) -> Decimal | None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from gitops.diff import normalize
 from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved
+from gitops.model.changes import SECRET_MASK, leaf_diff, secret_path
+from gitops.model.server_fields import normalize
 from gitops.projections import Moment
-from gitops.query.audit import SECRET_MASK, _secret_path, leaf_diff
 from gitops.store import EventLog
 
 __all__ = ["BlameLine", "blame"]
@@ -73,7 +73,7 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
             before = now
         for path in sorted(credit):
             line = credit[path]
-            if _secret_path(manifest, path):
+            if secret_path(manifest, path):
                 line = BlameLine(line.side, path, SECRET_MASK, line.actor, line.time, line.seq, line.via, line.how)
             out.append(line)
     return out

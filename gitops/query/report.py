@@ -25,8 +25,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import (
-    ClusterDeleted,
-    ClusterObserved,
     DriftClosed,
     DriftOpened,
     GitCommit,
@@ -35,7 +33,7 @@ from gitops.events.models import (
 from gitops.model.errors import UsageError
 from gitops.model.times import utc_now
 from gitops.query.access import operator_identity
-from gitops.query.audit import event_changes, summary
+from gitops.query.audit import record_changes, record_how, summary
 from gitops.store import EventLog
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
@@ -241,15 +239,14 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
 def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutOfBandChange]:
     """Changes to objects Git manages, made by anyone but the reconciler."""
     out = []
-    for r, _, before in log.read_audit(out_of_band=True, **rng):
-        ev = r.event
-        assert isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource is not None
-        change = str(ev.payload.change) if isinstance(ev, ClusterObserved) else "deleted"
+    for r in log.read_audit(out_of_band=True, **rng):
+        facts = r.payload_facts()
+        assert r.type in ("cluster.observed", "cluster.deleted") and r.resource is not None
+        change = str(facts.change) if r.type == "cluster.observed" else "deleted"
         out.append(OutOfBandChange(
-            seq=r.seq, time=ev.effective_at, actor=ev.actor, evidence=str(ev.payload.attribution),
-            candidates=list(ev.payload.candidates), resource=ev.resource, change=change,
-            fields=summary(tuple(event_changes(r, before))),
-            outcome=drift.outcome(r.seq)))
+            seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, evidence=record_how(r, facts),
+            candidates=facts.candidates or [], resource=r.resource, change=change,
+            fields=summary(record_changes(r)), outcome=drift.outcome(r.seq)))
     return out
 
 

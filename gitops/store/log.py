@@ -38,12 +38,12 @@ from gitops.model.errors import (
     StoreError,
 )
 from gitops.model.times import format_time, utc_now
+from gitops.store import changes, migrate
 from gitops.store import current as current_state
-from gitops.store import migrate
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
-__all__ = ["Appended", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
+__all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
 _COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 _INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -66,19 +66,46 @@ class Appended(NamedTuple):
     recorded_at: str
     hash: str
     event: AnyEvent
+    payload: str  # the payload's JSON as stored (what a projection computed from the log reads)
 
 
 Hook = Callable[[sqlite3.Cursor, list[Appended]], None]
 
 
 class AuditRecord(NamedTuple):
-    """An event as an audit shows it: whether it is out of band (``OUT_OF_BAND``, about an
-    object Git manages), and the object as the same source had it just before (None: it
-    had none, or had removed it), for the changed fields."""
+    """An event as an audit shows it, read from its columns without building its model:
+    whether it is out of band (``OUT_OF_BAND``, about an object Git manages), what it
+    changed (the change projection's row, for ``changes.decode``: None where it has none)
+    and the payload's fields an audit row names (``payload_facts()``)."""
 
-    recorded: Recorded
-    out_of_band: bool
-    before: dict[str, Any] | None
+    seq: int
+    effective_at: str  # RFC 3339, as stored
+    type: str
+    source: str
+    resource: str | None
+    actor: str | None
+    revision: str | None
+    out_of_band: int  # 1 or 0
+    changes: str | None
+    facts: str  # the payload's AuditFacts, as a JSON array
+
+    def payload_facts(self) -> AuditFacts:
+        return AuditFacts._make(orjson.loads(self.facts))
+
+
+class AuditFacts(NamedTuple):
+    """The fields of an event's payload an audit row names, None where it has none."""
+
+    attribution: str | None  # cluster changes: how the actor is known
+    candidates: list[str] | None  # cluster changes: who it may have been
+    change: str | None  # cluster.observed: added, modified, relisted
+    action: str | None  # reconcile.action
+    result: str | None  # reconcile.action
+    error: str | None  # reconcile.action
+    message: str | None  # git.commit and others
+
+
+AUDIT_FACTS = AuditFacts._fields
 
 
 @dataclass(frozen=True)
@@ -218,15 +245,10 @@ it), the reconcile passes that acted on it (their revision), and the actions tha
 it (their payload's commit; their revision is the resourceVersion the apply made)."""
 _MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
-_BEFORE = f"""CASE WHEN type IN {current_state.STATE_TYPES} THEN (
-    SELECT CASE WHEN p.type IN ('desired.applied', 'cluster.observed') THEN json_extract(p.payload, '$.manifest') END
-    FROM events AS p WHERE p.resource = events.resource AND p.seq < events.seq
-    AND p.type IN {current_state.STATE_TYPES} AND substr(p.type, 1, 8) = substr(events.type, 1, 8)
-    AND coalesce(json_extract(p.payload, '$.origin'), '') = coalesce(json_extract(events.payload, '$.origin'), '')
-    ORDER BY p.seq DESC LIMIT 1) END"""
-"""The object as the event before this one about it on the same side (desired.* or
-cluster.*: their first 8 characters) from the same origin left it: its manifest, or NULL
-when there was none or it removed the object."""
+_PROJECTIONS: dict[str, Any] = {"current_state": current_state, "changes": changes}  # name -> module
+"""The projection tables, each a module with ``VERSION`` and ``rebuild(cur)``; the order
+is the order of rebuilds (changes reads none of the others when it rebuilds)."""
+_FACTS = f"json_extract(payload, {', '.join(repr('$.' + f) for f in AUDIT_FACTS)})"  # one parse, an array
 
 
 def _glob_escape(text: str) -> str:
@@ -282,7 +304,7 @@ class EventLog:
             conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
             if create:
                 migrate.migrate(conn, self._where)
-                self._current_projection(conn)
+                self._projections(conn)
         except sqlite3.Error as e:
             conn.close()
             raise _map_error(e, self._where) from e
@@ -291,18 +313,19 @@ class EventLog:
             raise
         self._wal = WalCheckpointer(self.path)
 
-    def _current_projection(self, conn: sqlite3.Connection) -> None:
-        """Rebuild the current-state table when it was written by another version (or, after
-        the migration that made it, never filled): once, under the write lock."""
+    def _projections(self, conn: sqlite3.Connection) -> None:
+        """Rebuild each projection table that was written by another version (or, after the
+        migration that made it, never filled): once, under the write lock."""
+        for name, projection in _PROJECTIONS.items():
 
-        def stale() -> bool:
-            row = conn.execute("SELECT version FROM projections WHERE name = 'current_state'").fetchone()
-            return row is None or row[0] != current_state.VERSION
+            def stale(name: str = name, version: int = projection.VERSION) -> bool:
+                row = conn.execute("SELECT version FROM projections WHERE name = ?", (name,)).fetchone()
+                return row is None or row[0] != version
 
-        if stale():
-            with self._write() as cur:
-                if stale():  # not done by another process meanwhile
-                    current_state.rebuild(cur)
+            if stale():
+                with self._write() as cur:
+                    if stale():  # not done by another process meanwhile
+                        projection.rebuild(cur)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -362,6 +385,7 @@ class EventLog:
                 appended, nbytes = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
+                changes.apply(cur, appended)  # first: it finds the previous versions through current_state
                 current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
                 for hook in self._hooks:
                     hook(cur, appended)
@@ -405,20 +429,22 @@ class EventLog:
             raise _map_error(e, self._where) from e
 
     def rebuild_projections(self) -> None:
-        """Rebuild the current-state table from the log (what ``gitops init`` does when
-        ``verify_current`` finds it differs)."""
+        """Rebuild the projection tables from the log (what ``gitops init`` does when
+        ``verify_projections`` finds they differ)."""
         with self._write() as cur:
-            current_state.rebuild(cur)
+            for projection in _PROJECTIONS.values():
+                projection.rebuild(cur)
 
-    def verify_current(self) -> list[str]:
-        """How the stored current-state table differs from what the log says it must hold
-        (empty when it does not): for ``gitops verify --projections``."""
+    def verify_projections(self) -> list[str]:
+        """How the stored projection tables (current state, changes) differ from what the
+        log says they must hold (empty when they do not): for ``gitops verify --projections``."""
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN")
             stored = {(r[0], r[1], r[2], int(r[3]), int(r[4]))
                       for r in cur.execute("SELECT side, origin, resource, seq, present FROM current_state")}
             want = current_state.expected(cur)
+            differ = changes.differences(cur)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
@@ -431,7 +457,7 @@ class EventLog:
         kept = {s[:3] for s in stored}
         out += [f"{side} {resource} ({origin}): seq {seq} is missing from the table"
                 for side, origin, resource, seq, _ in sorted(want - stored) if (side, origin, resource) not in kept]
-        return out
+        return out + differ
 
     def state_at(self, side: current_state.Side, *, at: datetime | None = None,
                  axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,
@@ -505,17 +531,17 @@ class EventLog:
             raise _map_error(e, self._where) from e
 
     def read_audit(self, *, limit: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
-        """``read(**filters)`` in seq order, each event with what an audit shows beside it
-        (``AuditRecord``), all in one query: the out-of-band test and the previous version
-        are looked up by SQLite per row, through indexes, not by a query per row."""
+        """The events ``read(**filters)`` gives, in seq order, as ``AuditRecord`` values, in
+        one query: the out-of-band test is looked up by SQLite per row through indexes, what
+        the event changed is read from the change projection (``gitops.store.changes``),
+        and no event model is built (an audit may return a month of rows)."""
         f = select(**filters)
         oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {_MANAGED}"
-        sql = (f"SELECT {', '.join(_COLUMNS)}, {oob} AS oob, {_BEFORE} AS before FROM events{f.where()} "
+        sql = (f"SELECT seq, effective_at, type, source, resource, actor, revision, {oob}, "
+               f"(SELECT fields FROM changes WHERE changes.seq = events.seq), {_FACTS} FROM events{f.where()} "
                f"ORDER BY seq{f' LIMIT {int(limit)}' if limit is not None else ''}")
         try:
-            for row in self.db.query(sql, f.params):
-                before = orjson.loads(row["before"]) if row["before"] else None
-                yield AuditRecord(_to_recorded(row), bool(row["oob"]), before)
+            yield from map(AuditRecord._make, self.conn.execute(sql, f.params))
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
@@ -612,7 +638,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[App
                   recorded_at, ev.revision, payload)
         row_prev, prev = prev, row_hash(prev, values)
         add_row((seq, *values, row_prev, prev))
-        add_appended(Appended(seq, recorded_at, prev, ev))
+        add_appended(Appended(seq, recorded_at, prev, ev, payload))
     if rows:
         cur.executemany(_INSERT, rows)
         cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "

@@ -1,0 +1,163 @@
+"""The change projection: for each event that changes an object its source had already set
+(same side and origin, as ``current_state`` keys them), the changed fields against that
+previous version (``gitops.model.changes.field_changes``), stored as JSON ``[[path, old,
+new], ...]``. An event that sets or removes an object and has no row created or removed it
+(``decode``): most events of a first sync and every removal cost no diff and no row.
+
+Written in the same transaction as the events (``apply``, before ``current_state.apply``
+moves the table past them); both versions are read as stored (the payload's JSON), so an
+append and a ``rebuild`` from the log compute the same text, and ``expected`` can check it.
+The previous versions are found through ``current_state`` (the last event of each object)
+and read by seq, a batch at a time: an append costs one diff per changed object, a read of
+an audit row none.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
+
+__all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
+
+VERSION = 1  # raise it when what the table holds changes: databases are rebuilt on open
+_STATE = {"desired.applied": ("desired", True), "desired.removed": ("desired", False),
+          "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False)}
+_CHUNK = 300  # keys or seqs per lookup (3 parameters a key)
+_REBUILD_BATCH = 5_000
+
+Key = tuple[str, str, str]  # side, origin, resource
+Row = tuple[int, str, str | None, str | None, str]  # seq, type, resource, origin, payload (as stored)
+
+
+def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
+    """What an event of type ``type_`` changed, from its row's ``fields`` (None: it has no
+    row): the stored fields; else the whole object created or removed, for an event that
+    sets or removes one; else nothing."""
+    if fields is not None:
+        return tuple(map(FieldChange._make, orjson.loads(fields)))
+    state = _STATE.get(type_)
+    return () if state is None else (CREATED,) if state[1] else (DELETED,)
+
+
+def _encode(changes: list[FieldChange]) -> str:
+    return orjson.dumps([(c.path, c.old, c.new) for c in changes]).decode()  # a NamedTuple is not a tuple to orjson
+
+
+def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
+    wanted = sorted(set(seqs))
+    out: dict[int, Any] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i:i + _CHUNK]
+        for seq, manifest in cur.execute(f"SELECT seq, json_extract(payload, '$.manifest') FROM events "
+                                         f"WHERE seq IN ({', '.join('?' * len(chunk))})", chunk):
+            out[seq] = orjson.loads(manifest)
+    return out
+
+
+def _compute(cur: sqlite3.Cursor, rows: Sequence[Row], last: dict[Key, int]) -> list[tuple[int, str]]:
+    """(seq, stored fields) of each event of ``rows`` (in seq order) that changes an object
+    its source had set; ``last`` holds the seq of the version that set each object before
+    them (objects removed or never set are absent), and is moved past them. A payload is
+    parsed only when its object changes again: a creation or a removal needs no diff."""
+    batch = [(seq, (_STATE[t][0], origin or "", resource), _STATE[t][1], payload)
+             for seq, t, resource, origin, payload in rows if t in _STATE and resource is not None]
+    keys = {key for _, key, _, _ in batch}
+    known = _manifests(cur, (last[k] for k in keys if k in last))
+    texts: dict[int, str] = {}  # versions of this batch, parsed if a later one needs them
+    out = []
+    for seq, key, sets, payload in batch:
+        before = last.get(key)
+        if not sets:
+            last.pop(key, None)
+            continue
+        if before is not None:
+            old = known[before] if before in known else orjson.loads(texts[before])["manifest"]
+            new = known[seq] = orjson.loads(payload)["manifest"]
+            out.append((seq, _encode(field_changes(old, new))))
+        last[key] = seq
+        texts[seq] = payload
+    return out
+
+
+def _last(cur: sqlite3.Cursor, keys: set[Key]) -> dict[Key, int]:
+    """The seq of the event that set each of ``keys`` now (current_state, present rows)."""
+    out: dict[Key, int] = {}
+    ordered = sorted(keys)
+    for i in range(0, len(ordered), _CHUNK):
+        chunk = ordered[i:i + _CHUNK]
+        values = ", ".join("(?, ?, ?)" for _ in chunk)
+        sql = (f"WITH k (side, origin, resource) AS (VALUES {values}) "  # a primary-key lookup per key
+               "SELECT c.side, c.origin, c.resource, c.seq FROM k CROSS JOIN current_state AS c "
+               "ON c.side = k.side AND c.origin = k.origin AND c.resource = k.resource WHERE c.present = 1")
+        out.update(((s, o, r), q) for s, o, r, q in cur.execute(sql, [v for k in chunk for v in k]))
+    return out
+
+
+def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
+    """Store the changes of ``appended`` (``store.log.Appended`` values, with their stored
+    payloads), in the caller's transaction, before ``current_state`` moves past them."""
+    rows = [(a.seq, a.event.type, a.event.resource, getattr(a.event.payload, "origin", None), a.payload)
+            for a in appended if a.event.type in _STATE]
+    if not rows:
+        return
+    keys = {(_STATE[t][0], origin or "", r) for _, t, r, origin, _ in rows if r is not None}
+    cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, rows, _last(cur, keys)))
+
+
+def _all(cur: sqlite3.Cursor) -> Iterator[list[Row]]:
+    """The state events of the log in seq order, a batch at a time (bounded memory)."""
+    after = 0
+    while True:
+        rows: list[Row] = cur.execute(
+            "SELECT seq, type, resource, json_extract(payload, '$.origin'), payload FROM events WHERE seq > ? "
+            "AND type IN ('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted') "
+            "ORDER BY seq LIMIT ?",
+            (after, _REBUILD_BATCH)).fetchall()
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0]
+
+
+def expected(cur: sqlite3.Cursor) -> Iterator[tuple[int, str]]:
+    """What the table must hold, computed from the log alone, in seq order."""
+    last: dict[Key, int] = {}
+    for rows in _all(cur):
+        yield from _compute(cur, rows, last)
+
+
+def rebuild(cur: sqlite3.Cursor) -> None:
+    """Recompute the table from the log, in the caller's transaction, and record its version."""
+    cur.execute("DELETE FROM changes")
+    last: dict[Key, int] = {}
+    for rows in _all(cur):
+        cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, rows, last))
+    cur.execute("INSERT INTO projections (name, version) VALUES ('changes', ?) "
+                "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
+
+
+def differences(cur: sqlite3.Cursor) -> list[str]:
+    """How the stored table differs from what the log says it must hold (empty: it does not),
+    both read in seq order side by side (bounded memory)."""
+    out = []
+    want = expected(cur)
+    w = next(want, None)
+    for seq, fields in cur.connection.execute("SELECT seq, fields FROM changes ORDER BY seq"):
+        while w is not None and w[0] < seq:
+            out.append(f"changes of seq {w[0]}: missing from the table")
+            w = next(want, None)
+        if w is not None and w[0] == seq:
+            if w[1] != fields:
+                out.append(f"changes of seq {seq}: the table says {fields[:80]}, the log says {w[1][:80]}")
+            w = next(want, None)
+        else:
+            out.append(f"changes of seq {seq}: in the table, but that event changed no object its source had set")
+    while w is not None:
+        out.append(f"changes of seq {w[0]}: missing from the table")
+        w = next(want, None)
+    return out
