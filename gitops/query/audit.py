@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import islice
 from typing import NamedTuple
 
+from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.changes import SECRET_MASK, FieldChange
 from gitops.model.errors import UsageError
 from gitops.store import EventLog
@@ -26,6 +28,7 @@ __all__ = ["AuditRow", "audit_rows", "record_changes", "record_how", "summary"]
 
 _ACTUAL = ("cluster.observed", "cluster.deleted")
 _SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,64}")
+_CHUNK = 1000  # rows read and built at a time
 
 
 class AuditRow(NamedTuple):
@@ -88,10 +91,18 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
         types=types, start=since, end=until, commit_prefix=commit, limit=limit,
         out_of_band=out_of_band)
-    for r in rows:
-        facts = r.payload_facts()
-        yield AuditRow(r.seq, datetime.fromisoformat(r.effective_at), r.actor, r.source, r.type, r.resource,
-                       r.revision, record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts))
+    while True:
+        with cyclic_gc_paused():  # read and build a chunk of acyclic rows: see gitops.model.bulk
+            chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]
+        if not chunk:
+            return
+        yield from chunk  # the caller's code runs with the collector on
+
+
+def _audit_row(r: AuditRecord) -> AuditRow:
+    facts = r.payload_facts()
+    return AuditRow(r.seq, datetime.fromisoformat(r.effective_at), r.actor, r.source, r.type, r.resource, r.revision,
+                    record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:
