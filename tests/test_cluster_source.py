@@ -275,7 +275,9 @@ def test_gitops_watch_stops_with_one_line_and_exit_1_when_the_log_cannot_be_writ
         pykube.ConfigMap(admin_api, configmap("before", namespace)).create()
         wait_until(lambda: db.exists() and _has(db, "cluster.observed", f"ConfigMap/{namespace}/before"),
                    what="the source to be running")
-        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        # the database file last: the watch's background checkpoint may be copying the WAL
+        # into it meanwhile, and would put its first page back if the WAL were still whole
+        for f in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db):
             with open(f, "r+b") as fh:
                 fh.write(b"\xff" * 4096)  # the header and first page gone
         pykube.ConfigMap(admin_api, configmap("after", namespace)).create()
