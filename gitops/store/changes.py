@@ -21,17 +21,17 @@ from typing import Any
 import orjson
 
 from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
+from gitops.store.current import SETS, STATE_TYPES
 
 __all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
 
 VERSION = 1  # raise it when what the table holds changes: databases are rebuilt on open
-_STATE = {"desired.applied": ("desired", True), "desired.removed": ("desired", False),
-          "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False)}
 _CHUNK = 300  # keys or seqs per lookup (3 parameters a key)
 _REBUILD_BATCH = 5_000
 
 Key = tuple[str, str, str]  # side, origin, resource
 Row = tuple[int, str, str | None, str | None, str]  # seq, type, resource, origin, payload (as stored)
+StateEvent = tuple[int, Key, bool, str]  # seq, key, whether it sets the object, payload
 
 
 def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
@@ -40,7 +40,7 @@ def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
     sets or removes one; else nothing."""
     if fields is not None:
         return tuple(map(FieldChange._make, orjson.loads(fields)))
-    state = _STATE.get(type_)
+    state = SETS.get(type_)
     return () if state is None else (CREATED,) if state[1] else (DELETED,)
 
 
@@ -59,15 +59,20 @@ def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
     return out
 
 
-def _compute(cur: sqlite3.Cursor, rows: Sequence[Row], last: dict[Key, int]) -> list[tuple[int, str]]:
-    """(seq, stored fields) of each event of ``rows`` (in seq order) that changes an object
-    its source had set; ``last`` holds the seq of the version that set each object before
-    them (objects removed or never set are absent), and is moved past them. A payload is
-    parsed only when its object changes again: a creation or a removal needs no diff."""
-    batch = [(seq, (_STATE[t][0], origin or "", resource), _STATE[t][1], payload)
-             for seq, t, resource, origin, payload in rows if t in _STATE and resource is not None]
-    keys = {key for _, key, _, _ in batch}
-    known = _manifests(cur, (last[k] for k in keys if k in last))
+def _state_events(rows: Iterable[Row]) -> list[StateEvent]:
+    """(seq, key, whether it sets the object, payload) of the events of ``rows`` that set or
+    remove an object, keyed as ``current_state`` keys them."""
+    return [(seq, (SETS[t][0], origin or "", resource), SETS[t][1], payload)
+            for seq, t, resource, origin, payload in rows if t in SETS and resource is not None]
+
+
+def _compute(cur: sqlite3.Cursor, batch: Sequence[StateEvent], last: dict[Key, int]) -> list[tuple[int, str]]:
+    """(seq, stored fields) of each event of ``batch`` (``_state_events``, in seq order) that
+    changes an object its source had set; ``last`` holds the seq of the version that set each
+    object before them (objects removed or never set are absent), and is moved past them. A
+    payload is parsed only when its object changes again: a creation or a removal needs no
+    diff."""
+    known = _manifests(cur, {last[k] for _, k, _, _ in batch if k in last})
     texts: dict[int, str] = {}  # versions of this batch, parsed if a later one needs them
     out = []
     for seq, key, sets, payload in batch:
@@ -101,12 +106,12 @@ def _last(cur: sqlite3.Cursor, keys: set[Key]) -> dict[Key, int]:
 def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
     """Store the changes of ``appended`` (``store.log.Appended`` values, with their stored
     payloads), in the caller's transaction, before ``current_state`` moves past them."""
-    rows = [(a.seq, a.event.type, a.event.resource, getattr(a.event.payload, "origin", None), a.payload)
-            for a in appended if a.event.type in _STATE]
-    if not rows:
+    batch = _state_events((a.seq, a.event.type, a.event.resource, getattr(a.event.payload, "origin", None), a.payload)
+                          for a in appended)
+    if not batch:
         return
-    keys = {(_STATE[t][0], origin or "", r) for _, t, r, origin, _ in rows if r is not None}
-    cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, rows, _last(cur, keys)))
+    last = _last(cur, {key for _, key, _, _ in batch})
+    cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, batch, last))
 
 
 def _all(cur: sqlite3.Cursor) -> Iterator[list[Row]]:
@@ -115,8 +120,7 @@ def _all(cur: sqlite3.Cursor) -> Iterator[list[Row]]:
     while True:
         rows: list[Row] = cur.execute(
             "SELECT seq, type, resource, json_extract(payload, '$.origin'), payload FROM events WHERE seq > ? "
-            "AND type IN ('desired.applied', 'desired.removed', 'cluster.observed', 'cluster.deleted') "
-            "ORDER BY seq LIMIT ?",
+            f"AND type IN {STATE_TYPES} ORDER BY seq LIMIT ?",
             (after, _REBUILD_BATCH)).fetchall()
         if not rows:
             return
@@ -128,15 +132,13 @@ def expected(cur: sqlite3.Cursor) -> Iterator[tuple[int, str]]:
     """What the table must hold, computed from the log alone, in seq order."""
     last: dict[Key, int] = {}
     for rows in _all(cur):
-        yield from _compute(cur, rows, last)
+        yield from _compute(cur, _state_events(rows), last)
 
 
 def rebuild(cur: sqlite3.Cursor) -> None:
     """Recompute the table from the log, in the caller's transaction, and record its version."""
     cur.execute("DELETE FROM changes")
-    last: dict[Key, int] = {}
-    for rows in _all(cur):
-        cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, rows, last))
+    cur.connection.cursor().executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", expected(cur))
     cur.execute("INSERT INTO projections (name, version) VALUES ('changes', ?) "
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
 

@@ -24,14 +24,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
+__all__ = ["SETS", "SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
 
 VERSION = 2  # raise it when what the tables hold changes: databases are rebuilt on open
 SNAPSHOT_EVERY = 50_000  # events between snapshots: a past moment folds at most about this many
 Side = Literal["desired", "actual"]
 
 STATE_TYPES = ("desired.applied", "desired.removed", "cluster.observed", "cluster.deleted")  # set or remove state
-_SETS: dict[str, tuple[Side, bool]] = {
+SETS: dict[str, tuple[Side, bool]] = {  # event type -> the side it is about, whether it sets the object
     "desired.applied": ("desired", True), "desired.removed": ("desired", False),
     "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False),
 }
@@ -54,7 +54,7 @@ def apply(cur: sqlite3.Cursor, appended: Sequence[Any], *, snapshot_every: int =
     snapshot when ``snapshot_every`` events have passed since the last one."""
     final: dict[tuple[str, str, str], tuple[int, int]] = {}
     for a in appended:
-        change = _SETS.get(a.event.type)
+        change = SETS.get(a.event.type)
         if change is None or a.event.resource is None:
             continue
         side, sets = change
