@@ -22,11 +22,11 @@ from gitops.model.changes import SECRET_MASK, FieldChange
 from gitops.model.errors import UsageError
 from gitops.store import EventLog
 from gitops.store.changes import decode
+from gitops.store.current import ACTUAL_TYPES
 from gitops.store.log import AuditFacts, AuditRecord
 
 __all__ = ["AuditRow", "audit_rows", "record_changes", "record_how", "summary"]
 
-_ACTUAL = ("cluster.observed", "cluster.deleted")
 _SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,64}")
 _CHUNK = 1000  # rows read and built at a time
 
@@ -54,7 +54,7 @@ def record_changes(r: AuditRecord) -> tuple[FieldChange, ...]:
 
 def record_how(r: AuditRecord, facts: AuditFacts) -> str:
     """How the actor is known (a cluster change's attribution), what an action did, or "git"."""
-    if r.type in _ACTUAL:
+    if r.type in ACTUAL_TYPES:
         return str(facts.attribution)
     if r.type == "reconcile.action":
         return f"{facts.action} {facts.result}"
@@ -82,7 +82,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         commit = commit.lower()
     glob = resource is not None and any(c in resource for c in "*?[")
     if out_of_band:
-        types = tuple(t for t in (types or _ACTUAL) if t in _ACTUAL)
+        types = tuple(t for t in (types or ACTUAL_TYPES) if t in ACTUAL_TYPES)
         if not types:
             return
     rows = log.read_audit(

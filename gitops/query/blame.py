@@ -19,6 +19,7 @@ from gitops.model.changes import SECRET_MASK, leaf_diff, secret_path
 from gitops.model.server_fields import normalize
 from gitops.projections import Moment
 from gitops.store import EventLog
+from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES
 
 __all__ = ["BlameLine", "blame"]
 
@@ -38,7 +39,7 @@ class BlameLine:
 
 
 def _versions(log: EventLog, resource: str, side: Side, moment: Moment) -> list[Any]:
-    types = ("desired.applied", "desired.removed") if side == "desired" else ("cluster.observed", "cluster.deleted")
+    types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
     if moment.commit_seq is not None:
         return list(log.read(resource=resource, types=types, until_seq=moment.commit_seq))
     return [r for r in log.read(resource=resource, types=types, time_axis=moment.axis)

@@ -35,6 +35,7 @@ from gitops.model.times import utc_now
 from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.store import EventLog
+from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES, STATE_TYPES
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
 
@@ -157,9 +158,6 @@ def report_json_schema() -> str:
 
 _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted": "reverted by hand",
                                 "git-changed": "adopted by Git", "deleted": "deleted"}
-_CHANGE_TYPES = ["desired.applied", "desired.removed", "cluster.observed", "cluster.deleted"]
-
-
 def _integrity_of(path: str) -> Integrity:
     """The integrity section, computed in a process of its own (see ``build_report``)."""
     with EventLog(path, create=False) as log:
@@ -241,7 +239,7 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
     out = []
     for r in log.read_audit(out_of_band=True, **rng):
         facts = r.payload_facts()
-        assert r.type in ("cluster.observed", "cluster.deleted") and r.resource is not None
+        assert r.type in ACTUAL_TYPES and r.resource is not None
         change = str(facts.change) if r.type == "cluster.observed" else "deleted"
         out.append(OutOfBandChange(
             seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, evidence=record_how(r, facts),
@@ -252,7 +250,7 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
 
 def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
     applied = log.first_applied(start=rng["start"])
-    changed = log.count_by_revision(types=["desired.applied", "desired.removed"], start=rng["start"])
+    changed = log.count_by_revision(types=DESIRED_TYPES, start=rng["start"])
     out = []
     for r in log.read(types=["git.commit"], **rng):
         ev = r.event
@@ -301,13 +299,13 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
         failures, prunes = _actions(log, rng)
         integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
-    cluster_changes = log.count_where(types=["cluster.observed", "cluster.deleted"], desired_only=True, **rng)
+    cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **rng)
     traced = cluster_changes - len(out_of_band)
     user, host = operator_identity()
     return ComplianceReport(
         generated_at=utc_now(), generated_by=f"{user}@{host}", since=since, until=until, integrity=integrity,
         summary=Summary(
-            changes=log.count_where(types=_CHANGE_TYPES, **rng), commits=len(git_changes),
+            changes=log.count_where(types=STATE_TYPES, **rng), commits=len(git_changes),
             authors=sorted({g.author_email for g in git_changes}), out_of_band_changes=len(out_of_band),
             drift_episodes=len(drift.episodes),
             mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,

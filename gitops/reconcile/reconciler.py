@@ -66,6 +66,7 @@ from gitops.reconcile.windows import holding_window
 from gitops.sources.cluster.client import ApiRefused, KindInfo
 from gitops.sources.cluster.port import Backoff, Clock
 from gitops.store import Checkpoint, EventLog
+from gitops.store.current import STATE_TYPES
 
 __all__ = ["PassResult", "Reconciler", "with_ownership"]
 
@@ -370,8 +371,7 @@ class Reconciler:
         events: list[AnyEvent] = []
         last = self._drift_seq
         opened = closed = 0
-        types = ["desired.applied", "desired.removed", "cluster.observed", "cluster.deleted"]
-        for r in self.log.read(since_seq=self._drift_seq, types=types):
+        for r in self.log.read(since_seq=self._drift_seq, types=STATE_TYPES):
             last = r.seq
             origin = getattr(r.event.payload, "origin", "")
             if origin not in (self.desired_origin, self.actual_origin):

@@ -24,13 +24,16 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["SETS", "SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply", "expected", "rebuild", "state_at"]
+__all__ = ["ACTUAL_TYPES", "DESIRED_TYPES", "SETS", "SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply",
+           "expected", "rebuild", "state_at"]
 
 VERSION = 2  # raise it when what the tables hold changes: databases are rebuilt on open
 SNAPSHOT_EVERY = 50_000  # events between snapshots: a past moment folds at most about this many
 Side = Literal["desired", "actual"]
 
-STATE_TYPES = ("desired.applied", "desired.removed", "cluster.observed", "cluster.deleted")  # set or remove state
+DESIRED_TYPES = ("desired.applied", "desired.removed")  # the event types that set or remove what Git desires
+ACTUAL_TYPES = ("cluster.observed", "cluster.deleted")  # ... and what runs
+STATE_TYPES = DESIRED_TYPES + ACTUAL_TYPES
 SETS: dict[str, tuple[Side, bool]] = {  # event type -> the side it is about, whether it sets the object
     "desired.applied": ("desired", True), "desired.removed": ("desired", False),
     "cluster.observed": ("actual", True), "cluster.deleted": ("actual", False),
@@ -116,7 +119,7 @@ def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, a
         else:
             after = "((effective_at > ? AND effective_at <= ?) OR (seq > ? AND effective_at <= ?))"
             params = [snap[2], at, snap[1], snap[2]]
-    types = STATE_TYPES[:2] if side == "desired" else STATE_TYPES[2:]
+    types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
     sql = f"""
         WITH candidates (origin, resource, seq, present) AS (
             SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?
