@@ -195,11 +195,12 @@ def test_the_html_report_is_self_contained_escaped_and_renders(story: Any, tmp_p
 
 def test_bad_input_is_one_line_and_exit_2_and_edge_cases_are_valid(story: Any, tmp_path: Path) -> None:
     env, _, _ = story
-    for args, words in ((["report", "--since", "2026-02-01", "--until", "2026-01-01"], "after"),
+    for args, words in ((["report", "--since", "2026-02-01", "--until", "2026-01-01"], "is after --until"),
                         (["report", "--since", "whenever"], "time"),
                         (["report", "--since", "2000-01-01", "--format", "pdf"], "pdf"),
                         (["report", "--since", "2000-01-01", "--out", "/nonexistent/dir/r.html"], "does not exist"),
                         (["audit", "--since", "yesterday-ish"], "time"),
+                        (["audit", "--since", "2026-02-01", "--until", "2026-01-01"], "is after --until"),
                         (["audit", "--type", "no.such"], "unknown event type"),
                         (["audit", "--commit", "HEAD~1"], "not a commit sha")):
         res = gitops(env.db, *args)

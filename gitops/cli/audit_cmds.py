@@ -18,7 +18,7 @@ from gitops.model.errors import UsageError
 from gitops.model.keys import format_key, parse_key
 from gitops.model.times import format_time, parse_time, utc_now
 from gitops.projections import resolve_at
-from gitops.query.audit import AuditRow, audit_rows, summary
+from gitops.query.audit import AuditRow, audit_rows, is_glob, summary
 from gitops.query.blame import blame
 from gitops.query.report import build_report
 from gitops.query.report_render import cell, render_html, write_csv
@@ -53,7 +53,7 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
-    if resource is not None and not any(c in resource for c in "*?["):
+    if resource is not None and not is_glob(resource):
         resource = format_key(parse_key(resource))
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from gitops.model.errors import InvalidTimeError
+from gitops.model.errors import InvalidTimeError, UsageError
 
-__all__ = ["format_time", "parse_time", "utc_now"]
+__all__ = ["check_range", "format_time", "parse_time", "utc_now"]
 
 _UNITS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -72,3 +72,9 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         f"invalid time {raw!r}: expected RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26), "
         "'now', 'today', 'yesterday' or a relative time ('2h ago')"
     )
+
+
+def check_range(since: datetime | None, until: datetime | None) -> None:
+    """The ends of a range the user gave (``--since``, ``--until``) in order, else a UsageError."""
+    if since is not None and until is not None and since > until:
+        raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")

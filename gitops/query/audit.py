@@ -20,12 +20,13 @@ from typing import NamedTuple
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.changes import SECRET_MASK, FieldChange
 from gitops.model.errors import UsageError
+from gitops.model.times import check_range
 from gitops.store import EventLog
 from gitops.store.changes import decode
 from gitops.store.current import ACTUAL_TYPES
 from gitops.store.log import AuditFacts, AuditRecord
 
-__all__ = ["AuditRow", "audit_rows", "record_changes", "record_how", "summary"]
+__all__ = ["AuditRow", "audit_rows", "is_glob", "record_changes", "record_how", "summary"]
 
 _SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,64}")
 _CHUNK = 1000  # rows read and built at a time
@@ -69,26 +70,30 @@ def _detail(r: AuditRecord, facts: AuditFacts) -> str:
     return facts.message.splitlines()[0] if facts.message else ""
 
 
+def is_glob(text: str | None) -> bool:
+    """Whether a ``--resource`` or ``--actor`` is a pattern (``*``, ``?``, ``[``) rather than a name."""
+    return text is not None and any(c in text for c in "*?[")
+
+
 def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None = None,
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
                commit: str | None = None, out_of_band: bool = False, limit: int | None = None) -> Iterator[AuditRow]:
     """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs."""
-    if since is not None and until is not None and since > until:
-        raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")
+    check_range(since, until)
     if commit is not None:
         if not _SHA_PREFIX.fullmatch(commit):
             raise UsageError(f"--commit {commit!r}: not a commit sha or a prefix of one (4 to 64 hex digits)")
         commit = commit.lower()
-    glob = resource is not None and any(c in resource for c in "*?[")
+    resource_glob = resource if is_glob(resource) else None
+    actor_glob = actor if is_glob(actor) else None
     if out_of_band:
         types = tuple(t for t in (types or ACTUAL_TYPES) if t in ACTUAL_TYPES)
         if not types:
             return
     rows = log.read_audit(
-        resource=None if glob else resource, resource_glob=resource if glob else None, kind=kind,
-        namespace=namespace, actor=None if actor is None or any(c in actor for c in "*?[") else actor,
-        actor_glob=actor if actor is not None and any(c in actor for c in "*?[") else None, source=source,
+        resource=None if resource_glob else resource, resource_glob=resource_glob, kind=kind, namespace=namespace,
+        actor=None if actor_glob else actor, actor_glob=actor_glob, source=source,
         types=types, start=since, end=until, commit_prefix=commit, limit=limit,
         out_of_band=out_of_band)
     while True:

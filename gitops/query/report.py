@@ -30,8 +30,7 @@ from gitops.events.models import (
     GitCommit,
     ReconcileAction,
 )
-from gitops.model.errors import UsageError
-from gitops.model.times import utc_now
+from gitops.model.times import check_range, utc_now
 from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.store import EventLog
@@ -289,8 +288,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
     Python holds the GIL, so a thread would not overlap). Started with ``spawn``, as the
     multiprocessing documentation says, a script that calls this must guard its own code
     with ``if __name__ == "__main__":``."""
-    if since > until:
-        raise UsageError(f"--since ({since:%Y-%m-%dT%H:%M:%SZ}) is after --until ({until:%Y-%m-%dT%H:%M:%SZ})")
+    check_range(since, until)
     rng: dict[str, Any] = {"start": since, "end": until}
     with _integrity_meanwhile(log) as integrity_result:
         drift = _drift(log, since, until)
