@@ -70,7 +70,7 @@ def test_the_desired_state_at_a_time_or_a_commit(story: tuple[GitRepo, Path, lis
         # the broken commit is not desired: the last valid one stays in force, at its time and as a sha
         assert at(format_time(times[2] + timedelta(seconds=30))) == at(shas[1][:10]) == at(shas[2]) == \
             {"ConfigMap/default/a": "2", "ConfigMap/default/b": "v"}
-        assert at(shas[3][:7]) == {"ConfigMap/default/a": "3"}
+        assert at(shas[3][:7]) == at(shas[3][:7].upper()) == {"ConfigMap/default/a": "3"}  # as git reads a sha
         entry = desired_at(log, resolve_at(log, shas[1]))["ConfigMap/default/a"]
         assert (entry.commit, entry.author, entry.path) == (shas[1], "bo@example.com", "a.yaml")
 
@@ -79,6 +79,8 @@ def test_the_desired_state_at_a_time_or_a_commit(story: tuple[GitRepo, Path, lis
     ("2999-01-01", "is in the future"),
     ("2000-01-01", "is before the log begins"),
     ("deadbeef", "no commit 'deadbeef' in the log"),
+    ("DEADBEEF", "no commit 'deadbeef' in the log"),
+    ("a" * 64, f"no commit '{'a' * 64}' in the log"),  # a SHA-256 repository's sha is read as one, not as a time
     ("next tuesday", "invalid time"),
 ])
 def test_a_moment_the_log_cannot_answer_for_is_one_line_and_exit_2(story: tuple[GitRepo, Path, list[str]],

@@ -13,21 +13,18 @@ At or after the log's last event, a state is read from the current-state table
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from gitops.events.models import GitCommit
 from gitops.model.errors import UsageError
+from gitops.model.revisions import sha_prefix
 from gitops.model.times import format_time, parse_time, utc_now
 from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
 from gitops.store import EventLog
 
 __all__ = ["Moment", "actual_at", "desired_at", "resolve_at"]
-
-_SHA = re.compile(r"[0-9a-f]{4,40}\Z")
-
 
 @dataclass(frozen=True)
 class Moment:
@@ -54,8 +51,9 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
     or ambiguous sha, a time before the log begins or in the future."""
     now = now or utc_now()
     raw = text.strip()
-    if _SHA.match(raw) and not raw.isdigit():  # all digits: a year, say, is no sha
-        return _commit_moment(log, raw)
+    sha = None if raw.isdigit() else sha_prefix(raw)  # all digits: a year, say, is no sha
+    if sha is not None:
+        return _commit_moment(log, sha)
     at = parse_time(raw, now=now)
     if at > now:
         raise UsageError(f"{format_time(at)} is in the future: the log knows nothing of it yet")

@@ -11,7 +11,6 @@ query and a few microseconds of Python a row.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
@@ -20,6 +19,7 @@ from typing import NamedTuple
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.changes import SECRET_MASK, FieldChange
 from gitops.model.errors import UsageError
+from gitops.model.revisions import sha_prefix
 from gitops.model.times import check_range
 from gitops.store import EventLog
 from gitops.store.changes import decode
@@ -28,7 +28,6 @@ from gitops.store.log import AuditFacts, AuditRecord
 
 __all__ = ["AuditRow", "audit_rows", "is_glob", "record_changes", "record_how", "summary"]
 
-_SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,64}")
 _CHUNK = 1000  # rows read and built at a time
 
 
@@ -82,9 +81,10 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
     """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs."""
     check_range(since, until)
     if commit is not None:
-        if not _SHA_PREFIX.fullmatch(commit):
+        prefix = sha_prefix(commit)
+        if prefix is None:
             raise UsageError(f"--commit {commit!r}: not a commit sha or a prefix of one (4 to 64 hex digits)")
-        commit = commit.lower()
+        commit = prefix
     resource_glob = resource if is_glob(resource) else None
     actor_glob = actor if is_glob(actor) else None
     if out_of_band:
