@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.follow import Reporter, run_until_stopped
-from gitops.cli.ingest_cmds import _git_config, ingest
+from gitops.cli.ingest_cmds import git_source_config, ingest
 from gitops.model.errors import ConfigError, SourceError
 from gitops.service.config import first_error
 from gitops.service.watch import WatchService
@@ -34,8 +34,8 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _cluster_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                    audit_log_later: bool | None, kinds: tuple[str, ...]) -> ClusterSourceConfig:
+def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
+                          audit_log_later: bool | None, kinds: tuple[str, ...]) -> ClusterSourceConfig:
     values: dict[str, Any] = ctx.config.cluster.model_dump() if ctx.config.cluster is not None else {}
     for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log),
                         ("audit_log_later", audit_log_later)):
@@ -57,7 +57,7 @@ def _cluster_config(ctx: Context, kubeconfig: str | None, context: str | None, a
 def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
                    audit_log_later: bool | None, kinds: tuple[str, ...]) -> None:
     """List the cluster once and record every object that differs from what the log last saw."""
-    config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
     source = ClusterSource(ctx.db_path, config, redaction=ctx.config.redact)  # checks the settings first
     ctx.open_log(create=True).close()
     summary = source.ingest_once()
@@ -84,8 +84,8 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     if no_cluster and repo is None and ctx.config.git is None:
         raise ConfigError("nothing to watch: --no-cluster leaves only Git; pass --repo, or set git.repo in the config "
                           "file")
-    git_config = _git_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
-    cluster_config = None if no_cluster else _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later,
+    git_config = git_source_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
+    cluster_config = None if no_cluster else cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later,
                                                              kinds)
     # the cluster source's settings are checked (kubeconfig, audit log) before a database is made
     service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.config.redact,

@@ -25,7 +25,7 @@ def ingest() -> None:
     """Read a source into the event log."""
 
 
-def _git_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...]) -> GitSourceConfig:
+def git_source_config(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...]) -> GitSourceConfig:
     base = ctx.config.git
     if repo is None and base is None:
         raise ConfigError("no repository: pass --repo, or set git.repo in the config file")
@@ -77,7 +77,7 @@ class _RateColumn(TextColumn):
 @pass_ctx
 def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], watch: bool) -> None:
     """Append the branch's history (first-parent, oldest first) to the log; re-running appends nothing."""
-    config = _git_config(ctx, repo, branch, paths)
+    config = git_source_config(ctx, repo, branch, paths)
     console = Console(stderr=True)
     with ctx.open_log(create=True) as log:
         source = GitIngest(log, config, redaction=ctx.config.redact, scope=git_scope(ctx, console))

@@ -10,9 +10,9 @@ import click
 from pydantic import ValidationError
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.cluster_cmds import _cluster_config, cluster_options
+from gitops.cli.cluster_cmds import cluster_options, cluster_source_config
 from gitops.cli.follow import Reporter, run_until_stopped
-from gitops.cli.ingest_cmds import _git_config
+from gitops.cli.ingest_cmds import git_source_config
 from gitops.events.models import Mode
 from gitops.model.errors import ConfigError, GitOpsError, UsageError
 from gitops.reconcile import PassResult, ReconcileSettings
@@ -86,8 +86,8 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     if dry_run and detect_only:
         raise UsageError("--dry-run and --detect-only exclude each other")
     settings = _settings(ctx, instance=instance)
-    git_config = _git_config(ctx, repo, branch, paths)
-    cluster_config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    git_config = git_source_config(ctx, repo, branch, paths)
+    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
     service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.config.redact,
                                  reporter=Reporter())
     ctx.open_log(create=True).close()
@@ -95,8 +95,7 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
                                         redaction=ctx.config.redact, cluster=cluster_config)
     elector = None
     if settings.lease.enabled and not (dry_run or detect_only):
-        elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
-                               identity=process_identity("gitops-reconcile-"), duration=settings.lease.duration)
+        elector = LeaseElector.for_instance(port, settings, process_identity("gitops-reconcile-"))
         if not elector.tick():
             raise UsageError(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
                              f"({elector.holder}) and applies; wait for it, or run with --dry-run")
@@ -146,8 +145,8 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
     lease = {**ctx.config.reconcile.lease.model_dump(), "enabled": False} if no_lease else None
     settings = _settings(ctx, instance=instance, prune=prune, interval=interval, metrics_address=metrics_address,
                          mode="detect-only" if detect_only else None, lease=lease)
-    git_config = _git_config(ctx, repo, branch, paths)
-    cluster_config = _cluster_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    git_config = git_source_config(ctx, repo, branch, paths)
+    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
     service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
                                    diff=ctx.config.diff, redaction=ctx.config.redact, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune)

@@ -7,7 +7,7 @@ import re
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.ingest_cmds import _git_config
+from gitops.cli.ingest_cmds import git_source_config
 from gitops.model.errors import UsageError
 from gitops.model.times import format_time
 from gitops.reconcile.rollback import apply_rollback, plan_rollback
@@ -35,7 +35,7 @@ def rollback(ctx: Context, to: str, repo: str | None, branch: str | None, paths:
         if m is None:
             raise UsageError(f"--author {author!r}: expected 'Name <email>'")
         identity = (m.group(1), m.group(2))
-    config = _git_config(ctx, repo, branch, paths)
+    config = git_source_config(ctx, repo, branch, paths)
     with ctx.open_log(create=True) as log:
         source = GitIngest(log, config)
         try:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.times import utc_now
+from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.client import ApiRefused, KindInfo
 
 __all__ = ["LEASE_KIND", "LeaseElector", "LeasePort", "process_identity"]
@@ -59,6 +60,13 @@ class LeaseElector:
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
         self._seen_at = 0.0
         self._renewed_at = 0.0
+
+    @classmethod
+    def for_instance(cls, port: LeasePort, settings: ReconcileSettings, identity: str) -> LeaseElector:
+        """The elector of the lease ``settings`` name for their instance: the one lease every
+        process that applies for that instance (``gitops run``, ``gitops reconcile``) takes."""
+        return cls(port, namespace=settings.lease.namespace, name=settings.lease_name, identity=identity,
+                   duration=settings.lease.duration)
 
     @property
     def lease(self) -> str:

@@ -125,8 +125,7 @@ class RunService(WatchService):
         self._stopping = threading.Event()
         self.elector: LeaseElector | None = None
         if settings.lease.enabled:
-            self.elector = LeaseElector(port, namespace=settings.lease.namespace, name=settings.lease_name,
-                                        identity=self.identity, duration=settings.lease.duration)
+            self.elector = LeaseElector.for_instance(port, settings, self.identity)
         self._elector_thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
