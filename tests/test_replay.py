@@ -82,6 +82,7 @@ def test_the_desired_state_at_a_time_or_a_commit(story: tuple[GitRepo, Path, lis
     ("DEADBEEF", "no commit 'deadbeef' in the log"),
     ("a" * 64, f"no commit '{'a' * 64}' in the log"),  # a SHA-256 repository's sha is read as one, not as a time
     ("next tuesday", "invalid time"),
+    ("36500d", "is before the log begins"),  # a duration, though it is hex: read as a time, not as a sha
 ])
 def test_a_moment_the_log_cannot_answer_for_is_one_line_and_exit_2(story: tuple[GitRepo, Path, list[str]],
                                                                   at: str, message: str) -> None:

@@ -22,6 +22,10 @@ NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
         ("90 minutes ago", NOW - timedelta(minutes=90)),
         ("3d ago", NOW - timedelta(days=3)),
         ("1 week ago", NOW - timedelta(weeks=1)),
+        ("2h", NOW - timedelta(hours=2)),  # as kubectl logs --since takes a duration
+        ("1h30m", NOW - timedelta(minutes=90)),
+        ("7D", NOW - timedelta(days=7)),
+        ("1w2d3h4m5s", NOW - timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
         ("now", NOW),
         ("yesterday", datetime(2026, 11, 25, tzinfo=UTC)),
     ],
@@ -30,7 +34,8 @@ def test_parse_time(text: str, expected: datetime) -> None:
     assert parse_time(text, now=NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["", "tomorrowish", "2026-13-01", "2h", "5 fortnights ago", "2026-11-26T25:00Z"])
+@pytest.mark.parametrize("text", ["", "tomorrowish", "2026-13-01", "2h30", "30m1h", "1.5h", "h", "5 fortnights ago",
+                                  "2026-11-26T25:00Z"])
 def test_bad_times_name_the_input(text: str) -> None:
     with pytest.raises(InvalidTimeError, match="invalid"):
         parse_time(text, now=NOW)

@@ -38,7 +38,7 @@ def _row(r: AuditRow) -> dict[str, Any]:
 @click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
               help="Only events from this source.")
 @click.option("--type", "types", multiple=True, metavar="T", help="Event type (repeatable).")
-@click.option("--since", default=None, metavar="TIME", help="From this time: RFC 3339, a date, '2h ago'.")
+@click.option("--since", default=None, metavar="TIME", help="From this time: RFC 3339, a date, '2h ago' or '2h'.")
 @click.option("--until", default=None, metavar="TIME", help="Before this time.")
 @click.option("--commit", default=None, metavar="SHA", help="Events of this commit (a prefix will do).")
 @click.option("--out-of-band", is_flag=True, help="Only cluster changes made neither through Git nor the reconciler.")
@@ -106,7 +106,8 @@ def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str)
 
 
 @cli.command()
-@click.option("--since", required=True, metavar="TIME", help="Start of the range: RFC 3339, a date, '30d ago'.")
+@click.option("--since", required=True, metavar="TIME",
+              help="Start of the range: RFC 3339, a date, '30d ago' or '30d'.")
 @click.option("--until", default=None, metavar="TIME", help="End of the range (default: now).")
 @click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="html", show_default=True,
               help="html: one self-contained page; json: the documented model; csv: one file per section.")

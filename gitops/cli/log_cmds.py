@@ -105,7 +105,7 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
 @click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
               help="Only events from this source.")
 @click.option("--since", "since_time", default=None, metavar="TIME",
-              help="Only events from this time on: RFC 3339, a date, or e.g. '2h ago'.")
+              help="Only events from this time on: RFC 3339, a date, or e.g. '2h ago' or '2h'.")
 @click.option("--until", "until_time", default=None, metavar="TIME", help="Only events before this time.")
 @click.option("--as-recorded", is_flag=True,
               help="Times mean when the log learned of an event, not when it took effect.")

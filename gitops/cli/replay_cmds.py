@@ -27,7 +27,7 @@ def _actual_row(key: str, e: ActualEntry) -> dict[str, Any]:
 
 @cli.command()
 @click.option("--at", "at_text", required=True, metavar="TIME|SHA",
-              help="RFC 3339, a date, a relative time ('2h ago'), or a commit sha (a unique prefix will do).")
+              help="RFC 3339, a date, a relative time ('2h ago', '2h'), or a commit sha (a unique prefix will do).")
 @click.option("--side", type=click.Choice(["desired", "actual", "both"]), default="both", show_default=True,
               help="Which state to show.")
 @click.option("--resource", default=None, help="Only this object (a ResourceKey, e.g. Deployment.apps/shop/web).")

@@ -21,7 +21,7 @@ def _at_option(f: Any) -> Any:
     f = click.option("--as-recorded", is_flag=True,
                      help="The time means what the log knew then, not what was in effect.")(f)
     return click.option("--at", "at_text", default="now", show_default=True, metavar="TIME|SHA",
-                        help="RFC 3339, a date, a relative time ('2h ago'), or a commit sha.")(f)
+                        help="RFC 3339, a date, a relative time ('2h ago', '2h'), or a commit sha.")(f)
 
 
 def _instance_option(f: Any) -> Any:

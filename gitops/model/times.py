@@ -5,7 +5,9 @@ Storage and JSON use one form: RFC 3339 in UTC with microseconds and a ``Z``
 so SQLite compares stored times as strings.
 
 Users may also type a plain date (``2026-11-26``, midnight UTC), ``now``, ``today``,
-``yesterday``, or a relative time (``2h ago``, ``90 minutes ago``, ``3d ago``, ``1w ago``).
+``yesterday``, or a relative time (``2h ago``, ``90 minutes ago``, ``3d ago``, ``1w ago``), which
+may also be written as a duration alone, as ``kubectl logs --since`` takes it (``2h``,
+``1h30m``, ``7d``: that long ago).
 Commit shas, where a time is asked for, are resolved by the query layer, not here.
 """
 
@@ -16,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from gitops.model.errors import InvalidTimeError, UsageError
 
-__all__ = ["check_range", "format_time", "parse_time", "utc_now"]
+__all__ = ["check_range", "format_time", "is_duration", "parse_time", "utc_now"]
 
 _UNITS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -26,6 +28,14 @@ _UNITS = {
     "w": 604800, "week": 604800, "weeks": 604800,
 }
 _RELATIVE = re.compile(r"(\d+)\s*([a-z]+)\s+ago\Z")
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")  # largest unit first
+
+
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is a duration alone (``2h``, ``1h30m``, ``7d``), which ``parse_time``
+    reads as that long ago."""
+    s = text.strip().lower()
+    return bool(s) and _DURATION.match(s) is not None
 
 
 def utc_now() -> datetime:
@@ -51,6 +61,11 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     if s in ("today", "yesterday"):
         day = now.astimezone(UTC).date() - timedelta(days=1 if s == "yesterday" else 0)
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if is_duration(s):
+        m = _DURATION.match(s)
+        assert m is not None
+        return now - timedelta(seconds=sum(int(n) * unit for n, unit in zip(m.groups(), (604800, 86400, 3600, 60, 1),
+                                                                               strict=True) if n))
     m = _RELATIVE.match(s)
     if m:
         unit = _UNITS.get(m.group(2))
@@ -70,7 +85,7 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
             raise InvalidTimeError(f"invalid time {raw!r}: {e}") from None
     raise InvalidTimeError(
         f"invalid time {raw!r}: expected RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26), "
-        "'now', 'today', 'yesterday' or a relative time ('2h ago')"
+        "'now', 'today', 'yesterday' or a relative time ('2h ago', or '2h')"
     )
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 from gitops.events.models import GitCommit
 from gitops.model.errors import UsageError
 from gitops.model.revisions import sha_prefix
-from gitops.model.times import format_time, parse_time, utc_now
+from gitops.model.times import format_time, is_duration, parse_time, utc_now
 from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
 from gitops.store import EventLog
 
@@ -51,7 +51,8 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
     or ambiguous sha, a time before the log begins or in the future."""
     now = now or utc_now()
     raw = text.strip()
-    sha = None if raw.isdigit() else sha_prefix(raw)  # all digits: a year, say, is no sha
+    # all digits (a year, say) is no sha, and a duration (100d) is a time: a longer prefix names that commit
+    sha = None if raw.isdigit() or is_duration(raw) else sha_prefix(raw)
     if sha is not None:
         return _commit_moment(log, sha)
     at = parse_time(raw, now=now)
