@@ -199,6 +199,7 @@ def test_bad_input_is_one_line_and_exit_2_and_edge_cases_are_valid(story: Any, t
                         (["report", "--since", "whenever"], "time"),
                         (["report", "--since", "2000-01-01", "--format", "pdf"], "pdf"),
                         (["report", "--since", "2000-01-01", "--out", "/nonexistent/dir/r.html"], "does not exist"),
+                        (["report", "--since", "2000-01-01", "--format", "csv", "--out", "-"], "not -"),
                         (["audit", "--since", "yesterday-ish"], "time"),
                         (["audit", "--since", "2026-02-01", "--until", "2026-01-01"], "is after --until"),
                         (["audit", "--type", "no.such"], "unknown event type"),
@@ -209,7 +210,8 @@ def test_bad_input_is_one_line_and_exit_2_and_edge_cases_are_valid(story: Any, t
         assert "Traceback" not in res.stderr
     nothing = gitops(env.db, "audit", "--resource", "Nothing/*", "-o", "json")
     assert (nothing.returncode, nothing.stdout) == (0, "")
-    empty = gitops(env.db, "report", "--since", "2001-01-01", "--until", "2001-01-02", "--format", "json")
+    empty = gitops(env.db, "report", "--since", "2001-01-01", "--until", "2001-01-02", "--format", "json", "--out", "-")
+    assert not (Path.cwd() / "-").exists()  # "-" is standard output, not a file of that name
     doc = json.loads(empty.stdout)
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     assert doc["git_changes"] == [] and doc["summary"]["changes"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,17 @@ def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str)
 @click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="html", show_default=True,
               help="html: one self-contained page; json: the documented model; csv: one file per section.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="File to write (a directory for csv); default: stdout for html and json.")
+              help="File to write (a directory for csv); default, or -: stdout for html and json.")
 @pass_ctx
 def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None) -> None:
     """The compliance report over a time range: changes, out-of-band changes, drift, failures,
     integrity and coverage."""
     start = parse_time(since)
     end = parse_time(until) if until else utc_now()
+    if out is not None and str(out) == "-":  # standard output, as kubectl -f - and most tools read "-"
+        if fmt == "csv":
+            raise UsageError("--format csv writes one file per section: give --out a directory, not -")
+        out = None
     if fmt == "csv" and out is None:
         raise UsageError("--format csv writes one file per section: give a directory with --out")
     if out is not None:
@@ -151,8 +156,6 @@ def _check_writable(out: Path, *, directory: bool) -> None:
         if out.is_dir():
             raise UsageError(f"--out {out}: is a directory")
         parent = out.parent
-    import os
-
     if not parent.exists():
         raise UsageError(f"--out {out}: {parent} does not exist")
     if not os.access(parent, os.W_OK):
