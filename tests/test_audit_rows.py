@@ -266,6 +266,32 @@ def test_blame_credits_each_field_to_the_version_that_last_changed_it(tmp_path: 
     assert all(b.actor == f"dev{b.seq - 1}@example.com" for b in lines)  # event i is seq i + 1
 
 
+def test_blame_of_a_secret_credits_each_value_and_shows_none(tmp_path: Path) -> None:
+    """A Secret's values (stored as digests by the source) are credited like any field, and
+    shown only as "(secret)": stringData counts as data, as the API server folds it."""
+    from gitops.projections import Moment
+    from gitops.query.blame import blame
+
+    def secret(user: str, password: str, *, folded: bool) -> dict[str, Any]:
+        values = {"user": f"sha256:{user * 64}", "password": f"sha256:{password * 64}"}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "n"},
+                **({"data": values} if folded else {"stringData": values})}
+
+    e = _Events()
+    e.add(DesiredApplied, "Secret/n/db", "ann@example.com", manifest=secret("a", "b", folded=False), commit="1" * 40,
+          path="s.yaml", document_index=0, origin=GIT)
+    e.add(DesiredApplied, "Secret/n/db", "bo@example.com", manifest=secret("a", "c", folded=True), commit="2" * 40,
+          path="s.yaml", document_index=0, origin=GIT)
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        lines = blame(log, "Secret/n/db", Moment(T0 + timedelta(days=1)))
+    by_path = {b.path: (b.value, b.actor) for b in lines}
+    assert by_path["data.user"] == ("(secret)", "ann@example.com")
+    assert by_path["data.password"] == ("(secret)", "bo@example.com")
+    assert by_path["metadata.name"] == ("db", "ann@example.com")
+    assert not any("sha256:" in str(b.value) for b in lines)
+
+
 def test_tables_show_the_first_thousand_rows_and_say_so_the_machine_formats_all(tmp_path: Path) -> None:
     """A table is for people (rich lays out every row: 30,000 took 15 s); as ``gitops log``
     does, it stops at 1,000 unless --limit says otherwise, and says how to get the rest."""

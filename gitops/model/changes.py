@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 
 from gitops.model.server_fields import normalize
 
-__all__ = ["CREATED", "DELETED", "SECRET_MASK", "FieldChange", "field_changes", "flatten", "leaf_diff",
+__all__ = ["CREATED", "DELETED", "SECRET_MASK", "SECRET_VALUE", "FieldChange", "field_changes", "flatten", "leaf_diff",
            "secret_path"]
 
-SECRET_MASK = "(changed)"
+SECRET_MASK = "(changed)"  # a Secret's value in a change: that it changed, never what to
+SECRET_VALUE = "(secret)"  # a Secret's value where one is shown (blame): only that it is there
 WHOLE = "(the object)"
 _MISSING = object()
 _MERGE_KEYS = ("name", "mountPath", "containerPort", "port", "ip", "devicePath")

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved
-from gitops.model.changes import SECRET_MASK, leaf_diff, secret_path
+from gitops.model.changes import SECRET_VALUE, leaf_diff, secret_path
 from gitops.model.server_fields import normalize
 from gitops.projections import Moment
 from gitops.store import EventLog
@@ -75,6 +75,6 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
         for path in sorted(credit):
             line = credit[path]
             if secret_path(manifest, path):
-                line = BlameLine(line.side, path, SECRET_MASK, line.actor, line.time, line.seq, line.via, line.how)
+                line = BlameLine(line.side, path, SECRET_VALUE, line.actor, line.time, line.seq, line.via, line.how)
             out.append(line)
     return out
