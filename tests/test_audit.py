@@ -93,6 +93,12 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
     assert oob[0].seq in [r.seq for r in by_glob]
     assert {r.action for r in by_glob} == {"audit", "cluster.observed", "drift.opened"}
     assert {r.actor for r in by_glob} == {"alice"}
+    # -o json: one object a line, with every changed field for programs (the table's summary names four)
+    res = gitops(env.db, "audit", "--out-of-band", "-n", ns, "-o", "json")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(d["actor"], d["how"], d["out_of_band"]) for d in lines] == [("alice", "audit", True)]
+    assert lines[0]["fields"] == [{"path": "data.k", "old": "1", "new": "alice"},
+                                  {"path": "data.note", "old": "plain", "new": SCRIPT}]
 
 
 def test_blame_says_who_set_each_field_desired_and_live_then_and_now(story: Any) -> None:

@@ -31,6 +31,13 @@ def _row(r: AuditRow) -> dict[str, Any]:
             "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail or r.how}
 
 
+def _json_row(r: AuditRow) -> dict[str, Any]:
+    """A JSON line: the table's row, and for programs every changed field (a summary names
+    four), with its old and new values (a Secret's as "(changed)"), and the detail."""
+    return {**_row(r), "fields": [{"path": c.path, "old": c.old, "new": c.new} for c in r.changes if c.path],
+            "detail": r.detail}
+
+
 @cli.command()
 @click.option("--resource", default=None, help="A ResourceKey, or a glob of them (Deployment.apps/shop/*).")
 @click.option("--kind", default=None, help="Kind or Kind.group.")
@@ -62,13 +69,15 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
             "types": ",".join(types), "since": since, "until": until, "commit": commit,
             "out_of_band": out_of_band or None, "output": output}
     with ctx.accessed("audit", **args), ctx.open_log() as log:
-        rows = (_row(r) for r in audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor,
-                                            source=source, types=types, since=start, until=end, commit=commit,
-                                            out_of_band=out_of_band, limit=limit or None))
+        found = audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor, source=source,
+                           types=types, since=start, until=end, commit=commit, out_of_band=out_of_band,
+                           limit=limit or None)
         if output == "json":  # one object per line
-            for row in rows:
-                sys.stdout.write(json.dumps(row, default=str) + "\n")
-        elif output == "csv":
+            for r in found:
+                sys.stdout.write(json.dumps(_json_row(r), default=str) + "\n")
+            return
+        rows = (_row(r) for r in found)
+        if output == "csv":
             columns = ["seq", "time", "actor", "source", "action", "resource", "revision", "how", "out_of_band",
                        "changes"]
             w = csv.DictWriter(sys.stdout, fieldnames=columns)
