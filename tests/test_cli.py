@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gitops.cli import cli
+from gitops.model.errors import StoreError
 from gitops.store import EventLog
 from tests.helpers import applied
 
@@ -89,6 +90,47 @@ def test_an_edit_with_sqlite3_makes_verify_fail_naming_the_seq(tmp_path: Path) -
     assert res.returncode == 1
     assert "seq 13" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("payload", ["{broken", "[1, 2]", '{"manifest": 1}'])
+def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_path: Path, payload: str) -> None:
+    """Not JSON, or JSON no event model reads: each command that builds events from the row
+    names it in one line (no traceback), and so does the next append that needs it."""
+    from tests.helpers import deployment
+
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(5)])
+    key = "Deployment.apps/default/app-2"  # seq 3
+    with sqlite3.connect(db) as conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 3", (payload,))
+    for args in (("log",), ("replay", "--at", "now"), ("status",), ("blame", key)):
+        res = gitops(*args, db=db)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+        assert "seq 3" in res.stderr or "malformed JSON" in res.stderr, (args, res.stderr)
+    audit = gitops("audit", db=db)  # reads columns, not models: it may still answer, but never with a traceback
+    assert "Traceback" not in audit.stderr and (audit.returncode == 0 or len(audit.stderr.strip().splitlines()) == 1)
+    with EventLog(db) as log, pytest.raises(StoreError, match=r"seq 3|malformed JSON"):  # its next version
+        log.append([applied(2, manifest=deployment("app-2", replicas=3), commit="beef")])
+    assert gitops("verify", db=db).returncode == 1
+
+
+def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Path) -> None:
+    from tests.helpers import deployment
+
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(1), applied(1, manifest=deployment("app-1", replicas=2), commit="beef")])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("UPDATE changes SET fields = 'not json'").rowcount == 1
+    res = gitops("audit", db=db)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "change projection" in res.stderr and "gitops init" in res.stderr
+    assert gitops("init", db=db).returncode == 0  # rebuilds it
+    assert "spec.replicas: 1 -> 2" in gitops("audit", db=db).stdout
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
+from gitops.model.errors import CorruptDatabaseError
 from gitops.store.current import SETS, STATE_TYPES
 
 __all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
@@ -39,13 +40,31 @@ def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
     row): the stored fields; else the whole object created or removed, for an event that
     sets or removes one; else nothing."""
     if fields is not None:
-        return tuple(map(FieldChange._make, orjson.loads(fields)))
+        try:
+            return tuple(FieldChange(path, old, new) for path, old, new in orjson.loads(fields))
+        except (ValueError, TypeError):  # not JSON (orjson's error is a ValueError), or not [[path, old, new], ...]
+            raise CorruptDatabaseError(f"the change projection holds {fields[:60]!r}, not a list of changes: "
+                                       "'gitops verify --projections' lists such rows, 'gitops init' rebuilds "
+                                       "the table from the log") from None
     state = SETS.get(type_)
     return () if state is None else (CREATED,) if state[1] else (DELETED,)
 
 
 def _encode(changes: list[FieldChange]) -> str:
     return orjson.dumps([(c.path, c.old, c.new) for c in changes]).decode()  # a NamedTuple is not a tuple to orjson
+
+
+def _manifest(seq: int, text: str | None, *, whole: bool) -> Any:
+    """The manifest of event ``seq`` from its stored payload (``whole``) or the manifest's own
+    JSON; a row changed outside gitops is a CorruptDatabaseError, not a crash."""
+    try:
+        manifest = orjson.loads(text)["manifest"] if whole else orjson.loads(text)  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise CorruptDatabaseError(f"event seq {seq} cannot be read: it holds no manifest; was the log changed "
+                                   "outside gitops? 'gitops verify' checks it")
+    return manifest
 
 
 def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
@@ -55,7 +74,7 @@ def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
         chunk = wanted[i:i + _CHUNK]
         for seq, manifest in cur.execute(f"SELECT seq, json_extract(payload, '$.manifest') FROM events "
                                          f"WHERE seq IN ({', '.join('?' * len(chunk))})", chunk):
-            out[seq] = orjson.loads(manifest)
+            out[seq] = _manifest(seq, manifest, whole=False)
     return out
 
 
@@ -81,8 +100,8 @@ def _compute(cur: sqlite3.Cursor, batch: Sequence[StateEvent], last: dict[Key, i
             last.pop(key, None)
             continue
         if before is not None:
-            old = known[before] if before in known else orjson.loads(texts[before])["manifest"]
-            new = known[seq] = orjson.loads(payload)["manifest"]
+            old = known[before] if before in known else _manifest(before, texts[before], whole=True)
+            new = known[seq] = _manifest(seq, payload, whole=True)
             out.append((seq, _encode(field_changes(old, new))))
         last[key] = seq
         texts[seq] = payload

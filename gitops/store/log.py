@@ -420,11 +420,15 @@ class EventLog:
         """(resource, payload) of what ``current(side, origin=origin)`` reads, the payload as
         stored, without building models: for a source comparing what it sees with what the
         log holds (every object, on every pass), where only a few fields are read."""
-        sql = ("SELECT e.resource, e.payload FROM current_state c JOIN events e ON e.seq = c.seq "
+        sql = ("SELECT e.seq, e.type, e.resource, e.payload FROM current_state c JOIN events e ON e.seq = c.seq "
                "WHERE c.side = ? AND c.present = 1 AND c.origin = ? ORDER BY c.resource")
         try:
-            for resource, payload in self.conn.execute(sql, (side, origin)):
-                yield resource, orjson.loads(payload)
+            for seq, type_, resource, payload in self.conn.execute(sql, (side, origin)):
+                try:
+                    value = orjson.loads(payload)
+                except ValueError as e:
+                    raise _unreadable(seq, type_, e) from None
+                yield resource, value
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
@@ -659,11 +663,22 @@ def _insert_checkpoints(cur: sqlite3.Cursor, checkpoints: Sequence[Checkpoint]) 
     )
 
 
+def _unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
+    """An event whose stored row no event model reads: the log was changed outside gitops
+    (``gitops verify`` names the first row that no longer matches its hash)."""
+    why = "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event"
+    return CorruptDatabaseError(f"event seq {seq} cannot be read: {why}; was the log changed outside gitops? "
+                                "'gitops verify' checks it")
+
+
 def _to_recorded(row: dict[str, Any]) -> Recorded:
-    event = EVENT_ADAPTER.validate_python({
-        "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
-        "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
-        "payload": orjson.loads(row["payload"]),
-    })
+    try:
+        event = EVENT_ADAPTER.validate_python({
+            "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
+            "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
+            "payload": orjson.loads(row["payload"]),
+        })
+    except ValueError as e:  # orjson's and pydantic's errors both are
+        raise _unreadable(row["seq"], row["type"], e) from None
     return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
                     hash=row["hash"], event=event)
