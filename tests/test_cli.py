@@ -118,6 +118,33 @@ def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_pa
     assert gitops("verify", db=db).returncode == 1
 
 
+def test_a_checkpoint_changed_outside_gitops_is_one_line(tmp_path: Path) -> None:
+    from tests.gitrepo import GitRepo
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
+    repo.commit("a")
+    db = tmp_path / "g.db"
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("UPDATE checkpoints SET value = 'garbage'").rowcount == 1
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "checkpoint" in res.stderr and "not JSON" in res.stderr
+
+
+def test_checkpoints_by_prefix_take_the_prefix_literally(tmp_path: Path) -> None:
+    """A prefix is not a LIKE pattern: "_" and "%" in a path or URL match only themselves."""
+    from gitops.store.log import Checkpoint
+
+    with EventLog(tmp_path / "g.db") as log:
+        log.append([], checkpoint=[Checkpoint("cluster:https://a_b:1:x", 1), Checkpoint("cluster:https://aXb:1:y", 2),
+                                   Checkpoint("cluster:https://a%b:1:z", 3)])
+        assert log.checkpoints("cluster:https://a_b:1:") == {"cluster:https://a_b:1:x": 1}
+        assert log.checkpoints("cluster:https://a%b:") == {"cluster:https://a%b:1:z": 3}
+        assert len(log.checkpoints()) == 3
+
+
 def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Path) -> None:
     from tests.helpers import deployment
 

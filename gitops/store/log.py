@@ -396,12 +396,13 @@ class EventLog:
 
     def checkpoint(self, name: str) -> Any | None:
         row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else _checkpoint_value(name, row[0])
 
     def checkpoints(self, prefix: str = "") -> dict[str, Any]:
-        rows = self.db.query("SELECT name, value FROM checkpoints WHERE name LIKE ? ORDER BY name",
-                             [prefix.replace("%", r"\%") + "%"])
-        return {r["name"]: json.loads(r["value"]) for r in rows}
+        """Every checkpoint whose name starts with ``prefix`` (exactly: no character of it is a wildcard)."""
+        rows = self.conn.execute("SELECT name, value FROM checkpoints WHERE substr(name, 1, ?) = ? ORDER BY name",
+                                 (len(prefix), prefix))
+        return {name: _checkpoint_value(name, value) for name, value in rows}
 
     def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
         """The events that set each object's current state on ``side`` (desired or actual),
@@ -661,6 +662,14 @@ def _insert_checkpoints(cur: sqlite3.Cursor, checkpoints: Sequence[Checkpoint]) 
         "updated_at = excluded.updated_at",
         [(c.name, json.dumps(c.value, sort_keys=True), seq, now) for c in checkpoints],
     )
+
+
+def _checkpoint_value(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CorruptDatabaseError(f"the checkpoint {name!r} is not JSON: the database was changed outside "
+                                   "gitops") from None
 
 
 def _unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
