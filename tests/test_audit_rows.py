@@ -101,7 +101,7 @@ class _Events:
     def __init__(self) -> None:
         self.events: list[AnyEvent] = []
 
-    def add(self, cls: type[Any], resource: str, actor: str | None, **payload: Any) -> None:
+    def add(self, cls: type[Any], resource: str | None, actor: str | None, **payload: Any) -> None:
         i = len(self.events)
         self.events.append(cls.model_validate({
             "id": f"e{i}", "source": "git" if cls in (DesiredApplied, DesiredRemoved) else
@@ -345,6 +345,41 @@ def test_the_report_checks_integrity_in_its_own_process_where_it_cannot_start_an
         monkeypatch.setattr(report_module, "ProcessPoolExecutor", no_semaphores)
         here = build_report(log, T0, T0 + timedelta(days=1)).integrity
     assert beside == here and here.ok and here.checked == 2 and here.head_seq == 2
+
+
+def test_an_out_of_band_changes_outcome_is_its_drift_episodes_or_says_it_was_not_checked(tmp_path: Path) -> None:
+    """A change that joins an episode already open ends as that episode does; a change
+    without an episode is "no drift" only where the reconciler's drift step followed it
+    (from the first pass to its checkpoint): before, or after, nobody judged it."""
+    from gitops.events.models import DriftClosed, DriftOpened, EventSource, ReconcileStarted
+    from gitops.store.log import Checkpoint
+
+    e = _Events()
+
+    def by_reconciler() -> None:
+        e.events[-1] = e.events[-1].model_copy(update={"source": EventSource.RECONCILER})
+
+    _desired(e, GIT, _cm("1"))  # 1
+    _observed(e, _cm("1"), "gitops", "reconciler")  # 2
+    _observed(e, _cm("1", k="alice"), "alice", "audit")  # 3: before any pass
+    e.add(ReconcileStarted, None, "gitops", run_id="r1", trigger="start", mode="apply")  # 4
+    by_reconciler()
+    _observed(e, _cm("1", k="bob"), "bob", "audit")  # 5: opens an episode
+    _observed(e, _cm("1", k="carol"), "carol", "audit")  # 6: joins it
+    _observed(e, _cm("1"), "gitops", "reconciler")  # 7: closes it
+    e.add(DriftOpened, "ConfigMap/n/a", "bob", episode_id="ep", fields=["data.k"], cause_seq=5)  # 8
+    by_reconciler()
+    e.add(DriftClosed, "ConfigMap/n/a", "gitops", episode_id="ep", how="reconciled", cause_seq=7)  # 9
+    by_reconciler()
+    _observed(e, {**_cm("1"), "metadata": {"name": "a", "namespace": "n", "annotations": {"x": "y"}}}, "dave",
+              "audit")  # 10: Git sets no annotation: no drift, as the drift step found
+    _observed(e, _cm("1", k="erin"), "erin", "audit")  # 11: after the drift step's last pass
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events, checkpoint=Checkpoint("reconciler:default:drift", {"seq": 10}))
+        report = build_report(log, T0, T0 + timedelta(days=1))
+    assert {o.actor: o.outcome for o in report.out_of_band} == {
+        "alice": "not checked", "bob": "reverted by self-heal", "carol": "reverted by self-heal",
+        "dave": "no drift", "erin": "not checked"}
 
 
 def test_the_report_lists_drift_open_through_the_range_and_not_drift_over_before_it(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class GitChange(_Model):
 
 
 Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "deleted", "still differs",
-                  "no drift"]
+                  "no drift", "not checked"]
 
 
 class OutOfBandChange(_Model):
@@ -93,7 +93,10 @@ class OutOfBandChange(_Model):
     resource: str
     change: str = Field(description="added, modified, relisted or deleted")
     fields: str = Field(description="what changed, one line; Secret values only as (changed)")
-    outcome: Outcome = Field(description="how it ended: no drift means it did not differ from Git")
+    outcome: Outcome = Field(description="how the drift it caused or joined ended; no drift: the reconciler's drift "
+                                         "step followed it and it did not make the object differ from Git; not "
+                                         "checked: that step has not followed it (it came before the first reconcile "
+                                         "pass or after the last one)")
 
 
 class DriftEpisodeRow(_Model):
@@ -199,19 +202,38 @@ class _Drift:
     episodes: dict[str, DriftEpisodeRow] = field(default_factory=dict)  # those the range touches
     by_cause: dict[int, str] = field(default_factory=dict)  # seq of the change that opened it -> episode
     closed_how: dict[str, str] = field(default_factory=dict)
+    spans: dict[str, list[tuple[int, int | None, str]]] = field(default_factory=dict)  # resource -> (from, to, id)
+    followed: tuple[int, int] = (0, 0)  # the seqs a reconciler's drift step has followed: (after, up to)
 
-    def outcome(self, seq: int) -> Outcome:
-        eid = self.by_cause.get(seq)
-        return "no drift" if eid is None else _OUTCOME.get(self.closed_how.get(eid, ""), "still differs")
+    def outcome(self, seq: int, resource: str) -> Outcome:
+        """How a change by hand ended: by the episode it opened, or the one open on its object
+        when it came (the reconciler folds a second change into the episode already open);
+        with neither, "no drift" only if the reconciler's drift step followed it."""
+        eid = self.by_cause.get(seq) or next((e for start, end, e in self.spans.get(resource, ())
+                                              if start < seq and (end is None or seq < end)), None)
+        if eid is not None:
+            return _OUTCOME.get(self.closed_how.get(eid, ""), "still differs")
+        return "no drift" if self.followed[0] < seq <= self.followed[1] else "not checked"
+
+
+def _followed(log: EventLog) -> tuple[int, int]:
+    """The seqs the reconciler's drift step has followed, from the first reconcile pass (it
+    starts from the state the log holds then) to its checkpoint (``reconciler:<instance>:drift``)."""
+    first = next(iter(log.read(types=["reconcile.started"], limit=1)), None)
+    up_to = max((v["seq"] for name, v in log.checkpoints("reconciler:").items()
+                 if name.endswith(":drift") and isinstance(v, dict) and isinstance(v.get("seq"), int)), default=0)
+    return (first.seq, up_to) if first is not None else (0, 0)
 
 
 def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
-    d = _Drift()
+    d = _Drift(followed=_followed(log))
     opened_at: dict[str, tuple[str, datetime, str | None, list[str]]] = {}
+    started: dict[str, int] = {}  # episode -> seq of the change that opened it
     for r in log.read(types=["drift.opened", "drift.closed"], end=until):
         ev = r.event
         if isinstance(ev, DriftOpened) and ev.resource:
             opened_at[ev.payload.episode_id] = (ev.resource, ev.effective_at, ev.actor, list(ev.payload.fields))
+            started[ev.payload.episode_id] = ev.payload.cause_seq or r.seq
             if ev.payload.cause_seq is not None:
                 d.by_cause[ev.payload.cause_seq] = ev.payload.episode_id
             if ev.effective_at >= since:
@@ -220,14 +242,18 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
                     cause=ev.actor, resolution=None, fields=list(ev.payload.fields))
         elif isinstance(ev, DriftClosed) and ev.payload.episode_id in opened_at:
             d.closed_how[ev.payload.episode_id] = ev.payload.how
+            d.spans.setdefault(opened_at[ev.payload.episode_id][0], []).append(
+                (started[ev.payload.episode_id], ev.payload.cause_seq or r.seq, ev.payload.episode_id))
             resource, at, cause, fields = opened_at[ev.payload.episode_id]
             if ev.effective_at >= since or ev.payload.episode_id in d.episodes:
                 d.episodes[ev.payload.episode_id] = DriftEpisodeRow(
                     resource=resource, opened_at=at, closed_at=ev.effective_at,
                     duration_seconds=(ev.effective_at - at).total_seconds(), cause=cause, resolution=ev.payload.how,
                     fields=fields)
-    for eid, (resource, at, cause, fields) in opened_at.items():  # opened before the range, open through it
-        if eid not in d.closed_how and eid not in d.episodes:
+    for eid, (resource, at, cause, fields) in opened_at.items():
+        if eid not in d.closed_how:
+            d.spans.setdefault(resource, []).append((started[eid], None, eid))
+        if eid not in d.closed_how and eid not in d.episodes:  # opened before the range, open through it
             d.episodes[eid] = DriftEpisodeRow(resource=resource, opened_at=at, closed_at=None, duration_seconds=None,
                                               cause=cause, resolution=None, fields=fields)
     return d
@@ -243,7 +269,7 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
         out.append(OutOfBandChange(
             seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, evidence=record_how(r, facts),
             candidates=facts.candidates or [], resource=r.resource, change=change,
-            fields=summary(record_changes(r)), outcome=drift.outcome(r.seq)))
+            fields=summary(record_changes(r)), outcome=drift.outcome(r.seq, r.resource)))
     return out
 
 
