@@ -155,8 +155,8 @@ def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Pa
         assert conn.execute("UPDATE changes SET fields = 'not json'").rowcount == 1
     res = gitops("audit", db=db)
     assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    assert "change projection" in res.stderr and "gitops init" in res.stderr
-    assert gitops("init", db=db).returncode == 0  # rebuilds it
+    assert "change projection" in res.stderr and "gitops init --rebuild-projections" in res.stderr
+    assert gitops("init", "--rebuild-projections", db=db).returncode == 0
     assert "spec.replicas: 1 -> 2" in gitops("audit", db=db).stdout
 
 

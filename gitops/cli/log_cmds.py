@@ -29,19 +29,21 @@ from gitops.store.migrate import latest_version
 
 
 @cli.command()
+@click.option("--rebuild-projections", is_flag=True,
+              help="Also rebuild the projection tables (current state, changes) from the log: the repair for "
+                   "what 'gitops verify --projections' finds.")
 @pass_ctx
-def init(ctx: Context) -> None:
+def init(ctx: Context, rebuild_projections: bool) -> None:
     """Create the event log (or upgrade its schema); harmless when it exists."""
     existed = ctx.db_path.exists()
     with ctx.open_log(create=True) as log:
         n = log.count()
-        stale = log.verify_projections()
-        if stale:
+        if rebuild_projections:
             log.rebuild_projections()
     verb = "already initialised" if existed else "initialised"
     click.echo(f"{verb}: {ctx.db_path} (schema version {latest_version()}, {n} events)")
-    if stale:
-        click.echo(f"rebuilt the projection tables from the log ({len(stale)} differences)")
+    if rebuild_projections:
+        click.echo("rebuilt the projection tables from the log")
 
 
 def _detail(r: Recorded) -> str:
@@ -158,7 +160,7 @@ def verify(ctx: Context, projections: bool) -> None:
         for d in differences[:20]:
             click.echo(f"projection differs: {d}", err=True)
         click.echo(f"the projection tables differ from the log in {len(differences)} places; "
-                   "'gitops init' rebuilds it", err=True)
+                   "'gitops init --rebuild-projections' rebuilds them", err=True)
         sys.exit(1)
     if projections:
         click.echo("projections equal a fresh fold of the log")

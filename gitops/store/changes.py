@@ -44,8 +44,8 @@ def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
             return tuple(FieldChange(path, old, new) for path, old, new in orjson.loads(fields))
         except (ValueError, TypeError):  # not JSON (orjson's error is a ValueError), or not [[path, old, new], ...]
             raise CorruptDatabaseError(f"the change projection holds {fields[:60]!r}, not a list of changes: "
-                                       "'gitops verify --projections' lists such rows, 'gitops init' rebuilds "
-                                       "the table from the log") from None
+                                       "'gitops verify --projections' lists such rows, 'gitops init "
+                                       "--rebuild-projections' rebuilds the table from the log") from None
     state = SETS.get(type_)
     return () if state is None else (CREATED,) if state[1] else (DELETED,)
 

@@ -434,8 +434,8 @@ class EventLog:
             raise _map_error(e, self._where) from e
 
     def rebuild_projections(self) -> None:
-        """Rebuild the projection tables from the log (what ``gitops init`` does when
-        ``verify_projections`` finds they differ)."""
+        """Rebuild the projection tables from the log (``gitops init --rebuild-projections``,
+        the repair for what ``verify_projections`` finds)."""
         with self._write() as cur:
             for projection in _PROJECTIONS.values():
                 projection.rebuild(cur)
