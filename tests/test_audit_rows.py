@@ -147,6 +147,21 @@ def test_a_change_is_compared_with_the_last_version_of_the_same_side_and_origin(
     assert by_seq[21] == [("", None, "(the object)")]
 
 
+def test_the_actor_unknown_finds_the_changes_no_evidence_names_anyone_for(tmp_path: Path) -> None:
+    """Rows show a change without a named actor as "unknown", so that is what a user filters by."""
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    _observed(e, _cm("1", k="x"), None, "unknown")  # 2
+    _observed(e, _cm("1", k="y"), "alice", "audit")  # 3
+    e.add(ClusterDeleted, "ConfigMap/n/a", None, resource_version="9", uid="u1", origin=CLUSTER,
+          attribution="unknown")  # 4
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        assert [r.seq for r in audit_rows(log, actor="unknown")] == [2, 4]
+        assert [r.seq for r in audit_rows(log, actor="unknown", out_of_band=True)] == [2, 4]
+        assert [r.seq for r in audit_rows(log, actor="alice")] == [3]
+
+
 def test_out_of_band_is_a_change_by_hand_to_an_object_git_manages(tmp_path: Path) -> None:
     """Each row's flag and the ``--out-of-band`` filter say the same, for every kind of change."""
     e = _Events()

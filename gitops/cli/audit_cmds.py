@@ -19,14 +19,14 @@ from gitops.model.errors import UsageError
 from gitops.model.keys import format_key, parse_key
 from gitops.model.times import format_time, parse_time, utc_now
 from gitops.projections import resolve_at
-from gitops.query.audit import AuditRow, audit_rows, is_glob, summary
+from gitops.query.audit import UNKNOWN, AuditRow, audit_rows, is_glob, summary
 from gitops.query.blame import blame
 from gitops.query.report import build_report
 from gitops.query.report_render import cell, render_html, write_csv
 
 
 def _row(r: AuditRow) -> dict[str, Any]:
-    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or "unknown", "source": r.source,
+    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or UNKNOWN, "source": r.source,
             "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
             "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail or r.how}
 
@@ -42,7 +42,9 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
 @click.option("--resource", default=None, help="A ResourceKey, or a glob of them (Deployment.apps/shop/*).")
 @click.option("--kind", default=None, help="Kind or Kind.group.")
 @click.option("-n", "--namespace", default=None, help="Objects in this namespace (and the Namespace itself).")
-@click.option("--actor", default=None, help="Author e-mail, user or field manager (a glob will do).")
+@click.option("--actor", default=None,
+              help="Author e-mail, user or field manager (a glob will do); 'unknown': changes no evidence names "
+                   "anyone for.")
 @click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
               help="Only events from this source.")
 @click.option("--type", "types", multiple=True, metavar="T", help="Event type (repeatable).")
@@ -106,7 +108,7 @@ def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str)
         lines = [b for b in blame(log, key, moment) if side in ("both", b.side)]
         if not lines:
             raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
-    rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or "unknown",
+    rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or UNKNOWN,
              "time": format_time(b.time), "via": b.via, "how": b.how, "seq": b.seq} for b in lines]
     if output == "json":
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")

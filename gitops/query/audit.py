@@ -26,9 +26,10 @@ from gitops.store.changes import decode
 from gitops.store.current import ACTUAL_TYPES
 from gitops.store.log import AuditFacts, AuditRecord
 
-__all__ = ["AuditRow", "audit_rows", "is_glob", "record_changes", "record_how", "summary"]
+__all__ = ["UNKNOWN", "AuditRow", "audit_rows", "is_glob", "record_changes", "record_how", "summary"]
 
 _CHUNK = 1000  # rows read and built at a time
+UNKNOWN = "unknown"  # the actor of a row no evidence names anyone for (stored as NULL)
 
 
 class AuditRow(NamedTuple):
@@ -78,7 +79,8 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
                commit: str | None = None, out_of_band: bool = False, limit: int | None = None) -> Iterator[AuditRow]:
-    """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs."""
+    """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs, and the
+    actor ``unknown`` keeps the changes no evidence names anyone for."""
     check_range(since, until)
     if commit is not None:
         prefix = sha_prefix(commit)
@@ -87,15 +89,15 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         commit = prefix
     resource_glob = resource if is_glob(resource) else None
     actor_glob = actor if is_glob(actor) else None
+    unattributed = actor == UNKNOWN  # as rows show a change no evidence names anyone for
     if out_of_band:
         types = tuple(t for t in (types or ACTUAL_TYPES) if t in ACTUAL_TYPES)
         if not types:
             return
     rows = log.read_audit(
         resource=None if resource_glob else resource, resource_glob=resource_glob, kind=kind, namespace=namespace,
-        actor=None if actor_glob else actor, actor_glob=actor_glob, source=source,
-        types=types, start=since, end=until, commit_prefix=commit, limit=limit,
-        out_of_band=out_of_band)
+        actor=None if actor_glob or unattributed else actor, actor_glob=actor_glob, unattributed=unattributed,
+        source=source, types=types, start=since, end=until, commit_prefix=commit, limit=limit, out_of_band=out_of_band)
     while True:
         with cyclic_gc_paused():  # read and build a chunk of acyclic rows: see gitops.model.bulk
             chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]

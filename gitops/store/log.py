@@ -157,6 +157,7 @@ def select(
     kind: str | None = None,
     namespace: str | None = None,
     actor_glob: str | None = None,
+    unattributed: bool = False,
     not_attribution: str | None = None,
     result: str | None = None,
     action: str | None = None,
@@ -166,7 +167,8 @@ def select(
     """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
     inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
     or on transaction time (``recorded_at``). ``resource_glob`` and ``actor_glob`` are GLOB
-    patterns (``*``, ``?``); ``kind`` is ``Kind`` (any group) or ``Kind.group``;
+    patterns (``*``, ``?``); ``unattributed`` keeps the events no evidence names an actor for
+    (the actor is NULL; commands show it as "unknown"); ``kind`` is ``Kind`` (any group) or ``Kind.group``;
     ``namespace`` matches the objects in it and the Namespace itself; ``commit_prefix`` keeps
     the events of a commit (``_OF_COMMIT``: not those whose revision is a resourceVersion
     that happens to start with the same digits); ``not_attribution``
@@ -197,6 +199,8 @@ def select(
         f.add("actor = ?", actor)
     if actor_glob is not None:
         f.add("actor GLOB ?", actor_glob)
+    if unattributed:
+        f.add("actor IS NULL")
     if source is not None:
         f.add("source = ?", source)
     if commit_prefix is not None:
