@@ -281,6 +281,28 @@ def test_blame_credits_each_field_to_the_version_that_last_changed_it(tmp_path: 
     assert all(b.actor == f"dev{b.seq - 1}@example.com" for b in lines)  # event i is seq i + 1
 
 
+def test_blame_compares_each_version_with_the_last_one_from_the_same_source(tmp_path: Path) -> None:
+    """Two clusters watched into one log hold the same object: carol changed only j in the
+    first, so k stays alice's there, whatever the second cluster held in between."""
+    from gitops.projections import Moment
+    from gitops.query.blame import blame
+
+    e = _Events()
+    _observed(e, _cm("1", k="1", j="1"), "alice", "audit", origin="cluster:https://a")  # 1
+    _observed(e, _cm("1", k="2", j="1"), "bob", "audit", origin="cluster:https://b")  # 2
+    _observed(e, _cm("1", k="1", j="3"), "carol", "audit", origin="cluster:https://a")  # 3
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        lines = {b.path: (b.actor, b.seq) for b in blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1)))}
+        assert lines["data.k"] == ("alice", 1) and lines["data.j"] == ("carol", 3)
+        log.append([ClusterDeleted.model_validate({  # gone from the first cluster: nothing live to blame
+            "id": "gone", "source": "cluster", "resource": "ConfigMap/n/a", "actor": "dave",
+            "effective_at": T0 + timedelta(hours=1), "payload": {"resource_version": "9", "uid": "u",
+                                                                 "origin": "cluster:https://a",
+                                                                 "attribution": "audit"}})])
+        assert blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1))) == []
+
+
 def test_blame_of_a_secret_credits_each_value_and_shows_none(tmp_path: Path) -> None:
     """A Secret's values (stored as digests by the source) are credited like any field, and
     shown only as "(secret)": stringData counts as data, as the API server folds it."""

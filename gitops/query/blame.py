@@ -1,11 +1,12 @@
 """Field-level blame: for each field of an object, desired (Git) and live (the cluster), who
 last set it to the value it has, when, and through what.
 
-The versions of the object on each side are walked in order up to the moment asked; a
-field is credited to the version that last changed its value (or brought it), with that
-version's evidence: the commit and its author for Git; the audited user, the field
-manager or the reconciler (and the resourceVersion) for the cluster. Unknown stays
-unknown: a change nobody is proven to have made is credited to nobody.
+The versions of the object on each side are walked in order up to the moment asked, each
+against the previous one from the same source; a field is credited to the version that
+last changed its value (or brought it), with that version's evidence: the commit and its
+author for Git; the audited user, the field manager or the reconciler (and the
+resourceVersion) for the cluster. Unknown stays unknown: a change nobody is proven to have
+made is credited to nobody.
 """
 
 from __future__ import annotations
@@ -46,35 +47,53 @@ def _versions(log: EventLog, resource: str, side: Side, moment: Moment) -> list[
             if (r.event.effective_at if moment.axis == "effective" else r.recorded_at) <= moment.at]
 
 
+@dataclass
+class _Walk:
+    """One source's versions of the object, walked: who set each field, and the last version."""
+
+    credit: dict[str, BlameLine]
+    before: dict[str, Any]  # the last version, normalised
+    manifest: dict[str, Any]
+
+
 def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
-    """Each field of ``resource`` at ``moment`` (desired first, then live) with who set it."""
+    """Each field of ``resource`` at ``moment`` (desired first, then live) with who set it.
+
+    Each version is compared with the previous one from the same source (Git branch,
+    cluster), as the log's change projection compares them: two sources that hold the same
+    object do not take the credit for each other's values. The fields shown are those of
+    the source that set the object last, as replay and status show it."""
     out: list[BlameLine] = []
     for side in ("desired", "live"):
-        credit: dict[str, BlameLine] = {}
-        before: dict[str, Any] = {}  # the previous version, normalised
-        manifest: dict[str, Any] | None = None
+        walks: dict[str, _Walk] = {}
+        last: str | None = None  # the source of the last version; None once the object is removed
         for r in _versions(log, resource, side, moment):
             ev = r.event
+            origin = str(getattr(ev.payload, "origin", "") or "")
             if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
-                credit, before, manifest = {}, {}, None
+                walks.pop(origin, None)
+                last = None
                 continue
             assert isinstance(ev, (DesiredApplied, ClusterObserved))
-            manifest = ev.payload.manifest
-            now = normalize(manifest)
+            walk = walks.setdefault(origin, _Walk({}, {}, {}))
+            now = normalize(ev.payload.manifest)
             if isinstance(ev, DesiredApplied):
                 via, how = f"commit {ev.payload.commit[:12]}", "git"
             else:
                 via, how = f"resourceVersion {ev.payload.resource_version}", str(ev.payload.attribution)
-            old, new = leaf_diff(before, now)  # only where the versions differ
+            old, new = leaf_diff(walk.before, now)  # only where the versions differ
             for path in old.keys() - new.keys():
-                credit.pop(path, None)
+                walk.credit.pop(path, None)
             for path, value in new.items():
                 if path not in old or old[path] != value:
-                    credit[path] = BlameLine(side, path, value, ev.actor, ev.effective_at, r.seq, via, how)
-            before = now
-        for path in sorted(credit):
-            line = credit[path]
-            if secret_path(manifest, path):
+                    walk.credit[path] = BlameLine(side, path, value, ev.actor, ev.effective_at, r.seq, via, how)
+            walk.before, walk.manifest, last = now, ev.payload.manifest, origin
+        if last is None:
+            continue
+        walk = walks[last]
+        for path in sorted(walk.credit):
+            line = walk.credit[path]
+            if secret_path(walk.manifest, path):
                 line = BlameLine(line.side, path, SECRET_VALUE, line.actor, line.time, line.seq, line.via, line.how)
             out.append(line)
     return out
