@@ -61,7 +61,7 @@ def test_a_rollback_to_a_commit_restores_its_paths_in_one_new_commit(story: Any,
     assert (repo.path / "apps" / "a.yaml").read_text() == (repo.path / "apps" / "a.yaml").read_text()
     assert not (repo.path / "apps" / "b.yaml").exists()  # the working tree came along
     message = repo.git("log", "-1", "--format=%B", new)
-    assert f"Rollback-To: {shas[0]}" in message
+    assert f"Rollback-To: {shas[0]}" in message and message.startswith(f"Roll back apps to {shas[0][:12]}\n")
     assert repo.git("log", "-1", "--format=%an <%ae>", new) == "Rita Rollback <rita@example.com>"
     # ingested, the commit says what it rolled back to, and the desired state is the first one's again
     assert gitops(db, "ingest", "git", "--repo", str(repo.path), "--path", "apps").returncode == 0
@@ -111,6 +111,15 @@ def test_refusals_are_one_line_and_exit_2(story: Any, tmp_path: Path) -> None:
     res = gitops(db, "rollback", "--repo", str(repo.path), "--path", "apps", "--to", shas[0])
     assert res.returncode == 2 and "not committed" in res.stderr
     assert repo.head() == shas[2]
+
+
+def test_a_rollback_of_the_whole_repository_says_so(story: Any, tmp_path: Path) -> None:
+    repo, shas = story
+    res = gitops(tmp_path / "g.db", "rollback", "--repo", str(repo.path), "--to", shas[1], "--author", "R <r@x.org>")
+    assert res.returncode == 0, res.stderr
+    message = repo.git("log", "-1", "--format=%B", repo.head())
+    assert message.startswith(f"Roll back to {shas[1][:12]}\n\nRestores the repository as commit {shas[1]}"), message
+    assert repo.git("show", f"{repo.head()}:README.md") == "one"  # every path, this time
 
 
 def test_a_remote_rollback_is_pushed_without_force(story: Any, tmp_path: Path) -> None:

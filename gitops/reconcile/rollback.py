@@ -80,9 +80,11 @@ def plan_rollback(log: EventLog, source: GitIngest, text: str) -> RollbackPlan:
                      + [("changed", k) for k in then if k in now and then[k] != now[k]], key=lambda o: o[1])
     subject = target.payload.message.splitlines()[0] if target.payload.message else ""
     when = f", the last valid commit in force at {format_time(at)}" if at is not None else ""
+    whole = source.config.paths == ["."]
     paths = ", ".join(source.config.paths)
-    message = (f"Roll back {paths} to {sha[:12]}\n\n"
-               f"Restores {paths} as commit {sha} ({subject!r}) has them{when}.\n\n"
+    message = (f"Roll back {'' if whole else paths + ' '}to {sha[:12]}\n\n"
+               f"Restores {'the repository' if whole else paths} as commit {sha} ({subject!r}) has "
+               f"{'it' if whole else 'them'}{when}.\n\n"
                f"{ROLLBACK_TRAILER}: {sha}\n")
     return RollbackPlan(sha, subject, at, head, tree, files, objects, message)
 
