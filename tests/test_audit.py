@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -99,6 +101,14 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
     assert [(d["actor"], d["how"], d["out_of_band"]) for d in lines] == [("alice", "audit", True)]
     assert lines[0]["fields"] == [{"path": "data.k", "old": "1", "new": "alice"},
                                   {"path": "data.note", "old": "plain", "new": SCRIPT}]
+    # the table: who, and how that is known, side by side; a commit by its first 12 digits, as gitops log shows it
+    def table(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "gitops", "--db", str(env.db), "audit", *args], text=True,
+                              capture_output=True, timeout=120, env={**os.environ, "COLUMNS": "250"}).stdout
+
+    assert re.search(r"│ alice\s+│ audit\s+│ cluster.observed", table("--out-of-band", "-n", ns))
+    assert re.search(rf"│ ann@example.com\s+│ git\s+│ desired.applied .*│ {first[:12]}\s+│ created",
+                     table("--commit", first[:8], "--type", "desired.applied"))
 
 
 def test_blame_says_who_set_each_field_desired_and_live_then_and_now(story: Any) -> None:

@@ -28,7 +28,7 @@ from gitops.query.report_render import cell, render_html, write_csv
 def _row(r: AuditRow) -> dict[str, Any]:
     return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or UNKNOWN, "source": r.source,
             "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
-            "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail or r.how}
+            "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail}
 
 
 def _json_row(r: AuditRow) -> dict[str, Any]:
@@ -86,9 +86,10 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
             w.writeheader()
             for row in rows:
                 w.writerow({k: cell(v) for k, v in row.items()})
-        else:
-            render_rows(rows, output="table", empty="nothing matches",
-                        columns=("seq", "time", "actor", "action", "resource", "revision", "changes"),
+        else:  # a commit by its first 12 digits, as gitops log shows it: -o json and csv carry it whole
+            render_rows(({**row, "revision": row["revision"][:12]} for row in rows), output="table",
+                        empty="nothing matches",
+                        columns=("seq", "time", "actor", "how", "action", "resource", "revision", "changes"),
                         table_limit=(limit or None) if limit is not None else 1000)
 
 
