@@ -133,6 +133,22 @@ def test_a_checkpoint_changed_outside_gitops_is_one_line(tmp_path: Path) -> None
     assert "checkpoint" in res.stderr and "not JSON" in res.stderr
 
 
+def test_log_csv_does_not_hand_a_spreadsheet_a_formula(tmp_path: Path) -> None:
+    """A commit subject is the committer's text: in a CSV it must stay text (CSV injection)."""
+    import csv
+    import io
+
+    from tests.gitrepo import GitRepo
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
+    repo.commit('=HYPERLINK("http://example.com/x")')
+    db = tmp_path / "g.db"
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(gitops("log", "-o", "csv", db=db).stdout)))
+    assert rows[0]["detail"] == """'=HYPERLINK("http://example.com/x")"""
+
+
 def test_checkpoints_by_prefix_take_the_prefix_literally(tmp_path: Path) -> None:
     """A prefix is not a LIKE pattern: "_" and "%" in a path or URL match only themselves."""
     from gitops.store.log import Checkpoint

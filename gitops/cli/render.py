@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gitops.query.report_render import cell
+
 __all__ = ["render_rows"]
 
 _NO_WRAP = frozenset({"seq", "time", "type", "revision"})
@@ -43,7 +45,7 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
         writer = csv.writer(out)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow(["" if row.get(c) is None else cell(row.get(c)) for c in columns])  # no formulas
             n += 1
     else:
         table = Table(title=title, show_lines=False, header_style="bold")
