@@ -92,7 +92,14 @@ class DatabaseLockedError(StoreError):
 
 
 class CorruptDatabaseError(StoreError):
-    """SQLite reports the database file as damaged."""
+    """SQLite reports the database file as damaged, or a row in it is not what gitops wrote."""
+
+    @classmethod
+    def unreadable_event(cls, seq: int, why: str) -> CorruptDatabaseError:
+        """Event ``seq``'s row cannot be read (``why``): it was changed outside gitops, which
+        ``gitops verify`` finds (the first row that no longer matches its hash)."""
+        return cls(f"event seq {seq} cannot be read: {why}; was the log changed outside gitops? "
+                   "'gitops verify' checks it")
 
 
 class ManifestError(GitOpsError):

@@ -54,16 +54,15 @@ def _encode(changes: list[FieldChange]) -> str:
     return orjson.dumps([(c.path, c.old, c.new) for c in changes]).decode()  # a NamedTuple is not a tuple to orjson
 
 
-def _manifest(seq: int, text: str | None, *, whole: bool) -> Any:
-    """The manifest of event ``seq`` from its stored payload (``whole``) or the manifest's own
-    JSON; a row changed outside gitops is a CorruptDatabaseError, not a crash."""
+def _manifest(seq: int, payload: str) -> Any:
+    """The manifest in event ``seq``'s stored payload; a row changed outside gitops is a
+    CorruptDatabaseError, not a crash."""
     try:
-        manifest = orjson.loads(text)["manifest"] if whole else orjson.loads(text)  # type: ignore[arg-type]
+        manifest = orjson.loads(payload)["manifest"]
     except (ValueError, TypeError, KeyError):
         manifest = None
     if not isinstance(manifest, dict):
-        raise CorruptDatabaseError(f"event seq {seq} cannot be read: it holds no manifest; was the log changed "
-                                   "outside gitops? 'gitops verify' checks it")
+        raise CorruptDatabaseError.unreadable_event(seq, "it holds no manifest")
     return manifest
 
 
@@ -72,9 +71,9 @@ def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i:i + _CHUNK]
-        for seq, manifest in cur.execute(f"SELECT seq, json_extract(payload, '$.manifest') FROM events "
-                                         f"WHERE seq IN ({', '.join('?' * len(chunk))})", chunk):
-            out[seq] = _manifest(seq, manifest, whole=False)
+        for seq, payload in cur.execute(f"SELECT seq, payload FROM events WHERE seq IN ({', '.join('?' * len(chunk))})",
+                                        chunk):
+            out[seq] = _manifest(seq, payload)
     return out
 
 
@@ -100,8 +99,8 @@ def _compute(cur: sqlite3.Cursor, batch: Sequence[StateEvent], last: dict[Key, i
             last.pop(key, None)
             continue
         if before is not None:
-            old = known[before] if before in known else _manifest(before, texts[before], whole=True)
-            new = known[seq] = _manifest(seq, payload, whole=True)
+            old = known[before] if before in known else _manifest(before, texts[before])
+            new = known[seq] = _manifest(seq, payload)
             out.append((seq, _encode(field_changes(old, new))))
         last[key] = seq
         texts[seq] = payload

@@ -677,11 +677,9 @@ def _checkpoint_value(name: str, text: str) -> Any:
 
 
 def _unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
-    """An event whose stored row no event model reads: the log was changed outside gitops
-    (``gitops verify`` names the first row that no longer matches its hash)."""
-    why = "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event"
-    return CorruptDatabaseError(f"event seq {seq} cannot be read: {why}; was the log changed outside gitops? "
-                                "'gitops verify' checks it")
+    """An event whose stored row no event model reads."""
+    return CorruptDatabaseError.unreadable_event(
+        seq, "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event")
 
 
 def _to_recorded(row: dict[str, Any]) -> Recorded:
