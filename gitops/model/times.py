@@ -61,11 +61,10 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     if s in ("today", "yesterday"):
         day = now.astimezone(UTC).date() - timedelta(days=1 if s == "yesterday" else 0)
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
-    if is_duration(s):
-        m = _DURATION.match(s)
-        assert m is not None
-        return now - timedelta(seconds=sum(int(n) * unit for n, unit in zip(m.groups(), (604800, 86400, 3600, 60, 1),
-                                                                               strict=True) if n))
+    m = _DURATION.match(s) if s else None
+    if m is not None:
+        units = (_UNITS["w"], _UNITS["d"], _UNITS["h"], _UNITS["m"], _UNITS["s"])  # the pattern's groups
+        return now - timedelta(seconds=sum(int(n) * unit for n, unit in zip(m.groups(), units, strict=True) if n))
     m = _RELATIVE.match(s)
     if m:
         unit = _UNITS.get(m.group(2))

@@ -23,7 +23,7 @@ from gitops.model.revisions import sha_prefix
 from gitops.model.times import check_range
 from gitops.store import EventLog
 from gitops.store.changes import decode
-from gitops.store.current import ACTUAL_TYPES
+from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES
 from gitops.store.log import AuditFacts, AuditRecord
 
 __all__ = ["UNKNOWN", "AuditRow", "audit_rows", "is_glob", "record_changes", "record_how", "summary"]
@@ -59,7 +59,7 @@ def record_how(r: AuditRecord, facts: AuditFacts) -> str:
         return str(facts.attribution)
     if r.type == "reconcile.action":
         return f"{facts.action} {facts.result}"
-    if r.type.startswith("desired."):
+    if r.type in DESIRED_TYPES:
         return "git"
     return ""
 

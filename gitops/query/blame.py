@@ -11,7 +11,7 @@ made is credited to nobody.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -94,6 +94,6 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
         for path in sorted(walk.credit):
             line = walk.credit[path]
             if secret_path(walk.manifest, path):
-                line = BlameLine(line.side, path, SECRET_VALUE, line.actor, line.time, line.seq, line.via, line.how)
+                line = replace(line, value=SECRET_VALUE)
             out.append(line)
     return out

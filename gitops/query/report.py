@@ -242,18 +242,19 @@ def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
                     cause=ev.actor, resolution=None, fields=list(ev.payload.fields))
         elif isinstance(ev, DriftClosed) and ev.payload.episode_id in opened_at:
             d.closed_how[ev.payload.episode_id] = ev.payload.how
-            d.spans.setdefault(opened_at[ev.payload.episode_id][0], []).append(
-                (started[ev.payload.episode_id], ev.payload.cause_seq or r.seq, ev.payload.episode_id))
             resource, at, cause, fields = opened_at[ev.payload.episode_id]
+            d.spans.setdefault(resource, []).append(
+                (started[ev.payload.episode_id], ev.payload.cause_seq or r.seq, ev.payload.episode_id))
             if ev.effective_at >= since or ev.payload.episode_id in d.episodes:
                 d.episodes[ev.payload.episode_id] = DriftEpisodeRow(
                     resource=resource, opened_at=at, closed_at=ev.effective_at,
                     duration_seconds=(ev.effective_at - at).total_seconds(), cause=cause, resolution=ev.payload.how,
                     fields=fields)
     for eid, (resource, at, cause, fields) in opened_at.items():
-        if eid not in d.closed_how:
-            d.spans.setdefault(resource, []).append((started[eid], None, eid))
-        if eid not in d.closed_how and eid not in d.episodes:  # opened before the range, open through it
+        if eid in d.closed_how:
+            continue
+        d.spans.setdefault(resource, []).append((started[eid], None, eid))  # still open
+        if eid not in d.episodes:  # opened before the range, open through it
             d.episodes[eid] = DriftEpisodeRow(resource=resource, opened_at=at, closed_at=None, duration_seconds=None,
                                               cause=cause, resolution=None, fields=fields)
     return d

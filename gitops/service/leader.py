@@ -9,7 +9,6 @@ for an expired lease cannot both win: the loser gets 409 and stays standby.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gitops.model.errors import ClusterUnavailableError
+from gitops.model.identity import host
 from gitops.model.times import utc_now
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.client import ApiRefused, KindInfo
@@ -36,7 +36,7 @@ class LeasePort(Protocol):
 
 def process_identity(prefix: str = "") -> str:
     """A holder identity unique to this process: host, pid and a random part."""
-    return f"{prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}{host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _micro(t: datetime) -> str:

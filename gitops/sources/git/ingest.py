@@ -206,10 +206,11 @@ class GitIngest:
             tree = {e.path: e.blob for e in self.repo.tree(commit) if not e.is_symlink}
             found = self._kustomizations(tree)
             for root in found.roots:
-                if self._rendered_path(root) in roots:
+                vpath = self._rendered_path(root)
+                if vpath in roots:
                     output, _ = self._render_output(found, tree, root)
                     if output is not None:
-                        outputs[self._rendered_path(root)] = (output, self.config.kustomize.max_output_bytes)
+                        outputs[vpath] = (output, self.config.kustomize.max_output_bytes)
         out: dict[str, dict[str, Any]] = {}
         for path, (raw, max_bytes) in outputs.items():
             result = parse_manifests(path, raw, scope=self.scope, default_namespace=self.config.default_namespace,
