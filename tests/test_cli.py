@@ -108,8 +108,7 @@ def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_pa
         conn.execute("UPDATE events SET payload = ? WHERE seq = 3", (payload,))
     for args in (("log",), ("replay", "--at", "now"), ("status",), ("blame", key)):
         res = gitops(*args, db=db)
-        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stderr)
-        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+        _one_failure_line(res)
         assert "seq 3" in res.stderr or "malformed JSON" in res.stderr, (args, res.stderr)
     audit = gitops("audit", db=db)  # reads columns, not models: it may still answer, but never with a traceback
     assert "Traceback" not in audit.stderr and (audit.returncode == 0 or len(audit.stderr.strip().splitlines()) == 1)
@@ -118,18 +117,29 @@ def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_pa
     assert gitops("verify", db=db).returncode == 1
 
 
-def test_a_checkpoint_changed_outside_gitops_is_one_line(tmp_path: Path) -> None:
+def _one_failure_line(res: subprocess.CompletedProcess[str]) -> None:
+    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
+        res.stderr
+
+
+def _ingested(tmp_path: Path, subject: str) -> tuple[Path, Path]:
+    """(repository, log): one commit of one ConfigMap, with this subject, ingested."""
     from tests.gitrepo import GitRepo
 
     repo = GitRepo(tmp_path / "repo")
     repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
-    repo.commit("a")
+    repo.commit(subject)
     db = tmp_path / "g.db"
     assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    return repo.path, db
+
+
+def test_a_checkpoint_changed_outside_gitops_is_one_line(tmp_path: Path) -> None:
+    repo, db = _ingested(tmp_path, "a")
     with sqlite3.connect(db) as conn:
         assert conn.execute("UPDATE checkpoints SET value = 'garbage'").rowcount == 1
-    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
-    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = gitops("ingest", "git", "--repo", str(repo), db=db)
+    _one_failure_line(res)
     assert "checkpoint" in res.stderr and "not JSON" in res.stderr
 
 
@@ -138,13 +148,7 @@ def test_log_csv_does_not_hand_a_spreadsheet_a_formula(tmp_path: Path) -> None:
     import csv
     import io
 
-    from tests.gitrepo import GitRepo
-
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
-    repo.commit('=HYPERLINK("http://example.com/x")')
-    db = tmp_path / "g.db"
-    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    _, db = _ingested(tmp_path, '=HYPERLINK("http://example.com/x")')
     rows = list(csv.DictReader(io.StringIO(gitops("log", "-o", "csv", db=db).stdout)))
     assert rows[0]["detail"] == """'=HYPERLINK("http://example.com/x")"""
 
@@ -170,7 +174,7 @@ def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("UPDATE changes SET fields = 'not json'").rowcount == 1
     res = gitops("audit", db=db)
-    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    _one_failure_line(res)
     assert "change projection" in res.stderr and "gitops init --rebuild-projections" in res.stderr
     assert gitops("init", "--rebuild-projections", db=db).returncode == 0
     assert "spec.replicas: 1 -> 2" in gitops("audit", db=db).stdout
