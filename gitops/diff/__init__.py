@@ -1,10 +1,12 @@
 """Diff: normalise both sides, pair by key, compare; the result is data, not text."""
 
-from gitops.diff.compare import OWNERSHIP_LABEL, DiffItem, ObjectDiff, Op, Status, diff_object, diff_states, take_over
+from gitops.diff.compare import comparable, diff_object, diff_states, is_zero, list_keys
 from gitops.diff.drift import DriftEpisode, DriftTracker, drift_episodes
 from gitops.diff.ignore import DiffSettings, IgnoreRule, without_ignored
+from gitops.diff.items import OWNERSHIP_LABEL, DiffItem, ObjectDiff, Op, Status
+from gitops.diff.managed import CLIENT_SIDE_APPLY, extra_fields, take_over
 from gitops.diff.normalize import normalize, same_scalar
 
-__all__ = ["OWNERSHIP_LABEL", "DiffItem", "DiffSettings", "DriftEpisode", "DriftTracker", "IgnoreRule", "ObjectDiff",
-           "Op", "Status", "diff_object", "diff_states", "drift_episodes", "normalize", "same_scalar", "take_over",
-           "without_ignored"]
+__all__ = ["CLIENT_SIDE_APPLY", "OWNERSHIP_LABEL", "DiffItem", "DiffSettings", "DriftEpisode", "DriftTracker",
+           "IgnoreRule", "ObjectDiff", "Op", "Status", "comparable", "diff_object", "diff_states", "drift_episodes",
+           "extra_fields", "is_zero", "list_keys", "normalize", "same_scalar", "take_over", "without_ignored"]

@@ -12,12 +12,13 @@ and the reconciler, which records the episodes it sees, use this one definition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from gitops.diff import diff_object
+from gitops.diff.compare import diff_object
+from gitops.diff.ignore import IgnoreRule
 from gitops.events.models import (
     Attribution,
     ClusterDeleted,
@@ -26,6 +27,7 @@ from gitops.events.models import (
     DesiredRemoved,
     Recorded,
 )
+from gitops.model.schema import KindSchemas
 
 __all__ = ["DriftEpisode", "DriftTracker", "drift_episodes"]
 
@@ -64,15 +66,27 @@ class DriftTracker:
     it returns as ``drift.opened`` / ``drift.closed``, so the two agree by construction.
 
     ``prime`` starts it from a known state (the current-state tables and the open
-    episodes the log recorded) instead of from the first event."""
+    episodes the log recorded) instead of from the first event.
 
-    def __init__(self, *, field_manager: str = "gitops") -> None:
+    It compares as the reconciler does (the same ignored fields and managers, the same
+    schema), so that what it calls drift is what the reconciler calls out of sync: an
+    episode it opened on a field the reconciler ignores would never close."""
+
+    def __init__(self, *, field_manager: str = "gitops", ignore_managers: Sequence[str] = (),
+                 ignore: Sequence[IgnoreRule] = (), schemas: KindSchemas | None = None) -> None:
         self.field_manager = field_manager
+        self.ignore_managers = tuple(ignore_managers)
+        self.ignore = tuple(ignore)
+        self.schemas = schemas
         self.objects: dict[str, _Object] = {}
+
+    def _diff(self, desired: dict[str, Any], actual: dict[str, Any] | None) -> list[Any]:
+        return diff_object(desired, actual, field_manager=self.field_manager, ignore_managers=self.ignore_managers,
+                           ignore=self.ignore, schemas=self.schemas)
 
     def prime(self, resource: str, desired: dict[str, Any] | None, actual: dict[str, Any] | None,
               episode: DriftEpisode | None = None) -> None:
-        items = diff_object(desired, actual, field_manager=self.field_manager) if desired is not None else [None]
+        items = self._diff(desired, actual) if desired is not None else [None]
         self.objects[resource] = _Object(desired, actual, not items, episode)
 
     def open_episodes(self) -> list[DriftEpisode]:
@@ -93,7 +107,7 @@ class DriftTracker:
             o.actual = ev.payload.manifest
         else:
             o.actual = None
-        items = diff_object(o.desired, o.actual, field_manager=self.field_manager) if o.desired is not None else []
+        items = self._diff(o.desired, o.actual) if o.desired is not None else []
         now_in_sync = o.desired is not None and not items
         changed: DriftEpisode | None = None
         if o.episode is not None and (now_in_sync or o.desired is None):
@@ -107,16 +121,19 @@ class DriftTracker:
             o.episode.closed_at, o.episode.closed_seq, o.episode.closed_by, o.episode.how = (
                 ev.effective_at, r.seq, ev.actor, how)
             changed, o.episode = o.episode, None
-        elif o.in_sync and not now_in_sync and not git_side and o.desired is not None:
+        elif o.in_sync and not now_in_sync and not git_side and o.desired is not None \
+                and not getattr(ev.payload, "control_plane", False):  # the cluster working is not drift
             o.episode = changed = DriftEpisode(ev.resource, ev.effective_at, r.seq, ev.actor,
                                                [i.path or "(the whole object)" for i in items])
         o.in_sync = now_in_sync
         return changed
 
 
-def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops") -> list[DriftEpisode]:
+def drift_episodes(events: Iterable[Recorded], *, field_manager: str = "gitops", ignore_managers: Sequence[str] = (),
+                   ignore: Sequence[IgnoreRule] = (), schemas: KindSchemas | None = None) -> list[DriftEpisode]:
     """Every drift episode in ``events`` (seq order), open ones last in their place."""
-    tracker = DriftTracker(field_manager=field_manager)
+    tracker = DriftTracker(field_manager=field_manager, ignore_managers=ignore_managers, ignore=ignore,
+                           schemas=schemas)
     out: list[DriftEpisode] = []
     for r in events:
         e = tracker.feed(r)

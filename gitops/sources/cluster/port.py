@@ -30,8 +30,11 @@ class ClusterPort(Protocol):
     def discover(self) -> Discovery:
         """Every kind served, and the group versions that did not answer."""
 
-    def list(self, kind: KindInfo) -> tuple[list[dict[str, Any]], str]:
+    def list(self, kind: KindInfo, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``kind`` and the list's resourceVersion (410: ResourceVersionGone)."""
+
+    def openapi(self) -> dict[str, Any] | None:
+        """The server's OpenAPI v2 document, or None when it serves none."""
 
     def collection_version(self, kind: KindInfo) -> str:
         """The resourceVersion of ``kind``'s collection now."""

@@ -18,6 +18,7 @@ from gitops.events.models import AnyEvent
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
+from gitops.model.schema import KindSchemas
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import fingerprint, managers
@@ -27,6 +28,7 @@ from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
 from gitops.store import EventLog
+from gitops.store.openapi import save_schemas
 
 __all__ = ["ClusterSource", "PassSummary", "check_audit_log", "discovery_scope", "resolve_kind"]
 
@@ -135,6 +137,12 @@ class ClusterSource:
         self._served, self._unanswered = found.kinds, found.failed
         return self._served
 
+    def _keep_schemas(self, log: EventLog) -> None:
+        """Keep the server's schema in the log (when it changed), for every diff to use."""
+        doc = self.client.openapi()
+        if doc is not None:
+            save_schemas(log, self.origin, KindSchemas.from_openapi(doc))
+
     def scope(self) -> Scope:
         """Whether a kind is namespaced, from this source's discovery of the cluster (made
         now if ``start()`` has not made one), kept current by ``refresh()``: a Git source
@@ -182,6 +190,7 @@ class ClusterSource:
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
         # a discovery made moments ago (for the Git source's scope) serves: no second one at start
         kinds, problems = self.select(log, self._served or self._discover())
+        self._keep_schemas(log)
         index = tailer = None
         if self.config.audit_log:
             index = AuditIndex()
@@ -235,6 +244,11 @@ class ClusterSource:
                                tuple(forbidden))
 
     # ------------------------------------------------------------------ following
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the API server cannot be reached now (an outage under way)."""
+        return self._outages is not None and self._outages.down
 
     @property
     def error(self) -> Exception | None:
@@ -315,6 +329,7 @@ class ClusterSource:
             return []
         with self._refresh_lock, EventLog(self.db_path) as log:
             kinds, problems = self.select(log, self._discover())
+            self._keep_schemas(log)
             watchers = self._watchers(log, [k for k in kinds if k.name not in self._watching], self._writer)
         for p in problems:
             self._writer.put(p)  # a problem already recorded has the same id: appended once
