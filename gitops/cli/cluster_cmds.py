@@ -46,7 +46,11 @@ def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | N
     if kinds:
         values["kinds"] = [*values.get("kinds", []), *kinds]
     try:
-        return ClusterSourceConfig.model_validate(values)
+        config = ClusterSourceConfig.model_validate(values)
+        # what the diff leaves to other managers is theirs: their changes are not out-of-band either
+        managers = [*config.control_plane_managers,
+                    *(m for m in ctx.config.diff.ignore_managers if m not in config.control_plane_managers)]
+        return config.model_copy(update={"control_plane_managers": managers})
     except ValidationError as e:
         raise ConfigError(f"cluster source: {first_error(e)}") from None
 

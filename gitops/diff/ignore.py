@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DiffSettings", "IgnoreRule", "without_ignored"]
+from gitops.model.control_plane import CONTROLLER_MANAGERS
+
+__all__ = ["CONTROLLER_MANAGERS", "DiffSettings", "IgnoreRule", "without_ignored"]
 
 
 class IgnoreRule(BaseModel):
@@ -41,9 +43,6 @@ class IgnoreRule(BaseModel):
                 and fnmatch.fnmatchcase(str(meta.get("namespace", "")), self.namespace))
 
 
-CONTROLLER_MANAGERS = ("kube-controller-manager", "kube-scheduler", "kubelet", "cloud-controller-manager")
-"""The control plane's own writers: what they add to an object (a Deployment's revision
-annotation, a Service's cluster IP) is the cluster working, not drift."""
 
 
 class DiffSettings(BaseModel):

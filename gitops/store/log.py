@@ -53,7 +53,8 @@ _ROW_OVERHEAD = 300  # bytes a row adds to the WAL besides its payload (columns,
 
 
 class Checkpoint(NamedTuple):
-    """Where a source stopped, e.g. ``Checkpoint("git:/repo#main", {"commit": sha})``."""
+    """Where a source stopped, e.g. ``Checkpoint("git:/repo#main", {"commit": sha})``; a
+    value of None removes the checkpoint (a pass under way that ended)."""
 
     name: str
     value: Any
@@ -228,13 +229,15 @@ def select(
 
 OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
     AND json_extract(payload, '$.attribution') IS NOT 'reconciler'
+    AND json_extract(payload, '$.control_plane') IS NOT 1
     AND CASE WHEN type = 'cluster.deleted' THEN NOT EXISTS (
         SELECT 1 FROM events p WHERE p.resource = events.resource AND +p.type = 'reconcile.action'
         AND json_extract(p.payload, '$.action') = 'prune' AND json_extract(p.payload, '$.result') = 'succeeded'
         AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')) ELSE 1 END"""
 """A change to the cluster made neither through Git nor by the reconciler: not attributed to
-the reconciler, and not a delete of an object (by uid) that the reconciler's own record says
-it pruned. (A delete leaves no managedFields, and its audit record may come too late to be
+the reconciler, not the control plane's own (``control_plane``: a controller, a system
+user), and not a delete of an object (by uid) that the reconciler's own record says it
+pruned. (A delete leaves no managedFields, and its audit record may come too late to be
 joined: the reconciler's record of the prune is the evidence then; ``+p.type`` has SQLite
 look that record up by resource, not among every action; the CASE has it looked up for
 deletes only, as SQLite would otherwise run the subquery for every row.) Its first two terms are the
@@ -660,11 +663,12 @@ def _insert_checkpoints(cur: sqlite3.Cursor, checkpoints: Sequence[Checkpoint]) 
         return
     seq = cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
     now = format_time(utc_now())
+    cur.executemany("DELETE FROM checkpoints WHERE name = ?", [(c.name,) for c in checkpoints if c.value is None])
     cur.executemany(
         "INSERT INTO checkpoints (name, value, seq, updated_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, seq = excluded.seq, "
         "updated_at = excluded.updated_at",
-        [(c.name, json.dumps(c.value, sort_keys=True), seq, now) for c in checkpoints],
+        [(c.name, json.dumps(c.value, sort_keys=True), seq, now) for c in checkpoints if c.value is not None],
     )
 
 

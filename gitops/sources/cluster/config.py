@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gitops.model.control_plane import CONTROL_PLANE_USERS, CONTROLLER_MANAGERS
+
 __all__ = ["DEFAULT_NOISY_KINDS", "ClusterSourceConfig", "kind_syntax_problem"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
@@ -47,6 +49,13 @@ class ClusterSourceConfig(BaseModel):
     audit_log_later: bool = Field(default=False, description="the audit log may not exist yet: read it once it "
                                                              "appears (its folder must exist)")
     field_manager: str = Field(default="gitops", description="the reconciler's field manager")
+    control_plane_managers: list[str] = Field(
+        default_factory=lambda: list(CONTROLLER_MANAGERS),
+        description="field managers whose changes are the control plane's, not out-of-band (diff.ignore_managers "
+                    "are added to them)")
+    control_plane_users: list[str] = Field(
+        default_factory=lambda: list(CONTROL_PLANE_USERS),
+        description="audited users (globs) whose changes are the control plane's, not out-of-band")
     audit_wait: float = Field(default=0.5, ge=0, description="seconds a change waits for its audit record")
     watch_timeout: int = Field(default=300, gt=0, description="seconds before the server ends and we renew a watch")
     backoff_initial: float = Field(default=0.5, gt=0, description="first reconnect delay (seconds)")

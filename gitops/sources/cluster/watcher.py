@@ -37,6 +37,7 @@ from gitops.events.models import (
     event_id,
 )
 from gitops.events.redaction import RedactionRule, redact
+from gitops.model.control_plane import is_control_plane_user
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
@@ -107,6 +108,11 @@ class OutageTracker:
         self._lock = threading.Lock()
         self._out = out
         self._clock = clock
+
+    @property
+    def down(self) -> bool:
+        """Whether the API server is unreachable now (as the last watcher to try found it)."""
+        return self._down
 
     def failed(self, reason: str) -> None:
         with self._lock:
@@ -340,6 +346,11 @@ class Writer:
             attribution, actor = Attribution.UNKNOWN, None
             candidates = sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
+        # the control plane's own write: named by the audit record of it when there is one
+        # (its user), else by the field manager that made it
+        control_plane = attribution != Attribution.RECONCILER and (
+            is_control_plane_user(rec.user, self.config.control_plane_users) if rec is not None
+            else manager is not None and manager in self.config.control_plane_managers)
         if c.manifest is None:
             marker = f"list:{c.resource_version}:{c.uid or ''}" if c.synthetic else str(c.resource_version)
             return ClusterDeleted(
@@ -347,7 +358,8 @@ class Writer:
                 resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
-                                              audit_id=audit_id, candidates=candidates, observed_late=c.late),
+                                              audit_id=audit_id, candidates=candidates, observed_late=c.late,
+                                              control_plane=control_plane),
             )
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
@@ -358,7 +370,7 @@ class Writer:
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
                         "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
-                        "observed_late": c.late},
+                        "observed_late": c.late, "control_plane": control_plane},
         })
 
     def _item(self, item: Item, pending: _Pending) -> None:
