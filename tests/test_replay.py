@@ -168,7 +168,7 @@ def test_status_and_diff_now_and_before_alices_edit(cluster: Cluster, admin_api:
         wait_until(lambda: len(history(db, namespace)) == 2, what="alice's edit")
     res = gitops("diff", db=db)
     assert res.returncode == 1
-    assert f"--- desired {key}" in res.stdout and "- data.mode: production\n+ data.mode: debug" in res.stdout
+    assert f"--- desired {key}" in res.stdout and "-  mode: production\n+  mode: debug" in res.stdout
     res = gitops("diff", "--at", in_sync, "-o", "json", db=db)  # the past, from the log alone
     assert (res.returncode, json.loads(res.stdout)["objects"]) == (0, [])
     res = gitops("status", "-o", "json", db=db)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections import Counter
 from typing import Any
 
 import click
+import yaml
 
 from gitops.cli.app import Context, cli, output_option, pass_ctx
 from gitops.cli.render import render_rows
-from gitops.diff import ObjectDiff, Op, Status
+from gitops.diff import ObjectDiff, Status
 from gitops.model.keys import format_key, parse_key
 from gitops.projections import resolve_at
-from gitops.query import diff_at
+from gitops.query import ObjectView, diff_at, views_at
 
 
 def _at_option(f: Any) -> Any:
@@ -37,10 +39,6 @@ def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
         return moment.describe(), diff_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff)
-
-
-def _value(v: object) -> str:
-    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
 
 
 @cli.command()
@@ -69,27 +67,44 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
 @pass_ctx
 def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, instance: str | None,
          output: str) -> None:
-    """Show how the cluster differs from Git; exit 1 when it does (as kubectl diff)."""
-    when, diffs = _diffs(ctx, at_text, as_recorded, resource, instance)
-    differing = [d for d in diffs if d.status != Status.IN_SYNC]
+    """Show how the cluster differs from Git, as kubectl diff does; exit 1 when it does. Text:
+    a unified diff of each object's normalised YAML (--- desired, +++ live); -o json: the
+    differing fields."""
+    key = format_key(parse_key(resource)) if resource is not None else None
+    with ctx.open_log() as log:
+        moment = resolve_at(log, at_text, as_recorded=as_recorded)
+        instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
+        views = views_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff,
+                         views=output != "json")
+    when = moment.describe()
+    differing = [v for v in views if v.diff.status != Status.IN_SYNC]
     if output == "json":
         sys.stdout.write(json.dumps({"at": when, "objects": [
-            {"resource": d.key, "status": d.status.value,
+            {"resource": v.diff.key, "status": v.diff.status.value,
              "items": [{"op": i.op.value, "path": i.path, "desired": i.desired, "actual": i.actual}
-                       for i in d.items]} for d in differing]}, indent=2, default=str) + "\n")
+                       for i in v.diff.items]} for v in differing]}, indent=2, default=str) + "\n")
     else:
-        for d in differing:
-            click.secho(f"--- desired {d.key}\n+++ live {d.key} ({d.status.value})", bold=True)
-            for i in d.items:  # unified: what Git wants (-, red), what runs (+, green)
-                path = i.path or "(the whole object)"
-                if (i.desired, i.actual) == (None, None):  # a Secret's value, or a whole object
-                    click.secho(f"~ {path}: {i.op.value}", fg="yellow")
-                    continue
-                if i.op in (Op.CHANGED, Op.MISSING):
-                    click.secho(f"- {path}: {_value(i.desired)}", fg="red")
-                if i.op in (Op.CHANGED, Op.EXTRA):
-                    click.secho(f"+ {path}: {_value(i.actual)}", fg="green")
+        for v in differing:
+            for line in _unified(v):
+                colour = "red" if line.startswith("-") else "green" if line.startswith("+") else None
+                bold = line.startswith(("---", "+++"))
+                click.secho(line, fg=None if bold else colour, bold=bold)
         if not differing:
             click.echo(f"{when}: the cluster matches Git", err=True)
     if differing:
         sys.exit(1)
+
+
+def _yaml_lines(obj: dict[str, Any] | None) -> list[str]:
+    return [] if obj is None else yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines()
+
+
+def _unified(v: ObjectView) -> list[str]:
+    """The object's unified diff: Git's side (what the live object would be) against the live one."""
+    where = f" ({v.diff.status.value})"
+    lines = list(difflib.unified_diff(_yaml_lines(v.desired), _yaml_lines(v.live), lineterm="", n=3,
+                                      fromfile=f"desired {v.diff.key}", tofile=f"live {v.diff.key}{where}"))
+    if not lines:  # equal text, unequal objects: a Secret value, say; say what differs
+        lines = [f"--- desired {v.diff.key}", f"+++ live {v.diff.key}{where}",
+                 *(f"~ {i.path or '(the whole object)'}: {i.op.value}" for i in v.diff.items)]
+    return lines
