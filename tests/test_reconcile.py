@@ -14,7 +14,8 @@ import pytest
 
 from gitops.diff import DiffItem, ObjectDiff, Op, Status, drift_episodes, take_over
 from gitops.events.models import DriftClosed, DriftOpened, ReconcileAction, ReconcileFinished, ReconcileStarted
-from gitops.reconcile import KIND_ORDER, ReconcileSettings, SyncWindow, holding_window, make_plan
+from gitops.reconcile import KIND_ORDER, Hold, ReconcileSettings, SyncWindow, holding_window, make_plan
+from gitops.reconcile.cascade import Contents
 from gitops.reconcile.reconciler import PassResult, Reconciler
 from gitops.service.run import build_reconciler
 from gitops.service.watch import WatchService
@@ -38,7 +39,8 @@ def test_the_plan_orders_namespaces_and_crds_first_and_prunes_in_reverse() -> No
         "CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com")]
     diffs += [ObjectDiff("Service/a/old", Status.ORPHAN), ObjectDiff("Namespace/old", Status.ORPHAN)]
     owned = {f"x{i}": _cm(f"x{i}", **{"gitops.dev/instance": "default"}) for i in range(10)}
-    plan = make_plan(diffs, desired={}, actual=owned, instance="default", prune=True, mass_prune_ratio=0.5)
+    plan = make_plan(diffs, desired={}, actual=owned, instance="default", prune=True, mass_prune_ratio=0.5,
+                     cascades={"Namespace/old": Contents()})  # it holds nothing
     assert [a.key for a in plan.actions] == [
         "Namespace/a", "CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com", "ConfigMap/a/c",
         "Deployment.apps/a/d", "Widget.example.com/a/w", "Service/a/old", "Namespace/old"]
@@ -65,7 +67,7 @@ def test_annotated_objects_and_waiting_ones_are_left_alone() -> None:
     diffs = [ObjectDiff("ConfigMap/a/off", Status.OUT_OF_SYNC, (DiffItem(Op.CHANGED, "data.k", "1", "2"),)),
              ObjectDiff("ConfigMap/a/busy", Status.MISSING), ObjectDiff("ConfigMap/a/ok", Status.IN_SYNC)]
     plan = make_plan(diffs, desired={"ConfigMap/a/off": off}, actual={}, instance="default", prune=False,
-                     mass_prune_ratio=0.5, waiting=lambda k: "backoff" if k.endswith("busy") else None)
+                     mass_prune_ratio=0.5, waiting=lambda d: Hold("backoff") if d.key.endswith("busy") else None)
     assert plan.actions == [] and plan.unchanged == 1
     assert {(a.key, a.skipped) for a in plan.skipped} == {
         ("ConfigMap/a/off", "annotated gitops.dev/reconcile: disabled"), ("ConfigMap/a/busy", "backoff")}
@@ -115,9 +117,11 @@ class Env:
     """A repository, a log, and a reconciler over them and the control plane, kept across
     passes as the running service keeps it."""
 
-    def __init__(self, cluster: Cluster, tmp_path: Path, namespace: str, **settings: Any) -> None:
+    def __init__(self, cluster: Cluster, tmp_path: Path, namespace: str, *, git: dict[str, Any] | None = None,
+                 **settings: Any) -> None:
         self.cluster, self.ns = cluster, namespace
         self.repo = GitRepo(tmp_path / "repo")
+        self.git = GitSourceConfig(repo=str(self.repo.path), **(git or {}))
         self.db = tmp_path / "g.db"
         # an instance of its own: objects other tests' instances own are not this one's to prune
         self.settings = ReconcileSettings(**{"lease": {"enabled": False}, "retry_initial": 60,
@@ -135,7 +139,7 @@ class Env:
 
     def reconciler(self) -> Reconciler:
         if self._reconciler is None:
-            self._service = WatchService.build(self.db, git=GitSourceConfig(repo=str(self.repo.path)),
+            self._service = WatchService.build(self.db, git=self.git,
                                                cluster=self.cluster_config, redaction=(), reporter=Recorder())
             self._reconciler, _ = build_reconciler(self.db, self._service, self.settings, diff=_diff_settings(),
                                                    redaction=(), cluster=self.cluster_config)

@@ -146,6 +146,11 @@ def test_two_services_one_applies_and_the_standby_takes_over_when_the_leader_is_
         with gitops_run(db, config, tmp_path, "two") as two:
             time.sleep(2)
             assert "leading" in one.output() and "leading" not in two.output()
+            holder = re.search(r"lease (\S+) is held by (\S+)", two.get("/readyz")[1])
+            status, body = two.get("/readyz")
+            assert status == 200 and body.startswith("ok: standby") and holder is not None, body
+            assert f"standby: {holder.group(2)} holds the lease {namespace}/gitops-{namespace}" in two.output()
+            assert "gitops-reconcile" not in holder.group(2) and str(one.proc.pid) in holder.group(2)
             one.proc.kill()  # kill -9: no release, the lease must expire
             one.proc.wait(10)
             repo.write("a.yaml", configmap("a", namespace, k="2"))
@@ -162,3 +167,20 @@ def test_two_services_one_applies_and_the_standby_takes_over_when_the_leader_is_
         leaders = [r.event.payload for r in log.read(types=["reconcile.leader"])]
     assert [p.acquired for p in leaders][:2] == [True, True]  # type: ignore[union-attr]
     assert leaders[1].previous == leaders[0].identity  # type: ignore[union-attr]
+
+
+def test_readiness_is_503_while_the_api_server_cannot_be_reached(cluster: Cluster, namespace: str,
+                                                                 tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace))
+    repo.commit("a")
+    with gitops_run(tmp_path / "g.db", _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
+        wait_until(lambda: run.get("/readyz")[0] == 200, what="readiness")
+        cluster.stop_apiserver()
+        try:
+            wait_until(lambda: run.get("/readyz")[0] == 503, timeout=60, what="/readyz to say not ready")
+            assert run.get("/readyz")[1].strip() == "not ready: the Kubernetes API server cannot be reached"
+            assert run.get("/healthz")[0] == 200  # alive, and waiting for the API: no reason to restart it
+        finally:
+            cluster.start_apiserver()
+        wait_until(lambda: run.get("/readyz")[0] == 200, timeout=120, what="readiness after the outage")

@@ -6,23 +6,28 @@
 - Order: Namespaces, then CRDs and the other kinds in a fixed order (what others depend on
   first, as Helm and Flux order them), custom resources last; prunes in the reverse order.
 - Left alone, with the reason recorded: objects annotated ``gitops.dev/reconcile:
-  disabled`` (in Git or in the cluster), objects the caller says to wait for (a backoff),
-  and every prune of a pass that would prune more than ``mass_prune_ratio`` of the owned
-  objects, unless allowed.
+  disabled`` (in Git or in the cluster); objects another instance's ownership label names
+  (a ``shared-resource`` error, unless ``adopt_from`` lists that instance, as Argo CD warns
+  of a resource two applications share); objects the caller says to wait for (a backoff, a
+  conflict with a controller); a Namespace or CRD whose deletion would take with it what
+  gitops must not delete (``prune-blocked``, see ``cascade``); and every prune of a pass
+  that would delete more than ``mass_prune_ratio`` of the owned objects, counting what
+  the cascades of pruned Namespaces and CRDs delete, unless allowed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from gitops.diff import OWNERSHIP_LABEL, ObjectDiff, Status
 from gitops.diff import Op as DiffOp
 from gitops.model.keys import parse_key
+from gitops.reconcile.cascade import CASCADING_KINDS, Contents, judge_cascade
 from gitops.reconcile.settings import DISABLE_ANNOTATION
 
-__all__ = ["KIND_ORDER", "Action", "Plan", "kind_rank", "make_plan", "owned_by"]
+__all__ = ["KIND_ORDER", "Action", "Hold", "Plan", "kind_rank", "make_plan", "owned_by", "owner_of"]
 
 KIND_ORDER: tuple[str, ...] = (
     "Namespace", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PriorityClass", "NetworkPolicy",
@@ -43,9 +48,15 @@ def kind_rank(key: str) -> tuple[int, str]:
     return _RANK.get(parse_key(key).kind, len(KIND_ORDER)), key
 
 
+def owner_of(manifest: Mapping[str, Any] | None) -> str | None:
+    """The instance whose ownership label the object carries, if any."""
+    labels = ((manifest or {}).get("metadata") or {}).get("labels") or {}
+    owner = labels.get(OWNERSHIP_LABEL)
+    return None if owner is None else str(owner)
+
+
 def owned_by(manifest: Mapping[str, Any], instance: str) -> bool:
-    labels = (manifest.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(OWNERSHIP_LABEL) == instance)
+    return owner_of(manifest) == instance
 
 
 def _disabled(manifest: Mapping[str, Any] | None) -> bool:
@@ -56,12 +67,26 @@ def _disabled(manifest: Mapping[str, Any] | None) -> bool:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Why an object is left alone this pass. With a ``reason`` (a code such as
+    ``PruneBlocked``) the hold is recorded as a ``reconcile.action``; ``failed`` ones are
+    errors someone must act on (recorded as failed and terminal, counted in the pass's
+    failures)."""
+
+    why: str
+    reason: str | None = None
+    failed: bool = False
+
+
+@dataclass(frozen=True)
 class Action:
     key: str
     op: Op
     fields: tuple[str, ...] = ()  # what differed
     skipped: str | None = None  # why it is left alone, if it is
     extra: bool = False  # another manager added fields Git does not set (taken over, then removed)
+    reason: str | None = None  # a recorded hold's code (see Hold)
+    failed: bool = False  # a hold that is an error
 
 
 @dataclass
@@ -69,16 +94,51 @@ class Plan:
     actions: list[Action] = field(default_factory=list)  # to carry out, in order
     skipped: list[Action] = field(default_factory=list)  # left alone, with why
     unchanged: int = 0
-    held: str | None = None  # the mass-prune guard held the prunes
+    held: str | None = None  # the mass-prune guard held the prunes, or a cascade blocked one
+    cascaded: int = 0  # objects the cascades of the pruned Namespaces and CRDs delete besides the prunes
 
     @property
     def prunes(self) -> list[Action]:
         return [a for a in self.actions if a.op == "prune"]
 
 
+def _hold(action: Action, hold: Hold) -> Action:
+    return replace(action, skipped=hold.why, reason=hold.reason, failed=hold.failed)
+
+
+def _judge_cascades(plan: Plan, prunes: list[Action], cascades: Mapping[str, Contents], *, instance: str,
+                    desired: Collection[str]) -> list[Action]:
+    """The prunes that may go ahead; a Namespace or CRD whose cascade would delete what
+    gitops must not is held (``prune-blocked``), what the others take with them counted."""
+    pruning = {a.key for a in prunes}
+    kept: list[Action] = []
+    for a in prunes:
+        k = parse_key(a.key)
+        if (k.group, k.kind) not in CASCADING_KINDS:
+            kept.append(a)
+            continue
+        contents = cascades.get(a.key)
+        blocked, extra = (None, 0) if contents is None else judge_cascade(
+            a.key, contents, instance=instance, desired=desired, pruning=pruning)
+        if contents is None:
+            why = "prune-blocked: what it holds is not known"
+        elif blocked is not None:
+            why = blocked.message
+        else:
+            plan.cascaded += extra
+            kept.append(a)
+            continue
+        plan.skipped.append(_hold(a, Hold(why, "PruneBlocked")))
+        plan.held = f"{a.key}: {why}" if plan.held is None else f"{plan.held}; {a.key}: {why}"
+    return kept
+
+
 def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any]],
               actual: Mapping[str, Mapping[str, Any]], instance: str, prune: bool, mass_prune_ratio: float,
-              allow_mass_prune: bool = False, waiting: Callable[[str], str | None] = lambda key: None) -> Plan:
+              allow_mass_prune: bool = False, waiting: Callable[[ObjectDiff], Hold | None] = lambda d: None,
+              cascades: Mapping[str, Contents] | None = None, adopt_from: Collection[str] = ()) -> Plan:
+    """``cascades``: for each Namespace and CRD that is an orphan, what it holds (listed from
+    the cluster); one without an entry is not pruned."""
     plan = Plan()
     applies: list[Action] = []
     prunes: list[Action] = []
@@ -91,17 +151,29 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
         op: Op = {Status.MISSING: "create", Status.OUT_OF_SYNC: "update", Status.ORPHAN: "prune"}[d.status]  # type: ignore[assignment]
         action = Action(d.key, op, tuple(i.path or "(the whole object)" for i in d.items),
                         extra=any(i.op == DiffOp.EXTRA for i in d.items))
-        why = ("annotated gitops.dev/reconcile: disabled"
-               if _disabled(desired.get(d.key)) or _disabled(actual.get(d.key)) else waiting(d.key))
-        if why is not None:
-            plan.skipped.append(Action(action.key, action.op, action.fields, why, action.extra))
+        other = owner_of(actual.get(d.key))
+        hold: Hold | None
+        if _disabled(desired.get(d.key)) or _disabled(actual.get(d.key)):
+            hold = Hold(f"annotated {DISABLE_ANNOTATION}: disabled")
+        else:
+            hold = waiting(d)
+        if hold is None and op != "prune" and other is not None and other != instance and other not in adopt_from:
+            hold = Hold(f"shared-resource: the live object carries instance {other!r}'s ownership label; that "
+                        "instance applies it (add it to reconcile.adopt_from to take the object over)",
+                        "SharedResource", failed=True)
+        if hold is not None:
+            plan.skipped.append(_hold(action, hold))
         else:
             (prunes if op == "prune" else applies).append(action)
-    owned = sum(1 for m in actual.values() if owned_by(m, instance))
-    if prunes and not allow_mass_prune and len(prunes) > mass_prune_ratio * owned:
-        plan.held = (f"mass-prune: {len(prunes)} of {owned} owned objects would be pruned, over "
-                     f"{mass_prune_ratio:.0%}; run with --allow-mass-prune to confirm")
-        plan.skipped.extend(Action(a.key, a.op, a.fields, "held by the mass-prune guard") for a in prunes)
+    prunes = _judge_cascades(plan, prunes, cascades or {}, instance=instance, desired=desired.keys())
+    owned = sum(1 for m in actual.values() if owned_by(m, instance)) + plan.cascaded
+    deleted = len(prunes) + plan.cascaded
+    if prunes and not allow_mass_prune and deleted > mass_prune_ratio * owned:
+        cascade = f" (with {plan.cascaded} that pruned Namespaces and CRDs hold)" if plan.cascaded else ""
+        guard = (f"mass-prune: {deleted} of {owned} owned objects would be deleted{cascade}, over "
+                 f"{mass_prune_ratio:.0%}; run with --allow-mass-prune to confirm")
+        plan.held = guard if plan.held is None else f"{guard}; {plan.held}"
+        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", "MassPrune")) for a in prunes)
         prunes = []
     plan.actions = sorted(applies, key=lambda a: kind_rank(a.key)) + sorted(
         prunes, key=lambda a: kind_rank(a.key), reverse=True)

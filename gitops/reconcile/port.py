@@ -1,12 +1,13 @@
 """The port in front of the cluster, as the reconciler uses it: discovery, server-side
-apply, delete and get. ``ClusterClient`` (pykube-ng) is its adapter; errors arrive as
-``ApiRefused`` (the API answered with an error status) or ``ClusterUnavailableError``."""
+apply, delete, get and list. ``ClusterClient`` (pykube-ng) is its adapter; errors arrive as
+``ApiRefused`` (the API answered with an error status), ``AccessDenied`` (a list refused)
+or ``ClusterUnavailableError``."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gitops.sources.cluster.client import Discovery, KindInfo
+from gitops.sources.cluster.client import Applied, Discovery, KindInfo
 
 __all__ = ["ApplyPort"]
 
@@ -18,10 +19,12 @@ class ApplyPort(Protocol):
         """Every kind served."""
 
     def apply(self, kind: KindInfo, manifest: dict[str, Any], *, field_manager: str, force: bool = False,
-              dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply; the object as the server holds it afterwards."""
+              dry_run: bool = False) -> Applied:
+        """Server-side apply; the object as the server holds it afterwards, and whether the
+        server created it."""
 
-    def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any], *,
+              field_manager: str | None = None) -> dict[str, Any]:
         """A JSON merge patch; the object afterwards."""
 
     def delete(self, kind: KindInfo, namespace: str | None, name: str, *, uid: str | None = None,
@@ -30,3 +33,6 @@ class ApplyPort(Protocol):
 
     def get(self, kind: KindInfo, namespace: str | None, name: str) -> dict[str, Any] | None:
         """One object, or None."""
+
+    def list(self, kind: KindInfo, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` (in ``namespace`` when given) and the list's resourceVersion."""

@@ -3,23 +3,27 @@
 1. **ingest**: the caller's hook brings new commits and observations into the log (the
    one-shot command ingests Git and lists the cluster; the running service's followers
    keep the log current and pass no hook).
-2. **project**: desired (the last valid commit: invalid commits record no ``desired.*``
+2. **wait for the cluster**: no pass plans before every watched kind has been listed
+   (``cluster_synced``): planned from a half-listed cluster, a pass would "create" what
+   exists and record that it did.
+3. **project**: desired (the last valid commit: invalid commits record no ``desired.*``
    events, so a commit with a ``source.error`` applies nothing) and actual, from the
-   current-state tables.
-3. **diff**: each desired object, with this instance's ownership label added, against
+   current-state tables; the server's schema the cluster source keeps beside them.
+4. **diff**: each desired object, with this instance's ownership label added, against
    the live one; live objects with the label that Git no longer has are orphans.
-4. **drift**: the drift projection followed over the events since the last pass;
-   episodes it opens or closes are recorded as ``drift.opened`` / ``drift.closed``.
-5. **plan**: ``make_plan`` (order, prune guard, objects left alone, backoffs).
-6. **apply**: each action through the port: server-side apply under the field manager
-   (forcing conflicts, or not, by configuration), a CRD waited for until established,
-   prunes of only this instance's objects with the uid as precondition. An error is
-   recorded with the API's code, reason and message, and the rest goes on; transient
-   errors are retried on later passes with capped exponential backoff, terminal ones
-   once the desired or the live object changed.
-7. **record**: ``reconcile.action`` per action, with the object the API returned recorded
-   as the observation it is (the watcher's event for the same resourceVersion has the
-   same id, so it is stored once); ``reconcile.finished`` with the counts.
+5. **drift**: ``DriftRecorder`` records the episodes the events since the last pass
+   opened or closed.
+6. **plan**: ``make_plan`` (order, what the cascade of a pruned Namespace or CRD would
+   take, the prune guard, objects left alone: annotated, another instance's, in backoff,
+   in conflict with a controller). Holds that say why are recorded.
+7. **apply**: each action through ``Applier`` (the lease taken first, and only, when
+   there is something to apply): an error is recorded with the API's code, reason and
+   message, and the rest goes on (``Holds``: backoff, bounded 500s, terminal errors).
+8. **record**: ``reconcile.action`` per action, typed by what the API server answered
+   (201 created, 200 updated), with the object it returned recorded as the observation it
+   is (the watcher's event for the same resourceVersion has the same id, so it is stored
+   once); ``reconcile.finished`` with the counts. A pass a kill cut short is found by the
+   next one (``RunningPasses``) and recorded as ``reconcile.interrupted``.
 
 A pass over an in-sync cluster sends no request to the API at all: the diff comes from the
 log, and in-sync objects are not planned.
@@ -34,16 +38,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gitops.diff import OWNERSHIP_LABEL, DiffSettings, DriftTracker, diff_states, take_over
-from gitops.diff.drift import DriftEpisode
+from gitops.diff import DiffSettings, ObjectDiff, diff_states
 from gitops.events.models import (
     AnyEvent,
     Attribution,
     ClusterObserved,
-    DriftClosed,
-    DriftClosedPayload,
-    DriftOpened,
-    DriftOpenedPayload,
     EventSource,
     Mode,
     ReconcileAction,
@@ -59,26 +58,27 @@ from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
-from gitops.reconcile.plan import Action, Plan, make_plan, owned_by
+from gitops.reconcile.apply import Applier, with_ownership
+from gitops.reconcile.cascade import CASCADING_KINDS, Contents
+from gitops.reconcile.drift_step import DriftRecorder
+from gitops.reconcile.holds import Holds
+from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
+from gitops.reconcile.running import RunningPasses
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.reconcile.windows import holding_window
-from gitops.sources.cluster.client import ApiRefused, KindInfo
-from gitops.sources.cluster.port import Backoff, Clock
-from gitops.store import Checkpoint, EventLog
-from gitops.store.current import STATE_TYPES
+from gitops.sources.cluster.client import AccessDenied, ApiRefused
+from gitops.sources.cluster.port import Clock
+from gitops.store import EventLog
+from gitops.store.openapi import load_schemas
 
 __all__ = ["PassResult", "Reconciler", "with_ownership"]
 
 Manifests = Callable[[str, dict[str, str]], dict[str, dict[str, Any]]]
 """(commit, {key: path}) -> {key: manifest}: the unredacted objects to apply, read from Git."""
 
-
-def with_ownership(manifest: dict[str, Any], instance: str) -> dict[str, Any]:
-    """``manifest`` with this instance's ownership label (a copy)."""
-    meta = dict(manifest.get("metadata") or {})
-    meta["labels"] = {**(meta.get("labels") or {}), OWNERSHIP_LABEL: instance}
-    return {**manifest, "metadata": meta}
+Acquire = Callable[[], str | None]
+"""Take the lease before the first write of a pass: None when taken, else why not."""
 
 
 @dataclass
@@ -93,8 +93,9 @@ class PassResult:
     pruned: int = 0
     failed: int = 0
     desired_revision: str | None = None  # the last valid commit, whose state the pass acted on
-    planned: list[tuple[Action, str | None]] = field(default_factory=list)  # dry run: action, error
+    planned: list[tuple[Action, str | None]] = field(default_factory=list)  # dry run: action, error or note
     errors: list[tuple[Action, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     drift_opened: int = 0
     drift_closed: int = 0
     duration: float = 0.0
@@ -104,22 +105,14 @@ class PassResult:
         return len(self.plan.actions) + len(self.plan.skipped)
 
 
-@dataclass
-class _Failure:
-    inputs: tuple[int | None, int | None]  # (desired seq, actual seq) when it failed
-    terminal: bool
-    backoff: Backoff
-    retry_at: float = 0.0
-    message: str = ""
-
-
 class Reconciler:
     """Makes the cluster behind ``port`` match what the log says Git desires."""
 
     def __init__(self, log: EventLog, port: ApplyPort, *, settings: ReconcileSettings, desired_origin: str | None,
                  actual_origin: str, manifests: Manifests, last_valid: Callable[[], str | None] = lambda: None,
                  diff: DiffSettings | None = None, redaction: Sequence[RedactionRule] = (),
-                 clock: Clock = utc_now, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = utc_now, monotonic: Callable[[], float] = time.monotonic,
+                 identity: str | None = None) -> None:
         self.log = log
         self.port = port
         self.settings = settings
@@ -130,25 +123,40 @@ class Reconciler:
         self.diff = diff or DiffSettings()
         self.redaction = tuple(redaction)
         self.clock = clock
-        self.monotonic = monotonic
         self.actor = settings.field_manager
-        self._kinds: dict[tuple[str, str], KindInfo] | None = None
-        self._failures: dict[str, _Failure] = {}
-        self._pruned: dict[str, str | None] = {}  # key -> uid deleted, until the log sees it go
-        self._tracker: DriftTracker | None = None
-        self._drift_seq = 0
+        self.applier = Applier(port, settings, self.diff, monotonic=monotonic)
+        self.holds = Holds(settings, monotonic)
+        self.drift = DriftRecorder(log, instance=settings.instance, field_manager=settings.field_manager,
+                                   diff=self.diff, desired_origin=desired_origin, actual_origin=actual_origin)
+        self.running = RunningPasses(log, instance=settings.instance, actor=self.actor,
+                                     identity=identity or f"reconciler-{uuid.uuid4().hex[:12]}")
+        self.cluster_synced: Callable[[float], bool] | None = None  # the service's: every watched kind listed
+        self.sync_timeout = 60.0
         self.stopping = threading.Event()  # set: the pass in progress ends after its current action
-        self.watched: set[str] = set()  # the desired and owned objects of the last pass
+        self.watched: set[str] = set()  # the desired and owned objects of the last pass, and what waits on them
+        self._monotonic = monotonic
+        self._warned: set[tuple[str, int]] = set()
+        self._looked_for_interrupted = False
+        self._checked_as_applier = False
+
+    @property
+    def monotonic(self) -> Callable[[], float]:
+        return self._monotonic
+
+    @monotonic.setter
+    def monotonic(self, value: Callable[[], float]) -> None:  # tests move time on
+        self._monotonic = self.holds.monotonic = self.applier.monotonic = value
 
     @property
     def open_drift(self) -> int:
         """Drift episodes open now (as the last pass recorded them)."""
-        return 0 if self._tracker is None else len(self._tracker.open_episodes())
+        return self.drift.open_episodes
 
     # ------------------------------------------------------------------ the pass
 
     def run_pass(self, *, trigger: str = "manual", mode: Mode | None = None, allow_mass_prune: bool = False,
-                 prune: bool | None = None, ingest: Callable[[], None] | None = None) -> PassResult:
+                 prune: bool | None = None, ingest: Callable[[], None] | None = None,
+                 acquire: Acquire | None = None) -> PassResult:
         started = self.monotonic()
         run_id = uuid.uuid4().hex
         s = self.settings
@@ -159,60 +167,133 @@ class Reconciler:
             held = holding_window(s.windows, self.clock())
             if held is not None:
                 mode = "detect-only"
-        if self._tracker is None:  # the drift projection as of before this pass's ingest
-            self._tracker, self._drift_seq = self._primed_tracker()
+        schemas = load_schemas(self.log, self.actual_origin)
+        self.drift.prime(schemas)  # the drift projection as of before this pass's ingest
         # 1. ingest
         if ingest is not None and not s.suspend:
             ingest()
+        # 2. wait for the cluster
+        waiting = held is None and self.cluster_synced is not None and not self.cluster_synced(self.sync_timeout)
+        if waiting:
+            held = "waiting for the cluster: not every watched kind has been listed yet"
+        if not self._looked_for_interrupted and not s.suspend:  # a process of this host that died mid-pass
+            self._looked_for_interrupted = True
+            self.running.find_interrupted(applying=False)
+        if mode == "apply" and acquire is None:  # the caller holds the lease (or runs without one)
+            self._find_interrupted_as_applier()
         revision = self.last_valid()
-        self._append([ReconcileStarted(
+        self.log.append([ReconcileStarted(
             id=event_id("reconcile.started", s.instance, run_id), source=EventSource.RECONCILER, actor=self.actor,
             effective_at=self.clock(), revision=revision,
             payload=ReconcileStartedPayload(run_id=run_id, trigger=trigger, mode=mode, desired_revision=revision,
-                                            prune=prune, instance=s.instance, held=held))])
+                                            prune=prune, instance=s.instance, held=held))],
+            checkpoint=self.running.started(run_id, mode))
         result = PassResult(run_id, mode, "skipped", Plan(), held=held, desired_revision=revision)
-        if s.suspend:
+        if s.suspend or waiting:
             return self._finish(result, started)
-        # 2. project
+        # 3. project (the schema again: the ingest may have brought a newer one)
+        schemas = load_schemas(self.log, self.actual_origin)
         desired = fold_desired(self.log.current("desired", origin=self.desired_origin))
         actual = fold_actual(self.log.current("actual", origin=self.actual_origin))
-        self._forget_pruned(actual)
+        self.holds.forget_pruned(actual)
         desired_manifests = {k: e.manifest for k, e in desired.items()}
         live_manifests = {k: e.manifest for k, e in actual.items()}
-        self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)}
-        # 3. diff
+        # 4. diff
         diffs = diff_states({k: with_ownership(m, s.instance) for k, m in desired_manifests.items()},
                             live_manifests, instance=s.instance, field_manager=s.field_manager,
-                            ignore_managers=self.diff.ignore_managers, ignore=self.diff.ignore)
-        # 4. drift
-        result.drift_opened, result.drift_closed = self._record_drift()
-        # 5. plan
+                            ignore_managers=self.diff.ignore_managers, ignore=self.diff.ignore, schemas=schemas)
+        # 5. drift
+        result.drift_opened, result.drift_closed = self.drift.record()
+        # 6. plan
+        cascades = self._cascades(diffs, actual) if prune else {}
+
+        def hold(d: ObjectDiff) -> Hold | None:
+            want, live = desired.get(d.key), actual.get(d.key)
+            return self.holds.hold(d, want, live, self.holds.inputs(d.key, want, live, actual))
+
         result.plan = plan = make_plan(
             diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
-            mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune,
-            waiting=lambda key: self._waiting(key, desired.get(key), actual.get(key)))
+            mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune, waiting=hold, cascades=cascades,
+            adopt_from=s.adopt_from)
+        self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)} | {
+            f"Namespace/{parse_key(k).namespace}" for k in self.holds.failures if parse_key(k).namespace}
         if plan.held is not None:
             result.held = plan.held if result.held is None else f"{result.held}; {plan.held}"
-            self._append([self._action_event(run_id, a, "skipped", error=a.skipped) for a in plan.skipped
-                          if a.op == "prune" and a.skipped == "held by the mass-prune guard"])
+        self._record_holds(result, desired, actual)
         if mode == "detect-only":
-            result.status = "succeeded"
+            result.status = "succeeded" if not result.failed else "failed"
             return self._finish(result, started)
-        # 6. apply, 7. record
+        # 7. apply (the lease first, only when there is something to apply), 8. record
+        self._apply(result, desired, actual, mode, acquire)
+        return self._finish(result, started)
+
+    # ------------------------------------------------------------------ steps
+
+    def _apply(self, result: PassResult, desired: dict[str, DesiredEntry], actual: dict[str, ActualEntry],
+               mode: Mode, acquire: Acquire | None) -> None:
+        plan = result.plan
+        if plan.actions and mode == "apply" and acquire is not None:
+            refused = acquire()
+            if refused is not None:
+                result.held = refused if result.held is None else f"{result.held}; {refused}"
+                return
+            self._find_interrupted_as_applier()
         to_apply = self._read_manifests(plan.actions, desired)
+        new_namespaces = {parse_key(a.key).name for a in plan.actions
+                          if a.op == "create" and a.key.startswith("Namespace/") and a.key not in actual}
         for action in plan.actions:
             if self.stopping.is_set():
                 result.held = "stopped: the process is stopping" if result.held is None else result.held
                 break
-            self._carry_out(result, action, desired.get(action.key), actual.get(action.key), to_apply, mode)
+            want, live = desired.get(action.key), actual.get(action.key)
+            self._carry_out(result, action, want, live, to_apply, mode, new_namespaces=new_namespaces,
+                            inputs=self.holds.inputs(action.key, want, live, actual))
         if result.created or result.updated or result.pruned:  # what the applies closed, recorded now
-            opened, closed = self._record_drift()
+            opened, closed = self.drift.record()
             result.drift_opened, result.drift_closed = result.drift_opened + opened, result.drift_closed + closed
         done = result.created + result.updated + result.pruned + len(result.planned)
         result.status = "succeeded" if not result.failed else "failed" if not done else "partial"
-        return self._finish(result, started)
 
-    # ------------------------------------------------------------------ steps
+    def _find_interrupted_as_applier(self) -> None:
+        """Holding the lease, no other process of the instance applies: a pass of one
+        that never ended, on any host, was cut short."""
+        if not self._checked_as_applier:
+            self._checked_as_applier = True
+            self.running.find_interrupted(applying=True)
+
+    def _cascades(self, diffs: list[ObjectDiff], actual: dict[str, ActualEntry]) -> dict[str, Contents]:
+        """What each orphan Namespace and CRD holds, listed now (only when one is to be pruned)."""
+        out: dict[str, Contents] = {}
+        for d in diffs:
+            k = parse_key(d.key)
+            if d.status.value != "orphan" or (k.group, k.kind) not in CASCADING_KINDS or d.key not in actual:
+                continue
+            try:
+                out[d.key] = self.applier.contents(d.key, actual[d.key].manifest)
+            except (ApiRefused, AccessDenied, ClusterUnavailableError) as e:
+                out[d.key] = Contents(unlisted={"its": str(e)})
+        return out
+
+    def _record_holds(self, result: PassResult, desired: dict[str, DesiredEntry],
+                      actual: dict[str, ActualEntry]) -> None:
+        """Record the holds that say why (once for each situation: the event's id is made
+        of the object's inputs and the reason); count and remember the failed ones."""
+        events: list[AnyEvent] = []
+        for a in result.plan.skipped:
+            if a.reason is None:
+                continue
+            want, live = desired.get(a.key), actual.get(a.key)
+            inputs = self.holds.inputs(a.key, want, live, actual)
+            if a.failed:
+                self.holds.failed(a.key, inputs, terminal=True, code=None, message=a.skipped or "")
+                result.failed += 1
+                result.errors.append((a, a.skipped or ""))
+            events.append(self._action_event(
+                result.run_id, a, "failed" if a.failed else "skipped", error=a.skipped, terminal=a.failed,
+                reason=a.reason, commit=want.commit if want else None,
+                id_parts=("held", a.reason, *(str(i) for i in inputs), a.skipped or "")))
+        if events:
+            self.log.append(events)
 
     def _read_manifests(self, actions: list[Action], desired: dict[str, DesiredEntry]
                         ) -> dict[str, dict[str, Any]]:
@@ -227,247 +308,120 @@ class Reconciler:
         return out
 
     def _carry_out(self, result: PassResult, action: Action, want: DesiredEntry | None, live: ActualEntry | None,
-                   manifests: dict[str, dict[str, Any]], mode: Mode) -> None:
+                   manifests: dict[str, dict[str, Any]], mode: Mode, *, new_namespaces: set[str],
+                   inputs: tuple[int | None, int | None, int | None]) -> None:
         dry_run = mode == "dry-run"
-        inputs = (want.seq if want else None, live.seq if live else None)
+        op: str = action.op
+        dropped: list[str] = []
         try:
             uid = None
+            events: list[AnyEvent] = []
             if action.op == "prune":
                 assert live is not None
-                uid = self._prune(action, live, dry_run)
-                events: list[AnyEvent] = []
+                uid = self.applier.prune(action.key, live.manifest, dry_run=dry_run)
+                if not dry_run:
+                    self.holds.pruned[action.key] = uid
             else:
                 assert want is not None
                 manifest = manifests.get(action.key)
                 if manifest is None:
                     raise ApiRefused(404, "NotFound", f"{want.path} at {want.commit[:12]} no longer holds "
                                                       f"{action.key}")
-                obj = self._apply(action, manifest, dry_run, want)
-                events = [] if dry_run else [self._observed(action, obj)]
+                kind = self.applier.kind(action.key, str(manifest.get("apiVersion", "")))
+                _, dropped = self.applier.to_send(action.key, manifest, kind)
+                self._warn(result, action.key, want, dropped)
+                if dry_run and parse_key(action.key).namespace in new_namespaces:
+                    result.planned.append((action, f"not checked by the server: its namespace "
+                                                   f"{parse_key(action.key).namespace} would be created first"))
+                    self._record_action(result, action, "planned", dry_run=True, commit=want.commit, dropped=dropped)
+                    return
+                adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
+                applied = self.applier.apply(action.key, manifest, dry_run=dry_run, take=action.extra, adopt=adopt)
+                op = "create" if applied.created else "update"
+                events = [] if dry_run else [self._observed(action.key, applied.object, created=applied.created)]
         except (ApiRefused, ClusterUnavailableError) as e:
-            terminal = isinstance(e, ApiRefused) and not e.transient
-            self._failed(action.key, inputs, terminal, str(e))
+            code = e.code if isinstance(e, ApiRefused) else None
+            terminal, message = self.holds.failed(action.key, inputs, terminal=isinstance(e, ApiRefused)
+                                                  and not e.transient, code=code, message=str(e))
             result.failed += 1
-            result.errors.append((action, str(e)))
+            result.errors.append((action, message))
             if dry_run:
-                result.planned.append((action, str(e)))
-            self._append([self._action_event(
-                result.run_id, action, "failed", error=str(e), terminal=terminal, dry_run=dry_run,
-                code=e.code if isinstance(e, ApiRefused) else None,
-                reason=e.reason if isinstance(e, ApiRefused) else "Unavailable",
-                commit=want.commit if want else None)])
+                result.planned.append((action, message))
+            self._record_action(result, action, "failed", error=message, terminal=terminal, dry_run=dry_run,
+                                code=code, reason=e.reason if isinstance(e, ApiRefused) else "Unavailable",
+                                commit=want.commit if want else None, dropped=dropped)
             return
-        self._failures.pop(action.key, None)
+        self.holds.succeeded(action.key, op=op, fields=action.fields)
         if dry_run:
             result.planned.append((action, None))
-        elif action.op == "create":
+        elif op == "create":
             result.created += 1
-        elif action.op == "update":
+        elif op == "update":
             result.updated += 1
         else:
             result.pruned += 1
         revision = events[0].revision if events else None
-        self._append([self._action_event(result.run_id, action, "planned" if dry_run else "succeeded",
-                                         dry_run=dry_run, commit=want.commit if want else None,
-                                         revision=revision, uid=uid), *events])
+        self._record_action(result, action, "planned" if dry_run else "succeeded", dry_run=dry_run, op=op,
+                            commit=want.commit if want else None, revision=revision, uid=uid, dropped=dropped,
+                            also=events)
 
-    def _kind(self, key: str, api_version: str | None = None) -> KindInfo:
-        k = parse_key(key)
-        for fresh in (False, True):
-            if self._kinds is None or fresh:
-                self._kinds = self.port.discover().kinds
-            info = self._kinds.get((k.group, k.kind))
-            if info is not None:
-                if api_version and api_version != info.api_version:  # apply as Git wrote it
-                    group, _, version = api_version.rpartition("/")
-                    return KindInfo(group, version, info.kind, info.plural, info.namespaced, info.verbs, info.names)
-                return info
-        raise ApiRefused(404, "NotFound", f"the cluster does not serve {k.kind}{'.' + k.group if k.group else ''}")
-
-    def _apply(self, action: Action, manifest: dict[str, Any], dry_run: bool, want: DesiredEntry) -> dict[str, Any]:
-        kind = self._kind(action.key, str(manifest.get("apiVersion", "")))
-        if action.extra and not dry_run:
-            self._take_over(action, kind, want)
-        obj = self.port.apply(kind, with_ownership(manifest, self.settings.instance),
-                              field_manager=self.settings.field_manager, force=self.settings.force_conflicts,
-                              dry_run=dry_run)
-        if kind.kind == "CustomResourceDefinition" and not dry_run:
-            self._wait_established(kind, obj)
-            self._kinds = None  # its kind is served from now: discover again when asked
-        return obj
-
-    def _take_over(self, action: Action, kind: KindInfo, want: DesiredEntry) -> None:
-        """Hand the fields other managers added (and Git does not set) to our field manager,
-        so that the apply that follows removes them."""
-        key = parse_key(action.key)
-        live = self.port.get(kind, key.namespace or None, key.name)
-        if live is None:
-            return
-        fields = take_over(with_ownership(want.manifest, self.settings.instance), live,
-                           field_manager=self.settings.field_manager, ignore_managers=self.diff.ignore_managers)
-        if fields is not None:
-            rv = (live.get("metadata") or {}).get("resourceVersion")
-            self.port.patch(kind, key.namespace or None, key.name,
-                            {"metadata": {"managedFields": fields, "resourceVersion": rv}})
-
-    def _wait_established(self, kind: KindInfo, obj: dict[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
-        deadline = self.monotonic() + self.settings.crd_timeout
-        while True:
-            conditions = (obj.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-                return
-            if self.monotonic() > deadline:
-                raise ClusterUnavailableError(f"CustomResourceDefinition {name} was not established within "
-                                              f"{self.settings.crd_timeout:g}s")
-            time.sleep(0.1)
-            obj = self.port.get(kind, None, name) or {}
-
-    def _prune(self, action: Action, live: ActualEntry, dry_run: bool) -> str | None:
-        """Delete that incarnation (uid) of the object; returns the uid."""
-        key = parse_key(action.key)
-        kind = self._kind(action.key)
-        uid = (live.manifest.get("metadata") or {}).get("uid")
-        self.port.delete(kind, key.namespace or None, key.name, uid=uid, dry_run=dry_run)
-        if not dry_run:
-            self._pruned[action.key] = uid
-        return uid
-
-    def _forget_pruned(self, actual: dict[str, ActualEntry]) -> None:
-        for key, uid in list(self._pruned.items()):
-            entry = actual.get(key)
-            if entry is None or (entry.manifest.get("metadata") or {}).get("uid") != uid:
-                del self._pruned[key]
-
-    def _failed(self, key: str, inputs: tuple[int | None, int | None], terminal: bool, message: str) -> None:
-        s = self.settings
-        f = self._failures.get(key)
-        if f is None or f.inputs != inputs:
-            f = self._failures[key] = _Failure(inputs, terminal, Backoff(s.retry_initial, s.retry_max))
-        f.terminal, f.message = terminal, message
-        f.retry_at = self.monotonic() + f.backoff.delay()
-
-    def _waiting(self, key: str, want: DesiredEntry | None, live: ActualEntry | None) -> str | None:
-        if key in self._pruned:
-            return "being deleted"
-        f = self._failures.get(key)
-        if f is None:
-            return None
-        if f.inputs != (want.seq if want else None, live.seq if live else None):
-            del self._failures[key]  # the input changed: try again now
-            return None
-        if f.terminal and want is not None:
-            return f"waiting for the desired or live object to change ({f.message})"
-        if self.monotonic() < f.retry_at:
-            return f"retrying in {f.retry_at - self.monotonic():.0f}s ({f.message})"
-        return None
-
-    # ------------------------------------------------------------------ drift
-
-    def _record_drift(self) -> tuple[int, int]:
-        """Follow the drift projection over the events since the last pass and record the
-        episodes they opened or closed (``run_pass`` primes the tracker before its ingest)."""
-        assert self._tracker is not None
-        events: list[AnyEvent] = []
-        last = self._drift_seq
-        opened = closed = 0
-        for r in self.log.read(since_seq=self._drift_seq, types=STATE_TYPES):
-            last = r.seq
-            origin = getattr(r.event.payload, "origin", "")
-            if origin not in (self.desired_origin, self.actual_origin):
-                continue
-            ep = self._tracker.feed(r)
-            if ep is None:
-                continue
-            episode_id = event_id("drift", ep.resource, str(ep.opened_seq))
-            if ep.closed_seq is None:
-                opened += 1
-                events.append(DriftOpened(
-                    id=event_id("drift.opened", episode_id), source=EventSource.RECONCILER, resource=ep.resource,
-                    actor=ep.opened_by, effective_at=ep.opened_at,
-                    payload=DriftOpenedPayload(episode_id=episode_id, fields=ep.fields, cause_seq=ep.opened_seq)))
-            else:
-                assert ep.how is not None and ep.closed_at is not None
-                closed += 1
-                events.append(DriftClosed(
-                    id=event_id("drift.closed", episode_id), source=EventSource.RECONCILER, resource=ep.resource,
-                    actor=ep.closed_by, effective_at=ep.closed_at,
-                    payload=DriftClosedPayload(episode_id=episode_id, how=ep.how, cause_seq=ep.closed_seq)))
-        self._drift_seq = max(last, self._drift_seq)
-        self.log.append(events, checkpoint=Checkpoint(self._drift_checkpoint, {"seq": self._drift_seq}))
-        return opened, closed
-
-    @property
-    def _drift_checkpoint(self) -> str:
-        return f"reconciler:{self.settings.instance}:drift"
-
-    def _primed_tracker(self) -> tuple[DriftTracker, int]:
-        """The drift projection where the last pass left it (its checkpoint), or as of now
-        on a first pass, from the current-state tables and snapshots and the episodes the
-        log holds open, rather than from a fold of the whole log."""
-        tracker = DriftTracker(field_manager=self.settings.field_manager)
-        cp = self.log.checkpoint(self._drift_checkpoint)
-        if isinstance(cp, dict) and isinstance(cp.get("seq"), int):  # where the last pass (any process) left it
-            seq = int(cp["seq"])
-            desired = fold_desired(self.log.state_at("desired", until_seq=seq, origin=self.desired_origin))
-            actual = fold_actual(self.log.state_at("actual", until_seq=seq, origin=self.actual_origin))
-        else:  # a first pass: from now on
-            seq = self.log.last_seq()
-            desired = fold_desired(self.log.current("desired", origin=self.desired_origin))
-            actual = fold_actual(self.log.current("actual", origin=self.actual_origin))
-        open_eps: dict[str, DriftEpisode] = {}
-        for r in self.log.read(types=["drift.opened", "drift.closed"]):
-            ev = r.event
-            if isinstance(ev, DriftOpened) and ev.resource:
-                open_eps[ev.resource] = DriftEpisode(ev.resource, ev.effective_at, ev.payload.cause_seq or r.seq,
-                                                     ev.actor, list(ev.payload.fields))
-            elif isinstance(ev, DriftClosed) and ev.resource:
-                open_eps.pop(ev.resource, None)
-        for key in set(desired) | set(actual):
-            d, a = desired.get(key), actual.get(key)
-            tracker.prime(key, d.manifest if d else None, a.manifest if a else None, open_eps.get(key))
-        return tracker, seq
+    def _warn(self, result: PassResult, key: str, want: DesiredEntry, dropped: list[str]) -> None:
+        if dropped and (key, want.seq) not in self._warned:
+            self._warned.add((key, want.seq))
+            result.warnings.append(f"{key}: {want.path} at {want.commit[:12]} holds fields only the API server sets "
+                                   f"({', '.join(dropped)}); they were left out of the apply")
 
     # ------------------------------------------------------------------ events
 
-    def _observed(self, action: Action, obj: dict[str, Any]) -> ClusterObserved:
+    def _observed(self, key: str, obj: dict[str, Any], *, created: bool) -> ClusterObserved:
         rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return ClusterObserved.model_validate({
-            "id": event_id("cluster.observed", self.actual_origin, action.key, rv), "source": EventSource.CLUSTER,
-            "resource": action.key, "actor": self.settings.field_manager, "effective_at": self.clock(),
+            "id": event_id("cluster.observed", self.actual_origin, key, rv), "source": EventSource.CLUSTER,
+            "resource": key, "actor": self.settings.field_manager, "effective_at": self.clock(),
             "revision": rv,
             "payload": {"origin": self.actual_origin, "manifest": redact(obj, self.redaction), "resource_version": rv,
-                        "change": "added" if action.op == "create" else "modified",
+                        "change": "added" if created else "modified",
                         "manager": self.settings.field_manager, "operation": "Apply",
                         "attribution": Attribution.RECONCILER},
         })
 
-    def _action_event(self, run_id: str, action: Action, result: str, *, error: str | None = None,
+    def _record_action(self, result: PassResult, action: Action, outcome: str, *, also: Sequence[AnyEvent] = (),
+                       **kw: Any) -> None:
+        self.log.append([self._action_event(result.run_id, action, outcome, **kw), *also])
+
+    def _action_event(self, run_id: str, action: Action, outcome: str, *, error: str | None = None,
                       terminal: bool = False, dry_run: bool = False, code: int | None = None,
-                      reason: str | None = None, commit: str | None = None,
-                      revision: str | None = None, uid: str | None = None) -> ReconcileAction:
+                      reason: str | None = None, commit: str | None = None, revision: str | None = None,
+                      uid: str | None = None, op: str | None = None, dropped: Sequence[str] = (),
+                      id_parts: Sequence[str] | None = None) -> ReconcileAction:
+        done = op or action.op
         return ReconcileAction.model_validate({
-            "id": event_id("reconcile.action", self.settings.instance, run_id, action.op, action.key),
+            "id": event_id("reconcile.action", self.settings.instance, *(id_parts or (run_id,)), action.op,
+                           action.key),
             "source": EventSource.RECONCILER, "resource": action.key, "actor": self.actor,
             "effective_at": self.clock(), "revision": revision,
-            "payload": {"run_id": run_id, "action": action.op, "result": result, "error": error,
+            "payload": {"run_id": run_id, "action": done, "result": outcome, "error": error,
                         "terminal": terminal, "dry_run": dry_run, "code": code, "reason": reason,
-                        "fields": list(action.fields), "commit": commit, "uid": uid},
+                        "fields": list(action.fields), "commit": commit, "uid": uid,
+                        "planned": action.op if done != action.op else None, "dropped": list(dropped)},
         })
 
     def _finish(self, result: PassResult, started: float) -> PassResult:
         result.duration = self.monotonic() - started
         p = result.plan
-        self._append([ReconcileFinished(
+        self.log.append([ReconcileFinished(
             id=event_id("reconcile.finished", self.settings.instance, result.run_id), source=EventSource.RECONCILER,
             actor=self.actor, effective_at=self.clock(), revision=result.desired_revision,
             payload=ReconcileFinishedPayload(
                 run_id=result.run_id, status=result.status,
                 created=result.created, updated=result.updated, pruned=result.pruned, failed=result.failed,
                 unchanged=p.unchanged, skipped=len(p.skipped), out_of_sync=result.out_of_sync,
-                duration_seconds=round(result.duration, 6), held=result.held))])
+                duration_seconds=round(result.duration, 6), held=result.held))],
+            checkpoint=self.running.finished())
         return result
 
-    def _append(self, events: list[AnyEvent]) -> None:
-        if events:
-            self.log.append(events)
+
+def _applied_by(live: ActualEntry, field_manager: str) -> bool:
+    """Whether the live object has an Apply entry of ours: the reconciler applied it before."""
+    entries = (live.manifest.get("metadata") or {}).get("managedFields") or []
+    return any(e.get("manager") == field_manager and e.get("operation") == "Apply" for e in entries)

@@ -109,6 +109,16 @@ class ReconcileSettings(BaseModel):
                                                             "report the conflict")
     retry_initial: float = Field(default=5.0, gt=0, description="first wait (s) before retrying a transient error")
     retry_max: float = Field(default=300.0, gt=0, description="longest wait (s) between retries")
+    retry_limit: int = Field(default=5, ge=1, description="tries of an object the API server answers with HTTP 500 "
+                                                          "(most often a schema problem) before it is terminal")
+    loop_limit: int = Field(default=3, ge=1, description="times another manager may set an applied field back "
+                                                         "before the object is marked conflict and left alone")
+    loop_window: float = Field(default=120.0, gt=0, description="seconds after an apply within which a field set "
+                                                                "back by another manager counts toward loop_limit")
+    adopt_from: list[str] = Field(default_factory=list, description="instances whose objects this one may take over "
+                                                                    "(otherwise a shared-resource error)")
+    remove_last_applied: bool = Field(default=False, description="when adopting an object made by kubectl apply, "
+                                                                 "also remove its last-applied annotation")
     crd_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a CRD to be established")
     windows: list[SyncWindow] = Field(default_factory=list, description="sync windows")
     lease: LeaseSettings = Field(default_factory=LeaseSettings, description="leader election")

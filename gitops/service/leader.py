@@ -2,7 +2,9 @@
 does it: one holder at a time, renewed every ``renew`` seconds; a standby takes the lease
 once it has seen the same record unchanged for ``duration`` seconds (measured on its own
 monotonic clock from when it last saw the record change, so clocks that disagree between
-machines do not matter). Writes carry the resourceVersion read, so two standbys racing
+machines do not matter; a lease seen for the first time whose renewal is older than twice its
+duration by this machine's clock is expired too, so that a one-shot command can take over
+from a killed holder). Writes carry the resourceVersion read, so two standbys racing
 for an expired lease cannot both win: the loser gets 409 and stays standby.
 """
 
@@ -103,12 +105,14 @@ class LeaseElector:
         spec = current.get("spec") or {}
         holder = spec.get("holderIdentity") or None
         record = (str(holder), str(spec.get("renewTime")))
+        first_sight = self._seen is None
         if record != self._seen:
             self._seen, self._seen_at = record, self.monotonic()
         self.holder = holder
         mine = holder == self.identity
-        expired = holder is None or self.monotonic() - self._seen_at > float(spec.get("leaseDurationSeconds")
-                                                                               or self.duration)
+        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        expired = holder is None or self.monotonic() - self._seen_at > duration or (
+            first_sight and self._long_dead(spec.get("renewTime"), duration))
         if not mine and not expired:
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
@@ -123,6 +127,17 @@ class LeaseElector:
             self.previous = holder
         self.holder, self._renewed_at = self.identity, self.monotonic()
         return True
+
+    def _long_dead(self, renew_time: object, duration: float) -> bool:
+        """Whether a lease seen for the first time was last renewed so long ago, by this
+        machine's clock, that its holder is gone even if the clocks disagree by a whole
+        lease duration: how a one-shot ``gitops reconcile``, which looks only once, takes
+        over from a holder that was killed, instead of waiting for ever."""
+        try:
+            renewed = datetime.fromisoformat(str(renew_time).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return (self.clock() - renewed).total_seconds() > 2 * duration
 
     def release(self) -> None:
         """Give the lease up (clear the holder), if this process holds it."""

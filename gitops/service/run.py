@@ -62,6 +62,9 @@ class RunReporter(Reporter, Protocol):
     def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
         """This process started or stopped leading."""
 
+    def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
+        """This process is a standby: ``holder`` holds the lease and applies."""
+
 
 def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSettings, *,
                      diff: DiffSettings, redaction: Sequence[RedactionRule],
@@ -82,7 +85,7 @@ def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSe
 
     reconciler = Reconciler(EventLog(db_path), port, settings=settings, desired_origin=git.origin,
                             actual_origin=service.cluster.origin, manifests=git.manifests_at, last_valid=last_valid,
-                            diff=diff, redaction=redaction)
+                            diff=diff, redaction=redaction, identity=process_identity("reconciler-"))
     return reconciler, port
 
 
@@ -159,7 +162,8 @@ class RunService(WatchService):
         self._start_http()
         super().start()
         assert self.cluster is not None
-        self.cluster.wait_synced(60)  # the actual state is complete before anything is planned from it
+        self.reconciler.cluster_synced = self.cluster.wait_synced  # no pass plans from a half-listed cluster
+        self.cluster.wait_synced(60)
         interval = self.settings.interval
         self.scheduler.add_job(self._scheduled, "interval", seconds=interval, jitter=interval * self.settings.jitter,
                                id="interval", max_instances=1, coalesce=True)
@@ -227,7 +231,7 @@ class RunService(WatchService):
         for ev in events:
             # the desired and owned objects of the last pass: a change to one by another hand is drift
             if (isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource in self.reconciler.watched
-                    and ev.payload.attribution != Attribution.RECONCILER):
+                    and ev.payload.attribution != Attribution.RECONCILER and not ev.payload.control_plane):
                 self.request_pass("drift")
                 return
 
@@ -235,6 +239,7 @@ class RunService(WatchService):
 
     def _elect(self) -> None:
         assert self.elector is not None
+        seen: str | None = None
         while not self._stopping.is_set():
             was = self.leading
             now = self.elector.tick()
@@ -242,6 +247,11 @@ class RunService(WatchService):
                 self._leadership(now)
                 if now:
                     self.request_pass("leader")
+            if not now and self.elector.holder != seen:  # a standby says so, and names who applies
+                seen = self.elector.holder
+                self.reporter.standby(lease=self.elector.lease, holder=seen, at=utc_now())
+            elif now:
+                seen = None
             self._stopping.wait(self.settings.lease.renew)
 
     def _leadership(self, acquired: bool) -> None:
@@ -269,8 +279,24 @@ class RunService(WatchService):
 
     @property
     def ready(self) -> bool:
-        synced = self.cluster is not None and self.cluster.wait_synced(0)
-        return bool(synced and self.healthy and (not self.leading or self.passes > 0))
+        return self.readiness()[0]
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the service is ready, and what ``/readyz`` says: not while the API server
+        cannot be reached or the cluster is not listed yet, nor before a leader's first
+        pass; a standby is ready, and says which process holds the lease."""
+        if not self.healthy:
+            return False, f"not ready: {self.error or 'stopping'}"
+        if self.cluster is None or self.cluster.unreachable:
+            return False, "not ready: the Kubernetes API server cannot be reached"
+        if not self.cluster.wait_synced(0):
+            return False, "not ready: the cluster is not listed yet"
+        if not self.leading:
+            assert self.elector is not None
+            return True, f"ok: standby; the lease {self.elector.lease} is held by {self.elector.holder or 'nobody'}"
+        if self.passes == 0:
+            return False, "not ready: the first pass has not finished"
+        return True, "ok"
 
     def _start_http(self) -> None:
         address = self.settings.metrics_address
@@ -283,9 +309,12 @@ class RunService(WatchService):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     body, status, ctype = generate_latest(service.metrics.registry), 200, CONTENT_TYPE_LATEST
-                elif self.path in ("/healthz", "/readyz"):
-                    ok = service.healthy if self.path == "/healthz" else service.ready
-                    body, status, ctype = (b"ok\n" if ok else b"not ready\n"), (200 if ok else 503), "text/plain"
+                elif self.path == "/healthz":
+                    ok = service.healthy
+                    body, status, ctype = (b"ok\n" if ok else b"not healthy\n"), (200 if ok else 503), "text/plain"
+                elif self.path == "/readyz":
+                    ok, text = service.readiness()
+                    body, status, ctype = f"{text}\n".encode(), (200 if ok else 503), "text/plain"
                 else:
                     body, status, ctype = b"not found\n", 404, "text/plain"
                 self.send_response(status)

@@ -9,7 +9,6 @@ cannot be reached or refuses us.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -20,16 +19,16 @@ from typing import Any
 import orjson
 import pykube
 import requests
-import yaml
 
 from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
+from gitops.sources.cluster.kubeconfig import SERVICE_ACCOUNT, check_kubeconfig, in_cluster
 
 RECONCILER_AGENT = "gitops-reconciler"
 """The User-Agent prefix of the reconciler's requests: the API server's audit records of
 them say so, which is how the watcher knows a delete (which leaves no managedFields
 behind) was the reconciler's prune."""
 
-__all__ = ["RECONCILER_AGENT", "AccessDenied", "ApiRefused", "ClusterClient", "Discovery", "KindInfo",
+__all__ = ["RECONCILER_AGENT", "AccessDenied", "ApiRefused", "Applied", "ClusterClient", "Discovery", "KindInfo",
            "ResourceVersionGone", "WatchEvent", "check_kubeconfig"]
 
 
@@ -46,6 +45,7 @@ class KindInfo:
     namespaced: bool
     verbs: frozenset[str]
     names: frozenset[str] = frozenset()  # what kubectl takes for it: plural, singular, short names (lower case)
+    status_subresource: bool = False  # its status is written through /status: an apply's ``status`` is ignored
 
     @property
     def api_version(self) -> str:
@@ -67,6 +67,15 @@ class Discovery:
 
     kinds: dict[tuple[str, str], KindInfo]
     failed: dict[str, str]  # "group/version" -> why
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a server-side apply left: the object, and whether the server created it (HTTP
+    201) rather than changed one that was there (200): the server's answer, not a plan's."""
+
+    object: dict[str, Any]
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -121,62 +130,6 @@ def _unavailable(server: str, e: Exception) -> SourceError:
         return AccessDenied(f"the Kubernetes API at {server} refused the request (HTTP {code}: {e})")
     reason = f"HTTP {code}: {e}" if code is not None else type(e).__name__
     return ClusterUnavailableError(f"the Kubernetes API at {server} is unavailable ({reason})")
-
-
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-def in_cluster(kubeconfig: str | Path | None) -> bool:
-    """Whether to use the pod's service account: no kubeconfig named or at its default
-    place, and the API server and the token a pod is given are there."""
-    return (kubeconfig is None and not os.environ.get("KUBECONFIG") and not Path("~/.kube/config").expanduser().exists()
-            and bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT / "token").exists())
-
-
-def check_kubeconfig(kubeconfig: str | Path | None, context: str | None) -> Path:
-    """The kubeconfig file to use, checked as far as pykube needs it, so that a bad one is
-    one line saying what is wrong (``ConfigError``), not a traceback from deep inside."""
-    name = str(kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config")
-    path = Path(name).expanduser()
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"cannot use kubeconfig {name}: {why}")
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise bad("no such file") from None
-    except IsADirectoryError:
-        raise bad("it is a directory") from None
-    except UnicodeDecodeError:
-        raise bad("not a text file") from None
-    except OSError as e:
-        raise bad(e.strerror or str(e)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise bad(f"invalid YAML{f' at line {mark.line + 1}' if mark is not None else ''}") from None
-    if not isinstance(doc, dict):
-        raise bad("not a kubeconfig (expected a mapping with clusters, users and contexts)")
-    entries: dict[str, dict[str, Any]] = {}
-    for section, inner in (("clusters", "cluster"), ("contexts", "context")):
-        items = doc.get(section)
-        if not isinstance(items, list) or not items:
-            raise bad(f"it names no {section}")
-        found = {str(i.get("name")): i.get(inner) for i in items if isinstance(i, dict)}
-        if not all(isinstance(v, dict) for v in found.values()):
-            raise bad(f"an entry of {section} has no {inner} mapping")
-        entries[section] = found
-    chosen = context or doc.get("current-context")
-    if not chosen:
-        raise bad("no context given and no current-context set")
-    if chosen not in entries["contexts"]:
-        raise bad(f"no context {chosen!r} (it has: {', '.join(sorted(entries['contexts']))})")
-    cluster = entries["contexts"][chosen].get("cluster")
-    if cluster not in entries["clusters"] or not entries["clusters"][cluster].get("server"):
-        raise bad(f"context {chosen!r} names cluster {cluster!r}, which it does not define with a server")
-    return path
 
 
 class ClusterClient:
@@ -234,28 +187,47 @@ class ClusterClient:
             except (requests.HTTPError, pykube.exceptions.HTTPError) as e:
                 failed[api_version] = str(_unavailable(self.server, e))
                 continue
-            for r in listing.json()["resources"]:
+            resources = listing.json()["resources"]
+            with_status = {r["name"].partition("/")[0] for r in resources if r["name"].endswith("/status")}
+            for r in resources:
                 if "/" in r["name"]:
                     continue  # subresources
                 key = (group, r["kind"])
                 if key not in kinds:  # the preferred version first, then the others in the server's order
                     names = {r["name"], r["kind"].lower(), r.get("singularName") or "", *r.get("shortNames", ())}
                     kinds[key] = KindInfo(group, version, r["kind"], r["name"], bool(r["namespaced"]),
-                                          frozenset(r.get("verbs", ())), frozenset(n for n in names if n))
+                                          frozenset(r.get("verbs", ())), frozenset(n for n in names if n),
+                                          r["name"] in with_status)
         return Discovery(kinds, failed)
 
-    def _request_kwargs(self, kind: KindInfo) -> dict[str, Any]:
-        return {"version": kind.api_version, "url": kind.plural,
-                **({"base": "/api"} if not kind.group else {})}
+    def openapi(self) -> dict[str, Any] | None:
+        """The server's OpenAPI v2 document (built-in kinds and every CRD's published
+        schema), or None when it serves none."""
+        try:
+            r = self.api.get(version="openapi", base="/", url="v2")
+        except _NETWORK_ERRORS as e:
+            raise _unavailable(self.server, e) from None
+        if r.status_code >= 400:
+            return None
+        try:
+            doc = orjson.loads(r.content)
+        except orjson.JSONDecodeError:
+            return None
+        return doc if isinstance(doc, dict) else None
 
-    def list(self, kind: KindInfo) -> tuple[list[dict[str, Any]], str]:
-        """Every object of ``kind`` (all namespaces) and the list's resourceVersion, read in
-        pages of ``page_size`` (one consistent snapshot; an expired page token is a 410)."""
+    def _request_kwargs(self, kind: KindInfo, namespace: str | None = None) -> dict[str, Any]:
+        return {"version": kind.api_version, "url": kind.plural,
+                **({"base": "/api"} if not kind.group else {}), **({"namespace": namespace} if namespace else {})}
+
+    def list(self, kind: KindInfo, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` (in ``namespace``, or in all) and the list's
+        resourceVersion, read in pages of ``page_size`` (one consistent snapshot; an
+        expired page token is a 410). A refusal (401/403) is ``AccessDenied``."""
         items: list[dict[str, Any]] = []
         params: dict[str, str] = {"limit": str(self.page_size)}
         while True:
             try:
-                r = self.api.get(**self._request_kwargs(kind), params=params)
+                r = self.api.get(**self._request_kwargs(kind, namespace), params=params)
                 if r.status_code == 410:
                     raise ResourceVersionGone(f"{kind.name}: the list's continue token expired")
                 self.api.raise_for_status(r)
@@ -352,19 +324,22 @@ class ClusterClient:
         return r
 
     def apply(self, kind: KindInfo, manifest: dict[str, Any], *, field_manager: str, force: bool = False,
-              dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply of ``manifest`` as ``field_manager``; the object the server
-        holds afterwards (or would hold, with ``dry_run``)."""
+              dry_run: bool = False) -> Applied:
+        """Server-side apply of ``manifest`` as ``field_manager``: the object the server
+        holds afterwards (or would hold, with ``dry_run``), and whether it was created."""
         meta = manifest.get("metadata") or {}
         params = {"fieldManager": field_manager, **({"force": "true"} if force else {}),
                   **({"dryRun": "All"} if dry_run else {})}
         r = self._send("patch", kind, meta.get("namespace"), str(meta.get("name")), data=orjson.dumps(manifest),
                        params=params, headers={"Content-Type": "application/apply-patch+yaml"})
-        return dict(orjson.loads(r.content))
+        return Applied(dict(orjson.loads(r.content)), r.status_code == 201)
 
-    def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch (RFC 7386) of one object; the object afterwards."""
+    def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any], *,
+              field_manager: str | None = None) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) of one object, as ``field_manager`` when given;
+        the object afterwards."""
         r = self._send("patch", kind, namespace, name, data=orjson.dumps(patch),
+                       params={"fieldManager": field_manager} if field_manager else {},
                        headers={"Content-Type": "application/merge-patch+json"})
         return dict(orjson.loads(r.content))
 
