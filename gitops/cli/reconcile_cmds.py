@@ -39,13 +39,18 @@ def _settings(ctx: Context, **overrides: Any) -> ReconcileSettings:
 
 def render_pass(result: PassResult, *, at: datetime | None = None, trigger: str | None = None) -> None:
     stamp = f"{at:%H:%M:%S} " if at is not None else ""
+    for warning in result.warnings:
+        click.echo(f"{stamp}warning: {warning}", err=True)
     for action, error in result.planned:
         click.echo(f"{stamp}would {action.op} {action.key}" + (f": {error}" if error else ""))
     for action, error in result.errors:
-        if result.mode != "dry-run":
+        if result.mode != "dry-run" and action.skipped is None:
             click.echo(f"{stamp}failed to {action.op} {action.key}: {error}", err=True)
     for action in result.plan.skipped:
-        click.echo(f"{stamp}left {action.key} alone ({action.op}): {action.skipped}", err=True)
+        if action.failed:
+            click.echo(f"{stamp}failed to {action.op} {action.key}: {action.skipped}", err=True)
+        else:
+            click.echo(f"{stamp}left {action.key} alone ({action.op}): {action.skipped}", err=True)
     if result.mode == "detect-only" and result.plan.actions:
         for action in result.plan.actions:
             click.echo(f"{stamp}out of sync: {action.key} (would {action.op})")
@@ -96,9 +101,17 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     elector = None
     if settings.lease.enabled and not (dry_run or detect_only):
         elector = LeaseElector.for_instance(port, settings, process_identity("gitops-reconcile-"))
-        if not elector.tick():
-            raise UsageError(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
-                             f"({elector.holder}) and applies; wait for it, or run with --dry-run")
+
+    refused: list[str] = []
+
+    def acquire() -> str | None:
+        """The lease, taken only when the pass has something to apply: an in-sync pass writes nothing."""
+        if elector is None or elector.tick():
+            return None
+        refused.append(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
+                       f"({elector.holder}) and applies; wait for it, or run with --dry-run")
+        return f"the lease {elector.lease} is held by {elector.holder}"
+
     try:
         git, cluster = service.git, service.cluster
         assert git is not None and cluster is not None
@@ -109,15 +122,19 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
 
         mode: Mode | None = "dry-run" if dry_run else "detect-only" if detect_only else None
         result = reconciler.run_pass(trigger="manual", mode=mode, prune=prune, allow_mass_prune=allow_mass_prune,
-                                     ingest=ingest)
+                                     ingest=ingest, acquire=acquire)
     finally:
         if elector is not None:
             elector.release()
         reconciler.log.close()
         service.close()
     render_pass(result)
-    if result.failed and not dry_run:
-        raise ActionsFailedError(f"{result.failed} of {len(result.plan.actions)} actions failed (each is in the log)")
+    if refused:
+        raise UsageError(refused[0])
+    if result.failed:
+        what = "would fail" if dry_run else "failed"
+        raise ActionsFailedError(f"{result.failed} of {len(result.plan.actions) + len(result.plan.skipped)} actions "
+                                 f"{what} (each is in the log)")
 
 
 class RunReporterCLI(Reporter):
@@ -129,6 +146,9 @@ class RunReporterCLI(Reporter):
     def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
         what = "leading: this process applies" if acquired else "no longer leading"
         click.echo(f"{at:%H:%M:%S} {what} (lease {lease})", err=True)
+
+    def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
+        click.echo(f"{at:%H:%M:%S} standby: {holder or 'nobody'} holds the lease {lease} and applies", err=True)
 
 
 @cli.command()

@@ -33,6 +33,7 @@ EVENT_DESCRIPTIONS = {
     "reconcile.started": "a pass began: trigger, mode, the commit it acts on, what held it",
     "reconcile.action": "a create, update or prune of one object, and its result (the API's code and message)",
     "reconcile.finished": "a pass ended: counts, duration, status",
+    "reconcile.interrupted": "a pass that never recorded its end (its process was killed), found by the next pass",
     "reconcile.leader": "this instance started or stopped leading (the Lease)",
     "drift.opened": "an in-sync object diverged outside Git: who caused it, what differs",
     "drift.closed": "it converged again: reconciled, reverted by hand, Git changed, or deleted",
