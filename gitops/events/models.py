@@ -35,6 +35,8 @@ from gitops.events.payloads import (
     GitPerson,
     GitReconfiguredPayload,
     GitRewrittenPayload,
+    IntegrityAcknowledgedPayload,
+    IntegrityCheckpointPayload,
     Mode,
     OperatorPayload,
     ReconcileActionPayload,
@@ -74,6 +76,10 @@ __all__ = [
     "GitReconfiguredPayload",
     "GitRewritten",
     "GitRewrittenPayload",
+    "IntegrityAcknowledged",
+    "IntegrityAcknowledgedPayload",
+    "IntegrityCheckpoint",
+    "IntegrityCheckpointPayload",
     "Mode",
     "OperatorAccess",
     "OperatorPayload",
@@ -248,6 +254,16 @@ class SourceOutageStarted(_Event):
     payload: SourceOutagePayload
 
 
+class IntegrityAcknowledged(_Event):
+    type: Literal["integrity.acknowledged"] = "integrity.acknowledged"
+    payload: IntegrityAcknowledgedPayload
+
+
+class IntegrityCheckpoint(_Event):
+    type: Literal["integrity.checkpoint"] = "integrity.checkpoint"
+    payload: IntegrityCheckpointPayload
+
+
 class SourceOutageEnded(_Event):
     type: Literal["source.outage_ended"] = "source.outage_ended"
     payload: SourceOutagePayload
@@ -272,7 +288,9 @@ AnyEvent = Annotated[
     | SourceErrorEvent
     | OperatorAccess
     | SourceOutageStarted
-    | SourceOutageEnded,
+    | SourceOutageEnded
+    | IntegrityAcknowledged
+    | IntegrityCheckpoint,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -258,3 +258,28 @@ class SourceOutagePayload(_Frozen):
     origin: str = ""
 
 
+
+
+class IntegrityAcknowledgedPayload(_Frozen):
+    """An operator recorded what ``gitops verify`` found (so that writers may go on): the
+    finding stays in the log, chained after the rows that were left."""
+
+    problem: str  # modified, missing, reordered, truncated, tree
+    first_bad_seq: int | None = None
+    detail: str
+    last_seq: int | None = None  # the last event the log held when it was acknowledged
+    recorded_head_seq: int | None = None  # what the recorded head said then
+    recorded_head_hash: str | None = None
+    user: str
+    host: str
+    reason: str = ""  # what the operator said
+
+
+class IntegrityCheckpointPayload(_Frozen):
+    """A signed checkpoint of the log (gitops.model.note) was made and published."""
+
+    origin: str
+    size: int  # the events it covers: seq 1..size
+    root: str  # base64 of the Merkle root
+    key: str  # the verifier key's name and id, name+id
+    published: list[str] = Field(default_factory=list)  # where to: a directory, a Git ref

@@ -12,7 +12,9 @@ one readable line and a non-zero exit code, never a traceback::
     │   ├── NotAGitOpsDatabaseError  the file is not SQLite, or SQLite of another program
     │   ├── SchemaTooNewError        written by a newer gitops than this one
     │   ├── DatabaseLockedError      another process held the write lock too long
-    │   └── CorruptDatabaseError     SQLite reports the file damaged
+    │   ├── CorruptDatabaseError     SQLite reports the file damaged
+    │   ├── TamperedLogError         the log's end disagrees with its recorded head: no writes
+    │   └── ReadOnlyLogError         the file cannot be written (a read-only copy)
     ├── ManifestError                a document that is not a usable Kubernetes object
     ├── SourceError                  a source of events failed (not its content)
     │   ├── GitSourceError           a repository that cannot be read or fetched
@@ -43,9 +45,11 @@ __all__ = [
     "InvalidTimeError",
     "ManifestError",
     "NotAGitOpsDatabaseError",
+    "ReadOnlyLogError",
     "SchemaTooNewError",
     "SourceError",
     "StoreError",
+    "TamperedLogError",
     "UsageError",
     "first_error",
 ]
@@ -100,6 +104,17 @@ class CorruptDatabaseError(StoreError):
         ``gitops verify`` finds (the first row that no longer matches its hash)."""
         return cls(f"event seq {seq} cannot be read: {why}; was the log changed outside gitops? "
                    "'gitops verify' checks it")
+
+
+class TamperedLogError(StoreError):
+    """The log's last event and its recorded head disagree (rows cut off the end, or the head
+    changed): every writer refuses, so that no append re-anchors the chain and erases the
+    evidence, until an operator records the finding (``gitops verify --acknowledge``)."""
+
+
+class ReadOnlyLogError(StoreError):
+    """The database was opened read-only (a read-only copy, or ``--read-only``): it is read,
+    never written."""
 
 
 class ManifestError(GitOpsError):

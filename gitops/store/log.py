@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +40,9 @@ from gitops.model.errors import (
 from gitops.model.times import format_time, utc_now
 from gitops.store import changes, migrate
 from gitops.store import current as current_state
+from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS, GENESIS, row_hash
+from gitops.store.integrity import VerifyResult, check_head, verify_rows
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
@@ -107,23 +109,6 @@ class AuditFacts(NamedTuple):
 
 
 AUDIT_FACTS = AuditFacts._fields
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    checked: int
-    last_seq: int | None
-    first_bad_seq: int | None = None
-    reason: Literal["modified", "missing", "reordered", "truncated"] | None = None
-    detail: str = ""
-
-    def describe(self) -> str:
-        if self.ok and self.last_seq is None:
-            return "log intact: no events yet"
-        if self.ok:
-            return f"log intact: {self.checked} events, chain valid up to seq {self.last_seq}"
-        return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
 
 
 @dataclass
@@ -252,7 +237,8 @@ it), the reconcile passes that acted on it (their revision), and the actions tha
 it (their payload's commit; their revision is the resourceVersion the apply made)."""
 _MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
-_PROJECTIONS: dict[str, Any] = {"current_state": current_state, "changes": changes}  # name -> module
+_PROJECTIONS: dict[str, Any] = {"current_state": current_state, "changes": changes,
+                                "merkle": merkle_tree}  # name -> module
 """The projection tables, each a module with ``VERSION`` and ``rebuild(cur)``; the order
 is the order of rebuilds (changes reads none of the others when it rebuilds)."""
 _FACTS = f"json_extract(payload, {', '.join(repr('$.' + f) for f in AUDIT_FACTS)})"  # one parse, an array
@@ -388,18 +374,35 @@ class EventLog:
         else:
             checkpoints = checkpoint or []
         with self._write() as cur:
+            check_head(cur, self._where)  # never re-anchor the chain on a cut tail: see gitops.store.integrity
             with cyclic_gc_paused():  # see gitops.model.bulk
                 appended, nbytes = _insert_events(cur, batch)
             _insert_checkpoints(cur, checkpoints)
             if appended:
                 changes.apply(cur, appended)  # first: it finds the previous versions through current_state
                 current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
+                merkle_tree.apply(cur, appended)
                 for hook in self._hooks:
                     hook(cur, appended)
         self._wal.wrote(nbytes)
         return appended
 
     # ------------------------------------------------------------------ reading
+
+    def acknowledge(self, event: AnyEvent) -> list[Appended]:
+        """Append ``event`` (an operator's record of what ``verify`` found) even to a log whose
+        head disagrees with its last event: chained after the last row there is, the recorded
+        head and the Merkle tree made to follow the rows (the tree is rebuilt from them). The
+        one write ``check_head`` lets through, since it is the evidence, not an erasure."""
+        with self._write() as cur:
+            merkle_tree.rebuild(cur)
+            appended, nbytes = _insert_events(cur, [event])
+            if appended:
+                changes.apply(cur, appended)
+                current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
+                merkle_tree.apply(cur, appended)
+        self._wal.wrote(nbytes)
+        return appended
 
     def checkpoint(self, name: str) -> Any | None:
         row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
@@ -580,14 +583,29 @@ class EventLog:
 
     # ------------------------------------------------------------------ integrity
 
-    def verify(self) -> VerifyResult:
-        """Recompute the chain over every row, in bounded memory; stop at the first fault."""
+    def row(self, seq: int) -> dict[str, Any] | None:
+        """Event ``seq``'s stored row (its hashed fields, prev_hash, hash), or None."""
+        try:
+            r = self.conn.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events WHERE seq = ?",
+                                  (seq,)).fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        return None if r is None else dict(zip(("seq", *FIELDS, "prev_hash", "hash"), r, strict=True))
+
+    def tree_head(self) -> tuple[int, bytes, tuple[int, str] | None]:
+        """(size, Merkle root, chain head (seq, hash)) read in one snapshot: what a
+        checkpoint signs."""
         cur = self.conn.cursor()
         try:
-            cur.execute("BEGIN")  # one snapshot for the rows and the recorded head
+            cur.execute("BEGIN")
+            check_head(cur, self._where, doing="sign")  # never sign the stored tree of a cut log
+            tree = merkle_tree.MerkleTree(self.conn)
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-            rows = cur.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
-            return _verify_rows(rows, head)
+            if tree.size != (head[0] if head else 0):
+                raise CorruptDatabaseError(f"{self._where}: the Merkle tree holds {tree.size} events but the log "
+                                           f"{head[0] if head else 0}; 'gitops init --rebuild-projections' "
+                                           "rebuilds it")
+            return tree.size, tree.root(), (int(head[0]), str(head[1])) if head else None
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
@@ -595,30 +613,28 @@ class EventLog:
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT")
 
+    def tree(self) -> merkle_tree.MerkleTree:
+        """The Merkle tree, for proofs (read it in one transaction with what it proves)."""
+        return merkle_tree.MerkleTree(self.conn)
 
-def _verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None) -> VerifyResult:
-    prev_seq, prev_hash, checked = 0, GENESIS, 0
-    for row in rows:
-        seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
-        own = row_hash(stored_prev, values)
-        if own != stored_hash:
-            return VerifyResult(False, checked, prev_seq or None, seq, "modified",
-                                "the row's content does not match its hash")
-        if seq != prev_seq + 1:
-            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
-            return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "missing",
-                                f"seq {missing} absent before seq {seq}")
-        if stored_prev != prev_hash:
-            return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
-                                f"the row is intact but does not follow seq {prev_seq} in the chain")
-        prev_seq, prev_hash = seq, stored_hash
-        checked += 1
-    if head is not None and (head[0] != prev_seq or head[1] != prev_hash):
-        return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "truncated",
-                            f"the log ends at seq {prev_seq} but its recorded head is seq {head[0]}")
-    if head is None and prev_seq:
-        return VerifyResult(False, checked, prev_seq, prev_seq, "modified", "the recorded chain head is missing")
-    return VerifyResult(True, checked, prev_seq or None)
+    def verify(self, *, at_sizes: Collection[int] = ()) -> VerifyResult:
+        """Recompute the chain and the Merkle root over every row, in bounded memory; stop at
+        the first fault (``gitops.store.integrity``). ``at_sizes``: also give the root of
+        the tree of each of these sizes (to check signed checkpoints against)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")  # one snapshot for the rows, the recorded head and the tree
+            head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+            tree = merkle_tree.MerkleTree(self.conn)
+            stored = (tree.size, tree.root())
+            rows = cur.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
+            return verify_rows(rows, head, tree=stored, at_sizes=at_sizes)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        finally:
+            cur.close()
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
 
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[Appended], int]:

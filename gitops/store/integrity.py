@@ -1,0 +1,118 @@
+"""What the log can say about its own integrity, and the guard every writer passes.
+
+- ``verify_rows`` recomputes the hash chain over every row (``gitops.store.chain``) and, in
+  the same pass, the Merkle tree's root (``gitops.store.tree``): it names the first row that
+  was modified, removed or moved, a tail cut off the end (the recorded head is further on),
+  and a tree that does not match the events (its stored root, or the roots at the sizes
+  asked for, such as a signed checkpoint's).
+- ``check_head`` runs in every append transaction before anything is written: when the
+  last event and the recorded head disagree, the append is refused (``TamperedLogError``),
+  so that no writer re-anchors the chain on a cut tail and erases the evidence. The
+  operator's way on is to record the finding (``gitops verify --acknowledge``: an
+  ``integrity.acknowledged`` event saying what was found, which moves the head on); the
+  evidence stays in the log, and in every signed checkpoint published before.
+
+The chain proves nothing to someone who does not trust the file's writer: whoever can
+write the file can recompute it. Signed checkpoints published elsewhere do
+(``gitops.store.checkpoints``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gitops.model.errors import TamperedLogError
+from gitops.model.merkle import frontier_root, node_hash
+from gitops.store.chain import GENESIS, row_hash
+
+__all__ = ["Problem", "VerifyResult", "check_head", "verify_rows"]
+
+Problem = Literal["modified", "missing", "reordered", "truncated", "tree"]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    last_seq: int | None
+    first_bad_seq: int | None = None
+    reason: Problem | None = None
+    detail: str = ""
+    head_hash: str | None = None  # the last intact row's hash
+    root: bytes | None = None  # the Merkle root of the rows checked (when they all were)
+    roots: dict[int, bytes] = field(default_factory=dict)  # the root at each size asked for
+
+    def describe(self) -> str:
+        if self.ok and self.last_seq is None:
+            return "log intact: no events yet"
+        if self.ok:
+            return f"log intact: {self.checked} events, chain valid up to seq {self.last_seq}"
+        return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
+
+
+def check_head(cur: sqlite3.Cursor, where: str, *, doing: str = "write") -> None:
+    """Refuse to write when the log's last event and its recorded head disagree."""
+    last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    if last == head or (last is None and head is None):
+        return
+    if last is None or head is None:
+        found = "it has no recorded head" if head is None else f"it holds no events but its head is seq {head[0]}"
+    elif last[0] < head[0]:
+        found = f"it ends at seq {last[0]} but its recorded head is seq {head[0]}: events were cut off the end"
+    else:
+        found = f"its last event (seq {last[0]}) is not its recorded head (seq {head[0]})"
+    raise TamperedLogError(f"refusing to {doing} {where}: {found}; the log was changed outside gitops. "
+                           "'gitops verify' says what; 'gitops verify --acknowledge' records it and lets writers "
+                           "go on")
+
+
+def verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None, *,
+                tree: tuple[int, bytes] | None = None, at_sizes: Collection[int] = ()) -> VerifyResult:
+    """Check ``rows`` (seq, FIELDS values..., prev_hash, hash, in seq order) against each
+    other, the recorded ``head`` (seq, hash) and the stored ``tree`` (size, root)."""
+    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    frontier: list[bytes] = []
+    roots: dict[int, bytes] = {}
+    sha = hashlib.sha256
+    for row in rows:
+        seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
+        own = row_hash(stored_prev, values)
+        if own != stored_hash:
+            return VerifyResult(False, checked, prev_seq or None, seq, "modified",
+                                "the row's content does not match its hash", prev_hash)
+        if seq != prev_seq + 1:
+            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+            return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "missing",
+                                f"seq {missing} absent before seq {seq}", prev_hash)
+        if stored_prev != prev_hash:
+            return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
+                                f"the row is intact but does not follow seq {prev_seq} in the chain", prev_hash)
+        # the Merkle tree, leaf by leaf (gitops.model.merkle.frontier_append, inlined: the hot loop)
+        carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), checked
+        while size & 1:
+            carry = node_hash(frontier.pop(), carry)
+            size >>= 1
+        frontier.append(carry)
+        prev_seq, prev_hash = seq, stored_hash
+        checked += 1
+        if checked in at_sizes:
+            roots[checked] = frontier_root(frontier)
+    root = frontier_root(frontier)
+    if head is not None and (head[0] != prev_seq or head[1] != prev_hash):
+        return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "truncated",
+                            f"the log ends at seq {prev_seq} but its recorded head is seq {head[0]}", prev_hash,
+                            root, roots)
+    if head is None and prev_seq:
+        return VerifyResult(False, checked, prev_seq, prev_seq, "modified", "the recorded chain head is missing",
+                            prev_hash, root, roots)
+    if tree is not None and (tree[0] != checked or tree[1] != root):
+        return VerifyResult(False, checked, prev_seq or None, prev_seq or None, "tree",
+                            f"the stored Merkle tree ({tree[0]} leaves) does not match the events' ({checked})",
+                            prev_hash, root, roots)
+    return VerifyResult(True, checked, prev_seq or None, head_hash=prev_hash if prev_seq else None, root=root,
+                        roots=roots)
