@@ -4,6 +4,7 @@ from gitops.cli import (  # noqa: F401  (registers)
     audit_cmds,
     cluster_cmds,
     ingest_cmds,
+    integrity_cmds,
     log_cmds,
     reconcile_cmds,
     replay_cmds,

@@ -1,8 +1,7 @@
-"""``gitops init``, ``gitops log`` and ``gitops verify``: the event log itself."""
+"""``gitops init`` and ``gitops log``: the event log itself (``verify``: ``integrity_cmds``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -141,26 +140,3 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
             ("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision", "detail")
         render_rows(rows, output=output, columns=columns,
                     table_limit=(limit or None) if limit is not None else 1000, empty="no events match")
-
-
-@cli.command()
-@click.option("--projections", is_flag=True,
-              help="Also check that the projection tables (current state, changes) equal a fresh fold of the log.")
-@pass_ctx
-def verify(ctx: Context, projections: bool) -> None:
-    """Recompute the hash chain; exit 1 naming the first bad seq when the log was tampered with."""
-    with ctx.accessed("verify", projections=projections or None), ctx.open_log() as log:
-        result = log.verify()
-        differences = log.verify_projections() if projections and result.ok else []
-    if not result.ok:
-        click.echo(result.describe(), err=True)
-        sys.exit(1)
-    click.echo(result.describe())
-    if differences:
-        for d in differences[:20]:
-            click.echo(f"projection differs: {d}", err=True)
-        click.echo(f"the projection tables differ from the log in {len(differences)} places; "
-                   "'gitops init --rebuild-projections' rebuilds them", err=True)
-        sys.exit(1)
-    if projections:
-        click.echo("projections equal a fresh fold of the log")

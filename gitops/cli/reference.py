@@ -41,6 +41,8 @@ EVENT_DESCRIPTIONS = {
     "operator": "someone read or exported the log, or a service started or stopped",
     "source.outage_started": "a source lost its connection (the API server, say)",
     "source.outage_ended": "and got it back",
+    "integrity.checkpoint": "a signed checkpoint of the log (its size and Merkle root) was made and published",
+    "integrity.acknowledged": "an operator recorded what gitops verify found, so that writers go on",
 }
 
 ENV_VARS = {

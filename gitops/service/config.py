@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gitops.diff import DiffSettings
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError, first_error
+from gitops.query.integrity import IntegritySettings
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
@@ -34,6 +35,8 @@ class Config(BaseModel):
                                                                          "which instance it reports")
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
                                          description="what the reconciler does, when, and as whom")
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings,
+                                         description="keys, signed checkpoints and where they are published")
 
 
 def config_json_schema() -> str:
