@@ -246,7 +246,7 @@ def test_a_tampered_log_still_gives_a_report_that_says_so_first(story: Any, tmp_
     conn.commit()
     conn.close()
     res = gitops(copy, "report", "--since", "2000-01-01", "--out", str(tmp_path / "r.html"))
-    assert res.returncode == 0 and "failed verification" in res.stderr
+    assert res.returncode == 1 and "failed verification" in res.stderr
     html = (tmp_path / "r.html").read_text()
     body = html[html.index("<body>"):]
     assert body.index('id="integrity-alarm"') < body.index("<h1>")

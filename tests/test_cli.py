@@ -4,7 +4,6 @@ exit code and stderr matter, click's runner where only the output does."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,13 +16,8 @@ from click.testing import CliRunner
 from gitops.cli import cli
 from gitops.model.errors import StoreError
 from gitops.store import EventLog
+from tests.cli_helpers import gitops, one_failure_line
 from tests.helpers import applied
-
-
-def gitops(*args: str, db: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "gitops", *(["--db", str(db)] if db else []), *args]
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120, env=env)
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
@@ -108,18 +102,13 @@ def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_pa
         conn.execute("UPDATE events SET payload = ? WHERE seq = 3", (payload,))
     for args in (("log",), ("replay", "--at", "now"), ("status",), ("blame", key)):
         res = gitops(*args, db=db)
-        _one_failure_line(res)
+        one_failure_line(res)
         assert "seq 3" in res.stderr or "malformed JSON" in res.stderr, (args, res.stderr)
     audit = gitops("audit", db=db)  # reads columns, not models: it may still answer, but never with a traceback
     assert "Traceback" not in audit.stderr and (audit.returncode == 0 or len(audit.stderr.strip().splitlines()) == 1)
     with EventLog(db) as log, pytest.raises(StoreError, match=r"seq 3|malformed JSON"):  # its next version
         log.append([applied(2, manifest=deployment("app-2", replicas=3), commit="beef")])
     assert gitops("verify", db=db).returncode == 1
-
-
-def _one_failure_line(res: subprocess.CompletedProcess[str]) -> None:
-    assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
-        res.stderr
 
 
 def _ingested(tmp_path: Path, subject: str) -> tuple[Path, Path]:
@@ -139,7 +128,7 @@ def test_a_checkpoint_changed_outside_gitops_is_one_line(tmp_path: Path) -> None
     with sqlite3.connect(db) as conn:
         assert conn.execute("UPDATE checkpoints SET value = 'garbage'").rowcount == 1
     res = gitops("ingest", "git", "--repo", str(repo), db=db)
-    _one_failure_line(res)
+    one_failure_line(res)
     assert "checkpoint" in res.stderr and "not JSON" in res.stderr
 
 
@@ -174,7 +163,7 @@ def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("UPDATE changes SET fields = 'not json'").rowcount == 1
     res = gitops("audit", db=db)
-    _one_failure_line(res)
+    one_failure_line(res)
     assert "change projection" in res.stderr and "gitops init --rebuild-projections" in res.stderr
     assert gitops("init", "--rebuild-projections", db=db).returncode == 0
     assert "spec.replicas: 1 -> 2" in gitops("audit", db=db).stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import gitops
+from tests.cli_helpers import gitops
 
 KUBECONFIG = """apiVersion: v1
 kind: Config

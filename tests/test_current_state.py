@@ -26,7 +26,7 @@ from gitops.projections import fold_actual, fold_desired
 from gitops.store import EventLog
 from gitops.store.changes import decode
 from gitops.store.current import Side
-from tests.test_cli import gitops
+from tests.cli_helpers import gitops
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEYS = [f"ConfigMap/default/c{i}" for i in range(4)]

@@ -88,3 +88,31 @@ def test_every_proof_of_any_tree_verifies_and_a_changed_leaf_does_not(n: int, da
     if 0 < m < n:
         forked = [*leaves[:m - 1], leaf_hash(b"fork"), *leaves[m:]]
         assert not verify_consistency(m, n, root_of(forked[:m]), root, c)
+
+
+def test_keys_round_trip_whatever_their_base64_holds() -> None:
+    """Any key's text parses back to it, a "+" in its base64 included (the name and id
+    are split off the front, the key is the rest)."""
+    from gitops.model.note import Signer, Verifier
+
+    seen_plus = False
+    for _ in range(64):
+        s = Signer.generate("test-log")
+        seen_plus |= "+" in str(s).split("+", 4)[4]
+        assert Signer.parse(str(s)) == s
+        assert Verifier.parse(str(s.verifier) + "\n") == s.verifier
+    assert seen_plus  # 64 random keys: the chance that none holds "+" is about 1e-60
+
+
+def test_a_signed_checkpoint_opens_only_with_its_key_and_unchanged() -> None:
+    from gitops.model.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_checkpoint
+
+    s, other = Signer.generate("a"), Signer.generate("a")
+    cp = sign_checkpoint(Checkpoint("example.org/log", 3, bytes(range(32)), (3, "ab" * 32)), s)
+    opened = open_checkpoint(cp.text, s.verifier)
+    assert (opened.origin, opened.size, opened.root, opened.head) == ("example.org/log", 3, bytes(range(32)),
+                                                                       (3, "ab" * 32))
+    with pytest.raises(NoteError):
+        open_checkpoint(cp.text, other.verifier)
+    with pytest.raises(NoteError):
+        open_checkpoint(cp.text.replace("\n3\n", "\n4\n", 1), s.verifier)

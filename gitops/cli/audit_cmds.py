@@ -149,13 +149,15 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
         assert out is not None
         files = write_csv(r, out)
         click.echo(f"{len(files)} CSV files in {out}", err=True)
-        return
+        sys.exit(0 if r.integrity.ok else 1)
     text = render_html(r) if fmt == "html" else r.model_dump_json(indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"report written to {out}", err=True)
+    if not r.integrity.ok:  # the report is evidence of it; its exit code says so too
+        sys.exit(1)
 
 
 def _check_writable(out: Path, *, directory: bool) -> None:

@@ -14,7 +14,7 @@ import click
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.events.models import EventSource, IntegrityAcknowledged, IntegrityAcknowledgedPayload, event_id
-from gitops.model.errors import UsageError
+from gitops.model.errors import ProofError, UsageError
 from gitops.model.identity import host, os_user
 from gitops.model.note import NoteError, open_checkpoint
 from gitops.model.times import utc_now
@@ -104,7 +104,7 @@ def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: s
             try:
                 signed.append((where, open_checkpoint(_read_checkpoint(where), verifier)))
             except NoteError as e:
-                raise UsageError(f"checkpoint {where}: {e}") from None
+                raise ProofError(f"checkpoint {where}: {e}") from None
     problems: list[str] = []
     with ctx.open_log() as log:
         result = log.verify(at_sizes={cp.size for _, cp in signed})

@@ -45,6 +45,7 @@ __all__ = [
     "InvalidTimeError",
     "ManifestError",
     "NotAGitOpsDatabaseError",
+    "ProofError",
     "ReadOnlyLogError",
     "SchemaTooNewError",
     "SourceError",
@@ -115,6 +116,11 @@ class TamperedLogError(StoreError):
 class ReadOnlyLogError(StoreError):
     """The database was opened read-only (a read-only copy, or ``--read-only``): it is read,
     never written."""
+
+
+class ProofError(GitOpsError):
+    """A proof or checkpoint that does not hold: the evidence says the log is not what was
+    signed (exit 1, as a failed ``verify``), not that the command was misused."""
 
 
 class ManifestError(GitOpsError):

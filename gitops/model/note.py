@@ -70,7 +70,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may hold "+" itself
         if len(parts) != 3:
             raise NoteError("a verifier key is <name>+<id>+<base64 key>")
         name, key_id, key = _check_name(parts[0]), parts[1], _b64(parts[2], "the verifier key")
@@ -113,7 +113,7 @@ class Signer:
 
     @classmethod
     def parse(cls, text: str) -> Signer:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise NoteError("a signer key is PRIVATE+KEY+<name>+<id>+<base64 key>")
         key = _b64(parts[4], "the signer key")

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import EventSource, IntegrityCheckpoint, IntegrityCheckpointPayload, event_id
-from gitops.model.errors import ConfigError, TamperedLogError, UsageError
+from gitops.model.errors import ConfigError, ProofError, TamperedLogError, UsageError
 from gitops.model.identity import os_user
 from gitops.model.merkle import leaf_hash, verify_inclusion
 from gitops.model.note import Checkpoint as SignedCheckpoint
@@ -134,7 +134,7 @@ class KeyStore:
             raise ConfigError(f"no verifier key: give --key, set GITOPS_VERIFIER_KEY, or run 'gitops keys init' "
                               f"({self.verifier_path})")
         try:
-            return Verifier.parse(text)
+            return Verifier.parse(text.strip())
         except NoteError as e:
             raise ConfigError(f"the verifier key: {e}") from None
 
@@ -292,24 +292,24 @@ def prove(log: EventLog, seq: int, checkpoint_text: str | None = None) -> dict[s
 def verify_proof(doc: Any, verifier: Verifier) -> str:
     """Check a ``prove`` document with the public key alone (no database): the checkpoint's
     signature, the event's own hash, and its inclusion under the signed root. A line saying
-    what it proves; ``UsageError`` saying what does not hold."""
+    what it proves; ``ProofError`` saying what does not hold."""
     try:
         if not isinstance(doc, dict) or doc.get("format") != PROOF_FORMAT:
-            raise UsageError(f"not a {PROOF_FORMAT} document")
+            raise ProofError(f"not a {PROOF_FORMAT} document")
         cp = open_checkpoint(str(doc["checkpoint"]), verifier)
         row, seq = doc["event"], int(doc["seq"])
         own = row_hash(str(row["prev_hash"]), [row[f] for f in FIELDS])
         if own != row["hash"]:
-            raise UsageError("the event's fields do not match its hash: it was changed")
+            raise ProofError("the event's fields do not match its hash: it was changed")
         proof = [base64.b64decode(p, validate=True) for p in doc["proof"]]
         if int(doc["tree_size"]) != cp.size or int(row["seq"]) != seq:
-            raise UsageError("the proof's sizes do not match its checkpoint")
+            raise ProofError("the proof's sizes do not match its checkpoint")
     except NoteError as e:
-        raise UsageError(f"the checkpoint: {e}") from None
+        raise ProofError(f"the checkpoint: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"not a valid proof document ({type(e).__name__}: {e})") from None
+        raise ProofError(f"not a valid proof document ({type(e).__name__}: {e})") from None
     if not verify_inclusion(seq - 1, cp.size, leaf_hash(bytes.fromhex(own)), proof, cp.root):
-        raise UsageError(f"the inclusion proof does not hold: event seq {seq} is not in the log the checkpoint "
+        raise ProofError(f"the inclusion proof does not hold: event seq {seq} is not in the log the checkpoint "
                          "signed")
     return (f"event seq {seq} ({row['type']}{' ' + row['resource'] if row.get('resource') else ''}) is in "
             f"{cp.origin} as signed at {cp.size} events by {verifier.name}")

@@ -30,9 +30,11 @@ from gitops.events.models import (
     GitCommit,
     ReconcileAction,
 )
+from gitops.model.note import NoteError, parse_checkpoint
 from gitops.model.times import check_range, utc_now
 from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
+from gitops.query.integrity import latest_checkpoint
 from gitops.store import EventLog
 from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES, STATE_TYPES
 
@@ -44,11 +46,19 @@ class _Model(BaseModel):
 
 
 class Integrity(_Model):
-    ok: bool = Field(description="the hash chain verified over the whole log")
+    ok: bool = Field(description="the hash chain and the Merkle tree verified over the whole log, and it extends "
+                                 "its latest signed checkpoint")
     checked: int = Field(description="events whose hashes were recomputed")
     head_seq: int | None = Field(description="the last event's seq")
     head_hash: str | None = Field(description="the last event's hash: check the same log later against it")
     problem: str | None = Field(default=None, description="where and how the chain breaks, if it does")
+    checkpoint: str | None = Field(default=None, description="the latest signed checkpoint of the log (a C2SP "
+                                   "signed note): check its signature with the log's public key, and any later "
+                                   "copy of the log against it ('gitops verify --checkpoint')")
+    checkpoint_size: int | None = Field(default=None, description="the events the latest checkpoint signs")
+    consistent_with_checkpoint: bool | None = Field(
+        default=None, description="whether the log's first checkpoint_size events are the ones it signed (their "
+                                  "Merkle root); null when the log has no checkpoint")
 
 
 class Summary(_Model):
@@ -189,10 +199,22 @@ def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
 
 
 def _integrity(log: EventLog) -> Integrity:
-    result = log.verify()
+    text = latest_checkpoint(log)
+    try:
+        signed = parse_checkpoint(text) if text else None
+    except NoteError:
+        signed = None
+    result = log.verify(at_sizes={signed.size} if signed else ())
     head = next(iter(log.read(descending=True, limit=1)), None)
-    return Integrity(ok=result.ok, checked=result.checked, head_seq=head.seq if head else None,
-                     head_hash=head.hash if head else None, problem=None if result.ok else result.describe())
+    consistent = None if text is None else (
+        signed is not None and result.checked >= signed.size and result.roots.get(signed.size) == signed.root)
+    problem = None if result.ok else result.describe()
+    if consistent is False:
+        problem = ((problem + "; ") if problem else "") + "the log does not extend its latest signed checkpoint"
+    return Integrity(ok=result.ok and consistent is not False, checked=result.checked,
+                     head_seq=head.seq if head else None, head_hash=head.hash if head else None, problem=problem,
+                     checkpoint=text, checkpoint_size=signed.size if signed else None,
+                     consistent_with_checkpoint=consistent)
 
 
 @dataclass

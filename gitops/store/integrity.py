@@ -14,7 +14,7 @@
 
 The chain proves nothing to someone who does not trust the file's writer: whoever can
 write the file can recompute it. Signed checkpoints published elsewhere do
-(``gitops.store.checkpoints``).
+(``gitops.query.integrity``).
 """
 
 from __future__ import annotations

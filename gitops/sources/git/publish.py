@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from git.exc import GitCommandError
 
@@ -24,7 +25,7 @@ _AUTHOR = {"GIT_AUTHOR_NAME": "gitops", "GIT_AUTHOR_EMAIL": "gitops@localhost",
            "GIT_COMMITTER_NAME": "gitops", "GIT_COMMITTER_EMAIL": "gitops@localhost"}
 
 
-def _stdin(text: str) -> tempfile._TemporaryFileWrapper[bytes]:
+def _stdin(text: str) -> IO[bytes]:
     f = tempfile.NamedTemporaryFile()  # noqa: SIM115 - closed by the caller's with
     f.write(text.encode())
     f.flush()

@@ -1,0 +1,267 @@
+"""The log against an attacker who can write its file: a cut tail, a rewrite with the
+chain recomputed, a fork, and proofs checked by someone who holds only the public key.
+Each attack is made on a real SQLite file, through the real ``gitops`` entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitops.model.errors import TamperedLogError
+from gitops.store import EventLog
+from gitops.store.chain import FIELDS, row_hash
+from tests.cli_helpers import gitops, one_failure_line
+from tests.helpers import applied
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.db = tmp_path / "g.db"
+        self.keys = tmp_path / "keys"
+        self.published = tmp_path / "published"
+        self.remote = tmp_path / "anchors.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(self.remote)], check=True)
+        self.cfg = tmp_path / "gitops.yaml"
+        self.cfg.write_text(
+            "integrity:\n"
+            f"  key_dir: {self.keys}\n"
+            f"  publish_dir: {self.published}\n"
+            f"  publish_git: {{repo: {self.remote}}}\n")
+
+    def run(self, *args: str, db: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return gitops("--config", str(self.cfg), *args, db=db or self.db)
+
+    def events(self, start: int, n: int, db: Path | None = None, commit: str = "c0ffee") -> None:
+        with EventLog(db or self.db) as log:
+            log.append([applied(i, commit=commit) for i in range(start, start + n)])
+
+    def checkpoint(self, db: Path | None = None) -> str:
+        res = self.run("checkpoint", db=db)
+        assert res.returncode == 0, res.stderr
+        assert "published to" in res.stderr
+        return res.stdout
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    s = Setup(tmp_path)
+    assert s.run("init").returncode == 0
+    res = s.run("keys", "init", "--name", "test-log")
+    assert res.returncode == 0, res.stderr
+    assert (s.keys / "signing.key").stat().st_mode & 0o077 == 0
+    assert res.stdout.startswith("test-log+")
+    s.events(0, 20)
+    return s
+
+
+def _operators(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM events WHERE type = 'operator'").fetchone()[0])
+
+
+def _git_tip(remote: Path) -> str:
+    return subprocess.run(["git", "-C", str(remote), "rev-parse", "refs/gitops/checkpoints"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_checkpoint_is_a_signed_note_published_to_a_directory_and_a_git_ref(setup: Setup) -> None:
+    text = setup.checkpoint()
+    lines = text.splitlines()
+    assert lines[1] == "20" and lines[0].startswith("gitops.log/")  # origin, then the tree size
+    assert any(line.startswith("\u2014 test-log ") for line in lines)  # the signature line (C2SP signed note)
+    assert (setup.published / "checkpoint").read_text() == text
+    shown = subprocess.run(["git", "-C", str(setup.remote), "show", "refs/gitops/checkpoints:checkpoint"],
+                           capture_output=True, text=True, check=True).stdout
+    assert shown == text
+    res = setup.run("report", "--since", "2000-01-01", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    integrity = json.loads(res.stdout)["integrity"]
+    assert (integrity["checkpoint"], integrity["checkpoint_size"], integrity["consistent_with_checkpoint"]) == (
+        text, 20, True)
+    first = _git_tip(setup.remote)
+    setup.events(20, 3)
+    second = setup.checkpoint()
+    assert second.splitlines()[1] == "25"  # 20, the integrity.checkpoint event, the report's operator event, 3
+    log = subprocess.run(["git", "-C", str(setup.remote), "rev-list", "refs/gitops/checkpoints"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert log[1] == first and len(log) == 2  # one commit per checkpoint, on top of the last: never forced
+    for where in (str(setup.published / "checkpoint"), f"git:{setup.remote}"):
+        res = setup.run("verify", "--checkpoint", where)
+        assert res.returncode == 0, res.stderr
+        assert "consistent: the log" in res.stdout
+
+
+def test_a_cut_tail_stays_visible_and_no_writer_erases_it(setup: Setup) -> None:
+    setup.checkpoint()
+    anchor = setup.published / "checkpoint"
+    setup.events(20, 10)
+    with sqlite3.connect(setup.db) as conn:
+        last = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        conn.execute("DELETE FROM events WHERE seq > ?", (last - 10,))
+    operators = _operators(setup.db)
+    for _ in range(2):  # the first verify no longer re-anchors the chain: the second says the same
+        res = setup.run("verify")
+        assert res.returncode == 1
+        assert f"log tampered at seq {last - 9}: truncated" in res.stderr
+    assert _operators(setup.db) == operators  # a failed verify appends nothing
+    with EventLog(setup.db) as log, pytest.raises(TamperedLogError, match=rf"ends at seq {last - 10}"):
+        log.append([applied(99)])
+    res = setup.run("checkpoint")
+    one_failure_line(res)
+    assert "refusing to sign" in res.stderr
+    res = setup.run("report", "--since", "2000-01-01", "--format", "json")
+    assert res.returncode == 1 and "not recorded in the log: refusing to write" in res.stderr
+    assert json.loads(res.stdout)["integrity"]["ok"] is False
+    assert _operators(setup.db) == operators
+    # the operator records the finding; writers go on from there
+    res = setup.run("verify", "--acknowledge", "--reason", "restored from the tape of Monday")
+    assert res.returncode == 1 and "integrity.acknowledged" in res.stderr
+    setup.events(40, 2)
+    res = setup.run("verify")
+    assert res.returncode == 0, res.stderr
+    assert "acknowledged by" in res.stderr  # the finding is still said, every time
+    with EventLog(setup.db) as log:
+        ack = [r.event.payload for r in log.read(types=["integrity.acknowledged"])]
+    assert [(a.problem, a.first_bad_seq, a.reason) for a in ack] == [  # type: ignore[union-attr]
+        ("truncated", last - 9, "restored from the tape of Monday")]
+    # the checkpoint published before the cut covers only what is left intact: it still holds
+    assert setup.run("verify", "--checkpoint", str(anchor)).returncode == 0
+
+
+def test_a_checkpoint_after_the_events_that_were_cut_catches_the_cut_after_acknowledgement(setup: Setup) -> None:
+    setup.events(20, 10)
+    setup.checkpoint()  # signs 30 events
+    kept = setup.tmp / "kept-checkpoint"
+    shutil.copy(setup.published / "checkpoint", kept)
+    with sqlite3.connect(setup.db) as conn:
+        conn.execute("DELETE FROM events WHERE seq > 25")
+    assert setup.run("verify", "--acknowledge", "--reason", "x").returncode == 1
+    setup.events(50, 10)  # the log grows past the checkpoint's size again
+    res = setup.run("verify", "--checkpoint", str(kept))
+    assert res.returncode == 1
+    assert "not the ones the checkpoint signed" in res.stderr
+    res = setup.run("checkpoint")  # and it is never published over the anchor
+    one_failure_line(res)
+    assert "does not extend the checkpoint of 30 events" in res.stderr
+    assert (setup.published / "checkpoint").read_text() == kept.read_text()
+
+
+def _rewrite(db: Path, seq: int, payload: dict[str, object]) -> str:
+    """Change event ``seq``'s payload and recompute the chain after it, and the recorded head:
+    what an attacker who knows the format does. Returns the new head's hash."""
+    with sqlite3.connect(db) as conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
+        cols = ", ".join(FIELDS)
+        prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()[0]
+        for row in conn.execute(f"SELECT seq, {cols} FROM events WHERE seq >= ? ORDER BY seq", (seq,)).fetchall():
+            h = row_hash(prev, list(row[1:]))
+            conn.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, row[0]))
+            prev = h
+        last = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        conn.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (last, prev))
+    return str(prev)
+
+
+def test_a_full_rewrite_passes_the_chain_but_not_an_anchor(setup: Setup) -> None:
+    setup.checkpoint()
+    with EventLog(setup.db) as log:
+        head = log.row(log.last_seq())
+        original = log.row(5)
+    assert head is not None and original is not None
+    payload = json.loads(original["payload"])
+    payload["manifest"]["spec"]["replicas"] = 0
+    _rewrite(setup.db, 5, payload)
+    assert setup.run("init", "--rebuild-projections").returncode == 0  # the tree follows the rewritten rows
+    res = setup.run("verify")
+    assert res.returncode == 0, res.stderr  # the chain alone cannot tell
+    for where in (str(setup.published / "checkpoint"), f"git:{setup.remote}"):
+        res = setup.run("verify", "--checkpoint", where)
+        assert res.returncode == 1
+        assert "not the ones the checkpoint signed" in res.stderr, res.stderr
+    res = setup.run("verify", "--expect-head", f"{head['seq']}:{head['hash']}")  # what a report printed
+    assert res.returncode == 1 and f"head seq {head['seq']}: does not match" in res.stderr
+    res = setup.run("report", "--since", "2000-01-01", "--format", "json")
+    assert res.returncode == 1  # the report is written, and says the log no longer extends its checkpoint
+    integrity = json.loads(res.stdout)["integrity"]
+    assert (integrity["ok"], integrity["consistent_with_checkpoint"], integrity["checkpoint_size"]) == (
+        False, False, 20)
+    assert integrity["checkpoint"] == (setup.published / "checkpoint").read_text()
+    res = setup.run("verify", "--expect-head", "nonsense")
+    one_failure_line(res, code=2)
+
+
+def test_a_fork_is_caught_by_the_other_copy_s_checkpoint_and_never_published(setup: Setup) -> None:
+    setup.checkpoint()
+    fork = setup.tmp / "fork.db"
+    with sqlite3.connect(setup.db) as src, sqlite3.connect(fork) as dst:
+        src.backup(dst)
+    setup.events(20, 2)
+    setup.checkpoint()  # the original goes on and publishes (24 events)
+    setup.events(100, 10, db=fork, commit="f0f0")  # the copy goes its own way
+    res = setup.run("verify", db=fork)
+    assert res.returncode == 0  # by itself the fork is a perfect log
+    res = setup.run("verify", "--checkpoint", str(setup.published / "checkpoint"), db=fork)
+    assert res.returncode == 1 and "not the ones the checkpoint signed" in res.stderr
+    tip = _git_tip(setup.remote)
+    res = setup.run("checkpoint", db=fork)
+    one_failure_line(res)
+    assert "refusing to publish" in res.stderr and "fork" in res.stderr
+    assert _git_tip(setup.remote) == tip  # the anchor did not move
+
+
+def test_a_proof_is_checked_without_the_database(setup: Setup, tmp_path: Path) -> None:
+    setup.checkpoint()
+    res = setup.run("prove", "7", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    (auditor / "proof.json").write_text(res.stdout)
+    pub = shutil.copy(setup.keys / "signing.pub", auditor / "log.pub")
+    res = gitops("verify-proof", "proof.json", "--key", str(pub), cwd=auditor)
+    assert res.returncode == 0, res.stderr
+    assert "event seq 7 (desired.applied Deployment.apps/default/app-6) is in gitops.log/" in res.stdout
+    assert not list(auditor.glob("*.db"))  # no database was made or needed
+
+    def check(changed: dict[str, object], name: str) -> subprocess.CompletedProcess[str]:
+        (auditor / name).write_text(json.dumps(changed))
+        return gitops("verify-proof", name, "--key", str(pub), cwd=auditor)
+
+    edited = json.loads(json.dumps(doc))
+    edited["event"]["actor"] = "someone-else@example.com"
+    res = check(edited, "edited.json")
+    one_failure_line(res)
+    assert "do not match its hash" in res.stderr
+    # the event's hash recomputed too: the inclusion proof no longer holds under the signed root
+    edited["event"]["hash"] = row_hash(edited["event"]["prev_hash"], [edited["event"][f] for f in FIELDS])
+    res = check(edited, "rehashed.json")
+    one_failure_line(res)
+    assert "inclusion proof does not hold" in res.stderr
+    swapped = setup.tmp / "swapped"
+    cfg = swapped.with_suffix(".yaml")
+    cfg.write_text(f"integrity:\n  key_dir: {swapped}\n")
+    assert gitops("--config", str(cfg), "keys", "init", "--name", "test-log", cwd=tmp_path).returncode == 0
+    res = gitops("verify-proof", "proof.json", "--key", str(swapped / "signing.pub"), cwd=auditor)
+    one_failure_line(res)
+    assert "checkpoint" in res.stderr
+    res = setup.run("verify", "--checkpoint", str(setup.published / "checkpoint"), "--key",
+                    str(swapped / "signing.pub"))
+    one_failure_line(res)
+
+
+def test_keys_are_never_replaced_and_a_readable_key_is_refused(setup: Setup) -> None:
+    res = setup.run("keys", "init")
+    one_failure_line(res, code=2)
+    assert "never replaced" in res.stderr
+    (setup.keys / "signing.key").chmod(0o644)
+    res = setup.run("checkpoint")
+    one_failure_line(res, code=2)
+    assert "readable by others" in res.stderr
