@@ -48,14 +48,17 @@ class Running:
             return e.code, e.read().decode()
 
 
-def _config(tmp_path: Path, cluster: Cluster, namespace: str, repo: GitRepo, **reconcile: Any) -> Path:
-    config = {
+def _config(tmp_path: Path, cluster: Cluster, namespace: str, repo: GitRepo, *,
+            integrity: dict[str, Any] | None = None, **reconcile: Any) -> Path:
+    config: dict[str, Any] = {
         "git": {"repo": str(repo.path)},
         "cluster": {"kubeconfig": str(cluster.kubeconfig), "context": "admin",
                     "audit_log": str(cluster.audit_log) if cluster.audit_log else None, "audit_wait": 2.0},
         "reconcile": {"instance": namespace, "interval": 30, "debounce": 0.2, "metrics_address": "127.0.0.1:0",
                       "lease": {"namespace": namespace, "duration": 3, "renew": 0.5}, **reconcile},
     }
+    if integrity is not None:
+        config["integrity"] = integrity
     path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -132,6 +135,39 @@ def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_c
     lease = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "lease", f"gitops-{namespace}", "-o",
                                "json").stdout)
     assert not lease["spec"].get("holderIdentity")
+
+
+def test_a_running_service_signs_and_publishes_checkpoints_as_events_come(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    db, published = tmp_path / "g.db", tmp_path / "published"
+    integrity = {"key_dir": str(tmp_path / "keys"), "publish_dir": str(published),
+                 "checkpoint_every": {"events": 3, "minutes": 0}}
+    config = _config(tmp_path, cluster, namespace, repo, integrity=integrity)
+    keys = subprocess.run([sys.executable, "-m", "gitops", "--config", str(config), "keys", "init"],
+                          capture_output=True, text=True)
+    assert keys.returncode == 0, keys.stderr
+
+    def size() -> int:
+        f = published / "checkpoint"
+        return int(f.read_text().splitlines()[1]) if f.exists() else 0
+
+    with gitops_run(db, config, tmp_path) as run:
+        wait_until(lambda: size() > 0, what="a first checkpoint")
+        first = size()
+        repo.write("b.yaml", configmap("b", namespace, k="1"))
+        repo.commit("b")
+        wait_until(lambda: _data(cluster, namespace, "b") == {"k": "1"}, what="the new commit applied")
+        wait_until(lambda: size() > first, what="a checkpoint of the events since")
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(60) == 0, run.output()
+    assert "signed and published to" in run.output()
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "--config", str(config), "verify",
+                          "--checkpoint", str(published / "checkpoint")], capture_output=True, text=True)
+    assert res.returncode == 0 and "consistent: the log" in res.stdout, res.stderr
+    assert len(list((published / "checkpoints").iterdir())) >= 2  # each one kept, named by its size
 
 
 def test_two_services_one_applies_and_the_standby_takes_over_when_the_leader_is_killed(

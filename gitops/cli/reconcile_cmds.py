@@ -15,7 +15,9 @@ from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
 from gitops.events.models import Mode
 from gitops.model.errors import ConfigError, GitOpsError, UsageError
+from gitops.query.integrity import KeyStore
 from gitops.reconcile import PassResult, ReconcileSettings
+from gitops.service.checkpoints import Checkpointed, Checkpointer
 from gitops.service.config import first_error
 from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.run import RunService, build_reconciler
@@ -150,6 +152,13 @@ class RunReporterCLI(Reporter):
     def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
         click.echo(f"{at:%H:%M:%S} standby: {holder or 'nobody'} holds the lease {lease} and applies", err=True)
 
+    def checkpointed(self, done: Checkpointed | None, error: Exception | None, *, at: datetime) -> None:
+        if done is not None:
+            where = ", ".join(done.published) or "nowhere (set integrity.publish_dir or integrity.publish_git)"
+            click.echo(f"{at:%H:%M:%S} checkpoint of {done.size} events signed and published to {where}", err=True)
+        else:
+            click.echo(f"{at:%H:%M:%S} error: no checkpoint: {error} (retried in a minute)", err=True)
+
 
 @cli.command()
 @reconcile_options
@@ -169,9 +178,19 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
     cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
     service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
                                    diff=ctx.config.diff, redaction=ctx.config.redact, reporter=RunReporterCLI(),
-                                   allow_mass_prune=allow_mass_prune)
+                                   allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))
     ctx.open_log(create=True).close()
     run_until_stopped(service, db=str(ctx.db_path), started=lambda: _started(service))
+
+
+def _checkpointer(ctx: Context) -> Checkpointer | None:
+    """Signed checkpoints while running, when there is a key to sign them with."""
+    try:
+        signer = KeyStore(ctx.config.integrity.key_dir).signer()
+    except ConfigError as e:
+        click.echo(f"warning: no signed checkpoints: {e}", err=True)
+        return None
+    return Checkpointer(ctx.db_path, ctx.config.integrity, signer)
 
 
 def _started(service: RunService) -> None:

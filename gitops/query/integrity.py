@@ -38,6 +38,7 @@ from gitops.store.chain import FIELDS, row_hash
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CheckpointEvery",
     "GitPublish",
     "IntegritySettings",
     "Judgement",
@@ -63,6 +64,16 @@ class GitPublish(BaseModel):
     ref: str = Field(default="refs/gitops/checkpoints", pattern=r"^refs/", description="the ref they go on")
 
 
+class CheckpointEvery(BaseModel):
+    """``gitops run`` signs a checkpoint when either is reached (and events came since the last)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: int = Field(default=10_000, ge=0, description="after this many events (0: never by count)")
+    minutes: float = Field(default=60.0, ge=0, description="at least this often, when events came (0: never by "
+                                                           "time)")
+
+
 class IntegritySettings(BaseModel):
     """The ``integrity:`` section of the config file."""
 
@@ -73,10 +84,8 @@ class IntegritySettings(BaseModel):
                                                          "the log is given the first time)")
     publish_dir: str | None = Field(default=None, description="a directory each checkpoint is written to")
     publish_git: GitPublish | None = Field(default=None, description="a Git ref each checkpoint is committed to")
-    checkpoint_events: int = Field(default=10_000, ge=0, description="gitops run: a checkpoint after this many "
-                                                                     "events (0: never by count)")
-    checkpoint_minutes: float = Field(default=60.0, ge=0, description="gitops run: a checkpoint at least this "
-                                                                      "often, when events came (0: never by time)")
+    checkpoint_every: CheckpointEvery = Field(default_factory=CheckpointEvery,
+                                              description="how often gitops run signs and publishes a checkpoint")
 
 
 class KeyStore:

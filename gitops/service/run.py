@@ -15,6 +15,8 @@ metrics endpoints, in one process.
 - **Endpoints** on ``metrics_address`` (loopback by default): ``/healthz`` (200 while every
   part runs), ``/readyz`` (200 once the cluster is synced and, on the leader, a first pass
   finished), ``/metrics`` (Prometheus text).
+- **Checkpoints** (``gitops.service.checkpoints``): when a signing key exists, the leader
+  signs and publishes one every ``integrity.checkpoint_every`` events or minutes.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from gitops.events.models import (
     event_id,
 )
 from gitops.events.redaction import RedactionRule
-from gitops.model.errors import ConfigError
+from gitops.model.errors import ConfigError, GitOpsError
 from gitops.model.times import utc_now
 from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
+from gitops.service.checkpoints import Checkpointed, Checkpointer
 from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
@@ -64,6 +67,9 @@ class RunReporter(Reporter, Protocol):
 
     def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
         """This process is a standby: ``holder`` holds the lease and applies."""
+
+    def checkpointed(self, done: Checkpointed | None, error: Exception | None, *, at: datetime) -> None:
+        """A signed checkpoint was made and published (``done``), or could not be (``error``)."""
 
 
 def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSettings, *,
@@ -110,8 +116,9 @@ class RunService(WatchService):
 
     def __init__(self, *, base: WatchService, reconciler: Reconciler, port: ClusterClient,
                  settings: ReconcileSettings, reporter: RunReporter, db_path: Path,
-                 allow_mass_prune: bool = False) -> None:
+                 allow_mass_prune: bool = False, checkpointer: Checkpointer | None = None) -> None:
         super().__init__(git=base.git, cluster=base.cluster, reporter=reporter)
+        self.checkpointer = checkpointer
         self._owns = base._owns
         self.reporter: RunReporter = reporter
         self.reconciler = reconciler
@@ -137,11 +144,12 @@ class RunService(WatchService):
     @classmethod
     def build_run(cls, db_path: Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
                   settings: ReconcileSettings, diff: DiffSettings, redaction: Sequence[RedactionRule],
-                  reporter: RunReporter, allow_mass_prune: bool = False) -> RunService:
+                  reporter: RunReporter, allow_mass_prune: bool = False,
+                  checkpointer: Checkpointer | None = None) -> RunService:
         base = WatchService.build(db_path, git=git, cluster=cluster, redaction=redaction, reporter=reporter)
         reconciler, port = build_reconciler(db_path, base, settings, diff=diff, redaction=redaction, cluster=cluster)
         return cls(base=base, reconciler=reconciler, port=port, settings=settings, reporter=reporter,
-                   db_path=db_path, allow_mass_prune=allow_mass_prune)
+                   db_path=db_path, allow_mass_prune=allow_mass_prune, checkpointer=checkpointer)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,6 +175,9 @@ class RunService(WatchService):
         interval = self.settings.interval
         self.scheduler.add_job(self._scheduled, "interval", seconds=interval, jitter=interval * self.settings.jitter,
                                id="interval", max_instances=1, coalesce=True)
+        if self.checkpointer is not None:
+            self.scheduler.add_job(self._checkpoint, "interval", seconds=self.checkpointer.tick_seconds,
+                                   id="checkpoint", max_instances=1, coalesce=True, next_run_time=utc_now())
         self.scheduler.start()
         if self.elector is not None:
             self._elector_thread = threading.Thread(target=self._elect, name="leader-election", daemon=True)
@@ -190,6 +201,8 @@ class RunService(WatchService):
             self._http.shutdown()
             self._http.server_close()
         super().stop()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.reconciler.log.close()
         self._events_log.close()
 
@@ -221,6 +234,18 @@ class RunService(WatchService):
         if result.status == "succeeded":
             m.last_success.set(time.time())
         self.reporter.reconciled(result, trigger=trigger, at=utc_now())
+
+    def _checkpoint(self) -> None:
+        assert self.checkpointer is not None
+        if self._stopping.is_set() or not self.leading:  # one process publishes: the leader
+            return
+        try:
+            done = self.checkpointer.tick()
+        except GitOpsError as e:
+            self.reporter.checkpointed(None, e, at=utc_now())
+            return
+        if done is not None:
+            self.reporter.checkpointed(done, None, at=utc_now())
 
     def _on_pass(self, summary: Any) -> None:
         super()._on_pass(summary)
