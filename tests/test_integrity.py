@@ -4,10 +4,14 @@ Each attack is made on a real SQLite file, through the real ``gitops`` entry poi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
 import shutil
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from gitops.model.errors import TamperedLogError
 from gitops.store import EventLog
 from gitops.store.chain import FIELDS, row_hash
 from tests.cli_helpers import gitops, one_failure_line
+from tests.gitrepo import GitRepo, configmap
 from tests.helpers import applied
 
 
@@ -61,7 +66,7 @@ def setup(tmp_path: Path) -> Setup:
 
 
 def _operators(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:  # closed: the last connection to a WAL log removes -wal, -shm
         return int(conn.execute("SELECT count(*) FROM events WHERE type = 'operator'").fetchone()[0])
 
 
@@ -265,3 +270,67 @@ def test_keys_are_never_replaced_and_a_readable_key_is_refused(setup: Setup) -> 
     res = setup.run("checkpoint")
     one_failure_line(res, code=2)
     assert "readable by others" in res.stderr
+
+
+READERS = (("verify",), ("log",), ("status",), ("audit",), ("report", "--since", "2000-01-01", "--format", "json"),
+           ("blame", "Deployment.apps/default/app-3"), ("replay", "--at", "now"))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_damaged_page_is_one_line_from_every_command_and_init_refuses_it(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(300)])
+        page = log.conn.execute("PRAGMA page_size").fetchone()[0]
+        root = log.conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    with db.open("r+b") as f:  # random bytes over the events table's first page
+        f.seek(page * (root - 1))
+        f.write(random.Random(7).randbytes(page))
+    before = _sha(db)
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", "default", k="1"))
+    repo.commit("a")
+    for args in (*READERS, ("verify", "--projections"), ("init",), ("ingest", "git", "--repo", str(repo.path))):
+        res = gitops(*args, db=db)
+        one_failure_line(res)
+        assert f"{db} is damaged at page {root} (of events)" in res.stderr, (args, res.stderr)
+    assert "init leaves it as it is" in gitops("init", db=db).stderr
+    assert _sha(db) == before  # nothing was written over the damage
+
+
+def test_a_read_only_copy_is_read_and_never_written(setup: Setup) -> None:
+    setup.checkpoint()
+    copy = setup.tmp / "evidence" / "g.db"
+    copy.parent.mkdir()
+    src, dst = sqlite3.connect(setup.db), sqlite3.connect(copy)
+    src.backup(dst)
+    dst.execute("PRAGMA journal_mode = WAL")  # as the log is kept: SQLite would make -wal and -shm to read it
+    src.close()
+    dst.close()
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["g.db"]
+    before, operators = _sha(copy), _operators(copy)
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["g.db"]
+    for flags in (("--read-only",), ("--immutable",)):
+        for args in (*READERS, ("verify", "--checkpoint", str(setup.published / "checkpoint"))):
+            res = setup.run(*flags, *args, db=copy)
+            assert res.returncode == 0, (args, res.stderr)
+            assert "Traceback" not in res.stderr
+            assert sorted(p.name for p in copy.parent.iterdir()) == ["g.db"], args  # no -wal, no -shm beside it
+            if args[0] not in ("log", "status"):  # the commands that record their access say it was not
+                assert "was not recorded in the log" in res.stderr and "read-only" in res.stderr, (args, res.stderr)
+        res = setup.run(*flags, "ingest", "git", "--repo", str(setup.tmp), db=copy)
+        one_failure_line(res)
+        assert "is read-only" in res.stderr
+        assert sorted(p.name for p in copy.parent.iterdir()) == ["g.db"]  # no -wal, no -shm beside it
+    assert (_sha(copy), _operators(copy)) == (before, operators)
+    if os.geteuid() != 0:  # root writes whatever the mode says; anyone else meets a file without write permission
+        copy.chmod(0o444)
+        copy.parent.chmod(0o555)
+        try:
+            res = setup.run("verify", db=copy)
+            assert res.returncode == 0 and "not recorded" in res.stderr, res.stderr
+        finally:
+            copy.parent.chmod(0o755)

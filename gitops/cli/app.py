@@ -30,9 +30,11 @@ DEFAULT_DB = Path("gitops.db")  # in the working directory, when neither --db, G
 class Context:
     db_path: Path
     config: Config
+    read_only: bool = False  # --read-only: open the log read-only (mode=ro), write nothing
+    immutable: bool = False  # --immutable: and take no locks (immutable=1): a file on read-only media
 
     def open_log(self, *, create: bool = False) -> EventLog:
-        return EventLog(self.db_path, create=create)
+        return EventLog(self.db_path, create=create, read_only=self.read_only, immutable=self.immutable)
 
     @contextmanager
     def accessed(self, command: str, **arguments: object) -> Iterator[None]:
@@ -55,7 +57,7 @@ class Context:
 
     def record(self, command: str, arguments: Mapping[str, object], outcome: str, detail: str) -> None:
         try:
-            with EventLog(self.db_path, create=False) as log:
+            with self.open_log() as log:
                 record_access(log, command, arguments, outcome=outcome, detail=detail)
         except StoreError as e:
             click.echo(f"warning: this {command} was not recorded in the log: {e}", err=True)
@@ -89,12 +91,18 @@ pass_ctx = click.make_pass_decorator(Context)
               default=None, help="SQLite event log (env GITOPS_DB; default ./gitops.db).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="GITOPS_CONFIG", default=None, help="YAML configuration file (env GITOPS_CONFIG).")
+@click.option("--read-only", is_flag=True, envvar="GITOPS_READ_ONLY",
+              help="Open the log read-only and write nothing to it, not even the record of this command (a copy "
+                   "kept as evidence; automatic when the file cannot be written).")
+@click.option("--immutable", is_flag=True,
+              help="With --read-only: also take no locks (SQLite immutable=1), for a file on read-only media.")
 @click.version_option(package_name="gitops")
 @click.pass_context
-def cli(ctx: click.Context, db: Path | None, config_file: Path | None) -> None:
+def cli(ctx: click.Context, db: Path | None, config_file: Path | None, read_only: bool, immutable: bool) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
-    ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config)
+    ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config, read_only=read_only or immutable,
+                      immutable=immutable)
 
 
 def output_option(*choices: str) -> Callable[[F], F]:

@@ -21,9 +21,10 @@ from gitops.events import (
     Recorded,
     SourceErrorPayload,
 )
-from gitops.model.errors import UsageError
+from gitops.model.errors import CorruptDatabaseError, UsageError
 from gitops.model.keys import format_key, parse_key
 from gitops.model.times import format_time, parse_time
+from gitops.store.damage import find_damage
 from gitops.store.migrate import latest_version
 
 
@@ -35,6 +36,9 @@ from gitops.store.migrate import latest_version
 def init(ctx: Context, rebuild_projections: bool) -> None:
     """Create the event log (or upgrade its schema); harmless when it exists."""
     existed = ctx.db_path.exists()
+    if existed and (damage := find_damage(ctx.db_path)) is not None:
+        raise CorruptDatabaseError(f"{ctx.db_path} is damaged {damage}; init leaves it as it is (restore it from a "
+                                   "copy: 'gitops verify' on the copy says whether it is whole)")
     with ctx.open_log(create=True) as log:
         n = log.count()
         if rebuild_projections:

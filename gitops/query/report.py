@@ -170,9 +170,11 @@ def report_json_schema() -> str:
 
 _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted": "reverted by hand",
                                 "git-changed": "adopted by Git", "deleted": "deleted"}
-def _integrity_of(path: str) -> Integrity:
+
+
+def _integrity_of(path: str, read_only: bool, immutable: bool) -> Integrity:
     """The integrity section, computed in a process of its own (see ``build_report``)."""
-    with EventLog(path, create=False) as log:
+    with EventLog(path, create=False, read_only=read_only, immutable=immutable) as log:
         return _integrity(log)
 
 
@@ -187,7 +189,7 @@ def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
         yield lambda: _integrity(log)
         return
     with pool:
-        pending = pool.submit(_integrity_of, str(log.path))
+        pending = pool.submit(_integrity_of, str(log.path), log.read_only, log.immutable)
 
         def result() -> Integrity:
             try:

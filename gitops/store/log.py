@@ -18,9 +18,10 @@ and projection tables later are written with the events that change them.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from gitops.model.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
     NotAGitOpsDatabaseError,
+    ReadOnlyLogError,
     StoreError,
 )
 from gitops.model.times import format_time, utc_now
@@ -42,6 +44,7 @@ from gitops.store import changes, migrate
 from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS, GENESIS, row_hash
+from gitops.store.damage import find_damage
 from gitops.store.integrity import VerifyResult, check_head, verify_rows
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
@@ -255,10 +258,13 @@ def _map_error(e: sqlite3.Error, where: str) -> StoreError:
     primary = code & 0xFF if isinstance(code, int) else None  # extended codes keep the primary in the low byte
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return DatabaseLockedError(f"{where}: the database stayed locked by another process ({e})")
+    if primary == sqlite3.SQLITE_READONLY:
+        return ReadOnlyLogError(f"{where} cannot be written (a read-only file or mount): {e}")
     if primary == sqlite3.SQLITE_NOTADB:
         return NotAGitOpsDatabaseError(f"{where} is not a gitops database (not an SQLite file)")
     if primary == sqlite3.SQLITE_CORRUPT:
-        return CorruptDatabaseError(f"{where} is damaged: {e}")
+        found = find_damage(where)
+        return CorruptDatabaseError(f"{where} is damaged {found}: {e}" if found else f"{where} is damaged: {e}")
     return StoreError(f"{where}: {e}")
 
 
@@ -268,17 +274,24 @@ class EventLog:
     neither created, nor migrated, nor changed in any way by opening it."""
 
     def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0,
-                 snapshot_every: int = current_state.SNAPSHOT_EVERY) -> None:
+                 snapshot_every: int = current_state.SNAPSHOT_EVERY, read_only: bool = False,
+                 immutable: bool = False) -> None:
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         self._where = str(self.path)
         self._hooks: list[Hook] = []
         if not create and not self.path.exists():
             raise StoreError(f"no gitops database at {self._where}; create one with 'gitops init'")
+        self.read_only = read_only or immutable or (not create and not _writable(self.path))
+        self.immutable = immutable
+        if self.read_only and create:
+            raise ReadOnlyLogError(f"{self._where} is read-only (a read-only copy, or --read-only): this command "
+                                   "writes to the log; the commands that only read it work on it")
         try:
             # Autocommit mode: every transaction below is opened and closed explicitly.
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(_read_only_uri(self.path, immutable) if self.read_only else str(self.path),
+                                   isolation_level=None, timeout=busy_timeout, check_same_thread=False,
+                                   uri=self.read_only)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         self.conn = conn
@@ -293,8 +306,9 @@ class EventLog:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if create and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
+            if not self.read_only:
+                conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal
             if create:
                 migrate.migrate(conn, self._where)
                 self._projections(conn)
@@ -343,6 +357,8 @@ class EventLog:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
+        if self.read_only:
+            raise ReadOnlyLogError(f"{self._where} is opened read-only: nothing is written to it")
         try:
             cur = self.conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -352,8 +368,7 @@ class EventLog:
             yield cur
             cur.execute("COMMIT")
         except BaseException as e:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            _end_read(self.conn)  # the rollback of what this wrote
             if isinstance(e, sqlite3.Error):
                 raise _map_error(e, self._where) from e
             raise
@@ -463,8 +478,7 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            _end_read(self.conn)
         wanted = {w[:3]: w[3:] for w in want}
         out = [f"{side} {resource} ({origin}): the table says seq {seq}, the log says "
                f"{wanted[(side, origin, resource)][0] if (side, origin, resource) in wanted else 'absent'}"
@@ -490,8 +504,7 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            _end_read(self.conn)
         for row in rows:
             yield _to_recorded(row)
 
@@ -610,8 +623,7 @@ class EventLog:
             raise _map_error(e, self._where) from e
         finally:
             cur.close()
-            if self.conn.in_transaction:
-                self.conn.execute("COMMIT")
+            _end_read(self.conn)
 
     def tree(self) -> merkle_tree.MerkleTree:
         """The Merkle tree, for proofs (read it in one transaction with what it proves)."""
@@ -633,8 +645,30 @@ class EventLog:
             raise _map_error(e, self._where) from e
         finally:
             cur.close()
-            if self.conn.in_transaction:
-                self.conn.execute("COMMIT")
+            _end_read(self.conn)
+
+
+def _writable(path: Path) -> bool:
+    """Whether the file and its directory (where SQLite keeps ``-wal`` and ``-shm``) can be written."""
+    return os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK)
+
+
+def _read_only_uri(path: Path, immutable: bool) -> str:
+    """The URI that opens ``path`` read-only without creating ``-wal``/``-shm`` beside it:
+    ``immutable=1`` (SQLite takes no locks and reads no WAL) when asked, or when no ``-wal``
+    exists, so that the file holds everything committed; else ``mode=ro``, which reads the
+    ``-wal`` there is (and uses its ``-shm``). A read-only copy is read as it is; a log that
+    a process is writing is read without ``--read-only``."""
+    wal = path.with_name(path.name + "-wal")
+    return f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable or not wal.exists() else "")
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any; on a damaged file, the error already raised
+    says so and this one would only hide it."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[Appended], int]:
