@@ -56,5 +56,8 @@ def find_damage(path: str | Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+        if code != sqlite3.SQLITE_CORRUPT:  # not an SQLite file at all, or not readable: not a damage
+            return None
         return f"(SQLite cannot say where): {e}"
     return None if rows == ["ok"] else f"(SQLite cannot say at which page): {'; '.join(rows)}"
