@@ -334,3 +334,38 @@ def test_a_read_only_copy_is_read_and_never_written(setup: Setup) -> None:
             assert res.returncode == 0 and "not recorded" in res.stderr, res.stderr
         finally:
             copy.parent.chmod(0o755)
+
+
+def test_secrets_are_stored_under_the_log_s_digest_key_and_old_digests_stay(tmp_path: Path) -> None:
+    """A log written with plain digests keeps them (its chain is never rewritten); the next
+    read under a key re-reads the last commit, recorded as the operator's reconfiguration,
+    and the values are stored as HMACs under a key made beside the log (mode 600)."""
+    from gitops.events import DesiredApplied
+    from gitops.sources.git import GitIngest, GitSourceConfig
+
+    clear = "correct-horse-battery-staple"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("s.yaml", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"},
+                          "type": "Opaque", "stringData": {"password": clear}})
+    repo.commit("a secret")
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:  # as gitops did before keys: plain SHA-256
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+        old = [r for r in log.read(types=["desired.applied"])]
+    plain = hashlib.sha256(clear.encode()).hexdigest()
+    assert old[0].event.payload.manifest["stringData"]["password"] == f"sha256:{plain}"  # type: ignore[union-attr]
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)
+    assert res.returncode == 0, res.stderr
+    key_file = tmp_path / "g.db.keys" / "digest.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    with EventLog(db) as log:
+        assert log.verify().ok
+        again = [r for r in log.read(types=["desired.applied"])]
+        assert [r.event.type for r in log.read(types=["git.reconfigured"])] == ["git.reconfigured"]
+    assert again[0].hash == old[0].hash  # the old event as it was
+    new = again[-1].event
+    assert isinstance(new, DesiredApplied) and len(again) == 2
+    assert new.payload.manifest["stringData"]["password"].startswith("hmac-sha256:")
+    assert new.payload.digest_scheme is not None and new.payload.digest_scheme.startswith("hmac-sha256:")
+    export = gitops("log", "-o", "json", db=db).stdout
+    assert clear not in export and plain not in export.replace(f"sha256:{plain}", "", 1)  # the keyed event hides it

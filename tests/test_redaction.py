@@ -120,3 +120,28 @@ def test_secrets_are_redacted_by_allowlist() -> None:
     assert redact(out) == out
     assert unredacted_secret_fields({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
                                      "stringData": "two", "spec": {"x": 1}}) == ["stringData", "spec"]
+
+
+def test_keyed_digests_keep_equality_and_change_visible_and_hide_the_value() -> None:
+    import hashlib
+
+    from gitops.events.redaction import Redaction, digest_scheme, is_digest, key_id
+
+    key, other_key = bytes(range(32)), bytes(range(1, 33))
+    keyed = redact(secret(), Redaction(key=key))
+    plain_digest = digest(CLEAR)
+    value = keyed["data"]["password"]
+    assert is_digest(value) and value.startswith(f"hmac-sha256:{key_id(key)}:")
+    assert digest_scheme(value) == f"hmac-sha256:{key_id(key)}" and digest_scheme(plain_digest) == "sha256"
+    assert hashlib.sha256(CLEAR.encode()).hexdigest() not in str(keyed)  # a guess cannot be tested without the key
+    assert unredacted_secret_fields(keyed) == []
+    assert redact(secret(), Redaction(key=key)) == keyed  # the same value, the same digest: change stays visible
+    changed = secret()
+    changed["data"] = {"password": base64.b64encode(b"new").decode()}
+    assert redact(changed, Redaction(key=key))["data"]["password"] != value
+    assert redact(secret(), Redaction(key=other_key))["data"]["password"] != value  # another log, another key
+    assert redact(secret(), Redaction(key=key))["stringData"]["other"] == digest(OTHER, key)
+    # the value under data (base64) and under stringData has one digest, keyed as plain
+    as_string = secret()
+    as_string["stringData"] = {"password": CLEAR}
+    assert redact(as_string, Redaction(key=key))["stringData"]["password"] == value

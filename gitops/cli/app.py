@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
+from gitops.events.redaction import Redaction
 from gitops.model.errors import GitOpsError, StoreError, UsageError
 from gitops.query.access import record_access
+from gitops.query.integrity import KeyStore
 from gitops.service.config import Config, load_config
 from gitops.store import EventLog
 
@@ -32,6 +34,12 @@ class Context:
     config: Config
     read_only: bool = False  # --read-only: open the log read-only (mode=ro), write nothing
     immutable: bool = False  # --immutable: and take no locks (immutable=1): a file on read-only media
+
+    @property
+    def redaction(self) -> Redaction:
+        """What the config digests, under the log's digest key (made the first time)."""
+        key = KeyStore(self.config.integrity.key_dir, db=self.db_path).digest_key(create=not self.read_only)
+        return Redaction(tuple(self.config.redact), key)
 
     def open_log(self, *, create: bool = False) -> EventLog:
         return EventLog(self.db_path, create=create, read_only=self.read_only, immutable=self.immutable)

@@ -80,7 +80,7 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
     config = git_source_config(ctx, repo, branch, paths)
     console = Console(stderr=True)
     with ctx.open_log(create=True) as log:
-        source = GitIngest(log, config, redaction=ctx.config.redact, scope=git_scope(ctx, console))
+        source = GitIngest(log, config, redaction=ctx.redaction, scope=git_scope(ctx, console))
         try:
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
                           TimeElapsedColumn(), console=console, transient=True,

@@ -32,7 +32,7 @@ _HEAD = re.compile(r"(\d+):([0-9a-f]{64})\Z")
 
 
 def _keys(ctx: Context) -> KeyStore:
-    return KeyStore(ctx.config.integrity.key_dir)
+    return KeyStore(ctx.config.integrity.key_dir, db=ctx.db_path)
 
 
 def _read_checkpoint(where: str) -> str:

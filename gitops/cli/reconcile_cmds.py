@@ -95,11 +95,11 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     settings = _settings(ctx, instance=instance)
     git_config = git_source_config(ctx, repo, branch, paths)
     cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
-    service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.config.redact,
+    service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())
     ctx.open_log(create=True).close()
     reconciler, port = build_reconciler(ctx.db_path, service, settings, diff=ctx.config.diff,
-                                        redaction=ctx.config.redact, cluster=cluster_config)
+                                        redaction=ctx.redaction, cluster=cluster_config)
     elector = None
     if settings.lease.enabled and not (dry_run or detect_only):
         elector = LeaseElector.for_instance(port, settings, process_identity("gitops-reconcile-"))
@@ -177,7 +177,7 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
     git_config = git_source_config(ctx, repo, branch, paths)
     cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
     service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
-                                   diff=ctx.config.diff, redaction=ctx.config.redact, reporter=RunReporterCLI(),
+                                   diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))
     ctx.open_log(create=True).close()
     run_until_stopped(service, db=str(ctx.db_path), started=lambda: _started(service))
@@ -186,7 +186,7 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
 def _checkpointer(ctx: Context) -> Checkpointer | None:
     """Signed checkpoints while running, when there is a key to sign them with."""
     try:
-        signer = KeyStore(ctx.config.integrity.key_dir).signer()
+        signer = KeyStore(ctx.config.integrity.key_dir, db=ctx.db_path).signer()
     except ConfigError as e:
         click.echo(f"warning: no signed checkpoints: {e}", err=True)
         return None

@@ -22,6 +22,9 @@ class _Manifest(_Frozen):
     """A payload carrying a (redacted) Kubernetes object."""
 
     manifest: dict[str, Any]
+    # how its secret values are digested: "sha256" (plain), "hmac-sha256:<key id>" (keyed);
+    # absent on events written before keys, and on objects with nothing digested
+    digest_scheme: str | None = None
 
     @field_validator("manifest")
     @classmethod

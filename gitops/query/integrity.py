@@ -79,7 +79,8 @@ class IntegritySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    key_dir: str | None = Field(default=None, description="where the keys are (default ~/.config/gitops/keys)")
+    key_dir: str | None = Field(default=None, description="where the keys are (default: DATABASE.keys, beside the "
+                                                          "log; keep it out of any copy of the log you hand out)")
     origin: str | None = Field(default=None, description="the log's name in its checkpoints (default: an id "
                                                          "the log is given the first time)")
     publish_dir: str | None = Field(default=None, description="a directory each checkpoint is written to")
@@ -89,15 +90,23 @@ class IntegritySettings(BaseModel):
 
 
 class KeyStore:
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self.dir = Path(directory).expanduser() if directory else Path.home() / ".config" / "gitops" / "keys"
+    """The keys of one log, in ``directory`` (default: ``<db>.keys`` beside the database)."""
+
+    def __init__(self, directory: str | Path | None = None, *, db: Path | None = None) -> None:
+        if directory:
+            self.dir = Path(directory).expanduser()
+        elif db is not None:
+            self.dir = db.with_name(db.name + ".keys")
+        else:
+            self.dir = Path("gitops.db.keys")
         self.signing_path = self.dir / "signing.key"
         self.verifier_path = self.dir / "signing.pub"
         self.digest_path = self.dir / "digest.key"
 
     def init(self, name: str) -> Verifier:
-        """Make the keys; refuses to replace any (a lost key would orphan every checkpoint)."""
-        there = [p for p in (self.signing_path, self.verifier_path, self.digest_path) if p.exists()]
+        """Make the signing keys (and the digest key, when the log has none yet); refuses to
+        replace any (a lost key would orphan every checkpoint)."""
+        there = [p for p in (self.signing_path, self.verifier_path) if p.exists()]
         if there:
             raise UsageError(f"{there[0]} exists: keys are never replaced (move them away first)")
         try:
@@ -105,11 +114,11 @@ class KeyStore:
         except NoteError as e:
             raise UsageError(str(e)) from None
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path, text in ((self.signing_path, str(signer)), (self.digest_path, os.urandom(32).hex())):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(text + "\n")
+        fd = os.open(self.signing_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(signer) + "\n")
         self.verifier_path.write_text(str(signer.verifier) + "\n")
+        self.digest_key(create=True)
         return signer.verifier
 
     def _secret(self, path: Path, env: str) -> str | None:
@@ -147,8 +156,21 @@ class KeyStore:
         except NoteError as e:
             raise ConfigError(f"the verifier key: {e}") from None
 
-    def digest_key(self) -> bytes | None:
+    def digest_key(self, *, create: bool = False) -> bytes | None:
+        """The key of Secret digests; with ``create``, made (0600) the first time a log is
+        written, so that no value is ever stored under a plain, guessable digest."""
         text = self._secret(self.digest_path, "GITOPS_DIGEST_KEY")
+        if text is None and create:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(self.digest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # made meanwhile by another process: use that one
+                return self.digest_key()
+            except OSError as e:
+                raise ConfigError(f"cannot make the digest key {self.digest_path}: {e.strerror}") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            text = self._secret(self.digest_path, "GITOPS_DIGEST_KEY")
         if text is None:
             return None
         try:

@@ -52,7 +52,7 @@ from gitops.events.models import (
     ReconcileStartedPayload,
     event_id,
 )
-from gitops.events.redaction import RedactionRule, redact
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact, scheme_field
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
@@ -110,7 +110,7 @@ class Reconciler:
 
     def __init__(self, log: EventLog, port: ApplyPort, *, settings: ReconcileSettings, desired_origin: str | None,
                  actual_origin: str, manifests: Manifests, last_valid: Callable[[], str | None] = lambda: None,
-                 diff: DiffSettings | None = None, redaction: Sequence[RedactionRule] = (),
+                 diff: DiffSettings | None = None, redaction: Redaction | Sequence[RedactionRule] = (),
                  clock: Clock = utc_now, monotonic: Callable[[], float] = time.monotonic,
                  identity: str | None = None) -> None:
         self.log = log
@@ -121,7 +121,7 @@ class Reconciler:
         self.manifests = manifests
         self.last_valid = last_valid
         self.diff = diff or DiffSettings()
-        self.redaction = tuple(redaction)
+        self.redaction = as_redaction(redaction)
         self.clock = clock
         self.actor = settings.field_manager
         self.applier = Applier(port, settings, self.diff, monotonic=monotonic)
@@ -375,14 +375,16 @@ class Reconciler:
 
     def _observed(self, key: str, obj: dict[str, Any], *, created: bool) -> ClusterObserved:
         rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        scheme = scheme_field(obj, self.redaction)  # a version seen before under another key is recorded again
         return ClusterObserved.model_validate({
-            "id": event_id("cluster.observed", self.actual_origin, key, rv), "source": EventSource.CLUSTER,
+            "id": event_id("cluster.observed", self.actual_origin, key, rv, *scheme.values()),
+            "source": EventSource.CLUSTER,
             "resource": key, "actor": self.settings.field_manager, "effective_at": self.clock(),
             "revision": rv,
             "payload": {"origin": self.actual_origin, "manifest": redact(obj, self.redaction), "resource_version": rv,
                         "change": "added" if created else "modified",
                         "manager": self.settings.field_manager, "operation": "Apply",
-                        "attribution": Attribution.RECONCILER},
+                        "attribution": Attribution.RECONCILER, **scheme},
         })
 
     def _record_action(self, result: PassResult, action: Action, outcome: str, *, also: Sequence[AnyEvent] = (),

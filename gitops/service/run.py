@@ -43,7 +43,7 @@ from gitops.events.models import (
     ReconcileLeaderPayload,
     event_id,
 )
-from gitops.events.redaction import RedactionRule
+from gitops.events.redaction import Redaction, RedactionRule
 from gitops.model.errors import ConfigError, GitOpsError
 from gitops.model.times import utc_now
 from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
@@ -73,7 +73,7 @@ class RunReporter(Reporter, Protocol):
 
 
 def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSettings, *,
-                     diff: DiffSettings, redaction: Sequence[RedactionRule],
+                     diff: DiffSettings, redaction: Redaction | Sequence[RedactionRule],
                      cluster: ClusterSourceConfig) -> tuple[Reconciler, ClusterClient]:
     """A reconciler over the service's sources: desired from its Git source (the manifests
     to apply read from Git at the commit the log names), actual from its cluster source,
@@ -143,7 +143,7 @@ class RunService(WatchService):
 
     @classmethod
     def build_run(cls, db_path: Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
-                  settings: ReconcileSettings, diff: DiffSettings, redaction: Sequence[RedactionRule],
+                  settings: ReconcileSettings, diff: DiffSettings, redaction: Redaction | Sequence[RedactionRule],
                   reporter: RunReporter, allow_mass_prune: bool = False,
                   checkpointer: Checkpointer | None = None) -> RunService:
         base = WatchService.build(db_path, git=git, cluster=cluster, redaction=redaction, reporter=reporter)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gitops.events.models import AnyEvent
-from gitops.events.redaction import RedactionRule
+from gitops.events.redaction import Redaction, RedactionRule
 from gitops.model.errors import StoreError, UsageError
 from gitops.model.scope import builtin_scope
 from gitops.model.times import utc_now
@@ -69,7 +69,7 @@ class WatchService:
 
     @classmethod
     def build(cls, db_path: Path, *, git: GitSourceConfig | None, cluster: ClusterSourceConfig | None,
-              redaction: Sequence[RedactionRule], reporter: Reporter) -> WatchService:
+              redaction: Redaction | Sequence[RedactionRule], reporter: Reporter) -> WatchService:
         """Check the settings and build the sources; raises a ``UsageError`` (or a source
         error) before anything is started or written. The cluster source is built (and its
         settings checked) first: a bad kubeconfig leaves no database behind."""

@@ -458,12 +458,17 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
-    def rebuild_projections(self) -> None:
+    def rebuild_projections(self, only: Collection[str] = ()) -> None:
         """Rebuild the projection tables from the log (``gitops init --rebuild-projections``,
-        the repair for what ``verify_projections`` finds)."""
+        the repair for what ``verify_projections`` finds); ``only``: those named (as
+        ``"merkle"``, the tree of a log written before it existed)."""
+        unknown = set(only) - set(_PROJECTIONS)
+        if unknown:
+            raise ValueError(f"no projection named {', '.join(sorted(unknown))}")
         with self._write() as cur:
-            for projection in _PROJECTIONS.values():
-                projection.rebuild(cur)
+            for name, projection in _PROJECTIONS.items():
+                if not only or name in only:
+                    projection.rebuild(cur)
 
     def verify_projections(self) -> list[str]:
         """How the stored projection tables (current state, changes) differ from what the

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops.events.models import AnyEvent
-from gitops.events.redaction import RedactionRule
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
 from gitops.model.schema import KindSchemas
@@ -106,11 +106,11 @@ class ClusterSource:
     """Reads one cluster into the log at ``db_path``."""
 
     def __init__(self, db_path: str | Path, config: ClusterSourceConfig, *,
-                 redaction: Sequence[RedactionRule] = (), client: ClusterPort | None = None,
+                 redaction: Redaction | Sequence[RedactionRule] = (), client: ClusterPort | None = None,
                  clock: Clock = utc_now) -> None:
         self.db_path = Path(db_path)
         self.config = config
-        self.redaction = tuple(redaction)
+        self.redaction = as_redaction(redaction)
         self.clock = clock
         check_audit_log(config)
         self.client: ClusterPort = client or ClusterClient(config.kubeconfig, context=config.context,
@@ -184,7 +184,8 @@ class ClusterSource:
             m = payload.get("manifest")
             if name in known and isinstance(m, dict):
                 known[name][resource] = Seen(fingerprint(m, noisy=name in self.config.noisy_kinds), managers(m),
-                                             (m.get("metadata") or {}).get("uid"))
+                                             (m.get("metadata") or {}).get("uid"),
+                                             str(payload.get("resource_version") or "") or None)
         return known
 
     def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:

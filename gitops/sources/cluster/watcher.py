@@ -36,7 +36,7 @@ from gitops.events.models import (
     SourceOutageStarted,
     event_id,
 )
-from gitops.events.redaction import RedactionRule, redact
+from gitops.events.redaction import NO_KEY, Redaction, redact, scheme_field
 from gitops.model.control_plane import is_control_plane_user
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import ResourceKey, canonical_group, format_key
@@ -58,6 +58,7 @@ class Seen:
     fingerprint: str
     managers: Managers
     uid: str | None = None
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Change:
     uid: str | None = None
     candidates: tuple[str, ...] = ()  # managers that may have made it, when managedFields cannot tell
     late: bool = False  # seen after the fact (a list, a watch resumed): it happened before observed_at
+    digest_scheme: str | None = None  # the payload's, when its secret values are digested under a key
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class KindWatcher:
 
     def __init__(self, client: ClusterPort, kind: KindInfo, *, config: ClusterSourceConfig,
                  known: dict[str, Seen], resource_version: str | None, out: Callable[[Item], None],
-                 outages: OutageTracker, redaction: tuple[RedactionRule, ...] = (), clock: Clock = utc_now) -> None:
+                 outages: OutageTracker, redaction: Redaction = NO_KEY, clock: Clock = utc_now) -> None:
         self.client = client
         self.clock = clock
         self.kind = kind
@@ -168,15 +170,20 @@ class KindWatcher:
         rv, uid = str(meta.get("resourceVersion", "")), meta.get("uid")
         if before is not None and before.fingerprint == fp:
             return None  # nothing that matters changed
+        if before is not None and rv and before.resource_version == rv and before.uid == uid:
+            # the version the log holds, seen again: what differs is how it is stored (the digest
+            # key changed), not the object; the next change of it is recorded under the new key
+            return None
         if before is not None and before.uid and uid and before.uid != uid:
             # deleted and made again under the same name while nothing watched: two objects
             self.out(Change(key, self.kind.name, rv, now, None, "deleted", None, synthetic=True, uid=before.uid,
                             late=True))
             before = None
-        self.known[key] = Seen(fp, after, uid)
+        self.known[key] = Seen(fp, after, uid, rv)
         previous = before.managers if before else None
         return Change(key, self.kind.name, rv, now, manifest, change, writer(previous, after), uid=uid,
-                      candidates=tuple(candidates(previous, after)), late=late or change == "relisted")
+                      candidates=tuple(candidates(previous, after)), late=late or change == "relisted",
+                      digest_scheme=scheme_field(obj, self.redaction).get("digest_scheme"))
 
     def list_pass(self) -> int:
         """List the kind, report what differs from the log (deletions too); returns how many."""
@@ -364,13 +371,15 @@ class Writer:
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
         return ClusterObserved.model_validate({
-            "id": event_id("cluster.observed", self.origin, c.key, str(c.resource_version)),
+            "id": event_id("cluster.observed", self.origin, c.key, str(c.resource_version),
+                           *([c.digest_scheme] if c.digest_scheme else [])),
             "source": EventSource.CLUSTER, "resource": c.key, "actor": actor, "effective_at": c.observed_at,
             "revision": c.resource_version,
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
                         "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
-                        "observed_late": c.late, "control_plane": control_plane},
+                        "observed_late": c.late, "control_plane": control_plane,
+                        **({"digest_scheme": c.digest_scheme} if c.digest_scheme else {})},
         })
 
     def _item(self, item: Item, pending: _Pending) -> None:

@@ -68,7 +68,7 @@ from gitops.events.models import (
     content_digest,
     event_id,
 )
-from gitops.events.redaction import RedactionRule, redact
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact, scheme_field
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import ConfigError
 from gitops.model.identity import os_user
@@ -148,13 +148,13 @@ class GitIngest:
         config: GitSourceConfig,
         *,
         scope: Scope = builtin_scope,
-        redaction: Sequence[RedactionRule] = (),
+        redaction: Redaction | Sequence[RedactionRule] = (),
         batch_events: int = 5000,
     ) -> None:
         self.log = log
         self.config = config
         self.scope = scope
-        self.redaction = tuple(redaction)
+        self.redaction = as_redaction(redaction)
         self.batch_commits = config.batch_commits
         self.batch_events = batch_events
         if config.repo is None:
@@ -184,7 +184,8 @@ class GitIngest:
         self.settings: dict[str, Any] = {
             "paths": sorted(set(c.paths)), "include": sorted(set(c.include)), "exclude": sorted(set(c.exclude)),
             "default_namespace": c.default_namespace, "max_file_bytes": c.max_file_bytes,
-            "redact": [r.model_dump(mode="json") for r in self.redaction],
+            "redact": [r.model_dump(mode="json") for r in self.redaction.rules],
+            **({"digest_scheme": self.redaction.scheme} if self.redaction.key is not None else {}),
             **({"kustomize": c.kustomize.model_dump(include={"enabled", "allow_remote"})}
                if c.kustomize != KustomizeSettings() else {})}
 
@@ -599,7 +600,8 @@ class GitIngest:
             "source": EventSource.GIT, "resource": obj.key, "actor": c.actor, "effective_at": c.effective,
             "revision": c.sha,
             "payload": {"commit": c.sha, "path": path, "document_index": obj.index, "line": obj.line,
-                        "origin": self.origin, "manifest": obj.manifest},
+                        "origin": self.origin, "manifest": obj.manifest,
+                        **scheme_field(obj.manifest, self.redaction)},
         })
 
     def _removed(self, c: _Cause, key: str, old: Desired) -> DesiredRemoved:
