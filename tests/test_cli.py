@@ -287,6 +287,7 @@ def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
     assert config.cluster is not None and config.cluster.kinds == ["Ingress.networking.k8s.io"]
     assert config.redact[0].kind == "Deployment"
     assert config.diff.ignore[0].pointers == ["/spec/replicas"] and config.diff.instance == "prod"
+    assert config.integrity.publish_git is not None and config.integrity.checkpoint_every.events == 10000
 
 
 def test_log_filters_by_valid_or_recorded_time_and_refuses_bad_times(tmp_path: Path) -> None:
