@@ -13,8 +13,15 @@ import pykube
 import pytest
 
 from gitops.diff import DiffItem, ObjectDiff, Op, Status, drift_episodes, take_over
+from gitops.events.models import (
+    ClusterObserved,
+    DriftClosed,
+    DriftOpened,
+    ReconcileAction,
+    ReconcileFinished,
+    ReconcileStarted,
+)
 from gitops.events.redaction import Redaction
-from gitops.events.models import DriftClosed, DriftOpened, ReconcileAction, ReconcileFinished, ReconcileStarted
 from gitops.reconcile import KIND_ORDER, Hold, ReconcileSettings, SyncWindow, holding_window, make_plan
 from gitops.reconcile.cascade import Contents
 from gitops.reconcile.reconciler import PassResult, Reconciler
@@ -279,8 +286,10 @@ def test_a_digest_key_given_to_an_old_log_applies_each_secret_once_and_then_is_i
     with EventLog(env.db) as log:
         assert log.verify().ok
         live = [r.event for r in log.read(types=["cluster.observed"], resource=f"Secret/{env.ns}/s")]
-    assert live[-1].payload.manifest["data"]["password"].startswith("hmac-sha256:")
-    assert live[-1].payload.attribution == "reconciler"  # recorded by the apply that made it, not as a change
+    last = live[-1]
+    assert isinstance(last, ClusterObserved)
+    assert last.payload.manifest["data"]["password"].startswith("hmac-sha256:")
+    assert last.payload.attribution == "reconciler"  # recorded by the apply that made it, not as a change
 
 
 @pytest.mark.cluster
