@@ -157,6 +157,21 @@ def test_a_checkpoint_after_the_events_that_were_cut_catches_the_cut_after_ackno
     assert (setup.published / "checkpoint").read_text() == kept.read_text()
 
 
+def test_a_cut_tail_with_the_head_moved_back_passes_the_chain_but_not_an_anchor(setup: Setup) -> None:
+    setup.checkpoint()  # signs 20 events
+    with sqlite3.connect(setup.db) as conn:
+        conn.execute("DELETE FROM events WHERE seq > 15")
+        conn.execute("UPDATE chain_head SET seq = 15, hash = (SELECT hash FROM events WHERE seq = 15) WHERE id = 1")
+    conn.close()
+    assert setup.run("init", "--rebuild-projections").returncode == 0  # and the tree made to follow
+    assert setup.run("verify").returncode == 0  # the chain alone cannot tell
+    res = setup.run("verify", "--checkpoint", str(setup.published / "checkpoint"))
+    assert res.returncode == 1 and "fewer than the 20 the checkpoint signed" in res.stderr, res.stderr
+    res = setup.run("checkpoint")
+    one_failure_line(res)
+    assert "does not extend the checkpoint of 20 events" in res.stderr
+
+
 def _rewrite(db: Path, seq: int, payload: dict[str, object]) -> str:
     """Change event ``seq``'s payload and recompute the chain after it, and the recorded head:
     what an attacker who knows the format does. Returns the new head's hash."""
