@@ -329,9 +329,10 @@ def test_blame_of_a_secret_credits_each_value_and_shows_none(tmp_path: Path) -> 
     assert not any("sha256:" in str(b.value) for b in lines)
 
 
-def test_tables_show_the_first_thousand_rows_and_say_so_the_machine_formats_all(tmp_path: Path) -> None:
+def test_tables_show_the_newest_thousand_rows_and_say_so_the_machine_formats_all(tmp_path: Path) -> None:
     """A table is for people (rich lays out every row: 30,000 took 15 s); as ``gitops log``
-    does, it stops at 1,000 unless --limit says otherwise, and says how to get the rest."""
+    does, it stops at 1,000 unless --limit says otherwise, keeping the newest (the recent is
+    what is looked for), and says on stderr that it cut and how to get the rest."""
     import json
     import subprocess
     import sys
@@ -354,11 +355,13 @@ def test_tables_show_the_first_thousand_rows_and_say_so_the_machine_formats_all(
     for command in (["audit", "--actor", "alice"], ["log", "--actor", "alice"]):
         table = gitops(*command)
         assert table.returncode == 0, table.stderr
-        assert rows(table.stdout) == 1000 and "showing the first 1000 rows" in table.stdout
+        assert rows(table.stdout) == 1000 and "showing the newest 1000" in table.stderr
+        seqs = [int(m) for m in re.findall(r"^│ +(\d+) ", table.stdout, re.MULTILINE)]
+        assert seqs == list(range(102, 1102))  # the newest thousand, oldest first
         everything = gitops(*command, "--limit", "0")
-        assert rows(everything.stdout) == 1100 and "showing the first" not in everything.stdout
+        assert rows(everything.stdout) == 1100 and "showing the newest" not in everything.stderr
         some = gitops(*command, "--limit", "5")
-        assert rows(some.stdout) == 5 and "showing the first" not in some.stdout
+        assert rows(some.stdout) == 5 and "showing the newest 5" in some.stderr
     lines = gitops("audit", "--actor", "alice", "-o", "json").stdout.splitlines()
     assert len(lines) == 1100 and json.loads(lines[-1])["actor"] == "alice"
 

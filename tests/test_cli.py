@@ -338,3 +338,23 @@ def test_new_commands_refuse_bad_input_in_one_line_and_record_none_of_it(tmp_pat
         assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, (args, res.stderr)
     with EventLog(db) as log:
         assert [r.event.type for r in log.read()] == ["desired.applied", "desired.applied"]  # nothing recorded
+
+
+def test_a_limit_keeps_the_newest_rows_and_says_when_it_cut(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(5)])
+
+    def seqs(cmd: str, *args: str) -> tuple[list[str], str]:
+        res = gitops(cmd, "--type", "desired.applied", *args, "-o", "csv", db=db)  # not the exports' own records
+        assert res.returncode == 0, res.stderr
+        return [line.split(",")[0] for line in res.stdout.splitlines()[1:]], res.stderr
+
+    for cmd in ("log", "audit"):
+        rows, err = seqs(cmd, "--limit", "2")
+        assert rows == ["4", "5"] and "showing the newest 2" in err, (cmd, rows, err)
+        assert seqs(cmd, "--limit", "2", "--reverse")[0] == ["5", "4"]
+        rows, err = seqs(cmd, "--limit", "5")
+        assert rows == ["1", "2", "3", "4", "5"] and "showing the newest" not in err
+        assert seqs(cmd, "--reverse")[0] == ["5", "4", "3", "2", "1"]  # no limit: every row, newest first
+        assert seqs(cmd, "--limit", "0")[0] == ["1", "2", "3", "4", "5"]

@@ -7,13 +7,14 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.cli.render import render_rows
+from gitops.cli.render import effective_limit, newest, render_rows
 from gitops.events.models import EVENT_TYPES, EventSource
 from gitops.model.errors import UsageError
 from gitops.model.keys import format_key, parse_key
@@ -53,12 +54,14 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
 @click.option("--commit", default=None, metavar="SHA", help="Events of this commit (a prefix will do).")
 @click.option("--out-of-band", is_flag=True, help="Only cluster changes made neither through Git nor the reconciler.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
-              help="At most this many rows (tables default to 1000; 0 means no limit).")
+              help="At most the newest this many rows (tables default to 1000; 0 means no limit); says on stderr "
+                   "when it left older ones out.")
+@click.option("--reverse", is_flag=True, help="Newest first.")
 @output_option("table", "json", "csv")
 @pass_ctx
 def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str | None, actor: str | None,
           source: str | None, types: tuple[str, ...], since: str | None, until: str | None, commit: str | None,
-          out_of_band: bool, limit: int | None, output: str) -> None:
+          out_of_band: bool, limit: int | None, reverse: bool, output: str) -> None:
     """Who changed what: Git, cluster, audit-log and reconciler events in one timeline."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
@@ -71,9 +74,12 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
             "types": ",".join(types), "since": since, "until": until, "commit": commit,
             "out_of_band": out_of_band or None, "output": output}
     with ctx.accessed("audit", **args), ctx.open_log() as log:
-        found = audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor, source=source,
-                           types=types, since=start, until=end, commit=commit, out_of_band=out_of_band,
-                           limit=limit or None)
+        def fetch(descending: bool, n: int | None) -> Iterator[AuditRow]:
+            return audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor, source=source,
+                              types=types, since=start, until=end, commit=commit, out_of_band=out_of_band,
+                              limit=n, descending=descending)
+
+        found = newest(fetch, effective_limit(limit, output), reverse=reverse)
         if output == "json":  # one object per line
             for r in found:
                 sys.stdout.write(json.dumps(_json_row(r), default=str) + "\n")
@@ -89,8 +95,7 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
         else:  # a commit by its first 12 digits, as gitops log shows it: -o json and csv carry it whole
             render_rows(({**row, "revision": row["revision"][:12]} for row in rows), output="table",
                         empty="nothing matches",
-                        columns=("seq", "time", "actor", "how", "action", "resource", "revision", "changes"),
-                        table_limit=(limit or None) if limit is not None else 1000)
+                        columns=("seq", "time", "actor", "how", "action", "resource", "revision", "changes"))
 
 
 @cli.command("blame")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.cli.render import render_rows
+from gitops.cli.render import effective_limit, newest, render_rows
 from gitops.events import (
     EVENT_TYPES,
     AuditPayload,
@@ -115,12 +115,14 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
 @click.option("--as-recorded", is_flag=True,
               help="Times mean when the log learned of an event, not when it took effect.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
-              help="At most this many events (tables default to 1000; 0 means no limit).")
+              help="At most the newest this many events (tables default to 1000; 0 means no limit); says on "
+                   "stderr when it left older ones out.")
+@click.option("--reverse", is_flag=True, help="Newest first.")
 @output_option("table", "json", "yaml", "csv")
 @pass_ctx
 def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None,
             actor: str | None, source: str | None, since_time: str | None, until_time: str | None,
-            as_recorded: bool, limit: int | None, output: str) -> None:
+            as_recorded: bool, limit: int | None, reverse: bool, output: str) -> None:
     """Show the event log in order, filtered."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
@@ -135,12 +137,14 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
     export = ctx.accessed("export", output=output, since=since_time, until=until_time, types=",".join(types),
                           resource=resource, actor=actor, source=source) if output != "table" else nullcontext()
     with export, ctx.open_log() as log:
+        def fetch(descending: bool, n: int | None) -> Iterator[Recorded]:
+            return log.read(since_seq=since_seq, types=types, resource=resource, actor=actor, source=source,
+                            start=start, end=end, time_axis="recorded" if as_recorded else "effective", limit=n,
+                            descending=descending)
+
         rows: Iterator[dict[str, Any]] = (
-            _row(r, short=short) for r in log.read(
-                since_seq=since_seq, types=types, resource=resource, actor=actor, source=source, start=start,
-                end=end, time_axis="recorded" if as_recorded else "effective", limit=limit or None)
-        )
+            _row(r, short=short) for r in newest(fetch, effective_limit(limit, output), reverse=reverse,
+                                                 what="events"))
         columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
             ("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision", "detail")
-        render_rows(rows, output=output, columns=columns,
-                    table_limit=(limit or None) if limit is not None else 1000, empty="no events match")
+        render_rows(rows, output=output, columns=columns, empty="no events match")

@@ -7,9 +7,10 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+import click
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -17,13 +18,39 @@ from rich.text import Text
 
 from gitops.query.report_render import cell
 
-__all__ = ["render_rows"]
+__all__ = ["TABLE_LIMIT", "effective_limit", "newest", "render_rows"]
+
+T = TypeVar("T")
+TABLE_LIMIT = 1000  # rows a table shows when no --limit is given
+
+
+def newest(fetch: Callable[[bool, int | None], Iterable[T]], limit: int | None, *, reverse: bool,
+           what: str = "rows") -> Iterable[T]:
+    """The rows of a query (``fetch(descending, limit)``) that keeps the newest ``limit``
+    (all when None), oldest first unless ``reverse``; says on stderr when older ones were
+    left out, so that a limit never hides the recent, nor hides that it cut."""
+    if limit is None:
+        return fetch(reverse, None)
+    got = list(fetch(True, limit + 1))
+    if len(got) > limit:
+        click.echo(f"showing the newest {limit} {what}; older ones were left out (--limit 0 shows all, --since "
+                   "narrows)", err=True)
+        got = got[:limit]
+    return got if reverse else got[::-1]
+
+
+def effective_limit(limit: int | None, output: str) -> int | None:
+    """``--limit`` as given (0: none), else TABLE_LIMIT for a table and none for a format a
+    program reads."""
+    if limit is not None:
+        return limit or None
+    return TABLE_LIMIT if output == "table" else None
 
 _NO_WRAP = frozenset({"seq", "time", "type", "revision"})
 
 
 def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], output: str,
-                title: str | None = None, table_limit: int | None = None, empty: str | None = None) -> int:
+                title: str | None = None, empty: str | None = None) -> int:
     """Write ``rows`` in ``output`` format to stdout; returns how many were written.
     Tables show ``columns``; the machine formats carry every key of each row. A table with
     no rows is the line ``empty`` on stderr instead, when given."""
@@ -51,11 +78,7 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
         table = Table(title=title, show_lines=False, header_style="bold")
         for c in columns:
             table.add_column(c, overflow="fold", no_wrap=c in _NO_WRAP)
-        more = False
         for row in rows:
-            if table_limit is not None and n >= table_limit:
-                more = True
-                break
             # Text, not str: a value from the log ("containers[name=web]") is never read as rich markup
             table.add_row(*[Text("" if row.get(c) is None else str(row.get(c))) for c in columns])
             n += 1
@@ -66,7 +89,4 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
         if not console.is_terminal and "COLUMNS" not in os.environ:
             console = Console(width=1000)  # piped or redirected: rows as long as they are, as kubectl prints them
         console.print(table)
-        if more:
-            console.print(f"[dim]showing the first {table_limit} rows; narrow the query, raise --limit, "
-                          "or use -o json/csv for all[/dim]")
     return n

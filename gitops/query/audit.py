@@ -78,9 +78,11 @@ def is_glob(text: str | None) -> bool:
 def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None = None,
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
-               commit: str | None = None, out_of_band: bool = False, limit: int | None = None) -> Iterator[AuditRow]:
-    """The timeline, oldest first, filtered; ``resource`` and ``actor`` may be globs, and the
-    actor ``unknown`` keeps the changes no evidence names anyone for."""
+               commit: str | None = None, out_of_band: bool = False, limit: int | None = None,
+               descending: bool = False) -> Iterator[AuditRow]:
+    """The timeline, oldest first (``descending``: newest first), filtered; ``resource`` and
+    ``actor`` may be globs, and the actor ``unknown`` keeps the changes no evidence names
+    anyone for."""
     check_range(since, until)
     if commit is not None:
         prefix = sha_prefix(commit)
@@ -97,7 +99,8 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
     rows = log.read_audit(
         resource=None if resource_glob else resource, resource_glob=resource_glob, kind=kind, namespace=namespace,
         actor=None if actor_glob or unattributed else actor, actor_glob=actor_glob, unattributed=unattributed,
-        source=source, types=types, start=since, end=until, commit_prefix=commit, limit=limit, out_of_band=out_of_band)
+        source=source, types=types, start=since, end=until, commit_prefix=commit, limit=limit, out_of_band=out_of_band,
+        descending=descending)
     while True:
         with cyclic_gc_paused():  # read and build a chunk of acyclic rows: see gitops.model.bulk
             chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]

@@ -563,7 +563,8 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
-    def read_audit(self, *, limit: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+    def read_audit(self, *, limit: int | None = None, descending: bool = False,
+                   **filters: Any) -> Iterator[AuditRecord]:
         """The events ``read(**filters)`` gives, in seq order, as ``AuditRecord`` values, in
         one query: the out-of-band test is looked up by SQLite per row through indexes, what
         the event changed is read from the change projection (``gitops.store.changes``),
@@ -572,7 +573,7 @@ class EventLog:
         oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {_MANAGED}"
         sql = (f"SELECT seq, effective_at, type, source, resource, actor, revision, {oob}, "
                f"(SELECT fields FROM changes WHERE changes.seq = events.seq), {_FACTS} FROM events{f.where()} "
-               f"ORDER BY seq{f' LIMIT {int(limit)}' if limit is not None else ''}")
+               f"ORDER BY seq{' DESC' if descending else ''}{f' LIMIT {int(limit)}' if limit is not None else ''}")
         try:
             yield from map(AuditRecord._make, self.conn.execute(sql, f.params))
         except sqlite3.Error as e:
