@@ -358,3 +358,23 @@ def test_a_limit_keeps_the_newest_rows_and_says_when_it_cut(tmp_path: Path) -> N
         assert rows == ["1", "2", "3", "4", "5"] and "showing the newest" not in err
         assert seqs(cmd, "--reverse")[0] == ["5", "4", "3", "2", "1"]  # no limit: every row, newest first
         assert seqs(cmd, "--limit", "0")[0] == ["1", "2", "3", "4", "5"]
+
+
+def test_the_report_lists_who_used_the_log(tmp_path: Path) -> None:
+    import getpass
+
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(3)])
+    assert gitops("log", "-o", "json", "--type", "desired.applied", db=db).returncode == 0
+    assert gitops("verify", db=db).returncode == 0
+    assert gitops("replay", "--at", "now", db=db).returncode == 0
+    res = gitops("report", "--since", "2000-01-01", "--format", "json", db=db)
+    assert res.returncode == 0, res.stderr
+    access = json.loads(res.stdout)["access"]
+    assert [(a["command"], a["outcome"], a["user"]) for a in access] == [
+        ("export", "succeeded", getpass.getuser()), ("verify", "succeeded", getpass.getuser()),
+        ("replay", "succeeded", getpass.getuser())]
+    assert "types=desired.applied" in access[0]["arguments"] and "output=json" in access[0]["arguments"]
+    html = gitops("report", "--since", "2000-01-01", db=db).stdout
+    assert 'id="access"' in html and html.count("<td class=\"mono\">export</td>") == 1

@@ -28,6 +28,9 @@ from gitops.events.models import (
     DriftClosed,
     DriftOpened,
     GitCommit,
+    IntegrityAcknowledgedPayload,
+    IntegrityCheckpointPayload,
+    OperatorPayload,
     ReconcileAction,
 )
 from gitops.model.note import NoteError, parse_checkpoint
@@ -138,6 +141,20 @@ class PruneRow(_Model):
     dry_run: bool
 
 
+class AccessRow(_Model):
+    """Someone used the log (PCI DSS 10.2.1.3): an export, replay, report or verification, a
+    service started or stopped, a checkpoint signed, a finding of tampering acknowledged."""
+
+    seq: int
+    time: datetime
+    user: str
+    host: str
+    command: str
+    arguments: str = Field(description="what was asked (range, format, filters), as key=value pairs")
+    outcome: str
+    detail: str = ""
+
+
 class Coverage(_Model):
     cluster_changes: int = Field(description="changes to objects Git manages")
     traced_to_commit: int = Field(description="made by the reconciler applying a commit")
@@ -159,6 +176,7 @@ class ComplianceReport(_Model):
     drift_episodes: list[DriftEpisodeRow]
     reconcile_failures: list[ReconcileFailure]
     prunes: list[PruneRow]
+    access: list[AccessRow] = Field(description="who used the log in the range: the operator events")
     coverage: Coverage
 
 
@@ -331,6 +349,25 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
     return failures, prunes
 
 
+def _access(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
+    out = []
+    for r in log.read(types=["operator", "integrity.acknowledged", "integrity.checkpoint"], **rng):
+        ev, p = r.event, r.event.payload
+        if isinstance(p, OperatorPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host, command=p.command,
+                                 arguments=" ".join(f"{k}={v}" for k, v in sorted(p.arguments.items())),
+                                 outcome=p.outcome, detail=p.detail))
+        elif isinstance(p, IntegrityAcknowledgedPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host,
+                                 command="verify --acknowledge", arguments=f"reason={p.reason}",
+                                 outcome="acknowledged", detail=f"{p.problem} at seq {p.first_bad_seq}: {p.detail}"))
+        elif isinstance(p, IntegrityCheckpointPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=ev.actor, host="", command="checkpoint",
+                                 arguments=f"size={p.size}", outcome="succeeded",
+                                 detail=f"published to {', '.join(p.published) or 'nowhere'}"))
+    return out
+
+
 def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceReport:
     """The report of ``[since, until)`` (valid time).
 
@@ -362,7 +399,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             reconcile_passes=log.count_where(types=["reconcile.finished"], **rng), reconcile_failures=len(failures)),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
-        prunes=prunes,
+        prunes=prunes, access=_access(log, rng),
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
                           share=round(traced / cluster_changes, 4) if cluster_changes else None))
 

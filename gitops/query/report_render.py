@@ -102,7 +102,8 @@ def write_csv(report: ComplianceReport, directory: Path) -> list[Path]:
         "integrity": (list(report.integrity.model_dump()),
                       [{k: cell(v) for k, v in report.integrity.model_dump(mode="json").items()}]),
     }
-    for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "reconcile_failures", "prunes"):
+    for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "reconcile_failures", "prunes",
+                 "access"):
         models = getattr(report, name)
         header, rows = _rows(models)
         if not header:  # an empty section still says which columns it has
