@@ -156,3 +156,29 @@ def test_a_crash_while_a_list_is_recorded_loses_no_object(cluster: Cluster, name
     assert len(names) == total and len(history(db_path, namespace)) == total  # each once, none lost
     with EventLog(db_path) as log:
         assert log.verify().ok
+
+
+def test_a_change_made_with_kubectl_as_is_credited_to_the_impersonated_user_via_the_admin(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    if cluster.audit_log is None:
+        pytest.skip("impersonation is told by the API server's audit log")
+    grant(cluster, namespace, "alice")
+    key = f"ConfigMap/{namespace}/as-alice"
+    with running(db_path, source_config(cluster)):
+        kubectl(cluster, "admin", "--as=alice", "-n", namespace, "create", "configmap", "as-alice",
+                "--from-literal=k=v")
+        kubectl(cluster, "admin", "--as=alice", "-n", namespace, "delete", "configmap", "as-alice")
+        wait_until(lambda: len(events(db_path, key)) == 2, what="the change and the delete")
+    # the API server's own record says who authenticated and whom it acted as
+    records = [json.loads(line) for line in cluster.audit_log.read_text().splitlines()
+               if '"name":"as-alice"' in line and '"stage":"ResponseComplete"' in line]
+    assert {(r["user"]["username"], r.get("impersonatedUser", {}).get("username")) for r in records
+            if r["verb"] in ("create", "delete")} == {("admin", "alice")}
+    made, gone = events(db_path, key)
+    for e in (made, gone):
+        assert (e.actor, e.payload.attribution, e.payload.via) == ("alice", Attribution.AUDIT, "admin")
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db_path), "audit", "--resource", key,
+                          "-o", "json"], capture_output=True, text=True, timeout=120)
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["actor"], r["via"]) for r in rows if r["source"] == "cluster"] == [("alice", "admin")] * 2
+    assert all((r["actor"], r["via"]) == ("alice", "admin") for r in rows if r["source"] == "audit")

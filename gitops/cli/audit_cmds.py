@@ -27,7 +27,8 @@ from gitops.query.report_render import cell, render_html, write_csv
 
 
 def _row(r: AuditRow) -> dict[str, Any]:
-    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or UNKNOWN, "source": r.source,
+    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or UNKNOWN, "via": r.via or "",
+            "source": r.source,
             "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
             "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail}
 
@@ -86,14 +87,16 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
             return
         rows = (_row(r) for r in found)
         if output == "csv":
-            columns = ["seq", "time", "actor", "source", "action", "resource", "revision", "how", "out_of_band",
-                       "changes"]
+            columns = ["seq", "time", "actor", "via", "source", "action", "resource", "revision", "how",
+                       "out_of_band", "changes"]
             w = csv.DictWriter(sys.stdout, fieldnames=columns)
             w.writeheader()
             for row in rows:
                 w.writerow({k: cell(v) for k, v in row.items()})
         else:  # a commit by its first 12 digits, as gitops log shows it: -o json and csv carry it whole
-            render_rows(({**row, "revision": row["revision"][:12]} for row in rows), output="table",
+            render_rows(({**row, "revision": row["revision"][:12],
+                          "actor": f"{row['actor']} (via {row['via']})" if row["via"] else row["actor"]}
+                         for row in rows), output="table",
                         empty="nothing matches",
                         columns=("seq", "time", "actor", "how", "action", "resource", "revision", "changes"))
 

@@ -112,6 +112,7 @@ class ClusterObservedPayload(_Manifest):
     operation: str | None = None
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
+    via: str | None = None  # audit: the user that authenticated and impersonated the actor
     # attribution unknown: who may have made it (audit users, field managers), none of them proven
     candidates: list[str] = Field(default_factory=list)
     # found by a list or a resumed watch: the change happened before effective_at, which is
@@ -129,6 +130,7 @@ class ClusterDeletedPayload(_Frozen):
     uid: str | None = None
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
+    via: str | None = None  # as in ClusterObservedPayload
     candidates: list[str] = Field(default_factory=list)
     observed_late: bool = False  # as in ClusterObservedPayload
     control_plane: bool = False  # as in ClusterObservedPayload (the garbage collector deleting a dependent)
@@ -138,7 +140,8 @@ class AuditPayload(_Frozen):
     origin: str = ""
     audit_id: str
     verb: str
-    user: str
+    user: str  # who made the change: the impersonated user when there was one
+    via: str | None = None  # the user that authenticated and impersonated ``user`` (kubectl --as)
     groups: list[str] = Field(default_factory=list)
     user_agent: str | None = None
     source_ips: list[str] = Field(default_factory=list)

@@ -44,6 +44,7 @@ class AuditRow(NamedTuple):
     out_of_band: bool = False
     changes: tuple[FieldChange, ...] = ()
     detail: str = ""
+    via: str | None = None  # the user that authenticated and impersonated the actor (kubectl --as)
 
 
 def record_changes(r: AuditRecord) -> tuple[FieldChange, ...]:
@@ -112,7 +113,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
 def _audit_row(r: AuditRecord) -> AuditRow:
     facts = r.payload_facts()
     return AuditRow(r.seq, datetime.fromisoformat(r.effective_at), r.actor, r.source, r.type, r.resource, r.revision,
-                    record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts))
+                    record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts), facts.via)
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:

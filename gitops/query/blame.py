@@ -81,6 +81,8 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
                 via, how = f"commit {ev.payload.commit[:12]}", "git"
             else:
                 via, how = f"resourceVersion {ev.payload.resource_version}", str(ev.payload.attribution)
+                if ev.payload.via:  # kubectl --as: the actor is the impersonated user, via the one authenticated
+                    how = f"{how}, via {ev.payload.via}"
             old, new = leaf_diff(walk.before, now)  # only where the versions differ
             for path in old.keys() - new.keys():
                 walk.credit.pop(path, None)

@@ -101,6 +101,8 @@ class OutOfBandChange(_Model):
     seq: int
     time: datetime
     actor: str | None = Field(description="the audited user or field manager; null when no evidence names one")
+    via: str | None = Field(default=None, description="the user that authenticated and impersonated the actor "
+                                                      "(kubectl --as, a dashboard acting for its users)")
     evidence: str = Field(description="how the actor is known: audit, managed-fields, unknown")
     candidates: list[str] = Field(description="who it may have been, when no evidence names one")
     resource: str
@@ -310,7 +312,8 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
         assert r.type in ACTUAL_TYPES and r.resource is not None
         change = str(facts.change) if r.type == "cluster.observed" else "deleted"
         out.append(OutOfBandChange(
-            seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, evidence=record_how(r, facts),
+            seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, via=facts.via,
+            evidence=record_how(r, facts),
             candidates=facts.candidates or [], resource=r.resource, change=change,
             fields=summary(record_changes(r)), outcome=drift.outcome(r.seq, r.resource)))
     return out

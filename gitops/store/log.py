@@ -109,6 +109,7 @@ class AuditFacts(NamedTuple):
     result: str | None  # reconcile.action
     error: str | None  # reconcile.action
     message: str | None  # git.commit and others
+    via: str | None  # cluster changes and audit records: who impersonated the actor
 
 
 AUDIT_FACTS = AuditFacts._fields

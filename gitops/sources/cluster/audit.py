@@ -55,6 +55,7 @@ class AuditRecord:
     at: datetime
     uid: str | None = None  # of the object, where the record says it (objectRef, response, Status details)
     user_agent: str | None = None
+    via: str | None = None  # the user that authenticated, when it acted as ``user`` (kubectl --as)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class _AuditLine(_Lenient):
     verb: str
     requestURI: str = ""
     user: _User = Field(default_factory=_User)
+    impersonatedUser: _User | None = None
     objectRef: _Ref | None = None
     responseObject: dict[str, Any] | None = None
     responseStatus: _Status | None = None
@@ -313,14 +315,19 @@ class AuditTailer:
         rv = None if status else (str(meta["resourceVersion"]) if meta.get("resourceVersion") else None)
         uid = ref.uid or (str(meta["uid"]) if meta.get("uid") else None)
         at = rec.requestReceivedTimestamp or rec.stageTimestamp or utc_now()
-        record = AuditRecord(rec.auditID, key, rec.verb, rec.user.username, rv, at, uid, rec.userAgent)
+        # impersonation (kubectl --as, a dashboard or proxy acting for its users): the change is
+        # the impersonated user's, made through the user that authenticated, who is kept as via
+        acting = rec.impersonatedUser if rec.impersonatedUser is not None and rec.impersonatedUser.username else None
+        user = acting.username if acting is not None else rec.user.username
+        via = rec.user.username if acting is not None else None
+        record = AuditRecord(rec.auditID, key, rec.verb, user, rv, at, uid, rec.userAgent, via)
         self.index.add(record)
         return AuditRecorded(
             id=event_id("audit", self.origin, rec.auditID), source=EventSource.AUDIT, resource=key,
             actor=record.user, effective_at=at, revision=rv,
             payload=AuditPayload(
-                origin=self.origin, audit_id=rec.auditID, verb=rec.verb, user=record.user,
-                groups=rec.user.groups, user_agent=rec.userAgent, source_ips=rec.sourceIPs,
+                origin=self.origin, audit_id=rec.auditID, verb=rec.verb, user=record.user, via=via,
+                groups=(acting or rec.user).groups, user_agent=rec.userAgent, source_ips=rec.sourceIPs,
                 request_uri=rec.requestURI, response_code=rec.responseStatus.code if rec.responseStatus else None,
                 resource_version=rv, api_version=ref.apiVersion,
             ),

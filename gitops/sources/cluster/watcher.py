@@ -353,6 +353,7 @@ class Writer:
             attribution, actor = Attribution.UNKNOWN, None
             candidates = sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
+        via = rec.via if rec is not None and attribution == Attribution.AUDIT else None
         # the control plane's own write: named by the audit record of it when there is one
         # (its user), else by the field manager that made it
         control_plane = attribution != Attribution.RECONCILER and (
@@ -365,8 +366,8 @@ class Writer:
                 resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
-                                              audit_id=audit_id, candidates=candidates, observed_late=c.late,
-                                              control_plane=control_plane),
+                                              audit_id=audit_id, via=via, candidates=candidates,
+                                              observed_late=c.late, control_plane=control_plane),
             )
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
@@ -378,7 +379,7 @@ class Writer:
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
                         "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
-                        "observed_late": c.late, "control_plane": control_plane,
+                        "observed_late": c.late, "control_plane": control_plane, **({"via": via} if via else {}),
                         **({"digest_scheme": c.digest_scheme} if c.digest_scheme else {})},
         })
 
