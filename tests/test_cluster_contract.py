@@ -214,3 +214,24 @@ def test_custom_resources_can_be_created_read_and_applied(admin_api: Any, namesp
     applied = server_side_apply(admin_api, {**widget, "spec": {"size": 4}}, "gitops")
     assert applied["spec"] == {"size": 4}
     assert admin_api.get(version="v1", url="namespaces").status_code == 200  # and the server still answers
+
+
+def test_a_dry_run_delete_or_apply_by_our_client_changes_nothing(cluster: Cluster, admin_api: Any,
+                                                                  namespace: str) -> None:
+    """The reconciler's dry runs: the server answers as if, and keeps the object. (A
+    DeleteOptions body without dryRun overrides the query's dryRun=All: the 1.20 server
+    deleted for real until the body said it too.)"""
+    from gitops.sources.cluster.client import ClusterClient
+
+    pykube.ConfigMap(admin_api, configmap("keep", namespace, k="1")).create()
+    client = ClusterClient(str(cluster.kubeconfig), context="admin" if cluster.local else None)
+    try:
+        kind = next(k for k in client.discover().kinds.values() if k.kind == "ConfigMap")
+        client.delete(kind, namespace, "keep", dry_run=True)
+        would = client.apply(kind, configmap("keep", namespace, k="2"), field_manager="gitops", force=True,
+                             dry_run=True)
+        assert would.object["data"] == {"k": "2"}  # what it would be
+    finally:
+        client.close()
+    live = pykube.ConfigMap.objects(admin_api, namespace=namespace).get(name="keep")
+    assert live.obj["data"] == {"k": "1"}  # what it is

@@ -351,6 +351,8 @@ class ClusterClient:
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
+        if dry_run:  # in the body: a DeleteOptions body overrides the query's dryRun, and would delete for real
+            body["dryRun"] = ["All"]
         try:
             self._send("delete", kind, namespace, name, data=orjson.dumps(body),
                        params={"dryRun": "All"} if dry_run else {})
