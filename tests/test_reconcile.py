@@ -350,12 +350,23 @@ def test_prune_deletes_only_what_this_instance_owns_and_the_guard_holds_a_mass_p
     kubectl(cluster, "admin", "-n", env.ns, "create", "configmap", "other")
     kubectl(cluster, "admin", "-n", env.ns, "label", "configmap", "other", "gitops.dev/instance=someone-else")
     env.repo.remove("a.yaml")
-    env.repo.commit("a goes")
+    a_goes = env.repo.commit("a goes")
     kept = env.run()  # prune is off by default
     assert kept.pruned == 0 and "a" in _names(cluster, env.ns)
+    dry = env.run(prune=True, mode="dry-run")
+    assert "a" in _names(cluster, env.ns)  # a dry run changes nothing: the server kept it
     pruned = env.run(prune=True)
     assert pruned.pruned == 1, (pruned.plan, pruned.errors)
     wait_until(lambda: "a" not in _names(cluster, env.ns), what="a to be deleted")
+    from gitops.query.report import build_report
+
+    with EventLog(env.db) as log:  # a commit whose only effect was a prune is applied, when it was pruned
+        report = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+        prune = [r.event for r in log.read(types=["reconcile.action"], action="prune", dry_run=False)]
+    change = next(g for g in report.git_changes if g.commit == a_goes)
+    assert change.applied_at is not None and change.applied_at == prune[0].effective_at
+    assert report.summary.dry_run_passes == 1 and report.summary.reconcile_passes == 3  # the dry run apart
+    assert [p.dry_run for p in report.prunes] == [True, False] and dry.run_id != pruned.run_id
     env.run()  # the next pass's list records the delete, whoever the audit log can name for it
     from gitops.query.audit import audit_rows
 

@@ -59,7 +59,7 @@ def record_how(r: AuditRecord, facts: AuditFacts) -> str:
     if r.type in ACTUAL_TYPES:
         return str(facts.attribution)
     if r.type == "reconcile.action":
-        return f"{facts.action} {facts.result}"
+        return f"{facts.action} {facts.result}{' (dry run)' if facts.dry_run else ''}"
     if r.type in DESIRED_TYPES:
         return "git"
     return ""

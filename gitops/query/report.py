@@ -73,8 +73,10 @@ class Summary(_Model):
     drift_episodes: int
     mean_time_to_remediate_seconds: float | None
     max_time_to_remediate_seconds: float | None
-    reconcile_passes: int
-    reconcile_failures: int = Field(description="actions that failed")
+    reconcile_passes: int = Field(description="passes that applied or detected (not dry runs)")
+    dry_run_passes: int = Field(default=0, description="dry runs: they changed nothing, and what they would have "
+                                                       "done is counted nowhere else")
+    reconcile_failures: int = Field(description="actions that failed (not those a dry run said would fail)")
 
 
 class GitChange(_Model):
@@ -337,7 +339,7 @@ def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
 
 def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure], list[PruneRow]]:
     failures = []
-    for r in log.read(types=["reconcile.action"], result="failed", **rng):
+    for r in log.read(types=["reconcile.action"], result="failed", dry_run=False, **rng):
         ev = r.event
         assert isinstance(ev, ReconcileAction)
         failures.append(ReconcileFailure(seq=r.seq, time=ev.effective_at, resource=ev.resource,
@@ -399,7 +401,9 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             drift_episodes=len(drift.episodes),
             mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,
             max_time_to_remediate_seconds=max(durations) if durations else None,
-            reconcile_passes=log.count_where(types=["reconcile.finished"], **rng), reconcile_failures=len(failures)),
+            reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **rng),
+            dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **rng),
+            reconcile_failures=len(failures)),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
         prunes=prunes, access=_access(log, rng),

@@ -110,6 +110,7 @@ class AuditFacts(NamedTuple):
     error: str | None  # reconcile.action
     message: str | None  # git.commit and others
     via: str | None  # cluster changes and audit records: who impersonated the actor
+    dry_run: bool | None  # reconcile.action: what a dry run would have done, nothing done
 
 
 AUDIT_FACTS = AuditFacts._fields
@@ -151,6 +152,8 @@ def select(
     not_attribution: str | None = None,
     result: str | None = None,
     action: str | None = None,
+    dry_run: bool | None = None,
+    modes: Sequence[str] = (),
     desired_only: bool = False,
     out_of_band: bool = False,
 ) -> _Filters:
@@ -163,7 +166,8 @@ def select(
     the events of a commit (``_OF_COMMIT``: not those whose revision is a resourceVersion
     that happens to start with the same digits); ``not_attribution``
     leaves out cluster changes with that attribution; ``result`` and ``action`` keep
-    reconcile actions with that result or action; ``desired_only`` keeps events about
+    reconcile actions with that result or action, ``dry_run`` those of dry runs (True) or of
+    real passes (False), ``modes`` reconcile passes of those modes; ``desired_only`` keeps events about
     objects Git has desired at some time; ``out_of_band`` keeps the changes to such objects
     that neither the reconciler nor Git made (see ``OUT_OF_BAND``). Every value is a bound parameter: nothing a user
     types is ever part of the SQL text."""
@@ -201,12 +205,7 @@ def select(
         f.add(f"{column} >= ?", format_time(start))
     if end is not None:
         f.add(f"{column} < ?", format_time(end))
-    if not_attribution is not None:
-        f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
-    if result is not None:
-        f.add("json_extract(payload, '$.result') = ?", result)
-    if action is not None:
-        f.add("json_extract(payload, '$.action') = ?", action)
+    _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes)
     if desired_only or out_of_band:
         f.add(_MANAGED)
     if out_of_band:
@@ -214,6 +213,21 @@ def select(
         if resource is None:  # the changes by hand of a range: the partial index holds just them
             f.index = "events_by_hand"
     return f
+
+
+def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
+                     dry_run: bool | None, modes: Sequence[str]) -> None:
+    """``select``'s filters on payload fields (see there)."""
+    if not_attribution is not None:
+        f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
+    if result is not None:
+        f.add("json_extract(payload, '$.result') = ?", result)
+    if action is not None:
+        f.add("json_extract(payload, '$.action') = ?", action)
+    if dry_run is not None:
+        f.add("coalesce(json_extract(payload, '$.dry_run'), 0) = ?", int(dry_run))
+    if modes:
+        f.add(f"json_extract(payload, '$.mode') IN ({', '.join('?' * len(modes))})", *modes)
 
 
 OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
@@ -590,11 +604,16 @@ class EventLog:
             raise _map_error(e, self._where) from e
 
     def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
-        """Commit sha -> when the reconciler first applied something of it (succeeded)."""
+        """Commit sha -> when the reconciler first applied something of it (succeeded): an
+        apply of its manifest, or the prune of an object it removed from Git (a commit whose
+        only effect was a prune is applied too)."""
         f = select(types=["reconcile.action"], start=start, end=end)
         f.add("json_extract(payload, '$.result') = ?", "succeeded")
-        sql = (f"SELECT json_extract(payload, '$.commit'), min(effective_at) FROM events{f.where()} "
-               "GROUP BY 1 HAVING json_extract(payload, '$.commit') IS NOT NULL")
+        removed_by = ("(SELECT r.revision FROM events r WHERE r.resource = events.resource "
+                      "AND r.type = 'desired.removed' AND r.seq < events.seq ORDER BY r.seq DESC LIMIT 1)")
+        sql = (f"SELECT coalesce(json_extract(payload, '$.commit'), CASE WHEN json_extract(payload, '$.action') = "
+               f"'prune' THEN {removed_by} END) AS c, min(effective_at) FROM events{f.where()} "
+               "GROUP BY c HAVING c IS NOT NULL")
         try:
             return {str(c): datetime.fromisoformat(t.replace("Z", "+00:00"))
                     for c, t in self.conn.execute(sql, f.params)}
