@@ -326,6 +326,45 @@ def test_alices_edit_opens_drift_in_her_name_and_self_heal_closes_it(env: Env, c
 
 
 @pytest.mark.cluster
+def test_each_outcome_of_an_out_of_band_change_in_the_report_is_what_happened(env: Env, cluster: Cluster) -> None:
+    """Alice edits five objects the reconciler only watches (detect-only); then each edit
+    ends its own way, by hand, in Git, or not at all. The report says how each ended."""
+    if cluster.audit_log is None:
+        pytest.skip("naming alice needs the API server's audit log")
+    from gitops.query.report import build_report
+
+    grant(cluster, env.ns, "alice", "bob")
+    names = ("by-hand", "adopted", "removed", "deleted", "open")
+    for name in names:
+        env.write(f"{name}.yaml", configmap(name, env.ns, k="git"))
+    env.repo.commit("five")
+    env.run()
+
+    def edit(user: str, name: str, value: str) -> None:
+        kubectl(cluster, user, "-n", env.ns, "patch", "configmap", name, "-p", json.dumps({"data": {"k": value}}))
+
+    for name in names:
+        edit("alice", name, "alice")
+    assert env.run(mode="detect-only").drift_opened == 5
+    edit("bob", "by-hand", "git")  # bob puts Git's value back by hand
+    kubectl(cluster, "alice", "-n", env.ns, "delete", "configmap", "deleted")  # then she deletes it...
+    wait_until(lambda: "deleted" not in _names(cluster, env.ns), what="the delete")
+    env.run(mode="detect-only")
+    env.write("adopted.yaml", configmap("adopted", env.ns, k="alice"))  # Git takes alice's value
+    env.repo.remove("removed.yaml")  # Git stops wanting it; it stays in the cluster
+    env.repo.remove("deleted.yaml")  # ...and Git drops it after: gone from both
+    env.repo.commit("adopt one, drop two")
+    env.run(mode="detect-only")
+    assert _data(cluster, env.ns, "removed") == {"k": "alice"}  # nothing pruned: detect-only
+    with EventLog(env.db) as log:
+        report = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    outcome = {o.resource.rsplit("/", 1)[1]: o.outcome for o in report.out_of_band if o.actor == "alice"
+               and o.change != "deleted"}  # her edits (seen by a list: "relisted"), not her delete
+    assert outcome == {"by-hand": "reverted by hand", "adopted": "adopted by Git", "removed": "removed by Git",
+                       "deleted": "deleted", "open": "still differs"}
+
+
+@pytest.mark.cluster
 def test_detect_only_records_the_drift_and_leaves_the_edit(env: Env, cluster: Cluster) -> None:
     env.write("app.yaml", configmap("cfg", env.ns, a="1"))
     env.repo.commit("one")

@@ -5,7 +5,7 @@ An episode opens when a cluster change makes an in-sync object differ from what 
 desires (a change in Git that the cluster has not caught up with yet is not drift: it is
 the reconciler's pending work). It closes when the object matches again: ``reconciled``
 (the reconciler's change), ``reverted`` (anyone else's), ``git-changed`` (Git moved to
-match, or stopped desiring the object), ``deleted`` (gone from both). Pure: events in,
+match), ``git-removed`` (Git stopped desiring the object), ``deleted`` (gone from both). Pure: events in,
 episodes out. In ``diff`` (it is the diff, followed over time) so that both the read side
 and the reconciler, which records the episodes it sees, use this one definition.
 """
@@ -31,7 +31,7 @@ from gitops.model.schema import KindSchemas
 
 __all__ = ["DriftEpisode", "DriftTracker", "drift_episodes"]
 
-How = Literal["reconciled", "reverted", "git-changed", "deleted"]
+How = Literal["reconciled", "reverted", "git-changed", "git-removed", "deleted"]
 
 
 @dataclass
@@ -112,7 +112,8 @@ class DriftTracker:
         changed: DriftEpisode | None = None
         if o.episode is not None and (now_in_sync or o.desired is None):
             if o.desired is None:
-                how: How = "deleted" if o.actual is None else "git-changed"
+                # Git no longer wants it: removed by Git (not adopted), or gone from both
+                how: How = "deleted" if o.actual is None else "git-removed"
             elif git_side:
                 how = "git-changed"
             else:

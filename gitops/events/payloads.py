@@ -229,7 +229,7 @@ class DriftOpenedPayload(_Frozen):
 
 class DriftClosedPayload(_Frozen):
     episode_id: str
-    how: Literal["reconciled", "reverted", "git-changed", "deleted"]
+    how: Literal["reconciled", "reverted", "git-changed", "git-removed", "deleted"]
     cause_seq: int | None = None
 
 

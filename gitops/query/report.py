@@ -95,8 +95,8 @@ class GitChange(_Model):
     rollback_to: str | None = Field(default=None, description="a rollback: the commit whose state it restores")
 
 
-Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "deleted", "still differs",
-                  "no drift", "not checked"]
+Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "removed by Git", "deleted",
+                  "still differs", "no drift", "not checked"]
 
 
 class OutOfBandChange(_Model):
@@ -122,7 +122,8 @@ class DriftEpisodeRow(_Model):
     closed_at: datetime | None
     duration_seconds: float | None
     cause: str | None = Field(description="who made the change that opened it, when known")
-    resolution: str | None = Field(description="reconciled, reverted, git-changed, deleted; null while open")
+    resolution: str | None = Field(description="reconciled, reverted, git-changed, git-removed, deleted; null "
+                                               "while open")
     fields: list[str]
 
 
@@ -191,7 +192,7 @@ def report_json_schema() -> str:
 
 
 _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted": "reverted by hand",
-                                "git-changed": "adopted by Git", "deleted": "deleted"}
+                                "git-changed": "adopted by Git", "git-removed": "removed by Git", "deleted": "deleted"}
 
 
 def _integrity_of(path: str, read_only: bool, immutable: bool) -> Integrity:
