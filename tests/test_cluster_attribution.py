@@ -177,6 +177,14 @@ def test_a_change_made_with_kubectl_as_is_credited_to_the_impersonated_user_via_
     made, gone = events(db_path, key)
     for e in (made, gone):
         assert (e.actor, e.payload.attribution, e.payload.via) == ("alice", Attribution.AUDIT, "admin")
+    # when: the time the API server completed each request, as its audit record says; when the
+    # watch saw it is kept beside
+    from datetime import datetime
+
+    stage = {r["verb"]: datetime.fromisoformat(r["stageTimestamp"].replace("Z", "+00:00")) for r in records
+             if r["verb"] in ("create", "delete")}
+    assert (made.effective_at, gone.effective_at) == (stage["create"], stage["delete"])
+    assert made.payload.observed_at is not None and gone.payload.observed_at is not None
     res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db_path), "audit", "--resource", key,
                           "-o", "json"], capture_output=True, text=True, timeout=120)
     rows = [json.loads(line) for line in res.stdout.splitlines()]

@@ -113,6 +113,9 @@ class ClusterObservedPayload(_Manifest):
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
     via: str | None = None  # audit: the user that authenticated and impersonated the actor
+    # audit: when the watch saw it (the event's effective_at is when the change was made: the
+    # audit record's stageTimestamp); absent where no audit record was joined
+    observed_at: datetime | None = None
     # attribution unknown: who may have made it (audit users, field managers), none of them proven
     candidates: list[str] = Field(default_factory=list)
     # found by a list or a resumed watch: the change happened before effective_at, which is
@@ -131,6 +134,7 @@ class ClusterDeletedPayload(_Frozen):
     attribution: Attribution = Attribution.UNKNOWN
     audit_id: str | None = None
     via: str | None = None  # as in ClusterObservedPayload
+    observed_at: datetime | None = None  # as in ClusterObservedPayload
     candidates: list[str] = Field(default_factory=list)
     observed_late: bool = False  # as in ClusterObservedPayload
     control_plane: bool = False  # as in ClusterObservedPayload (the garbage collector deleting a dependent)

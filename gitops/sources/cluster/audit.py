@@ -314,7 +314,8 @@ class AuditTailer:
         meta = meta if isinstance(meta, dict) else {}
         rv = None if status else (str(meta["resourceVersion"]) if meta.get("resourceVersion") else None)
         uid = ref.uid or (str(meta["uid"]) if meta.get("uid") else None)
-        at = rec.requestReceivedTimestamp or rec.stageTimestamp or utc_now()
+        # ResponseComplete's stageTimestamp: when the change was made (the request completed)
+        at = rec.stageTimestamp or rec.requestReceivedTimestamp or utc_now()
         # impersonation (kubectl --as, a dashboard or proxy acting for its users): the change is
         # the impersonated user's, made through the user that authenticated, who is kept as via
         acting = rec.impersonatedUser if rec.impersonatedUser is not None and rec.impersonatedUser.username else None

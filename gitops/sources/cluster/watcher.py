@@ -354,6 +354,9 @@ class Writer:
             candidates = sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
         via = rec.via if rec is not None and attribution == Attribution.AUDIT else None
+        # the audit record's time is when the change was made; when the watch saw it is kept too
+        made_at = rec.at if rec is not None and attribution == Attribution.AUDIT else None
+        effective_at, observed_at = (made_at, c.observed_at) if made_at is not None else (c.observed_at, None)
         # the control plane's own write: named by the audit record of it when there is one
         # (its user), else by the field manager that made it
         control_plane = attribution != Attribution.RECONCILER and (
@@ -363,10 +366,11 @@ class Writer:
             marker = f"list:{c.resource_version}:{c.uid or ''}" if c.synthetic else str(c.resource_version)
             return ClusterDeleted(
                 id=event_id("cluster.deleted", self.origin, c.key, marker), source=EventSource.CLUSTER,
-                resource=c.key, actor=actor, effective_at=c.observed_at, revision=c.resource_version,
+                resource=c.key, actor=actor, effective_at=effective_at, revision=c.resource_version,
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
-                                              audit_id=audit_id, via=via, candidates=candidates,
+                                              audit_id=audit_id, via=via, observed_at=observed_at,
+                                              candidates=candidates,
                                               observed_late=c.late, control_plane=control_plane),
             )
         assert c.change != "deleted"
@@ -374,12 +378,13 @@ class Writer:
         return ClusterObserved.model_validate({
             "id": event_id("cluster.observed", self.origin, c.key, str(c.resource_version),
                            *([c.digest_scheme] if c.digest_scheme else [])),
-            "source": EventSource.CLUSTER, "resource": c.key, "actor": actor, "effective_at": c.observed_at,
+            "source": EventSource.CLUSTER, "resource": c.key, "actor": actor, "effective_at": effective_at,
             "revision": c.resource_version,
             "payload": {"origin": self.origin, "manifest": c.manifest, "resource_version": str(c.resource_version),
                         "change": c.change, "manager": manager, "operation": operation,
                         "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
                         "observed_late": c.late, "control_plane": control_plane, **({"via": via} if via else {}),
+                        **({"observed_at": observed_at} if observed_at is not None else {}),
                         **({"digest_scheme": c.digest_scheme} if c.digest_scheme else {})},
         })
 
