@@ -137,6 +137,12 @@ def test_the_report_in_every_format(story: Any, tmp_path: Path) -> None:
     commits = {g["commit"]: g for g in doc["git_changes"]}
     assert commits[first]["author_email"] == "ann@example.com" and commits[first]["applied_at"]
     assert commits[second]["author_email"] == "bo@example.com"
+    # what each commit did to which object, as Git itself has it
+    assert commits[first]["changed"] == [{"resource": f"ConfigMap/{env.ns}/app", "change": "created"}]
+    assert commits[second]["changed"] == [{"resource": f"Deployment.apps/{env.ns}/bad", "change": "created"}]
+    shown = subprocess.run(["git", "-C", str(env.repo.path), "show", "--name-status", "--format=", second],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["A", "bad.yaml"]
     oob = [o for o in doc["out_of_band"] if o["resource"] == f"ConfigMap/{ns}/app"]
     assert [(o["actor"], o["evidence"], o["outcome"]) for o in oob] == [("alice", "audit", "reverted by self-heal")]
     episodes = [e for e in doc["drift_episodes"] if e["resource"] == f"ConfigMap/{ns}/app"]
@@ -195,6 +201,12 @@ def test_the_html_report_is_self_contained_escaped_and_renders(story: Any, tmp_p
     for external in ("http://", "https://", "src=", "<link", "@import", "url("):
         assert external not in html, external
     assert 'id="timeline"' in html and "<circle" in html and 'id="out-of-band"' in html
+    links = set(re.findall(r'href="#(obj-[^"]+)"', html))  # each commit's objects link to the object's rows
+    ids = set(re.findall(r'id="(obj-[^"]+)"', html))
+    assert links and links <= ids
+    app = next(i for i in ids if f"ConfigMap-{env.ns}-app" in i)
+    rows = html[html.index(f'id="{app}"'):].split("</table>", 1)[0]
+    assert "created by commit" in rows and "outside Git by alice" in rows and "reverted by self-heal" in rows
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if __import__("os").environ.get("CI"):

@@ -28,9 +28,6 @@ from gitops.events.models import (
     DriftClosed,
     DriftOpened,
     GitCommit,
-    IntegrityAcknowledgedPayload,
-    IntegrityCheckpointPayload,
-    OperatorPayload,
     ReconcileAction,
 )
 from gitops.model.note import NoteError, parse_checkpoint
@@ -38,8 +35,9 @@ from gitops.model.times import check_range, utc_now
 from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.query.integrity import latest_checkpoint
+from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, objects_by_commit
 from gitops.store import EventLog
-from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES, STATE_TYPES
+from gitops.store.current import ACTUAL_TYPES, STATE_TYPES
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
 
@@ -90,6 +88,7 @@ class GitChange(_Model):
     signer_key: str | None
     valid: bool = Field(description="false: the commit had errors and nothing of it was applied")
     objects: int = Field(description="objects it changed in the desired state")
+    changed: list[CommitObject] = Field(default_factory=list, description="those objects, and how it changed each")
     applied_at: datetime | None = Field(description="when the reconciler first applied something of it")
     message: str
     rollback_to: str | None = Field(default=None, description="a rollback: the commit whose state it restores")
@@ -144,20 +143,6 @@ class PruneRow(_Model):
     resource: str | None
     result: str
     dry_run: bool
-
-
-class AccessRow(_Model):
-    """Someone used the log (PCI DSS 10.2.1.3): an export, replay, report or verification, a
-    service started or stopped, a checkpoint signed, a finding of tampering acknowledged."""
-
-    seq: int
-    time: datetime
-    user: str
-    host: str
-    command: str
-    arguments: str = Field(description="what was asked (range, format, filters), as key=value pairs")
-    outcome: str
-    detail: str = ""
 
 
 class Coverage(_Model):
@@ -324,7 +309,7 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
 
 def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
     applied = log.first_applied(start=rng["start"])
-    changed = log.count_by_revision(types=DESIRED_TYPES, start=rng["start"])
+    by_commit = objects_by_commit(log, rng["start"])
     out = []
     for r in log.read(types=["git.commit"], **rng):
         ev = r.event
@@ -333,7 +318,8 @@ def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
         out.append(GitChange(
             commit=p.sha, time=ev.effective_at, author=p.author.name, author_email=p.author.email,
             committer=p.committer.name, committer_email=p.committer.email, signed=p.signed,
-            signer_key=p.signer_key, valid=p.valid, objects=changed.get(p.sha, 0), applied_at=applied.get(p.sha),
+            signer_key=p.signer_key, valid=p.valid, objects=len(by_commit.get(p.sha, [])),
+            changed=by_commit.get(p.sha, []), applied_at=applied.get(p.sha),
             message=p.message.splitlines()[0] if p.message else "", rollback_to=p.rollback_to))
     return out
 
@@ -353,25 +339,6 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
         prunes.append(PruneRow(seq=r.seq, time=ev.effective_at, resource=ev.resource, result=ev.payload.result,
                                dry_run=ev.payload.dry_run))
     return failures, prunes
-
-
-def _access(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
-    out = []
-    for r in log.read(types=["operator", "integrity.acknowledged", "integrity.checkpoint"], **rng):
-        ev, p = r.event, r.event.payload
-        if isinstance(p, OperatorPayload):
-            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host, command=p.command,
-                                 arguments=" ".join(f"{k}={v}" for k, v in sorted(p.arguments.items())),
-                                 outcome=p.outcome, detail=p.detail))
-        elif isinstance(p, IntegrityAcknowledgedPayload):
-            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host,
-                                 command="verify --acknowledge", arguments=f"reason={p.reason}",
-                                 outcome="acknowledged", detail=f"{p.problem} at seq {p.first_bad_seq}: {p.detail}"))
-        elif isinstance(p, IntegrityCheckpointPayload):
-            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=ev.actor, host="", command="checkpoint",
-                                 arguments=f"size={p.size}", outcome="succeeded",
-                                 detail=f"published to {', '.join(p.published) or 'nowhere'}"))
-    return out
 
 
 def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceReport:
@@ -407,7 +374,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             reconcile_failures=len(failures)),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
-        prunes=prunes, access=_access(log, rng),
+        prunes=prunes, access=access_rows(log, rng),
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
                           share=round(traced / cluster_changes, 4) if cluster_changes else None))
 

@@ -5,6 +5,8 @@ section."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,12 +68,35 @@ def _timeline(r: ComplianceReport) -> dict[str, Any]:
             "lanes": [{"label": name, "y": y} for name, y, _ in _LANES]}
 
 
+def _object_id(resource: str) -> str:
+    """An HTML id for an object's rows: readable, and unique (a digest of the key)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "-", resource)[:80]
+    return f"obj-{readable}-{hashlib.sha256(resource.encode()).hexdigest()[:8]}"
+
+
+def _objects(r: ComplianceReport) -> list[dict[str, Any]]:
+    """Each object the report names, with its rows from every section, by key."""
+    rows: dict[str, list[tuple[datetime, str]]] = {}
+    for g in r.git_changes:
+        for o in g.changed:
+            rows.setdefault(o.resource, []).append((g.time, f"{o.change} by commit {g.commit[:12]} ({g.author_email})"))
+    for c in r.out_of_band:
+        rows.setdefault(c.resource, []).append(
+            (c.time, f"{c.change} outside Git by {c.actor or 'unknown'}{f' via {c.via}' if c.via else ''}: "
+                     f"{c.outcome}"))
+    for p in r.prunes:
+        if p.resource:
+            rows.setdefault(p.resource, []).append((p.time, f"pruned: {p.result}{' (dry run)' if p.dry_run else ''}"))
+    return [{"resource": k, "rows": sorted(v)} for k, v in sorted(rows.items())]
+
+
 def render_html(report: ComplianceReport) -> str:
     env = Environment(loader=PackageLoader("gitops.query", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       keep_trailing_newline=True)
     env.filters["t"] = _t
     env.filters["dur"] = _dur
-    return env.get_template("report.html.j2").render(r=report, tl=_timeline(report))
+    env.filters["oid"] = _object_id
+    return env.get_template("report.html.j2").render(r=report, tl=_timeline(report), objects=_objects(report))
 
 
 def cell(value: Any) -> Any:

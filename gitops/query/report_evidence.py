@@ -1,0 +1,74 @@
+"""Sections of the compliance report that are evidence about the log itself and its
+commits: who used the log (``access_rows``), and what each commit did to which object
+(``objects_by_commit``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gitops.events.models import IntegrityAcknowledgedPayload, IntegrityCheckpointPayload, OperatorPayload
+from gitops.query.audit import record_changes
+from gitops.store import EventLog
+from gitops.store.current import DESIRED_TYPES
+
+__all__ = ["AccessRow", "CommitObject", "access_rows", "objects_by_commit"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AccessRow(_Model):
+    """Someone used the log (PCI DSS 10.2.1.3): an export, replay, report or verification, a
+    service started or stopped, a checkpoint signed, a finding of tampering acknowledged."""
+
+    seq: int
+    time: datetime
+    user: str
+    host: str
+    command: str
+    arguments: str = Field(description="what was asked (range, format, filters), as key=value pairs")
+    outcome: str
+    detail: str = ""
+
+
+class CommitObject(_Model):
+    resource: str
+    change: Literal["created", "updated", "removed"] = Field(description="what the commit did to it in the desired "
+                                                                         "state")
+
+
+
+def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
+    out = []
+    for r in log.read(types=["operator", "integrity.acknowledged", "integrity.checkpoint"], **rng):
+        ev, p = r.event, r.event.payload
+        if isinstance(p, OperatorPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host, command=p.command,
+                                 arguments=" ".join(f"{k}={v}" for k, v in sorted(p.arguments.items())),
+                                 outcome=p.outcome, detail=p.detail))
+        elif isinstance(p, IntegrityAcknowledgedPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=p.user, host=p.host,
+                                 command="verify --acknowledge", arguments=f"reason={p.reason}",
+                                 outcome="acknowledged", detail=f"{p.problem} at seq {p.first_bad_seq}: {p.detail}"))
+        elif isinstance(p, IntegrityCheckpointPayload):
+            out.append(AccessRow(seq=r.seq, time=ev.effective_at, user=ev.actor, host="", command="checkpoint",
+                                 arguments=f"size={p.size}", outcome="succeeded",
+                                 detail=f"published to {', '.join(p.published) or 'nowhere'}"))
+    return out
+
+
+def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitObject]]:
+    out: dict[str, list[CommitObject]] = {}
+    for r in log.read_audit(types=DESIRED_TYPES, start=start):
+        if r.revision is None or r.resource is None:
+            continue
+        changes = record_changes(r)
+        how: Literal["created", "updated", "removed"] = (
+            "removed" if r.type == "desired.removed" else
+            "created" if len(changes) == 1 and changes[0].path == "" else "updated")
+        out.setdefault(r.revision, []).append(CommitObject(resource=r.resource, change=how))
+    return out
