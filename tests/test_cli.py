@@ -378,3 +378,28 @@ def test_the_report_lists_who_used_the_log(tmp_path: Path) -> None:
     assert "types=desired.applied" in access[0]["arguments"] and "output=json" in access[0]["arguments"]
     html = gitops("report", "--since", "2000-01-01", db=db).stdout
     assert 'id="access"' in html and html.count("<td class=\"mono\">export</td>") == 1
+
+
+def test_report_and_audit_csv_cells_never_hand_a_spreadsheet_a_formula(tmp_path: Path) -> None:
+    import csv as csv_module
+
+    from gitops.sources.git import GitIngest, GitSourceConfig
+    from tests.gitrepo import GitRepo, configmap
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", "default"))
+    repo.commit('=HYPERLINK("http://example.com/x")', author="=cmd|' /C calc'!A0 <-x@example.com>")
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+    out = tmp_path / "csv"
+    assert gitops("report", "--since", "2000-01-01", "--format", "csv", "--out", str(out), db=db).returncode == 0
+    row = next(csv_module.DictReader((out / "git_changes.csv").open()))
+    assert row["message"] == """'=HYPERLINK("http://example.com/x")"""
+    assert row["author"] == "'=cmd|' /C calc'!A0" and row["author_email"] == "'-x@example.com"
+    res = gitops("audit", "-o", "csv", "--type", "git.commit", db=db)
+    audit_row = next(csv_module.DictReader(res.stdout.splitlines()))
+    assert audit_row["actor"] == "'-x@example.com"
+    for f in out.iterdir():  # no cell of any section starts a formula
+        for cells in csv_module.reader(f.open()):
+            assert not any(c[:1] in ("=", "+", "-", "@") for c in cells), (f.name, cells)
