@@ -302,3 +302,48 @@ def test_watch_refuses_a_mistyped_path_instead_of_retrying_it(tmp_path: Path) ->
     res = gitops("watch", "--no-cluster", "--repo", str(repo.path), "--path", "aps", db=tmp_path / "g.db")
     assert res.returncode == 2
     assert res.stderr.splitlines()[-1].startswith("error: path 'aps' is not in ")
+
+
+def test_the_report_names_its_scope_and_the_hours_nothing_was_recording(tmp_path: Path) -> None:
+    """Two `gitops watch` runs with a pause between: the report names the repository,
+    branch and paths it covers, and the pause (from the watches' own start and stop
+    events) and the time since the second stopped as evidence gaps."""
+    import json
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("apps/a.yaml", configmap("a"))
+    repo.commit("one")
+    db = tmp_path / "g.db"
+
+    def watch(until: str) -> None:
+        proc = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), "watch", "--no-cluster", "--repo",
+                                 str(repo.path), "--path", "apps"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            lines = _lines(proc)
+            deadline = time.monotonic() + 60
+            while until not in lines.get(timeout=max(deadline - time.monotonic(), 0.1)):
+                pass
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        assert proc.returncode == 0
+
+    watch("1 commits")  # the back-fill done
+    time.sleep(1.5)
+    watch("SIGTERM stops")  # nothing new to read: it is running
+    res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "report", "--since", "2000-01-01",
+                          "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    scope = json.loads(res.stdout)["scope"]
+    assert [(g["repository"], g["branch"], g["paths"]) for g in scope["git"]] == [(str(repo.path), "main", ["apps"])]
+    assert scope["begins_after_since"] is True  # the log began long after 2000
+    with EventLog(db) as log:
+        marks = [(r.event.payload.outcome, r.event.effective_at) for r in log.read(types=["operator"])  # type: ignore[union-attr]
+                 if r.event.payload.command == "watch"]  # type: ignore[union-attr]
+    assert [m[0] for m in marks] == ["started", "stopped", "started", "stopped"]
+    gaps = [(g["start"], g["end"]) for g in scope["evidence_gaps"]]
+    from gitops.model.times import format_time
+
+    assert gaps == [(format_time(marks[1][1]).replace("+00:00", "Z"), format_time(marks[2][1]).replace("+00:00", "Z")),
+                    (format_time(marks[3][1]).replace("+00:00", "Z"), None)], gaps

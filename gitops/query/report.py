@@ -36,6 +36,7 @@ from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.query.integrity import latest_checkpoint
 from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, objects_by_commit
+from gitops.query.report_scope import Scope, scope_of
 from gitops.store import EventLog
 from gitops.store.current import ACTUAL_TYPES, STATE_TYPES
 
@@ -167,6 +168,7 @@ class ComplianceReport(_Model):
     reconcile_failures: list[ReconcileFailure]
     prunes: list[PruneRow]
     access: list[AccessRow] = Field(description="who used the log in the range: the operator events")
+    scope: Scope | None = Field(default=None, description="what the report covers, and the holes in its evidence")
     coverage: Coverage
 
 
@@ -374,7 +376,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             reconcile_failures=len(failures)),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
-        prunes=prunes, access=access_rows(log, rng),
+        prunes=prunes, access=access_rows(log, rng), scope=scope_of(log, since, until),
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
                           share=round(traced / cluster_changes, 4) if cluster_changes else None))
 

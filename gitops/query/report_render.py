@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gitops.model.times import format_time
 from gitops.query.report import ComplianceReport
+from gitops.query.report_scope import Gap
 
 __all__ = ["cell", "render_html", "write_csv"]
 
@@ -127,6 +128,16 @@ def write_csv(report: ComplianceReport, directory: Path) -> list[Path]:
         "integrity": (list(report.integrity.model_dump()),
                       [{k: cell(v) for k, v in report.integrity.model_dump(mode="json").items()}]),
     }
+    if report.scope is not None:
+        s = report.scope
+        sections["summary"][1].extend({"key": k, "value": cell(v)} for k, v in {
+            "gitops_version": s.gitops_version, "git": [f"{g.repository}#{g.branch}:{','.join(g.paths) or '/'}"
+                                                        for g in s.git],
+            "clusters": s.clusters, "instances": s.instances,
+            "log_begins": format_time(s.log_begins) if s.log_begins else "",
+            "begins_after_since": s.begins_after_since}.items())
+        sections["evidence_gaps"] = (list(Gap.model_fields), [{k: cell(v) for k, v in g.model_dump(mode="json").items()}
+                                                              for g in s.evidence_gaps])
     for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "reconcile_failures", "prunes",
                  "access"):
         models = getattr(report, name)
