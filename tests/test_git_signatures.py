@@ -90,3 +90,70 @@ def test_the_one_private_gitpython_call_still_parses(tmp_path: Path) -> None:
                                                                        repo.commit_time(second))
     assert (info.committer.name, info.committer.email) == ("Cy Commit", "cy@example.com")
     assert (info.signed, info.signer_key) == (False, None)
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_the_report_gives_each_changes_approval_and_lists_what_falls_short_of_the_policy(tmp_path: Path) -> None:
+    """Signed by an allowed key, signed by another, reviewed (trailers), a merge of Fay's
+    branch, and a plain commit: under require: signed and require: reviewed, the report's
+    exceptions are the ones Git itself shows (git log, git verify-commit)."""
+    import json
+
+    from tests.cli_helpers import gitops
+
+    keys = {}
+    for who in ("allowed", "other"):
+        key = tmp_path / f"id_{who}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        keys[who] = key
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"ann@example.com {(keys['allowed'].with_suffix('.pub')).read_text()}")
+    repo = GitRepo(tmp_path / "repo")
+    repo.git("config", "gpg.format", "ssh")
+
+    def signed(key: Path, message: str) -> str:
+        repo.git("config", "user.signingkey", f"{key}.pub")
+        repo.git("commit", "-q", "-S", "--allow-empty", "-m", message)
+        return repo.head()
+
+    repo.write("a.yaml", configmap("a"))
+    plain = repo.commit("plain")
+    good = signed(keys["allowed"], "signed by the allowed key")
+    bad = signed(keys["other"], "signed by another key")
+    reviewed = repo.commit("reviewed\n\nReviewed-by: Rita Reviewer <rita@example.com>\n"
+                           "Co-authored-by: Carl <carl@example.com>")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("b.yaml", configmap("b"))
+    repo.commit("feature work", author="Fay Feature <fay@example.com>")
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge feature", "feature")
+    merge = repo.head()
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+    # what git itself says of the signatures, under the same allowed-signers file
+    for sha, ok in ((good, True), (bad, False), (plain, False)):
+        res = subprocess.run(["git", "-C", str(repo.path), "-c", f"gpg.ssh.allowedSignersFile={signers}",
+                              "verify-commit", sha], capture_output=True, text=True)
+        assert (res.returncode == 0) == ok, (sha, res.stderr)
+
+    def report(require: str) -> dict[str, dict[str, object]]:
+        cfg = tmp_path / f"{require}.yaml"
+        cfg.write_text(f"report:\n  allowed_signers_file: {signers}\n  require: {require}\n")
+        res = gitops("--config", str(cfg), "report", "--since", "2000-01-01", "--format", "json", db=db)
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert doc["summary"]["require"] == require
+        return {g["commit"]: g for g in doc["git_changes"]} | {"summary": doc["summary"]}
+
+    signed_policy = report("signed")
+    approvals = {sha: signed_policy[sha]["approval"] for sha in (plain, good, bad, reviewed, merge)}
+    assert approvals[good]["signer_allowed"] is True and approvals[bad]["signer_allowed"] is False  # type: ignore[index]
+    assert approvals[reviewed]["reviewed_by"] == ["Rita Reviewer <rita@example.com>"]  # type: ignore[index]
+    assert approvals[reviewed]["co_authored_by"] == ["Carl <carl@example.com>"]  # type: ignore[index]
+    assert approvals[merge]["merged_authors"] == ["Fay Feature <fay@example.com>"]  # type: ignore[index]
+    assert {sha for sha, a in approvals.items() if a["exception"]} == {plain, bad, reviewed, merge}  # type: ignore[index]
+    assert signed_policy["summary"]["approval_exceptions"] == 4
+    reviewed_policy = report("reviewed")
+    assert {sha for sha in (plain, good, bad, reviewed, merge)
+            if reviewed_policy[sha]["approval"]["exception"]} == {plain, good, bad}  # type: ignore[index]

@@ -150,7 +150,7 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
         _check_writable(out, directory=fmt == "csv")
     with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
                       out=out), ctx.open_log() as log:
-        r = build_report(log, start, end)
+        r = build_report(log, start, end, ctx.config.report)
     if not r.integrity.ok:
         click.secho(f"WARNING: the log failed verification: {r.integrity.problem}", fg="red", err=True, bold=True)
     if fmt == "csv":

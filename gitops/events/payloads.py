@@ -57,6 +57,7 @@ class GitCommitPayload(_Frozen):
     observed_at: datetime | None = None  # when the branch head was seen to move (live), else None
     renderer: str | None = None  # what rendered its kustomizations, e.g. "kubectl kustomize (kustomize v5.5.0)"
     rollback_to: str | None = None  # a rollback (gitops rollback): the commit whose state it restores
+    merged_authors: list[GitPerson] = Field(default_factory=list)  # a merge: the authors of its other parents
 
 
 class GitRewrittenPayload(_Frozen):

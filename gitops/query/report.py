@@ -36,6 +36,7 @@ from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.query.integrity import latest_checkpoint
 from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, objects_by_commit
+from gitops.query.report_policy import Approval, ReportSettings, allowed_keys, approval_of
 from gitops.query.report_scope import Scope, scope_of
 from gitops.store import EventLog
 from gitops.store.current import ACTUAL_TYPES, STATE_TYPES
@@ -76,6 +77,8 @@ class Summary(_Model):
     dry_run_passes: int = Field(default=0, description="dry runs: they changed nothing, and what they would have "
                                                        "done is counted nowhere else")
     reconcile_failures: int = Field(description="actions that failed (not those a dry run said would fail)")
+    approval_exceptions: int = Field(default=0, description="changes through Git that do not meet report.require")
+    require: str = Field(default="none", description="the approval policy the changes were checked against")
 
 
 class GitChange(_Model):
@@ -93,6 +96,8 @@ class GitChange(_Model):
     applied_at: datetime | None = Field(description="when the reconciler first applied something of it")
     message: str
     rollback_to: str | None = Field(default=None, description="a rollback: the commit whose state it restores")
+    approval: Approval | None = Field(default=None, description="signature, review and merge evidence, and whether "
+                                                                "it meets report.require")
 
 
 Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "removed by Git", "deleted",
@@ -309,7 +314,8 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
     return out
 
 
-def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
+def _git_changes(log: EventLog, rng: dict[str, Any], policy: ReportSettings) -> list[GitChange]:
+    keys = allowed_keys(policy)
     applied = log.first_applied(start=rng["start"])
     by_commit = objects_by_commit(log, rng["start"])
     out = []
@@ -321,7 +327,7 @@ def _git_changes(log: EventLog, rng: dict[str, Any]) -> list[GitChange]:
             commit=p.sha, time=ev.effective_at, author=p.author.name, author_email=p.author.email,
             committer=p.committer.name, committer_email=p.committer.email, signed=p.signed,
             signer_key=p.signer_key, valid=p.valid, objects=len(by_commit.get(p.sha, [])),
-            changed=by_commit.get(p.sha, []), applied_at=applied.get(p.sha),
+            changed=by_commit.get(p.sha, []), applied_at=applied.get(p.sha), approval=approval_of(p, policy, keys),
             message=p.message.splitlines()[0] if p.message else "", rollback_to=p.rollback_to))
     return out
 
@@ -343,7 +349,8 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
     return failures, prunes
 
 
-def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceReport:
+def build_report(log: EventLog, since: datetime, until: datetime,
+                 policy: ReportSettings | None = None) -> ComplianceReport:
     """The report of ``[since, until)`` (valid time).
 
     The integrity check reads and hashes the whole log, whatever the range: about half of
@@ -356,7 +363,7 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
     with _integrity_meanwhile(log) as integrity_result:
         drift = _drift(log, since, until)
         out_of_band = _out_of_band(log, rng, drift)
-        git_changes = _git_changes(log, rng)
+        git_changes = _git_changes(log, rng, policy or ReportSettings())
         failures, prunes = _actions(log, rng)
         integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
@@ -373,7 +380,9 @@ def build_report(log: EventLog, since: datetime, until: datetime) -> ComplianceR
             max_time_to_remediate_seconds=max(durations) if durations else None,
             reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **rng),
             dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **rng),
-            reconcile_failures=len(failures)),
+            reconcile_failures=len(failures),
+            approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
+            require=(policy or ReportSettings()).require),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
         prunes=prunes, access=access_rows(log, rng), scope=scope_of(log, since, until),

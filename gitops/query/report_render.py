@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -103,7 +104,9 @@ def render_html(report: ComplianceReport) -> str:
 def cell(value: Any) -> Any:
     """A CSV cell that a spreadsheet shows as text: a string starting with = + - @ or a tab
     would be read as a formula (CSV injection), so it gets a leading apostrophe."""
-    if isinstance(value, list):
+    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value)):
+        value = json.dumps(value, sort_keys=True, default=str)  # nested evidence (approval, objects): JSON
+    elif isinstance(value, list):
         value = "; ".join(map(str, value))
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value

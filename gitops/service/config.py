@@ -15,6 +15,7 @@ from gitops.diff import DiffSettings
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError, first_error
 from gitops.query.integrity import IntegritySettings
+from gitops.query.report_policy import ReportSettings
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
@@ -37,6 +38,8 @@ class Config(BaseModel):
                                          description="what the reconciler does, when, and as whom")
     integrity: IntegritySettings = Field(default_factory=IntegritySettings,
                                          description="keys, signed checkpoints and where they are published")
+    report: ReportSettings = Field(default_factory=ReportSettings,
+                                   description="the approval policy compliance reports check changes against")
 
 
 def config_json_schema() -> str:

@@ -590,6 +590,8 @@ class GitIngest:
                 repository=self.repo.url, origin=self.origin, valid=judgement.valid, errors=judgement.errors,
                 observed_at=observed_at, renderer=self.renderer.describe() if self._layout.roots else None,
                 rollback_to=_rollback_target(c.message),
+                merged_authors=[GitPerson(name=a.name, email=a.email, time=a.time)
+                                for a in (self.repo.author_of(p) for p in c.parents[1:]) if a is not None],
             ),
         )
 

@@ -344,6 +344,14 @@ class GitRepository:
                 entries.append(TreeEntry(path, blob, mode))
         return entries
 
+    def author_of(self, sha: str) -> Person | None:
+        """Who authored commit ``sha`` (a merge's other parent), or None when it cannot be read."""
+        try:
+            c = self.repo.commit(sha)
+        except (ValueError, BadName, GitCommandError):
+            return None
+        return _person(c.author, c.authored_date)
+
     def blobs_at(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
         """path -> blob of the files ``paths`` in a commit's tree (those it holds)."""
         if not paths:
