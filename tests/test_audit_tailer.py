@@ -132,3 +132,29 @@ def test_a_large_backlog_is_read_and_written_in_bounded_chunks(tmp_path: Path, d
     assert len(transactions) > 20 and max(transactions) <= per_chunk  # never the whole file at once
     assert len(audit_ids(db_path)) == 3000
     assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": path.stat().st_size}
+
+
+def test_a_rotation_while_nothing_read_is_an_evidence_gap_in_the_report(tmp_path: Path, db_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from gitops.query.report import build_report
+
+    path = tmp_path / "audit.log"
+    path.write_text(line(1))
+    t = tailer(db_path, path)
+    assert t.catch_up() == 1
+    t.stop()
+    with path.open("a") as f:  # written while nothing read the file...
+        f.write(line(2))
+    path.rename(tmp_path / "audit.log.1")  # ...then rotated away
+    path.write_text(line(3))
+    again = tailer(db_path, path)
+    assert again.catch_up() == 1
+    again.stop()
+    assert audit_ids(db_path) == ["id-1", "id-3"]  # id-2 was never read
+    assert [code for code, _ in errors(db_path)] == ["audit-gap"]
+    with EventLog(db_path) as log:
+        scope = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC)).scope
+    assert scope is not None
+    gaps = [g for g in scope.evidence_gaps if "audit.log was rotated away" in g.what]
+    assert len(gaps) == 1 and gaps[0].end is not None

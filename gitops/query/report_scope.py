@@ -2,7 +2,8 @@
 (repository, branch, paths), the clusters (API server URL), the reconciler instances and
 the gitops version; where the log begins when that is after the range's start; and the
 periods when nothing was recording (no ``run`` or ``watch`` between their start and stop
-events) or a source was out (``source.outage_started`` .. ``ended``)."""
+events), a source was out (``source.outage_started`` .. ``ended``), or the audit log was
+rotated away or cut while nothing read it (``source.error`` ``audit-gap``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops import __version__
-from gitops.events.models import OperatorPayload, SourceOutagePayload
+from gitops.events.models import OperatorPayload, SourceErrorPayload, SourceOutagePayload
 from gitops.store import EventLog
 
 __all__ = ["Gap", "GitScope", "Scope", "scope_of"]
@@ -123,6 +124,20 @@ def _outages(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
     return gaps
 
 
+def _audit_gaps(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
+    """The audit log rotated away or cut while nothing read it: from the last audit record
+    read before to when the gap was found."""
+    out = []
+    for r in log.read(types=["source.error"], start=since, end=until):
+        p = r.event.payload
+        if not isinstance(p, SourceErrorPayload) or p.code != "audit-gap":
+            continue
+        before = next(iter(log.read(types=["audit"], until_seq=r.seq, descending=True, limit=1)), None)
+        start = before.event.effective_at if before is not None else since
+        out.append(Gap(start=max(start, since), end=r.event.effective_at, what=p.message))
+    return out
+
+
 def scope_of(log: EventLog, since: datetime, until: datetime) -> Scope:
     try:
         first: Any = log.conn.execute("SELECT min(recorded_at) FROM events").fetchone()[0]
@@ -130,7 +145,8 @@ def scope_of(log: EventLog, since: datetime, until: datetime) -> Scope:
         first = None
     begins = datetime.fromisoformat(first.replace("Z", "+00:00")) if first else None
     floor = max(since, begins) if begins is not None else since  # before the log began: begins_after_since says it
-    gaps = sorted(_not_recording(log, floor, until) + _outages(log, floor, until), key=lambda g: g.start)
+    gaps = sorted(_not_recording(log, floor, until) + _outages(log, floor, until) + _audit_gaps(log, floor, until),
+                  key=lambda g: g.start)
     return Scope(gitops_version=__version__, git=_git(log), clusters=_clusters(log),
                  instances=_instances(log, since, until), log_begins=begins,
                  begins_after_since=begins is not None and begins > since, evidence_gaps=gaps)

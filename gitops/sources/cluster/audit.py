@@ -220,12 +220,29 @@ class AuditTailer:
             f = open(self.path, "rb")  # noqa: SIM115 - kept open while tailing
         except FileNotFoundError:
             return False
-        inode = os.fstat(f.fileno()).st_ino
+        stat = os.fstat(f.fileno())
+        inode = stat.st_ino
         cp = self.log.checkpoint(self.checkpoint_name)
-        if self._inode is None and isinstance(cp, dict) and cp.get("inode") == inode:
+        if self._inode is None and isinstance(cp, dict) and cp.get("inode") == inode \
+                and int(cp.get("offset", 0)) <= stat.st_size:
             f.seek(int(cp.get("offset", 0)))  # resume where the log stopped
+        elif self._inode is None and isinstance(cp, dict) and cp.get("inode") is not None:
+            # rotated away (or cut) while nothing read it: what came after the offset was not seen
+            self.log.append([self._gap(cp, inode, rotated=cp.get("inode") != inode)])
         self._file, self._inode, self._partial = f, inode, b""
         return True
+
+    def _gap(self, cp: dict[str, Any], inode: int, *, rotated: bool) -> SourceErrorEvent:
+        how = "rotated away" if rotated else "cut shorter than where reading stopped"
+        return SourceErrorEvent(
+            id=event_id("source.error", self.origin, "audit-gap", str(self.path), str(cp.get("inode")),
+                        str(cp.get("offset")), str(inode)),
+            source=EventSource.AUDIT, effective_at=utc_now(),
+            payload=SourceErrorPayload(
+                code="audit-gap", origin=self.origin, path=str(self.path),
+                message=f"{self.path} was {how} while nothing read it: the records after byte {cp.get('offset')} "
+                        f"of the earlier file were not read, and changes then are named by no audit record",
+                detail={"inode": str(cp.get("inode")), "offset": str(cp.get("offset"))}))
 
     def catch_up(self) -> int:
         """Read the file to its end now (and the rotated-away file's rest); returns the
