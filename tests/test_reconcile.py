@@ -365,6 +365,29 @@ def test_each_outcome_of_an_out_of_band_change_in_the_report_is_what_happened(en
 
 
 @pytest.mark.cluster
+def test_a_drift_checkpoint_removed_between_passes_is_an_evidence_gap(env: Env, cluster: Cluster) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from gitops.query.report import build_report
+
+    env.write("a.yaml", configmap("a", env.ns))
+    env.repo.commit("one")
+    env.run()
+    env.run()
+    assert [r for r in env.events("source.error")] == []  # a first pass is no gap
+    env.close()
+    with closing(sqlite3.connect(env.db)) as conn, conn:
+        conn.execute("DELETE FROM checkpoints WHERE name = ?", (f"reconciler:{env.ns}:drift",))
+    env.run()  # a new process finds it gone
+    errors = [r.event.payload for r in env.events("source.error")]
+    assert [(e.code, e.origin) for e in errors] == [("drift-reset", f"reconciler:{env.ns}")]
+    with EventLog(env.db) as log:
+        scope = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC)).scope
+    assert scope is not None and any("drift step's checkpoint" in g.what and g.end for g in scope.evidence_gaps)
+
+
+@pytest.mark.cluster
 def test_detect_only_records_the_drift_and_leaves_the_edit(env: Env, cluster: Cluster) -> None:
     env.write("app.yaml", configmap("cfg", env.ns, a="1"))
     env.repo.commit("one")

@@ -125,15 +125,19 @@ def _outages(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
 
 
 def _audit_gaps(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
-    """The audit log rotated away or cut while nothing read it: from the last audit record
-    read before to when the gap was found."""
+    """The audit log rotated away or cut while nothing read it (from the last audit record
+    read before to when the gap was found), and the drift step's checkpoint missing or
+    reset (from the instance's pass before to when it was found)."""
     out = []
     for r in log.read(types=["source.error"], start=since, end=until):
         p = r.event.payload
-        if not isinstance(p, SourceErrorPayload) or p.code != "audit-gap":
+        if not isinstance(p, SourceErrorPayload) or p.code not in ("audit-gap", "drift-reset"):
             continue
-        before = next(iter(log.read(types=["audit"], until_seq=r.seq, descending=True, limit=1)), None)
-        start = before.event.effective_at if before is not None else since
+        if p.code == "drift-reset" and "since" in p.detail:
+            start = datetime.fromisoformat(p.detail["since"])
+        else:
+            before = next(iter(log.read(types=["audit"], until_seq=r.seq, descending=True, limit=1)), None)
+            start = before.event.effective_at if before is not None else since
         out.append(Gap(start=max(start, since), end=r.event.effective_at, what=p.message))
     return out
 

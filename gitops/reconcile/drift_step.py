@@ -18,9 +18,12 @@ from gitops.events.models import (
     DriftOpened,
     DriftOpenedPayload,
     EventSource,
+    SourceErrorEvent,
+    SourceErrorPayload,
     event_id,
 )
 from gitops.model.schema import KindSchemas
+from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.store import Checkpoint, EventLog
 from gitops.store.current import STATE_TYPES
@@ -58,12 +61,15 @@ class DriftRecorder:
         tracker = DriftTracker(field_manager=self.field_manager, ignore_managers=self.diff.ignore_managers,
                                ignore=self.diff.ignore, schemas=schemas)
         cp = self.log.checkpoint(self.checkpoint_name)
-        if isinstance(cp, dict) and isinstance(cp.get("seq"), int):
+        last_seq = self.log.last_seq()
+        if isinstance(cp, dict) and isinstance(cp.get("seq"), int) and int(cp["seq"]) <= last_seq:
             seq = int(cp["seq"])
             desired = fold_desired(self.log.state_at("desired", until_seq=seq, origin=self.desired_origin))
             actual = fold_actual(self.log.state_at("actual", until_seq=seq, origin=self.actual_origin))
-        else:  # a first pass: from now on
-            seq = self.log.last_seq()
+        else:  # a first pass: from now on (kept at once, so that a checkpoint missing later was removed)
+            seq = last_seq
+            self._reset(cp)
+            self.log.append([], checkpoint=Checkpoint(self.checkpoint_name, {"seq": seq}))
             desired = fold_desired(self.log.current("desired", origin=self.desired_origin))
             actual = fold_actual(self.log.current("actual", origin=self.actual_origin))
         open_eps: dict[str, DriftEpisode] = {}
@@ -78,6 +84,24 @@ class DriftRecorder:
             d, a = desired.get(key), actual.get(key)
             tracker.prime(key, d.manifest if d else None, a.manifest if a else None, open_eps.get(key))
         self.tracker, self.seq = tracker, seq
+
+    def _reset(self, cp: object) -> None:
+        """No usable checkpoint although this instance ran passes before: it was removed or
+        reset (or points past the log's end), and drift since the last pass is not followed.
+        Recorded, so that a report lists it as an evidence gap."""
+        last = next((r for r in self.log.read(types=["reconcile.started"], descending=True)
+                     if getattr(r.event.payload, "instance", None) == self.instance), None)
+        if last is None:
+            return  # the instance's first pass: nothing was followed before
+        why = "missing" if cp is None else f"unusable ({cp!r:.80})"
+        self.log.append([SourceErrorEvent(
+            id=event_id("source.error", "drift-reset", self.instance, str(last.seq), str(self.log.last_seq())),
+            source=EventSource.RECONCILER, effective_at=utc_now(),
+            payload=SourceErrorPayload(
+                code="drift-reset", origin=f"reconciler:{self.instance}",
+                message=f"the drift step's checkpoint {self.checkpoint_name} was {why}: drift between the pass at "
+                        f"seq {last.seq} and now was not followed",
+                detail={"since_seq": str(last.seq), "since": last.event.effective_at.isoformat()}))])
 
     def record(self) -> tuple[int, int]:
         """Follow the projection over the events since the last call and record the
