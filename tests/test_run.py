@@ -115,7 +115,7 @@ def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_c
         assert run.get("/healthz")[0] == 200
         wait_until(lambda: run.get("/readyz")[0] == 200, what="readiness")
         status, metrics = run.get("/metrics")
-        assert status == 200 and 'gitops_reconcile_passes_total{outcome="succeeded"}' in metrics
+        assert status == 200 and 'gitops_reconcile_passes_total{mode="apply",outcome="succeeded"}' in metrics
         assert "gitops_leader 1.0" in metrics
         run.proc.send_signal(signal.SIGTERM)
         assert run.proc.wait(60) == 0, run.output()

@@ -99,7 +99,8 @@ class _Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.passes = Counter("gitops_reconcile_passes", "Reconcile passes, by outcome", ["outcome"], registry=r)
+        self.passes = Counter("gitops_reconcile_passes", "Reconcile passes, by outcome and mode (apply, dry-run, "
+                              "detect-only)", ["outcome", "mode"], registry=r)
         self.duration = Histogram("gitops_reconcile_pass_duration_seconds", "Duration of reconcile passes",
                                   registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
         self.out_of_sync = Gauge("gitops_objects_out_of_sync", "Objects found differing from Git by the last pass",
@@ -227,11 +228,11 @@ class RunService(WatchService):
             result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
             self.passes += 1
         m = self.metrics
-        m.passes.labels(result.status).inc()
+        m.passes.labels(result.status, result.mode).inc()  # a dry run is counted as one, never as a sync
         m.duration.observe(result.duration)
         m.out_of_sync.set(result.out_of_sync)
         m.drift_open.set(self.reconciler.open_drift)
-        if result.status == "succeeded":
+        if result.status == "succeeded" and result.mode != "dry-run":
             m.last_success.set(time.time())
         self.reporter.reconciled(result, trigger=trigger, at=utc_now())
 
