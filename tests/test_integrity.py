@@ -384,3 +384,26 @@ def test_secrets_are_stored_under_the_log_s_digest_key_and_old_digests_stay(tmp_
     assert new.payload.digest_scheme is not None and new.payload.digest_scheme.startswith("hmac-sha256:")
     export = gitops("log", "-o", "json", db=db).stdout
     assert clear not in export and plain not in export.replace(f"sha256:{plain}", "", 1)  # the keyed event hides it
+
+
+def test_checkpoints_are_pushed_to_a_remote_one_commit_on_top_of_the_last(setup: Setup, tmp_path: Path) -> None:
+    """A URL (file://, as https or ssh would be): each checkpoint is a commit pushed on top
+    of the ref's tip, never forced; verify reads the anchor back from the remote."""
+    remote = tmp_path / "remote-anchors.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    cfg = setup.tmp / "remote.yaml"
+    cfg.write_text(f"integrity:\n  key_dir: {setup.keys}\n  publish_git: {{repo: 'file://{remote}'}}\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return gitops("--config", str(cfg), *args, db=setup.db)
+
+    assert run("checkpoint").returncode == 0
+    first = _git_tip(remote)
+    setup.events(20, 2)
+    res = run("checkpoint")
+    assert res.returncode == 0 and f"file://{remote}" in res.stderr, res.stderr
+    parents = subprocess.run(["git", "-C", str(remote), "rev-list", "--parents", "-n", "1",
+                              "refs/gitops/checkpoints"], capture_output=True, text=True, check=True).stdout.split()
+    assert parents[1] == first  # on top of the last: the history of roots only grows
+    res = run("verify", "--checkpoint", f"git:file://{remote}")
+    assert res.returncode == 0 and "consistent" in res.stdout, res.stderr
