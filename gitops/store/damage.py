@@ -13,15 +13,19 @@ import re
 import sqlite3
 from pathlib import Path
 
-__all__ = ["damaged_page", "find_damage"]
+from gitops.store.files import read_only_uri
+
+__all__ = ["find_damage"]
 
 _PAGE = re.compile(r"\bpage (\d+)", re.IGNORECASE)
 
 
-def damaged_page(path: str | Path) -> tuple[int, str] | None:
-    """(page, the table or index on it) of the first damaged page SQLite finds, or None."""
+def find_damage(path: str | Path) -> str | None:
+    """What is damaged in the file (``at page N (of TABLE)``, or what SQLite reports when it
+    cannot say where), or None when SQLite finds it whole, or it is no SQLite file at all.
+    One read-only connection, which leaves no ``-wal``/``-shm`` beside the file."""
     try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(read_only_uri(Path(path)), uri=True)
     except sqlite3.Error:
         return None
     try:
@@ -29,35 +33,19 @@ def damaged_page(path: str | Path) -> tuple[int, str] | None:
             row = conn.execute("SELECT pageno, name FROM dbstat WHERE pagetype = 'corrupted' "
                                "ORDER BY pageno LIMIT 1").fetchone()
             if row is not None:
-                return int(row[0]), str(row[1])
+                return f"at page {int(row[0])} (of {row[1]})"
         except sqlite3.Error:
-            pass
+            pass  # no dbstat in this SQLite, or the schema itself is unreadable: integrity_check says more
         try:
-            report = "\n".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check(10)"))
-        except sqlite3.Error:
+            report = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(10)")]
+        except sqlite3.DatabaseError as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code != sqlite3.SQLITE_CORRUPT:  # not an SQLite file at all, or not readable: not a damage
+                return None
+            return f"(SQLite cannot say where): {e}"
+        if report == ["ok"]:
             return None
-        m = _PAGE.search(report)
-        return (int(m.group(1)), "") if m else None
+        m = _PAGE.search("\n".join(report))
+        return f"at page {m.group(1)}" if m else f"(SQLite cannot say at which page): {'; '.join(report)}"
     finally:
         conn.close()
-
-
-def find_damage(path: str | Path) -> str | None:
-    """What is damaged in the file (``at page N (of TABLE): ...``), or None when SQLite
-    finds it whole."""
-    found = damaged_page(path)
-    if found is not None:
-        page, name = found
-        return f"at page {page}{f' (of {name})' if name else ''}"
-    try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(10)")]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as e:
-        code = getattr(e, "sqlite_errorcode", 0) & 0xFF
-        if code != sqlite3.SQLITE_CORRUPT:  # not an SQLite file at all, or not readable: not a damage
-            return None
-        return f"(SQLite cannot say where): {e}"
-    return None if rows == ["ok"] else f"(SQLite cannot say at which page): {'; '.join(rows)}"

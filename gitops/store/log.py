@@ -18,7 +18,6 @@ and projection tables later are written with the events that change them.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -45,6 +44,7 @@ from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.damage import find_damage
+from gitops.store.files import read_only_uri, writable
 from gitops.store.integrity import VerifyResult, check_head, verify_rows
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
@@ -297,14 +297,14 @@ class EventLog:
         self._hooks: list[Hook] = []
         if not create and not self.path.exists():
             raise StoreError(f"no gitops database at {self._where}; create one with 'gitops init'")
-        self.read_only = read_only or immutable or (not create and not _writable(self.path))
+        self.read_only = read_only or immutable or (not create and not writable(self.path))
         self.immutable = immutable
         if self.read_only and create:
             raise ReadOnlyLogError(f"{self._where} is read-only (a read-only copy, or --read-only): this command "
                                    "writes to the log; the commands that only read it work on it")
         try:
             # Autocommit mode: every transaction below is opened and closed explicitly.
-            conn = sqlite3.connect(_read_only_uri(self.path, immutable) if self.read_only else str(self.path),
+            conn = sqlite3.connect(read_only_uri(self.path, immutable) if self.read_only else str(self.path),
                                    isolation_level=None, timeout=busy_timeout, check_same_thread=False,
                                    uri=self.read_only)
         except sqlite3.Error as e:
@@ -672,21 +672,6 @@ class EventLog:
         finally:
             cur.close()
             _end_read(self.conn)
-
-
-def _writable(path: Path) -> bool:
-    """Whether the file and its directory (where SQLite keeps ``-wal`` and ``-shm``) can be written."""
-    return os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK)
-
-
-def _read_only_uri(path: Path, immutable: bool) -> str:
-    """The URI that opens ``path`` read-only without creating ``-wal``/``-shm`` beside it:
-    ``immutable=1`` (SQLite takes no locks and reads no WAL) when asked, or when no ``-wal``
-    exists, so that the file holds everything committed; else ``mode=ro``, which reads the
-    ``-wal`` there is (and uses its ``-shm``). A read-only copy is read as it is; a log that
-    a process is writing is read without ``--read-only``."""
-    wal = path.with_name(path.name + "-wal")
-    return f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable or not wal.exists() else "")
 
 
 def _end_read(conn: sqlite3.Connection) -> None:
