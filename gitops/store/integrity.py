@@ -29,7 +29,7 @@ from gitops.model.errors import TamperedLogError
 from gitops.model.merkle import frontier_root, node_hash
 from gitops.store.chain import GENESIS, row_hash
 
-__all__ = ["Problem", "VerifyResult", "check_head", "verify_rows"]
+__all__ = ["Problem", "VerifyResult", "check_head", "last_event", "verify_rows"]
 
 Problem = Literal["modified", "missing", "reordered", "truncated", "tree"]
 
@@ -54,12 +54,19 @@ class VerifyResult:
         return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
 
 
-def check_head(cur: sqlite3.Cursor, where: str, *, doing: str = "write") -> None:
-    """Refuse to write when the log's last event and its recorded head disagree."""
-    last = cur.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+def last_event(cur: sqlite3.Cursor) -> tuple[int, str, str] | None:
+    """(seq, hash, recorded_at) of the log's last event, or None when it holds none."""
+    row = cur.execute("SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+
+
+def check_head(cur: sqlite3.Cursor, where: str, *, doing: str = "write") -> tuple[int, str, str] | None:
+    """Refuse to write when the log's last event and its recorded head disagree; else the
+    last event (``last_event``), which the append goes on from."""
+    last = last_event(cur)
     head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-    if last == head or (last is None and head is None):
-        return
+    if (last is None and head is None) or (last is not None and head is not None and last[:2] == tuple(head)):
+        return last
     if last is None or head is None:
         found = "it has no recorded head" if head is None else f"it holds no events but its head is seq {head[0]}"
     elif last[0] < head[0]:

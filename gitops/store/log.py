@@ -45,7 +45,7 @@ from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.damage import find_damage
 from gitops.store.files import read_only_uri, writable
-from gitops.store.integrity import VerifyResult, check_head, verify_rows
+from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
@@ -404,14 +404,12 @@ class EventLog:
         else:
             checkpoints = checkpoint or []
         with self._write() as cur:
-            check_head(cur, self._where)  # never re-anchor the chain on a cut tail: see gitops.store.integrity
+            last = check_head(cur, self._where)  # never re-anchor the chain on a cut tail: see gitops.store.integrity
             with cyclic_gc_paused():  # see gitops.model.bulk
-                appended, nbytes = _insert_events(cur, batch)
+                appended, nbytes = _insert_events(cur, batch, last)
             _insert_checkpoints(cur, checkpoints)
             if appended:
-                changes.apply(cur, appended)  # first: it finds the previous versions through current_state
-                current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
-                merkle_tree.apply(cur, appended)
+                self._project(cur, appended)
                 for hook in self._hooks:
                     hook(cur, appended)
         self._wal.wrote(nbytes)
@@ -426,13 +424,17 @@ class EventLog:
         one write ``check_head`` lets through, since it is the evidence, not an erasure."""
         with self._write() as cur:
             merkle_tree.rebuild(cur)
-            appended, nbytes = _insert_events(cur, [event])
+            appended, nbytes = _insert_events(cur, [event], last_event(cur))
             if appended:
-                changes.apply(cur, appended)
-                current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
-                merkle_tree.apply(cur, appended)
+                self._project(cur, appended)
         self._wal.wrote(nbytes)
         return appended
+
+    def _project(self, cur: sqlite3.Cursor, appended: list[Appended]) -> None:
+        """The projection tables follow what was appended, in its transaction."""
+        changes.apply(cur, appended)  # first: it finds the previous versions through current_state
+        current_state.apply(cur, appended, snapshot_every=self.snapshot_every)
+        merkle_tree.apply(cur, appended)
 
     def checkpoint(self, name: str) -> Any | None:
         row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
@@ -682,8 +684,10 @@ def _end_read(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[Appended], int]:
-    """Insert what is new in ``batch``; returns it and about how many bytes that wrote."""
+def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent],
+                   head: tuple[int, str, str] | None) -> tuple[list[Appended], int]:
+    """Insert what is new in ``batch`` after the last event ``head`` (seq, hash, recorded_at;
+    ``_last_event``); returns it and about how many bytes that wrote."""
     if not batch:
         return [], 0
     seen: set[str] = set()
@@ -692,7 +696,6 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent]) -> tuple[list[App
         chunk = ids[i : i + _CHUNK]
         q = f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(chunk))})"
         seen.update(r[0] for r in cur.execute(q, chunk))
-    head = cur.execute("SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     now = format_time(utc_now())
     recorded_at = max(now, head[2]) if head else now  # non-decreasing even if the clock steps back
