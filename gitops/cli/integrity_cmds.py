@@ -108,7 +108,7 @@ def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: s
     problems: list[str] = []
     with ctx.open_log() as log:
         result = log.verify(at_sizes={cp.size for _, cp in signed})
-        (click.echo if result.ok else lambda m: click.echo(m, err=True))(result.describe())
+        click.echo(result.describe(), err=not result.ok)
         if not result.ok:
             problems.append(result.describe())
         for where, cp in signed:

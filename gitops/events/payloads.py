@@ -269,8 +269,6 @@ class SourceOutagePayload(_Frozen):
     origin: str = ""
 
 
-
-
 class IntegrityAcknowledgedPayload(_Frozen):
     """An operator recorded what ``gitops verify`` found (so that writers may go on): the
     finding stays in the log, chained after the rows that were left."""

@@ -359,11 +359,12 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     multiprocessing documentation says, a script that calls this must guard its own code
     with ``if __name__ == "__main__":``."""
     check_range(since, until)
+    policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
     with _integrity_meanwhile(log) as integrity_result:
         drift = _drift(log, since, until)
         out_of_band = _out_of_band(log, rng, drift)
-        git_changes = _git_changes(log, rng, policy or ReportSettings())
+        git_changes = _git_changes(log, rng, policy)
         failures, prunes = _actions(log, rng)
         integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
@@ -382,7 +383,7 @@ def build_report(log: EventLog, since: datetime, until: datetime,
             dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **rng),
             reconcile_failures=len(failures),
             approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
-            require=(policy or ReportSettings()).require),
+            require=policy.require),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
         prunes=prunes, access=access_rows(log, rng), scope=scope_of(log, since, until),

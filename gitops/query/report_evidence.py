@@ -41,7 +41,6 @@ class CommitObject(_Model):
                                                                          "state")
 
 
-
 def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
     out = []
     for r in log.read(types=["operator", "integrity.acknowledged", "integrity.checkpoint"], **rng):

@@ -596,15 +596,6 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
-    def count_by_revision(self, **filters: Any) -> dict[str, int]:
-        """How many events ``read(**filters)`` would give, by revision, in one grouped query."""
-        f = select(**filters)
-        try:
-            return {str(rev): int(n) for rev, n in self.conn.execute(
-                f"SELECT revision, count(*) FROM events{f.where()} GROUP BY revision", f.params) if rev is not None}
-        except sqlite3.Error as e:
-            raise _map_error(e, self._where) from e
-
     def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
         """Commit sha -> when the reconciler first applied something of it (succeeded): an
         apply of its manifest, or the prune of an object it removed from Git (a commit whose
