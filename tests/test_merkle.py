@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from gitops.model.merkle import (
     EMPTY_ROOT,
     consistency_proof,
-    frontier_append,
+    frontier_extend,
     frontier_root,
     inclusion_proof,
     leaf_hash,
@@ -42,7 +42,7 @@ def test_the_roots_of_every_prefix_of_the_rfc6962_tree() -> None:
     frontier: list[bytes] = []
     for size in range(1, len(LEAVES) + 1):
         assert root_of(LEAVES[:size]).hex() == VECTORS["roots_hex"][size]
-        frontier, _ = frontier_append(frontier, size - 1, LEAVES[size - 1])
+        frontier_extend(size - 1, frontier, [VECTORS["leaf_inputs_hex"][size - 1]], [])
         assert frontier_root(frontier).hex() == VECTORS["roots_hex"][size], size
 
 
@@ -70,10 +70,13 @@ def test_consistency_vectors(case: dict[str, Any]) -> None:
 
 @given(st.integers(min_value=1, max_value=70), st.data())
 def test_every_proof_of_any_tree_verifies_and_a_changed_leaf_does_not(n: int, data: st.DataObject) -> None:
-    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    entries = [i.to_bytes(4, "big") for i in range(n)]
+    leaves = [leaf_hash(e) for e in entries]
     frontier: list[bytes] = []
-    for i, leaf in enumerate(leaves):
-        frontier, done = frontier_append(frontier, i, leaf)
+    for i, entry in enumerate(entries):
+        done: list[tuple[int, int, bytes]] = []
+        assert frontier_extend(i, frontier, [entry.hex()], done) == i + 1
+        assert done[0] == (0, i, leaves[i])  # the leaf itself first
         for level, index, h in done:  # every completed node is the root of its leaves
             assert h == root_of(leaves[index << level:(index + 1) << level])
     root = frontier_root(frontier)

@@ -6,7 +6,7 @@
 - **Compact range** (the "frontier"): the roots of the perfect subtrees that make up a tree
   of n leaves, one per set bit of n, largest first. Appending a leaf is O(log n), and the
   root is a fold of it: how the log keeps its tree current at every append without reading
-  what came before (``frontier_append``, ``frontier_root``).
+  what came before (``frontier_extend``, ``frontier_root``).
 - **Proofs** (§2.1.3, §2.1.4): ``inclusion_proof`` and ``consistency_proof`` are built from
   any function that gives the root of a range of leaves (the log's stored tree does), and
   ``verify_inclusion`` / ``verify_consistency`` check them with nothing but the hashes:
@@ -19,9 +19,9 @@ Checked against the RFC 6962 test vectors of the transparency-dev/merkle project
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["EMPTY_ROOT", "Subtree", "consistency_proof", "frontier_append", "frontier_root", "inclusion_proof",
+__all__ = ["EMPTY_ROOT", "Subtree", "consistency_proof", "frontier_extend", "frontier_root", "inclusion_proof",
            "leaf_hash", "node_hash", "root_of", "split", "verify_consistency", "verify_inclusion"]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -59,19 +59,29 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
 # ---------------------------------------------------------------------------- the compact range
 
 
-def frontier_append(frontier: list[bytes], size: int, leaf: bytes) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
-    """Append ``leaf`` (a leaf hash) to a tree of ``size`` leaves whose compact range is
-    ``frontier``: the new compact range, and the perfect subtrees the append completed, as
-    (level, index at that level, hash), the leaf itself first (level 0)."""
-    out = list(frontier)
-    done = [(0, size, leaf)]
-    carry, level = leaf, 0
-    while size >> level & 1:
-        carry = node_hash(out.pop(), carry)
-        level += 1
-        done.append((level, ((size + 1) >> level) - 1, carry))
-    out.append(carry)
-    return out, done
+def frontier_extend(size: int, frontier: list[bytes], entries_hex: Iterable[str],
+                    nodes: list[tuple[int, int, bytes]], *, keep_from: int = 0) -> int:
+    """Append the leaves of ``entries_hex`` (entries in hex: the log's event hashes) to a tree
+    of ``size`` leaves whose compact range is ``frontier``, which changes in place; add to
+    ``nodes`` each perfect subtree of level ``keep_from`` or more that they complete, as
+    (level, index at that level, hash), a leaf itself being level 0. The new size.
+
+    The log's hot loop (every append, every rebuild): ``leaf_hash`` and ``node_hash``
+    inlined."""
+    sha, fromhex, pop, push, keep = hashlib.sha256, bytes.fromhex, frontier.pop, frontier.append, nodes.append
+    for h in entries_hex:
+        carry = sha(b"\x00" + fromhex(h)).digest()
+        if keep_from == 0:
+            keep((0, size, carry))
+        level = 0
+        while size >> level & 1:
+            carry = sha(b"\x01" + pop() + carry).digest()
+            level += 1
+            if level >= keep_from:
+                keep((level, ((size + 1) >> level) - 1, carry))
+        push(carry)
+        size += 1
+    return size
 
 
 def frontier_root(frontier: Sequence[bytes]) -> bytes:

@@ -99,7 +99,7 @@ def verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None, *
         if stored_prev != prev_hash:
             return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
                                 f"the row is intact but does not follow seq {prev_seq} in the chain", prev_hash)
-        # the Merkle tree, leaf by leaf (gitops.model.merkle.frontier_append, inlined: the hot loop)
+        # the Merkle tree, leaf by leaf (gitops.model.merkle.frontier_extend, inlined: the hot loop, per row)
         carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), checked
         while size & 1:
             carry = node_hash(frontier.pop(), carry)

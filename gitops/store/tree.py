@@ -17,7 +17,6 @@ checks without the database.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from gitops.model.errors import CorruptDatabaseError
 from gitops.model.merkle import (
     consistency_proof,
+    frontier_extend,
     frontier_root,
     inclusion_proof,
     leaf_hash,
@@ -48,24 +48,6 @@ def _frontier(cur: sqlite3.Cursor) -> tuple[int, list[bytes]]:
     return size, [blob[i:i + _HASH] for i in range(0, len(blob), _HASH)]
 
 
-def _extend(size: int, frontier: list[bytes], hashes: Sequence[str],
-            nodes: list[tuple[int, int, bytes]]) -> int:
-    """Add the leaves of events whose hashes (hex) are ``hashes`` to ``frontier`` in place,
-    collecting the stored nodes they complete; the new size."""
-    sha, fromhex, pop, push = hashlib.sha256, bytes.fromhex, frontier.pop, frontier.append  # the hot loop:
-    for h in hashes:  # leaf_hash and node_hash of gitops.model.merkle, inlined
-        carry = sha(b"\x00" + fromhex(h)).digest()
-        level = 0
-        while size >> level & 1:
-            carry = sha(b"\x01" + pop() + carry).digest()
-            level += 1
-            if level >= TILE:
-                nodes.append((level, ((size + 1) >> level) - 1, carry))
-        push(carry)
-        size += 1
-    return size
-
-
 def _write(cur: sqlite3.Cursor, size: int, frontier: list[bytes], nodes: list[tuple[int, int, bytes]]) -> None:
     if nodes:
         cur.executemany("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
@@ -81,7 +63,7 @@ def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
                                    f"{appended[0].seq}: the database was changed outside gitops; "
                                    "'gitops verify' checks it")
     nodes: list[tuple[int, int, bytes]] = []
-    size = _extend(size, frontier, [a.hash for a in appended], nodes)
+    size = frontier_extend(size, frontier, [a.hash for a in appended], nodes, keep_from=TILE)
     _write(cur, size, frontier, nodes)
 
 
@@ -93,7 +75,7 @@ def rebuild(cur: sqlite3.Cursor) -> None:
     rows = cur.connection.execute("SELECT hash FROM events ORDER BY seq")
     while batch := rows.fetchmany(10_000):
         nodes: list[tuple[int, int, bytes]] = []
-        size = _extend(size, frontier, [r[0] for r in batch], nodes)
+        size = frontier_extend(size, frontier, [r[0] for r in batch], nodes, keep_from=TILE)
         if nodes:
             cur.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
     _write(cur, size, frontier, [])
