@@ -407,3 +407,29 @@ def test_checkpoints_are_pushed_to_a_remote_one_commit_on_top_of_the_last(setup:
     assert parents[1] == first  # on top of the last: the history of roots only grows
     res = run("verify", "--checkpoint", f"git:file://{remote}")
     assert res.returncode == 0 and "consistent" in res.stdout, res.stderr
+    # a fork of the log is refused by the fetch that would push it: the remote's tip stays
+    fork = setup.tmp / "fork.db"
+    src, dst = sqlite3.connect(setup.db), sqlite3.connect(fork)
+    src.backup(dst)
+    dst.execute("DELETE FROM events WHERE seq > 10")
+    dst.execute("UPDATE chain_head SET seq = 10, hash = (SELECT hash FROM events WHERE seq = 10) WHERE id = 1")
+    dst.commit()
+    src.close()
+    dst.close()
+    assert gitops("--config", str(cfg), "init", "--rebuild-projections", db=fork).returncode == 0
+    setup.events(200, 30, db=fork, commit="f0f0")
+    tip = _git_tip(remote)
+    res = gitops("--config", str(cfg), "checkpoint", db=fork)
+    one_failure_line(res)
+    assert f"git:file://{remote}" in res.stderr and "does not extend" in res.stderr
+    assert _git_tip(remote) == tip
+
+
+def test_a_publish_directory_that_cannot_be_written_is_one_line(setup: Setup) -> None:
+    blocker = setup.tmp / "not-a-directory"
+    blocker.write_text("a file where the directory should be")
+    cfg = setup.tmp / "blocked.yaml"
+    cfg.write_text(f"integrity:\n  key_dir: {setup.keys}\n  publish_dir: {blocker}\n")
+    res = gitops("--config", str(cfg), "checkpoint", db=setup.db)
+    one_failure_line(res, code=2)
+    assert f"integrity.publish_dir {blocker}" in res.stderr

@@ -209,21 +209,31 @@ def make_checkpoint(log: EventLog, signer: Signer, settings: IntegritySettings, 
     if size == 0:
         raise UsageError("the log holds no events yet: there is nothing to sign")
     cp = sign_checkpoint(SignedCheckpoint(log_origin(log, settings), size, root, head), signer)
-    _check_extends(log, cp, _published(settings, signer.verifier, cache_dir))
+    d = Path(settings.publish_dir).expanduser() if settings.publish_dir else None
+    if d is not None and (d / CHECKPOINT_FILE).exists():
+        _check_extends(log, cp, str(d / CHECKPOINT_FILE), (d / CHECKPOINT_FILE).read_text(), signer.verifier)
     published: list[str] = []
-    if settings.publish_dir:
-        d = Path(settings.publish_dir).expanduser()
-        (d / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (d / "checkpoints" / str(size)).write_text(cp.text)
-        tmp = d / f".{CHECKPOINT_FILE}.{os.getpid()}"
-        tmp.write_text(cp.text)
-        tmp.replace(d / CHECKPOINT_FILE)
-        published.append(str(d / CHECKPOINT_FILE))
-    if settings.publish_git is not None:
+    if settings.publish_git is not None:  # checked by the fetch that publishes: one round trip
         g = settings.publish_git
+        where = f"git:{g.repo}#{g.ref}"
+
+        def extends(prev: str | None) -> None:
+            if prev is not None:
+                _check_extends(log, cp, where, prev, signer.verifier)
+
         sha = publish_file(g.repo, g.ref, CHECKPOINT_FILE, cp.text, f"gitops checkpoint {cp.origin} at {size}",
-                           cache_dir=cache_dir)
-        published.append(f"git:{g.repo}#{g.ref}@{sha[:12]}")
+                           cache_dir=cache_dir, check=extends)
+        published.append(f"{where}@{sha[:12]}")
+    if d is not None:
+        try:
+            (d / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (d / "checkpoints" / str(size)).write_text(cp.text)
+            tmp = d / f".{CHECKPOINT_FILE}.{os.getpid()}"
+            tmp.write_text(cp.text)
+            tmp.replace(d / CHECKPOINT_FILE)
+        except OSError as e:
+            raise ConfigError(f"cannot publish the checkpoint to integrity.publish_dir {d}: {e.strerror}") from None
+        published.insert(0, str(d / CHECKPOINT_FILE))
     v = signer.verifier
     log.append([IntegrityCheckpoint(
         id=event_id("integrity.checkpoint", cp.origin, str(size), cp.text), source=EventSource.OPERATOR,
@@ -234,43 +244,23 @@ def make_checkpoint(log: EventLog, signer: Signer, settings: IntegritySettings, 
     return cp, published
 
 
-def _published(settings: IntegritySettings, verifier: Verifier,
-               cache_dir: Path | None) -> list[tuple[str, SignedCheckpoint]]:
-    """The last checkpoint at each place the settings publish to (those that hold one)."""
-    from gitops.sources.git.publish import read_published
-
-    found: list[tuple[str, str]] = []
-    if settings.publish_dir:
-        f = Path(settings.publish_dir).expanduser() / CHECKPOINT_FILE
-        if f.exists():
-            found.append((str(f), f.read_text()))
-    if settings.publish_git is not None:
-        g = settings.publish_git
-        text = read_published(g.repo, g.ref, CHECKPOINT_FILE, cache_dir=cache_dir)
-        if text is not None:
-            found.append((f"git:{g.repo}#{g.ref}", text))
-    out = []
-    for where, text in found:
-        try:
-            out.append((where, open_checkpoint(text, verifier)))
-        except NoteError as e:
-            raise TamperedLogError(f"refusing to publish: the checkpoint at {where} does not open with this "
-                                   f"log's key ({e}); publish each log to a place of its own") from None
-    return out
-
-
-def _check_extends(log: EventLog, cp: SignedCheckpoint, published: list[tuple[str, SignedCheckpoint]]) -> None:
-    """Refuse to publish ``cp`` where the last checkpoint published is not a prefix of it: a
-    log cut back or rewritten since, or a fork (a copy of the log that went its own way),
-    is caught when it tries to publish, by the tree's root at the earlier size (O(log n))."""
-    for where, prev in published:
-        if prev.origin != cp.origin:
-            raise TamperedLogError(f"refusing to publish: {where} holds checkpoints of {prev.origin}, not of "
-                                   f"{cp.origin}; publish each log to a place of its own")
-        if prev.size > cp.size or log.tree().root(prev.size) != prev.root:
-            raise TamperedLogError(f"refusing to publish: the log ({cp.size} events) does not extend the "
-                                   f"checkpoint of {prev.size} events at {where}: it was cut back or rewritten "
-                                   "since, or it is a fork; 'gitops verify --checkpoint' says which events")
+def _check_extends(log: EventLog, cp: SignedCheckpoint, where: str, prev_text: str, verifier: Verifier) -> None:
+    """Refuse to publish ``cp`` where the last checkpoint published (``prev_text``, at
+    ``where``) is not a prefix of it: a log cut back or rewritten since, or a fork (a copy
+    of the log that went its own way), is caught when it tries to publish, by the tree's
+    root at the earlier size (O(log n))."""
+    try:
+        prev = open_checkpoint(prev_text, verifier)
+    except NoteError as e:
+        raise TamperedLogError(f"refusing to publish: the checkpoint at {where} does not open with this "
+                               f"log's key ({e}); publish each log to a place of its own") from None
+    if prev.origin != cp.origin:
+        raise TamperedLogError(f"refusing to publish: {where} holds checkpoints of {prev.origin}, not of "
+                               f"{cp.origin}; publish each log to a place of its own")
+    if prev.size > cp.size or log.tree().root(prev.size) != prev.root:
+        raise TamperedLogError(f"refusing to publish: the log ({cp.size} events) does not extend the "
+                               f"checkpoint of {prev.size} events at {where}: it was cut back or rewritten "
+                               "since, or it is a fork; 'gitops verify --checkpoint' says which events")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ working tree.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -50,14 +51,17 @@ def _fetch(repo: GitRepository, ref: str) -> None:
 
 
 def publish_file(location: str, ref: str, name: str, text: str, message: str, *,
-                 cache_dir: Path | None = None) -> str:
+                 cache_dir: Path | None = None, check: Callable[[str | None], None] | None = None) -> str:
     """One commit on ``ref`` of the repository at ``location`` whose tree is the file
-    ``name`` holding ``text``; returns the commit's sha."""
+    ``name`` holding ``text``; returns the commit's sha. ``check`` is given the file as the
+    ref's tip holds it (None: no tip yet), read by the same fetch, and may refuse (raise)."""
     repo = GitRepository(location, cache_dir=cache_dir)
     try:
         _fetch(repo, ref)
         old = _tip(repo, ref)
         g = repo.repo.git
+        if check is not None:
+            check(str(g.show(f"{old}:{name}", strip_newline_in_stdout=False)) if old else None)
         with _stdin(text) as f:
             blob = str(g.hash_object("-w", "--stdin", istream=f))
         with _stdin(f"100644 blob {blob}\t{name}\n") as f:
