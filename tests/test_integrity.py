@@ -433,3 +433,21 @@ def test_a_publish_directory_that_cannot_be_written_is_one_line(setup: Setup) ->
     res = gitops("--config", str(cfg), "checkpoint", db=setup.db)
     one_failure_line(res, code=2)
     assert f"integrity.publish_dir {blocker}" in res.stderr
+
+
+def test_bad_input_to_prove_and_verify_proof_is_one_line_and_records_nothing(setup: Setup, tmp_path: Path) -> None:
+    res = setup.run("prove", "1")  # no checkpoint yet
+    one_failure_line(res, code=2)
+    assert "no checkpoint yet" in res.stderr
+    setup.checkpoint()
+    before = _operators(setup.db)
+    for seq in ("0", "999"):
+        res = setup.run("prove", seq)
+        one_failure_line(res, code=2)
+        assert "not covered by the checkpoint" in res.stderr
+    res = gitops("verify-proof", str(tmp_path / "missing.json"), "--key", str(setup.keys / "signing.pub"))
+    one_failure_line(res, code=2)
+    (tmp_path / "junk.json").write_text("{not json")
+    res = gitops("verify-proof", str(tmp_path / "junk.json"), "--key", str(setup.keys / "signing.pub"))
+    one_failure_line(res, code=2)
+    assert _operators(setup.db) == before
