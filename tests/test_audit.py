@@ -95,9 +95,11 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
     assert oob[0].seq in [r.seq for r in by_glob]
     assert {r.action for r in by_glob} == {"audit", "cluster.observed", "drift.opened"}
     assert {r.actor for r in by_glob} == {"alice"}
-    # -o json: one object a line, with every changed field for programs (the table's summary names four)
-    res = gitops(env.db, "audit", "--out-of-band", "-n", ns, "-o", "json")
+    # -o jsonl: one object a line, with every changed field for programs (the table's summary names four);
+    # -o json: the same objects, as one document
+    res = gitops(env.db, "audit", "--out-of-band", "-n", ns, "-o", "jsonl")
     lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert json.loads(gitops(env.db, "audit", "--out-of-band", "-n", ns, "-o", "json").stdout) == lines
     assert [(d["actor"], d["how"], d["out_of_band"]) for d in lines] == [("alice", "audit", True)]
     assert lines[0]["fields"] == [{"path": "data.k", "old": "1", "new": "alice"},
                                   {"path": "data.note", "old": "plain", "new": SCRIPT}]
@@ -106,9 +108,9 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
         return subprocess.run([sys.executable, "-m", "gitops", "--db", str(env.db), "audit", *args], text=True,
                               capture_output=True, timeout=120, env={**os.environ, "COLUMNS": "250"}).stdout
 
-    assert re.search(r"│ alice\s+│ audit\s+│ cluster.observed", table("--out-of-band", "-n", ns))
-    assert re.search(rf"│ ann@example.com\s+│ git\s+│ desired.applied .*│ {first[:12]}\s+│ created",
-                     table("--commit", first[:8], "--type", "desired.applied"))
+    assert re.search(r"\salice\s+audit\s+cluster.observed", table("--out-of-band", "-n", ns))
+    assert re.search(rf"\sann@example.com\s+git\s+git\s+desired.applied .*\s{first[:12]}\s+.*created",
+                     table("--commit", first[:8], "--type", "desired.applied", "-o", "wide"))
 
 
 def test_blame_says_who_set_each_field_desired_and_live_then_and_now(story: Any) -> None:
@@ -237,8 +239,10 @@ def test_bad_input_is_one_line_and_exit_2_and_edge_cases_are_valid(story: Any, t
         assert res.returncode == 2, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
-    nothing = gitops(env.db, "audit", "--resource", "Nothing/*", "-o", "json")
-    assert (nothing.returncode, nothing.stdout) == (0, "")
+    nothing = gitops(env.db, "audit", "--resource", "Deployment.apps/nowhere/*", "-o", "json")
+    assert (nothing.returncode, nothing.stdout) == (0, "[]\n")
+    unknown = gitops(env.db, "audit", "--resource", "Nothing/*", "-o", "json")
+    assert unknown.returncode == 2 and "unknown kind 'Nothing'" in unknown.stderr
     empty = gitops(env.db, "report", "--since", "2001-01-01", "--until", "2001-01-02", "--format", "json", "--out", "-")
     assert not (Path.cwd() / "-").exists()  # "-" is standard output, not a file of that name
     doc = json.loads(empty.stdout)

@@ -173,7 +173,7 @@ def test_a_change_projection_row_changed_outside_gitops_is_one_line(tmp_path: Pa
     ("args", "message"),
     [
         (("log", "--type", "nope"), "unknown event type 'nope'"),
-        (("log", "--resource", "not a key"), "invalid resource key"),
+        (("log", "--resource", "not a key"), "names no object: expected TYPE/NAME"),
         (("log", "--since-seq", "-4"), "-4"),
     ],
 )
@@ -324,7 +324,7 @@ def test_new_commands_refuse_bad_input_in_one_line_and_record_none_of_it(tmp_pat
     with EventLog(db) as log:
         log.append([applied(i) for i in range(2)])
     cases = [
-        (("blame", "not a key"), "invalid resource key"),
+        (("blame", "not a key"), "names no object"),
         (("blame", "ConfigMap/default/nothing-here"), "holds nothing about"),
         (("replay", "--at", "deadbeef"), "commit"),
         (("reconcile", "--repo", ".", "--dry-run", "--detect-only"), "exclude each other"),

@@ -188,7 +188,7 @@ def test_a_change_made_with_kubectl_as_is_credited_to_the_impersonated_user_via_
     assert (made.effective_at, gone.effective_at) == (stage["create"], stage["delete"])
     assert made.payload.observed_at is not None and gone.payload.observed_at is not None
     res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db_path), "audit", "--resource", key,
-                          "-o", "json"], capture_output=True, text=True, timeout=120)
+                          "-o", "jsonl"], capture_output=True, text=True, timeout=120)
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [(r["actor"], r["via"]) for r in rows if r["source"] == "cluster"] == [("alice", "admin")] * 2
     assert all((r["actor"], r["via"]) == ("alice", "admin") for r in rows if r["source"] == "audit")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,8 @@ def test_replay_prints_each_side_with_where_it_came_from(story: tuple[GitRepo, P
     res = gitops("replay", "--at", shas[0][:8], "--side", "desired", "-o", "json", db=db)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert doc["at"].startswith(f"commit {shas[0][:12]}") and "actual" not in doc
+    assert doc["commit"] == shas[0] and "actual" not in doc
+    assert datetime.fromisoformat(doc["at"]) and doc["axis"] == "valid"  # RFC 3339, nothing after it
     assert [(r["key"], r["commit"], r["manifest"]["data"]) for r in doc["desired"]] == [
         ("ConfigMap/default/a", shas[0], {"k": "1"}), ("ConfigMap/default/b", shas[0], {"k": "v"})]
     res = gitops("replay", "--at", shas[3], "--resource", "ConfigMap/default/a", db=db)

@@ -6,9 +6,11 @@ from gitops.cli import (  # noqa: F401  (registers)
     ingest_cmds,
     integrity_cmds,
     log_cmds,
+    ops_cmds,
     reconcile_cmds,
     replay_cmds,
     rollback_cmds,
+    shell_cmds,
     status_cmds,
 )
 from gitops.cli.app import cli, main

@@ -22,7 +22,7 @@ from gitops.query.integrity import KeyStore
 from gitops.service.config import Config, load_config
 from gitops.store import EventLog
 
-__all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "main", "pass_ctx"]
+__all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "hoist_global_options", "main", "pass_ctx"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = Path("gitops.db")  # in the working directory, when neither --db, GITOPS_DB nor the config name one
@@ -71,8 +71,39 @@ class Context:
             click.echo(f"warning: this {command} was not recorded in the log: {e}", err=True)
 
 
+_GLOBAL_VALUES = ("--db", "--config")  # the group's options, which may also follow the subcommand
+_GLOBAL_FLAGS = ("--read-only", "--immutable")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``gitops status --db x.db`` as ``gitops --db x.db status``: kubectl takes its global
+    flags anywhere, and so does gitops. Nothing after ``--`` moves; a subcommand's option
+    value that is itself ``--db`` would (none takes one that starts with ``--``)."""
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in _GLOBAL_VALUES and i + 1 < len(args):
+            moved += [a, args[i + 1]]
+            i += 2
+            continue
+        if a in _GLOBAL_FLAGS or a.split("=", 1)[0] in _GLOBAL_VALUES:
+            moved.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return moved + rest
+
+
 class GitOpsGroup(click.Group):
     """A click group that turns library errors into one line and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args) if ctx.parent is None else args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,16 +142,6 @@ def cli(ctx: click.Context, db: Path | None, config_file: Path | None, read_only
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
     ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config, read_only=read_only or immutable,
                       immutable=immutable)
-
-
-def output_option(*choices: str) -> Callable[[F], F]:
-    """The shared ``-o/--output`` option of list commands."""
-
-    def deco(f: F) -> F:
-        return click.option("-o", "--output", type=click.Choice(choices), default=choices[0],
-                            show_default=True, help="Output format.")(f)
-
-    return deco
 
 
 def main() -> None:

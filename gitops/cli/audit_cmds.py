@@ -3,7 +3,6 @@ report`` (the compliance report)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -13,17 +12,24 @@ from typing import Any
 
 import click
 
-from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.cli.render import effective_limit, newest, render_rows
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.follow import Shown, follow
+from gitops.cli.names import namespace_option, resolve_kind, resolve_resource
+from gitops.cli.render import LISTS, STREAMS, Columns, effective_limit, newest, output_options, render_rows
 from gitops.events.models import EVENT_TYPES, EventSource
 from gitops.model.errors import UsageError
-from gitops.model.keys import format_key, parse_key
 from gitops.model.times import format_time, parse_time, utc_now
 from gitops.projections import resolve_at
-from gitops.query.audit import UNKNOWN, AuditRow, audit_rows, is_glob, summary
+from gitops.query.audit import UNKNOWN, AuditRow, audit_rows, summary
 from gitops.query.blame import blame
 from gitops.query.report import build_report
-from gitops.query.report_render import cell, render_html, write_csv
+from gitops.query.report_render import render_html, write_csv
+
+AUDIT_COLUMNS = Columns(("seq", "time", "actor", "how", "action", "resource", "changes"),
+                        ("seq", "time", "actor", "via", "source", "how", "action", "resource", "revision",
+                         "out_of_band", "changes"), "seq")
+BLAME_COLUMNS = Columns(("side", "path", "value", "actor", "time"),
+                        ("side", "path", "value", "actor", "time", "via", "how", "seq"), "path")
 
 
 def _row(r: AuditRow) -> dict[str, Any]:
@@ -41,8 +47,9 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--resource", default=None, help="A ResourceKey, or a glob of them (Deployment.apps/shop/*).")
-@click.option("--kind", default=None, help="Kind or Kind.group.")
+@click.option("--resource", default=None,
+              help="TYPE/NAME (with -n), TYPE/NAMESPACE/NAME or a key, or a glob of keys (deploy/shop/*).")
+@click.option("--kind", default=None, help="A kind as kubectl takes it: Deployment, deploy, deployments.apps.")
 @click.option("-n", "--namespace", default=None, help="Objects in this namespace (and the Namespace itself).")
 @click.option("--actor", default=None,
               help="Author e-mail, user or field manager (a glob will do); 'unknown': changes no evidence names "
@@ -58,17 +65,19 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
               help="At most the newest this many rows (tables default to 1000; 0 means no limit); says on stderr "
                    "when it left older ones out.")
 @click.option("--reverse", is_flag=True, help="Newest first.")
-@output_option("table", "json", "csv")
+@click.option("-w", "--watch", is_flag=True,
+              help="After the rows, follow new ones as they are appended (Ctrl-C stops).")
+@output_options(*STREAMS)
 @pass_ctx
 def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str | None, actor: str | None,
           source: str | None, types: tuple[str, ...], since: str | None, until: str | None, commit: str | None,
-          out_of_band: bool, limit: int | None, reverse: bool, output: str) -> None:
+          out_of_band: bool, limit: int | None, reverse: bool, watch: bool, output: str, no_headers: bool) -> None:
     """Who changed what: Git, cluster, audit-log and reconciler events in one timeline."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
-    if resource is not None and not is_glob(resource):
-        resource = format_key(parse_key(resource))
+    resource = resolve_resource(ctx, resource, namespace, glob=True)
+    kind = resolve_kind(ctx, kind)
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None
     args = {"resource": resource, "kind": kind, "namespace": namespace, "actor": actor, "source": source,
@@ -80,38 +89,42 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
                               types=types, since=start, until=end, commit=commit, out_of_band=out_of_band,
                               limit=n, descending=descending)
 
-        found = newest(fetch, effective_limit(limit, output), reverse=reverse)
-        if output == "json":  # one object per line
-            for r in found:
-                sys.stdout.write(json.dumps(_json_row(r), default=str) + "\n")
-            return
-        rows = (_row(r) for r in found)
-        if output == "csv":
-            columns = ["seq", "time", "actor", "via", "source", "action", "resource", "revision", "how",
-                       "out_of_band", "changes"]
-            w = csv.DictWriter(sys.stdout, fieldnames=columns)
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: cell(v) for k, v in row.items()})
-        else:  # a commit by its first 12 digits, as gitops log shows it: -o json and csv carry it whole
-            render_rows(({**row, "revision": row["revision"][:12],
-                          "actor": f"{row['actor']} (via {row['via']})" if row["via"] else row["actor"]}
-                         for row in rows), output="table",
-                        empty="nothing matches",
-                        columns=("seq", "time", "actor", "how", "action", "resource", "revision", "changes"))
+        shown = Shown(log.last_seq())
+        found = shown.passing(newest(fetch, effective_limit(limit, output), reverse=reverse), lambda r: r.seq)
+        people = output in ("table", "wide")
+        render_rows((_table_row(r) if people else _json_row(r) for r in found), columns=AUDIT_COLUMNS,
+                    output=output, no_headers=no_headers, empty=None if watch else "nothing matches")
+        if watch:
+            follow(lambda after: audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor,
+                                            source=source, types=types, since=start, until=end, commit=commit,
+                                            out_of_band=out_of_band, since_seq=after),
+                   shown.last, lambda rows: render_rows((_table_row(r) if people else _json_row(r) for r in rows),
+                                                  columns=AUDIT_COLUMNS, output=output, no_headers=True),
+                   seq_of=lambda r: r.seq)
+
+
+def _table_row(r: AuditRow) -> dict[str, Any]:
+    """A row for people: the time to the second, a commit by its first 12 digits (as
+    gitops log shows it; the machine formats carry both whole), "via" beside the actor."""
+    row = _row(r)
+    return {**row, "time": row["time"][:19] + "Z", "revision": row["revision"][:12],
+            "actor": f"{row['actor']} (via {row['via']})" if row["via"] else row["actor"]}
 
 
 @cli.command("blame")
 @click.argument("resource")
+@namespace_option
 @click.option("--at", "at_text", default="now", show_default=True, metavar="TIME|SHA",
               help="RFC 3339, a date, a relative time, or a commit sha.")
 @click.option("--side", type=click.Choice(["desired", "live", "both"]), default="both", show_default=True,
               help="Git's fields, the cluster's, or both.")
-@output_option("table", "json")
+@output_options(*LISTS)
 @pass_ctx
-def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str) -> None:
-    """For each field of RESOURCE, who last set it, when, and through what."""
-    key = format_key(parse_key(resource))
+def blame_cmd(ctx: Context, resource: str, namespace: str | None, at_text: str, side: str, output: str,
+              no_headers: bool) -> None:
+    """For each field of RESOURCE (TYPE/NAME, TYPE/NAMESPACE/NAME or a key), who last set
+    it, when, and through what."""
+    key = resolve_resource(ctx, resource, namespace)
     with ctx.accessed("blame", resource=key, at=at_text), ctx.open_log() as log:
         moment = resolve_at(log, at_text)
         lines = [b for b in blame(log, key, moment) if side in ("both", b.side)]
@@ -119,11 +132,9 @@ def blame_cmd(ctx: Context, resource: str, at_text: str, side: str, output: str)
             raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
     rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or UNKNOWN,
              "time": format_time(b.time), "via": b.via, "how": b.how, "seq": b.seq} for b in lines]
-    if output == "json":
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        return
+    people = output in ("table", "wide", "csv", "name")
     render_rows(({**r, "value": json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"]}
-                 for r in rows), output="table", columns=("side", "path", "value", "actor", "time", "via", "how"))
+                 if people else r for r in rows), output=output, columns=BLAME_COLUMNS, no_headers=no_headers)
 
 
 @cli.command()

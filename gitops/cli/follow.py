@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -14,7 +16,39 @@ from gitops.model.errors import SourceError, StoreError
 from gitops.service.watch import WatchService
 from gitops.sources.git import GitIngest, IngestSummary
 
-__all__ = ["Reporter", "describe", "run_until_stopped", "warn_missing_paths"]
+__all__ = ["Reporter", "Shown", "describe", "follow", "run_until_stopped", "warn_missing_paths"]
+
+T = TypeVar("T")
+
+
+class Shown:
+    """Passes rows through and keeps the highest seq among them: where ``follow`` starts,
+    so that a row appended while the first ones were read is neither missed nor shown twice."""
+
+    def __init__(self, start: int) -> None:
+        self.last = start
+
+    def passing(self, rows: Iterable[T], seq_of: Callable[[T], int]) -> Iterator[T]:
+        for r in rows:
+            self.last = max(self.last, seq_of(r))
+            yield r
+
+
+def follow(fetch: Callable[[int], Iterable[T]], after: int, show: Callable[[list[T]], object], *,
+           seq_of: Callable[[T], int], poll: float = 1.0) -> None:
+    """``--watch``: every ``poll`` seconds, show the rows ``fetch(after)`` finds past the
+    last seq shown (``after`` at first: the log's last seq before the first rows were read,
+    or a later one they held), until Ctrl-C, which ends it as a success (``kubectl get -w``)."""
+    try:
+        while True:
+            time.sleep(poll)
+            rows = list(fetch(after))
+            if rows:
+                show(rows)
+                sys.stdout.flush()
+                after = max(seq_of(r) for r in rows)
+    except KeyboardInterrupt:
+        return
 
 
 def describe(s: IngestSummary) -> str:

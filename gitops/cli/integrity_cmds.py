@@ -9,10 +9,12 @@ import re
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.render import render_document
 from gitops.events.models import EventSource, IntegrityAcknowledged, IntegrityAcknowledgedPayload, event_id
 from gitops.model.errors import ProofError, UsageError
 from gitops.model.identity import host, os_user
@@ -75,22 +77,10 @@ def _acknowledged(log: EventLog) -> list[str]:
     return out
 
 
-@cli.command()
-@click.option("--projections", is_flag=True,
-              help="Also check that the projection tables (current state, changes) equal a fresh fold of the log.")
-@click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE|git:REPO[#REF]",
-              help="Also prove the log extends this signed checkpoint (repeatable).")
-@click.option("--key", default=None, help="The verifier key, or a file holding it (default: the key directory's).")
-@click.option("--expect-head", default=None, metavar="SEQ:HASH",
-              help="Also check that event SEQ has this hash (the head_hash a report printed).")
-@click.option("--acknowledge", is_flag=True,
-              help="Record what was found as an integrity.acknowledged event, so that writers go on.")
-@click.option("--reason", default="", help="With --acknowledge: why, in the operator's words.")
-@pass_ctx
-def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: str | None,
-           expect_head: str | None, acknowledge: bool, reason: str) -> None:
-    """Recompute the hash chain and the Merkle tree; exit 1 naming the first bad seq when the
-    log was tampered with, or when it does not extend a checkpoint given."""
+def _anchors(ctx: Context, checkpoints: tuple[str, ...], key: str | None,
+             expect_head: str | None) -> tuple[tuple[int, str] | None, list[tuple[str, Any]]]:
+    """What verify checks the log against: the head given, and each signed checkpoint (read
+    and its signature checked), before the log is opened."""
     head = None
     if expect_head is not None:
         m = _HEAD.match(expect_head.strip().lower())
@@ -105,40 +95,82 @@ def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: s
                 signed.append((where, open_checkpoint(_read_checkpoint(where), verifier)))
             except NoteError as e:
                 raise ProofError(f"checkpoint {where}: {e}") from None
+    return head, signed
+
+
+@cli.command()
+@click.option("--projections", is_flag=True,
+              help="Also check that the projection tables (current state, changes) equal a fresh fold of the log.")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE|git:REPO[#REF]",
+              help="Also prove the log extends this signed checkpoint (repeatable).")
+@click.option("--key", default=None, help="The verifier key, or a file holding it (default: the key directory's).")
+@click.option("--expect-head", default=None, metavar="SEQ:HASH",
+              help="Also check that event SEQ has this hash (the head_hash a report printed).")
+@click.option("--acknowledge", is_flag=True,
+              help="Record what was found as an integrity.acknowledged event, so that writers go on.")
+@click.option("--reason", default="", help="With --acknowledge: why, in the operator's words.")
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True,
+              help="text: a line per check; json/yaml: one document of every check and its result.")
+@pass_ctx
+def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: str | None,
+           expect_head: str | None, acknowledge: bool, reason: str, output: str) -> None:
+    """Recompute the hash chain and the Merkle tree; exit 1 naming the first bad seq when the
+    log was tampered with, or when it does not extend a checkpoint given."""
+    head, signed = _anchors(ctx, checkpoints, key, expect_head)
+    text = output == "text"
+
+    def say(line: str, *, bad: bool = False, note: bool = False) -> None:
+        if text:
+            click.echo(line, err=bad or note)
+
     problems: list[str] = []
+    doc: dict[str, Any] = {}
     with ctx.open_log() as log:
         result = log.verify(at_sizes={cp.size for _, cp in signed})
-        click.echo(result.describe(), err=not result.ok)
+        say(result.describe(), bad=not result.ok)
+        doc.update(ok=result.ok, events=result.checked, last_seq=result.last_seq, head_hash=result.head_hash,
+                   merkle_root=result.root.hex() if result.root is not None else None,
+                   tampered=None if result.ok else {"first_bad_seq": result.first_bad_seq,
+                                                    "reason": str(result.reason), "detail": result.detail},
+                   checkpoints=[], expect_head=None, projections=None, acknowledged=_acknowledged(log))
         if not result.ok:
             problems.append(result.describe())
         for where, cp in signed:
             judged = check_against(log, cp, result)
-            click.echo(f"checkpoint {where}: {judged.message}", err=not judged.ok)
+            say(f"checkpoint {where}: {judged.message}", bad=not judged.ok)
+            doc["checkpoints"].append({"checkpoint": where, "size": cp.size, "ok": judged.ok,
+                                       "message": judged.message})
             if not judged.ok:
                 problems.append(judged.message)
         if head is not None:
             row = log.row(head[0])
             ok = row is not None and row["hash"] == head[1] and result.ok
-            click.echo(f"head seq {head[0]}: {'matches' if ok else 'does not match'} {head[1][:16]}...",
-                       err=not ok)
+            say(f"head seq {head[0]}: {'matches' if ok else 'does not match'} {head[1][:16]}...", bad=not ok)
+            doc["expect_head"] = {"seq": head[0], "hash": head[1], "ok": ok}
             if not ok:
                 problems.append("the expected head")
         differences = log.verify_projections() if projections and result.ok else []
-        for note in _acknowledged(log):
-            click.echo(f"note: an earlier finding was acknowledged: {note}", err=True)
+        for note in doc["acknowledged"]:
+            say(f"note: an earlier finding was acknowledged: {note}", note=True)
         if acknowledge:
             if result.ok:
-                click.echo("nothing to acknowledge: the log verified", err=True)
+                say("nothing to acknowledge: the log verified", note=True)
             else:
                 seq = _acknowledge(log, result, reason)
-                click.echo(f"recorded as seq {seq} (integrity.acknowledged); writers go on from here", err=True)
+                doc["acknowledged_as_seq"] = seq
+                say(f"recorded as seq {seq} (integrity.acknowledged); writers go on from here", note=True)
+    if projections and result.ok:
+        doc["projections"] = {"ok": not differences, "differences": differences}
     if differences:
         for d in differences[:20]:
-            click.echo(f"projection differs: {d}", err=True)
-        click.echo(f"the projection tables differ from the log in {len(differences)} places; "
-                   "'gitops init --rebuild-projections' rebuilds them", err=True)
+            say(f"projection differs: {d}", bad=True)
+        say(f"the projection tables differ from the log in {len(differences)} places; "
+            "'gitops init --rebuild-projections' rebuilds them", bad=True)
     elif projections and result.ok:
-        click.echo("projections equal a fresh fold of the log")
+        say("projections equal a fresh fold of the log")
+    doc["ok"] = not (problems or differences)
+    if not text:
+        render_document(doc, output)
     if problems or differences:
         sys.exit(1)
     # only a log that verified records that it was verified: a failed check appends nothing

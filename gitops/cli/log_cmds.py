@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
-from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.cli.render import effective_limit, newest, render_rows
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.follow import Shown, follow
+from gitops.cli.names import namespace_option, resolve_resource
+from gitops.cli.render import STREAMS, Columns, effective_limit, newest, output_options, render_rows
 from gitops.events import (
     EVENT_TYPES,
     AuditPayload,
@@ -22,7 +24,6 @@ from gitops.events import (
     SourceErrorPayload,
 )
 from gitops.model.errors import CorruptDatabaseError, UsageError
-from gitops.model.keys import format_key, parse_key
 from gitops.model.times import format_time, parse_time
 from gitops.store.damage import find_damage
 from gitops.store.migrate import latest_version
@@ -73,13 +74,21 @@ def _detail(r: Recorded) -> str:
     return str(path) if path else ""
 
 
+LOG_COLUMNS = Columns(("seq", "time", "type", "resource", "actor", "detail"),
+                      ("seq", "time", "recorded", "type", "source", "resource", "actor", "revision", "detail"), "seq",
+                      csv=("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision",
+                           "detail"))
+
+
 def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
     ev = r.event
-    if short:
+    if short:  # for people: times to the second, a commit by its first 12 digits
         return {
             "seq": r.seq,
-            "time": format_time(ev.effective_at)[:19].replace("T", " "),
+            "time": format_time(ev.effective_at)[:19] + "Z",
+            "recorded": format_time(r.recorded_at)[:19] + "Z",
             "type": ev.type,
+            "source": ev.source.value,
             "resource": ev.resource,
             "actor": ev.actor,
             "revision": (ev.revision or "")[:12] or None,
@@ -105,7 +114,9 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
 @click.option("--since-seq", type=click.IntRange(min=0), default=None, help="Only events after this seq.")
 @click.option("--type", "-t", "types", multiple=True, metavar="T",
               help="Only events of this type (repeatable), e.g. git.commit.")
-@click.option("--resource", "-r", default=None, help="Only events about this ResourceKey.")
+@click.option("--resource", "-r", default=None,
+              help="Only events about this object: TYPE/NAME (with -n), TYPE/NAMESPACE/NAME or a key.")
+@namespace_option
 @click.option("--actor", default=None, help="Only events by this actor.")
 @click.option("--source", type=click.Choice([s.value for s in EventSource]), default=None,
               help="Only events from this source.")
@@ -118,33 +129,41 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
               help="At most the newest this many events (tables default to 1000; 0 means no limit); says on "
                    "stderr when it left older ones out.")
 @click.option("--reverse", is_flag=True, help="Newest first.")
-@output_option("table", "json", "yaml", "csv")
+@click.option("-w", "--watch", is_flag=True,
+              help="After the events, follow new ones as they are appended (Ctrl-C stops).")
+@output_options(*STREAMS)
 @pass_ctx
-def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None,
+def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None, namespace: str | None,
             actor: str | None, source: str | None, since_time: str | None, until_time: str | None,
-            as_recorded: bool, limit: int | None, reverse: bool, output: str) -> None:
+            as_recorded: bool, limit: int | None, reverse: bool, watch: bool, output: str, no_headers: bool) -> None:
     """Show the event log in order, filtered."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise UsageError(f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}")
-    if resource is not None:
-        resource = format_key(parse_key(resource))
+    resource = resolve_resource(ctx, resource, namespace)
     start = parse_time(since_time) if since_time is not None else None
     end = parse_time(until_time) if until_time is not None else None
     if start is not None and end is not None and end <= start:
         raise UsageError(f"--until ({format_time(end)}) is not after --since ({format_time(start)})")
-    short = output == "table"
+    short = output in ("table", "wide", "name")
     export = ctx.accessed("export", output=output, since=since_time, until=until_time, types=",".join(types),
-                          resource=resource, actor=actor, source=source) if output != "table" else nullcontext()
+                          resource=resource, actor=actor, source=source) if not short else nullcontext()
     with export, ctx.open_log() as log:
         def fetch(descending: bool, n: int | None) -> Iterator[Recorded]:
             return log.read(since_seq=since_seq, types=types, resource=resource, actor=actor, source=source,
                             start=start, end=end, time_axis="recorded" if as_recorded else "effective", limit=n,
                             descending=descending)
 
+        shown = Shown(log.last_seq())
         rows: Iterator[dict[str, Any]] = (
-            _row(r, short=short) for r in newest(fetch, effective_limit(limit, output), reverse=reverse,
-                                                 what="events"))
-        columns = ("seq", "time", "type", "resource", "actor", "revision", "detail") if short else \
-            ("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision", "detail")
-        render_rows(rows, output=output, columns=columns, empty="no events match")
+            _row(r, short=short) for r in shown.passing(newest(fetch, effective_limit(limit, output), reverse=reverse,
+                                                               what="events"), lambda r: r.seq))
+        render_rows(rows, output=output, columns=LOG_COLUMNS, no_headers=no_headers,
+                    empty=None if watch else "no events match")
+        if watch:
+            follow(lambda after: log.read(since_seq=max(after, since_seq or 0), types=types, resource=resource,
+                                          actor=actor, source=source, start=start, end=end,
+                                          time_axis="recorded" if as_recorded else "effective"),
+                   shown.last, lambda found: render_rows((_row(r, short=short) for r in found), output=output,
+                                                             columns=LOG_COLUMNS, no_headers=True),
+                   seq_of=lambda r: r.seq)

@@ -1,5 +1,16 @@
-"""Rendering rows for people (rich tables) and for programs (JSON, YAML, CSV), streamed
-where the format allows it."""
+"""Rendering rows for people (tables) and for programs (JSON, YAML, CSV, names), as kubectl
+does: one ``-o`` flag on every command that lists or shows.
+
+- ``table`` (the default) shows the columns that fit 80 characters; ``wide`` adds the rest.
+  In a terminal, rich lays them out to its width (no box, a cut value ends in "…", the last
+  column wraps at words); piped or redirected, plain columns as long as their values, three
+  spaces apart, with no box-drawing characters, so that ``grep`` and ``awk`` read them.
+  ``NO_COLOR`` turns colour off (rich honours it; so do the diff's colours).
+- ``json`` is one document; ``jsonl`` (commands that stream) one object a line; ``yaml``
+  one document; ``csv`` a header and a row each, with cells a spreadsheet never runs as
+  formulas; ``name`` the one identifying field of each row, a line each.
+- ``--no-headers`` leaves the header out of tables and CSV.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -18,10 +30,46 @@ from rich.text import Text
 
 from gitops.query.report_render import cell
 
-__all__ = ["TABLE_LIMIT", "effective_limit", "newest", "render_rows"]
+__all__ = ["LISTS", "STREAMS", "TABLE_LIMIT", "Columns", "effective_limit", "newest", "output_options",
+           "render_document", "render_rows", "use_colour"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 TABLE_LIMIT = 1000  # rows a table shows when no --limit is given
+LISTS = ("table", "wide", "json", "yaml", "csv", "name")  # what every listing command takes
+STREAMS = (*LISTS, "jsonl")  # ... and those that stream events
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A command's columns: ``narrow`` for the default table, ``wide`` (which starts with
+    them) for ``-o wide`` and CSV (unless ``csv`` names others), and the field ``-o name``
+    prints."""
+
+    narrow: Sequence[str]
+    wide: Sequence[str]
+    name: str
+    csv: Sequence[str] | None = None
+
+    def of(self, output: str) -> Sequence[str]:
+        return self.narrow if output == "table" else self.wide
+
+
+def output_options(*formats: str, default: str = "table") -> Callable[[F], F]:
+    """``-o/--output`` (``formats``, the first the default unless ``default``) and
+    ``--no-headers``."""
+
+    def deco(f: F) -> F:
+        f = click.option("--no-headers", is_flag=True, help="Leave the header out of tables and CSV.")(f)
+        return click.option("-o", "--output", type=click.Choice(formats), default=default, show_default=True,
+                            help="Output format (wide: every column; name: one name a line).")(f)
+
+    return deco
+
+
+def use_colour() -> bool:
+    """Colour for people: a terminal, and NO_COLOR (https://no-color.org) unset."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def newest(fetch: Callable[[bool, int | None], Iterable[T]], limit: int | None, *, reverse: bool,
@@ -44,16 +92,63 @@ def effective_limit(limit: int | None, output: str) -> int | None:
     program reads."""
     if limit is not None:
         return limit or None
-    return TABLE_LIMIT if output == "table" else None
-
-_NO_WRAP = frozenset({"seq", "time", "type", "revision"})
+    return TABLE_LIMIT if output in ("table", "wide") else None
 
 
-def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], output: str,
-                title: str | None = None, empty: str | None = None) -> int:
-    """Write ``rows`` in ``output`` format to stdout; returns how many were written.
-    Tables show ``columns``; the machine formats carry every key of each row. A table with
-    no rows is the line ``empty`` on stderr instead, when given."""
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _jsonable(row: Any) -> Any:
+    return json.loads(json.dumps(row, default=str))
+
+
+def render_document(doc: Any, output: str) -> None:
+    """One document (a dict or list) as JSON or YAML."""
+    if output == "yaml":
+        sys.stdout.write(yaml.safe_dump(_jsonable(doc), sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: bool, title: str | None,
+           empty: str | None) -> int:
+    console = Console()
+    cells = [[_plain(row.get(c)) for c in columns] for row in rows]
+    if not cells and empty is not None:
+        click.echo(empty, err=True)
+        return 0
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # piped: plain columns, nothing cut
+        widths = [max([len(c) if headers else 0, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        out = sys.stdout
+        if title:
+            out.write(title + "\n")
+        for line in ([[c.upper() for c in columns]] if headers else []) + cells:
+            out.write("   ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+        return len(cells)
+    table = Table(title=title, box=None, show_header=headers, header_style="bold", pad_edge=False,
+                  padding=(0, 3, 0, 0))
+    for i, c in enumerate(columns):
+        last = i == len(columns) - 1
+        table.add_column(c.upper(), overflow="fold" if last else "ellipsis", no_wrap=not last,
+                         min_width=min(len(c), 12))
+    for line in cells:
+        table.add_row(*(Text(v) for v in line))  # Text: a value from the log is never read as rich markup
+    console.print(table)
+    return len(cells)
+
+
+def render_rows(rows: Iterable[dict[str, Any]], *, columns: Columns | Sequence[str], output: str,
+                no_headers: bool = False, title: str | None = None, empty: str | None = None) -> int:
+    """Write ``rows`` in ``output`` format to stdout; returns how many were written. Tables
+    and CSV show ``columns``; JSON, JSONL and YAML carry every key of each row. A table with
+    no rows is the line ``empty`` on stderr instead, when given (as kubectl's "No
+    resources found")."""
+    cols = columns if isinstance(columns, Columns) else Columns(columns, columns, columns[0])
     n = 0
     out = sys.stdout
     if output == "json":
@@ -62,31 +157,28 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Sequence[str], outpu
             out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(row, default=str))
             n += 1
         out.write("\n]\n" if n else "]\n")
+    elif output == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, default=str) + "\n")
+            n += 1
     elif output == "yaml":
         for row in rows:
-            out.write(yaml.safe_dump([json.loads(json.dumps(row, default=str))], sort_keys=False))
+            out.write(yaml.safe_dump([_jsonable(row)], sort_keys=False))
             n += 1
         if n == 0:
             out.write("[]\n")
+    elif output == "name":
+        for row in rows:
+            out.write(_plain(row.get(cols.name)) + "\n")
+            n += 1
     elif output == "csv":
         writer = csv.writer(out)
-        writer.writerow(columns)
+        names = cols.csv or cols.wide
+        if not no_headers:
+            writer.writerow(names)
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else cell(row.get(c)) for c in columns])  # no formulas
+            writer.writerow(["" if row.get(c) is None else cell(row.get(c)) for c in names])  # no formulas
             n += 1
     else:
-        table = Table(title=title, show_lines=False, header_style="bold")
-        for c in columns:
-            table.add_column(c, overflow="fold", no_wrap=c in _NO_WRAP)
-        for row in rows:
-            # Text, not str: a value from the log ("containers[name=web]") is never read as rich markup
-            table.add_row(*[Text("" if row.get(c) is None else str(row.get(c))) for c in columns])
-            n += 1
-        if n == 0 and empty is not None:
-            Console(stderr=True).print(empty, markup=False, highlight=False)  # as kubectl: "No resources found"
-            return 0
-        console = Console()
-        if not console.is_terminal and "COLUMNS" not in os.environ:
-            console = Console(width=1000)  # piped or redirected: rows as long as they are, as kubectl prints them
-        console.print(table)
+        n = _table(rows, cols.of(output), headers=not no_headers, title=title, empty=empty)
     return n

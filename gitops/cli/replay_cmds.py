@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.model.keys import format_key, parse_key
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.names import namespace_option, resolve_resource
+from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows
+from gitops.cli.status_cmds import AT_HELP
 from gitops.projections import ActualEntry, DesiredEntry, actual_at, desired_at, resolve_at
 from gitops.projections.export import write_manifests
+
+REPLAY_COLUMNS = Columns(("side", "resource", "revision", "by"),
+                         ("side", "resource", "revision", "by", "path", "attribution", "seq"), "resource")
 
 
 def _desired_row(key: str, e: DesiredEntry) -> dict[str, Any]:
@@ -26,21 +28,22 @@ def _actual_row(key: str, e: ActualEntry) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--at", "at_text", required=True, metavar="TIME|SHA",
-              help="RFC 3339, a date, a relative time ('2h ago', '2h'), or a commit sha (a unique prefix will do).")
+@click.option("--at", "at_text", required=True, metavar="TIME|COMMIT", help=AT_HELP)
 @click.option("--side", type=click.Choice(["desired", "actual", "both"]), default="both", show_default=True,
               help="Which state to show.")
-@click.option("--resource", default=None, help="Only this object (a ResourceKey, e.g. Deployment.apps/shop/web).")
+@click.option("--resource", default=None,
+              help="Only this object: TYPE/NAME (with -n), TYPE/NAMESPACE/NAME or a key (Deployment.apps/shop/web).")
+@namespace_option
 @click.option("--as-recorded", is_flag=True, help="The time means what the log knew then, not what was in effect.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one manifest per object here, ready for 'kubectl apply -f DIR -R' (server fields "
                    "stripped; one folder per side when both).")
-@output_option("yaml", "json")
+@output_options(*LISTS, default="yaml")
 @pass_ctx
-def replay(ctx: Context, at_text: str, side: str, resource: str | None, as_recorded: bool,
-           output_dir: Path | None, output: str) -> None:
+def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespace: str | None, as_recorded: bool,
+           output_dir: Path | None, output: str, no_headers: bool) -> None:
     """Show the desired state, the actual state, or both, as they were at a past moment."""
-    key = format_key(parse_key(resource)) if resource is not None else None
+    key = resolve_resource(ctx, resource, namespace)
     with ctx.accessed("replay", at=at_text, side=side, resource=key, output_dir=output_dir), ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         desired = desired_at(log, moment) if side in ("desired", "both") else None
@@ -58,12 +61,19 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, as_recor
             for k in skipped:
                 click.echo(f"  {k} left out: the log holds digests of a Secret's values, not the values", err=True)
         return
-    doc: dict[str, Any] = {"at": moment.describe()}
+    doc: dict[str, Any] = moment.as_json()
     if desired is not None:
         doc["desired"] = [_desired_row(k, desired[k]) for k in sorted(desired)]
     if actual is not None:
         doc["actual"] = [_actual_row(k, actual[k]) for k in sorted(actual)]
-    if output == "json":
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-    else:
-        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False))
+    if output in ("json", "yaml"):
+        render_document(doc, output)
+        return
+    rows = [{"side": side, "resource": r["key"], "revision": (r.get("commit") or r.get("resource_version") or ""),
+             "by": r.get("author") or r.get("actor") or "unknown", "path": r.get("path"),
+             "attribution": r.get("attribution"), "seq": r["seq"]}
+            for side in ("desired", "actual") for r in doc.get(side, ())]
+    if output in ("table", "wide"):
+        rows = [{**r, "revision": r["revision"][:12]} for r in rows]
+    render_rows(rows, columns=REPLAY_COLUMNS, output=output, no_headers=no_headers,
+                empty=f"{moment.describe()}: nothing was desired or running")

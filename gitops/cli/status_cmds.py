@@ -3,94 +3,158 @@
 from __future__ import annotations
 
 import difflib
-import json
 import sys
-from collections import Counter
+import time
 from typing import Any
 
 import click
 import yaml
 
-from gitops.cli.app import Context, cli, output_option, pass_ctx
-from gitops.cli.render import render_rows
-from gitops.diff import ObjectDiff, Status
-from gitops.model.keys import format_key, parse_key
-from gitops.projections import resolve_at
-from gitops.query import ObjectView, diff_at, views_at
+from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.names import namespace_option, resolve_resource
+from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows, use_colour
+from gitops.diff import Status
+from gitops.model.selector import parse_selector
+from gitops.projections import Moment, resolve_at
+from gitops.query import ObjectView, views_at
+from gitops.query.status import Only, StatusView, status_at
+
+AT_HELP = ("RFC 3339, a local date and time ('2026-12-03 11:00'), a relative time ('2h ago', '2h'), or a commit "
+           "(a sha or unique prefix, HEAD, or a branch name).")
+STATUS_COLUMNS = Columns(("resource", "status", "differences"),
+                         ("resource", "status", "differences", "commit", "path"), "resource")
 
 
-def _at_option(f: Any) -> Any:
+def at_option(f: Any) -> Any:
     f = click.option("--as-recorded", is_flag=True,
                      help="The time means what the log knew then, not what was in effect.")(f)
-    return click.option("--at", "at_text", default="now", show_default=True, metavar="TIME|SHA",
-                        help="RFC 3339, a date, a relative time ('2h ago', '2h'), or a commit sha.")(f)
+    return click.option("--at", "at_text", default="now", show_default=True, metavar="TIME|COMMIT", help=AT_HELP)(f)
 
 
-def _instance_option(f: Any) -> Any:
+def _filters(f: Any) -> Any:
+    f = click.option("-l", "--selector", default=None, metavar="SELECTOR",
+                     help="Only objects whose labels match (kubectl's syntax: app=web,tier!=cache, env in (a,b)).")(f)
+    f = namespace_option(f)
+    f = click.option("--resource", default=None,
+                     help="Only this object: TYPE/NAME (with -n), TYPE/NAMESPACE/NAME or a key.")(f)
     return click.option("--instance", default=None,
                         help="Report live objects labelled as this instance's that Git no longer has (orphans; "
                              "default: diff.instance, else reconcile.instance in the config).")(f)
 
 
-def _diffs(ctx: Context, at_text: str, as_recorded: bool, resource: str | None,
-           instance: str | None) -> tuple[str, list[ObjectDiff]]:
-    key = format_key(parse_key(resource)) if resource is not None else None
-    with ctx.open_log() as log:
-        moment = resolve_at(log, at_text, as_recorded=as_recorded)
-        instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
-        return moment.describe(), diff_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff)
+def _only(ctx: Context, resource: str | None, namespace: str | None, selector: str | None) -> Only:
+    return Only(resolve_resource(ctx, resource, namespace), namespace,
+                parse_selector(selector) if selector is not None else None)
 
 
-@cli.command()
-@_at_option
-@_instance_option
-@output_option("table", "json")
-@pass_ctx
-def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, output: str) -> None:
-    """Count the objects in sync, out of sync, missing and orphaned, and list them."""
-    when, diffs = _diffs(ctx, at_text, as_recorded, None, instance)
-    counts = Counter(d.status.value for d in diffs)
-    rows = [{"resource": d.key, "status": d.status.value, "differences": len(d.items)} for d in diffs]
-    if output == "json":
-        sys.stdout.write(json.dumps({"at": when, "counts": {s.value: counts.get(s.value, 0) for s in Status},
-                                     "objects": rows}, indent=2) + "\n")
+def _status_doc(moment: Moment, view: StatusView) -> dict[str, Any]:
+    head = view.head
+    return {
+        **moment.as_json(), "commit_in_force": view.commit,
+        "head": None if head is None else {"commit": head.payload.sha, "valid": head.payload.valid,
+                                           "errors": head.payload.errors},
+        "in_sync": view.in_sync, "counts": view.counts, "objects": _status_rows(view),
+        "warnings": [{"code": w.payload.code, "path": w.payload.path, "message": w.payload.message,
+                      "commit": w.payload.commit} for w in view.warnings],
+    }
+
+
+def _status_rows(view: StatusView) -> list[dict[str, Any]]:
+    return [{"resource": d.key, "status": d.status.value, "differences": len(d.items),
+             "commit": e.commit if e is not None else None, "path": e.path if e is not None else None}
+            for d, e in view.objects]
+
+
+def _print_status(moment: Moment, view: StatusView, output: str, no_headers: bool) -> None:
+    if output in ("json", "yaml"):
+        render_document(_status_doc(moment, view), output)
         return
-    render_rows(rows, columns=("resource", "status", "differences"), output="table", empty="nothing is desired")
-    click.echo(f"{when}: " + ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status))
+    rows = _status_rows(view)
+    if output in ("table", "wide") and not no_headers:
+        commit = f"commit {view.commit[:12]} in force" if view.commit else "no valid commit in force"
+        if view.head is not None:
+            commit += (f"; the newest commit, {view.head.payload.sha[:12]}, is invalid "
+                       f"({view.head.payload.errors} errors)")
+        click.echo(f"{moment.describe()}: {commit}")
+        click.echo(", ".join(f"{n} {s}" for s, n in view.counts.items()))
+        for w in view.warnings:
+            click.echo(f"warning: {w.payload.path or '(repository)'}: {w.payload.message} (recorded at commit "
+                       f"{(w.payload.commit or '')[:12]})", err=True)
+        if rows:
+            click.echo("")
+    render_rows(({**r, "commit": (r["commit"] or "")[:12]} if output in ("table", "wide") else r for r in rows),
+                columns=STATUS_COLUMNS, output=output, no_headers=no_headers,
+                empty="nothing is desired" if output in ("table", "wide") else None)
 
 
 @cli.command()
-@_at_option
-@click.option("--resource", default=None, help="Only this object (a ResourceKey).")
-@_instance_option
-@output_option("text", "json")
+@at_option
+@_filters
+@click.option("--exit-code", is_flag=True, help="Exit 1 when anything is out of sync, missing or orphaned.")
+@click.option("-w", "--watch", is_flag=True, help="Print the status again whenever the log changes (Ctrl-C stops).")
+@output_options(*LISTS)
 @pass_ctx
-def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, instance: str | None,
-         output: str) -> None:
+def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, resource: str | None,
+           namespace: str | None, selector: str | None, exit_code: bool, watch: bool, output: str,
+           no_headers: bool) -> None:
+    """The commit in force, and the objects in sync, out of sync, missing and orphaned."""
+    only = _only(ctx, resource, namespace, selector)
+    instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
+    seen = -1
+    while True:
+        with ctx.open_log() as log:
+            last = log.last_seq()
+            if last != seen:
+                moment = resolve_at(log, at_text, as_recorded=as_recorded)
+                view = status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff)
+        if last != seen:
+            if seen >= 0:
+                click.echo("")
+            _print_status(moment, view, output, no_headers)
+            sys.stdout.flush()
+            seen = last
+        if not watch:
+            break
+        time.sleep(1)
+    if exit_code and not view.in_sync:
+        sys.exit(1)
+
+
+@cli.command()
+@at_option
+@_filters
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml", "name"]), default="text",
+              show_default=True, help="text: a unified diff; json/yaml: the differing fields; name: the objects.")
+@pass_ctx
+def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, namespace: str | None,
+         selector: str | None, instance: str | None, output: str) -> None:
     """Show how the cluster differs from Git, as kubectl diff does; exit 1 when it does. Text:
     a unified diff of each object's normalised YAML (--- desired, +++ live); -o json: the
     differing fields."""
-    key = format_key(parse_key(resource)) if resource is not None else None
+    only = _only(ctx, resource, namespace, selector)
     with ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
-        views = views_at(log, moment, resource=key, instance=instance, settings=ctx.config.diff,
-                         views=output != "json")
-    when = moment.describe()
+        views = views_at(log, moment, instance=instance, settings=ctx.config.diff, views=output == "text",
+                         only=only)
     differing = [v for v in views if v.diff.status != Status.IN_SYNC]
-    if output == "json":
-        sys.stdout.write(json.dumps({"at": when, "objects": [
+    if output in ("json", "yaml"):
+        render_document({**moment.as_json(), "objects": [
             {"resource": v.diff.key, "status": v.diff.status.value,
              "items": [{"op": i.op.value, "path": i.path, "desired": i.desired, "actual": i.actual}
-                       for i in v.diff.items]} for v in differing]}, indent=2, default=str) + "\n")
+                       for i in v.diff.items]} for v in differing]}, output)
+    elif output == "name":
+        for v in differing:
+            click.echo(v.diff.key)
     else:
+        colour = use_colour()
         for v in differing:
             for line in _unified(v):
-                colour = "red" if line.startswith("-") else "green" if line.startswith("+") else None
+                fg = "red" if line.startswith("-") else "green" if line.startswith("+") else None
                 bold = line.startswith(("---", "+++"))
-                click.secho(line, fg=None if bold else colour, bold=bold)
+                click.echo(click.style(line, fg=None if bold else fg, bold=bold) if colour else line)
         if not differing:
-            click.echo(f"{when}: the cluster matches Git", err=True)
+            click.echo(f"{moment.describe()}: the cluster matches Git", err=True)
     if differing:
         sys.exit(1)
 

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from gitops.model.errors import InvalidTimeError, UsageError
 
-__all__ = ["check_range", "format_time", "is_duration", "parse_time", "utc_now"]
+__all__ = ["check_range", "format_time", "is_duration", "parse_duration", "parse_time", "utc_now"]
 
 _UNITS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -36,6 +36,19 @@ def is_duration(text: str) -> bool:
     reads as that long ago."""
     s = text.strip().lower()
     return bool(s) and _DURATION.match(s) is not None
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration as kubectl's ``--timeout`` takes it: ``30s``, ``5m``, ``1h30m``; a bare
+    number is seconds."""
+    s = text.strip().lower()
+    if s.isdigit():
+        return timedelta(seconds=int(s))
+    m = _DURATION.match(s) if s else None
+    if m is None or not any(m.groups()):
+        raise InvalidTimeError(f"invalid duration {text!r}: expected e.g. 30s, 5m or 1h30m")
+    units = (_UNITS["w"], _UNITS["d"], _UNITS["h"], _UNITS["m"], _UNITS["s"])
+    return timedelta(seconds=sum(int(n) * unit for n, unit in zip(m.groups(), units, strict=True) if n))
 
 
 def utc_now() -> datetime:
@@ -77,14 +90,19 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         except ValueError as e:
             raise InvalidTimeError(f"invalid date {raw!r}: {e}") from None
         return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", s):  # no zone: this machine's local time
+        try:
+            return datetime.fromisoformat(s.upper()).astimezone(UTC)
+        except ValueError as e:
+            raise InvalidTimeError(f"invalid time {raw!r}: {e}") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(z|[+-]\d{2}:?\d{2})", s):
         try:
             return datetime.fromisoformat(s.upper().replace("Z", "+00:00")).astimezone(UTC)
         except ValueError as e:
             raise InvalidTimeError(f"invalid time {raw!r}: {e}") from None
     raise InvalidTimeError(
-        f"invalid time {raw!r}: expected RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26), "
-        "'now', 'today', 'yesterday' or a relative time ('2h ago', or '2h')"
+        f"invalid time {raw!r}: expected RFC 3339 (2026-11-26T14:00:00Z), a date (2026-11-26), a local date and "
+        "time (2026-11-26 14:00), 'now', 'today', 'yesterday' or a relative time ('2h ago', or '2h')"
     )
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gitops.events.models import GitCommit
-from gitops.model.errors import UsageError
+from gitops.model.errors import InvalidTimeError, UsageError
 from gitops.model.revisions import sha_prefix
 from gitops.model.times import format_time, is_duration, parse_time, utc_now
 from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
@@ -39,6 +39,11 @@ class Moment:
     def axis(self) -> Literal["effective", "recorded"]:
         return "recorded" if self.as_recorded else "effective"
 
+    def as_json(self) -> dict[str, Any]:
+        """The moment for programs: an RFC 3339 time, its axis, and the commit when it is one."""
+        return {"at": format_time(self.at), "axis": "recorded" if self.as_recorded else "valid",
+                "commit": self.commit}
+
     def describe(self) -> str:
         axis = "recorded" if self.as_recorded else "valid"
         return f"commit {self.commit[:12]} ({format_time(self.at)})" if self.commit else f"{format_time(self.at)} " \
@@ -55,7 +60,14 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
     sha = None if raw.isdigit() or is_duration(raw) else sha_prefix(raw)
     if sha is not None:
         return _commit_moment(log, sha)
-    at = parse_time(raw, now=now)
+    try:
+        at = parse_time(raw, now=now)
+    except InvalidTimeError as e:
+        head = _branch_head(log, raw)
+        if head is None:
+            raise InvalidTimeError(f"{e}; or a commit: a sha (or a unique prefix), HEAD, or a branch the log "
+                                   "has read") from None
+        return _commit_moment(log, head)
     if at > now:
         raise UsageError(f"{format_time(at)} is in the future: the log knows nothing of it yet")
     earliest = log.first_time("recorded" if as_recorded else "effective")
@@ -64,6 +76,14 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
     if at < earliest:
         raise UsageError(f"{format_time(at)} is before the log begins ({format_time(earliest)})")
     return Moment(at, as_recorded)
+
+
+def _branch_head(log: EventLog, name: str) -> str | None:
+    """The newest commit the log read of branch ``name`` (``HEAD``: of any branch), if any."""
+    for r in log.read(types=["git.commit"], descending=True):
+        if isinstance(r.event, GitCommit) and name in ("HEAD", r.event.payload.branch):
+            return r.event.payload.sha
+    return None
 
 
 def _commit_moment(log: EventLog, prefix: str) -> Moment:

@@ -80,7 +80,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
                commit: str | None = None, out_of_band: bool = False, limit: int | None = None,
-               descending: bool = False) -> Iterator[AuditRow]:
+               descending: bool = False, since_seq: int | None = None) -> Iterator[AuditRow]:
     """The timeline, oldest first (``descending``: newest first), filtered; ``resource`` and
     ``actor`` may be globs, and the actor ``unknown`` keeps the changes no evidence names
     anyone for."""
@@ -101,7 +101,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         resource=None if resource_glob else resource, resource_glob=resource_glob, kind=kind, namespace=namespace,
         actor=None if actor_glob or unattributed else actor, actor_glob=actor_glob, unattributed=unattributed,
         source=source, types=types, start=since, end=until, commit_prefix=commit, limit=limit, out_of_band=out_of_band,
-        descending=descending)
+        descending=descending, since_seq=since_seq)
     while True:
         with cyclic_gc_paused():  # read and build a chunk of acyclic rows: see gitops.model.bulk
             chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]

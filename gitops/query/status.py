@@ -4,16 +4,42 @@ cluster source kept in the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from gitops.diff import DiffSettings, ObjectDiff, diff_states
+from gitops.diff import DiffSettings, ObjectDiff, Status, diff_states
 from gitops.diff.view import diff_view
-from gitops.projections import Moment, actual_at, desired_at
+from gitops.events import GitCommit, SourceErrorEvent
+from gitops.model.keys import parse_key
+from gitops.model.selector import Selector
+from gitops.projections import DesiredEntry, Moment, actual_at, desired_at
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas
 
-__all__ = ["ObjectView", "diff_at", "views_at"]
+__all__ = ["ObjectView", "Only", "StatusView", "diff_at", "status_at", "views_at"]
+
+
+@dataclass(frozen=True)
+class Only:
+    """Which objects a status or diff is about: one key, one namespace (its namespaced
+    objects, as kubectl's ``-n``), and those whose labels (Git's, else the cluster's) match
+    a selector. Each left as None keeps all."""
+
+    resource: str | None = None
+    namespace: str | None = None
+    selector: Selector | None = None
+
+    def keeps(self, key: str, desired: dict[str, Any] | None, live: dict[str, Any] | None) -> bool:
+        if self.resource is not None and key != self.resource:
+            return False
+        if self.namespace is not None and parse_key(key).namespace != self.namespace:
+            return False
+        if self.selector is not None:
+            labels = ((desired or live or {}).get("metadata") or {}).get("labels") or {}
+            return self.selector(labels if isinstance(labels, dict) else {})
+        return True
 
 
 @dataclass(frozen=True)
@@ -25,28 +51,33 @@ class ObjectView:
     live: dict[str, Any] | None
 
 
-def _states(log: EventLog, moment: Moment, resource: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    desired = {k: e.manifest for k, e in desired_at(log, moment).items() if resource in (None, k)}
-    actual = {k: e.manifest for k, e in actual_at(log, moment).items() if resource in (None, k)}
-    return desired, actual
+def _states(log: EventLog, moment: Moment, only: Only) -> tuple[dict[str, Any], dict[str, Any]]:
+    desired = {k: e.manifest for k, e in desired_at(log, moment).items()}
+    actual = {k: e.manifest for k, e in actual_at(log, moment).items()}
+    keep = {k for k in desired.keys() | actual.keys() if only.keeps(k, desired.get(k), actual.get(k))}
+    return {k: v for k, v in desired.items() if k in keep}, {k: v for k, v in actual.items() if k in keep}
 
 
 def diff_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
-            field_manager: str = "gitops", settings: DiffSettings | None = None) -> list[ObjectDiff]:
+            field_manager: str = "gitops", settings: DiffSettings | None = None,
+            only: Only | None = None) -> list[ObjectDiff]:
     """Each desired object against the live one at ``moment`` (and the orphans of
-    ``instance``, else of ``settings.instance``), sorted by key; only ``resource`` when
-    given; with the config's ignore rules and managers."""
+    ``instance``, else of ``settings.instance``), sorted by key; only ``resource`` (or
+    what ``only`` keeps) when given; with the config's ignore rules and managers."""
     return [v.diff for v in views_at(log, moment, resource=resource, instance=instance,
-                                     field_manager=field_manager, settings=settings, views=False)]
+                                     field_manager=field_manager, settings=settings, views=False, only=only)]
 
 
 def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
              field_manager: str = "gitops", settings: DiffSettings | None = None,
-             views: bool = True) -> list[ObjectView]:
+             views: bool = True, only: Only | None = None) -> list[ObjectView]:
     """``diff_at`` with both sides of each differing object (``views``) to show as text."""
     settings = settings or DiffSettings()
     schemas = load_schemas(log)
-    desired, actual = _states(log, moment, resource)
+    only = only or Only()
+    if resource is not None:
+        only = Only(resource, only.namespace, only.selector)
+    desired, actual = _states(log, moment, only)
     diffs = diff_states(desired, actual, instance=instance or settings.instance, field_manager=field_manager,
                         ignore_managers=settings.ignore_managers, ignore=settings.ignore, schemas=schemas)
     out = []
@@ -58,3 +89,52 @@ def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, inst
                                     schemas=schemas)
         out.append(ObjectView(d, left, right))
     return out
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """What ``gitops status`` shows: the commit in force at the moment (the last valid one;
+    ``head`` the last one read, when it is not that one, with its error count), each
+    object's diff with the commit and file that desire it, the counts, and the warnings
+    Git's source recorded up to then (what it left unread: a Helm chart, say)."""
+
+    commit: str | None
+    head: GitCommit | None
+    objects: list[tuple[ObjectDiff, DesiredEntry | None]]
+    warnings: list[SourceErrorEvent] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        got = Counter(d.status.value for d, _ in self.objects)
+        return {s.value: got.get(s.value, 0) for s in Status}
+
+    @property
+    def in_sync(self) -> bool:
+        return all(d.status == Status.IN_SYNC for d, _ in self.objects)
+
+
+def _until(moment: Moment) -> dict[str, Any]:
+    """The ``read`` filters of the events up to ``moment``."""
+    if moment.commit_seq is not None:
+        return {"until_seq": moment.commit_seq}
+    return {"end": moment.at + timedelta(microseconds=1), "time_axis": moment.axis}
+
+
+def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instance: str | None = None,
+              field_manager: str = "gitops", settings: DiffSettings | None = None) -> StatusView:
+    """The status at ``moment`` (see ``StatusView``)."""
+    diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only)
+    entries = desired_at(log, moment)
+    head: GitCommit | None = None
+    commit = None
+    for r in log.read(types=["git.commit"], descending=True, **_until(moment)):
+        assert isinstance(r.event, GitCommit)
+        if head is None:
+            head = r.event
+        if r.event.payload.valid:
+            commit = r.event.payload.sha
+            break
+    warnings = [r.event for r in log.read(types=["source.error"], **_until(moment))
+                if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "warning"]
+    return StatusView(commit, head if head is not None and head.payload.sha != commit else None,
+                      [(d, entries.get(d.key)) for d in diffs], warnings)

@@ -66,6 +66,7 @@ from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.running import RunningPasses
 from gitops.reconcile.settings import ReconcileSettings
+from gitops.reconcile.suspension import suspension
 from gitops.reconcile.windows import holding_window
 from gitops.sources.cluster.client import AccessDenied, ApiRefused
 from gitops.sources.cluster.port import Clock
@@ -162,7 +163,10 @@ class Reconciler:
         s = self.settings
         mode = mode or s.mode
         prune = s.prune if prune is None else prune
-        held = "suspended" if s.suspend else None
+        suspended = suspension(self.log, s.instance)  # gitops suspend: honoured from the next pass
+        held = "suspended" if s.suspend else suspended.describe() if suspended is not None else None
+        if suspended is not None:
+            s = s.model_copy(update={"suspend": True})
         if held is None and mode == "apply":
             held = holding_window(s.windows, self.clock())
             if held is not None:

@@ -536,6 +536,39 @@ class EventLog:
         sql = f"SELECT DISTINCT resource FROM events WHERE resource IS NOT NULL AND type IN ({marks})"
         return [r[0] for r in self.conn.execute(sql, list(types))]
 
+    def holds(self, resource: str) -> bool:
+        """Whether any event names ``resource`` (a canonical key)."""
+        try:
+            return self.conn.execute("SELECT 1 FROM events WHERE resource = ? LIMIT 1", (resource,)).fetchone() \
+                is not None
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def known_resources(self, prefix: str = "", suffix: str = "", *, limit: int = 10_000) -> list[str]:
+        """Up to ``limit`` keys that Git or the cluster ever set or removed, starting with
+        ``prefix`` and ending with ``suffix`` (``current_state``, one row per object and
+        source): what names are completed and suggested from."""
+        sql = "SELECT DISTINCT resource FROM current_state WHERE 1"
+        params: list[Any] = []
+        if prefix:  # a range of the (resource, side) index
+            sql += " AND resource >= ? AND resource < ?"
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        if suffix:
+            sql += " AND substr(resource, -?) = ?"
+            params += [len(suffix), suffix]
+        try:
+            return [r[0] for r in self.conn.execute(f"{sql} ORDER BY resource LIMIT ?", (*params, limit))]
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def kind_samples(self) -> list[str]:
+        """One key of each kind the log holds objects of (its kind, group and scope)."""
+        sql = ("SELECT min(resource) FROM current_state GROUP BY substr(resource, 1, instr(resource, '/') - 1)")
+        try:
+            return [r[0] for r in self.conn.execute(sql)]
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
     def last_seq(self) -> int:
         row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)

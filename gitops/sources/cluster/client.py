@@ -200,6 +200,19 @@ class ClusterClient:
                                           r["name"] in with_status)
         return Discovery(kinds, failed)
 
+    def version(self) -> dict[str, Any]:
+        """The server's ``/version`` (gitVersion, platform, ...)."""
+        try:
+            r = self.api.get(version="version", base="/", url="")
+            r.raise_for_status()
+            body = orjson.loads(r.content)
+        except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
+            raise _unavailable(self.server, e) from None
+        except orjson.JSONDecodeError:
+            raise ClusterUnavailableError(f"the Kubernetes API at {self.server} answered /version with no JSON") \
+                from None
+        return body if isinstance(body, dict) else {}
+
     def openapi(self) -> dict[str, Any] | None:
         """The server's OpenAPI v2 document (built-in kinds and every CRD's published
         schema), or None when it serves none."""
