@@ -437,9 +437,12 @@ def test_credentials_in_a_url_are_never_recorded_or_printed(log: EventLog, tmp_p
     assert "unable to access" in str(err.value)  # git's reason, not just that it failed
 
 
-def test_a_path_that_is_not_a_repository_is_a_clear_error(log: EventLog, tmp_path: Path) -> None:
-    with pytest.raises(GitSourceError, match="is not a git repository"):
+def test_a_path_that_is_not_a_repository_is_a_clear_usage_error(log: EventLog, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a git repository") as err:
         ingest(log, str(tmp_path))
+    assert err.value.exit_code == 2  # what was typed is wrong: as a bad flag, not an outage
+    with pytest.raises(ConfigError, match="does not exist"):
+        ingest(log, str(tmp_path / "nowhere"))
 
 
 @pytest.fixture

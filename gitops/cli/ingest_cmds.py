@@ -12,12 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gitops.cli.app import DEFAULT_DB, Context, cli, pass_ctx
 from gitops.cli.follow import Reporter, describe, run_until_stopped, warn_missing_paths
+from gitops.events import SourceErrorPayload
 from gitops.model.errors import ClusterUnavailableError, ConfigError, HeadInvalidError
 from gitops.model.scope import Scope, builtin_scope
 from gitops.service.config import first_error
 from gitops.service.watch import WatchService
 from gitops.sources.cluster import ClusterSourceConfig, discovery_scope
 from gitops.sources.git import GitIngest, GitSourceConfig
+from gitops.store import EventLog
 
 
 @cli.group()
@@ -69,6 +71,29 @@ class _RateColumn(TextColumn):
         return Text(f"{speed:,.0f} commits/s" if speed else "", style="progress.data.speed")
 
 
+SHOWN = 10  # errors printed by ingest itself; the log holds them all
+
+
+def show_problems(log: EventLog, after: int) -> None:
+    """The problems this ingest recorded (after seq ``after``), on stderr: each warning (what
+    was left unread, a Helm chart), and the first ``SHOWN`` errors with file, line and
+    commit, then how many more."""
+    errors = 0
+    for r in log.read(since_seq=after, types=["source.error"]):
+        p = r.event.payload
+        assert isinstance(p, SourceErrorPayload)
+        where = f"{p.path}:{p.line}" if p.path and p.line else p.path or "(repository)"
+        commit = f" (commit {p.commit[:12]})" if p.commit else ""
+        if p.severity == "warning":
+            click.echo(f"warning: {where}: {p.message}{commit}", err=True)
+            continue
+        errors += 1
+        if errors <= SHOWN:
+            click.echo(f"error: {where}: {p.message}{commit}", err=True)
+    if errors > SHOWN:
+        click.echo(f"... and {errors - SHOWN} more errors", err=True)
+
+
 @ingest.command("git")
 @click.option("--repo", default=None, help="Local path or URL of the repository (default: git.repo in the config).")
 @click.option("--branch", default=None, help="Branch to follow (default: the repository's default branch).")
@@ -86,11 +111,13 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
                           TimeElapsedColumn(), console=console, transient=True,
                           disable=not console.is_terminal) as bar:  # no bar (nor its blank line) in a pipe
                 task = bar.add_task(f"ingesting {source.origin}", total=None)
+                before = log.last_seq()
                 summary = source.run(progress=lambda done, total: bar.update(task, completed=done, total=total))
             click.echo(f"{source.origin}: {describe(summary)}")
+            show_problems(log, before)
             if summary.errors or summary.head_errors:
                 db = "" if ctx.db_path == DEFAULT_DB else f" --db {shlex.quote(str(ctx.db_path))}"
-                click.echo(f"the errors, with file and line: gitops{db} log --type source.error", err=True)
+                click.echo(f"every error, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
                 service = WatchService(git=source, cluster=None, reporter=Reporter(first_pass_done=True))

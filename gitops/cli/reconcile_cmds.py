@@ -22,6 +22,7 @@ from gitops.service.config import first_error
 from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.run import RunService, build_reconciler
 from gitops.service.watch import WatchService
+from gitops.sources.cluster.client import AccessDenied
 
 
 class ActionsFailedError(GitOpsError):
@@ -110,6 +111,8 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         """The lease, taken only when the pass has something to apply: an in-sync pass writes nothing."""
         if elector is None or elector.tick():
             return None
+        if elector.refusal is not None:
+            raise AccessDenied(elector.refusal)
         refused.append(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
                        f"({elector.holder}) and applies; wait for it, or run with --dry-run")
         return f"the lease {elector.lease} is held by {elector.holder}"
@@ -148,6 +151,9 @@ class RunReporterCLI(Reporter):
     def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
         what = "leading: this process applies" if acquired else "no longer leading"
         click.echo(f"{at:%H:%M:%S} {what} (lease {lease})", err=True)
+
+    def refused(self, why: str, *, at: datetime) -> None:
+        click.echo(f"{at:%H:%M:%S} error: {why}", err=True)
 
     def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
         click.echo(f"{at:%H:%M:%S} standby: {holder or 'nobody'} holds the lease {lease} and applies", err=True)

@@ -15,13 +15,15 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.identity import host
 from gitops.model.times import utc_now
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.client import ApiRefused, KindInfo
+
+T = TypeVar("T")
 
 __all__ = ["LEASE_KIND", "LeaseElector", "LeasePort", "process_identity"]
 
@@ -62,6 +64,8 @@ class LeaseElector:
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
         self._seen_at = 0.0
         self._renewed_at = 0.0
+        self.refusal: str | None = None  # why the API server refused this process the lease (RBAC), if it did
+        self._verb = "get"  # the request under way
 
     @classmethod
     def for_instance(cls, port: LeasePort, settings: ReconcileSettings, identity: str) -> LeaseElector:
@@ -79,10 +83,21 @@ class LeaseElector:
         return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
                 "acquireTime": acquired or now, "renewTime": now, "leaseTransitions": transitions}
 
+    def _denied(self, verb: str, e: ApiRefused) -> str:
+        return (f"the API server refused to let this process {verb} the Lease {self.lease} (HTTP {e.code}: "
+                f"{e.message}); grant get, create and update on leases.coordination.k8s.io in namespace "
+                f"{self.namespace}, or set reconcile.lease.enabled: false")
+
     def tick(self) -> bool:
         try:
             self.leading = self._tick()
-        except (ApiRefused, ClusterUnavailableError):
+            self.refusal = None
+        except ApiRefused as e:
+            if e.code in (401, 403):
+                self.refusal = self._denied(self._verb, e)
+            if self.leading and self.monotonic() - self._renewed_at > self.duration:
+                self.leading = False
+        except ClusterUnavailableError:
             # cannot reach or write the lease: a leader that cannot renew within its
             # duration must assume another took over
             if self.leading and self.monotonic() - self._renewed_at > self.duration:
@@ -90,12 +105,12 @@ class LeaseElector:
         return self.leading
 
     def _tick(self) -> bool:
-        current = self.port.get(LEASE_KIND, self.namespace, self.name)
+        current = self._call("get", lambda: self.port.get(LEASE_KIND, self.namespace, self.name))
         if current is None:
             try:
-                self.port.create(LEASE_KIND, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                              "metadata": {"name": self.name, "namespace": self.namespace},
-                                              "spec": self._spec(0, None)})
+                lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                         "metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec(0, None)}
+                self._call("create", lambda: self.port.create(LEASE_KIND, lease))
             except ApiRefused as e:
                 if e.code == 409:  # another process created it first
                     return False
@@ -118,7 +133,7 @@ class LeaseElector:
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
         current["spec"] = self._spec(transitions, spec.get("acquireTime") if mine else None)
         try:
-            self.port.replace(LEASE_KIND, current)
+            self._call("update", lambda: self.port.replace(LEASE_KIND, current))
         except ApiRefused as e:
             if e.code == 409:  # someone else wrote it since we read it
                 return False
@@ -127,6 +142,11 @@ class LeaseElector:
             self.previous = holder
         self.holder, self._renewed_at = self.identity, self.monotonic()
         return True
+
+    def _call(self, verb: str, request: Callable[[], T]) -> T:
+        """``request()``, remembering its verb: a refusal names what was refused."""
+        self._verb = verb
+        return request()
 
     def _long_dead(self, renew_time: object, duration: float) -> bool:
         """Whether a lease seen for the first time was last renewed so long ago, by this

@@ -68,6 +68,9 @@ class RunReporter(Reporter, Protocol):
     def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
         """This process is a standby: ``holder`` holds the lease and applies."""
 
+    def refused(self, why: str, *, at: datetime) -> None:
+        """The API server refuses this process the lease (RBAC): it cannot lead until granted."""
+
     def checkpointed(self, done: Checkpointed | None, error: Exception | None, *, at: datetime) -> None:
         """A signed checkpoint was made and published (``done``), or could not be (``error``)."""
 
@@ -273,7 +276,11 @@ class RunService(WatchService):
                 self._leadership(now)
                 if now:
                     self.request_pass("leader")
-            if not now and self.elector.holder != seen:  # a standby says so, and names who applies
+            if not now and self.elector.refusal is not None:  # RBAC: say what is refused, not "standby"
+                if seen != self.elector.refusal:
+                    seen = self.elector.refusal
+                    self.reporter.refused(self.elector.refusal, at=utc_now())
+            elif not now and self.elector.holder != seen:  # a standby says so, and names who applies
                 seen = self.elector.holder
                 self.reporter.standby(lease=self.elector.lease, holder=seen, at=utc_now())
             elif now:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from gitops.model.errors import GitSourceError
+from gitops.model.errors import ConfigError, GitSourceError
 from gitops.sources.git.signature import signer_key
 
 __all__ = ["Change", "CommitInfo", "GitRepository", "Person", "TreeEntry", "display_url", "is_remote"]
@@ -116,8 +116,10 @@ class GitRepository:
                 self.repo = git.Repo(location)
                 # one repository, one name: the absolute path of its work tree (or git dir)
                 self.url = str(Path(self.repo.working_tree_dir or self.repo.git_dir).resolve())
-        except (InvalidGitRepositoryError, NoSuchPathError):
-            raise GitSourceError(f"{self.url} is not a git repository") from None
+        except NoSuchPathError:  # what the user typed (or configured) names nothing: a usage error, exit 2
+            raise ConfigError(f"repository {self.url} does not exist") from None
+        except InvalidGitRepositoryError:
+            raise ConfigError(f"{self.url} is not a git repository") from None
         except GitCommandError as e:
             raise GitSourceError(f"cannot clone {self.url}: {_git_error(e)}") from None
 
