@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config, ingest
+from gitops.cli.runlog import log_format_option
 from gitops.model.errors import ConfigError, SourceError
 from gitops.service.config import first_error
 from gitops.service.watch import WatchService
@@ -80,6 +81,7 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
 @click.option("--path", "paths", multiple=True, help="Directory inside the repository to read (repeatable).")
 @click.option("--no-cluster", is_flag=True, help="Follow Git only.")
 @cluster_options
+@log_format_option
 @pass_ctx
 def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
           kubeconfig: str | None, context: str | None, audit_log: str | None, audit_log_later: bool | None,

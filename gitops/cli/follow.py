@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-import click
-
+from gitops.cli.runlog import LOG
 from gitops.model.errors import SourceError, StoreError
 from gitops.service.watch import WatchService
 from gitops.sources.git import GitIngest, IngestSummary
@@ -68,8 +67,8 @@ def warn_missing_paths(source: GitIngest, summary: IngestSummary) -> None:
     if summary.head is None:
         return
     for path in source.missing_paths(summary.head):
-        click.echo(f"warning: {path} does not exist at the head of {source.branch} ({summary.head[:12]}); "
-                   "nothing is read from it", err=True)
+        LOG.warning(f"{path} does not exist at the head of {source.branch} ({summary.head[:12]}); nothing is read "
+                    "from it")
 
 
 class Reporter:
@@ -84,13 +83,14 @@ class Reporter:
         if first and not self.first_pass_done:
             warn_missing_paths(source, summary)
         if summary.commits or summary.rewritten or summary.reconfigured:
-            click.echo(f"{at:%H:%M:%S} {source.origin}: {describe(summary)}")
+            LOG.info(f"{source.origin}: {describe(summary)}", at=at, out=True, origin=source.origin,
+                     head=summary.head)
 
     def git_error(self, origin: str, error: Exception, *, at: datetime) -> None:
-        click.echo(f"{at:%H:%M:%S} {origin}: {error}; trying again at the next change or poll", err=True)
+        LOG.error(f"{origin}: {error}; trying again at the next change or poll", at=at, origin=origin)
 
     def watching(self, what: str, *, at: datetime) -> None:
-        click.echo(f"{at:%H:%M:%S} watching {what}", err=True)
+        LOG.info(f"watching {what}", at=at)
 
 
 def run_until_stopped(service: WatchService, *, db: str, started: Callable[[], None] | None = None) -> None:
@@ -106,13 +106,13 @@ def run_until_stopped(service: WatchService, *, db: str, started: Callable[[], N
         service.start()
         if started is not None:
             started()
-        click.echo("Ctrl-C or SIGTERM stops", err=True)
+        LOG.info("Ctrl-C or SIGTERM stops")
         service.wait()
     finally:
         service.stop()
     error = service.error
     if error is None:
-        click.echo("stopped; everything seen was written", err=True)
+        LOG.info("stopped; everything seen was written")
         return
     if isinstance(error, SourceError):
         raise SourceError(f"the cluster source stopped: {error}")

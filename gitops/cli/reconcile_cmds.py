@@ -13,6 +13,7 @@ from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.cluster_cmds import cluster_options, cluster_source_config
 from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
+from gitops.cli.runlog import LOG, log_format_option
 from gitops.events.models import Mode
 from gitops.model.errors import ConfigError, GitOpsError, UsageError
 from gitops.query.integrity import KeyStore
@@ -40,30 +41,39 @@ def _settings(ctx: Context, **overrides: Any) -> ReconcileSettings:
         raise ConfigError(f"reconcile: {first_error(e)}") from None
 
 
-def render_pass(result: PassResult, *, at: datetime | None = None, trigger: str | None = None) -> None:
-    stamp = f"{at:%H:%M:%S} " if at is not None else ""
-    for warning in result.warnings:
-        click.echo(f"{stamp}warning: {warning}", err=True)
+Line = tuple[str, str, bool]  # (level, message, to stdout)
+
+
+def pass_lines(result: PassResult, *, trigger: str | None = None) -> list[Line]:
+    """What a pass says: its warnings, plans, failures and holds, then its summary."""
+    lines: list[Line] = [("warning", f"warning: {w}", False) for w in result.warnings]
     for action, error in result.planned:
-        click.echo(f"{stamp}would {action.op} {action.key}" + (f": {error}" if error else ""))
+        lines.append(("info", f"would {action.op} {action.key}" + (f": {error}" if error else ""), True))
     for action, error in result.errors:
         if result.mode != "dry-run" and action.skipped is None:
-            click.echo(f"{stamp}failed to {action.op} {action.key}: {error}", err=True)
+            lines.append(("error", f"failed to {action.op} {action.key}: {error}", False))
     for action in result.plan.skipped:
         if action.failed:
-            click.echo(f"{stamp}failed to {action.op} {action.key}: {action.skipped}", err=True)
+            lines.append(("error", f"failed to {action.op} {action.key}: {action.skipped}", False))
         else:
-            click.echo(f"{stamp}left {action.key} alone ({action.op}): {action.skipped}", err=True)
+            lines.append(("warning", f"left {action.key} alone ({action.op}): {action.skipped}", False))
     if result.mode == "detect-only" and result.plan.actions:
-        for action in result.plan.actions:
-            click.echo(f"{stamp}out of sync: {action.key} (would {action.op})")
+        lines += [("info", f"out of sync: {a.key} (would {a.op})", True) for a in result.plan.actions]
     why = f" [{trigger}]" if trigger else ""
     held = f"; held: {result.held}" if result.held else ""
     drift = (f"; drift opened {result.drift_opened}, closed {result.drift_closed}"
              if result.drift_opened or result.drift_closed else "")
-    click.echo(f"{stamp}pass {result.run_id[:8]}{why} ({result.mode}): {result.status}, {result.created} created, "
-               f"{result.updated} updated, {result.pruned} pruned, {result.failed} failed, "
-               f"{result.plan.unchanged} in sync{drift}{held} in {result.duration:.2f}s")
+    lines.append(("error" if result.failed else "info",
+                  f"pass {result.run_id[:8]}{why} ({result.mode}): {result.status}, {result.created} created, "
+                  f"{result.updated} updated, {result.pruned} pruned, {result.failed} failed, "
+                  f"{result.plan.unchanged} in sync{drift}{held} in {result.duration:.2f}s", True))
+    return lines
+
+
+def render_pass(result: PassResult) -> None:
+    """A one-shot pass (``gitops reconcile``): its lines as they are."""
+    for _, message, out in pass_lines(result):
+        click.echo(message, err=not out)
 
 
 def reconcile_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -146,24 +156,26 @@ class RunReporterCLI(Reporter):
     def reconciled(self, result: PassResult, *, trigger: str, at: datetime) -> None:
         if result.plan.actions or result.plan.skipped or result.held or result.drift_opened or result.drift_closed \
                 or trigger != "interval":
-            render_pass(result, at=at, trigger=trigger)
+            for level, message, out in pass_lines(result, trigger=trigger):
+                LOG.line(level, message, at=at, out=out, run_id=result.run_id, trigger=trigger)
 
     def leadership(self, acquired: bool, *, lease: str, holder: str | None, at: datetime) -> None:
         what = "leading: this process applies" if acquired else "no longer leading"
-        click.echo(f"{at:%H:%M:%S} {what} (lease {lease})", err=True)
+        LOG.info(f"{what} (lease {lease})", at=at, lease=lease)
 
     def refused(self, why: str, *, at: datetime) -> None:
-        click.echo(f"{at:%H:%M:%S} error: {why}", err=True)
+        LOG.error(why, at=at)
 
     def standby(self, *, lease: str, holder: str | None, at: datetime) -> None:
-        click.echo(f"{at:%H:%M:%S} standby: {holder or 'nobody'} holds the lease {lease} and applies", err=True)
+        LOG.info(f"standby: {holder or 'nobody'} holds the lease {lease} and applies", at=at, lease=lease,
+                 holder=holder)
 
     def checkpointed(self, done: Checkpointed | None, error: Exception | None, *, at: datetime) -> None:
         if done is not None:
             where = ", ".join(done.published) or "nowhere (set integrity.publish_dir or integrity.publish_git)"
-            click.echo(f"{at:%H:%M:%S} checkpoint of {done.size} events signed and published to {where}", err=True)
+            LOG.info(f"checkpoint of {done.size} events signed and published to {where}", at=at)
         else:
-            click.echo(f"{at:%H:%M:%S} error: no checkpoint: {error} (retried in a minute)", err=True)
+            LOG.error(f"no checkpoint: {error} (retried in a minute)", at=at)
 
 
 @cli.command()
@@ -171,6 +183,7 @@ class RunReporterCLI(Reporter):
 @click.option("--interval", type=float, default=None, help="Seconds between scheduled passes (default 60).")
 @click.option("--metrics-address", default=None, help="host:port of /healthz, /readyz, /metrics ('' for none).")
 @click.option("--no-lease", is_flag=True, help="Apply without leader election (one process only!).")
+@log_format_option
 @pass_ctx
 def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
         prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
@@ -194,7 +207,7 @@ def _checkpointer(ctx: Context) -> Checkpointer | None:
     try:
         signer = KeyStore(ctx.config.integrity.key_dir, db=ctx.db_path).signer()
     except ConfigError as e:
-        click.echo(f"warning: no signed checkpoints: {e}", err=True)
+        LOG.warning(f"no signed checkpoints: {e}")
         return None
     return Checkpointer(ctx.db_path, ctx.config.integrity, signer)
 
@@ -202,4 +215,4 @@ def _checkpointer(ctx: Context) -> Checkpointer | None:
 def _started(service: RunService) -> None:
     address = service.address
     if address is not None:
-        click.echo(f"serving /healthz, /readyz and /metrics on http://{address[0]}:{address[1]}", err=True)
+        LOG.info(f"serving /healthz, /readyz and /metrics on http://{address[0]}:{address[1]}")
