@@ -27,7 +27,7 @@ from gitops.query.report_render import render_html, write_csv
 
 AUDIT_COLUMNS = Columns(("seq", "time", "actor", "how", "action", "resource", "changes"),
                         ("seq", "time", "actor", "via", "source", "how", "action", "resource", "revision",
-                         "out_of_band", "changes"), "seq")
+                         "out_of_band", "changes"), "seq", optional=("how", "seq", "action"))
 BLAME_COLUMNS = Columns(("side", "path", "value", "actor", "time"),
                         ("side", "path", "value", "actor", "time", "via", "how", "seq"), "path")
 

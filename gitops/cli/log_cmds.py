@@ -77,7 +77,7 @@ def _detail(r: Recorded) -> str:
 LOG_COLUMNS = Columns(("seq", "time", "type", "resource", "actor", "detail"),
                       ("seq", "time", "recorded", "type", "source", "resource", "actor", "revision", "detail"), "seq",
                       csv=("seq", "effective_at", "recorded_at", "type", "source", "resource", "actor", "revision",
-                           "detail"))
+                           "detail"), optional=("actor", "seq"))
 
 
 def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:

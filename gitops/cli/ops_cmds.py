@@ -21,7 +21,8 @@ from gitops.reconcile.suspension import set_suspended, suspension
 
 HISTORY_COLUMNS = Columns(("seq", "time", "trigger", "commit", "outcome", "changes"),
                           ("seq", "time", "instance", "trigger", "mode", "commit", "outcome", "created", "updated",
-                           "pruned", "failed", "out_of_sync", "duration_seconds", "held"), "seq")
+                           "pruned", "failed", "out_of_sync", "duration_seconds", "held"), "seq",
+                          optional=("trigger", "seq"))
 
 
 class WaitTimeoutError(GitOpsError):

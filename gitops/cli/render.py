@@ -3,7 +3,8 @@ does: one ``-o`` flag on every command that lists or shows.
 
 - ``table`` (the default) shows the columns that fit 80 characters; ``wide`` adds the rest.
   In a terminal, rich lays them out to its width (no box, a cut value ends in "…", the last
-  column wraps at words); piped or redirected, plain columns as long as their values, three
+  column wraps at words), leaving out the command's optional columns, one by one, while
+  they do not fit; piped or redirected, plain columns as long as their values, three
   spaces apart, with no box-drawing characters, so that ``grep`` and ``awk`` read them.
   ``NO_COLOR`` turns colour off (rich honours it; so do the diff's colours).
 - ``json`` is one document; ``jsonl`` (commands that stream) one object a line; ``yaml``
@@ -50,6 +51,7 @@ class Columns:
     wide: Sequence[str]
     name: str
     csv: Sequence[str] | None = None
+    optional: Sequence[str] = ()  # narrow columns a terminal too narrow for them leaves out, first ones first
 
     def of(self, output: str) -> Sequence[str]:
         return self.narrow if output == "table" else self.wide
@@ -115,8 +117,30 @@ def render_document(doc: Any, output: str) -> None:
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 
 
+_WRAPS = 16  # the width the last column of a terminal table is given, at least, before columns are left out
+
+
+def _fitting(columns: Sequence[str], cells: list[list[str]], optional: Sequence[str], width: int) -> list[int]:
+    """The indexes of ``columns`` to show in ``width``: all, less the optional ones (in their
+    order) while their natural widths do not fit (the last column's at most ``_WRAPS``: it
+    wraps)."""
+    natural = {i: max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)}
+    keep = list(range(len(columns)))
+
+    def wanted() -> int:
+        *fixed, last = keep
+        return sum(natural[i] for i in fixed) + min(natural[last], max(_WRAPS, len(columns[last]))) + 3 * len(fixed)
+
+    for name in optional:
+        if len(keep) < 2 or wanted() <= width:
+            break
+        if name in columns:
+            keep.remove(columns.index(name))
+    return keep
+
+
 def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: bool, title: str | None,
-           empty: str | None) -> int:
+           empty: str | None, optional: Sequence[str] = ()) -> int:
     console = Console()
     cells = [[_plain(row.get(c)) for c in columns] for row in rows]
     if not cells and empty is not None:
@@ -130,14 +154,15 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: b
         for line in ([[c.upper() for c in columns]] if headers else []) + cells:
             out.write("   ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
         return len(cells)
-    table = Table(title=title, box=None, show_header=headers, header_style="bold", pad_edge=False,
-                  padding=(0, 3, 0, 0))
-    for i, c in enumerate(columns):
-        last = i == len(columns) - 1
-        table.add_column(c.upper(), overflow="fold" if last else "ellipsis", no_wrap=not last,
-                         min_width=min(len(c), 12))
+    keep = _fitting(columns, cells, optional, console.width)
+    table = Table(title=title, box=None, show_header=headers, header_style="" if os.environ.get("NO_COLOR") else
+                  "bold", pad_edge=False, padding=(0, 3, 0, 0))
+    for n, i in enumerate(keep):
+        last = n == len(keep) - 1
+        # the last column wraps at words; a word longer than its width ends in "…", never split letter by letter
+        table.add_column(columns[i].upper(), overflow="ellipsis", no_wrap=not last, min_width=len(columns[i]))
     for line in cells:
-        table.add_row(*(Text(v) for v in line))  # Text: a value from the log is never read as rich markup
+        table.add_row(*(Text(line[i]) for i in keep))  # Text: a value from the log is never read as rich markup
     console.print(table)
     return len(cells)
 
@@ -180,5 +205,6 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Columns | Sequence[s
             writer.writerow(["" if row.get(c) is None else cell(row.get(c)) for c in names])  # no formulas
             n += 1
     else:
-        n = _table(rows, cols.of(output), headers=not no_headers, title=title, empty=empty)
+        n = _table(rows, cols.of(output), headers=not no_headers, title=title, empty=empty,
+                   optional=cols.optional if output == "table" else ())
     return n
