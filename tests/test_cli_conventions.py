@@ -192,8 +192,8 @@ def test_at_takes_head_a_branch_and_a_local_time(shop: tuple[GitRepo, Path]) -> 
     res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "status", "--at", typed, "-o", "json"],
                          capture_output=True, text=True, env={**os.environ, "TZ": "Asia/Tokyo"}, timeout=60)
     assert res.returncode == 0, res.stderr
-    at = datetime.fromisoformat(json.loads(res.stdout)["at"])
-    assert at.timestamp() == pytest.approx(commit.effective_at.timestamp() + 1)
+    shown = datetime.fromisoformat(json.loads(res.stdout)["at"])
+    assert shown.timestamp() == pytest.approx(commit.effective_at.timestamp() + 1)
     wrong = gitops("status", "--at", "nosuchbranch", db=db)
     one_failure_line(wrong, code=2)
     assert "or a commit: a sha (or a unique prefix), HEAD, or a branch" in wrong.stderr
@@ -277,3 +277,16 @@ def test_tables_fit_80_columns_in_a_terminal_and_no_color_is_honoured(shop: tupl
         assert "Deployment.apps/shop/web" in plain  # the keys whole: the optional columns made room for them
         assert "\x1b[" in shown, command  # a terminal gets colour (a bold header)
         assert "\x1b[" not in _in_terminal(["--db", str(db), *command], env={"NO_COLOR": "1"})
+
+
+def test_completion_scripts_complete_commands_and_options() -> None:
+    for shell in ("bash", "zsh", "fish"):
+        res = gitops("completion", shell)
+        assert res.returncode == 0 and "_GITOPS_COMPLETE" in res.stdout, shell
+    # what the bash script asks gitops for, as bash asks it
+    env = {**os.environ, "COMP_WORDS": "gitops sta", "COMP_CWORD": "1", "_GITOPS_COMPLETE": "bash_complete"}
+    res = subprocess.run([sys.executable, "-m", "gitops"], capture_output=True, text=True, env=env, timeout=60)
+    assert "plain,status" in res.stdout.splitlines(), res.stdout
+    env = {**env, "COMP_WORDS": "gitops status -o ", "COMP_CWORD": "3"}
+    res = subprocess.run([sys.executable, "-m", "gitops"], capture_output=True, text=True, env=env, timeout=60)
+    assert {line.split(",")[1] for line in res.stdout.splitlines()} >= {"table", "wide", "json", "name"}
