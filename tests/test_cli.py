@@ -325,7 +325,7 @@ def test_new_commands_refuse_bad_input_in_one_line_and_record_none_of_it(tmp_pat
         log.append([applied(i) for i in range(2)])
     cases = [
         (("blame", "not a key"), "names no object"),
-        (("blame", "ConfigMap/default/nothing-here"), "holds nothing about"),
+        (("blame", "ConfigMap/default/nothing-here"), "holds no events about ConfigMap/default/nothing-here"),
         (("replay", "--at", "deadbeef"), "commit"),
         (("reconcile", "--repo", ".", "--dry-run", "--detect-only"), "exclude each other"),
         (("run", "--repo", ".", "--interval", "-1"), "interval"),

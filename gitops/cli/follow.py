@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
+import click
+
 from gitops.cli.runlog import LOG
 from gitops.model.errors import SourceError, StoreError
 from gitops.service.watch import WatchService
@@ -63,12 +65,17 @@ def describe(s: IngestSummary) -> str:
             f"({s.applied} applied, {s.removed} removed), {s.errors} errors{head}{notes}")
 
 
-def warn_missing_paths(source: GitIngest, summary: IngestSummary) -> None:
+def warn_missing_paths(source: GitIngest, summary: IngestSummary, *, logged: bool = False) -> None:
+    """Say which configured paths the head lacks: a line of a service's log (``logged``), or
+    a plain warning of a command."""
     if summary.head is None:
         return
     for path in source.missing_paths(summary.head):
-        LOG.warning(f"{path} does not exist at the head of {source.branch} ({summary.head[:12]}); nothing is read "
-                    "from it")
+        text = f"{path} does not exist at the head of {source.branch} ({summary.head[:12]}); nothing is read from it"
+        if logged:
+            LOG.warning(text)
+        else:
+            click.echo(f"warning: {text}", err=True)
 
 
 class Reporter:
@@ -81,7 +88,7 @@ class Reporter:
 
     def git_pass(self, source: GitIngest, summary: IngestSummary, *, first: bool, at: datetime) -> None:
         if first and not self.first_pass_done:
-            warn_missing_paths(source, summary)
+            warn_missing_paths(source, summary, logged=True)
         if summary.commits or summary.rewritten or summary.reconfigured:
             LOG.info(f"{source.origin}: {describe(summary)}", at=at, out=True, origin=source.origin,
                      head=summary.head)

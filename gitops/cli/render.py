@@ -146,7 +146,7 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: b
     if not cells and empty is not None:
         click.echo(empty, err=True)
         return 0
-    if not console.is_terminal and "COLUMNS" not in os.environ:  # piped: plain columns, nothing cut
+    if not console.is_terminal:  # piped: plain columns, nothing cut (COLUMNS sizes a terminal, not a pipe)
         widths = [max([len(c) if headers else 0, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
         out = sys.stdout
         if title:

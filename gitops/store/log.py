@@ -570,11 +570,17 @@ class EventLog:
             raise _map_error(e, self._where) from e
 
     def last_seq(self) -> int:
-        row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
+        try:
+            row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
         return int(row[0] or 0)
 
     def count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        try:
+            return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
 
     def first_time(self, time_axis: Literal["effective", "recorded"] = "effective") -> datetime | None:
         """The earliest valid (or transaction) time in the log; None when it is empty."""
