@@ -116,18 +116,19 @@ def resume(ctx: Context, instance: str | None, reason: str) -> None:
 
 def _condition(text: str) -> tuple[str, str | None]:
     kind, _, value = text.partition("=")
-    if kind == "synced" and not value:
-        return "synced", None
+    if kind in ("synced", "healthy") and not value:
+        return kind, None
     if kind == "commit" and value:
         if value != "HEAD" and sha_prefix(value) is None:
             raise UsageError(f"--for {text!r}: expected commit=SHA (4 to 64 hex digits) or commit=HEAD")
         return "commit", value
-    raise UsageError(f"--for {text!r}: expected synced or commit=SHA (health is not assessed yet)")
+    raise UsageError(f"--for {text!r}: expected synced, healthy or commit=SHA")
 
 
 @cli.command()
-@click.option("--for", "condition", required=True, metavar="synced|commit=SHA",
-              help="synced: every desired object in sync; commit=SHA: that commit in force and in sync.")
+@click.option("--for", "condition", required=True, metavar="synced|healthy|commit=SHA",
+              help="synced: every desired object in sync; healthy: every one judged Healthy by the last pass; "
+                   "commit=SHA: that commit in force and in sync.")
 @click.option("--timeout", default="5m", show_default=True, help="How long to wait (30s, 5m, 1h).")
 @click.option("--instance", default=None,
               help="Whose orphans count (default: diff.instance, else reconcile.instance in the config).")
@@ -151,12 +152,16 @@ def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> No
                     ok = bool(view.commit and target and view.commit.startswith(target.lower())) and view.in_sync
                     why = (f"commit {(view.commit or 'none')[:12]} is in force, not {target}"
                            if not (view.commit and target and view.commit.startswith(target.lower())) else "")
+                elif what == "healthy":
+                    ok = view.healthy
+                    why = ", ".join(f"{n} {s}" for s, n in view.health_counts.items() if s != "Healthy") or \
+                        "nothing judged yet"
                 else:
                     ok = view.in_sync
                 if ok:
                     click.echo(f"condition met: {condition}")
                     return
-                if view.in_sync is False:
+                if not view.in_sync and what != "healthy":
                     counts = ", ".join(f"{n} {s}" for s, n in view.counts.items() if n and s != "in-sync")
                     why = f"{why}; {counts}" if why and what == "commit" else counts
         if time.monotonic() >= deadline:

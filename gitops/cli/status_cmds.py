@@ -21,8 +21,8 @@ from gitops.query.status import Only, StatusView, status_at
 
 AT_HELP = ("RFC 3339, a local date and time ('2026-12-03 11:00'), a relative time ('2h ago', '2h'), or a commit "
            "(a sha or unique prefix, HEAD, or a branch name).")
-STATUS_COLUMNS = Columns(("resource", "status", "differences"),
-                         ("resource", "status", "differences", "commit", "path"), "resource")
+STATUS_COLUMNS = Columns(("resource", "status", "health", "differences"),
+                         ("resource", "status", "health", "differences", "reason", "commit", "path"), "resource")
 
 
 def at_option(f: Any) -> Any:
@@ -53,16 +53,22 @@ def _status_doc(moment: Moment, view: StatusView) -> dict[str, Any]:
         **moment.as_json(), "commit_in_force": view.commit,
         "head": None if head is None else {"commit": head.payload.sha, "valid": head.payload.valid,
                                            "errors": head.payload.errors},
-        "in_sync": view.in_sync, "counts": view.counts, "objects": _status_rows(view),
+        "in_sync": view.in_sync, "healthy": view.healthy, "counts": view.counts,
+        "health_counts": view.health_counts, "objects": _status_rows(view),
         "warnings": [{"code": w.payload.code, "path": w.payload.path, "message": w.payload.message,
                       "commit": w.payload.commit} for w in view.warnings],
     }
 
 
 def _status_rows(view: StatusView) -> list[dict[str, Any]]:
-    return [{"resource": d.key, "status": d.status.value, "differences": len(d.items),
-             "commit": e.commit if e is not None else None, "path": e.path if e is not None else None}
-            for d, e in view.objects]
+    out = []
+    for d, e in view.objects:
+        judged = view.health.get(d.key)
+        out.append({"resource": d.key, "status": d.status.value,
+                    "health": view.health_of(d.key) if e is not None else None, "differences": len(d.items),
+                    "reason": (judged.reason or judged.detail) if judged is not None else None,
+                    "commit": e.commit if e is not None else None, "path": e.path if e is not None else None})
+    return out
 
 
 def _print_status(moment: Moment, view: StatusView, output: str, no_headers: bool) -> None:
@@ -77,6 +83,8 @@ def _print_status(moment: Moment, view: StatusView, output: str, no_headers: boo
                        f"({view.head.payload.errors} errors)")
         click.echo(f"{moment.describe()}: {commit}")
         click.echo(", ".join(f"{n} {s}" for s, n in view.counts.items()))
+        if view.health_counts:
+            click.echo("health: " + ", ".join(f"{n} {s}" for s, n in view.health_counts.items()))
         for w in view.warnings:
             click.echo(f"warning: {w.payload.path or '(repository)'}: {w.payload.message} (recorded at commit "
                        f"{(w.payload.commit or '')[:12]})", err=True)

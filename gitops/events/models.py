@@ -35,6 +35,7 @@ from gitops.events.payloads import (
     GitPerson,
     GitReconfiguredPayload,
     GitRewrittenPayload,
+    HealthChangedPayload,
     IntegrityAcknowledgedPayload,
     IntegrityCheckpointPayload,
     Mode,
@@ -76,6 +77,8 @@ __all__ = [
     "GitReconfiguredPayload",
     "GitRewritten",
     "GitRewrittenPayload",
+    "HealthChanged",
+    "HealthChangedPayload",
     "IntegrityAcknowledged",
     "IntegrityAcknowledgedPayload",
     "IntegrityCheckpoint",
@@ -239,6 +242,11 @@ class DriftClosed(_Event):
     payload: DriftClosedPayload
 
 
+class HealthChanged(_Event):
+    type: Literal["health.changed"] = "health.changed"
+    payload: HealthChangedPayload
+
+
 class SourceErrorEvent(_Event):
     type: Literal["source.error"] = "source.error"
     payload: SourceErrorPayload
@@ -285,6 +293,7 @@ AnyEvent = Annotated[
     | ReconcileLeader
     | DriftOpened
     | DriftClosed
+    | HealthChanged
     | SourceErrorEvent
     | OperatorAccess
     | SourceOutageStarted

@@ -238,6 +238,19 @@ class DriftClosedPayload(_Frozen):
     cause_seq: int | None = None
 
 
+class HealthChangedPayload(_Frozen):
+    """An object Git desires changed health, as its instance's pass judged it from the live
+    object (``gitops.diff.health``); ``cause_seq`` is the live version judged."""
+
+    instance: str
+    status: Literal["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"]
+    previous: str | None = None  # None: the first judgement of it
+    reason: str = ""  # e.g. ProgressDeadlineExceeded
+    detail: str = ""  # the condition's own message
+    cause_seq: int | None = None
+    message: str = ""  # one line for people: "Degraded (was Progressing): ..."
+
+
 class SourceErrorPayload(_Frozen):
     code: str
     message: str

@@ -10,8 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from gitops.diff import DiffSettings, ObjectDiff, Status, diff_states
+from gitops.diff.health import Status as HealthStatus
 from gitops.diff.view import diff_view
-from gitops.events import GitCommit, SourceErrorEvent
+from gitops.events import GitCommit, HealthChanged, HealthChangedPayload, SourceErrorEvent
 from gitops.model.keys import parse_key
 from gitops.model.selector import Selector
 from gitops.projections import DesiredEntry, Moment, actual_at, desired_at
@@ -102,15 +103,31 @@ class StatusView:
     head: GitCommit | None
     objects: list[tuple[ObjectDiff, DesiredEntry | None]]
     warnings: list[SourceErrorEvent] = field(default_factory=list)
+    health: dict[str, HealthChangedPayload] = field(default_factory=dict)  # the last judgement of each object
 
     @property
     def counts(self) -> dict[str, int]:
         got = Counter(d.status.value for d, _ in self.objects)
         return {s.value: got.get(s.value, 0) for s in Status}
 
+    def health_of(self, key: str) -> str:
+        """The object's health as last judged; "Unknown" when no pass has judged it."""
+        judged = self.health.get(key)
+        return judged.status if judged is not None else "Unknown"
+
+    @property
+    def health_counts(self) -> dict[str, int]:
+        got = Counter(self.health_of(d.key) for d, e in self.objects if e is not None)
+        return {s.value: got.get(s.value, 0) for s in HealthStatus if got.get(s.value)}
+
     @property
     def in_sync(self) -> bool:
         return all(d.status == Status.IN_SYNC for d, _ in self.objects)
+
+    @property
+    def healthy(self) -> bool:
+        """Every desired object judged Healthy (an object never judged is not)."""
+        return all(self.health_of(d.key) == "Healthy" for d, e in self.objects if e is not None)
 
 
 def _until(moment: Moment) -> dict[str, Any]:
@@ -136,5 +153,7 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
             break
     warnings = [r.event for r in log.read(types=["source.error"], **_until(moment))
                 if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "warning"]
+    health = {str(r.event.resource): r.event.payload for r in log.read(types=["health.changed"], **_until(moment))
+              if isinstance(r.event, HealthChanged) and r.event.resource}
     return StatusView(commit, head if head is not None and head.payload.sha != commit else None,
-                      [(d, entries.get(d.key)) for d in diffs], warnings)
+                      [(d, entries.get(d.key)) for d in diffs], warnings, health)

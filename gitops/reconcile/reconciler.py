@@ -61,6 +61,7 @@ from gitops.projections.fold import ActualEntry, DesiredEntry
 from gitops.reconcile.apply import Applier, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
+from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
 from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
@@ -99,6 +100,7 @@ class PassResult:
     warnings: list[str] = field(default_factory=list)
     drift_opened: int = 0
     drift_closed: int = 0
+    health_changed: int = 0
     duration: float = 0.0
 
     @property
@@ -129,6 +131,8 @@ class Reconciler:
         self.holds = Holds(settings, monotonic)
         self.drift = DriftRecorder(log, instance=settings.instance, field_manager=settings.field_manager,
                                    diff=self.diff, desired_origin=desired_origin, actual_origin=actual_origin)
+        self.health = HealthRecorder(log, instance=settings.instance, rules=settings.health.rules,
+                                     clock=lambda: self.clock())  # noqa: PLW0108 - tests move self.clock on
         self.running = RunningPasses(log, instance=settings.instance, actor=self.actor,
                                      identity=identity or f"reconciler-{uuid.uuid4().hex[:12]}")
         self.cluster_synced: Callable[[float], bool] | None = None  # the service's: every watched kind listed
@@ -206,8 +210,9 @@ class Reconciler:
         diffs = diff_states({k: with_ownership(m, s.instance) for k, m in desired_manifests.items()},
                             live_manifests, instance=s.instance, field_manager=s.field_manager,
                             ignore_managers=self.diff.ignore_managers, ignore=self.diff.ignore, schemas=schemas)
-        # 5. drift
+        # 5. drift, and health as the live objects show it
         result.drift_opened, result.drift_closed = self.drift.record()
+        result.health_changed = len(self.health.record(desired, actual))
         # 6. plan
         cascades = self._cascades(diffs, actual) if prune else {}
 

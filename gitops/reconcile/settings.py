@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gitops.diff.health import HealthSettings
+
 __all__ = ["DISABLE_ANNOTATION", "LeaseSettings", "ReconcileSettings", "SyncWindow", "parse_duration"]
 
 DISABLE_ANNOTATION = "gitops.dev/reconcile"
@@ -101,6 +103,8 @@ class ReconcileSettings(BaseModel):
     mode: Literal["apply", "detect-only"] = Field(default="apply", description="apply (self-heal) or only record "
                                                                               "drift")
     suspend: bool = Field(default=False, description="record that each pass was skipped, and do nothing")
+    health: HealthSettings = Field(default_factory=HealthSettings,
+                                   description="how health is judged: rules for kinds the built-in ones do not fit")
     prune: bool = Field(default=False, description="delete owned objects that Git no longer has")
     mass_prune_ratio: float = Field(default=0.5, gt=0, le=1,
                                     description="hold a pass that would prune more than this share of the owned "
