@@ -290,3 +290,20 @@ def test_completion_scripts_complete_commands_and_options() -> None:
     env = {**env, "COMP_WORDS": "gitops status -o ", "COMP_CWORD": "3"}
     res = subprocess.run([sys.executable, "-m", "gitops"], capture_output=True, text=True, env=env, timeout=60)
     assert {line.split(",")[1] for line in res.stdout.splitlines()} >= {"table", "wide", "json", "name"}
+
+
+def test_diff_verify_and_report_take_the_output_flag_too(shop: tuple[GitRepo, Path], tmp_path: Path) -> None:
+    _, db = shop
+    table = gitops("diff", "-o", "table", "--read-only", db=db)
+    assert table.returncode == 1  # it differs: nothing runs, no cluster was read
+    rows = list(csv.reader(io.StringIO(gitops("diff", "-o", "csv", "--read-only", db=db).stdout)))
+    assert rows[0] == ["resource", "status", "op", "path", "desired", "live"]
+    assert {r[0] for r in rows[1:]} == set(gitops("diff", "-o", "name", "--read-only", db=db).stdout.split()) == {
+        "ConfigMap/other/settings", "ConfigMap/shop/settings", "Deployment.apps/shop/web", "Namespace/shop"}
+    assert all(key in table.stdout for key in {r[0] for r in rows[1:]})
+    checks = gitops("verify", "-o", "table", db=db)
+    assert checks.returncode == 0 and re.search(r"chain and tree\s+yes\s+\d+ events", checks.stdout), checks.stdout
+    doc = json.loads(gitops("verify", "-o", "json", db=db).stdout)
+    assert doc["ok"] and doc["tampered"] is None and re.fullmatch(r"[0-9a-f]{64}", doc["head_hash"])
+    report = gitops("report", "--since", "2000-01-01", "-o", "json", db=db)
+    assert report.returncode == 0 and json.loads(report.stdout)["summary"] is not None

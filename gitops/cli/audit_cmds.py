@@ -141,7 +141,8 @@ def blame_cmd(ctx: Context, resource: str, namespace: str | None, at_text: str, 
 @click.option("--since", required=True, metavar="TIME",
               help="Start of the range: RFC 3339, a date, '30d ago' or '30d'.")
 @click.option("--until", default=None, metavar="TIME", help="End of the range (default: now).")
-@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="html", show_default=True,
+@click.option("--format", "-o", "--output", "fmt", type=click.Choice(["html", "json", "csv"]), default="html",
+              show_default=True,
               help="html: one self-contained page; json: the documented model; csv: one file per section.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="File to write (a directory for csv); default, or -: stdout for html and json.")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.render import render_document
+from gitops.cli.render import Columns, render_document, render_rows
 from gitops.events.models import EventSource, IntegrityAcknowledged, IntegrityAcknowledgedPayload, event_id
 from gitops.model.errors import ProofError, UsageError
 from gitops.model.identity import host, os_user
@@ -77,6 +77,26 @@ def _acknowledged(log: EventLog) -> list[str]:
     return out
 
 
+VERIFY_COLUMNS = Columns(("check", "ok", "detail"), ("check", "ok", "detail"), "check")
+
+
+def _check_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """verify's document as a row per check."""
+    t = doc.get("tampered")
+    rows = [{"check": "chain and tree", "ok": t is None,
+             "detail": f"{doc['events']} events up to seq {doc['last_seq']}" if t is None else
+             f"seq {t['first_bad_seq']}: {t['reason']}: {t['detail']}"}]
+    rows += [{"check": f"checkpoint {c['checkpoint']}", "ok": c["ok"], "detail": c["message"]}
+             for c in doc["checkpoints"]]
+    if doc["expect_head"] is not None:
+        h = doc["expect_head"]
+        rows.append({"check": f"head seq {h['seq']}", "ok": h["ok"], "detail": h["hash"]})
+    if doc["projections"] is not None:
+        p = doc["projections"]
+        rows.append({"check": "projections", "ok": p["ok"], "detail": f"{len(p['differences'])} differences"})
+    return rows
+
+
 def _anchors(ctx: Context, checkpoints: tuple[str, ...], key: str | None,
              expect_head: str | None) -> tuple[tuple[int, str] | None, list[tuple[str, Any]]]:
     """What verify checks the log against: the head given, and each signed checkpoint (read
@@ -109,8 +129,10 @@ def _anchors(ctx: Context, checkpoints: tuple[str, ...], key: str | None,
 @click.option("--acknowledge", is_flag=True,
               help="Record what was found as an integrity.acknowledged event, so that writers go on.")
 @click.option("--reason", default="", help="With --acknowledge: why, in the operator's words.")
-@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True,
-              help="text: a line per check; json/yaml: one document of every check and its result.")
+@click.option("-o", "--output", type=click.Choice(["text", "table", "wide", "json", "yaml", "csv", "name"]),
+              default="text", show_default=True,
+              help="text: a line per check; table/wide/csv/name: a row per check; json/yaml: one document of every "
+                   "check and its result.")
 @pass_ctx
 def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: str | None,
            expect_head: str | None, acknowledge: bool, reason: str, output: str) -> None:
@@ -169,8 +191,10 @@ def verify(ctx: Context, projections: bool, checkpoints: tuple[str, ...], key: s
     elif projections and result.ok:
         say("projections equal a fresh fold of the log")
     doc["ok"] = not (problems or differences)
-    if not text:
+    if output in ("json", "yaml"):
         render_document(doc, output)
+    elif not text:
+        render_rows(_check_rows(doc), columns=VERIFY_COLUMNS, output=output)
     if problems or differences:
         sys.exit(1)
     # only a log that verified records that it was verified: a failed check appends nothing

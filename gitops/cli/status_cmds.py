@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import sys
 import time
 from typing import Any
@@ -131,11 +132,14 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
 @cli.command()
 @at_option
 @_filters
-@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml", "name"]), default="text",
-              show_default=True, help="text: a unified diff; json/yaml: the differing fields; name: the objects.")
+@click.option("-o", "--output", type=click.Choice(["text", "table", "wide", "json", "yaml", "csv", "name"]),
+              default="text", show_default=True,
+              help="text: a unified diff; table/wide/csv: a row per differing field; json/yaml: the differing "
+                   "fields; name: the objects.")
+@click.option("--no-headers", is_flag=True, help="Leave the header out of tables and CSV.")
 @pass_ctx
 def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, namespace: str | None,
-         selector: str | None, instance: str | None, output: str) -> None:
+         selector: str | None, instance: str | None, output: str, no_headers: bool) -> None:
     """Show how the cluster differs from Git, as kubectl diff does; exit 1 when it does. Text:
     a unified diff of each object's normalised YAML (--- desired, +++ live); -o json: the
     differing fields."""
@@ -154,6 +158,11 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
     elif output == "name":
         for v in differing:
             click.echo(v.diff.key)
+    elif output in ("table", "wide", "csv"):
+        render_rows(({"resource": v.diff.key, "status": v.diff.status.value, "op": i.op.value,
+                      "path": i.path or "(the whole object)", "desired": _short(i.desired), "live": _short(i.actual)}
+                     for v in differing for i in v.diff.items), columns=DIFF_COLUMNS, output=output,
+                    no_headers=no_headers, empty=f"{moment.describe()}: the cluster matches Git")
     else:
         colour = use_colour()
         for v in differing:
@@ -165,6 +174,14 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
             click.echo(f"{moment.describe()}: the cluster matches Git", err=True)
     if differing:
         sys.exit(1)
+
+
+DIFF_COLUMNS = Columns(("resource", "op", "path"), ("resource", "status", "op", "path", "desired", "live"), "resource")
+
+
+def _short(value: Any) -> str:
+    """A field's value in one cell: JSON for structures."""
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _yaml_lines(obj: dict[str, Any] | None) -> list[str]:
