@@ -265,15 +265,17 @@ def _in_terminal(args: list[str], *, columns: int = 80, env: dict[str, str] | No
 
 def test_tables_fit_80_columns_in_a_terminal_and_no_color_is_honoured(shop: tuple[GitRepo, Path]) -> None:
     _, db = shop
-    for command in (["audit"], ["log"], ["status", "-o", "wide"]):
+    wide = re.sub(r"\x1b\[[0-9;]*m", "", _in_terminal(["--db", str(db), "status", "-o", "wide"]))
+    assert re.search(r"Deployment.apps/shop/web\s+missing\s+Unknown\s+1\s+.*apps/app.yaml", wide)  # nothing cut
+    for command in (["audit"], ["log"], ["status"]):
         shown = _in_terminal(["--db", str(db), *command])
         plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
         lines = [line for line in plain.replace("\r", "").splitlines() if line.strip()]
         assert lines and all(len(line) <= 80 for line in lines), (command, lines)
         header = next(line for line in lines if line.split()[0] in ("TIME", "RESOURCE"))
         assert header.split() == [w for w in header.split() if w in ("TIME", "ACTOR", "RESOURCE", "CHANGES", "TYPE",
-                                                                     "DETAIL", "STATUS", "DIFFERENCES", "COMMIT",
-                                                                     "PATH")], header  # whole words, as at 200
+                                                                     "DETAIL", "STATUS", "HEALTH", "DIFFERENCES",
+                                                                     "REASON", "COMMIT", "PATH")], header
         assert "Deployment.apps/shop/web" in plain  # the keys whole: the optional columns made room for them
         assert "\x1b[" in shown, command  # a terminal gets colour (a bold header)
         assert "\x1b[" not in _in_terminal(["--db", str(db), *command], env={"NO_COLOR": "1"})
@@ -307,3 +309,69 @@ def test_diff_verify_and_report_take_the_output_flag_too(shop: tuple[GitRepo, Pa
     assert doc["ok"] and doc["tampered"] is None and re.fullmatch(r"[0-9a-f]{64}", doc["head_hash"])
     report = gitops("report", "--since", "2000-01-01", "-o", "json", db=db)
     assert report.returncode == 0 and json.loads(report.stdout)["summary"] is not None
+
+
+def _follow(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+_PENDING: dict[int, bytes] = {}  # what was read of each process's stdout past its last whole line
+
+
+def _read_until(proc: subprocess.Popen[str], predicate: Any, timeout: float = 30) -> list[str]:
+    """The whole lines ``proc`` writes from now until ``predicate(lines)`` holds (read from
+    the pipe itself: a buffered reader would hide lines already read from ``select``)."""
+    import selectors
+    import time
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while True:
+        *whole, _PENDING[fd] = _PENDING.get(fd, b"").split(b"\n")
+        lines += [w.decode() for w in whole]
+        if predicate(lines):
+            return lines
+        assert time.monotonic() < deadline, f"timed out; read {lines}"
+        if sel.select(timeout=0.5):
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the command ended; read {lines}"
+            _PENDING[fd] += chunk
+
+
+def test_watch_follows_new_rows_and_ctrl_c_ends_it_as_a_success(tmp_path: Path) -> None:
+    import signal
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", "shop", k="1"))
+    repo.commit("a")
+    db = tmp_path / "g.db"
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    log = _follow(db, "log", "-o", "jsonl", "--watch", "--type", "git.commit")
+    audit = _follow(db, "audit", "-o", "jsonl", "--watch", "--resource", "cm/shop/*")
+    status = _follow(db, "status", "--watch", "-o", "name")
+    try:
+        assert len(_read_until(log, lambda lines: len(lines) >= 1)) == 1
+        assert len(_read_until(audit, lambda lines: len(lines) >= 1)) == 1
+        assert _read_until(status, lambda lines: len(lines) >= 1) == ["ConfigMap/shop/a"]
+        repo.write("b.yaml", configmap("b", "shop", k="1"))
+        repo.commit("b")
+        assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+        seen = _read_until(log, lambda lines: len(lines) >= 1)
+        assert [json.loads(x)["revision"] for x in seen] == [repo.head()]  # the new commit, nothing shown twice
+        assert [json.loads(x)["resource"] for x in _read_until(audit, lambda lines: len(lines) >= 1)] == [
+            "ConfigMap/shop/b"]
+        assert _read_until(status, lambda lines: "ConfigMap/shop/b" in lines)[-2:] == [
+            "ConfigMap/shop/a", "ConfigMap/shop/b"]
+    finally:
+        for p in (log, audit, status):
+            p.send_signal(signal.SIGINT)
+    assert [p.wait(30) for p in (log, audit, status)] == [0, 0, 0]
+    assert log.stdout is not None and audit.stdout is not None
+    for p in (log, audit):  # and nothing more: no row shown twice
+        assert p.stdout is not None
+        assert (_PENDING.get(p.stdout.fileno(), b"").decode() + p.stdout.read()).strip() == ""

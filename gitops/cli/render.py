@@ -1,7 +1,8 @@
 """Rendering rows for people (tables) and for programs (JSON, YAML, CSV, names), as kubectl
 does: one ``-o`` flag on every command that lists or shows.
 
-- ``table`` (the default) shows the columns that fit 80 characters; ``wide`` adds the rest.
+- ``table`` (the default) shows the columns that fit 80 characters; ``wide`` adds the rest,
+  and cuts nothing: its rows are as long as their values, as kubectl's ``-o wide``.
   In a terminal, rich lays them out to its width (no box, a cut value ends in "…", the last
   column wraps at words), leaving out the command's optional columns, one by one, while
   they do not fit; piped or redirected, plain columns as long as their values, three
@@ -140,13 +141,13 @@ def _fitting(columns: Sequence[str], cells: list[list[str]], optional: Sequence[
 
 
 def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: bool, title: str | None,
-           empty: str | None, optional: Sequence[str] = ()) -> int:
+           empty: str | None, optional: Sequence[str] = (), whole: bool = False) -> int:
     console = Console()
     cells = [[_plain(row.get(c)) for c in columns] for row in rows]
     if not cells and empty is not None:
         click.echo(empty, err=True)
         return 0
-    if not console.is_terminal:  # piped: plain columns, nothing cut (COLUMNS sizes a terminal, not a pipe)
+    if whole or not console.is_terminal:  # piped, or -o wide: plain columns, nothing cut, as kubectl prints them
         widths = [max([len(c) if headers else 0, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
         out = sys.stdout
         if title:
@@ -206,5 +207,5 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Columns | Sequence[s
             n += 1
     else:
         n = _table(rows, cols.of(output), headers=not no_headers, title=title, empty=empty,
-                   optional=cols.optional if output == "table" else ())
+                   optional=cols.optional if output == "table" else (), whole=output == "wide")
     return n

@@ -110,21 +110,24 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
     only = _only(ctx, resource, namespace, selector)
     instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
     seen = -1
-    while True:
-        with ctx.open_log() as log:
-            last = log.last_seq()
+    try:
+        while True:
+            with ctx.open_log() as log:
+                last = log.last_seq()
+                if last != seen:
+                    moment = resolve_at(log, at_text, as_recorded=as_recorded)
+                    view = status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff)
             if last != seen:
-                moment = resolve_at(log, at_text, as_recorded=as_recorded)
-                view = status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff)
-        if last != seen:
-            if seen >= 0:
-                click.echo("")
-            _print_status(moment, view, output, no_headers)
-            sys.stdout.flush()
-            seen = last
-        if not watch:
-            break
-        time.sleep(1)
+                if seen >= 0:
+                    click.echo("")
+                _print_status(moment, view, output, no_headers)
+                sys.stdout.flush()
+                seen = last
+            if not watch:
+                break
+            time.sleep(1)
+    except KeyboardInterrupt:  # --watch ends with Ctrl-C, as a success (kubectl get -w)
+        return
     if exit_code and not view.in_sync:
         sys.exit(1)
 
