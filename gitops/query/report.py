@@ -36,6 +36,7 @@ from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.query.integrity import latest_checkpoint
 from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, objects_by_commit
+from gitops.query.report_health import HealthEpisodeRow, health_episodes
 from gitops.query.report_policy import Approval, ReportSettings, allowed_keys, approval_of
 from gitops.query.report_scope import Scope, scope_of
 from gitops.store import EventLog
@@ -78,6 +79,8 @@ class Summary(_Model):
                                                        "done is counted nowhere else")
     reconcile_failures: int = Field(description="actions that failed (not those a dry run said would fail)")
     approval_exceptions: int = Field(default=0, description="changes through Git that do not meet report.require")
+    degraded_episodes: int = Field(default=0, description="spans in the range when an object Git desires was "
+                                                          "Degraded")
     require: str = Field(default="none", description="the approval policy the changes were checked against")
 
 
@@ -173,6 +176,8 @@ class ComplianceReport(_Model):
     reconcile_failures: list[ReconcileFailure]
     prunes: list[PruneRow]
     access: list[AccessRow] = Field(description="who used the log in the range: the operator events")
+    health: list[HealthEpisodeRow] = Field(default_factory=list, description="when objects Git desires were not "
+                                                                             "Healthy, and the commit in force then")
     scope: Scope | None = Field(default=None, description="what the report covers, and the holes in its evidence")
     coverage: Coverage
 
@@ -366,6 +371,7 @@ def build_report(log: EventLog, since: datetime, until: datetime,
         out_of_band = _out_of_band(log, rng, drift)
         git_changes = _git_changes(log, rng, policy)
         failures, prunes = _actions(log, rng)
+        health = health_episodes(log, since, until)
         integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
     cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **rng)
@@ -383,10 +389,10 @@ def build_report(log: EventLog, since: datetime, until: datetime,
             dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **rng),
             reconcile_failures=len(failures),
             approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
-            require=policy.require),
+            require=policy.require, degraded_episodes=sum(1 for h in health if h.status == "Degraded")),
         git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
-        prunes=prunes, access=access_rows(log, rng), scope=scope_of(log, since, until),
+        prunes=prunes, access=access_rows(log, rng), health=health, scope=scope_of(log, since, until),
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
                           share=round(traced / cluster_changes, 4) if cluster_changes else None))
 

@@ -141,8 +141,8 @@ def write_csv(report: ComplianceReport, directory: Path) -> list[Path]:
             "begins_after_since": s.begins_after_since}.items())
         sections["evidence_gaps"] = (list(Gap.model_fields), [{k: cell(v) for k, v in g.model_dump(mode="json").items()}
                                                               for g in s.evidence_gaps])
-    for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "reconcile_failures", "prunes",
-                 "access"):
+    for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "health", "reconcile_failures",
+                 "prunes", "access"):
         models = getattr(report, name)
         header, rows = _rows(models)
         if not header:  # an empty section still says which columns it has
