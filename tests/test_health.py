@@ -100,6 +100,20 @@ def _health(db: Path) -> list[tuple[str, str | None, str]]:
                 for r in log.read(types=["health.changed"]) if isinstance(r.event, HealthChanged)]
 
 
+def _assert_report(db: Path, dep: str, wid: str, head: str) -> None:
+    """The report: each span of not being Healthy, and the commit (Git's head) that led to it."""
+    report = json.loads(gitops("report", "--since", "1h", "--format", "json", db=db).stdout)
+    spans = [(h["resource"], h["status"], h["became"], h["commit"]) for h in report["health"]]
+    assert sorted(spans, key=str) == sorted([
+        (dep, "Missing", "Progressing", head), (dep, "Progressing", "Degraded", head), (dep, "Degraded", None, head),
+        (wid, "Missing", "Healthy", head), (wid, "Degraded", "Healthy", head)], key=str)
+    assert report["summary"]["degraded_episodes"] == 2
+    degraded = next(h for h in report["health"] if h["resource"] == dep and h["status"] == "Degraded")
+    assert degraded["reason"] == "ProgressDeadlineExceeded" and degraded["ended_at"] is None
+    html = gitops("report", "--since", "1h", db=db).stdout
+    assert '<table id="health">' in html and "ProgressDeadlineExceeded" in html
+
+
 @pytest.mark.cluster
 def test_health_on_the_local_control_plane_as_events_status_audit_and_wait(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
@@ -168,17 +182,6 @@ def test_health_on_the_local_control_plane_as_events_status_audit_and_wait(
         assert _health(db)[-1] == (wid, "Degraded", "Healthy") and len(_health(db)) == 7
         reconcile()  # no change, no event
         assert len(_health(db)) == 7
-        # the report: each span of not being Healthy, and the commit (Git's head) that led to it
-        report = json.loads(gitops("report", "--since", "1h", "--format", "json", db=db).stdout)
-        spans = [(h["resource"], h["status"], h["became"], h["commit"]) for h in report["health"]]
-        assert sorted(spans, key=str) == sorted([
-            (dep, "Missing", "Progressing", repo.head()), (dep, "Progressing", "Degraded", repo.head()),
-            (dep, "Degraded", None, repo.head()), (wid, "Missing", "Healthy", repo.head()),
-            (wid, "Degraded", "Healthy", repo.head())], key=str)
-        assert report["summary"]["degraded_episodes"] == 2
-        degraded = next(h for h in report["health"] if h["resource"] == dep and h["status"] == "Degraded")
-        assert degraded["reason"] == "ProgressDeadlineExceeded" and degraded["ended_at"] is None
-        html = gitops("report", "--since", "1h", db=db).stdout
-        assert '<table id="health">' in html and "ProgressDeadlineExceeded" in html
+        _assert_report(db, dep, wid, repo.head())
     finally:
         kubectl(cluster, "admin", "delete", "crd", f"widgets.{group}", "--wait=false", check=False)
