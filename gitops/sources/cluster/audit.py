@@ -64,6 +64,7 @@ class Join:
 
     record: AuditRecord | None
     candidates: tuple[str, ...] = ()
+    squashed: bool = False  # a version seen late that holds the writes of several users: none made all of it
 
 
 DELETE_VERBS = frozenset({"delete", "deletecollection"})
@@ -88,6 +89,7 @@ class AuditIndex:
 
     def __init__(self, capacity: int = 100_000, *, window: timedelta = JOIN_WINDOW) -> None:
         self._by_rv: OrderedDict[tuple[str, str], AuditRecord] = OrderedDict()
+        self._rvs: dict[str, set[str]] = {}  # key -> the resourceVersions in _by_rv of it
         self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()  # records without a resourceVersion
         self._size = 0
         self._used: OrderedDict[str, None] = OrderedDict()  # audit ids already joined by uid or time
@@ -99,8 +101,14 @@ class AuditIndex:
         with self._cond:
             if rec.resource_version and rec.verb not in DELETE_VERBS:
                 self._by_rv[(rec.key, rec.resource_version)] = rec
+                self._rvs.setdefault(rec.key, set()).add(rec.resource_version)
                 while len(self._by_rv) > self._capacity:
-                    self._by_rv.popitem(last=False)
+                    (key, rv), _ = self._by_rv.popitem(last=False)
+                    left = self._rvs.get(key)
+                    if left is not None:
+                        left.discard(rv)
+                        if not left:
+                            del self._rvs[key]
             else:
                 self._by_key.setdefault(rec.key, []).append(rec)
                 self._by_key.move_to_end(rec.key)
@@ -132,6 +140,18 @@ class AuditIndex:
             if len(near) == 1:
                 return self._take(near[0])
             return Join(None, _users(near))
+
+    def writes_between(self, key: str, after: str, upto: str) -> list[AuditRecord]:
+        """The write requests to ``key`` whose responses carried a resourceVersion after
+        ``after`` and up to ``upto``: every write a version seen late (a list, a resumed
+        watch) holds since the version before it. resourceVersions are compared as the
+        integers etcd makes them; anything else gives no answer (an empty list)."""
+        if not (after.isdigit() and upto.isdigit()):
+            return []
+        low, high = int(after), int(upto)
+        with self._cond:
+            return sorted((self._by_rv[(key, rv)] for rv in self._rvs.get(key, ()) if rv.isdigit()
+                           and low < int(rv) <= high), key=lambda r: int(r.resource_version or 0))
 
     def _take(self, rec: AuditRecord) -> Join:
         self._used[rec.audit_id] = None

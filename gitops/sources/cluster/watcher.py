@@ -74,6 +74,7 @@ class Change:
     uid: str | None = None
     candidates: tuple[str, ...] = ()  # managers that may have made it, when managedFields cannot tell
     late: bool = False  # seen after the fact (a list, a watch resumed): it happened before observed_at
+    previous_rv: str | None = None  # the resourceVersion of the version of it the log held before
     digest_scheme: str | None = None  # the payload's, when its secret values are digested under a key
 
 
@@ -183,7 +184,8 @@ class KindWatcher:
         previous = before.managers if before else None
         return Change(key, self.kind.name, rv, now, manifest, change, writer(previous, after), uid=uid,
                       candidates=tuple(candidates(previous, after)), late=late or change == "relisted",
-                      digest_scheme=scheme_field(obj, self.redaction).get("digest_scheme"))
+                      digest_scheme=scheme_field(obj, self.redaction).get("digest_scheme"),
+                      previous_rv=before.resource_version if before is not None else None)
 
     def list_pass(self) -> int:
         """List the kind, report what differs from the log (deletions too); returns how many."""
@@ -320,8 +322,13 @@ class Writer:
             return Join(None)
         deleted = c.manifest is None
         at = None if c.synthetic or c.change == "relisted" else c.observed_at
-        if self.tailer is not None and at is not None:
+        if self.tailer is not None and (at is not None or c.late):
             self.tailer.catch_up()  # what the audit log holds by now, before any record is judged
+        if c.late and c.previous_rv and c.resource_version and not deleted:
+            writes = self.index.writes_between(c.key, c.previous_rv, c.resource_version)
+            users = sorted({w.user for w in writes})
+            if len(users) > 1:  # one version holds the changes of several users: the last one made not all of it
+                return Join(None, tuple(users), squashed=True)
         join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at)
         if join.record is None and not join.candidates and self.tailer is not None and at is not None:
             deadline = c.observed_at.timestamp() + self.config.audit_wait
@@ -347,11 +354,12 @@ class Writer:
             attribution, actor = Attribution.RECONCILER, rec.user
         elif rec is not None:
             attribution, actor = Attribution.AUDIT, rec.user
-        elif manager is not None:
+        elif manager is not None and not join.squashed:
             attribution, actor = Attribution.MANAGED_FIELDS, manager
         else:  # no evidence about this exact change: nobody is named
             attribution, actor = Attribution.UNKNOWN, None
-            candidates = sorted({*join.candidates, *c.candidates})
+            # the users the audit log names (a squashed version: who wrote it since), else who it may have been
+            candidates = sorted(join.candidates) if join.squashed else sorted({*join.candidates, *c.candidates})
         audit_id = rec.audit_id if rec is not None else None
         via = rec.via if rec is not None and attribution == Attribution.AUDIT else None
         # the audit record's time is when the change was made; when the watch saw it is kept too
@@ -361,7 +369,8 @@ class Writer:
         # (its user), else by the field manager that made it
         control_plane = attribution != Attribution.RECONCILER and (
             is_control_plane_user(rec.user, self.config.control_plane_users) if rec is not None
-            else manager is not None and manager in self.config.control_plane_managers)
+            else all(is_control_plane_user(u, self.config.control_plane_users) for u in join.candidates)
+            if join.squashed else manager is not None and manager in self.config.control_plane_managers)
         if c.manifest is None:
             marker = f"list:{c.resource_version}:{c.uid or ''}" if c.synthetic else str(c.resource_version)
             return ClusterDeleted(
