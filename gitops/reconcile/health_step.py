@@ -21,6 +21,7 @@ class HealthRecorder:
     def __init__(self, log: EventLog, *, instance: str, rules: Sequence[HealthRule],
                  clock: Callable[[], datetime]) -> None:
         self.log, self.instance, self.rules, self.clock = log, instance, tuple(rules), clock
+        self.last: dict[str, str] = {}  # each desired object's health as the last record() judged it
 
     @property
     def checkpoint_name(self) -> str:
@@ -42,6 +43,7 @@ class HealthRecorder:
                 changed.append(self._event(key, before, health, live, now))
         if changed or state != last:
             self.log.append(changed, checkpoint=Checkpoint(self.checkpoint_name, state))
+        self.last = state
         return changed
 
     def _event(self, key: str, before: str | None, health: Health, live: ActualEntry | None,

@@ -102,6 +102,8 @@ class PassResult:
     drift_closed: int = 0
     health_changed: int = 0
     duration: float = 0.0
+    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action, Kind.group, result) recorded
+    objects: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (sync status, health) this pass
 
     @property
     def out_of_sync(self) -> int:
@@ -213,6 +215,7 @@ class Reconciler:
         # 5. drift, and health as the live objects show it
         result.drift_opened, result.drift_closed = self.drift.record()
         result.health_changed = len(self.health.record(desired, actual))
+        result.objects = {d.key: (d.status.value, self.health.last.get(d.key, "")) for d in diffs}
         # 6. plan
         cascades = self._cascades(diffs, actual) if prune else {}
 
@@ -297,6 +300,7 @@ class Reconciler:
                 self.holds.failed(a.key, inputs, terminal=True, code=None, message=a.skipped or "")
                 result.failed += 1
                 result.errors.append((a, a.skipped or ""))
+            result.actions.append((a.op, a.key.split("/", 1)[0], "failed" if a.failed else "skipped"))
             events.append(self._action_event(
                 result.run_id, a, "failed" if a.failed else "skipped", error=a.skipped, terminal=a.failed,
                 reason=a.reason, commit=want.commit if want else None,
@@ -398,6 +402,7 @@ class Reconciler:
 
     def _record_action(self, result: PassResult, action: Action, outcome: str, *, also: Sequence[AnyEvent] = (),
                        **kw: Any) -> None:
+        result.actions.append((kw.get("op") or action.op, action.key.split("/", 1)[0], outcome))
         self.log.append([self._action_event(result.run_id, action, outcome, **kw), *also])
 
     def _action_event(self, run_id: str, action: Action, outcome: str, *, error: str | None = None,

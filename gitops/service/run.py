@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gitops.diff import DiffSettings
 from gitops.events.models import (
@@ -49,6 +49,7 @@ from gitops.model.times import utc_now
 from gitops.reconcile import PassResult, Reconciler, ReconcileSettings
 from gitops.service.checkpoints import Checkpointed, Checkpointer
 from gitops.service.leader import LeaseElector, process_identity
+from gitops.service.metrics import RunMetrics
 from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
 from gitops.sources.cluster.client import RECONCILER_AGENT, ClusterClient
@@ -98,23 +99,6 @@ def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSe
     return reconciler, port
 
 
-class _Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.passes = Counter("gitops_reconcile_passes", "Reconcile passes, by outcome and mode (apply, dry-run, "
-                              "detect-only)", ["outcome", "mode"], registry=r)
-        self.duration = Histogram("gitops_reconcile_pass_duration_seconds", "Duration of reconcile passes",
-                                  registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-        self.out_of_sync = Gauge("gitops_objects_out_of_sync", "Objects found differing from Git by the last pass",
-                                 registry=r)
-        self.drift_open = Gauge("gitops_drift_episodes_open", "Drift episodes open", registry=r)
-        self.last_success = Gauge("gitops_last_successful_pass_timestamp_seconds",
-                                  "Unix time of the last pass that succeeded", registry=r)
-        self.events = Gauge("gitops_events_appended", "Events in the log (its last seq)", registry=r)
-        self.leader = Gauge("gitops_leader", "1 while this process holds the lease and applies", registry=r)
-
-
 class RunService(WatchService):
     """Followers (inherited) + reconciler + scheduler + leader election + endpoints."""
 
@@ -130,10 +114,12 @@ class RunService(WatchService):
         self.allow_mass_prune = allow_mass_prune
         self.db_path = db_path
         self.identity = process_identity()
-        self.metrics = _Metrics()
         self._events_log = EventLog(db_path)  # this thread's own connection, for leadership events
         self._events_lock = threading.Lock()
-        self.metrics.events.set_function(self._last_seq)
+        self.metrics = RunMetrics(instance=settings.instance, last_seq=self._last_seq)
+        for client in {id(c): c for c in (port, getattr(base.cluster, "client", None)) if c is not None}.values():
+            if isinstance(client, ClusterClient):
+                client.on_response(self.metrics.request)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._pass_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -230,13 +216,7 @@ class RunService(WatchService):
                 return
             result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
             self.passes += 1
-        m = self.metrics
-        m.passes.labels(result.status, result.mode).inc()  # a dry run is counted as one, never as a sync
-        m.duration.observe(result.duration)
-        m.out_of_sync.set(result.out_of_sync)
-        m.drift_open.set(self.reconciler.open_drift)
-        if result.status == "succeeded" and result.mode != "dry-run":
-            m.last_success.set(time.time())
+        self.metrics.observe_pass(result, drift_open=self.reconciler.open_drift, now=time.time())
         self.reporter.reconciled(result, trigger=trigger, at=utc_now())
 
     def _checkpoint(self) -> None:
@@ -252,6 +232,8 @@ class RunService(WatchService):
             self.reporter.checkpointed(done, None, at=utc_now())
 
     def _on_pass(self, summary: Any) -> None:
+        if self._follower is not None:
+            self.metrics.git_fetch.observe(self._follower.last_seconds)
         super()._on_pass(summary)
         if summary.applied or summary.removed:
             self.request_pass("commit")

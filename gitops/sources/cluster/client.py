@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,16 @@ class ClusterClient:
         self._responses: set[Any] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
+
+    def on_response(self, callback: Callable[[str, int, float], None]) -> None:
+        """Call ``callback(method, status code, seconds to the response)`` for every request
+        this client sends (requests' response hooks): for latency metrics."""
+
+        def hook(r: requests.Response, *args: Any, **kwargs: Any) -> None:
+            callback(r.request.method or "", r.status_code, r.elapsed.total_seconds())
+
+        for api in (self.api, self.watch_api):
+            api.session.hooks["response"].append(hook)
 
     # ------------------------------------------------------------------ discovery
 

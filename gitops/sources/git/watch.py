@@ -12,6 +12,7 @@ The loop is trivial: ``GitFollower.step()`` holds all the logic and tests call i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from gitops.model.errors import GitOpsError
@@ -33,6 +34,7 @@ class GitFollower:
         self.debounce = debounce
         self.trigger = threading.Event()
         self.polls = 0  # passes made because the poll interval ran out, not because a ref moved
+        self.last_seconds = 0.0  # how long the last pass took (fetch and read)
         self._stopped = threading.Event()
         self._watch: FileWatch | None = None
 
@@ -48,7 +50,9 @@ class GitFollower:
 
     def step(self) -> IngestSummary:
         """One pass, with valid time 'now' for whatever commits it finds."""
+        started = time.monotonic()
         summary = self.ingest.run(observed_at=utc_now())
+        self.last_seconds = time.monotonic() - started
         if self.on_pass is not None:
             self.on_pass(summary)
         return summary

@@ -1,0 +1,75 @@
+"""The metrics a running ``gitops run`` serves, as Prometheus conventions name them, and the
+alert rules and dashboard in ``deploy/monitoring`` built on them: every series they use is
+served, checked against a real run on the local control plane."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitops.store import EventLog
+from tests.cluster_fixtures import Cluster, wait_until
+from tests.gitrepo import GitRepo, configmap
+from tests.test_run import _config, gitops_run
+
+MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
+_FUNCTIONS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "time", "label_values", "le", "and",
+              "or", "unless", "on", "without", "count", "avg", "min"}
+
+
+def _exprs() -> list[str]:
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert all(r.get("alert") and r.get("annotations", {}).get("summary") for g in rules["groups"] for r in g["rules"])
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+
+def _series(expr: str) -> set[str]:
+    """The metric names an expression reads (identifiers that are neither functions nor labels)."""
+    no_labels = re.sub(r"\{[^}]*\}", "", re.sub(r"by \([^)]*\)", "", expr))
+    return {n for n in re.findall(r"\b(gitops_[a-z_]+)\b", no_labels)} - _FUNCTIONS
+
+
+def test_the_rules_and_the_dashboard_parse_and_name_only_gitops_series() -> None:
+    names = set().union(*(_series(e) for e in _exprs()))
+    assert names >= {"gitops_objects", "gitops_reconcile_passes_total", "gitops_drift_open",
+                     "gitops_actions_total", "gitops_last_applied_commit_info"}
+
+
+@pytest.mark.cluster
+def test_a_running_service_serves_every_series_the_rules_use(cluster: Cluster, namespace: str,
+                                                             tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    db = tmp_path / "g.db"
+    with gitops_run(db, _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
+        def scraped() -> str | None:
+            status, text = run.get("/metrics")
+            return text if status == 200 and "gitops_last_applied_commit_info{" in text and \
+                'sync="in-sync"' in text else None
+
+        metrics = wait_until(scraped, timeout=90, what="a pass applied and judged in sync")
+        with EventLog(db) as log:
+            last = log.last_seq()
+    served = {m.group(1) for m in re.finditer(r"^([a-z_]+?)(?:_bucket|_count|_sum)?(?:\{| )", metrics, re.MULTILINE)}
+    for expr in _exprs():
+        for name in _series(expr):
+            assert name in served or name.removesuffix("_bucket") in served, (name, expr)
+    assert "_created" not in metrics  # no *_created series
+    assert f'gitops_last_applied_commit_info{{commit="{repo.head()}"}} 1.0' in metrics  # Git's own head
+    assert re.search(r'gitops_objects\{health="Healthy",kind="ConfigMap",sync="in-sync"\} 1\.0', metrics)
+    assert 'gitops_actions_total{action="create",kind="ConfigMap",result="succeeded"} 1.0' in metrics
+    appended = float(re.search(r"^gitops_events_appended_total (\S+)$", metrics, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert appended >= 1 and appended <= last + 50  # the log's last seq when scraped
+    assert re.search(r'gitops_reconcile_duration_seconds_count\{result="succeeded"\} [1-9]', metrics)
+    assert re.search(r"^gitops_git_fetch_duration_seconds_count [1-9]", metrics, re.MULTILINE)
+    assert re.search(r'gitops_api_request_duration_seconds_count\{code="200",verb="GET"\} [1-9]', metrics)
+    assert f'gitops_info{{instance="{namespace}",version="' in metrics
