@@ -31,6 +31,7 @@ schema: install
 	$(BIN)/python -m gitops.events.schema schema/events.schema.json
 	$(BIN)/python -m gitops.service.config schema/config.schema.json
 	$(BIN)/python -m gitops.query.report schema/report.schema.json
+	$(BIN)/python -m gitops.service.notify schema/notification.schema.json
 
 bench: install
 	$(BIN)/python scripts/bench_append.py

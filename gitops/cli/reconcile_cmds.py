@@ -21,6 +21,7 @@ from gitops.reconcile import PassResult, ReconcileSettings
 from gitops.service.checkpoints import Checkpointed, Checkpointer
 from gitops.service.config import first_error
 from gitops.service.leader import LeaseElector, process_identity
+from gitops.service.notify import Notifier
 from gitops.service.run import RunService, build_reconciler
 from gitops.service.watch import WatchService
 from gitops.sources.cluster.client import AccessDenied
@@ -199,7 +200,19 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
                                    diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))
     ctx.open_log(create=True).close()
-    run_until_stopped(service, db=str(ctx.db_path), started=lambda: _started(service))
+    notifier = Notifier(ctx.db_path, ctx.config.notify, instance=settings.instance) if ctx.config.notify else None
+
+    def started() -> None:
+        _started(service)
+        if notifier is not None:
+            notifier.start()
+            LOG.info(f"notifying {', '.join(s.name for s in ctx.config.notify)}")
+
+    try:
+        run_until_stopped(service, db=str(ctx.db_path), started=started)
+    finally:
+        if notifier is not None:
+            notifier.stop()
 
 
 def _checkpointer(ctx: Context) -> Checkpointer | None:

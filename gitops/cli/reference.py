@@ -38,6 +38,8 @@ EVENT_DESCRIPTIONS = {
     "drift.opened": "an in-sync object diverged outside Git: who caused it, what differs",
     "drift.closed": "it converged again: reconciled, reverted by hand, Git changed, or deleted",
     "health.changed": "an object Git desires changed health (Healthy, Progressing, Degraded, ...), as a pass judged it",
+    "notify.sent": "a notification was delivered to a sink (its name, endpoint, trigger, attempts, HTTP status)",
+    "notify.failed": "a notification could not be delivered after its retries (and why)",
     "source.error": "a source could not read something: a bad manifest, a failed render, a kind not served",
     "operator": "someone read or exported the log, or a service started or stopped",
     "source.outage_started": "a source lost its connection (the API server, say)",

@@ -39,6 +39,7 @@ from gitops.events.payloads import (
     IntegrityAcknowledgedPayload,
     IntegrityCheckpointPayload,
     Mode,
+    NotifyPayload,
     OperatorPayload,
     ReconcileActionPayload,
     ReconcileFinishedPayload,
@@ -84,6 +85,9 @@ __all__ = [
     "IntegrityCheckpoint",
     "IntegrityCheckpointPayload",
     "Mode",
+    "NotifyFailed",
+    "NotifyPayload",
+    "NotifySent",
     "OperatorAccess",
     "OperatorPayload",
     "ReconcileAction",
@@ -247,6 +251,16 @@ class HealthChanged(_Event):
     payload: HealthChangedPayload
 
 
+class NotifySent(_Event):
+    type: Literal["notify.sent"] = "notify.sent"
+    payload: NotifyPayload
+
+
+class NotifyFailed(_Event):
+    type: Literal["notify.failed"] = "notify.failed"
+    payload: NotifyPayload
+
+
 class SourceErrorEvent(_Event):
     type: Literal["source.error"] = "source.error"
     payload: SourceErrorPayload
@@ -294,6 +308,8 @@ AnyEvent = Annotated[
     | DriftOpened
     | DriftClosed
     | HealthChanged
+    | NotifySent
+    | NotifyFailed
     | SourceErrorEvent
     | OperatorAccess
     | SourceOutageStarted

@@ -251,6 +251,20 @@ class HealthChangedPayload(_Frozen):
     message: str = ""  # one line for people: "Degraded (was Progressing): ..."
 
 
+class NotifyPayload(_Frozen):
+    """A notification delivered to a sink (``notify.sent``) or given up on (``notify.failed``).
+    The sink by its name and its URL without path or query (where webhook tokens live)."""
+
+    sink: str
+    endpoint: str  # scheme://host[:port]
+    trigger: str
+    delivery: str  # the id the receiver sees (X-Gitops-Delivery): a retried delivery keeps it
+    cause_seq: int | None = None
+    attempts: int = 1
+    status_code: int | None = None
+    error: str | None = None
+
+
 class SourceErrorPayload(_Frozen):
     code: str
     message: str

@@ -17,6 +17,7 @@ from gitops.model.errors import ConfigError, first_error
 from gitops.query.integrity import IntegritySettings
 from gitops.query.report_policy import ReportSettings
 from gitops.reconcile.settings import ReconcileSettings
+from gitops.service.notify import SinkSettings
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 
@@ -40,6 +41,8 @@ class Config(BaseModel):
                                          description="keys, signed checkpoints and where they are published")
     report: ReportSettings = Field(default_factory=ReportSettings,
                                    description="the approval policy compliance reports check changes against")
+    notify: list[SinkSettings] = Field(default_factory=list, description="webhooks gitops run notifies (drift, "
+                                                                         "failures, health, tamper)")
 
 
 def config_json_schema() -> str:
