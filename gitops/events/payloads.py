@@ -161,7 +161,7 @@ Mode = Literal["apply", "dry-run", "detect-only"]
 
 class ReconcileStartedPayload(_Frozen):
     run_id: str
-    trigger: str  # interval, commit, drift, manual, start
+    trigger: str  # interval, commit, drift, health (a controller wrote a status), manual, start
     mode: Mode
     desired_revision: str | None = None  # the last valid commit, whose state the pass acts on
     prune: bool = False

@@ -239,12 +239,18 @@ class RunService(WatchService):
             self.request_pass("commit")
 
     def _on_cluster_events(self, events: list[AnyEvent]) -> None:
+        health = False
         for ev in events:
-            # the desired and owned objects of the last pass: a change to one by another hand is drift
+            # the desired and owned objects of the last pass: a change to one by another hand is drift;
+            # the control plane's (a controller writing a status) may change its health: judged at once too
             if (isinstance(ev, (ClusterObserved, ClusterDeleted)) and ev.resource in self.reconciler.watched
-                    and ev.payload.attribution != Attribution.RECONCILER and not ev.payload.control_plane):
-                self.request_pass("drift")
-                return
+                    and ev.payload.attribution != Attribution.RECONCILER):
+                if not ev.payload.control_plane:
+                    self.request_pass("drift")
+                    return
+                health = True
+        if health:
+            self.request_pass("health")
 
     # ------------------------------------------------------------------ leadership
 
