@@ -11,7 +11,7 @@ import pykube
 import pytest
 import yaml
 
-from gitops.diff import OWNERSHIP_LABEL, DiffItem, Op, Status, diff_object, diff_states, same_scalar
+from gitops.diff import OWNERSHIP_LABEL, DiffItem, DiffSettings, Op, Status, diff_object, diff_states, same_scalar
 from gitops.events import redact
 from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
 
@@ -124,7 +124,13 @@ def test_every_kind_of_drift_alice_makes_is_caught(cluster: Cluster, admin_api: 
     path = tmp_path / "d.yaml"
     path.write_text(yaml.safe_dump_all([deploy, cm]))
     kubectl(cluster, "admin", "apply", "--server-side", "--field-manager=gitops", "-f", str(path))
-    assert diff_object(redact(deploy), redact(_live(admin_api, deploy))) == []
+    # the deployment controller's own fields (its revision annotation) are no drift, as gitops diffs by default
+    controllers = DiffSettings().ignore_managers
+    wait_until(lambda: "deployment.kubernetes.io/revision" in (_live(admin_api, deploy)["metadata"].get(
+        "annotations") or {}), what="the deployment controller's annotation")
+    assert diff_object(redact(deploy), redact(_live(admin_api, deploy)), ignore_managers=controllers) == []
+    assert [i.path for i in diff_object(redact(deploy), redact(_live(admin_api, deploy)))] == [
+        "metadata.annotations.deployment.kubernetes.io/revision"]  # it is there, and it is the controller's
     # alice: another image (changed), a variable added (extra), a label Git sets removed (missing)
     kubectl(cluster, "alice", "-n", namespace, "set", "image", "deployment/web", "web=nginx:1.25")
     kubectl(cluster, "alice", "-n", namespace, "set", "env", "deployment/web", "DEBUG=1")

@@ -437,13 +437,19 @@ class EventLog:
         merkle_tree.apply(cur, appended)
 
     def checkpoint(self, name: str) -> Any | None:
-        row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        try:
+            row = self.conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
         return None if row is None else _checkpoint_value(name, row[0])
 
     def checkpoints(self, prefix: str = "") -> dict[str, Any]:
         """Every checkpoint whose name starts with ``prefix`` (exactly: no character of it is a wildcard)."""
-        rows = self.conn.execute("SELECT name, value FROM checkpoints WHERE substr(name, 1, ?) = ? ORDER BY name",
-                                 (len(prefix), prefix))
+        try:
+            rows = self.conn.execute("SELECT name, value FROM checkpoints WHERE substr(name, 1, ?) = ? "
+                                     "ORDER BY name", (len(prefix), prefix)).fetchall()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
         return {name: _checkpoint_value(name, value) for name, value in rows}
 
     def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
