@@ -141,17 +141,18 @@ def test_health_on_the_local_control_plane_as_events_status_audit_and_wait(
             res = gitops("--config", str(config), "reconcile", db=db)
             assert res.returncode == 0, res.stdout + res.stderr
 
-        reconcile()  # applies both; they were not in the cluster when the pass began
+        reconcile()  # applies both: Missing when the pass began, then judged as the server answered the apply
         dep, wid = f"Deployment.apps/{namespace}/web", f"Widget.{group}/{namespace}/w"
-        assert set(_health(db)) == {(dep, None, "Missing"), (wid, None, "Missing")}
+        assert set(_health(db)) == {(dep, None, "Missing"), (wid, None, "Missing"),
+                                    (dep, "Missing", "Progressing"), (wid, "Missing", "Healthy")}
         def deployment_status() -> dict[str, Any]:
             return json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "deployment", "web", "-o",
                                       "json").stdout).get("status") or {}
 
         # the deployment controller made a ReplicaSet; with no kubelet, no Pod of it is ever ready
         wait_until(lambda: deployment_status().get("observedGeneration") == 1, what="the controller's status")
-        reconcile()  # now live: the Deployment's replica is not available; the Widget has no status
-        assert sorted(_health(db)[2:]) == [(dep, "Missing", "Progressing"), (wid, "Missing", "Healthy")]
+        reconcile()  # the controller's status: the Deployment's replica is still not available; nothing changed
+        assert len(_health(db)) == 4
         wait_until(lambda: any(c.get("reason") == "ProgressDeadlineExceeded"
                                for c in deployment_status().get("conditions", [])),
                    timeout=60, what="the controller's ProgressDeadlineExceeded")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from gitops.store import EventLog
-from tests.cluster_fixtures import Cluster, wait_until
+from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
 from tests.gitrepo import GitRepo, configmap
 from tests.test_run import _config, gitops_run
 
@@ -69,11 +69,18 @@ def test_a_running_service_serves_every_series_the_rules_use(cluster: Cluster, n
         def scraped() -> str | None:
             status, text = run.get("/metrics")
             return text if status == 200 and "gitops_last_applied_commit_info{" in text and \
-                'sync="in-sync"' in text else None
+                'health="Healthy",kind="ConfigMap",sync="in-sync"} 1.0' in text else None
 
         metrics = wait_until(scraped, timeout=90, what="a pass applied and judged in sync")
         with EventLog(db) as log:
             last = log.last_seq()
+        if cluster.local:  # alice's edit is healed: the healing pass's own figures say in sync, not 1 out of sync
+            grant(cluster, namespace, "alice")
+            kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "a", "-p", '{"data":{"k":"9"}}')
+            healed = wait_until(lambda: (t := run.get("/metrics")[1]) and 'gitops_actions_total{action="update",'
+                                'kind="ConfigMap",result="succeeded"} 1.0' in t and t, timeout=60, what="the heal")
+            assert "gitops_objects_out_of_sync 0.0" in healed and "gitops_drift_open 0.0" in healed
+            assert 'gitops_objects{health="Healthy",kind="ConfigMap",sync="in-sync"} 1.0' in healed
     served = {m.group(1) for m in re.finditer(r"^([a-z_]+?)(?:_bucket|_count|_sum)?(?:\{| )", metrics, re.MULTILINE)}
     for expr in _exprs():
         for name in _series(expr):

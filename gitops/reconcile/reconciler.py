@@ -104,6 +104,7 @@ class PassResult:
     duration: float = 0.0
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action, Kind.group, result) recorded
     objects: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (sync status, health) this pass
+    done: dict[str, str] = field(default_factory=dict)  # key -> what was done to it and succeeded (not a dry run)
 
     @property
     def out_of_sync(self) -> int:
@@ -237,7 +238,15 @@ class Reconciler:
             return self._finish(result, started)
         # 7. apply (the lease first, only when there is something to apply), 8. record
         self._apply(result, desired, actual, mode, acquire)
-        return self._finish(result, started)
+        return self._finish(result, started, desired)
+
+    def _judge_applied(self, result: PassResult, desired: dict[str, DesiredEntry]) -> None:
+        """What the pass applied, judged as the server answered: not left "Missing" till the next pass."""
+        if not result.done:
+            return
+        now = fold_actual(self.log.current("actual", origin=self.actual_origin))
+        result.health_changed += len(self.health.record(desired, now))
+        result.objects = {k: (sync, self.health.last.get(k, "")) for k, (sync, _) in result.objects.items()}
 
     # ------------------------------------------------------------------ steps
 
@@ -403,6 +412,8 @@ class Reconciler:
     def _record_action(self, result: PassResult, action: Action, outcome: str, *, also: Sequence[AnyEvent] = (),
                        **kw: Any) -> None:
         result.actions.append((kw.get("op") or action.op, action.key.split("/", 1)[0], outcome))
+        if outcome == "succeeded" and not kw.get("dry_run"):
+            result.done[action.key] = kw.get("op") or action.op
         self.log.append([self._action_event(result.run_id, action, outcome, **kw), *also])
 
     def _action_event(self, run_id: str, action: Action, outcome: str, *, error: str | None = None,
@@ -422,7 +433,10 @@ class Reconciler:
                         "planned": action.op if done != action.op else None, "dropped": list(dropped)},
         })
 
-    def _finish(self, result: PassResult, started: float) -> PassResult:
+    def _finish(self, result: PassResult, started: float,
+                desired: dict[str, DesiredEntry] | None = None) -> PassResult:
+        if desired is not None:  # a pass that applied: what it applied is judged too
+            self._judge_applied(result, desired)
         result.duration = self.monotonic() - started
         p = result.plan
         self.log.append([ReconcileFinished(

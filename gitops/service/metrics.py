@@ -51,8 +51,8 @@ class RunMetrics:
                                "of object and their result", ["action", "kind", "result"], registry=r)
         self.objects = Gauge("gitops_objects", "Objects of the last pass, by sync status, health and kind",
                              ["sync", "health", "kind"], registry=r)
-        self.out_of_sync = Gauge("gitops_objects_out_of_sync", "Objects found differing from Git by the last pass",
-                                 registry=r)
+        self.out_of_sync = Gauge("gitops_objects_out_of_sync", "Objects that differ from Git after the last pass "
+                                 "(what it applied counts as in sync)", registry=r)
         self.drift_open = Gauge("gitops_drift_open", "Drift episodes open", registry=r)
         self.last_applied = Gauge("gitops_last_applied_commit_info", "The commit the last applying pass that "
                                   "succeeded acted on", ["commit"], registry=r)
@@ -76,9 +76,11 @@ class RunMetrics:
         self.drift_open.set(drift_open)
         if result.status == "skipped":  # held (suspended, waiting for the cluster): nothing was judged
             return
-        self.out_of_sync.set(result.out_of_sync)
-        counts = Tally((sync, health or "none", key.split("/", 1)[0]) for key, (sync, health) in
-                       result.objects.items())
+        # what the pass left, not what it found: an object it applied is in sync now, one it pruned is gone
+        after = {key: ("in-sync", health) if key in result.done else (sync, health)
+                 for key, (sync, health) in result.objects.items() if result.done.get(key) != "prune"}
+        self.out_of_sync.set(sum(1 for sync, _ in after.values() if sync != "in-sync"))
+        counts = Tally((sync, health or "none", key.split("/", 1)[0]) for key, (sync, health) in after.items())
         for gone in self._objects - set(counts):  # a series of objects no longer there reads 0, not its last value
             self.objects.labels(*gone).set(0)
         for labels, n in counts.items():
