@@ -39,6 +39,7 @@ class Cluster:
     audit_log: Path | None
     local: bool  # the project's own control plane, with users admin, alice and bob
     etcd_url: str | None = None
+    audit_webhook: dict[str, str] | None = None  # where the API server posts its audit events (a receiver's settings)
 
     def client(self, user: str | None = None) -> Any:
         config = pykube.KubeConfig.from_file(str(self.kubeconfig),
@@ -115,7 +116,7 @@ def cluster() -> Iterator[Cluster]:
             started, state = True, _local_state()
             assert state is not None
         c = Cluster(Path(state["kubeconfig"]), Path(state["audit_log"]), local=True,
-                    etcd_url=state.get("etcd_url"))
+                    etcd_url=state.get("etcd_url"), audit_webhook=state.get("audit_webhook"))
     try:
         c.client().version  # noqa: B018 - reachability check
     except Exception as e:  # noqa: BLE001 - any failure means the API cannot be used

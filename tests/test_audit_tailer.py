@@ -8,7 +8,8 @@ from typing import Any
 
 from gitops.events import AuditRecorded
 from gitops.events.models import SourceErrorEvent
-from gitops.sources.cluster.audit import AuditIndex, AuditTailer
+from gitops.sources.cluster.audit import AuditIndex
+from gitops.sources.cluster.audit_file import AuditTailer
 from gitops.store import Checkpoint, EventLog
 
 PLURALS = {("", "configmaps"): ("ConfigMap", True), ("", "namespaces"): ("Namespace", False)}

@@ -98,6 +98,25 @@ def test_another_instances_object_is_a_shared_resource_error_unless_adopted() ->
     assert [a.key for a in adopted.actions] == ["ConfigMap/a/c"]
 
 
+def test_with_namespaces_set_nothing_outside_them_is_acted_on_and_each_is_an_error() -> None:
+    diffs = [ObjectDiff(k, Status.MISSING, ()) for k in (
+        "ConfigMap/shop/a", "ConfigMap/other/b", "Namespace/shop", "Namespace/other",
+        "ClusterRole.rbac.authorization.k8s.io/reader")] + [
+        ObjectDiff("ConfigMap/other/old", Status.ORPHAN, ())]
+    live = {"ConfigMap/other/old": {"metadata": {"labels": {"gitops.dev/instance": "default"}}}}
+    plan = make_plan(diffs, desired={d.key: {} for d in diffs[:5]}, actual=live, instance="default", prune=True,
+                     mass_prune_ratio=1.0, namespaces=["shop"])
+    assert sorted(a.key for a in plan.actions) == ["ClusterRole.rbac.authorization.k8s.io/reader",
+                                                   "ConfigMap/shop/a", "Namespace/shop"]
+    held = {a.key: a for a in plan.skipped}
+    assert set(held) == {"ConfigMap/other/b", "Namespace/other", "ConfigMap/other/old"}
+    assert all(a.reason == "OutOfScope" and a.failed for a in held.values())
+    assert "namespace other is not one of the namespaces" in (held["ConfigMap/other/b"].skipped or "")
+    everywhere = make_plan(diffs, desired={d.key: {} for d in diffs[:5]}, actual=live, instance="default",
+                           prune=True, mass_prune_ratio=1.0)
+    assert len(everywhere.actions) == 6 and not everywhere.skipped
+
+
 def _entries(seq: int, actor: str | None, attribution: str, manager: str = "mode-controller"
              ) -> tuple[DesiredEntry, ActualEntry]:
     live = {"data": {"mode": "x"}, "metadata": {"managedFields": [

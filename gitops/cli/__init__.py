@@ -3,6 +3,7 @@
 from gitops.cli import (  # noqa: F401  (registers)
     audit_cmds,
     cluster_cmds,
+    deploy_cmds,
     ingest_cmds,
     integrity_cmds,
     log_cmds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,13 +36,45 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+WEBHOOK_FLAGS = {"address": "--audit-webhook", "cert_file": "--audit-webhook-cert", "key_file": "--audit-webhook-key",
+                 "client_ca_file": "--audit-webhook-client-ca", "token_file": "--audit-webhook-token-file"}
+
+
+def audit_webhook_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The audit webhook receiver's options, for the commands that keep running (watch, run):
+    gathered into one ``audit_webhook`` argument."""
+    helps = {
+        "address": "Serve the API server's audit webhook backend on HOST:PORT (TLS), to name real users where "
+                   "its audit log file cannot be read.",
+        "cert_file": "The webhook's TLS certificate (PEM).",
+        "key_file": "The webhook's TLS private key (PEM).",
+        "client_ca_file": "Accept the API server's client certificates signed by this CA.",
+        "token_file": "Accept the bearer token in this file (or $GITOPS_AUDIT_WEBHOOK_TOKEN).",
+    }
+    for name, flag in reversed(WEBHOOK_FLAGS.items()):
+        f = click.option(flag, f"webhook_{name}", default=None, metavar="HOST:PORT" if name == "address" else "FILE",
+                         help=helps[name])(f)
+
+    def gather(*args: Any, **kwargs: Any) -> Any:
+        kwargs["audit_webhook"] = {name: kwargs.pop(f"webhook_{name}") for name in WEBHOOK_FLAGS}
+        return f(*args, **kwargs)
+
+    return functools.update_wrapper(gather, f)
+
+
 def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                          audit_log_later: bool | None, kinds: tuple[str, ...]) -> ClusterSourceConfig:
+                          audit_log_later: bool | None, kinds: tuple[str, ...], *,
+                          audit_webhook: dict[str, str | None] | None = None) -> ClusterSourceConfig:
     values: dict[str, Any] = ctx.config.cluster.model_dump() if ctx.config.cluster is not None else {}
     for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log),
                         ("audit_log_later", audit_log_later)):
         if value is not None:
             values[name] = value
+    given = {k: v for k, v in (audit_webhook or {}).items() if v is not None}
+    if given:
+        if "address" not in given and values.get("audit_webhook") is None:
+            raise ConfigError(f"{', '.join(WEBHOOK_FLAGS[k] for k in given)} without --audit-webhook HOST:PORT")
+        values["audit_webhook"] = {**(values.get("audit_webhook") or {}), **given}
     if values.get("audit_log") is None and os.environ.get("GITOPS_AUDIT_LOG"):
         values["audit_log"] = os.environ["GITOPS_AUDIT_LOG"]
     if kinds:
@@ -81,18 +114,19 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
 @click.option("--path", "paths", multiple=True, help="Directory inside the repository to read (repeatable).")
 @click.option("--no-cluster", is_flag=True, help="Follow Git only.")
 @cluster_options
+@audit_webhook_options
 @log_format_option
 @pass_ctx
 def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
           kubeconfig: str | None, context: str | None, audit_log: str | None, audit_log_later: bool | None,
-          kinds: tuple[str, ...]) -> None:
+          kinds: tuple[str, ...], audit_webhook: dict[str, str | None]) -> None:
     """Follow Git, the cluster and its audit log into the log until SIGINT or SIGTERM."""
     if no_cluster and repo is None and ctx.config.git is None:
         raise ConfigError("nothing to watch: --no-cluster leaves only Git; pass --repo, or set git.repo in the config "
                           "file")
     git_config = git_source_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
     cluster_config = None if no_cluster else cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later,
-                                                             kinds)
+                                                                   kinds, audit_webhook=audit_webhook)
     # the cluster source's settings are checked (kubeconfig, audit log) before a database is made
     service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())

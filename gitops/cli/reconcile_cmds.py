@@ -10,7 +10,7 @@ import click
 from pydantic import ValidationError
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.cluster_cmds import cluster_options, cluster_source_config
+from gitops.cli.cluster_cmds import audit_webhook_options, cluster_options, cluster_source_config
 from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
 from gitops.cli.runlog import LOG, log_format_option
@@ -184,18 +184,21 @@ class RunReporterCLI(Reporter):
 @click.option("--interval", type=float, default=None, help="Seconds between scheduled passes (default 60).")
 @click.option("--metrics-address", default=None, help="host:port of /healthz, /readyz, /metrics ('' for none).")
 @click.option("--no-lease", is_flag=True, help="Apply without leader election (one process only!).")
+@audit_webhook_options
 @log_format_option
 @pass_ctx
 def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
         prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
         context: str | None, audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...],
-        interval: float | None, metrics_address: str | None, no_lease: bool) -> None:
+        interval: float | None, metrics_address: str | None, no_lease: bool,
+        audit_webhook: dict[str, str | None]) -> None:
     """Follow Git and the cluster, and keep the cluster equal to Git, until SIGINT or SIGTERM."""
     lease = {**ctx.config.reconcile.lease.model_dump(), "enabled": False} if no_lease else None
     settings = _settings(ctx, instance=instance, prune=prune, interval=interval, metrics_address=metrics_address,
                          mode="detect-only" if detect_only else None, lease=lease)
     git_config = git_source_config(ctx, repo, branch, paths)
-    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds,
+                                           audit_webhook=audit_webhook)
     service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
                                    diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))

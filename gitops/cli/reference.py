@@ -52,6 +52,9 @@ ENV_VARS = {
     "GITOPS_DB": "the SQLite event log (as --db)",
     "GITOPS_CONFIG": "the configuration file (as --config)",
     "GITOPS_AUDIT_LOG": "the API server's audit log file (as --audit-log)",
+    "GITOPS_AUDIT_WEBHOOK_TOKEN": "the bearer token the API server sends the audit webhook (as its token_file)",
+    "GITOPS_SERVICE_ACCOUNT_DIR": "where a pod's service account token, CA and namespace are (default "
+                                  "/var/run/secrets/kubernetes.io/serviceaccount), for the in-cluster config",
     "GITOPS_GIT_TOKEN": "a token for HTTPS Git remotes, sent as a header (never in a URL or command line)",
     "GITOPS_GIT_USERNAME": "the user name sent with GITOPS_GIT_TOKEN (default: git)",
     "KUBECONFIG": "the kubeconfig file, when the config and --kubeconfig name none",

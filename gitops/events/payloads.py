@@ -154,6 +154,7 @@ class AuditPayload(_Frozen):
     response_code: int | None = None
     resource_version: str | None = None
     api_version: str | None = None
+    uid: str | None = None  # of the object, where the record says it (a delete is joined by it)
 
 
 Mode = Literal["apply", "dry-run", "detect-only"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN_KINDS", "KindNames", "plural_of"]
+__all__ = ["BUILTIN_KINDS", "KindNames", "builtin_plural", "plural_of"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,13 @@ def _entry(group: str, kind: str, shorts: str) -> KindNames:
 
 
 BUILTIN_KINDS: tuple[KindNames, ...] = tuple(_entry(*row) for row in _TABLE)
+
+
+_PLURALS = {(group, kind): ([w[1:] for w in shorts.split() if w.startswith("=")] or [plural_of(kind)])[0]
+            for group, kind, shorts in _TABLE}
+
+
+def builtin_plural(group: str, kind: str) -> str | None:
+    """The resource name (plural) of a standard kind, as RBAC rules and URLs name it; None
+    for a kind the table does not know (a custom resource: its CRD says)."""
+    return _PLURALS.get((group, kind))

@@ -13,6 +13,10 @@
   gitops must not delete (``prune-blocked``, see ``cascade``); and every prune of a pass
   that would delete more than ``mass_prune_ratio`` of the owned objects, counting what
   the cascades of pruned Namespaces and CRDs delete, unless allowed.
+- Out of scope, and so an error recorded as failed (``OutOfScope``): with the cluster source
+  limited to some namespaces (``cluster.namespaces``), an object in any other namespace, or
+  a Namespace not among them: this instance neither reads nor may write there, and Git
+  asking for it is a mistake someone must fix.
 """
 
 from __future__ import annotations
@@ -64,6 +68,15 @@ def _disabled(manifest: Mapping[str, Any] | None) -> bool:
         return False
     annotations = (manifest.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(DISABLE_ANNOTATION, "")).lower() == "disabled"
+
+
+def _outside(key: str, namespaces: Collection[str]) -> str | None:
+    """The namespace ``key`` is in (or is) when that is not one of ``namespaces``."""
+    if not namespaces:
+        return None
+    k = parse_key(key)
+    namespace = k.name if (k.group, k.kind) == ("", "Namespace") else k.namespace
+    return f"namespace {namespace}" if namespace and namespace not in namespaces else None
 
 
 @dataclass(frozen=True)
@@ -136,9 +149,11 @@ def _judge_cascades(plan: Plan, prunes: list[Action], cascades: Mapping[str, Con
 def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any]],
               actual: Mapping[str, Mapping[str, Any]], instance: str, prune: bool, mass_prune_ratio: float,
               allow_mass_prune: bool = False, waiting: Callable[[ObjectDiff], Hold | None] = lambda d: None,
-              cascades: Mapping[str, Contents] | None = None, adopt_from: Collection[str] = ()) -> Plan:
+              cascades: Mapping[str, Contents] | None = None, adopt_from: Collection[str] = (),
+              namespaces: Collection[str] = ()) -> Plan:
     """``cascades``: for each Namespace and CRD that is an orphan, what it holds (listed from
-    the cluster); one without an entry is not pruned."""
+    the cluster); one without an entry is not pruned. ``namespaces``: the only namespaces
+    this instance acts in (empty: all)."""
     plan = Plan()
     applies: list[Action] = []
     prunes: list[Action] = []
@@ -153,7 +168,11 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
                         extra=any(i.op == DiffOp.EXTRA for i in d.items))
         other = owner_of(actual.get(d.key))
         hold: Hold | None
-        if _disabled(desired.get(d.key)) or _disabled(actual.get(d.key)):
+        outside = _outside(d.key, namespaces)
+        if outside is not None:
+            hold = Hold(f"out-of-scope: {outside} is not one of the namespaces this instance watches and acts in "
+                        "(cluster.namespaces)", "OutOfScope", failed=True)
+        elif _disabled(desired.get(d.key)) or _disabled(actual.get(d.key)):
             hold = Hold(f"annotated {DISABLE_ANNOTATION}: disabled")
         else:
             hold = waiting(d)

@@ -118,8 +118,9 @@ class Reconciler:
                  actual_origin: str, manifests: Manifests, last_valid: Callable[[], str | None] = lambda: None,
                  diff: DiffSettings | None = None, redaction: Redaction | Sequence[RedactionRule] = (),
                  clock: Clock = utc_now, monotonic: Callable[[], float] = time.monotonic,
-                 identity: str | None = None) -> None:
+                 identity: str | None = None, namespaces: Sequence[str] = ()) -> None:
         self.log = log
+        self.namespaces = frozenset(namespaces)  # the only ones it acts in (cluster.namespaces); empty: all
         self.port = port
         self.settings = settings
         self.desired_origin = desired_origin
@@ -227,7 +228,7 @@ class Reconciler:
         result.plan = plan = make_plan(
             diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
             mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune, waiting=hold, cascades=cascades,
-            adopt_from=s.adopt_from)
+            adopt_from=s.adopt_from, namespaces=self.namespaces)
         self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)} | {
             f"Namespace/{parse_key(k).namespace}" for k in self.holds.failures if parse_key(k).namespace}
         if plan.held is not None:

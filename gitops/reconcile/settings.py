@@ -81,7 +81,8 @@ class LeaseSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = Field(default=True, description="take a coordination.k8s.io/v1 Lease before applying")
-    namespace: str = Field(default="default", description="namespace of the Lease")
+    namespace: str | None = Field(default=None, description="namespace of the Lease (default: in a pod, the pod's "
+                                                            "own namespace; elsewhere default)")
     name: str | None = Field(default=None, description="name of the Lease (default: gitops-<instance>)")
     duration: float = Field(default=15.0, gt=0, description="seconds a leader holds the lease without renewing")
     renew: float = Field(default=5.0, gt=0, description="seconds between renewals (and a standby's tries)")

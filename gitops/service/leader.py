@@ -22,6 +22,7 @@ from gitops.model.identity import host
 from gitops.model.times import utc_now
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.sources.cluster.client import ApiRefused, KindInfo
+from gitops.sources.cluster.kubeconfig import pod_namespace
 
 T = TypeVar("T")
 
@@ -71,7 +72,8 @@ class LeaseElector:
     def for_instance(cls, port: LeasePort, settings: ReconcileSettings, identity: str) -> LeaseElector:
         """The elector of the lease ``settings`` name for their instance: the one lease every
         process that applies for that instance (``gitops run``, ``gitops reconcile``) takes."""
-        return cls(port, namespace=settings.lease.namespace, name=settings.lease_name, identity=identity,
+        namespace = settings.lease.namespace or pod_namespace() or "default"
+        return cls(port, namespace=namespace, name=settings.lease_name, identity=identity,
                    duration=settings.lease.duration)
 
     @property

@@ -64,6 +64,10 @@ class RunMetrics:
         self.api_requests = Histogram("gitops_api_request_duration_seconds", "Latency of requests to the "
                                       "Kubernetes API, by verb and status code", ["verb", "code"], registry=r,
                                       buckets=_REQUEST_SECONDS)
+        self.audit_webhook = Counter("gitops_audit_webhook_requests", "Requests to the audit webhook, by HTTP "
+                                     "status (401: refused as unauthenticated)", ["code"], registry=r)
+        self.audit_records = Counter("gitops_audit_webhook_records", "Audit records the webhook appended to the "
+                                     "log", registry=r)
         r.register(_Appended(last_seq))
         self._objects: set[tuple[str, str, str]] = set()
         self._commit: str | None = None
@@ -96,3 +100,7 @@ class RunMetrics:
 
     def request(self, verb: str, code: int, seconds: float) -> None:
         self.api_requests.labels(verb, str(code)).observe(seconds)
+
+    def audit_request(self, code: int, records: int) -> None:
+        self.audit_webhook.labels(str(code)).inc()
+        self.audit_records.inc(records)

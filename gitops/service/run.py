@@ -95,7 +95,8 @@ def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSe
 
     reconciler = Reconciler(EventLog(db_path), port, settings=settings, desired_origin=git.origin,
                             actual_origin=service.cluster.origin, manifests=git.manifests_at, last_valid=last_valid,
-                            diff=diff, redaction=redaction, identity=process_identity("reconciler-"))
+                            diff=diff, redaction=redaction, identity=process_identity("reconciler-"),
+                            namespaces=cluster.namespaces)
     return reconciler, port
 
 
@@ -117,6 +118,8 @@ class RunService(WatchService):
         self._events_log = EventLog(db_path)  # this thread's own connection, for leadership events
         self._events_lock = threading.Lock()
         self.metrics = RunMetrics(instance=settings.instance, last_seq=self._last_seq)
+        if base.cluster is not None:  # the audit webhook starts with the cluster source, and counts from the first
+            base.cluster.on_audit_request = self.metrics.audit_request
         for client in {id(c): c for c in (port, getattr(base.cluster, "client", None)) if c is not None}.values():
             if isinstance(client, ClusterClient):
                 client.on_response(self.metrics.request)

@@ -111,6 +111,9 @@ class WatchService:
         if self.cluster is not None:
             self.cluster.start(on_error=lambda e: self._wake.set(), on_appended=self._on_cluster_events)
             audit = f" and its audit log {self.cluster.config.audit_log}" if self.cluster.config.audit_log else ""
+            if self.cluster.webhook is not None:
+                host, port = self.cluster.webhook.address
+                audit += f" and its audit webhook on https://{host}:{port}"
             self.reporter.watching(f"{self.cluster.origin}{audit}", at=utc_now())
         if self.git is not None:
             self._follower = GitFollower(self.git, on_pass=self._on_pass, on_error=self._on_git_error)

@@ -582,6 +582,17 @@ class EventLog:
             raise _map_error(e, self._where) from e
         return int(row[0] or 0)
 
+    def seq_recorded_before(self, t: datetime) -> int:
+        """The last seq this log recorded before ``t`` (0 when none): where a reader that wants
+        what was recorded since ``t`` starts. One index lookup: ``recorded_at`` never
+        decreases with seq."""
+        try:
+            row = self.conn.execute("SELECT seq FROM events WHERE recorded_at >= ? ORDER BY recorded_at, seq "
+                                    "LIMIT 1", (format_time(t),)).fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        return int(row[0]) - 1 if row is not None else self.last_seq()
+
     def count(self) -> int:
         try:
             return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])

@@ -21,7 +21,7 @@ import pykube
 import requests
 
 from gitops.model.errors import ClusterUnavailableError, ConfigError, SourceError
-from gitops.sources.cluster.kubeconfig import SERVICE_ACCOUNT, check_kubeconfig, in_cluster
+from gitops.sources.cluster.kubeconfig import TokenFile, check_kubeconfig, in_cluster, service_account_dir
 
 RECONCILER_AGENT = "gitops-reconciler"
 """The User-Agent prefix of the reconciler's requests: the API server's audit records of
@@ -139,17 +139,21 @@ class ClusterClient:
     def __init__(self, kubeconfig: str | Path | None = None, *, context: str | None = None,
                  watch_timeout: int = 300, page_size: int = 500, user_agent: str | None = None) -> None:
         inside = in_cluster(kubeconfig)
-        path = SERVICE_ACCOUNT if inside else check_kubeconfig(kubeconfig, context)
+        path = service_account_dir() if inside else check_kubeconfig(kubeconfig, context)
         try:
-            config = pykube.KubeConfig.from_service_account() if inside else \
+            config = pykube.KubeConfig.from_service_account(str(path)) if inside else \
                 pykube.KubeConfig.from_file(str(path), **({"current_context": context} if context else {}))
             self.server = str(config.cluster["server"])
             self.api = pykube.HTTPClient(config, timeout=(10, 60))
             self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
+            if inside:  # the kubelet rotates a projected token: each request sends the file's current one
+                for api in (self.api, self.watch_api):
+                    api.session.auth = TokenFile(path / "token")
             if user_agent is not None:
                 self.api.session.headers["User-Agent"] = user_agent
         except (pykube.exceptions.PyKubeError, OSError, KeyError) as e:
-            raise ConfigError(f"cannot use kubeconfig {path}: {e}") from None
+            raise ConfigError(f"cannot use {'the service account in ' if inside else 'kubeconfig '}{path}: "
+                              f"{e}") from None
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self._responses: set[Any] = set()
@@ -267,16 +271,16 @@ class ClusterClient:
             item.setdefault("kind", kind.kind)
         return items, str(body["metadata"]["resourceVersion"])
 
-    def collection_version(self, kind: KindInfo) -> str:
+    def collection_version(self, kind: KindInfo, namespace: str | None = None) -> str:
         """The resourceVersion of ``kind``'s collection now (a list of one object)."""
         try:
-            r = self.api.get(**self._request_kwargs(kind), params={"limit": "1"})
+            r = self.api.get(**self._request_kwargs(kind, namespace), params={"limit": "1"})
             self.api.raise_for_status(r)
             return str(orjson.loads(r.content)["metadata"]["resourceVersion"])
         except (*_NETWORK_ERRORS, requests.HTTPError, pykube.exceptions.HTTPError) as e:
             raise _unavailable(self.server, e) from None
 
-    def watch(self, kind: KindInfo, resource_version: str) -> Iterator[WatchEvent]:
+    def watch(self, kind: KindInfo, resource_version: str, namespace: str | None = None) -> Iterator[WatchEvent]:
         """Changes to ``kind`` after ``resource_version``, with bookmarks, until the server
         ends the watch (every ``watch_timeout`` seconds) or ``close()`` is called.
 
@@ -286,7 +290,7 @@ class ClusterClient:
         params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(self.watch_timeout)}
         try:
-            r = self.watch_api.get(**self._request_kwargs(kind), params=params, stream=True)
+            r = self.watch_api.get(**self._request_kwargs(kind, namespace), params=params, stream=True)
         except _NETWORK_ERRORS as e:
             raise _unavailable(self.server, e) from None
         with self._lock:

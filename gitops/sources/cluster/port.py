@@ -36,12 +36,13 @@ class ClusterPort(Protocol):
     def openapi(self) -> dict[str, Any] | None:
         """The server's OpenAPI v2 document, or None when it serves none."""
 
-    def collection_version(self, kind: KindInfo) -> str:
-        """The resourceVersion of ``kind``'s collection now."""
+    def collection_version(self, kind: KindInfo, namespace: str | None = None) -> str:
+        """The resourceVersion of ``kind``'s collection (in ``namespace``, or in all) now."""
 
-    def watch(self, kind: KindInfo, resource_version: str) -> Iterator[WatchEvent]:
-        """Changes after ``resource_version``: CONNECTED first, then ADDED, MODIFIED,
-        DELETED and BOOKMARK events, until the server ends the watch or ``close()``."""
+    def watch(self, kind: KindInfo, resource_version: str, namespace: str | None = None) -> Iterator[WatchEvent]:
+        """Changes (in ``namespace``, or in all) after ``resource_version``: CONNECTED first,
+        then ADDED, MODIFIED, DELETED and BOOKMARK events, until the server ends the watch
+        or ``close()``."""
 
     def close(self) -> None:
         """End every watch in progress, from any thread."""

@@ -22,11 +22,15 @@ from gitops.model.schema import KindSchemas
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster.attribution import fingerprint, managers
-from gitops.sources.cluster.audit import AuditIndex, AuditTailer
+from gitops.sources.cluster.audit import AuditFeed, AuditIndex
+from gitops.sources.cluster.audit_file import AuditTailer
+from gitops.sources.cluster.audit_records import AuditReader
+from gitops.sources.cluster.audit_webhook import AuditWebhook, LogAuditFeed, RequestCallback
 from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock, ClusterPort
-from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, Writer
+from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, stream_name
+from gitops.sources.cluster.writer import Writer
 from gitops.store import EventLog
 from gitops.store.openapi import save_schemas
 
@@ -113,6 +117,8 @@ class ClusterSource:
         self.redaction = as_redaction(redaction)
         self.clock = clock
         check_audit_log(config)
+        if config.audit_webhook is not None:
+            config.audit_webhook.check()
         self.client: ClusterPort = client or ClusterClient(config.kubeconfig, context=config.context,
                                                            watch_timeout=config.watch_timeout)
         self.origin = f"cluster:{self.client.server}"
@@ -120,6 +126,9 @@ class ClusterSource:
         self._threads: list[threading.Thread] = []
         self._writer: Writer | None = None
         self._tailer: AuditTailer | None = None
+        self._feed: LogAuditFeed | None = None
+        self.webhook: AuditWebhook | None = None
+        self.on_audit_request: RequestCallback | None = None  # told of each request the audit webhook answers
         self._outages: OutageTracker | None = None
         self._watching: set[str] = set()  # Kind[.group] names
         self._started: list[KindWatcher] = []
@@ -188,21 +197,36 @@ class ClusterSource:
                                              str(payload.get("resource_version") or "") or None)
         return known
 
-    def _prepare(self, log: EventLog) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
+    def _prepare(self, log: EventLog, *, webhook: bool = False
+                 ) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
+        """The watchers, their writer and the audit records' feeds; with ``webhook`` (a
+        service), the records the audit webhook puts in the log are read too."""
         # a discovery made moments ago (for the Git source's scope) serves: no second one at start
         kinds, problems = self.select(log, self._served or self._discover())
         self._keep_schemas(log)
         index = tailer = None
-        if self.config.audit_log:
+        feeds: list[AuditFeed] = []
+        if self.config.audit_log or (webhook and self.config.audit_webhook is not None):
             index = AuditIndex()
-            tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log,
-                                 resolve=lambda g, r: self._audited.get((g, r)), index=index, origin=self.origin)
-        writer = Writer(log, origin=self.origin, config=self.config, index=index, tailer=tailer, clock=self.clock)
+        if self.config.audit_log:
+            assert index is not None
+            tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log, resolve=self._resolve_audited,
+                                 index=index, origin=self.origin)
+            feeds.append(tailer)
+        if webhook and self.config.audit_webhook is not None:
+            assert index is not None
+            self._feed = LogAuditFeed(EventLog(self.db_path), index, origin=self.origin,
+                                      delay=self.config.audit_webhook.delay)
+            feeds.append(self._feed)
+        writer = Writer(log, origin=self.origin, config=self.config, index=index, feeds=feeds, clock=self.clock)
         self._outages = OutageTracker(writer.put, clock=self.clock)
         watchers = self._watchers(log, kinds, writer)
         for p in problems:
             writer.put(p)
         return watchers, writer, tailer, problems
+
+    def _resolve_audited(self, group: str, plural: str) -> tuple[str, bool] | None:
+        return self._audited.get((group, plural))
 
     def _watchers(self, log: EventLog, kinds: list[KindInfo], writer: Writer) -> list[KindWatcher]:
         """Watchers for ``kinds``, each knowing what the log last recorded of its objects."""
@@ -210,12 +234,20 @@ class ClusterSource:
         checkpoints = log.checkpoints(f"{self.origin}:")
         watchers = []
         for k in kinds:
-            cp = checkpoints.get(writer.checkpoint_name(k.name))
-            rv = cp.get("resourceVersion") if isinstance(cp, dict) else None
-            assert self._outages is not None
-            watchers.append(KindWatcher(self.client, k, config=self.config, known=known[k.name],
-                                        resource_version=rv, out=writer.put, outages=self._outages,
-                                        redaction=self.redaction, clock=self.clock))
+            # with cluster.namespaces, a namespaced kind is read in those namespaces only: one
+            # list and watch each, as a reconciler whose Roles are there alone can
+            scopes: list[str | None] = list(self.config.namespaces) if k.namespaced and self.config.namespaces \
+                else [None]
+            for namespace in scopes:
+                stream = stream_name(k, namespace)
+                cp = checkpoints.get(writer.checkpoint_name(stream))
+                rv = cp.get("resourceVersion") if isinstance(cp, dict) else None
+                mine = known[k.name] if namespace is None else {
+                    key: seen for key, seen in known[k.name].items() if parse_key(key).namespace == namespace}
+                assert self._outages is not None
+                watchers.append(KindWatcher(self.client, k, config=self.config, known=mine, resource_version=rv,
+                                            out=writer.put, outages=self._outages, redaction=self.redaction,
+                                            clock=self.clock, namespace=namespace))
             self._watching.add(k.name)
             # Audit records are kept for the kinds watched here, noisy ones aside: a real
             # cluster's audit log is mostly lease renewals and node heartbeats.
@@ -235,8 +267,8 @@ class ClusterSource:
                 try:
                     w.list_pass()
                 except AccessDenied as e:
-                    writer.put(Problem("kind-forbidden", str(e), w.kind.name))
-                    forbidden.append(w.kind.name)
+                    writer.put(Problem("kind-forbidden", str(e), w.stream))
+                    forbidden.append(w.stream)
             writer.drain()
             if tailer is not None:
                 tailer.stop()
@@ -267,13 +299,18 @@ class ClusterSource:
         ``stop()`` ends them. ``on_error`` is told if the source cannot go on;
         ``on_appended`` of each batch of events written (from the writer's thread)."""
         log = EventLog(self.db_path)
-        watchers, writer, tailer, _ = self._prepare(log)
+        watchers, writer, tailer, _ = self._prepare(log, webhook=True)
         self._writer, self._tailer = writer, tailer
         self._on_error = on_error
         writer.on_error = self._failed
         writer.on_appended = on_appended
         if tailer is not None:
             tailer.catch_up()  # a first start may have a long audit history to read
+        if self.config.audit_webhook is not None:  # once the kinds watched are known: records of others are not kept
+            self.webhook = AuditWebhook(self.db_path, self.config.audit_webhook,
+                                        reader=AuditReader(resolve=self._resolve_audited, origin=self.origin),
+                                        on_request=self.on_audit_request)
+            self.webhook.start()
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))
         if tailer is not None:
             tailer.start()
@@ -306,7 +343,7 @@ class ClusterSource:
         started = list(self._started)
         if started and all(w.forbidden for w in started):
             self._failed(AccessDenied(f"the Kubernetes API at {self.client.server} refused to list every kind "
-                                      f"watched ({', '.join(w.kind.name for w in started)}): check the "
+                                      f"watched ({', '.join(w.stream for w in started)}): check the "
                                       "credentials' RBAC rights"))
 
     def wait_synced(self, timeout: float) -> bool:
@@ -319,7 +356,7 @@ class ClusterSource:
         self._started.extend(watchers)
         for w in watchers:
             w.on_forbidden = self._check_forbidden
-            t = threading.Thread(target=self._watch, args=(w,), name=f"watch-{w.kind.name}", daemon=True)
+            t = threading.Thread(target=self._watch, args=(w,), name=f"watch-{w.stream}", daemon=True)
             self._threads.append(t)
             t.start()
 
@@ -335,12 +372,14 @@ class ClusterSource:
         for p in problems:
             self._writer.put(p)  # a problem already recorded has the same id: appended once
         self._start_watchers(watchers)
-        return [w.kind.name for w in watchers]
+        return list(dict.fromkeys(w.kind.name for w in watchers))
 
     def stop(self) -> None:
         """Stop watching, write what is queued, and close."""
         self._stop.set()
         self.client.close()
+        if self.webhook is not None:
+            self.webhook.stop()  # what it acknowledged is in the log already
         if self._tailer is not None:
             self._tailer.stop()
         for t in self._threads:
@@ -354,3 +393,5 @@ class ClusterSource:
             self._writer.log.close()
         if self._tailer is not None:
             self._tailer.log.close()
+        if self._feed is not None:
+            self._feed.close()

@@ -1,0 +1,191 @@
+"""The API server's audit log file: ``AuditTailer`` follows it (JSON lines) with watchdog,
+survives rotation (the file renamed away and a new one created), and turns each completed
+write request into an ``audit`` event (``gitops.sources.cluster.audit_records``) and a
+record of the index the cluster watcher joins changes to. Where it stopped is a
+checkpoint written with the events: a restart resumes there, and a file rotated away or
+cut while nothing read it is recorded as an evidence gap (``source.error audit-gap``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gitops.events.models import AuditRecorded, EventSource, SourceErrorEvent, SourceErrorPayload, event_id
+from gitops.model.times import utc_now
+from gitops.sources.cluster.audit import AuditIndex
+from gitops.sources.cluster.audit_records import AuditReader, KindResolver, Malformed
+from gitops.sources.filewatch import FileWatch
+from gitops.store import Checkpoint, EventLog
+
+__all__ = ["AuditTailer"]
+
+_CHUNK = 4 << 20  # bytes read and written at a time
+_MAX_LINE = 16 << 20
+
+
+class AuditTailer:
+    """Reads new lines of the audit log into ``audit`` events and the index."""
+
+    delay = 0.0  # the API server writes each record as the request completes
+
+    def __init__(self, log: EventLog, path: str | Path, *, resolve: KindResolver, index: AuditIndex,
+                 origin: str, chunk_bytes: int = _CHUNK) -> None:
+        self.log = log
+        self.path = Path(path)
+        self.reader = AuditReader(resolve=resolve, origin=origin)
+        self.index = index
+        self.origin = origin
+        self.checkpoint_name = f"audit:{self.path}"
+        self._lock = threading.Lock()
+        self._file: Any = None
+        self._inode: int | None = None
+        self._partial = b""
+        self._trigger = threading.Event()
+        self._stopped = threading.Event()
+        self._watch: FileWatch | None = None
+        self.malformed = 0  # records skipped because they could not be read
+        self.chunk_bytes = chunk_bytes
+
+    # ------------------------------------------------------------------ reading
+
+    def _open(self) -> bool:
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - kept open while tailing
+        except FileNotFoundError:
+            return False
+        stat = os.fstat(f.fileno())
+        inode = stat.st_ino
+        cp = self.log.checkpoint(self.checkpoint_name)
+        if self._inode is None and isinstance(cp, dict) and cp.get("inode") == inode \
+                and int(cp.get("offset", 0)) <= stat.st_size:
+            f.seek(int(cp.get("offset", 0)))  # resume where the log stopped
+        elif self._inode is None and isinstance(cp, dict) and cp.get("inode") is not None:
+            # rotated away (or cut) while nothing read it: what came after the offset was not seen
+            self.log.append([self._gap(cp, inode, rotated=cp.get("inode") != inode)])
+        self._file, self._inode, self._partial = f, inode, b""
+        return True
+
+    def _gap(self, cp: dict[str, Any], inode: int, *, rotated: bool) -> SourceErrorEvent:
+        how = "rotated away" if rotated else "cut shorter than where reading stopped"
+        return SourceErrorEvent(
+            id=event_id("source.error", self.origin, "audit-gap", str(self.path), str(cp.get("inode")),
+                        str(cp.get("offset")), str(inode)),
+            source=EventSource.AUDIT, effective_at=utc_now(),
+            payload=SourceErrorPayload(
+                code="audit-gap", origin=self.origin, path=str(self.path),
+                message=f"{self.path} was {how} while nothing read it: the records after byte {cp.get('offset')} "
+                        f"of the earlier file were not read, and changes then are named by no audit record",
+                detail={"inode": str(cp.get("inode")), "offset": str(cp.get("offset"))}))
+
+    def catch_up(self) -> int:
+        """Read the file to its end now (and the rotated-away file's rest); returns the
+        number of audit events appended. Safe to call from any thread."""
+        with self._lock:
+            n = 0
+            if self._file is None and not self._open():
+                return 0
+            n += self._drain()
+            try:
+                rotated = os.stat(self.path).st_ino != self._inode
+            except FileNotFoundError:
+                rotated = False
+            if rotated:
+                n += self._drain()  # the rest of the old file, then the new one from the top
+                self._file.close()
+                self._file = None
+                if self._open():
+                    n += self._drain()
+            return n
+
+    def _drain(self) -> int:
+        """Read what the file holds past the last position, in chunks of ``chunk_bytes``, each
+        written in a transaction of its own with the position after it: a 1 GB backlog is
+        neither held in memory nor written at once. Returns the audit events appended."""
+        n = 0
+        while True:
+            data = self._file.read(self.chunk_bytes)
+            if not data:
+                return n
+            offset = self._file.tell() - len(data) - len(self._partial)  # where the first whole line starts
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop()
+            events: list[AuditRecorded | SourceErrorEvent] = []
+            for line in lines:
+                ev = self._event(line, offset)
+                if ev is not None:
+                    events.append(ev)
+                offset += len(line) + 1
+            if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
+                events.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
+                offset += len(self._partial)
+                self._partial = b""
+            appended = self.log.append(events, checkpoint=Checkpoint(self.checkpoint_name,
+                                                                     {"inode": self._inode, "offset": offset}))
+            n += sum(1 for a in appended if isinstance(a.event, AuditRecorded))
+
+    def _malformed(self, offset: int, why: str) -> SourceErrorEvent:
+        """A record that cannot be read: skipped, counted, and recorded once for its place."""
+        self.malformed += 1
+        return SourceErrorEvent(
+            id=event_id("source.error", self.origin, "audit-malformed", str(self.path), str(self._inode), str(offset)),
+            source=EventSource.AUDIT, effective_at=utc_now(),
+            payload=SourceErrorPayload(code="audit-malformed", message=f"{self.path} at byte {offset}: {why}; "
+                                       "the record was skipped", origin=self.origin, path=str(self.path),
+                                       detail={"offset": str(offset)}),
+        )
+
+    def _event(self, line: bytes, offset: int) -> AuditRecorded | SourceErrorEvent | None:
+        """The ``audit`` event of one line, None for a record of no interest (a read, an
+        unwatched kind), or a ``source.error`` for one that cannot be read."""
+        if not line.strip():
+            return None
+        try:
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return self._malformed(offset, "not JSON")
+        read = self.reader.read(raw)
+        if read is None:
+            return None
+        if isinstance(read, Malformed):
+            return self._malformed(offset, read)
+        record, event = read
+        self.index.add(record)
+        return event
+
+    # ------------------------------------------------------------------ following
+
+    def start(self) -> None:
+        self._watch = FileWatch([self.path], self._trigger)
+        self._trigger.set()
+
+    def run(self, *, poll: float = 5.0, on_error: Callable[[Exception], None] | None = None) -> None:
+        """Read on every change of the file (and every ``poll`` seconds) until ``stop()``.
+        A failure to record is handed to ``on_error`` and ends the loop."""
+        while not self._stopped.is_set():
+            self._trigger.wait(poll)
+            self._trigger.clear()
+            if self._stopped.is_set():
+                break
+            try:
+                self.catch_up()
+            except Exception as e:  # handed to the owner, which stops: a store error in one line, a bug loudly
+                if on_error is None:
+                    raise
+                on_error(e)
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._trigger.set()
+        if self._watch is not None:
+            self._watch.stop()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
