@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: docs install run test lint schema bench cluster-up cluster-down clean
+.PHONY: docs install run test lint schema bench cluster-up cluster-down clean image
 
 install: $(BIN)/gitops
 
@@ -38,6 +38,13 @@ bench: install
 	$(BIN)/python scripts/bench_verify.py
 	$(BIN)/python scripts/bench_git_ingest.py
 	scripts/local-cluster up && eval "$$(scripts/local-cluster env)" && $(BIN)/python scripts/bench_cluster_ingest.py
+
+# The container image of deploy/: needs a container builder (docker or podman), which these
+# machines do not run; CI tests the wheel in a clean venv with the in-cluster config instead.
+IMAGE ?= gitops:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@builder=$$(command -v docker || command -v podman) || { echo "make image needs docker or podman" >&2; exit 1; }; \
+	$$builder build -f deploy/Dockerfile -t $(IMAGE) .
 
 cluster-up:
 	scripts/local-cluster up
