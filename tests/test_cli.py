@@ -22,7 +22,10 @@ from tests.helpers import applied
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     out: list[tuple[tuple[str, ...], click.Command]] = []
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # imports each command's module (they load when asked for)
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         out.append(((*prefix, name), cmd))
         if isinstance(cmd, click.Group):
             out.extend(_commands(cmd, (*prefix, name)))
@@ -305,6 +308,32 @@ def test_log_filters_by_valid_or_recorded_time_and_refuses_bad_times(tmp_path: P
         res = gitops("log", *bad, db=db)
         assert res.returncode == 2
         assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+
+
+def test_every_command_is_listed_with_its_own_summary_and_imported_only_when_it_runs() -> None:
+    """gitops.cli.commands names each command's module and summary so that the list costs no
+    import: what it says is what the commands say, and a fresh process that lists them (or
+    runs one) imports no other command's module, nor the reconciler, pykube or GitPython."""
+    import importlib
+
+    from gitops.cli.commands import COMMANDS
+
+    for modules, _ in COMMANDS.values():
+        for m in modules:
+            importlib.import_module(f"gitops.cli.{m}")
+    assert set(cli.commands) == set(COMMANDS)
+    for name, (_, summary) in COMMANDS.items():
+        assert cli.commands[name].get_short_help_str(limit=200) == summary, name
+    probe = ("import sys, contextlib, io\n"
+             "from gitops.cli import cli\n"
+             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+             "    cli(sys.argv[1:], prog_name='gitops')\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.endswith('_cmds') or m.split('.')[0] in "
+             "('pykube', 'git', 'rich') or m == 'gitops.reconcile.reconciler')))")
+    listed = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == []
+    ran = subprocess.run([sys.executable, "-c", probe, "log", "--help"], capture_output=True, text=True, check=True)
+    assert [m for m in ran.stdout.split() if not m.startswith("rich")] == ["gitops.cli.log_cmds"]
 
 
 def test_the_readme_reference_is_current() -> None:

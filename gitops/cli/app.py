@@ -6,21 +6,23 @@ becomes one line on stderr (``error: …``) and its exit code; never a traceback
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from gitops.events.redaction import Redaction
+from gitops.cli.commands import COMMANDS
 from gitops.model.errors import GitOpsError, StoreError, UsageError
-from gitops.query.access import record_access
-from gitops.query.integrity import KeyStore
-from gitops.service.config import Config, load_config
-from gitops.store import EventLog
+
+if TYPE_CHECKING:  # imported where used: a command pays only for what it needs (``gitops --help``: none)
+    from gitops.events.redaction import Redaction
+    from gitops.service.config import Config
+    from gitops.store import EventLog
 
 __all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "hoist_global_options", "main", "pass_ctx"]
 
@@ -38,10 +40,15 @@ class Context:
     @property
     def redaction(self) -> Redaction:
         """What the config digests, under the log's digest key (made the first time)."""
+        from gitops.events.redaction import Redaction
+        from gitops.query.integrity import KeyStore
+
         key = KeyStore(self.config.integrity.key_dir, db=self.db_path).digest_key(create=not self.read_only)
         return Redaction(tuple(self.config.redact), key)
 
     def open_log(self, *, create: bool = False) -> EventLog:
+        from gitops.store import EventLog
+
         return EventLog(self.db_path, create=create, read_only=self.read_only, immutable=self.immutable)
 
     @contextmanager
@@ -64,6 +71,8 @@ class Context:
         self.record(command, arguments, "succeeded", "")
 
     def record(self, command: str, arguments: Mapping[str, object], outcome: str, detail: str) -> None:
+        from gitops.query.access import record_access
+
         try:
             with self.open_log() as log:
                 record_access(log, command, arguments, outcome=outcome, detail=detail)
@@ -100,7 +109,32 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 class GitOpsGroup(click.Group):
-    """A click group that turns library errors into one line and an exit code."""
+    """A click group that turns library errors into one line and an exit code, and imports
+    each command's module when the command is asked for (``gitops.cli.commands``)."""
+
+    lazy: Mapping[str, tuple[tuple[str, ...], str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            for module in self.lazy[cmd_name][0]:
+                importlib.import_module(f"gitops.cli.{module}")  # its decorators register it on ``cli``
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of commands, from their summaries: no command module is imported for it."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:  # a command not imported is shortened as click shortens one: through a stand-in
+            command = self.commands.get(name) or click.Command(name, help=self.lazy[name][1])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args) if ctx.parent is None else args)
@@ -139,9 +173,14 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, db: Path | None, config_file: Path | None, read_only: bool, immutable: bool) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
+    from gitops.service.config import load_config
+
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
     ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config, read_only=read_only or immutable,
                       immutable=immutable)
+
+
+cli.lazy = COMMANDS
 
 
 def main() -> None:

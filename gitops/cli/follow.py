@@ -8,14 +8,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gitops.cli.runlog import LOG
 from gitops.model.errors import SourceError, StoreError
-from gitops.service.watch import WatchService
-from gitops.sources.git import GitIngest, IngestSummary
+
+if TYPE_CHECKING:  # named in signatures only: ``log --watch`` needs none of the services
+    from gitops.service.watch import WatchService
+    from gitops.sources.git import GitIngest, IngestSummary
 
 __all__ = ["Reporter", "Shown", "describe", "follow", "run_until_stopped", "warn_missing_paths"]
 

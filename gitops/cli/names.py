@@ -12,7 +12,6 @@ import click
 from gitops.cli.app import Context
 from gitops.model.kinds import KindNames
 from gitops.query.names import Names
-from gitops.sources.cluster.client import ClusterClient
 
 __all__ = ["namespace_option", "resolve_kind", "resolve_resource"]
 
@@ -27,6 +26,8 @@ def _names(ctx: Context, log: Any) -> Names:
 
     def discover() -> list[tuple[KindNames, bool]]:
         assert cluster is not None
+        from gitops.sources.cluster.client import ClusterClient  # pykube, only when a cluster is asked
+
         served = ClusterClient(cluster.kubeconfig, context=cluster.context).discover().kinds.values()
         return [(KindNames(i.group, i.kind, i.names), i.namespaced) for i in served]
 

@@ -26,11 +26,8 @@ from typing import Any, TypeVar
 
 import click
 import yaml
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from gitops.query.report_render import cell
+from gitops.query.cells import cell
 
 __all__ = ["LISTS", "STREAMS", "TABLE_LIMIT", "Columns", "effective_limit", "newest", "output_options",
            "render_document", "render_rows", "use_colour"]
@@ -142,12 +139,16 @@ def _fitting(columns: Sequence[str], cells: list[list[str]], optional: Sequence[
 
 def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: bool, title: str | None,
            empty: str | None, optional: Sequence[str] = (), whole: bool = False) -> int:
-    console = Console()
     cells = [[_plain(row.get(c)) for c in columns] for row in rows]
     if not cells and empty is not None:
         click.echo(empty, err=True)
         return 0
-    if whole or not console.is_terminal:  # piped, or -o wide: plain columns, nothing cut, as kubectl prints them
+    console = None
+    if not whole and (sys.stdout.isatty() or os.environ.get("FORCE_TERMINAL")):
+        from rich.console import Console  # a terminal only: a pipe never pays for rich
+
+        console = Console()
+    if console is None or not console.is_terminal:  # piped, or -o wide: plain columns, nothing cut, as kubectl
         widths = [max([len(c) if headers else 0, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
         out = sys.stdout
         if title:
@@ -155,6 +156,9 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, headers: b
         for line in ([[c.upper() for c in columns]] if headers else []) + cells:
             out.write("   ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
         return len(cells)
+    from rich.table import Table
+    from rich.text import Text
+
     keep = _fitting(columns, cells, optional, console.width)
     table = Table(title=title, box=None, show_header=headers, header_style="" if os.environ.get("NO_COLOR") else
                   "bold", pad_edge=False, padding=(0, 3, 0, 0))

@@ -1,8 +1,24 @@
 """Projections: the desired and the actual state, for now and for any moment in the past,
 derived from the event log alone (no Git, no cluster)."""
 
-from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
-from gitops.projections.replay import Moment, actual_at, desired_at, resolve_at
+from typing import TYPE_CHECKING
+
+from gitops.model.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
+    from gitops.projections.replay import Moment, actual_at, desired_at, resolve_at
 
 __all__ = ["ActualEntry", "DesiredEntry", "Moment", "actual_at", "desired_at", "fold_actual", "fold_desired",
            "resolve_at"]
+
+__getattr__ = lazy_exports(__name__, {
+    "ActualEntry": ".fold",
+    "DesiredEntry": ".fold",
+    "fold_actual": ".fold",
+    "fold_desired": ".fold",
+    "Moment": ".replay",
+    "actual_at": ".replay",
+    "desired_at": ".replay",
+    "resolve_at": ".replay",
+})

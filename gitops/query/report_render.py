@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gitops.model.times import format_time
+from gitops.query.cells import cell
 from gitops.query.report import ComplianceReport
 from gitops.query.report_scope import Gap
 
-__all__ = ["cell", "render_html", "write_csv"]
+__all__ = ["cell", "render_html", "write_csv"]  # cell: gitops.query.cells, re-exported
 
 _WIDTH, _HEIGHT = 1000, 150
 _LANES = (("commits", 30, "#0969da"), ("out-of-band", 60, "#cf222e"), ("drift", 90, ""), ("failures", 120,
@@ -99,18 +99,6 @@ def render_html(report: ComplianceReport) -> str:
     env.filters["dur"] = _dur
     env.filters["oid"] = _object_id
     return env.get_template("report.html.j2").render(r=report, tl=_timeline(report), objects=_objects(report))
-
-
-def cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text: a string starting with = + - @ or a tab
-    would be read as a formula (CSV injection), so it gets a leading apostrophe."""
-    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value)):
-        value = json.dumps(value, sort_keys=True, default=str)  # nested evidence (approval, objects): JSON
-    elif isinstance(value, list):
-        value = "; ".join(map(str, value))
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _rows(models: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:

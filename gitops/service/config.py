@@ -17,7 +17,7 @@ from gitops.model.errors import ConfigError, first_error
 from gitops.query.integrity import IntegritySettings
 from gitops.query.report_policy import ReportSettings
 from gitops.reconcile.settings import ReconcileSettings
-from gitops.service.notify import SinkSettings
+from gitops.service.notify_settings import SinkSettings
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.git.config import GitSourceConfig
 

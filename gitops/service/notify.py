@@ -23,14 +23,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import orjson
 import requests
@@ -50,54 +48,15 @@ from gitops.events import (
     Recorded,
     event_id,
 )
-from gitops.model.errors import ConfigError, GitOpsError, TamperedLogError
+from gitops.model.errors import GitOpsError, TamperedLogError
 from gitops.model.times import utc_now
+from gitops.service.notify_settings import TRIGGERS, SinkSettings, Trigger
 from gitops.store import Checkpoint, EventLog
 
-__all__ = ["TRIGGERS", "Notification", "Notifier", "SinkSettings", "notification_json_schema"]
+__all__ = ["TRIGGERS", "Notification", "Notifier", "SinkSettings", "Trigger", "notification_json_schema"]
 
-Trigger = Literal["drift-opened", "drift-closed", "out-of-band", "action-failed", "health-degraded",
-                  "health-recovered", "mass-prune-held", "tamper"]
-TRIGGERS: tuple[Trigger, ...] = ("drift-opened", "drift-closed", "out-of-band", "action-failed", "health-degraded",
-                                  "health-recovered", "mass-prune-held", "tamper")
 SCHEMA_ID = "gitops.notification/v1"
 _TYPES = ("drift.opened", "drift.closed", "reconcile.action", "health.changed", "reconcile.finished")
-
-
-class SinkSettings(BaseModel):
-    """One webhook to notify."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="its name in the log")
-    url: str = Field(pattern=r"^https?://", description="the webhook's URL (its path and query are never logged)")
-    format: Literal["generic", "slack"] = Field(default="generic", description="generic JSON, or Slack's body")
-    secret_file: str | None = Field(default=None, description="a file holding the HMAC secret (generic)")
-    secret_env: str | None = Field(default=None, description="an environment variable holding the HMAC secret")
-    triggers: list[Trigger] = Field(default_factory=lambda: list(TRIGGERS), description="what to send")
-    timeout: float = Field(default=5.0, gt=0, description="seconds a delivery may take")
-    retries: int = Field(default=5, ge=0, le=20, description="tries after the first, with exponential backoff")
-    backoff: float = Field(default=1.0, gt=0, description="seconds before the first retry (doubled each time)")
-    max_pending: int = Field(default=1000, gt=0, description="events it may fall behind before skipping the oldest")
-
-    def secret(self) -> bytes | None:
-        if self.secret_file:
-            try:
-                return Path(self.secret_file).read_bytes().strip()
-            except OSError as e:
-                raise ConfigError(f"notify sink {self.name}: cannot read secret_file {self.secret_file}: "
-                                  f"{e.strerror}") from None
-        if self.secret_env:
-            value = os.environ.get(self.secret_env)
-            if not value:
-                raise ConfigError(f"notify sink {self.name}: the environment variable {self.secret_env} is not set")
-            return value.encode()
-        return None
-
-    @property
-    def endpoint(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class Notification(BaseModel):
