@@ -16,27 +16,29 @@ that starts and imports nothing of gitops). Targets (issue #32):
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
-from gitops.model.times import format_time, parse_time
-from gitops.store import EventLog
-from gitops.store import current as current_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_replay import T0, make_event  # the same log as bench_replay's
-
+# This process imports nothing of gitops: a child's peak RSS (ru_maxrss) counts what it had
+# when it was forked from here, so the log is built, and read, in children of their own.
 PY = sys.executable
+HERE = str(Path(__file__).resolve())
 
 
 def build(path: Path, n: int, objects: int) -> None:
+    import random
+
+    from gitops.store import EventLog
+
+    sys.path.insert(0, str(Path(HERE).parent))
+    from bench_replay import make_event  # the same log as bench_replay's
+
     rng = random.Random(11)
     start = time.perf_counter()
     with EventLog(path) as log:
@@ -96,7 +98,9 @@ for row in c.execute("SELECT e.resource, e.payload FROM current_state s JOIN eve
 
 def state_sql(db: Path, at: str) -> list[str]:
     """The SQL the log runs for the state at ``at`` on each side, and its parameters."""
-    import json
+    from gitops.model.times import format_time, parse_time
+    from gitops.store import EventLog
+    from gitops.store import current as current_state
 
     with EventLog(db, create=False) as log:
         cur = log.conn.cursor()
@@ -113,25 +117,49 @@ def line(what: str, got: tuple[float, float], base: tuple[float, float], target:
           f"{got[0] / base[0]:5.1f}x | target {target}", flush=True)
 
 
+def describe(db: Path) -> dict[str, object]:
+    """The log's size, the moment to replay (half way through it) and the SQL of that state."""
+    from datetime import timedelta
+
+    from gitops.store import EventLog
+
+    with EventLog(db, create=False) as log:
+        n, first, last = log.count(), log.first_time(), log.last_time()
+    assert first is not None and last is not None
+    at = first + (last - first) / 2
+    at_text = (at - timedelta(microseconds=at.microsecond)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"events": n, "at": at_text, "sql": state_sql(db, at_text)}
+
+
+def child(*args: str) -> str:
+    return subprocess.run([PY, HERE, *args], capture_output=True, text=True, check=True).stdout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--objects", type=int, default=10_000)
     ap.add_argument("--db", type=Path, default=None, help="reuse this log (built there when it does not exist)")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--build", action="store_true", help=argparse.SUPPRESS)  # a child's job
+    ap.add_argument("--describe", action="store_true", help=argparse.SUPPRESS)  # a child's job
     args = ap.parse_args()
+    if args.build:
+        build(args.db, args.events, args.objects)
+        return
+    if args.describe:
+        print(json.dumps(describe(args.db)))
+        return
     with tempfile.TemporaryDirectory() as d:
         db = args.db or Path(d) / "log.db"
         if not db.exists():
-            build(db, args.events, args.objects)
+            print(child("--build", "--db", str(db), "--events", str(args.events), "--objects", str(args.objects)),
+                  end="", flush=True)
         env = {**os.environ, "GITOPS_DB": str(db), "NO_COLOR": "1"}
         env.pop("GITOPS_CONFIG", None)
         gitops = [PY, "-m", "gitops"]
-        with EventLog(db, create=False) as log:
-            n, last = log.count(), log.last_time()
-        assert last is not None
-        at = T0 + (last - T0) / 2
-        at_text = (at - timedelta(microseconds=at.microsecond)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        info = json.loads(child("--describe", "--db", str(db)))
+        n, at_text, sql = info["events"], info["at"], info["sql"]
         print(f"log: {n:,} events; replay at {at_text}; medians of {args.runs} runs, each a process of its own")
         runs = args.runs
         line("gitops --help", measure([*gitops, "--help"], env, runs), measure([PY, "-c", "pass"], env, runs),
@@ -141,10 +169,10 @@ def main() -> None:
         line("gitops status (piped)", measure([*gitops, "--read-only", "status"], env, runs),
              measure([PY, "-c", RAW_CURRENT, str(db)], env, runs), "< 1 s")
         line("gitops replay --at T (yaml)", measure([*gitops, "--read-only", "replay", "--at", at_text], env, runs),
-             measure([PY, "-c", RAW_STATE, str(db), *state_sql(db, at_text)], env, runs), "< 2 s, < 150 MB")
+             measure([PY, "-c", RAW_STATE, str(db), *sql], env, runs), "< 2 s, < 150 MB")
         line("gitops replay --at T -o json", measure([*gitops, "--read-only", "replay", "--at", at_text, "-o",
                                                        "json"], env, runs),
-             measure([PY, "-c", RAW_STATE, str(db), *state_sql(db, at_text)], env, runs), "< 2 s, < 150 MB")
+             measure([PY, "-c", RAW_STATE, str(db), *sql], env, runs), "< 2 s, < 150 MB")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,17 @@ import click
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.names import namespace_option, resolve_resource
-from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows
+from gitops.cli.render import LISTS, Columns, output_options, render_rows, stream_document
 from gitops.cli.status_cmds import AT_HELP
-from gitops.projections import ActualEntry, DesiredEntry, actual_at, desired_at, resolve_at
+from gitops.projections import (
+    ActualEntry,
+    DesiredEntry,
+    actual_at,
+    actual_entries,
+    desired_at,
+    desired_entries,
+    resolve_at,
+)
 from gitops.projections.export import write_manifests
 
 REPLAY_COLUMNS = Columns(("side", "resource", "revision", "by"),
@@ -46,6 +54,14 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespac
     key = resolve_resource(ctx, resource, namespace)
     with ctx.accessed("replay", at=at_text, side=side, resource=key, output_dir=output_dir), ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
+        if output in ("json", "yaml") and output_dir is None:
+            # one object at a time, from the log to the output: 10,000 objects in bounded memory
+            desired_rows = None if side == "actual" else (
+                _desired_row(k, e) for k, e in desired_entries(log, moment) if key is None or k == key)
+            actual_rows = None if side == "desired" else (
+                _actual_row(k, e) for k, e in actual_entries(log, moment) if key is None or k == key)
+            stream_document(moment.as_json(), {"desired": desired_rows, "actual": actual_rows}, output)
+            return
         desired = desired_at(log, moment) if side in ("desired", "both") else None
         actual = actual_at(log, moment) if side in ("actual", "both") else None
     if key is not None:
@@ -61,18 +77,11 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespac
             for k in skipped:
                 click.echo(f"  {k} left out: the log holds digests of a Secret's values, not the values", err=True)
         return
-    doc: dict[str, Any] = moment.as_json()
-    if desired is not None:
-        doc["desired"] = [_desired_row(k, desired[k]) for k in sorted(desired)]
-    if actual is not None:
-        doc["actual"] = [_actual_row(k, actual[k]) for k in sorted(actual)]
-    if output in ("json", "yaml"):
-        render_document(doc, output)
-        return
-    rows = [{"side": side, "resource": r["key"], "revision": (r.get("commit") or r.get("resource_version") or ""),
+    listed = [*((_desired_row(k, e), "desired") for k, e in sorted((desired or {}).items())),
+              *((_actual_row(k, e), "actual") for k, e in sorted((actual or {}).items()))]
+    rows = [{"side": name, "resource": r["key"], "revision": (r.get("commit") or r.get("resource_version") or ""),
              "by": r.get("author") or r.get("actor") or "unknown", "path": r.get("path"),
-             "attribution": r.get("attribution"), "seq": r["seq"]}
-            for side in ("desired", "actual") for r in doc.get(side, ())]
+             "attribution": r.get("attribution"), "seq": r["seq"]} for r, name in listed]
     if output in ("table", "wide"):
         rows = [{**r, "revision": r["revision"][:12]} for r in rows]
     render_rows(rows, columns=REPLAY_COLUMNS, output=output, no_headers=no_headers,

@@ -11,14 +11,14 @@ state has one function (``functools.singledispatch``); every other event leaves 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import singledispatch
 from typing import Any
 
 from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved, Recorded
 
-__all__ = ["ActualEntry", "DesiredEntry", "fold_actual", "fold_desired"]
+__all__ = ["ActualEntry", "DesiredEntry", "fold_actual", "fold_desired", "stream_actual", "stream_desired"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,28 @@ def fold_actual(events: Iterable[Recorded], *, origin: str | None = None,
         if origin is None or getattr(r.event.payload, "origin", None) == origin:
             _actual(r.event, r.seq, out)
     return out
+
+
+def _stream(events: Iterable[Recorded], step: Any) -> Iterator[tuple[str, Any]]:
+    """What a fold gives, one object at a time, for events grouped by resource (each object's
+    events adjacent, as a state read orders them): the fold of each group, as it ends."""
+    state: dict[str, Any] = {}
+    current: str | None = None
+    for r in events:
+        if r.event.resource != current:
+            yield from state.items()
+            state.clear()
+            current = r.event.resource
+        step(r.event, r.seq, state)
+    yield from state.items()
+
+
+def stream_desired(events: Iterable[Recorded]) -> Iterator[tuple[str, DesiredEntry]]:
+    """``fold_desired(events).items()`` in the events' order, in bounded memory, for events
+    grouped by resource."""
+    return _stream(events, _desired)
+
+
+def stream_actual(events: Iterable[Recorded]) -> Iterator[tuple[str, ActualEntry]]:
+    """``fold_actual(events).items()`` likewise."""
+    return _stream(events, _actual)

@@ -13,18 +13,21 @@ At or after the log's last event, a state is read from the current-state table
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from gitops.events.models import GitCommit
+from gitops.events.models import GitCommit, Recorded
 from gitops.model.errors import InvalidTimeError, UsageError
 from gitops.model.revisions import sha_prefix
 from gitops.model.times import format_time, is_duration, parse_time, utc_now
-from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired
+from gitops.projections.fold import ActualEntry, DesiredEntry, fold_actual, fold_desired, stream_actual, stream_desired
 from gitops.store import EventLog
 
-__all__ = ["Moment", "actual_at", "desired_at", "resolve_at"]
+__all__ = ["Moment", "actual_at", "actual_entries", "desired_at", "desired_entries", "resolve_at"]
+
+Side = Literal["desired", "actual"]
 
 @dataclass(frozen=True)
 class Moment:
@@ -112,17 +115,31 @@ def _now(log: EventLog, moment: Moment) -> bool:
     return last is None or moment.at >= last
 
 
+def _rows(log: EventLog, side: Side, moment: Moment, origin: str | None) -> Iterator[Recorded]:
+    """The events that set each object present on ``side`` at ``moment``, by resource."""
+    if _now(log, moment):
+        return log.current(side, origin=origin)
+    if side == "desired" and moment.commit_seq is not None:
+        return log.state_at(side, until_seq=moment.commit_seq, origin=origin)
+    return log.state_at(side, at=moment.at, axis=moment.axis, origin=origin)
+
+
 def desired_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, DesiredEntry]:
     """The desired state at ``moment``."""
-    if _now(log, moment):
-        return fold_desired(log.current("desired", origin=origin))
-    if moment.commit_seq is not None:
-        return fold_desired(log.state_at("desired", until_seq=moment.commit_seq, origin=origin))
-    return fold_desired(log.state_at("desired", at=moment.at, axis=moment.axis, origin=origin))
+    return fold_desired(_rows(log, "desired", moment, origin))
 
 
 def actual_at(log: EventLog, moment: Moment, *, origin: str | None = None) -> dict[str, ActualEntry]:
     """The actual state at ``moment`` (for a commit: when it took effect)."""
-    if _now(log, moment):
-        return fold_actual(log.current("actual", origin=origin))
-    return fold_actual(log.state_at("actual", at=moment.at, axis=moment.axis, origin=origin))
+    return fold_actual(_rows(log, "actual", moment, origin))
+
+
+def desired_entries(log: EventLog, moment: Moment, *, origin: str | None = None) -> Iterator[tuple[str, DesiredEntry]]:
+    """``desired_at`` one object at a time, in key order, in bounded memory (a replay of
+    10,000 objects printed as it is read). Consume it while ``log`` is open."""
+    return stream_desired(_rows(log, "desired", moment, origin))
+
+
+def actual_entries(log: EventLog, moment: Moment, *, origin: str | None = None) -> Iterator[tuple[str, ActualEntry]]:
+    """``actual_at`` one object at a time, likewise."""
+    return stream_actual(_rows(log, "actual", moment, origin))

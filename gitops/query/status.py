@@ -52,8 +52,9 @@ class ObjectView:
     live: dict[str, Any] | None
 
 
-def _states(log: EventLog, moment: Moment, only: Only) -> tuple[dict[str, Any], dict[str, Any]]:
-    desired = {k: e.manifest for k, e in desired_at(log, moment).items()}
+def _states(log: EventLog, moment: Moment, only: Only,
+            entries: dict[str, DesiredEntry] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    desired = {k: e.manifest for k, e in (desired_at(log, moment) if entries is None else entries).items()}
     actual = {k: e.manifest for k, e in actual_at(log, moment).items()}
     keep = {k for k in desired.keys() | actual.keys() if only.keeps(k, desired.get(k), actual.get(k))}
     return {k: v for k, v in desired.items() if k in keep}, {k: v for k, v in actual.items() if k in keep}
@@ -61,31 +62,33 @@ def _states(log: EventLog, moment: Moment, only: Only) -> tuple[dict[str, Any], 
 
 def diff_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
             field_manager: str = "gitops", settings: DiffSettings | None = None,
-            only: Only | None = None) -> list[ObjectDiff]:
+            only: Only | None = None, desired: dict[str, DesiredEntry] | None = None) -> list[ObjectDiff]:
     """Each desired object against the live one at ``moment`` (and the orphans of
     ``instance``, else of ``settings.instance``), sorted by key; only ``resource`` (or
-    what ``only`` keeps) when given; with the config's ignore rules and managers."""
-    return [v.diff for v in views_at(log, moment, resource=resource, instance=instance,
-                                     field_manager=field_manager, settings=settings, views=False, only=only)]
+    what ``only`` keeps) when given; with the config's ignore rules and managers.
+    ``desired``: the desired state at ``moment``, when the caller has read it already."""
+    return [v.diff for v in views_at(log, moment, resource=resource, instance=instance, field_manager=field_manager,
+                                     settings=settings, views=False, only=only, desired=desired)]
 
 
 def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
              field_manager: str = "gitops", settings: DiffSettings | None = None,
-             views: bool = True, only: Only | None = None) -> list[ObjectView]:
+             views: bool = True, only: Only | None = None,
+             desired: dict[str, DesiredEntry] | None = None) -> list[ObjectView]:
     """``diff_at`` with both sides of each differing object (``views``) to show as text."""
     settings = settings or DiffSettings()
     schemas = load_schemas(log)
     only = only or Only()
     if resource is not None:
         only = Only(resource, only.namespace, only.selector)
-    desired, actual = _states(log, moment, only)
-    diffs = diff_states(desired, actual, instance=instance or settings.instance, field_manager=field_manager,
+    wanted, actual = _states(log, moment, only, desired)
+    diffs = diff_states(wanted, actual, instance=instance or settings.instance, field_manager=field_manager,
                         ignore_managers=settings.ignore_managers, ignore=settings.ignore, schemas=schemas)
     out = []
     for d in diffs:
         left = right = None
         if views and d.status.value != "in-sync":
-            left, right = diff_view(desired.get(d.key), actual.get(d.key), field_manager=field_manager,
+            left, right = diff_view(wanted.get(d.key), actual.get(d.key), field_manager=field_manager,
                                     ignore_managers=settings.ignore_managers, ignore=settings.ignore,
                                     schemas=schemas)
         out.append(ObjectView(d, left, right))
@@ -140,8 +143,9 @@ def _until(moment: Moment) -> dict[str, Any]:
 def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instance: str | None = None,
               field_manager: str = "gitops", settings: DiffSettings | None = None) -> StatusView:
     """The status at ``moment`` (see ``StatusView``)."""
-    diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only)
     entries = desired_at(log, moment)
+    diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only,
+                    desired=entries)
     head: GitCommit | None = None
     commit = None
     for r in log.read(types=["git.commit"], descending=True, **_until(moment)):

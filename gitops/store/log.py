@@ -521,20 +521,21 @@ class EventLog:
                  origin: str | None = None) -> Iterator[Recorded]:
         """The events that set each object present on ``side`` at time ``at`` (on ``axis``)
         or after event ``until_seq``, by resource: the nearest snapshot and the events after
-        it (``gitops.store.current``), not a fold of the whole log."""
+        it (``gitops.store.current``), not a fold of the whole log. Rows are read as they are
+        consumed, in one read transaction (one snapshot) held until the iterator ends: consume
+        one such read before starting another on the same log."""
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN")  # one snapshot of the database for the whole answer
             sql, params = current_state.state_at(cur, side, until_seq=until_seq, axis=axis, origin=origin,
                                                  at=format_time(at) if at is not None else None)
-            rows = list(self.db.query(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq "
-                                      "ORDER BY e.resource, e.seq", params))
+            for row in self.db.query(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq "
+                                     "ORDER BY e.resource, e.seq", params):
+                yield _to_recorded(row)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
             _end_read(self.conn)
-        for row in rows:
-            yield _to_recorded(row)
 
     def distinct_resources(self, types: Sequence[str]) -> list[str]:
         """Every ResourceKey string that events of ``types`` name (for source selection)."""

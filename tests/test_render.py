@@ -1,0 +1,38 @@
+"""Streaming a document item by item writes exactly what rendering it whole writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from typing import Any
+
+import pytest
+import yaml
+
+from gitops.cli.render import render_document, stream_document
+
+ITEMS = [{"key": "ConfigMap/shop/a", "seq": 3,
+          "manifest": {"data": {"k": "=1", "n": "1", "on": "yes", "e": ""}, "metadata": {"labels": {"x": "y"}},
+                       "list": [1, "2", None]}},
+         {"key": "Deployment.apps/shop/web", "seq": 9, "author": "dana@example.com", "manifest": {"spec": {
+             "replicas": 0, "template": {"spec": {"containers": [{"name": "web", "args": ["a\nb", "é"]}]}}}}}]
+
+
+def _out(f: Any, *args: Any) -> str:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        f(*args)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+@pytest.mark.parametrize("lists", [
+    {"desired": ITEMS, "actual": ITEMS[:1]}, {"desired": [], "actual": ITEMS}, {"desired": None, "actual": []},
+    {"desired": ITEMS, "actual": None}])
+def test_a_streamed_document_is_the_whole_document(output: str, lists: dict[str, Any]) -> None:
+    head = {"at": "2026-12-01T10:00:00.000000Z", "axis": "valid", "commit": None}
+    whole = {**head, **{k: v for k, v in lists.items() if v is not None}}
+    streamed = _out(stream_document, head, {k: None if v is None else iter(v) for k, v in lists.items()}, output)
+    assert streamed == _out(render_document, whole, output)
+    assert (json.loads(streamed) if output == "json" else yaml.safe_load(streamed)) == whole
