@@ -4,9 +4,10 @@ Generates a repository of C commits over M manifests (about F files changed per 
 with ``git fast-import``, ingests it through the real ``GitIngest`` into a fresh SQLite
 log, and in the same run measures the baseline: ``git log -p --first-parent`` over the
 same repository (its output read through a pipe, as ingest reads its own) plus parsing
-every blob the history adds or changes with PyYAML's C loader (``CSafeLoader``, the
-reader the ingest itself uses). Prints commits/s, events/s and the ratio.
-Target: ingest within 1x of that baseline.
+every blob the history adds or changes with the ingest's own reader (``parse_manifests``,
+warmed). Prints commits/s, events/s and the ratio. Target: ingest within 1.25x of that
+baseline (issue #32; it was 1x of a baseline parsed with PyYAML's C loader, slower than
+the ingest's reader, which flattered the ratio).
 
     python scripts/bench_git_ingest.py [--commits 2000] [--manifests 500] [--files-per-commit 5]
 """
@@ -25,6 +26,7 @@ import yaml
 
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.sources.git.repository import GitRepository
+from gitops.sources.manifests import parse_manifests
 from gitops.store import EventLog
 
 
@@ -84,26 +86,37 @@ def time_git_log(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, size
 
 
-def changed_blobs(path: Path) -> list[bytes]:
-    """Every blob a first-parent walk of the history adds or changes, read (untimed)
-    through the same history and cat-file reader the ingest uses."""
+def changed_blobs(path: Path) -> list[tuple[str, bytes]]:
+    """Every blob a first-parent walk of the history adds or changes, with its path, read
+    (untimed) through the same history and cat-file reader the ingest uses."""
     repo = GitRepository(str(path))
     try:
         head = repo.head(repo.default_branch())
         assert head is not None
-        shas = [c.blob for _, changes in repo.history(None, head) for c in changes if c.blob is not None]
-        data = repo.read_blobs(shas)
-        return [data[sha] for sha in shas]
+        found = [(c.path, c.blob) for _, changes in repo.history(None, head) for c in changes if c.blob is not None]
+        data = repo.read_blobs([b for _, b in found])
+        return [(p, data[b]) for p, b in found]
     finally:
         repo.close()
 
 
-def time_pyyaml(blobs: list[bytes]) -> float:
-    """Seconds PyYAML's C loader (what the Kubernetes Python client uses) takes to read
-    the blobs: a reference for what parsing alone costs, not the target's baseline."""
+def time_parse(blobs: list[tuple[str, bytes]]) -> float:
+    """Seconds the ingest's own reader (``parse_manifests``: its YAML loader, the checks of
+    each object) takes over the blobs, warmed by one pass first: what a back-fill cannot
+    skip besides reading the history."""
+    for path, b in blobs[:200]:
+        parse_manifests(path, b)
+    start = time.perf_counter()
+    for path, b in blobs:
+        parse_manifests(path, b)
+    return time.perf_counter() - start
+
+
+def time_pyyaml(blobs: list[tuple[str, bytes]]) -> float:
+    """Seconds PyYAML's C loader alone takes over the same blobs: for reference."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     start = time.perf_counter()
-    for b in blobs:
+    for _, b in blobs:
         list(yaml.load_all(b.decode(), Loader=loader))
     return time.perf_counter() - start
 
@@ -133,6 +146,7 @@ def main() -> None:
         baseline2_s, _ = time_git_log(repo)  # the baseline again, after: the machine is noisy
         git_log_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - git_log_cpu
         blobs = changed_blobs(repo)
+        parse_s = time_parse(blobs)
         pyyaml_s = time_pyyaml(blobs)
     baseline = min(baseline_s, baseline2_s)
     assert summary.commits == args.commits and summary.errors == 0
@@ -142,13 +156,14 @@ def main() -> None:
           f"{events / ingest_s:8,.0f} events/s ({events} events, {ingest_s:.2f} s)")
     print(f"git log -p --first-parent:      {args.commits / baseline:8,.0f} commits/s "
           f"({size / 1e6:.1f} MB, {baseline:.2f} s; best of two runs around the ingest)")
-    floor = baseline + pyyaml_s
-    print(f"PyYAML's C loader over the {len(blobs)} blobs the history adds or changes: {pyyaml_s:.2f} s")
+    floor = baseline + parse_s
+    print(f"the ingest's own reader over the {len(blobs)} blobs the history adds or changes: {parse_s:.2f} s "
+          f"(PyYAML's C loader alone: {pyyaml_s:.2f} s)")
     print(f"baseline: git log -p plus that parse: {floor:.2f} s")
     print(f"CPU time: ingest {py_cpu + git_cpu:.2f} s ({py_cpu:.2f} s in Python, {git_cpu:.2f} s in its git "
           f"processes); git log -p {git_log_cpu:.2f} s")
     print(f"for reference: ingest takes {ingest_s / baseline:.2f}x the time of git log -p alone")
-    print(f"ratio: ingest takes {ingest_s / floor:.2f}x the time of the baseline (target <= 1x)")
+    print(f"ratio: ingest takes {ingest_s / floor:.2f}x the time of the baseline (target <= 1.25x)")
 
 
 if __name__ == "__main__":
