@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import IntegrityAcknowledgedPayload, IntegrityCheckpointPayload, OperatorPayload
-from gitops.query.audit import record_changes
 from gitops.store import EventLog
 from gitops.store.current import DESIRED_TYPES
 
@@ -65,9 +64,8 @@ def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitOb
     for r in log.read_audit(types=DESIRED_TYPES, start=start):
         if r.revision is None or r.resource is None:
             continue
-        changes = record_changes(r)
+        # the change projection has no row for a creation (gitops.store.changes): no need to read the fields
         how: Literal["created", "updated", "removed"] = (
-            "removed" if r.type == "desired.removed" else
-            "created" if len(changes) == 1 and changes[0].path == "" else "updated")
+            "removed" if r.type == "desired.removed" else "created" if r.changes is None else "updated")
         out.setdefault(r.revision, []).append(CommitObject(resource=r.resource, change=how))
     return out

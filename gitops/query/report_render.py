@@ -5,6 +5,7 @@ section."""
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import re
 from datetime import datetime, timedelta
@@ -70,6 +71,7 @@ def _timeline(r: ComplianceReport) -> dict[str, Any]:
             "lanes": [{"label": name, "y": y} for name, y, _ in _LANES]}
 
 
+@functools.lru_cache(maxsize=65536)  # an object is linked from each commit that changed it
 def _object_id(resource: str) -> str:
     """An HTML id for an object's rows: readable, and unique (a digest of the key)."""
     readable = re.sub(r"[^A-Za-z0-9_.-]", "-", resource)[:80]
