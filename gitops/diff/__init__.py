@@ -2,6 +2,9 @@
 
 from typing import TYPE_CHECKING
 
+# imported now: its module has the same name, and importing the submodule would make the
+# package's attribute the module, not the function
+from gitops.diff.normalize import normalize, same_scalar
 from gitops.model.lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -10,7 +13,6 @@ if TYPE_CHECKING:
     from gitops.diff.ignore import DiffSettings, IgnoreRule, without_ignored
     from gitops.diff.items import OWNERSHIP_LABEL, DiffItem, ObjectDiff, Op, Status
     from gitops.diff.managed import CLIENT_SIDE_APPLY, extra_fields, take_over
-    from gitops.diff.normalize import normalize, same_scalar
 
 __all__ = ["CLIENT_SIDE_APPLY", "OWNERSHIP_LABEL", "DiffItem", "DiffSettings", "DriftEpisode", "DriftTracker",
            "IgnoreRule", "ObjectDiff", "Op", "Status", "comparable", "diff_object", "diff_states", "drift_episodes",
@@ -36,6 +38,4 @@ __getattr__ = lazy_exports(__name__, {
     "CLIENT_SIDE_APPLY": ".managed",
     "extra_fields": ".managed",
     "take_over": ".managed",
-    "normalize": ".normalize",
-    "same_scalar": ".normalize",
 })
