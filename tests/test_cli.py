@@ -432,3 +432,25 @@ def test_report_and_audit_csv_cells_never_hand_a_spreadsheet_a_formula(tmp_path:
     for f in out.iterdir():  # no cell of any section starts a formula
         for cells in csv_module.reader(f.open()):
             assert not any(c[:1] in ("=", "+", "-", "@") for c in cells), (f.name, cells)
+
+
+def test_a_librarys_warning_is_a_line_of_the_services_own_log() -> None:
+    """APScheduler warns (a trigger while a pass runs): with --log-format json that must be a
+    JSON line too, not Python's bare fallback text."""
+    import logging
+
+    from gitops.cli.runlog import log_format_option
+
+    @click.command()
+    @log_format_option
+    def service() -> None:
+        logging.getLogger("apscheduler.scheduler").warning("Execution of job skipped: maximum number of running "
+                                                           "instances reached (1)")
+        logging.getLogger("urllib3").info("not shown: below warning")
+
+    res = CliRunner().invoke(service, ["--log-format", "json"])
+    assert res.exit_code == 0, res.output
+    (line,) = res.stderr.splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["logger"]) == ("warning", "apscheduler.scheduler")
+    assert record["msg"].startswith("Execution of job skipped")

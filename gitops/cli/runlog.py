@@ -9,6 +9,7 @@ pass that did something, and each Git pass that appended, to stdout.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -54,9 +55,30 @@ class RunLog:
 LOG = RunLog()  # the one a service command writes through; its format is set by --log-format
 
 
+class _Libraries(logging.Handler):
+    """The warnings the libraries a service runs log (APScheduler, watchdog, urllib3), as the
+    service's own lines: in its format (one JSON object a line with --log-format json), not as
+    Python's bare fallback text on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning" if record.levelno >= logging.WARNING \
+            else "info"
+        try:
+            LOG.line(level, record.getMessage(), at=datetime.fromtimestamp(record.created).astimezone(),
+                     logger=record.name)
+        except Exception:  # noqa: BLE001 - logging's own contract: a handler never raises
+            self.handleError(record)
+
+
+_LIBRARIES = _Libraries(logging.WARNING)
+
+
 def log_format_option(f: F) -> F:
     def set_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
         LOG.fmt = value
+        root = logging.getLogger()
+        if _LIBRARIES not in root.handlers:
+            root.addHandler(_LIBRARIES)
         return value
 
     return click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
