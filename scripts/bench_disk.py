@@ -1,0 +1,141 @@
+"""Benchmark: disk per recorded cluster change, all-in (rows and indexes, every table).
+
+On the local control plane: D Deployments (default 500) are created and each changed C
+times (default 5: a new image, as a rollout does), while the real cluster source records
+them, with the audit log when one is given, into a fresh log. Then the log's pages are
+counted by table and index (SQLite's dbstat) and divided by the recorded changes (the
+``cluster.observed`` and ``cluster.deleted`` events of those Deployments); each change's own
+rows (its event and its audit record, column by column) give the median. ``--generated N``
+measures a log of N generated events instead (scripts/bench_replay.py's), per event.
+Target (issue #32): <= 300 B per recorded change, median, all-in.
+
+    eval "$(scripts/local-cluster env)"; python scripts/bench_disk.py [--deployments 500] [--changes 5]
+    python scripts/bench_disk.py --generated 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gitops.store import Checkpoint, EventLog
+
+ROW = "length(id) + length(type) + length(source) + coalesce(length(resource), 0) + coalesce(length(actor), 0) " \
+      "+ length(effective_at) + length(recorded_at) + coalesce(length(revision), 0) + length(payload) " \
+      "+ length(prev_hash) + length(hash) + 8"
+
+
+def pages(db: Path) -> list[tuple[str, int]]:
+    """Bytes on disk by table and index, largest first."""
+    with sqlite3.connect(db) as c:
+        return [(str(n), int(b)) for n, b in
+                c.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")]
+
+
+def report(db: Path, changes: int, what: str, median_row: float) -> None:
+    by = pages(db)
+    total = sum(b for _, b in by)
+    print(f"{what}: {changes:,}; the log's pages: {total / 1e6:.1f} MB = {total / changes:,.0f} B per one, "
+          f"all-in (mean)")
+    events = sum(b for n, b in by if n == "events")
+    indexes = sum(b for n, b in by if n.startswith(("events_", "sqlite_autoindex_events")))
+    rest = (total - events - indexes) / changes
+    print(f"  events table {events / changes:,.0f} B, its {sum(1 for n, _ in by if n.startswith('events_'))} "
+          f"indexes {indexes / changes:,.0f} B, the rest (projections, tree) {rest:,.0f} B per one")
+    for name, b in by[:8]:
+        print(f"    {name:<40} {b / changes:8,.0f} B")
+    share = (total - events) / changes
+    print(f"median of one's own rows {median_row:,.0f} B, plus the indexes' and projections' share {share:,.0f} B "
+          f"= {median_row + share:,.0f} B per one, all-in (median)  [target <= 300 B]")
+
+
+def cluster(args: argparse.Namespace, d: Path) -> None:
+    import pykube
+
+    from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
+
+    if not args.kubeconfig:
+        raise SystemExit("no kubeconfig: run `eval \"$(scripts/local-cluster env)\"` first")
+    api = pykube.HTTPClient(pykube.KubeConfig.from_file(args.kubeconfig, current_context="admin"))
+    ns = f"disk-{uuid.uuid4().hex[:8]}"
+    pykube.Namespace(api, {"metadata": {"name": ns}}).create()
+    db = d / "log.db"
+    if args.audit_log:  # the audit log from here on: not the records of everything the cluster did before
+        st = os.stat(args.audit_log)
+        with EventLog(db) as log:
+            log.append([], checkpoint=Checkpoint(f"audit:{args.audit_log}", {"inode": st.st_ino,
+                                                                             "offset": st.st_size}))
+    source = ClusterSource(db, ClusterSourceConfig(kubeconfig=args.kubeconfig, context="admin",
+                                                   audit_log=args.audit_log or None, kinds=["Deployment.apps"],
+                                                   namespaces=[ns]))
+    source.start()
+    try:
+        source.wait_synced(60)
+        for version in range(args.changes + 1):
+            for i in range(args.deployments):
+                name = f"web-{i:04d}"
+                body: dict[str, Any] = {
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name, "namespace": ns, "labels": {"app": name, "team": "shop"}},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "web", "image": f"registry.example/shop/web:1.{version}",
+                                                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}
+                obj = pykube.Deployment(api, body)
+                obj.create() if version == 0 else obj.update()
+        time.sleep(5)  # the controllers' status writes, and the watch, settle
+    finally:
+        source.stop()
+    pykube.Namespace(api, {"metadata": {"name": ns}}).delete()
+    with sqlite3.connect(db) as c:
+        mine = f"Deployment.apps/{ns}/%"
+        changes = c.execute("SELECT count(*) FROM events WHERE type IN ('cluster.observed', 'cluster.deleted') "
+                            "AND resource LIKE ?", (mine,)).fetchone()[0]
+        rows = [r[0] for r in c.execute(
+            f"SELECT {ROW} + coalesce((SELECT {ROW.replace('length(', 'length(a.')} FROM events a WHERE a.type = "
+            "'audit' AND a.resource = e.resource AND a.revision = e.revision), 0) FROM events e "
+            "WHERE e.type = 'cluster.observed' AND e.resource LIKE ?", (mine,))]
+    report(db, changes, f"{args.deployments} Deployments x {args.changes} changes: recorded changes "
+                        f"(with the controllers' own)", statistics.median(rows))
+
+
+def generated(args: argparse.Namespace, d: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_replay import make_event
+
+    db = d / "log.db"
+    rng = random.Random(7)
+    with EventLog(db) as log:
+        for b in range(0, args.generated, 5000):
+            log.append([make_event(i, args.generated, 10_000, rng) for i in range(b, min(args.generated, b + 5000))])
+        log.wal_idle(600)
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rows = [r[0] for r in c.execute(f"SELECT {ROW} FROM events")]
+    report(db, len(rows), f"generated events (bench_replay's mix, {args.generated:,})", statistics.median(rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--deployments", type=int, default=500)
+    ap.add_argument("--changes", type=int, default=5)
+    ap.add_argument("--generated", type=int, default=0, help="measure a generated log of this many events instead")
+    ap.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    ap.add_argument("--audit-log", default=os.environ.get("GITOPS_AUDIT_LOG"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        (generated if args.generated else cluster)(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
