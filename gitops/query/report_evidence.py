@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import IntegrityAcknowledgedPayload, IntegrityCheckpointPayload, OperatorPayload
 from gitops.store import EventLog
-from gitops.store.current import DESIRED_TYPES
 
 __all__ = ["AccessRow", "CommitObject", "access_rows", "objects_by_commit"]
 
@@ -61,11 +60,9 @@ def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
 
 def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitObject]]:
     out: dict[str, list[CommitObject]] = {}
-    for r in log.read_audit(types=DESIRED_TYPES, start=start):
-        if r.revision is None or r.resource is None:
-            continue
-        # the change projection has no row for a creation (gitops.store.changes): no need to read the fields
+    for commit, resource, type_, changed in log.commit_objects(start=start):
         how: Literal["created", "updated", "removed"] = (
-            "removed" if r.type == "desired.removed" else "created" if r.changes is None else "updated")
-        out.setdefault(r.revision, []).append(CommitObject(resource=r.resource, change=how))
+            "removed" if type_ == "desired.removed" else "updated" if changed else "created")
+        # built from the log's own columns, hundreds of thousands on a busy month: not validated again
+        out.setdefault(commit, []).append(CommitObject.model_construct(resource=resource, change=how))
     return out

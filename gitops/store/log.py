@@ -653,6 +653,20 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
+    def commit_objects(self, *, start: datetime | None = None) -> Iterator[tuple[str, str, str, bool]]:
+        """(commit, resource, type, changed) of each ``desired.*`` event from ``start`` on valid
+        time: what each commit did to which object, without building events. ``changed``:
+        the change projection has a row for it (an update; a creation or removal has none)."""
+        f = select(types=["desired.applied", "desired.removed"], start=start)
+        f.add("revision IS NOT NULL AND resource IS NOT NULL")
+        sql = (f"SELECT revision, resource, type, EXISTS (SELECT 1 FROM changes WHERE changes.seq = events.seq) "
+               f"FROM events{f.where()} ORDER BY seq")
+        try:
+            for revision, resource, type_, changed in self.conn.execute(sql, f.params):
+                yield str(revision), str(resource), str(type_), bool(changed)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
     def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
         """Commit sha -> when the reconciler first applied something of it (succeeded): an
         apply of its manifest, or the prune of an object it removed from Git (a commit whose
