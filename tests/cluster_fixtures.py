@@ -147,13 +147,23 @@ def bob_api(cluster: Cluster) -> Any:
     return _user_api(cluster, "bob")
 
 
-@pytest.fixture
-def namespace(admin_api: Any) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards (deletion is not waited for)."""
+def _fresh_namespace(admin_api: Any) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     pykube.Namespace(admin_api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).create()
     yield name
     pykube.Namespace(admin_api, {"metadata": {"name": name}}).delete()
+
+
+@pytest.fixture
+def namespace(admin_api: Any) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (deletion is not waited for)."""
+    yield from _fresh_namespace(admin_api)
+
+
+@pytest.fixture
+def other_namespace(admin_api: Any) -> Iterator[str]:
+    """A second one, for a test that needs a namespace besides its own."""
+    yield from _fresh_namespace(admin_api)
 
 
 def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> Any:

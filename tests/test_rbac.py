@@ -10,12 +10,9 @@ import base64
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pykube
 import pytest
 import yaml
 
@@ -24,14 +21,6 @@ from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
 from tests.gitrepo import GitRepo, configmap
 from tests.test_run import gitops_run
-
-
-@pytest.fixture
-def other_namespace(admin_api: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    pykube.Namespace(admin_api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).create()
-    yield name
-    pykube.Namespace(admin_api, {"metadata": {"name": name}}).delete()
 
 
 def _gitops(*args: str, config: Path, db: Path) -> subprocess.CompletedProcess[str]:
