@@ -22,6 +22,7 @@ from gitops.sources.cluster.audit_records import AuditReader
 from gitops.sources.cluster.audit_webhook import AuditWebhook, LogAuditFeed
 from gitops.sources.cluster.config import AuditWebhookSettings
 from gitops.store import EventLog
+from tests.cli_helpers import gitops, one_failure_line
 from tests.tls import Pki, make_pki
 
 PLURALS = {("", "configmaps"): ("ConfigMap", True)}
@@ -206,3 +207,22 @@ def test_settings_that_cannot_work_are_one_line(pki: Pki, tmp_path: Path, monkey
         settings(pki, tmp_path, address="8443").check()
     monkeypatch.setenv("GITOPS_AUDIT_WEBHOOK_TOKEN", "from-the-environment")
     assert settings(pki, tmp_path, client_ca_file=None, token_file=None).token() == b"from-the-environment"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--audit-webhook", "127.0.0.1:0"], "needs --audit-webhook-cert and --audit-webhook-key"),
+    (["--audit-webhook-cert", "x.crt"], "--audit-webhook-cert without --audit-webhook HOST:PORT"),
+    (["--audit-webhook", "127.0.0.1:0", "--audit-webhook-cert", "/nonexistent.crt", "--audit-webhook-key",
+      "/nonexistent.key", "--audit-webhook-token-file", "TOKEN"], "cannot use the audit webhook's certificate"),
+    (["--audit-webhook", "8443", "--audit-webhook-cert", "CERT", "--audit-webhook-key", "KEY",
+      "--audit-webhook-token-file", "TOKEN"], "is not host:port"),
+])
+def test_webhook_flags_that_cannot_work_are_one_line_and_make_no_log(pki: Pki, tmp_path: Path, args: list[str],
+                                                                     says: str) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    args = [{"CERT": str(pki.server_cert), "KEY": str(pki.server_key), "TOKEN": str(token)}.get(a, a) for a in args]
+    db = tmp_path / "g.db"
+    res = gitops("watch", "--kubeconfig", str(tmp_path / "no-kubeconfig"), *args, db=db)
+    one_failure_line(res, 2)
+    assert says in res.stderr and not db.exists()

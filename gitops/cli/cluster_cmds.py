@@ -75,6 +75,10 @@ def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | N
         if "address" not in given and values.get("audit_webhook") is None:
             raise ConfigError(f"{', '.join(WEBHOOK_FLAGS[k] for k in given)} without --audit-webhook HOST:PORT")
         values["audit_webhook"] = {**(values.get("audit_webhook") or {}), **given}
+        missing = [WEBHOOK_FLAGS[k] for k in ("cert_file", "key_file") if not values["audit_webhook"].get(k)]
+        if missing:
+            raise ConfigError(f"--audit-webhook serves TLS: it needs {' and '.join(missing)} (or "
+                              "cluster.audit_webhook.cert_file and key_file in the config)")
     if values.get("audit_log") is None and os.environ.get("GITOPS_AUDIT_LOG"):
         values["audit_log"] = os.environ["GITOPS_AUDIT_LOG"]
     if kinds:
