@@ -53,14 +53,12 @@ class AuditWebhook:
 
     def __init__(self, db_path: str | Path, settings: AuditWebhookSettings, *, reader: AuditReader,
                  on_request: RequestCallback | None = None, busy_timeout: float = 10.0) -> None:
-        settings.check()
+        self._tls, self.token = settings.check()
         self.settings = settings
         self.reader = reader
         self.on_request = on_request
-        self.token = settings.token()
         self.refused = 0  # requests refused as unauthenticated (401)
         self.received = 0  # audit records appended
-        self._tls = settings.tls()
         # a write lock held longer than this is a 503 the API server retries, not a request left hanging
         self._log = EventLog(db_path, busy_timeout=busy_timeout)
         self._log_lock = threading.Lock()  # one append at a time on the one connection

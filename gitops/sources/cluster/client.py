@@ -147,8 +147,7 @@ class ClusterClient:
             self.api = pykube.HTTPClient(config, timeout=(10, 60))
             self.watch_api = pykube.HTTPClient(config, timeout=(10, watch_timeout + 30))
             if inside:  # the kubelet rotates a projected token: each request sends the file's current one
-                for api in (self.api, self.watch_api):
-                    api.session.auth = TokenFile(path / "token")
+                self.api.session.auth = self.watch_api.session.auth = TokenFile(path / "token")
             if user_agent is not None:
                 self.api.session.headers["User-Agent"] = user_agent
         except (pykube.exceptions.PyKubeError, OSError, KeyError) as e:

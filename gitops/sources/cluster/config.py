@@ -92,14 +92,16 @@ class AuditWebhookSettings(BaseModel):
             ctx.verify_mode = ssl.CERT_OPTIONAL  # a client with a token needs no certificate
         return ctx
 
-    def check(self) -> None:
+    def check(self) -> tuple[ssl.SSLContext, bytes | None]:
         """Every setting usable, and someone authenticates: a receiver that would take
-        records from anyone would let anyone write the audit trail."""
+        records from anyone would let anyone write the audit trail. Returns what it checked:
+        the TLS context and the token (None: client certificates only)."""
         self.host_port()
-        self.tls()
-        if self.client_ca_file is None and self.token() is None:
+        tls, token = self.tls(), self.token()
+        if self.client_ca_file is None and token is None:
             raise ConfigError("the audit webhook must authenticate the API server: give a client CA "
                               f"(client_ca_file) or a bearer token (token_file, or ${TOKEN_ENV})")
+        return tls, token
 
 
 class ClusterSourceConfig(BaseModel):
