@@ -69,18 +69,18 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _plural(kind: str, shorts: str) -> str:
+    """The row's plural: the one given after a '=', else plural_of(kind)."""
+    return next((w[1:] for w in shorts.split() if w.startswith("=")), None) or plural_of(kind)
+
+
 def _entry(group: str, kind: str, shorts: str) -> KindNames:
-    words = shorts.split()
-    plurals = [w[1:] for w in words if w.startswith("=")]
-    names = {kind.lower(), *(plurals or [plural_of(kind)]), *(w for w in words if not w.startswith("="))}
+    names = {kind.lower(), _plural(kind, shorts), *(w for w in shorts.split() if not w.startswith("="))}
     return KindNames(group, kind, frozenset(names))
 
 
 BUILTIN_KINDS: tuple[KindNames, ...] = tuple(_entry(*row) for row in _TABLE)
-
-
-_PLURALS = {(group, kind): ([w[1:] for w in shorts.split() if w.startswith("=")] or [plural_of(kind)])[0]
-            for group, kind, shorts in _TABLE}
+_PLURALS = {(group, kind): _plural(kind, shorts) for group, kind, shorts in _TABLE}
 
 
 def builtin_plural(group: str, kind: str) -> str | None:

@@ -19,6 +19,7 @@ Trigger = Literal["drift-opened", "drift-closed", "out-of-band", "action-failed"
 TRIGGERS: tuple[Trigger, ...] = ("drift-opened", "drift-closed", "out-of-band", "action-failed", "health-degraded",
                                   "health-recovered", "mass-prune-held", "tamper")
 
+
 class SinkSettings(BaseModel):
     """One webhook to notify."""
 
