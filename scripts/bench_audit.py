@@ -47,7 +47,7 @@ from gitops.query.blame import blame
 from gitops.query.report import build_report
 from gitops.query.report_render import render_html, write_csv
 from gitops.store import EventLog
-from gitops.store.log import OUT_OF_BAND
+from gitops.store.filters import OUT_OF_BAND
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = 30

@@ -17,10 +17,11 @@ does: one ``-o`` flag on every command that lists or shows.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -146,7 +147,7 @@ def stream_document(head: dict[str, Any], lists: dict[str, Iterable[dict[str, An
                 out(f"{name}: []\n")
                 continue
             out(f"{name}:\n")
-            for item in _chain(first, it):
+            for item in itertools.chain([first], it):
                 out(_yaml([item], plain=True))
         return
     out("{")
@@ -161,11 +162,6 @@ def stream_document(head: dict[str, Any], lists: dict[str, Iterable[dict[str, An
             sep = ","
         out("\n  ]" if sep else "]")
     out("\n}\n" if fields or present else "}\n")
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 _WRAPS = 16  # the width the last column of a terminal table is given, at least, before columns are left out

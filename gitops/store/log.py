@@ -21,7 +21,6 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -45,6 +44,7 @@ from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS, GENESIS, row_hash
 from gitops.store.damage import find_damage
 from gitops.store.files import read_only_uri, writable
+from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
@@ -116,155 +116,11 @@ class AuditFacts(NamedTuple):
 AUDIT_FACTS = AuditFacts._fields
 
 
-@dataclass
-class _Filters:
-    clauses: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
-
-    def add(self, clause: str, *params: Any) -> None:
-        self.clauses.append(clause)
-        self.params.extend(params)
-
-    index: str | None = None  # an index SQLite is told to use (it does not pick a partial one)
-
-    def where(self) -> str:
-        hint = f" INDEXED BY {self.index}" if self.index else ""
-        return hint + ((" WHERE " + " AND ".join(self.clauses)) if self.clauses else "")
-
-
-def select(
-    *,
-    since_seq: int | None = None,
-    until_seq: int | None = None,
-    types: Sequence[str] = (),
-    resource: str | None = None,
-    actor: str | None = None,
-    source: str | None = None,
-    commit_prefix: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    time_axis: Literal["effective", "recorded"] = "effective",
-    resource_glob: str | None = None,
-    kind: str | None = None,
-    namespace: str | None = None,
-    actor_glob: str | None = None,
-    unattributed: bool = False,
-    not_attribution: str | None = None,
-    result: str | None = None,
-    action: str | None = None,
-    dry_run: bool | None = None,
-    modes: Sequence[str] = (),
-    desired_only: bool = False,
-    out_of_band: bool = False,
-) -> _Filters:
-    """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
-    inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
-    or on transaction time (``recorded_at``). ``resource_glob`` and ``actor_glob`` are GLOB
-    patterns (``*``, ``?``); ``unattributed`` keeps the events no evidence names an actor for
-    (the actor is NULL; commands show it as "unknown"); ``kind`` is ``Kind`` (any group) or ``Kind.group``;
-    ``namespace`` matches the objects in it and the Namespace itself; ``commit_prefix`` keeps
-    the events of a commit (``_OF_COMMIT``: not those whose revision is a resourceVersion
-    that happens to start with the same digits); ``not_attribution``
-    leaves out cluster changes with that attribution; ``result`` and ``action`` keep
-    reconcile actions with that result or action, ``dry_run`` those of dry runs (True) or of
-    real passes (False), ``modes`` reconcile passes of those modes; ``desired_only`` keeps events about
-    objects Git has desired at some time; ``out_of_band`` keeps the changes to such objects
-    that neither the reconciler nor Git made (see ``OUT_OF_BAND``). Every value is a bound parameter: nothing a user
-    types is ever part of the SQL text."""
-    f = _Filters()
-    if since_seq is not None:
-        f.add("seq > ?", since_seq)
-    if until_seq is not None:
-        f.add("seq <= ?", until_seq)
-    if types:
-        f.add(f"type IN ({', '.join('?' * len(types))})", *types)
-    if resource is not None:
-        f.add("resource = ?", resource)
-    if resource_glob is not None:
-        f.add("resource GLOB ?", resource_glob)
-    if kind is not None:
-        if "." in kind:
-            f.add("resource GLOB ?", f"{_glob_escape(kind)}/*")
-        else:
-            f.add("(resource GLOB ? OR resource GLOB ?)", f"{_glob_escape(kind)}/*", f"{_glob_escape(kind)}.*/*")
-    if namespace is not None:
-        f.add("(resource GLOB ? OR resource = ?)", f"*/{_glob_escape(namespace)}/*", f"Namespace/{namespace}")
-    if actor is not None:
-        f.add("actor = ?", actor)
-    if actor_glob is not None:
-        f.add("actor GLOB ?", actor_glob)
-    if unattributed:
-        f.add("actor IS NULL")
-    if source is not None:
-        f.add("source = ?", source)
-    if commit_prefix is not None:
-        n = len(commit_prefix)
-        f.add(f"({_OF_COMMIT})", n, commit_prefix, n, commit_prefix)
-    column = "effective_at" if time_axis == "effective" else "recorded_at"
-    if start is not None:
-        f.add(f"{column} >= ?", format_time(start))
-    if end is not None:
-        f.add(f"{column} < ?", format_time(end))
-    _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes)
-    if desired_only or out_of_band:
-        f.add(_MANAGED)
-    if out_of_band:
-        f.add(OUT_OF_BAND)
-        if resource is None:  # the changes by hand of a range: the partial index holds just them
-            f.index = "events_by_hand"
-    return f
-
-
-def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
-                     dry_run: bool | None, modes: Sequence[str]) -> None:
-    """``select``'s filters on payload fields (see there)."""
-    if not_attribution is not None:
-        f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
-    if result is not None:
-        f.add("json_extract(payload, '$.result') = ?", result)
-    if action is not None:
-        f.add("json_extract(payload, '$.action') = ?", action)
-    if dry_run is not None:
-        f.add("coalesce(json_extract(payload, '$.dry_run'), 0) = ?", int(dry_run))
-    if modes:
-        f.add(f"json_extract(payload, '$.mode') IN ({', '.join('?' * len(modes))})", *modes)
-
-
-OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
-    AND json_extract(payload, '$.attribution') IS NOT 'reconciler'
-    AND json_extract(payload, '$.control_plane') IS NOT 1
-    AND CASE WHEN type = 'cluster.deleted' THEN NOT EXISTS (
-        SELECT 1 FROM events p WHERE p.resource = events.resource AND +p.type = 'reconcile.action'
-        AND json_extract(p.payload, '$.action') = 'prune' AND json_extract(p.payload, '$.result') = 'succeeded'
-        AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')) ELSE 1 END"""
-"""A change to the cluster made neither through Git nor by the reconciler: not attributed to
-the reconciler, not the control plane's own (``control_plane``: a controller, a system
-user), and not a delete of an object (by uid) that the reconciler's own record says it
-pruned. (A delete leaves no managedFields, and its audit record may come too late to be
-joined: the reconciler's record of the prune is the evidence then; ``+p.type`` has SQLite
-look that record up by resource, not among every action; the CASE has it looked up for
-deletes only, as SQLite would otherwise run the subquery for every row.) Its first two terms are the
-partial index ``events_by_hand``'s (migration 0004), word for word."""
-
-
-_OF_COMMIT = """(source = 'git' OR type IN ('reconcile.started', 'reconcile.finished'))
-    AND substr(revision, 1, ?) = ?
-    OR type = 'reconcile.action' AND substr(json_extract(payload, '$.commit'), 1, ?) = ?"""
-"""The events of a commit: Git's (the commit, what it desired or removed, a branch moved to
-it), the reconcile passes that acted on it (their revision), and the actions that applied
-it (their payload's commit; their revision is the resourceVersion the apply made)."""
-_MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
-"""Git manages the object of the event: it has desired it at some time."""
 _PROJECTIONS: dict[str, Any] = {"current_state": current_state, "changes": changes,
                                 "merkle": merkle_tree}  # name -> module
 """The projection tables, each a module with ``VERSION`` and ``rebuild(cur)``; the order
 is the order of rebuilds (changes reads none of the others when it rebuilds)."""
 _FACTS = f"json_extract(payload, {', '.join(repr('$.' + f) for f in AUDIT_FACTS)})"  # one parse, an array
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally inside a GLOB pattern."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def _map_error(e: sqlite3.Error, where: str) -> StoreError:
@@ -644,7 +500,7 @@ class EventLog:
         the event changed is read from the change projection (``gitops.store.changes``),
         and no event model is built (an audit may return a month of rows)."""
         f = select(**filters)
-        oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {_MANAGED}"
+        oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {MANAGED}"
         sql = (f"SELECT seq, effective_at, type, source, resource, actor, revision, {oob}, "
                f"(SELECT fields FROM changes WHERE changes.seq = events.seq), {_FACTS} FROM events{f.where()} "
                f"ORDER BY seq{' DESC' if descending else ''}{f' LIMIT {int(limit)}' if limit is not None else ''}")
