@@ -11,7 +11,7 @@ from hypothesis import settings
 
 from gitops.store import EventLog
 
-pytest_plugins = ["tests.cluster_fixtures"]
+pytest_plugins = ["tests.cluster_fixtures", "tests.postgres_fixtures"]
 
 # In CI the property tests run the same examples every time (a landing must not hang on
 # a new random draw) and without per-example deadlines (the machine is shared and noisy).

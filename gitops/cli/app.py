@@ -28,14 +28,28 @@ __all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "hoist_global_options"
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = Path("gitops.db")  # in the working directory, when neither --db, GITOPS_DB nor the config name one
+POSTGRESQL_KEYS = Path("gitops-postgresql")  # a PostgreSQL log's keys: ./gitops-postgresql.keys unless configured
 
 
 @dataclass
 class Context:
-    db_path: Path
+    db_path: Path  # the SQLite file; for a PostgreSQL log, where its keys are kept by default (``db_url``)
     config: Config
     read_only: bool = False  # --read-only: open the log read-only (mode=ro), write nothing
     immutable: bool = False  # --immutable: and take no locks (immutable=1): a file on read-only media
+    db_url: str | None = None  # --db postgresql://...: the log is on PostgreSQL (gitops.store.postgres)
+
+    @property
+    def db(self) -> str | Path:
+        """Where the log is: the PostgreSQL URL, or the SQLite file."""
+        return self.db_url or self.db_path
+
+    @property
+    def where(self) -> str:
+        """The log's location as messages name it (never a password)."""
+        from gitops.store.locate import where
+
+        return where(self.db)
 
     @property
     def redaction(self) -> Redaction:
@@ -47,9 +61,9 @@ class Context:
         return Redaction(tuple(self.config.redact), key)
 
     def open_log(self, *, create: bool = False) -> EventLog:
-        from gitops.store import EventLog
+        from gitops.store.locate import open_log
 
-        return EventLog(self.db_path, create=create, read_only=self.read_only, immutable=self.immutable)
+        return open_log(self.db, create=create, read_only=self.read_only, immutable=self.immutable)
 
     @contextmanager
     def accessed(self, command: str, **arguments: object) -> Iterator[None]:
@@ -160,8 +174,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(cls=GitOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), envvar="GITOPS_DB",
-              default=None, help="SQLite event log (env GITOPS_DB; default ./gitops.db).")
+@click.option("--db", "db", envvar="GITOPS_DB", default=None, metavar="FILE|URL",
+              help="The event log: a SQLite file, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB (env GITOPS_DB; "
+                   "default ./gitops.db).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="GITOPS_CONFIG", default=None, help="YAML configuration file (env GITOPS_CONFIG).")
 @click.option("--read-only", is_flag=True, envvar="GITOPS_READ_ONLY",
@@ -171,13 +186,15 @@ pass_ctx = click.make_pass_decorator(Context)
               help="With --read-only: also take no locks (SQLite immutable=1), for a file on read-only media.")
 @click.version_option(package_name="gitops")
 @click.pass_context
-def cli(ctx: click.Context, db: Path | None, config_file: Path | None, read_only: bool, immutable: bool) -> None:
+def cli(ctx: click.Context, db: str | None, config_file: Path | None, read_only: bool, immutable: bool) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
     from gitops.service.config import load_config
 
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
-    ctx.obj = Context(db_path=db or Path(config.db or DEFAULT_DB), config=config, read_only=read_only or immutable,
-                      immutable=immutable)
+    location = db or config.db or str(DEFAULT_DB)
+    url = location if location.startswith(("postgresql://", "postgres://")) else None
+    ctx.obj = Context(db_path=POSTGRESQL_KEYS if url else Path(location), config=config,
+                      read_only=read_only or immutable, immutable=immutable, db_url=url)
 
 
 cli.lazy = COMMANDS

@@ -36,6 +36,11 @@ from gitops.store.migrate import latest_version
 @pass_ctx
 def init(ctx: Context, rebuild_projections: bool) -> None:
     """Create the event log (or upgrade its schema); harmless when it exists."""
+    if ctx.db_url:
+        with ctx.open_log(create=True) as log:
+            n = log.count()
+        click.echo(f"initialised: {ctx.where} (PostgreSQL, {n} events)")
+        return
     existed = ctx.db_path.exists()
     if existed and (damage := find_damage(ctx.db_path)) is not None:
         raise CorruptDatabaseError(f"{ctx.db_path} is damaged {damage}; init leaves it as it is (restore it from a "

@@ -14,7 +14,6 @@ an audit row none.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import orjson
 from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
 from gitops.model.errors import CorruptDatabaseError
 from gitops.store.current import SETS, STATE_TYPES
+from gitops.store.dbapi import Cursor
 
 __all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
 
@@ -66,7 +66,7 @@ def _manifest(seq: int, payload: str) -> Any:
     return manifest
 
 
-def _manifests(cur: sqlite3.Cursor, seqs: Iterable[int]) -> dict[int, Any]:
+def _manifests(cur: Cursor, seqs: Iterable[int]) -> dict[int, Any]:
     wanted = sorted(set(seqs))
     out: dict[int, Any] = {}
     for i in range(0, len(wanted), _CHUNK):
@@ -84,7 +84,7 @@ def _state_events(rows: Iterable[Row]) -> list[StateEvent]:
             for seq, t, resource, origin, payload in rows if t in SETS and resource is not None]
 
 
-def _compute(cur: sqlite3.Cursor, batch: Sequence[StateEvent], last: dict[Key, int]) -> list[tuple[int, str]]:
+def _compute(cur: Cursor, batch: Sequence[StateEvent], last: dict[Key, int]) -> list[tuple[int, str]]:
     """(seq, stored fields) of each event of ``batch`` (``_state_events``, in seq order) that
     changes an object its source had set; ``last`` holds the seq of the version that set each
     object before them (objects removed or never set are absent), and is moved past them. A
@@ -107,7 +107,7 @@ def _compute(cur: sqlite3.Cursor, batch: Sequence[StateEvent], last: dict[Key, i
     return out
 
 
-def _last(cur: sqlite3.Cursor, keys: set[Key]) -> dict[Key, int]:
+def _last(cur: Cursor, keys: set[Key]) -> dict[Key, int]:
     """The seq of the event that set each of ``keys`` now (current_state, present rows)."""
     out: dict[Key, int] = {}
     ordered = sorted(keys)
@@ -115,13 +115,13 @@ def _last(cur: sqlite3.Cursor, keys: set[Key]) -> dict[Key, int]:
         chunk = ordered[i:i + _CHUNK]
         values = ", ".join("(?, ?, ?)" for _ in chunk)
         sql = (f"WITH k (side, origin, resource) AS (VALUES {values}) "  # a primary-key lookup per key
-               "SELECT c.side, c.origin, c.resource, c.seq FROM k CROSS JOIN current_state AS c "
+               "SELECT c.side, c.origin, c.resource, c.seq FROM k JOIN current_state AS c "
                "ON c.side = k.side AND c.origin = k.origin AND c.resource = k.resource WHERE c.present = 1")
         out.update(((s, o, r), q) for s, o, r, q in cur.execute(sql, [v for k in chunk for v in k]))
     return out
 
 
-def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
+def apply(cur: Cursor, appended: Sequence[Any]) -> None:
     """Store the changes of ``appended`` (``store.log.Appended`` values, with their stored
     payloads), in the caller's transaction, before ``current_state`` moves past them."""
     batch = _state_events((a.seq, a.event.type, a.event.resource, getattr(a.event.payload, "origin", None), a.payload)
@@ -132,7 +132,7 @@ def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
     cur.executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", _compute(cur, batch, last))
 
 
-def _all(cur: sqlite3.Cursor) -> Iterator[list[Row]]:
+def _all(cur: Cursor) -> Iterator[list[Row]]:
     """The state events of the log in seq order, a batch at a time (bounded memory)."""
     after = 0
     while True:
@@ -146,14 +146,14 @@ def _all(cur: sqlite3.Cursor) -> Iterator[list[Row]]:
         after = rows[-1][0]
 
 
-def expected(cur: sqlite3.Cursor) -> Iterator[tuple[int, str]]:
+def expected(cur: Cursor) -> Iterator[tuple[int, str]]:
     """What the table must hold, computed from the log alone, in seq order."""
     last: dict[Key, int] = {}
     for rows in _all(cur):
         yield from _compute(cur, _state_events(rows), last)
 
 
-def rebuild(cur: sqlite3.Cursor) -> None:
+def rebuild(cur: Cursor) -> None:
     """Recompute the table from the log, in the caller's transaction, and record its version."""
     cur.execute("DELETE FROM changes")
     cur.connection.cursor().executemany("INSERT INTO changes (seq, fields) VALUES (?, ?)", expected(cur))
@@ -161,7 +161,7 @@ def rebuild(cur: sqlite3.Cursor) -> None:
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
 
 
-def differences(cur: sqlite3.Cursor) -> list[str]:
+def differences(cur: Cursor) -> list[str]:
     """How the stored table differs from what the log says it must hold (empty: it does not),
     both read in seq order side by side (bounded memory)."""
     out = []

@@ -20,9 +20,10 @@ sequence number, with the events after it (``state_at``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
+
+from gitops.store.dbapi import Cursor
 
 __all__ = ["ACTUAL_TYPES", "DESIRED_TYPES", "SETS", "SNAPSHOT_EVERY", "STATE_TYPES", "VERSION", "Side", "apply",
            "expected", "rebuild", "state_at"]
@@ -51,7 +52,7 @@ SELECT side, origin, resource, seq, present FROM (
 """
 
 
-def apply(cur: sqlite3.Cursor, appended: Sequence[Any], *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
+def apply(cur: Cursor, appended: Sequence[Any], *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
     """Bring the table up to date with ``appended`` (``store.log.Appended`` values), in the
     caller's transaction (within a batch the last event of an object wins), and take a
     snapshot when ``snapshot_every`` events have passed since the last one."""
@@ -72,20 +73,19 @@ def apply(cur: sqlite3.Cursor, appended: Sequence[Any], *, snapshot_every: int =
             _snapshot(cur)
 
 
-def _snapshot(cur: sqlite3.Cursor) -> None:
-    cur.execute("INSERT INTO snapshots (seq, effective_at, recorded_at) "
-                "SELECT max(seq), max(effective_at), max(recorded_at) FROM events")
-    sid = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
+def _snapshot(cur: Cursor) -> None:
+    sid = cur.execute("INSERT INTO snapshots (seq, effective_at, recorded_at) "
+                      "SELECT max(seq), max(effective_at), max(recorded_at) FROM events RETURNING id").fetchone()[0]
     cur.execute("INSERT INTO snapshot_entries (snapshot, side, origin, resource, seq, present) "
                 "SELECT ?, side, origin, resource, seq, present FROM current_state", (sid,))
 
 
-def expected(cur: sqlite3.Cursor) -> set[tuple[str, str, str, int, int]]:
+def expected(cur: Cursor) -> set[tuple[str, str, str, int, int]]:
     """What the table must hold, computed from the log alone."""
     return {(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in cur.execute(_EXPECTED)}
 
 
-def rebuild(cur: sqlite3.Cursor) -> None:
+def rebuild(cur: Cursor) -> None:
     """Rebuild the table from the log, in the caller's transaction, and record its version.
     Snapshots are dropped and start again from here."""
     cur.execute("DELETE FROM current_state")
@@ -96,13 +96,14 @@ def rebuild(cur: sqlite3.Cursor) -> None:
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
 
 
-def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, at: str | None = None,
+def state_at(cur: Cursor, side: Side, *, until_seq: int | None = None, at: str | None = None,
              axis: Literal["effective", "recorded"] = "effective",
-             origin: str | None = None) -> tuple[str, list[Any]]:
+             origin: str | None = None, postgresql: bool = False) -> tuple[str, list[Any]]:
     """The SQL (and its parameters) that selects the seqs of the events that set each object
     present on ``side`` after event ``until_seq``, or at time ``at`` (RFC 3339, as stored)
-    on ``axis``; of ``origin`` only when given. One query: the nearest snapshot's entries and
-    the events after it, the highest seq per object, its tombstones dropped."""
+    on ``axis``; of ``origin`` only when given (``postgresql``: in its SQL). One query: the
+    nearest snapshot's entries and the events after it, the highest seq per object, its
+    tombstones dropped."""
     if until_seq is not None:
         snap = cur.execute("SELECT id, seq FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
                            (until_seq,)).fetchone()
@@ -120,6 +121,20 @@ def state_at(cur: sqlite3.Cursor, side: Side, *, until_seq: int | None = None, a
             after = "((effective_at > ? AND effective_at <= ?) OR (seq > ? AND effective_at <= ?))"
             params = [snap[2], at, snap[1], snap[2]]
     types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
+    if postgresql:  # the same, in PostgreSQL's words: DISTINCT ON keeps each object's highest seq
+        sql = f"""
+        WITH candidates (origin, resource, seq, present) AS (
+            SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?
+            UNION ALL
+            SELECT coalesce(payload::jsonb ->> 'origin', ''), resource, seq, CASE WHEN {_PRESENT} THEN 1 ELSE 0 END
+            FROM events WHERE type IN (?, ?) AND resource IS NOT NULL AND {after}
+        ),
+        last AS (
+            SELECT DISTINCT ON (origin, resource) origin, resource, seq, present FROM candidates
+            ORDER BY origin, resource, seq DESC
+        )
+        SELECT seq FROM last WHERE present = 1{' AND origin = ?' if origin is not None else ''}"""
+        return sql, [snap[0] if snap else 0, side, *types, *params, *([origin] if origin is not None else [])]
     sql = f"""
         WITH candidates (origin, resource, seq, present) AS (
             SELECT origin, resource, seq, present FROM snapshot_entries WHERE snapshot = ? AND side = ?

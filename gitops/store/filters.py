@@ -4,6 +4,7 @@ says what an out-of-band change is. Kept apart from the log's writing and integr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from gitops.model.times import format_time
 
-__all__ = ["MANAGED", "OUT_OF_BAND", "select"]
+__all__ = ["MANAGED", "OUT_OF_BAND", "OUT_OF_BAND_PG", "select"]
 
 
 @dataclass
@@ -54,6 +55,7 @@ def select(
     modes: Sequence[str] = (),
     desired_only: bool = False,
     out_of_band: bool = False,
+    postgresql: bool = False,
 ) -> _Filters:
     """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
     inclusive; ``start`` inclusive and ``end`` exclusive, on valid time (``effective_at``)
@@ -67,9 +69,13 @@ def select(
     reconcile actions with that result or action, ``dry_run`` those of dry runs (True) or of
     real passes (False), ``modes`` reconcile passes of those modes; ``desired_only`` keeps events about
     objects Git has desired at some time; ``out_of_band`` keeps the changes to such objects
-    that neither the reconciler nor Git made (see ``OUT_OF_BAND``). Every value is a bound parameter: nothing a user
+    that neither the reconciler nor Git made (see ``OUT_OF_BAND``). ``postgresql``: the same
+    clause in PostgreSQL's SQL (``gitops.store.postgres``; a GLOB is a regular expression
+    there, the payload is cast to jsonb). Every value is a bound parameter: nothing a user
     types is ever part of the SQL text."""
     f = _Filters()
+    glob = "~" if postgresql else "GLOB"  # each pattern goes through _pattern
+    pattern = _regex if postgresql else _same
     if since_seq is not None:
         f.add("seq > ?", since_seq)
     if until_seq is not None:
@@ -79,43 +85,50 @@ def select(
     if resource is not None:
         f.add("resource = ?", resource)
     if resource_glob is not None:
-        f.add("resource GLOB ?", resource_glob)
+        f.add(f"resource {glob} ?", pattern(resource_glob))
     if kind is not None:
         if "." in kind:
-            f.add("resource GLOB ?", f"{_glob_escape(kind)}/*")
+            f.add(f"resource {glob} ?", pattern(f"{_glob_escape(kind)}/*"))
         else:
-            f.add("(resource GLOB ? OR resource GLOB ?)", f"{_glob_escape(kind)}/*", f"{_glob_escape(kind)}.*/*")
+            f.add(f"(resource {glob} ? OR resource {glob} ?)", pattern(f"{_glob_escape(kind)}/*"),
+                  pattern(f"{_glob_escape(kind)}.*/*"))
     if namespace is not None:
-        f.add("(resource GLOB ? OR resource = ?)", f"*/{_glob_escape(namespace)}/*", f"Namespace/{namespace}")
+        f.add(f"(resource {glob} ? OR resource = ?)", pattern(f"*/{_glob_escape(namespace)}/*"),
+              f"Namespace/{namespace}")
     if actor is not None:
         f.add("actor = ?", actor)
     if actor_glob is not None:
-        f.add("actor GLOB ?", actor_glob)
+        f.add(f"actor {glob} ?", pattern(actor_glob))
     if unattributed:
         f.add("actor IS NULL")
     if source is not None:
         f.add("source = ?", source)
     if commit_prefix is not None:
         n = len(commit_prefix)
-        f.add(f"({_OF_COMMIT})", n, commit_prefix, n, commit_prefix)
+        f.add(f"({_OF_COMMIT_PG if postgresql else _OF_COMMIT})", n, commit_prefix, n, commit_prefix)
     column = "effective_at" if time_axis == "effective" else "recorded_at"
     if start is not None:
         f.add(f"{column} >= ?", format_time(start))
     if end is not None:
         f.add(f"{column} < ?", format_time(end))
-    _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes)
+    _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes,
+                     postgresql=postgresql)
     if desired_only or out_of_band:
         f.add(MANAGED)
     if out_of_band:
-        f.add(OUT_OF_BAND)
-        if resource is None:  # the changes by hand of a range: the partial index holds just them
+        f.add(OUT_OF_BAND_PG if postgresql else OUT_OF_BAND)
+        if resource is None and not postgresql:  # the changes by hand of a range: the partial index holds just them
             f.index = "events_by_hand"
     return f
 
 
 def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
-                     dry_run: bool | None, modes: Sequence[str]) -> None:
+                     dry_run: bool | None, modes: Sequence[str], postgresql: bool) -> None:
     """``select``'s filters on payload fields (see there)."""
+    if postgresql:
+        _payload_filters_pg(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run,
+                            modes=modes)
+        return
     if not_attribution is not None:
         f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
     if result is not None:
@@ -153,6 +166,59 @@ it), the reconcile passes that acted on it (their revision), and the actions tha
 it (their payload's commit; their revision is the resourceVersion the apply made)."""
 MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
+
+
+def _payload_filters_pg(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
+                        dry_run: bool | None, modes: Sequence[str]) -> None:
+    """``_payload_filters`` in PostgreSQL's SQL."""
+    if not_attribution is not None:
+        f.add("(payload::jsonb ->> 'attribution') IS DISTINCT FROM ?", not_attribution)
+    if result is not None:
+        f.add("(payload::jsonb ->> 'result') = ?", result)
+    if action is not None:
+        f.add("(payload::jsonb ->> 'action') = ?", action)
+    if dry_run is not None:
+        f.add("coalesce((payload::jsonb ->> 'dry_run')::boolean, false) = ?", dry_run)
+    if modes:
+        f.add(f"(payload::jsonb ->> 'mode') IN ({', '.join('?' * len(modes))})", *modes)
+
+
+OUT_OF_BAND_PG = """type IN ('cluster.observed', 'cluster.deleted')
+    AND (payload::jsonb ->> 'attribution') IS DISTINCT FROM 'reconciler'
+    AND (payload::jsonb ->> 'control_plane') IS DISTINCT FROM 'true'
+    AND (type <> 'cluster.deleted' OR NOT EXISTS (
+        SELECT 1 FROM events p WHERE p.resource = events.resource AND p.type = 'reconcile.action'
+        AND (p.payload::jsonb ->> 'action') = 'prune' AND (p.payload::jsonb ->> 'result') = 'succeeded'
+        AND (p.payload::jsonb ->> 'uid') = (events.payload::jsonb ->> 'uid')))"""
+"""``OUT_OF_BAND`` in PostgreSQL's SQL: the same test, term by term."""
+
+_OF_COMMIT_PG = """(source = 'git' OR type IN ('reconcile.started', 'reconcile.finished'))
+    AND substr(revision, 1, ?) = ?
+    OR type = 'reconcile.action' AND substr(payload::jsonb ->> 'commit', 1, ?) = ?"""
+
+
+def _same(pattern: str) -> str:
+    return pattern
+
+
+def _regex(pattern: str) -> str:
+    """A GLOB pattern (``*``, ``?``, ``[...]``, case-sensitive, whole string) as the POSIX
+    regular expression PostgreSQL's ``~`` matches the same strings with."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("^") else body).replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out) + "$"
 
 
 def _glob_escape(text: str) -> str:

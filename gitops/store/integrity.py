@@ -20,7 +20,6 @@ write the file can recompute it. Signed checkpoints published elsewhere do
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from gitops.model.errors import TamperedLogError
 from gitops.model.merkle import frontier_root, node_hash
 from gitops.store.chain import GENESIS, row_hash
+from gitops.store.dbapi import Cursor
 
 __all__ = ["Problem", "VerifyResult", "check_head", "last_event", "verify_rows"]
 
@@ -54,13 +54,13 @@ class VerifyResult:
         return f"log tampered at seq {self.first_bad_seq}: {self.reason}: {self.detail}"
 
 
-def last_event(cur: sqlite3.Cursor) -> tuple[int, str, str] | None:
+def last_event(cur: Cursor) -> tuple[int, str, str] | None:
     """(seq, hash, recorded_at) of the log's last event, or None when it holds none."""
     row = cur.execute("SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
-def check_head(cur: sqlite3.Cursor, where: str, *, doing: str = "write") -> tuple[int, str, str] | None:
+def check_head(cur: Cursor, where: str, *, doing: str = "write") -> tuple[int, str, str] | None:
     """Refuse to write when the log's last event and its recorded head disagree; else the
     last event (``last_event``), which the append goes on from."""
     last = last_event(cur)

@@ -17,7 +17,6 @@ checks without the database.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from gitops.model.merkle import (
     root_of,
     split,
 )
+from gitops.store.dbapi import Connection, Cursor
 
 __all__ = ["TILE", "VERSION", "MerkleTree", "apply", "rebuild"]
 
@@ -40,7 +40,7 @@ TILE = 8  # subtrees of 2^8 = 256 leaves and more are stored; smaller ones are c
 _HASH = 32
 
 
-def _frontier(cur: sqlite3.Cursor) -> tuple[int, list[bytes]]:
+def _frontier(cur: Cursor) -> tuple[int, list[bytes]]:
     row = cur.execute("SELECT size, hashes FROM merkle_frontier WHERE id = 1").fetchone()
     if row is None:
         return 0, []
@@ -48,14 +48,15 @@ def _frontier(cur: sqlite3.Cursor) -> tuple[int, list[bytes]]:
     return size, [blob[i:i + _HASH] for i in range(0, len(blob), _HASH)]
 
 
-def _write(cur: sqlite3.Cursor, size: int, frontier: list[bytes], nodes: list[tuple[int, int, bytes]]) -> None:
+def _write(cur: Cursor, size: int, frontier: list[bytes], nodes: list[tuple[int, int, bytes]]) -> None:
     if nodes:
-        cur.executemany("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        cur.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?) "
+                        "ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash", nodes)
     cur.execute("INSERT INTO merkle_frontier (id, size, hashes) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
                 "SET size = excluded.size, hashes = excluded.hashes", (size, b"".join(frontier)))
 
 
-def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
+def apply(cur: Cursor, appended: Sequence[Any]) -> None:
     """Add ``appended`` (``store.log.Appended`` values, in seq order) to the tree."""
     size, frontier = _frontier(cur)
     if appended[0].seq != size + 1:
@@ -67,7 +68,7 @@ def apply(cur: sqlite3.Cursor, appended: Sequence[Any]) -> None:
     _write(cur, size, frontier, nodes)
 
 
-def rebuild(cur: sqlite3.Cursor) -> None:
+def rebuild(cur: Cursor) -> None:
     """The tree of every event the log holds, from their hashes in one pass."""
     cur.execute("DELETE FROM merkle_nodes")
     cur.execute("DELETE FROM merkle_frontier")
@@ -79,13 +80,14 @@ def rebuild(cur: sqlite3.Cursor) -> None:
         if nodes:
             cur.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
     _write(cur, size, frontier, [])
-    cur.execute("INSERT OR REPLACE INTO projections (name, version) VALUES ('merkle', ?)", (VERSION,))
+    cur.execute("INSERT INTO projections (name, version) VALUES ('merkle', ?) "
+                "ON CONFLICT (name) DO UPDATE SET version = excluded.version", (VERSION,))
 
 
 class MerkleTree:
     """The stored tree read through ``conn`` (proofs and roots; never writes)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.size, self._frontier = _frontier(conn.cursor())
 

@@ -1,0 +1,321 @@
+"""The event log on PostgreSQL (psycopg 3): the same log, rows and hashes as the SQLite
+file, on a server that many writers share (a fleet: ``gitops run`` per cluster, ``watch``,
+``ingest``).
+
+What it shares with the SQLite adapter: every statement of the write path (the inserts,
+the idempotency lookup, the chain head, the checkpoints, the current-state, change and
+Merkle projections; ``gitops.store.dbapi``) and the read methods whose SQL both engines
+accept; what it says in PostgreSQL's own words is here (the schema, state at T, the
+filters, the audit read).
+
+**One gapless order with many writers.** Each append transaction starts with
+``LOCK TABLE events IN EXCLUSIVE MODE``, as pyeventsourcing's PostgreSQL recorder does:
+appenders queue on the lock, readers (ACCESS SHARE) never wait. A writer takes the next
+``seq`` from the last committed row only once it holds the lock, and the lock is released
+by its commit, so ``seq`` is gapless (no sequence object whose numbers a rollback would
+lose) and equal to commit order: a reader tailing ``seq > cursor`` sees event n only after
+event n-1 is committed, and never skips one. The same lock makes the chain one chain: each
+append links to the head it read under the lock. (A ``SELECT … FOR UPDATE`` of the head row
+would serialise as well, but the head row does not exist until the first event, and
+``check_head`` reads it as evidence, not as a lock.)
+
+Connection strings are never printed whole: errors name the server by host, port and
+database only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from gitops.events.models import Recorded
+from gitops.model.errors import DatabaseLockedError, ReadOnlyLogError, StoreError
+from gitops.model.times import format_time
+from gitops.store import current as current_state
+from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
+from gitops.store.log import _COLUMNS, AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded
+
+__all__ = ["PostgresEventLog", "where"]
+
+SCHEMA = Path(__file__).resolve().parent / "postgresql.sql"
+SCHEMA_VERSION = 1
+_SCHEMA_LOCK = int.from_bytes(b"gitops")  # an advisory lock key of our own, any fixed number
+_FACTS = "json_build_array(" + ", ".join(f"payload::jsonb -> '{f}'" for f in AUDIT_FACTS) + ")::text"
+
+
+def where(dsn: str) -> str:
+    """The server and database a DSN names, for messages: never its password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "a PostgreSQL server (the connection string is not valid)"
+    host, port, db = parts.get("host", "localhost"), parts.get("port", "5432"), parts.get("dbname", "")
+    return f"postgresql://{host}:{port}/{db}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg(sql: str) -> str:
+    """A statement with ``?`` placeholders (the store's) in psycopg's ``%s`` style."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _error(e: psycopg.Error, place: str) -> StoreError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+        return DatabaseLockedError(f"{place}: the log stayed locked by another writer ({first})")
+    if isinstance(e, psycopg.OperationalError):
+        return StoreError(f"{place}: cannot reach the PostgreSQL server: {first}")
+    return StoreError(f"{place}: {first}")
+
+
+class _Cursor:
+    """A psycopg cursor that takes the store's ``?`` statements (``gitops.store.dbapi.Cursor``)."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._cur = conn.raw.cursor()
+
+    @property
+    def connection(self) -> _Connection:
+        return self._conn
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        if sql == "BEGIN":  # a read: one snapshot for all its statements, as SQLite's read transaction is
+            sql = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+        try:
+            self._cur.execute(cast(Any, _pg(sql)), list(parameters))
+        except psycopg.Error as e:
+            raise _error(e, self._conn.place) from e
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> _Cursor:
+        try:
+            self._cur.executemany(cast(Any, _pg(sql)), [list(p) for p in seq_of_parameters])
+        except psycopg.Error as e:
+            raise _error(e, self._conn.place) from e
+        return self
+
+    def script(self, sql: str) -> None:
+        """Statements with no parameters, several at once (the schema)."""
+        try:
+            self._cur.execute(cast(Any, sql))
+        except psycopg.Error as e:
+            raise _error(e, self._conn.place) from e
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    def fetchmany(self, size: int = 1, /) -> list[Any]:
+        return self._cur.fetchmany(size)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cur)
+
+    def close(self) -> None:
+        self._cur.close()
+
+    def dicts(self) -> Iterator[dict[str, Any]]:
+        names = [d.name for d in self._cur.description or ()]
+        for row in self._cur:
+            yield dict(zip(names, row, strict=True))
+
+
+class _Connection:
+    """One autocommit psycopg connection, its transactions opened and closed explicitly, as
+    the SQLite adapter's are (``BEGIN`` ... ``COMMIT``)."""
+
+    def __init__(self, dsn: str, place: str, timeout: float) -> None:
+        self.place = place
+        try:
+            self.raw = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)))
+        except psycopg.Error as e:
+            raise _error(e, place) from e
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        return self.cursor().execute(sql, parameters)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _NoWal:
+    """PostgreSQL checkpoints its own write-ahead log: nothing to do after an append."""
+
+    def wrote(self, nbytes: int) -> None:
+        pass
+
+    def idle(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresEventLog(EventLog):
+    """The event log in the PostgreSQL database ``dsn`` names. ``create``: make its tables
+    when the database has none (a command that only reads never does)."""
+
+    def __init__(self, dsn: str, *, create: bool = True, busy_timeout: float = 30.0,
+                 snapshot_every: int = current_state.SNAPSHOT_EVERY, read_only: bool = False,
+                 immutable: bool = False) -> None:
+        self.path = Path(".")  # no file: see ``dsn``
+        self.dsn = dsn
+        self.snapshot_every = snapshot_every
+        self._where = where(dsn)
+        self._hooks = []
+        self.read_only = read_only or immutable
+        self.immutable = immutable
+        self._busy_timeout = busy_timeout
+        if self.read_only and create:
+            raise ReadOnlyLogError(f"{self._where} is opened read-only (--read-only): this command writes to the log")
+        self._pg_conn = _Connection(dsn, self._where, busy_timeout)
+        self.conn = cast(Any, self._pg_conn)  # the shared methods speak DB-API through it
+        self.db = cast(Any, None)  # sqlite-utils is the SQLite adapter's: every method that used it is here
+        self._wal = cast(Any, _NoWal())
+        try:
+            self._pg_conn.execute(f"SET lock_timeout = '{int(busy_timeout * 1000)}ms'")
+            if self.read_only:
+                self._pg_conn.execute("SET default_transaction_read_only = on")
+            version = self._schema_version()
+            if version == 0 and create:
+                self._create_schema()
+            elif version == 0:
+                raise StoreError(f"{self._where} holds no gitops log; create one with 'gitops init --db …'")
+            elif version > SCHEMA_VERSION:
+                raise StoreError(f"{self._where} has schema version {version}, newer than this gitops knows")
+        except BaseException:
+            self._pg_conn.close()
+            raise
+
+    def _schema_version(self) -> int:
+        row = self._pg_conn.execute("SELECT to_regclass('gitops_schema') IS NOT NULL").fetchone()
+        if not row[0]:
+            return 0
+        return int(self._pg_conn.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
+
+    def _create_schema(self) -> None:
+        """The tables, made once: concurrent first opens queue on an advisory lock."""
+        cur = self._pg_conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            cur.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            if not cur.execute("SELECT to_regclass('gitops_schema') IS NOT NULL").fetchone()[0]:
+                cur.script(SCHEMA.read_text())
+                cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+                cur.executemany("INSERT INTO projections (name, version) VALUES (?, ?)",
+                                [("current_state", current_state.VERSION), ("changes", _changes_version()),
+                                 ("merkle", _tree_version())])
+            cur.execute("COMMIT")
+        except BaseException:
+            _end_read(self.conn)
+            raise
+
+    def close(self) -> None:
+        self._pg_conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self.read_only:
+            raise ReadOnlyLogError(f"{self._where} is opened read-only: nothing is written to it")
+        cur = self._pg_conn.cursor()
+        cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")  # each statement sees what committed before it
+        try:
+            cur.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # appends in one order: see the module's doc
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            _end_read(self.conn)
+            raise
+
+    def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
+        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1"
+               + (" AND c.origin = ?" if origin is not None else "") + " ORDER BY c.resource, c.origin")
+        yield from map(_to_recorded, self._pg_conn.execute(sql, [side] if origin is None else [side, origin]).dicts())
+
+    def state_at(self, side: current_state.Side, *, at: datetime | None = None,
+                 axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,
+                 origin: str | None = None) -> Iterator[Recorded]:
+        cur = self._pg_conn.cursor()
+        try:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")  # one snapshot for the whole answer
+            sql, params = current_state.state_at(cur, side, until_seq=until_seq, axis=axis, origin=origin,
+                                                 at=format_time(at) if at is not None else None, postgresql=True)
+            cur.execute(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq ORDER BY e.resource, e.seq", params)
+            yield from map(_to_recorded, cur.dicts())
+        finally:
+            _end_read(self.conn)
+
+    def known_resources(self, prefix: str = "", suffix: str = "", *, limit: int = 10_000) -> list[str]:
+        sql, params = "SELECT DISTINCT resource FROM current_state WHERE TRUE", list[Any]()
+        if prefix:
+            sql += " AND resource >= ? AND resource < ?"
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        if suffix:
+            sql += " AND right(resource, ?) = ?"
+            params += [len(suffix), suffix]
+        return [r[0] for r in self._pg_conn.execute(f"{sql} ORDER BY resource LIMIT ?", (*params, limit))]
+
+    def kind_samples(self) -> list[str]:
+        sql = "SELECT min(resource) FROM current_state GROUP BY split_part(resource, '/', 1)"
+        return [r[0] for r in self._pg_conn.execute(sql)]
+
+    def read(self, *, limit: int | None = None, descending: bool = False, **filters: Any) -> Iterator[Recorded]:
+        f = select(**filters, postgresql=True)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        yield from map(_to_recorded, self._pg_conn.execute(sql, f.params).dicts())
+
+    def count_where(self, **filters: Any) -> int:
+        f = select(**filters, postgresql=True)
+        return int(self._pg_conn.execute(f"SELECT count(*) FROM events{f.where()}", f.params).fetchone()[0])
+
+    def read_audit(self, *, limit: int | None = None, descending: bool = False,
+                   **filters: Any) -> Iterator[AuditRecord]:
+        f = select(**filters, postgresql=True)
+        oob = "1" if filters.get("out_of_band") else f"CASE WHEN ({OUT_OF_BAND_PG}) AND {MANAGED} THEN 1 ELSE 0 END"
+        sql = (f"SELECT seq, effective_at, type, source, resource, actor, revision, {oob}, "
+               f"(SELECT fields FROM changes WHERE changes.seq = events.seq), {_FACTS} FROM events{f.where()} "
+               f"ORDER BY seq{' DESC' if descending else ''}{f' LIMIT {int(limit)}' if limit is not None else ''}")
+        yield from map(AuditRecord._make, self._pg_conn.execute(sql, f.params))
+
+    def commit_objects(self, *, start: datetime | None = None) -> Iterator[tuple[str, str, str, bool]]:
+        raise StoreError(f"{self._where}: the compliance report does not run on a PostgreSQL log yet")
+
+    def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
+        raise StoreError(f"{self._where}: the compliance report does not run on a PostgreSQL log yet")
+
+    def rebuild_projections(self, only: Collection[str] = ()) -> None:
+        raise StoreError(f"{self._where}: rebuilding projections is not available on a PostgreSQL log yet")
+
+    def verify_projections(self) -> list[str]:
+        raise StoreError(f"{self._where}: checking projections is not available on a PostgreSQL log yet")
+
+
+def _changes_version() -> int:
+    from gitops.store import changes
+
+    return changes.VERSION
+
+
+def _tree_version() -> int:
+    from gitops.store import tree
+
+    return tree.VERSION
