@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "checkpoint": (("integrity_cmds",), "Sign the log's Merkle root and size now, and publish the checkpoint where the "
                                         "config says (integrity.publish_dir, integrity.publish_git); print it."),
     "completion": (("shell_cmds",), "Print the shell completion script for SHELL."),
+    "copy": (("copy_cmds",), "Copy an event log to another store, every event and hash unchanged (verify of both gives "
+                             "the same head)."),
     "deploy": (("deploy_cmds",), "What running gitops in a cluster needs."),
     "diff": (("status_cmds",), "Show how the cluster differs from Git, as kubectl diff does; exit 1 when it does."),
     "history": (("ops_cmds",), "The reconcile passes: when, why (trigger), the commit each acted on, and how it "
