@@ -100,7 +100,7 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
                    audit_log_later: bool | None, kinds: tuple[str, ...]) -> None:
     """List the cluster once and record every object that differs from what the log last saw."""
     config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
-    source = ClusterSource(ctx.db_path, config, redaction=ctx.redaction)  # checks the settings first
+    source = ClusterSource(ctx.db, config, redaction=ctx.redaction)  # checks the settings first
     ctx.open_log(create=True).close()
     summary = source.ingest_once()
     unserved = f"; not served: {', '.join(summary.unserved)}" if summary.unserved else ""
@@ -132,7 +132,7 @@ def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, 
     cluster_config = None if no_cluster else cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later,
                                                                    kinds, audit_webhook=audit_webhook)
     # the cluster source's settings are checked (kubeconfig, audit log) before a database is made
-    service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
+    service = WatchService.build(ctx.db, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())
     ctx.open_log(create=True).close()
-    run_until_stopped(service, db=str(ctx.db_path))
+    run_until_stopped(service, db=ctx.where)

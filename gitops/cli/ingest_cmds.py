@@ -116,12 +116,12 @@ def ingest_git(ctx: Context, repo: str | None, branch: str | None, paths: tuple[
             click.echo(f"{source.origin}: {describe(summary)}")
             show_problems(log, before)
             if summary.errors or summary.head_errors:
-                db = "" if ctx.db_path == DEFAULT_DB else f" --db {shlex.quote(str(ctx.db_path))}"
+                db = "" if ctx.db == DEFAULT_DB else f" --db {shlex.quote(ctx.where)}"
                 click.echo(f"every error, with file and line: gitops{db} log --type source.error", err=True)
             warn_missing_paths(source, summary)
             if watch:
                 service = WatchService(git=source, cluster=None, reporter=Reporter(first_pass_done=True))
-                run_until_stopped(service, db=str(ctx.db_path))
+                run_until_stopped(service, db=ctx.where)
             elif summary.head_errors and summary.head is not None:
                 raise HeadInvalidError(f"the head of {source.branch} ({summary.head[:12]}) is invalid: "
                                        f"{summary.head_errors} errors; the last valid commit stays desired")

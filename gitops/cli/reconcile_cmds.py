@@ -107,10 +107,10 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     settings = _settings(ctx, instance=instance)
     git_config = git_source_config(ctx, repo, branch, paths)
     cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
-    service = WatchService.build(ctx.db_path, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
+    service = WatchService.build(ctx.db, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())
     ctx.open_log(create=True).close()
-    reconciler, port = build_reconciler(ctx.db_path, service, settings, diff=ctx.config.diff,
+    reconciler, port = build_reconciler(ctx.db, service, settings, diff=ctx.config.diff,
                                         redaction=ctx.redaction, cluster=cluster_config)
     elector = None
     if settings.lease.enabled and not (dry_run or detect_only):
@@ -199,11 +199,11 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
     git_config = git_source_config(ctx, repo, branch, paths)
     cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds,
                                            audit_webhook=audit_webhook)
-    service = RunService.build_run(ctx.db_path, git=git_config, cluster=cluster_config, settings=settings,
+    service = RunService.build_run(ctx.db, git=git_config, cluster=cluster_config, settings=settings,
                                    diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))
     ctx.open_log(create=True).close()
-    notifier = Notifier(ctx.db_path, ctx.config.notify, instance=settings.instance) if ctx.config.notify else None
+    notifier = Notifier(ctx.db, ctx.config.notify, instance=settings.instance) if ctx.config.notify else None
 
     def started() -> None:
         _started(service)
@@ -212,7 +212,7 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
             LOG.info(f"notifying {', '.join(s.name for s in ctx.config.notify)}")
 
     try:
-        run_until_stopped(service, db=str(ctx.db_path), started=started)
+        run_until_stopped(service, db=ctx.where, started=started)
     finally:
         if notifier is not None:
             notifier.stop()
@@ -225,7 +225,7 @@ def _checkpointer(ctx: Context) -> Checkpointer | None:
     except ConfigError as e:
         LOG.warning(f"no signed checkpoints: {e}")
         return None
-    return Checkpointer(ctx.db_path, ctx.config.integrity, signer)
+    return Checkpointer(ctx.db, ctx.config.integrity, signer)
 
 
 def _started(service: RunService) -> None:

@@ -39,7 +39,7 @@ from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, o
 from gitops.query.report_health import HealthEpisodeRow, health_episodes
 from gitops.query.report_policy import Approval, ReportSettings, allowed_keys, approval_of
 from gitops.query.report_scope import Scope, scope_of
-from gitops.store import EventLog
+from gitops.store import EventLog, open_log
 from gitops.store.current import ACTUAL_TYPES, STATE_TYPES
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
@@ -194,7 +194,7 @@ _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted
 
 def _integrity_of(path: str, read_only: bool, immutable: bool) -> Integrity:
     """The integrity section, computed in a process of its own (see ``build_report``)."""
-    with EventLog(path, create=False, read_only=read_only, immutable=immutable) as log:
+    with open_log(path, create=False, read_only=read_only, immutable=immutable) as log:
         return _integrity(log)
 
 
@@ -209,7 +209,7 @@ def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
         yield lambda: _integrity(log)
         return
     with pool:
-        pending = pool.submit(_integrity_of, str(log.path), log.read_only, log.immutable)
+        pending = pool.submit(_integrity_of, log.location, log.read_only, log.immutable)
 
         def result() -> Integrity:
             try:

@@ -18,7 +18,7 @@ from gitops.events.models import IntegrityCheckpoint
 from gitops.model.note import Signer
 from gitops.model.times import utc_now
 from gitops.query.integrity import IntegritySettings, make_checkpoint
-from gitops.store import EventLog
+from gitops.store import EventLog, open_log
 
 __all__ = ["Checkpointed", "Checkpointer"]
 
@@ -34,7 +34,7 @@ class Checkpointed:
 class Checkpointer:
     """Decides when a checkpoint is due and makes it, on a connection of its own (one thread)."""
 
-    def __init__(self, db_path: Path, settings: IntegritySettings, signer: Signer) -> None:
+    def __init__(self, db_path: str | Path, settings: IntegritySettings, signer: Signer) -> None:
         self.db_path = db_path
         self.settings = settings
         self.signer = signer
@@ -70,7 +70,7 @@ class Checkpointer:
         if time.monotonic() < self._retry_at:
             return None
         if self._log is None:
-            self._log = EventLog(self.db_path)
+            self._log = open_log(self.db_path)
         try:
             if not self.due(self._log, utc_now()):
                 return None

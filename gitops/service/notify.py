@@ -51,7 +51,7 @@ from gitops.events import (
 from gitops.model.errors import GitOpsError, TamperedLogError
 from gitops.model.times import utc_now
 from gitops.service.notify_settings import TRIGGERS, SinkSettings, Trigger
-from gitops.store import Checkpoint, EventLog
+from gitops.store import Checkpoint, EventLog, open_log
 
 __all__ = ["TRIGGERS", "Notification", "Notifier", "SinkSettings", "Trigger", "notification_json_schema"]
 
@@ -113,7 +113,7 @@ class Notifier:
     """Delivers ``sinks``' notifications from the log at ``db_path``, from a thread of its own
     (``start``/``stop``), or one poll at a time (``poll``, for tests)."""
 
-    def __init__(self, db_path: Path, sinks: Iterable[SinkSettings], *, instance: str,
+    def __init__(self, db_path: str | Path, sinks: Iterable[SinkSettings], *, instance: str,
                  sleep: Callable[[float], None] = time.sleep, interval: float = 1.0) -> None:
         self.db_path, self.sinks, self.instance = db_path, list(sinks), instance
         self.sleep, self.interval = sleep, interval
@@ -144,7 +144,7 @@ class Notifier:
     def poll(self) -> int:
         """Deliver what each sink has not dealt with yet; returns how many were sent."""
         sent = 0
-        with EventLog(self.db_path) as log:
+        with open_log(self.db_path) as log:
             for sink in self.sinks:
                 try:
                     sent += self._poll(log, sink)

@@ -54,7 +54,7 @@ from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
 from gitops.sources.cluster.client import RECONCILER_AGENT, ClusterClient
 from gitops.sources.git import GitSourceConfig
-from gitops.store import EventLog
+from gitops.store import open_log
 
 __all__ = ["RunReporter", "RunService", "build_reconciler"]
 
@@ -76,7 +76,7 @@ class RunReporter(Reporter, Protocol):
         """A signed checkpoint was made and published (``done``), or could not be (``error``)."""
 
 
-def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSettings, *,
+def build_reconciler(db_path: str | Path, service: WatchService, settings: ReconcileSettings, *,
                      diff: DiffSettings, redaction: Redaction | Sequence[RedactionRule],
                      cluster: ClusterSourceConfig) -> tuple[Reconciler, ClusterClient]:
     """A reconciler over the service's sources: desired from its Git source (the manifests
@@ -93,7 +93,7 @@ def build_reconciler(db_path: Path, service: WatchService, settings: ReconcileSe
         value = cp.get("last_valid")
         return str(value) if value else None
 
-    reconciler = Reconciler(EventLog(db_path), port, settings=settings, desired_origin=git.origin,
+    reconciler = Reconciler(open_log(db_path), port, settings=settings, desired_origin=git.origin,
                             actual_origin=service.cluster.origin, manifests=git.manifests_at, last_valid=last_valid,
                             diff=diff, redaction=redaction, identity=process_identity("reconciler-"),
                             namespaces=cluster.namespaces)
@@ -104,7 +104,7 @@ class RunService(WatchService):
     """Followers (inherited) + reconciler + scheduler + leader election + endpoints."""
 
     def __init__(self, *, base: WatchService, reconciler: Reconciler, port: ClusterClient,
-                 settings: ReconcileSettings, reporter: RunReporter, db_path: Path,
+                 settings: ReconcileSettings, reporter: RunReporter, db_path: str | Path,
                  allow_mass_prune: bool = False, checkpointer: Checkpointer | None = None) -> None:
         super().__init__(git=base.git, cluster=base.cluster, reporter=reporter)
         self.checkpointer = checkpointer
@@ -115,7 +115,7 @@ class RunService(WatchService):
         self.allow_mass_prune = allow_mass_prune
         self.db_path = db_path
         self.identity = process_identity()
-        self._events_log = EventLog(db_path)  # this thread's own connection, for leadership events
+        self._events_log = open_log(db_path)  # this thread's own connection, for leadership events
         self._events_lock = threading.Lock()
         self.metrics = RunMetrics(instance=settings.instance, last_seq=self._last_seq)
         if base.cluster is not None:  # the audit webhook starts with the cluster source, and counts from the first
@@ -135,7 +135,7 @@ class RunService(WatchService):
         self.passes = 0
 
     @classmethod
-    def build_run(cls, db_path: Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
+    def build_run(cls, db_path: str | Path, *, git: GitSourceConfig, cluster: ClusterSourceConfig,
                   settings: ReconcileSettings, diff: DiffSettings, redaction: Redaction | Sequence[RedactionRule],
                   reporter: RunReporter, allow_mass_prune: bool = False,
                   checkpointer: Checkpointer | None = None) -> RunService:

@@ -33,7 +33,7 @@ from gitops.query.access import record_access
 from gitops.sources.cluster import ClusterSource, ClusterSourceConfig
 from gitops.sources.git import GitIngest, GitSourceConfig, IngestSummary
 from gitops.sources.git.watch import GitFollower
-from gitops.store import EventLog
+from gitops.store import open_log
 
 __all__ = ["Reporter", "WatchService"]
 
@@ -64,11 +64,11 @@ class WatchService:
         self._refused: UsageError | None = None
         self._first_pass = True
         self._owns = False  # built here (build()): closed here too
-        self.db_path: Path | None = None  # where start and stop are recorded (operator events), if set
+        self.db_path: str | Path | None = None  # where start and stop are recorded (operator events), if set
         self.command = "watch"
 
     @classmethod
-    def build(cls, db_path: Path, *, git: GitSourceConfig | None, cluster: ClusterSourceConfig | None,
+    def build(cls, db_path: str | Path, *, git: GitSourceConfig | None, cluster: ClusterSourceConfig | None,
               redaction: Redaction | Sequence[RedactionRule], reporter: Reporter) -> WatchService:
         """Check the settings and build the sources; raises a ``UsageError`` (or a source
         error) before anything is started or written. The cluster source is built (and its
@@ -78,7 +78,7 @@ class WatchService:
         if git is not None:
             # the cluster source's own discovery (no second one), kept current as it refreshes
             scope = cluster_source.scope() if cluster_source is not None else builtin_scope
-            git_source = GitIngest(EventLog(db_path), git, redaction=redaction, scope=scope)
+            git_source = GitIngest(open_log(db_path), git, redaction=redaction, scope=scope)
         service = cls(git=git_source, cluster=cluster_source, reporter=reporter)
         service._owns = True
         service.db_path = db_path
@@ -100,7 +100,7 @@ class WatchService:
         if self.db_path is None:
             return
         try:
-            with EventLog(self.db_path) as log:
+            with open_log(self.db_path) as log:
                 record_access(log, self.command, {"pid": os.getpid()}, outcome=outcome, detail=detail)
         except StoreError:
             if outcome == "started":

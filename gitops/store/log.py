@@ -207,6 +207,11 @@ class EventLog:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def location(self) -> str:
+        """What opens this log again (``gitops.store.open_log``): the file's path."""
+        return str(self.path)
+
     def close(self) -> None:
         self._wal.close()
         self.conn.close()

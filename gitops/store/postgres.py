@@ -25,7 +25,9 @@ database only.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,6 +36,7 @@ from typing import Any, Literal, cast
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gitops.events.models import Recorded
 from gitops.model.errors import DatabaseLockedError, ReadOnlyLogError, StoreError
@@ -131,15 +134,25 @@ class _Cursor:
 
 
 class _Connection:
-    """One autocommit psycopg connection, its transactions opened and closed explicitly, as
-    the SQLite adapter's are (``BEGIN`` ... ``COMMIT``)."""
+    """A connection of the process's pool for this server (``psycopg_pool``), in autocommit
+    mode, its transactions opened and closed explicitly as the SQLite adapter's are
+    (``BEGIN`` ... ``COMMIT``). A process opens a log per thread and per short task (a
+    refresh, a notification); the pool keeps those from each paying a new connection."""
 
-    def __init__(self, dsn: str, place: str, timeout: float) -> None:
+    def __init__(self, dsn: str, place: str, timeout: float, *, read_only: bool) -> None:
         self.place = place
+        self._pool = _pool(dsn, place, timeout)
         try:
-            self.raw = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)))
-        except psycopg.Error as e:
-            raise _error(e, place) from e
+            self.raw = self._pool.getconn(timeout=timeout)
+        except (psycopg.Error, PoolTimeout) as e:
+            raise _error(e, place) if isinstance(e, psycopg.Error) else \
+                StoreError(f"{place}: no connection to the PostgreSQL server within {timeout:.0f}s ({e})") from e
+        try:  # set on every checkout: a pooled connection keeps what its last user set
+            self.execute(f"SET lock_timeout = '{int(timeout * 1000)}ms'")
+            self.execute(f"SET default_transaction_read_only = {'on' if read_only else 'off'}")
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def in_transaction(self) -> bool:
@@ -152,7 +165,38 @@ class _Connection:
         return self.cursor().execute(sql, parameters)
 
     def close(self) -> None:
-        self.raw.close()
+        self._pool.putconn(self.raw)  # rolled back first if a transaction was left open
+
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(dsn: str, place: str, timeout: float) -> ConnectionPool:
+    with _pools_lock:
+        pool = _pools.get(dsn)
+        if pool is None:
+            try:  # one plain connection first: a server that is down or refuses us says so at once, in one line
+                psycopg.connect(dsn, connect_timeout=max(1, int(timeout))).close()
+            except psycopg.Error as e:
+                raise _error(e, place) from e
+            pool = ConnectionPool(dsn, min_size=1, max_size=32, kwargs={"autocommit": True}, open=False,
+                                  name=place, timeout=timeout)
+            try:
+                pool.open(wait=True, timeout=timeout)
+            except PoolTimeout:
+                pool.close()
+                raise StoreError(f"{place}: cannot reach the PostgreSQL server within {timeout:.0f}s") from None
+            _pools[dsn] = pool
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
 
 
 class _NoWal:
@@ -185,14 +229,11 @@ class PostgresEventLog(EventLog):
         self._busy_timeout = busy_timeout
         if self.read_only and create:
             raise ReadOnlyLogError(f"{self._where} is opened read-only (--read-only): this command writes to the log")
-        self._pg_conn = _Connection(dsn, self._where, busy_timeout)
+        self._pg_conn = _Connection(dsn, self._where, busy_timeout, read_only=self.read_only)
         self.conn = cast(Any, self._pg_conn)  # the shared methods speak DB-API through it
         self.db = cast(Any, None)  # sqlite-utils is the SQLite adapter's: every method that used it is here
         self._wal = cast(Any, _NoWal())
         try:
-            self._pg_conn.execute(f"SET lock_timeout = '{int(busy_timeout * 1000)}ms'")
-            if self.read_only:
-                self._pg_conn.execute("SET default_transaction_read_only = on")
             version = self._schema_version()
             if version == 0 and create:
                 self._create_schema()
@@ -203,6 +244,10 @@ class PostgresEventLog(EventLog):
         except BaseException:
             self._pg_conn.close()
             raise
+
+    @property
+    def location(self) -> str:
+        return self.dsn
 
     def _schema_version(self) -> int:
         row = self._pg_conn.execute("SELECT to_regclass('gitops_schema') IS NOT NULL").fetchone()
@@ -297,10 +342,22 @@ class PostgresEventLog(EventLog):
         yield from map(AuditRecord._make, self._pg_conn.execute(sql, f.params))
 
     def commit_objects(self, *, start: datetime | None = None) -> Iterator[tuple[str, str, str, bool]]:
-        raise StoreError(f"{self._where}: the compliance report does not run on a PostgreSQL log yet")
+        f = select(types=["desired.applied", "desired.removed"], start=start, postgresql=True)
+        f.add("revision IS NOT NULL AND resource IS NOT NULL")
+        sql = (f"SELECT revision, resource, type, EXISTS (SELECT 1 FROM changes WHERE changes.seq = events.seq) "
+               f"FROM events{f.where()} ORDER BY seq")
+        for revision, resource, type_, changed in self._pg_conn.execute(sql, f.params):
+            yield str(revision), str(resource), str(type_), bool(changed)
 
     def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
-        raise StoreError(f"{self._where}: the compliance report does not run on a PostgreSQL log yet")
+        f = select(types=["reconcile.action"], start=start, end=end, result="succeeded", postgresql=True)
+        removed_by = ("(SELECT r.revision FROM events r WHERE r.resource = events.resource "
+                      "AND r.type = 'desired.removed' AND r.seq < events.seq ORDER BY r.seq DESC LIMIT 1)")
+        sql = (f"SELECT c, min(effective_at) FROM (SELECT coalesce(payload::jsonb ->> 'commit', CASE WHEN "
+               f"(payload::jsonb ->> 'action') = 'prune' THEN {removed_by} END) AS c, effective_at "
+               f"FROM events{f.where()}) a WHERE c IS NOT NULL GROUP BY c")
+        return {str(c): datetime.fromisoformat(t.replace("Z", "+00:00"))
+                for c, t in self._pg_conn.execute(sql, f.params)}
 
     def rebuild_projections(self, only: Collection[str] = ()) -> None:
         raise StoreError(f"{self._where}: rebuilding projections is not available on a PostgreSQL log yet")

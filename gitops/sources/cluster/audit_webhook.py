@@ -40,7 +40,7 @@ from gitops.model.times import utc_now
 from gitops.sources.cluster.audit import AuditIndex
 from gitops.sources.cluster.audit_records import AuditReader, Malformed, record_of
 from gitops.sources.cluster.config import AuditWebhookSettings
-from gitops.store import EventLog
+from gitops.store import EventLog, open_log
 
 __all__ = ["AuditWebhook", "LogAuditFeed", "RequestCallback"]
 
@@ -60,7 +60,7 @@ class AuditWebhook:
         self.refused = 0  # requests refused as unauthenticated (401)
         self.received = 0  # audit records appended
         # a write lock held longer than this is a 503 the API server retries, not a request left hanging
-        self._log = EventLog(db_path, busy_timeout=busy_timeout)
+        self._log = open_log(db_path, busy_timeout=busy_timeout)
         self._log_lock = threading.Lock()  # one append at a time on the one connection
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

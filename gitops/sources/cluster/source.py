@@ -31,7 +31,7 @@ from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, stream_name
 from gitops.sources.cluster.writer import Writer
-from gitops.store import EventLog
+from gitops.store import EventLog, open_log
 from gitops.store.openapi import save_schemas
 
 __all__ = ["ClusterSource", "PassSummary", "check_audit_log", "discovery_scope", "resolve_kind"]
@@ -112,7 +112,7 @@ class ClusterSource:
     def __init__(self, db_path: str | Path, config: ClusterSourceConfig, *,
                  redaction: Redaction | Sequence[RedactionRule] = (), client: ClusterPort | None = None,
                  clock: Clock = utc_now) -> None:
-        self.db_path = Path(db_path)
+        self.db_path = db_path
         self.config = config
         self.redaction = as_redaction(redaction)
         self.clock = clock
@@ -210,12 +210,12 @@ class ClusterSource:
             index = AuditIndex()
         if self.config.audit_log:
             assert index is not None
-            tailer = AuditTailer(EventLog(self.db_path), self.config.audit_log, resolve=self._resolve_audited,
+            tailer = AuditTailer(open_log(self.db_path), self.config.audit_log, resolve=self._resolve_audited,
                                  index=index, origin=self.origin)
             feeds.append(tailer)
         if webhook and self.config.audit_webhook is not None:
             assert index is not None
-            self._feed = LogAuditFeed(EventLog(self.db_path), index, origin=self.origin,
+            self._feed = LogAuditFeed(open_log(self.db_path), index, origin=self.origin,
                                       delay=self.config.audit_webhook.delay)
             feeds.append(self._feed)
         writer = Writer(log, origin=self.origin, config=self.config, index=index, feeds=feeds, clock=self.clock)
@@ -259,7 +259,7 @@ class ClusterSource:
 
     def ingest_once(self) -> PassSummary:
         """List every selected kind once and record what differs from the log."""
-        with EventLog(self.db_path) as log:
+        with open_log(self.db_path) as log:
             watchers, writer, tailer, problems = self._prepare(log)
             audit = tailer.catch_up() if tailer is not None else 0
             forbidden = []
@@ -298,7 +298,7 @@ class ClusterSource:
         """Read the audit log's backlog, then start watching in background threads;
         ``stop()`` ends them. ``on_error`` is told if the source cannot go on;
         ``on_appended`` of each batch of events written (from the writer's thread)."""
-        log = EventLog(self.db_path)
+        log = open_log(self.db_path)
         watchers, writer, tailer, _ = self._prepare(log, webhook=True)
         self._writer, self._tailer = writer, tailer
         self._on_error = on_error
@@ -365,7 +365,7 @@ class ClusterSource:
         ``start()``; returns their names. Called when Git brings new kinds."""
         if self._writer is None or self._stop.is_set():
             return []
-        with self._refresh_lock, EventLog(self.db_path) as log:
+        with self._refresh_lock, open_log(self.db_path) as log:
             kinds, problems = self.select(log, self._discover())
             self._keep_schemas(log)
             watchers = self._watchers(log, [k for k in kinds if k.name not in self._watching], self._writer)
