@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: docs install run test lint schema bench cluster-up cluster-down clean image
+.PHONY: docs install run test lint schema bench cluster-up cluster-down postgres-up postgres-down clean image
 
 install: $(BIN)/gitops
 
@@ -51,6 +51,12 @@ cluster-up:
 
 cluster-down:
 	scripts/local-cluster down
+
+postgres-up:
+	scripts/local-postgres up
+
+postgres-down:
+	scripts/local-postgres down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

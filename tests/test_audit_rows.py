@@ -283,7 +283,8 @@ def test_blame_credits_each_field_to_the_version_that_last_changed_it(tmp_path: 
 
 def test_blame_compares_each_version_with_the_last_one_from_the_same_source(tmp_path: Path) -> None:
     """Two clusters watched into one log hold the same object: carol changed only j in the
-    first, so k stays alice's there, whatever the second cluster held in between."""
+    first, so k stays alice's there, whatever the second cluster held in between; and each
+    cluster's fields are shown apart (live@NAME), never folded into one object."""
     from gitops.projections import Moment
     from gitops.query.blame import blame
 
@@ -293,14 +294,20 @@ def test_blame_compares_each_version_with_the_last_one_from_the_same_source(tmp_
     _observed(e, _cm("1", k="1", j="3"), "carol", "audit", origin="cluster:https://a")  # 3
     with EventLog(tmp_path / "log.db") as log:
         log.append(e.events)
-        lines = {b.path: (b.actor, b.seq) for b in blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1)))}
-        assert lines["data.k"] == ("alice", 1) and lines["data.j"] == ("carol", 3)
+        moment = Moment(T0 + timedelta(days=1))
+        lines = {(b.side, b.path): (b.actor, b.seq) for b in blame(log, "ConfigMap/n/a", moment)}
+        assert lines[("live@https://a", "data.k")] == ("alice", 1)
+        assert lines[("live@https://a", "data.j")] == ("carol", 3)
+        assert lines[("live@https://b", "data.k")] == ("bob", 2) and lines[("live@https://b", "data.j")] == ("bob", 2)
+        only_b = blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1)), clusters=["cluster:https://b"])
+        assert {b.side for b in only_b} == {"live"} and {b.actor for b in only_b} == {"bob"}
         log.append([ClusterDeleted.model_validate({  # gone from the first cluster: nothing live to blame
             "id": "gone", "source": "cluster", "resource": "ConfigMap/n/a", "actor": "dave",
             "effective_at": T0 + timedelta(hours=1), "payload": {"resource_version": "9", "uid": "u",
                                                                  "origin": "cluster:https://a",
                                                                  "attribution": "audit"}})])
-        assert blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1))) == []
+        left = blame(log, "ConfigMap/n/a", Moment(T0 + timedelta(days=1)))  # gone from a; b still holds it
+        assert {b.side for b in left} == {"live@https://b"} and {b.actor for b in left} == {"bob"}
 
 
 def test_blame_of_a_secret_credits_each_value_and_shows_none(tmp_path: Path) -> None:

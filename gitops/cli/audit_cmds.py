@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.follow import Shown, follow
 from gitops.cli.names import namespace_option, resolve_kind, resolve_resource
 from gitops.cli.render import LISTS, STREAMS, Columns, effective_limit, newest, output_options, render_rows
@@ -26,14 +27,18 @@ from gitops.query.report import build_report
 from gitops.query.report_render import render_html, write_csv
 
 AUDIT_COLUMNS = Columns(("seq", "time", "actor", "how", "action", "resource", "changes"),
-                        ("seq", "time", "actor", "via", "source", "how", "action", "resource", "revision",
+                        ("seq", "time", "cluster", "actor", "via", "source", "how", "action", "resource", "revision",
                          "out_of_band", "changes"), "seq", optional=("how", "seq", "action"))
+AUDIT_COLUMNS_CLUSTERS = Columns(("seq", "time", "cluster", "actor", "how", "action", "resource", "changes"),
+                                 AUDIT_COLUMNS.wide, "seq", optional=("how", "seq", "action"))
+"""A log of many clusters: the table says which cluster each row is of."""
 BLAME_COLUMNS = Columns(("side", "path", "value", "actor", "time"),
                         ("side", "path", "value", "actor", "time", "via", "how", "seq"), "path")
 
 
 def _row(r: AuditRow) -> dict[str, Any]:
-    return {"seq": r.seq, "time": format_time(r.time), "actor": r.actor or UNKNOWN, "via": r.via or "",
+    return {"seq": r.seq, "time": format_time(r.time), "cluster": r.cluster, "actor": r.actor or UNKNOWN,
+            "via": r.via or "",
             "source": r.source,
             "action": r.action, "resource": r.resource or "", "revision": r.revision or "", "how": r.how,
             "out_of_band": r.out_of_band, "changes": summary(r.changes) or r.detail}
@@ -61,6 +66,7 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
 @click.option("--until", default=None, metavar="TIME", help="Before this time.")
 @click.option("--commit", default=None, metavar="SHA", help="Events of this commit (a prefix will do).")
 @click.option("--out-of-band", is_flag=True, help="Only cluster changes made neither through Git nor the reconciler.")
+@cluster_option
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="At most the newest this many rows (tables default to 1000; 0 means no limit); says on stderr "
                    "when it left older ones out.")
@@ -71,7 +77,8 @@ def _json_row(r: AuditRow) -> dict[str, Any]:
 @pass_ctx
 def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str | None, actor: str | None,
           source: str | None, types: tuple[str, ...], since: str | None, until: str | None, commit: str | None,
-          out_of_band: bool, limit: int | None, reverse: bool, watch: bool, output: str, no_headers: bool) -> None:
+          out_of_band: bool, clusters: tuple[str, ...], limit: int | None, reverse: bool, watch: bool, output: str,
+          no_headers: bool) -> None:
     """Who changed what: Git, cluster, audit-log and reconciler events in one timeline."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
@@ -82,24 +89,27 @@ def audit(ctx: Context, resource: str | None, kind: str | None, namespace: str |
     end = parse_time(until) if until else None
     args = {"resource": resource, "kind": kind, "namespace": namespace, "actor": actor, "source": source,
             "types": ",".join(types), "since": since, "until": until, "commit": commit,
-            "out_of_band": out_of_band or None, "output": output}
+            "out_of_band": out_of_band or None, "clusters": ",".join(clusters) or None, "output": output}
     with ctx.accessed("audit", **args), ctx.open_log() as log:
+        only = resolve_clusters(log, clusters) if clusters else []
+        columns = AUDIT_COLUMNS_CLUSTERS if len(only or log.clusters()) > 1 else AUDIT_COLUMNS
+
         def fetch(descending: bool, n: int | None) -> Iterator[AuditRow]:
             return audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor, source=source,
                               types=types, since=start, until=end, commit=commit, out_of_band=out_of_band,
-                              limit=n, descending=descending)
+                              limit=n, descending=descending, clusters=only)
 
         shown = Shown(log.last_seq())
         found = shown.passing(newest(fetch, effective_limit(limit, output), reverse=reverse), lambda r: r.seq)
         people = output in ("table", "wide")
-        render_rows((_table_row(r) if people else _json_row(r) for r in found), columns=AUDIT_COLUMNS,
+        render_rows((_table_row(r) if people else _json_row(r) for r in found), columns=columns,
                     output=output, no_headers=no_headers, empty=None if watch else "nothing matches")
         if watch:
             follow(lambda after: audit_rows(log, resource=resource, kind=kind, namespace=namespace, actor=actor,
                                             source=source, types=types, since=start, until=end, commit=commit,
-                                            out_of_band=out_of_band, since_seq=after),
+                                            out_of_band=out_of_band, since_seq=after, clusters=only),
                    shown.last, lambda rows: render_rows((_table_row(r) if people else _json_row(r) for r in rows),
-                                                  columns=AUDIT_COLUMNS, output=output, no_headers=True),
+                                                  columns=columns, output=output, no_headers=True),
                    seq_of=lambda r: r.seq)
 
 
@@ -118,16 +128,18 @@ def _table_row(r: AuditRow) -> dict[str, Any]:
               help="RFC 3339, a date, a relative time, or a commit sha.")
 @click.option("--side", type=click.Choice(["desired", "live", "both"]), default="both", show_default=True,
               help="Git's fields, the cluster's, or both.")
+@cluster_option
 @output_options(*LISTS)
 @pass_ctx
-def blame_cmd(ctx: Context, resource: str, namespace: str | None, at_text: str, side: str, output: str,
-              no_headers: bool) -> None:
+def blame_cmd(ctx: Context, resource: str, namespace: str | None, at_text: str, side: str,
+              clusters: tuple[str, ...], output: str, no_headers: bool) -> None:
     """For each field of RESOURCE (TYPE/NAME, TYPE/NAMESPACE/NAME or a key), who last set
     it, when, and through what."""
     key = resolve_resource(ctx, resource, namespace)
     with ctx.accessed("blame", resource=key, at=at_text), ctx.open_log() as log:
         moment = resolve_at(log, at_text)
-        lines = [b for b in blame(log, key, moment) if side in ("both", b.side)]
+        only = resolve_clusters(log, clusters) if clusters else []
+        lines = [b for b in blame(log, key, moment, clusters=only) if side in ("both", b.side.split("@")[0])]
         if not lines:
             raise UsageError(f"the log holds nothing about {key} at {moment.describe()}")
     rows = [{"side": b.side, "path": b.path, "value": b.value, "actor": b.actor or UNKNOWN,
@@ -146,8 +158,10 @@ def blame_cmd(ctx: Context, resource: str, namespace: str | None, at_text: str, 
               help="html: one self-contained page; json: the documented model; csv: one file per section.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="File to write (a directory for csv); default, or -: stdout for html and json.")
+@cluster_option
 @pass_ctx
-def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None,
+           clusters: tuple[str, ...]) -> None:
     """The compliance report over a time range: changes, out-of-band changes, drift, failures,
     integrity and coverage."""
     start = parse_time(since)
@@ -161,8 +175,9 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
     if out is not None:
         _check_writable(out, directory=fmt == "csv")
     with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
-                      out=out), ctx.open_log() as log:
-        r = build_report(log, start, end, ctx.config.report)
+                      out=out, clusters=",".join(clusters) or None), ctx.open_log() as log:
+        r = build_report(log, start, end, ctx.config.report,
+                         clusters=resolve_clusters(log, clusters) if clusters else ())
     if not r.integrity.ok:
         click.secho(f"WARNING: the log failed verification: {r.integrity.problem}", fg="red", err=True, bold=True)
     if fmt == "csv":

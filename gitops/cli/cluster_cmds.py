@@ -25,6 +25,9 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed([
         click.option("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."),
         click.option("--context", default=None, help="kubeconfig context (default: its current context)."),
+        click.option("--cluster-name", default=None, envvar="GITOPS_CLUSTER_NAME",
+                     help="This cluster's name in the log, where one log holds many clusters (env "
+                          "GITOPS_CLUSTER_NAME; default: the API server's URL)."),
         click.option("--audit-log", default=None,
                      help="The API server's audit log file, to name real users (env GITOPS_AUDIT_LOG)."),
         click.option("--audit-log-later", is_flag=True, default=None,
@@ -62,12 +65,12 @@ def audit_webhook_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return functools.update_wrapper(gather, f)
 
 
-def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                          audit_log_later: bool | None, kinds: tuple[str, ...], *,
+def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | None, cluster_name: str | None,
+                          audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...], *,
                           audit_webhook: dict[str, str | None] | None = None) -> ClusterSourceConfig:
     values: dict[str, Any] = ctx.config.cluster.model_dump() if ctx.config.cluster is not None else {}
-    for name, value in (("kubeconfig", kubeconfig), ("context", context), ("audit_log", audit_log),
-                        ("audit_log_later", audit_log_later)):
+    for name, value in (("kubeconfig", kubeconfig), ("context", context), ("name", cluster_name),
+                        ("audit_log", audit_log), ("audit_log_later", audit_log_later)):
         if value is not None:
             values[name] = value
     given = {k: v for k, v in (audit_webhook or {}).items() if v is not None}
@@ -96,10 +99,10 @@ def cluster_source_config(ctx: Context, kubeconfig: str | None, context: str | N
 @ingest.command("cluster")
 @cluster_options
 @pass_ctx
-def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, audit_log: str | None,
-                   audit_log_later: bool | None, kinds: tuple[str, ...]) -> None:
+def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, cluster_name: str | None,
+                   audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...]) -> None:
     """List the cluster once and record every object that differs from what the log last saw."""
-    config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    config = cluster_source_config(ctx, kubeconfig, context, cluster_name, audit_log, audit_log_later, kinds)
     source = ClusterSource(ctx.db, config, redaction=ctx.redaction)  # checks the settings first
     ctx.open_log(create=True).close()
     summary = source.ingest_once()
@@ -122,15 +125,15 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, au
 @log_format_option
 @pass_ctx
 def watch(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], no_cluster: bool,
-          kubeconfig: str | None, context: str | None, audit_log: str | None, audit_log_later: bool | None,
-          kinds: tuple[str, ...], audit_webhook: dict[str, str | None]) -> None:
+          kubeconfig: str | None, context: str | None, cluster_name: str | None, audit_log: str | None,
+          audit_log_later: bool | None, kinds: tuple[str, ...], audit_webhook: dict[str, str | None]) -> None:
     """Follow Git, the cluster and its audit log into the log until SIGINT or SIGTERM."""
     if no_cluster and repo is None and ctx.config.git is None:
         raise ConfigError("nothing to watch: --no-cluster leaves only Git; pass --repo, or set git.repo in the config "
                           "file")
     git_config = git_source_config(ctx, repo, branch, paths) if repo is not None or ctx.config.git is not None else None
-    cluster_config = None if no_cluster else cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later,
-                                                                   kinds, audit_webhook=audit_webhook)
+    cluster_config = None if no_cluster else cluster_source_config(ctx, kubeconfig, context, cluster_name, audit_log,
+                                                                   audit_log_later, kinds, audit_webhook=audit_webhook)
     # the cluster source's settings are checked (kubeconfig, audit log) before a database is made
     service = WatchService.build(ctx.db, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.follow import Shown, follow
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import STREAMS, Columns, effective_limit, newest, output_options, render_rows
@@ -130,6 +131,7 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
 @click.option("--until", "until_time", default=None, metavar="TIME", help="Only events before this time.")
 @click.option("--as-recorded", is_flag=True,
               help="Times mean when the log learned of an event, not when it took effect.")
+@cluster_option
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="At most the newest this many events (tables default to 1000; 0 means no limit); says on "
                    "stderr when it left older ones out.")
@@ -140,7 +142,8 @@ def _row(r: Recorded, *, short: bool = False) -> dict[str, Any]:
 @pass_ctx
 def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resource: str | None, namespace: str | None,
             actor: str | None, source: str | None, since_time: str | None, until_time: str | None,
-            as_recorded: bool, limit: int | None, reverse: bool, watch: bool, output: str, no_headers: bool) -> None:
+            as_recorded: bool, clusters: tuple[str, ...], limit: int | None, reverse: bool, watch: bool, output: str,
+            no_headers: bool) -> None:
     """Show the event log in order, filtered."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
@@ -154,10 +157,12 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
     export = ctx.accessed("export", output=output, since=since_time, until=until_time, types=",".join(types),
                           resource=resource, actor=actor, source=source) if not short else nullcontext()
     with export, ctx.open_log() as log:
+        only = resolve_clusters(log, clusters) if clusters else []
+
         def fetch(descending: bool, n: int | None) -> Iterator[Recorded]:
             return log.read(since_seq=since_seq, types=types, resource=resource, actor=actor, source=source,
                             start=start, end=end, time_axis="recorded" if as_recorded else "effective", limit=n,
-                            descending=descending)
+                            descending=descending, clusters=only)
 
         shown = Shown(log.last_seq())
         rows: Iterator[dict[str, Any]] = (
@@ -167,7 +172,7 @@ def log_cmd(ctx: Context, since_seq: int | None, types: tuple[str, ...], resourc
                     empty=None if watch else "no events match")
         if watch:
             follow(lambda after: log.read(since_seq=max(after, since_seq or 0), types=types, resource=resource,
-                                          actor=actor, source=source, start=start, end=end,
+                                          actor=actor, source=source, start=start, end=end, clusters=only,
                                           time_axis="recorded" if as_recorded else "effective"),
                    shown.last, lambda found: render_rows((_row(r, short=short) for r in found), output=output,
                                                              columns=LOG_COLUMNS, no_headers=True),

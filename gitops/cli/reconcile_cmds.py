@@ -98,15 +98,15 @@ def reconcile_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @pass_ctx
 def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
               prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
-              context: str | None, audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...],
-              dry_run: bool) -> None:
+              context: str | None, cluster_name: str | None, audit_log: str | None, audit_log_later: bool | None,
+              kinds: tuple[str, ...], dry_run: bool) -> None:
     """Run one pass: read new commits and the cluster, then make the cluster match Git.
     Exit 1 if an action failed."""
     if dry_run and detect_only:
         raise UsageError("--dry-run and --detect-only exclude each other")
     settings = _settings(ctx, instance=instance)
     git_config = git_source_config(ctx, repo, branch, paths)
-    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds)
+    cluster_config = cluster_source_config(ctx, kubeconfig, context, cluster_name, audit_log, audit_log_later, kinds)
     service = WatchService.build(ctx.db, git=git_config, cluster=cluster_config, redaction=ctx.redaction,
                                  reporter=Reporter())
     ctx.open_log(create=True).close()
@@ -189,15 +189,15 @@ class RunReporterCLI(Reporter):
 @pass_ctx
 def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ...], detect_only: bool,
         prune: bool | None, allow_mass_prune: bool, instance: str | None, kubeconfig: str | None,
-        context: str | None, audit_log: str | None, audit_log_later: bool | None, kinds: tuple[str, ...],
-        interval: float | None, metrics_address: str | None, no_lease: bool,
+        context: str | None, cluster_name: str | None, audit_log: str | None, audit_log_later: bool | None,
+        kinds: tuple[str, ...], interval: float | None, metrics_address: str | None, no_lease: bool,
         audit_webhook: dict[str, str | None]) -> None:
     """Follow Git and the cluster, and keep the cluster equal to Git, until SIGINT or SIGTERM."""
     lease = {**ctx.config.reconcile.lease.model_dump(), "enabled": False} if no_lease else None
     settings = _settings(ctx, instance=instance, prune=prune, interval=interval, metrics_address=metrics_address,
                          mode="detect-only" if detect_only else None, lease=lease)
     git_config = git_source_config(ctx, repo, branch, paths)
-    cluster_config = cluster_source_config(ctx, kubeconfig, context, audit_log, audit_log_later, kinds,
+    cluster_config = cluster_source_config(ctx, kubeconfig, context, cluster_name, audit_log, audit_log_later, kinds,
                                            audit_webhook=audit_webhook)
     service = RunService.build_run(ctx.db, git=git_config, cluster=cluster_config, settings=settings,
                                    diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),

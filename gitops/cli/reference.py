@@ -49,7 +49,9 @@ EVENT_DESCRIPTIONS = {
 }
 
 ENV_VARS = {
-    "GITOPS_DB": "the SQLite event log (as --db)",
+    "GITOPS_DB": "the event log (as --db): a SQLite file, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB (a "
+                 "password in it, or in PGPASSWORD or ~/.pgpass as libpq reads them, is never printed)",
+    "GITOPS_CLUSTER_NAME": "this cluster's name in the log (as --cluster-name, cluster.name)",
     "GITOPS_CONFIG": "the configuration file (as --config)",
     "GITOPS_AUDIT_LOG": "the API server's audit log file (as --audit-log)",
     "GITOPS_AUDIT_WEBHOOK_TOKEN": "the bearer token the API server sends the audit webhook (as its token_file)",

@@ -12,9 +12,11 @@ import click
 import yaml
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows, use_colour
 from gitops.diff import Status
+from gitops.model.clusters import cluster_name
 from gitops.model.selector import parse_selector
 from gitops.projections import Moment, resolve_at
 from gitops.query import ObjectView, views_at
@@ -24,6 +26,7 @@ AT_HELP = ("RFC 3339, a local date and time ('2026-12-03 11:00'), a relative tim
            "(a sha or unique prefix, HEAD, or a branch name).")
 STATUS_COLUMNS = Columns(("resource", "status", "health", "differences"),
                          ("resource", "status", "health", "differences", "reason", "commit", "path"), "resource")
+STATUS_COLUMNS_CLUSTERS = Columns(("cluster", *STATUS_COLUMNS.narrow), ("cluster", *STATUS_COLUMNS.wide), "resource")
 
 
 def at_option(f: Any) -> Any:
@@ -38,9 +41,15 @@ def _filters(f: Any) -> Any:
     f = namespace_option(f)
     f = click.option("--resource", default=None,
                      help="Only this object: TYPE/NAME (with -n), TYPE/NAMESPACE/NAME or a key.")(f)
+    f = cluster_option(f)
     return click.option("--instance", default=None,
                         help="Report live objects labelled as this instance's that Git no longer has (orphans; "
                              "default: diff.instance, else reconcile.instance in the config).")(f)
+
+
+def _each(clusters: list[str]) -> list[str | None]:
+    """The clusters to show one by one; [None] (all, as one) for a log of no cluster yet."""
+    return list(clusters) or [None]
 
 
 def _only(ctx: Context, resource: str | None, namespace: str | None, selector: str | None) -> Only:
@@ -72,11 +81,25 @@ def _status_rows(view: StatusView) -> list[dict[str, Any]]:
     return out
 
 
-def _print_status(moment: Moment, view: StatusView, output: str, no_headers: bool) -> None:
+def _print_status(moment: Moment, views: dict[str, StatusView], output: str, no_headers: bool) -> None:
+    """One cluster's status as it always was; a log of many clusters: each cluster's, under its name."""
     if output in ("json", "yaml"):
-        render_document(_status_doc(moment, view), output)
+        if len(views) == 1:
+            render_document(_status_doc(moment, next(iter(views.values()))), output)
+        else:
+            render_document({**moment.as_json(), "clusters": [
+                {"cluster": cluster_name(c), **_status_doc(moment, v)} for c, v in views.items()]}, output)
         return
+    for n, (cluster, view) in enumerate(views.items()):
+        if len(views) > 1 and output in ("table", "wide") and not no_headers:
+            click.echo(f"{chr(10) if n else ''}cluster {cluster_name(cluster)}")
+        _print_one(moment, view, output, no_headers, cluster if len(views) > 1 else None)
+
+
+def _print_one(moment: Moment, view: StatusView, output: str, no_headers: bool, cluster: str | None) -> None:
     rows = _status_rows(view)
+    if cluster is not None and output not in ("table", "wide"):
+        rows = [{"cluster": cluster_name(cluster), **r} for r in rows]
     if output in ("table", "wide") and not no_headers:
         commit = f"commit {view.commit[:12]} in force" if view.commit else "no valid commit in force"
         if view.head is not None:
@@ -91,8 +114,9 @@ def _print_status(moment: Moment, view: StatusView, output: str, no_headers: boo
                        f"{(w.payload.commit or '')[:12]})", err=True)
         if rows:
             click.echo("")
+    columns = STATUS_COLUMNS if cluster is None or output in ("table", "wide") else STATUS_COLUMNS_CLUSTERS
     render_rows(({**r, "commit": (r["commit"] or "")[:12]} if output in ("table", "wide") else r for r in rows),
-                columns=STATUS_COLUMNS, output=output, no_headers=no_headers,
+                columns=columns, output=output, no_headers=no_headers,
                 empty="nothing is desired" if output in ("table", "wide") else None)
 
 
@@ -103,9 +127,9 @@ def _print_status(moment: Moment, view: StatusView, output: str, no_headers: boo
 @click.option("-w", "--watch", is_flag=True, help="Print the status again whenever the log changes (Ctrl-C stops).")
 @output_options(*LISTS)
 @pass_ctx
-def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, resource: str | None,
-           namespace: str | None, selector: str | None, exit_code: bool, watch: bool, output: str,
-           no_headers: bool) -> None:
+def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, clusters: tuple[str, ...],
+           resource: str | None, namespace: str | None, selector: str | None, exit_code: bool, watch: bool,
+           output: str, no_headers: bool) -> None:
     """The commit in force, and the objects in sync, out of sync, missing and orphaned."""
     only = _only(ctx, resource, namespace, selector)
     instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
@@ -116,11 +140,12 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
                 last = log.last_seq()
                 if last != seen:
                     moment = resolve_at(log, at_text, as_recorded=as_recorded)
-                    view = status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff)
+                    views = {c or "": status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff,
+                                                cluster=c) for c in _each(resolve_clusters(log, clusters))}
             if last != seen:
                 if seen >= 0:
                     click.echo("")
-                _print_status(moment, view, output, no_headers)
+                _print_status(moment, views, output, no_headers)
                 sys.stdout.flush()
                 seen = last
             if not watch:
@@ -128,7 +153,7 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
             time.sleep(1)
     except KeyboardInterrupt:  # --watch ends with Ctrl-C, as a success (kubectl get -w)
         return
-    if exit_code and not view.in_sync:
+    if exit_code and not all(v.in_sync for v in views.values()):
         sys.exit(1)
 
 
@@ -142,7 +167,7 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
 @click.option("--no-headers", is_flag=True, help="Leave the header out of tables and CSV.")
 @pass_ctx
 def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, namespace: str | None,
-         selector: str | None, instance: str | None, output: str, no_headers: bool) -> None:
+         selector: str | None, clusters: tuple[str, ...], instance: str | None, output: str, no_headers: bool) -> None:
     """Show how the cluster differs from Git, as kubectl diff does; exit 1 when it does. Text:
     a unified diff of each object's normalised YAML (--- desired, +++ live); -o json: the
     differing fields."""
@@ -150,25 +175,33 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
     with ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
-        views = views_at(log, moment, instance=instance, settings=ctx.config.diff, views=output == "text",
-                         only=only)
-    differing = [v for v in views if v.diff.status != Status.IN_SYNC]
+        targets = resolve_clusters(log, clusters)
+        # each cluster against Git on its own: two clusters' objects are never folded into one
+        views = [(c, v) for c in _each(targets)
+                 for v in views_at(log, moment, instance=instance, settings=ctx.config.diff, views=output == "text",
+                                   only=only, cluster=c)]
+    many = len(targets) > 1
+    differing = [(c, v) for c, v in views if v.diff.status != Status.IN_SYNC]
     if output in ("json", "yaml"):
         render_document({**moment.as_json(), "objects": [
-            {"resource": v.diff.key, "status": v.diff.status.value,
+            {**({"cluster": cluster_name(c)} if many else {}), "resource": v.diff.key, "status": v.diff.status.value,
              "items": [{"op": i.op.value, "path": i.path, "desired": i.desired, "actual": i.actual}
-                       for i in v.diff.items]} for v in differing]}, output)
+                       for i in v.diff.items]} for c, v in differing]}, output)
     elif output == "name":
-        for v in differing:
-            click.echo(v.diff.key)
+        for c, v in differing:
+            click.echo(f"{cluster_name(c)}:{v.diff.key}" if many else v.diff.key)
     elif output in ("table", "wide", "csv"):
-        render_rows(({"resource": v.diff.key, "status": v.diff.status.value, "op": i.op.value,
+        render_rows(({**({"cluster": cluster_name(c)} if many else {}), "resource": v.diff.key,
+                      "status": v.diff.status.value, "op": i.op.value,
                       "path": i.path or "(the whole object)", "desired": _short(i.desired), "live": _short(i.actual)}
-                     for v in differing for i in v.diff.items), columns=DIFF_COLUMNS, output=output,
+                     for c, v in differing for i in v.diff.items),
+                    columns=DIFF_COLUMNS_CLUSTERS if many else DIFF_COLUMNS, output=output,
                     no_headers=no_headers, empty=f"{moment.describe()}: the cluster matches Git")
     else:
         colour = use_colour()
-        for v in differing:
+        for c, v in differing:
+            if many:
+                click.echo(f"# cluster {cluster_name(c)}")
             for line in _unified(v):
                 fg = "red" if line.startswith("-") else "green" if line.startswith("+") else None
                 bold = line.startswith(("---", "+++"))
@@ -180,6 +213,7 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
 
 
 DIFF_COLUMNS = Columns(("resource", "op", "path"), ("resource", "status", "op", "path", "desired", "live"), "resource")
+DIFF_COLUMNS_CLUSTERS = Columns(("cluster", *DIFF_COLUMNS.narrow), ("cluster", *DIFF_COLUMNS.wide), "resource")
 
 
 def _short(value: Any) -> str:

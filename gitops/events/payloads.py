@@ -161,6 +161,7 @@ Mode = Literal["apply", "dry-run", "detect-only"]
 
 
 class ReconcileStartedPayload(_Frozen):
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     run_id: str
     trigger: str  # interval, commit, drift, health (a controller wrote a status), manual, start
     mode: Mode
@@ -173,6 +174,7 @@ class ReconcileStartedPayload(_Frozen):
 
 
 class ReconcileActionPayload(_Frozen):
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     run_id: str
     # what was done: for an apply, what the API server answered (201 created, 200 updated),
     # which may differ from the plan (an object created meanwhile)
@@ -192,6 +194,7 @@ class ReconcileActionPayload(_Frozen):
 
 
 class ReconcileFinishedPayload(_Frozen):
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     run_id: str
     status: Literal["succeeded", "failed", "partial", "skipped"]
     created: int = 0
@@ -228,12 +231,14 @@ class ReconcileLeaderPayload(_Frozen):
 
 
 class DriftOpenedPayload(_Frozen):
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     episode_id: str
     fields: list[str] = Field(default_factory=list)
     cause_seq: int | None = None
 
 
 class DriftClosedPayload(_Frozen):
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     episode_id: str
     how: Literal["reconciled", "reverted", "git-changed", "git-removed", "deleted"]
     cause_seq: int | None = None
@@ -243,6 +248,7 @@ class HealthChangedPayload(_Frozen):
     """An object Git desires changed health, as its instance's pass judged it from the live
     object (``gitops.diff.health``); ``cause_seq`` is the live version judged."""
 
+    cluster: str = ""  # the cluster acted on or judged (its origin, cluster:NAME); "" in logs before it was recorded
     instance: str
     status: Literal["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"]
     previous: str | None = None  # None: the first judgement of it

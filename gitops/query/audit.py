@@ -11,13 +11,14 @@ query and a few microseconds of Python a row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.changes import SECRET_MASK, FieldChange
+from gitops.model.clusters import cluster_name
 from gitops.model.errors import UsageError
 from gitops.model.revisions import sha_prefix
 from gitops.model.times import check_range
@@ -45,6 +46,7 @@ class AuditRow(NamedTuple):
     changes: tuple[FieldChange, ...] = ()
     detail: str = ""
     via: str | None = None  # the user that authenticated and impersonated the actor (kubectl --as)
+    cluster: str = ""  # the cluster's name, for a cluster's event or the reconciler's about one ("" for Git's)
 
 
 def record_changes(r: AuditRecord) -> tuple[FieldChange, ...]:
@@ -80,10 +82,11 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
                namespace: str | None = None, actor: str | None = None, source: str | None = None,
                types: tuple[str, ...] = (), since: datetime | None = None, until: datetime | None = None,
                commit: str | None = None, out_of_band: bool = False, limit: int | None = None,
-               descending: bool = False, since_seq: int | None = None) -> Iterator[AuditRow]:
+               descending: bool = False, since_seq: int | None = None,
+               clusters: Sequence[str] = ()) -> Iterator[AuditRow]:
     """The timeline, oldest first (``descending``: newest first), filtered; ``resource`` and
     ``actor`` may be globs, and the actor ``unknown`` keeps the changes no evidence names
-    anyone for."""
+    anyone for; ``clusters`` (origins) keeps those clusters' events."""
     check_range(since, until)
     if commit is not None:
         prefix = sha_prefix(commit)
@@ -101,7 +104,7 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
         resource=None if resource_glob else resource, resource_glob=resource_glob, kind=kind, namespace=namespace,
         actor=None if actor_glob or unattributed else actor, actor_glob=actor_glob, unattributed=unattributed,
         source=source, types=types, start=since, end=until, commit_prefix=commit, limit=limit, out_of_band=out_of_band,
-        descending=descending, since_seq=since_seq)
+        descending=descending, since_seq=since_seq, clusters=clusters)
     while True:
         with cyclic_gc_paused():  # read and build a chunk of acyclic rows: see gitops.model.bulk
             chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]
@@ -113,7 +116,8 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
 def _audit_row(r: AuditRecord) -> AuditRow:
     facts = r.payload_facts()
     return AuditRow(r.seq, datetime.fromisoformat(r.effective_at), r.actor, r.source, r.type, r.resource, r.revision,
-                    record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts), facts.via)
+                    record_how(r, facts), bool(r.out_of_band), record_changes(r), _detail(r, facts), facts.via,
+                    cluster_name(facts.cluster or facts.origin))
 
 
 def summary(changes: tuple[FieldChange, ...], limit: int = 4) -> str:

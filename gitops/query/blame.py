@@ -11,12 +11,14 @@ made is credited to nobody.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved
 from gitops.model.changes import SECRET_VALUE, leaf_diff, secret_path
+from gitops.model.clusters import cluster_name
 from gitops.model.server_fields import normalize
 from gitops.projections import Moment
 from gitops.store import EventLog
@@ -29,7 +31,7 @@ Side = Literal["desired", "live"]
 
 @dataclass(frozen=True)
 class BlameLine:
-    side: Side
+    side: str  # desired, live, or live@NAME (a log of many clusters)
     path: str
     value: Any
     actor: str | None
@@ -56,20 +58,26 @@ class _Walk:
     manifest: dict[str, Any]
 
 
-def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
+def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[str] = ()) -> list[BlameLine]:
     """Each field of ``resource`` at ``moment`` (desired first, then live) with who set it.
 
     Each version is compared with the previous one from the same source (Git branch,
     cluster), as the log's change projection compares them: two sources that hold the same
-    object do not take the credit for each other's values. The fields shown are those of
-    the source that set the object last, as replay and status show it."""
+    object do not take the credit for each other's values. The desired fields shown are
+    those of the Git source that set the object last, as replay and status show it; the
+    live ones are each cluster's that holds it (of ``clusters``, origins, when given), as
+    side ``live@NAME`` when there are several: two clusters' objects are never one."""
     out: list[BlameLine] = []
     for side in ("desired", "live"):
         walks: dict[str, _Walk] = {}
+        seen: set[str] = set()  # every source that held it
         last: str | None = None  # the source of the last version; None once the object is removed
         for r in _versions(log, resource, side, moment):
             ev = r.event
             origin = str(getattr(ev.payload, "origin", "") or "")
+            if side == "live" and clusters and origin not in clusters:
+                continue
+            seen.add(origin)
             if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
                 walks.pop(origin, None)
                 last = None
@@ -90,12 +98,15 @@ def blame(log: EventLog, resource: str, moment: Moment) -> list[BlameLine]:
                 if path not in old or old[path] != value:
                     walk.credit[path] = BlameLine(side, path, value, ev.actor, ev.effective_at, r.seq, via, how)
             walk.before, walk.manifest, last = now, ev.payload.manifest, origin
-        if last is None:
-            continue
-        walk = walks[last]
-        for path in sorted(walk.credit):
-            line = walk.credit[path]
-            if secret_path(walk.manifest, path):
-                line = replace(line, value=SECRET_VALUE)
-            out.append(line)
+        if side == "desired":
+            shown = [("desired", walks[last])] if last is not None else []
+        else:
+            many = len(seen) > 1  # the object was in several clusters: each line says whose it is
+            shown = [(f"live@{cluster_name(o)}" if many else "live", w) for o, w in sorted(walks.items())]
+        for label, walk in shown:
+            for path in sorted(walk.credit):
+                line = replace(walk.credit[path], side=label)
+                if secret_path(walk.manifest, path):
+                    line = replace(line, value=SECRET_VALUE)
+                out.append(line)
     return out

@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from gitops.events.models import (
     DriftClosed,
@@ -30,156 +28,33 @@ from gitops.events.models import (
     GitCommit,
     ReconcileAction,
 )
+from gitops.model.clusters import cluster_name, cluster_origin
 from gitops.model.note import NoteError, parse_checkpoint
 from gitops.model.times import check_range, utc_now
 from gitops.query.access import operator_identity
 from gitops.query.audit import record_changes, record_how, summary
 from gitops.query.integrity import latest_checkpoint
-from gitops.query.report_evidence import AccessRow, CommitObject, access_rows, objects_by_commit
-from gitops.query.report_health import HealthEpisodeRow, health_episodes
-from gitops.query.report_policy import Approval, ReportSettings, allowed_keys, approval_of
-from gitops.query.report_scope import Scope, scope_of
+from gitops.query.report_evidence import access_rows, objects_by_commit
+from gitops.query.report_health import health_episodes
+from gitops.query.report_model import (
+    ClusterSummary,
+    ComplianceReport,
+    Coverage,
+    DriftEpisodeRow,
+    GitChange,
+    Integrity,
+    Outcome,
+    OutOfBandChange,
+    PruneRow,
+    ReconcileFailure,
+    Summary,
+)
+from gitops.query.report_policy import ReportSettings, allowed_keys, approval_of
+from gitops.query.report_scope import scope_of
 from gitops.store import EventLog, open_log
-from gitops.store.current import ACTUAL_TYPES, STATE_TYPES
+from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Integrity(_Model):
-    ok: bool = Field(description="the hash chain and the Merkle tree verified over the whole log, and it extends "
-                                 "its latest signed checkpoint")
-    checked: int = Field(description="events whose hashes were recomputed")
-    head_seq: int | None = Field(description="the last event's seq")
-    head_hash: str | None = Field(description="the last event's hash: check the same log later against it")
-    problem: str | None = Field(default=None, description="where and how the chain breaks, if it does")
-    checkpoint: str | None = Field(default=None, description="the latest signed checkpoint of the log (a C2SP "
-                                   "signed note): check its signature with the log's public key, and any later "
-                                   "copy of the log against it ('gitops verify --checkpoint')")
-    checkpoint_size: int | None = Field(default=None, description="the events the latest checkpoint signs")
-    consistent_with_checkpoint: bool | None = Field(
-        default=None, description="whether the log's first checkpoint_size events are the ones it signed (their "
-                                  "Merkle root); null when the log has no checkpoint")
-
-
-class Summary(_Model):
-    changes: int = Field(description="changes of the desired and the actual state in the range")
-    commits: int
-    authors: list[str]
-    out_of_band_changes: int = Field(description="changes to objects Git manages made neither through Git nor by "
-                                                  "the reconciler")
-    drift_episodes: int
-    mean_time_to_remediate_seconds: float | None
-    max_time_to_remediate_seconds: float | None
-    reconcile_passes: int = Field(description="passes that applied or detected (not dry runs)")
-    dry_run_passes: int = Field(default=0, description="dry runs: they changed nothing, and what they would have "
-                                                       "done is counted nowhere else")
-    reconcile_failures: int = Field(description="actions that failed (not those a dry run said would fail)")
-    approval_exceptions: int = Field(default=0, description="changes through Git that do not meet report.require")
-    degraded_episodes: int = Field(default=0, description="spans in the range when an object Git desires was "
-                                                          "Degraded")
-    require: str = Field(default="none", description="the approval policy the changes were checked against")
-
-
-class GitChange(_Model):
-    commit: str
-    time: datetime
-    author: str
-    author_email: str
-    committer: str
-    committer_email: str
-    signed: bool
-    signer_key: str | None
-    valid: bool = Field(description="false: the commit had errors and nothing of it was applied")
-    objects: int = Field(description="objects it changed in the desired state")
-    changed: list[CommitObject] = Field(default_factory=list, description="those objects, and how it changed each")
-    applied_at: datetime | None = Field(description="when the reconciler first applied something of it")
-    message: str
-    rollback_to: str | None = Field(default=None, description="a rollback: the commit whose state it restores")
-    approval: Approval | None = Field(default=None, description="signature, review and merge evidence, and whether "
-                                                                "it meets report.require")
-
-
-Outcome = Literal["reverted by self-heal", "reverted by hand", "adopted by Git", "removed by Git", "deleted",
-                  "still differs", "no drift", "not checked"]
-
-
-class OutOfBandChange(_Model):
-    seq: int
-    time: datetime
-    actor: str | None = Field(description="the audited user or field manager; null when no evidence names one")
-    via: str | None = Field(default=None, description="the user that authenticated and impersonated the actor "
-                                                      "(kubectl --as, a dashboard acting for its users)")
-    evidence: str = Field(description="how the actor is known: audit, managed-fields, unknown")
-    candidates: list[str] = Field(description="who it may have been, when no evidence names one")
-    resource: str
-    change: str = Field(description="added, modified, relisted or deleted")
-    fields: str = Field(description="what changed, one line; Secret values only as (changed)")
-    outcome: Outcome = Field(description="how the drift it caused or joined ended; no drift: the reconciler's drift "
-                                         "step followed it and it did not make the object differ from Git; not "
-                                         "checked: that step has not followed it (it came before the first reconcile "
-                                         "pass or after the last one)")
-
-
-class DriftEpisodeRow(_Model):
-    resource: str
-    opened_at: datetime
-    closed_at: datetime | None
-    duration_seconds: float | None
-    cause: str | None = Field(description="who made the change that opened it, when known")
-    resolution: str | None = Field(description="reconciled, reverted, git-changed, git-removed, deleted; null "
-                                               "while open")
-    fields: list[str]
-
-
-class ReconcileFailure(_Model):
-    seq: int
-    time: datetime
-    resource: str | None
-    action: str
-    code: int | None
-    reason: str | None
-    error: str | None
-    terminal: bool
-
-
-class PruneRow(_Model):
-    seq: int
-    time: datetime
-    resource: str | None
-    result: str
-    dry_run: bool
-
-
-class Coverage(_Model):
-    cluster_changes: int = Field(description="changes to objects Git manages")
-    traced_to_commit: int = Field(description="made by the reconciler applying a commit")
-    share: float | None
-
-
-class ComplianceReport(_Model):
-    """A compliance report of a gitops event log over a time range."""
-
-    generated_at: datetime
-    generated_by: str = Field(description="OS user and host that made it")
-    since: datetime
-    until: datetime
-    integrity: Integrity
-    summary: Summary
-    git_changes: list[GitChange]
-    rollbacks: list[GitChange] = Field(description="the changes through Git that were rollbacks (gitops rollback)")
-    out_of_band: list[OutOfBandChange]
-    drift_episodes: list[DriftEpisodeRow]
-    reconcile_failures: list[ReconcileFailure]
-    prunes: list[PruneRow]
-    access: list[AccessRow] = Field(description="who used the log in the range: the operator events")
-    health: list[HealthEpisodeRow] = Field(default_factory=list, description="when objects Git desires were not "
-                                                                             "Healthy, and the commit in force then")
-    scope: Scope | None = Field(default=None, description="what the report covers, and the holes in its evidence")
-    coverage: Coverage
 
 
 def report_json_schema() -> str:
@@ -246,14 +121,16 @@ class _Drift:
     episodes: dict[str, DriftEpisodeRow] = field(default_factory=dict)  # those the range touches
     by_cause: dict[int, str] = field(default_factory=dict)  # seq of the change that opened it -> episode
     closed_how: dict[str, str] = field(default_factory=dict)
-    spans: dict[str, list[tuple[int, int | None, str]]] = field(default_factory=dict)  # resource -> (from, to, id)
+    # (cluster, resource) -> (from, to, id): episodes are per object and per cluster
+    spans: dict[tuple[str, str], list[tuple[int, int | None, str]]] = field(default_factory=dict)
     followed: tuple[int, int] = (0, 0)  # the seqs a reconciler's drift step has followed: (after, up to)
 
-    def outcome(self, seq: int, resource: str) -> Outcome:
+    def outcome(self, seq: int, cluster: str, resource: str) -> Outcome:
         """How a change by hand ended: by the episode it opened, or the one open on its object
         when it came (the reconciler folds a second change into the episode already open);
         with neither, "no drift" only if the reconciler's drift step followed it."""
-        eid = self.by_cause.get(seq) or next((e for start, end, e in self.spans.get(resource, ())
+        spans = [*self.spans.get((cluster, resource), ()), *self.spans.get(("", resource), ())]  # "": before
+        eid = self.by_cause.get(seq) or next((e for start, end, e in spans  # episodes named their cluster
                                               if start < seq and (end is None or seq < end)), None)
         if eid is not None:
             return _OUTCOME.get(self.closed_how.get(eid, ""), "still differs")
@@ -271,36 +148,39 @@ def _followed(log: EventLog) -> tuple[int, int]:
 
 def _drift(log: EventLog, since: datetime, until: datetime) -> _Drift:
     d = _Drift(followed=_followed(log))
-    opened_at: dict[str, tuple[str, datetime, str | None, list[str]]] = {}
+    opened_at: dict[str, tuple[str, datetime, str | None, list[str], str]] = {}
     started: dict[str, int] = {}  # episode -> seq of the change that opened it
     for r in log.read(types=["drift.opened", "drift.closed"], end=until):
         ev = r.event
         if isinstance(ev, DriftOpened) and ev.resource:
-            opened_at[ev.payload.episode_id] = (ev.resource, ev.effective_at, ev.actor, list(ev.payload.fields))
+            opened_at[ev.payload.episode_id] = (ev.resource, ev.effective_at, ev.actor, list(ev.payload.fields),
+                                                ev.payload.cluster)
             started[ev.payload.episode_id] = ev.payload.cause_seq or r.seq
             if ev.payload.cause_seq is not None:
                 d.by_cause[ev.payload.cause_seq] = ev.payload.episode_id
             if ev.effective_at >= since:
                 d.episodes[ev.payload.episode_id] = DriftEpisodeRow(
-                    resource=ev.resource, opened_at=ev.effective_at, closed_at=None, duration_seconds=None,
+                    cluster=cluster_name(ev.payload.cluster), resource=ev.resource, opened_at=ev.effective_at,
+                    closed_at=None, duration_seconds=None,
                     cause=ev.actor, resolution=None, fields=list(ev.payload.fields))
         elif isinstance(ev, DriftClosed) and ev.payload.episode_id in opened_at:
             d.closed_how[ev.payload.episode_id] = ev.payload.how
-            resource, at, cause, fields = opened_at[ev.payload.episode_id]
-            d.spans.setdefault(resource, []).append(
+            resource, at, cause, fields, cluster = opened_at[ev.payload.episode_id]
+            d.spans.setdefault((cluster, resource), []).append(
                 (started[ev.payload.episode_id], ev.payload.cause_seq or r.seq, ev.payload.episode_id))
             if ev.effective_at >= since or ev.payload.episode_id in d.episodes:
                 d.episodes[ev.payload.episode_id] = DriftEpisodeRow(
-                    resource=resource, opened_at=at, closed_at=ev.effective_at,
+                    cluster=cluster_name(cluster), resource=resource, opened_at=at, closed_at=ev.effective_at,
                     duration_seconds=(ev.effective_at - at).total_seconds(), cause=cause, resolution=ev.payload.how,
                     fields=fields)
-    for eid, (resource, at, cause, fields) in opened_at.items():
+    for eid, (resource, at, cause, fields, cluster) in opened_at.items():
         if eid in d.closed_how:
             continue
-        d.spans.setdefault(resource, []).append((started[eid], None, eid))  # still open
+        d.spans.setdefault((cluster, resource), []).append((started[eid], None, eid))  # still open
         if eid not in d.episodes:  # opened before the range, open through it
-            d.episodes[eid] = DriftEpisodeRow(resource=resource, opened_at=at, closed_at=None, duration_seconds=None,
-                                              cause=cause, resolution=None, fields=fields)
+            d.episodes[eid] = DriftEpisodeRow(cluster=cluster_name(cluster), resource=resource, opened_at=at,
+                                              closed_at=None, duration_seconds=None, cause=cause, resolution=None,
+                                              fields=fields)
     return d
 
 
@@ -312,10 +192,11 @@ def _out_of_band(log: EventLog, rng: dict[str, Any], drift: _Drift) -> list[OutO
         assert r.type in ACTUAL_TYPES and r.resource is not None
         change = str(facts.change) if r.type == "cluster.observed" else "deleted"
         out.append(OutOfBandChange(
-            seq=r.seq, time=datetime.fromisoformat(r.effective_at), actor=r.actor, via=facts.via,
+            seq=r.seq, time=datetime.fromisoformat(r.effective_at), cluster=cluster_name(facts.origin),
+            actor=r.actor, via=facts.via,
             evidence=record_how(r, facts),
             candidates=facts.candidates or [], resource=r.resource, change=change,
-            fields=summary(record_changes(r)), outcome=drift.outcome(r.seq, r.resource)))
+            fields=summary(record_changes(r)), outcome=drift.outcome(r.seq, facts.origin or "", r.resource)))
     return out
 
 
@@ -342,21 +223,23 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
     for r in log.read(types=["reconcile.action"], result="failed", dry_run=False, **rng):
         ev = r.event
         assert isinstance(ev, ReconcileAction)
-        failures.append(ReconcileFailure(seq=r.seq, time=ev.effective_at, resource=ev.resource,
+        failures.append(ReconcileFailure(seq=r.seq, time=ev.effective_at, cluster=cluster_name(ev.payload.cluster),
+                                         resource=ev.resource,
                                          action=ev.payload.action, code=ev.payload.code, reason=ev.payload.reason,
                                          error=ev.payload.error, terminal=ev.payload.terminal))
     prunes = []
     for r in log.read(types=["reconcile.action"], action="prune", **rng):
         ev = r.event
         assert isinstance(ev, ReconcileAction)
-        prunes.append(PruneRow(seq=r.seq, time=ev.effective_at, resource=ev.resource, result=ev.payload.result,
-                               dry_run=ev.payload.dry_run))
+        prunes.append(PruneRow(seq=r.seq, time=ev.effective_at, cluster=cluster_name(ev.payload.cluster),
+                               resource=ev.resource, result=ev.payload.result, dry_run=ev.payload.dry_run))
     return failures, prunes
 
 
 def build_report(log: EventLog, since: datetime, until: datetime,
-                 policy: ReportSettings | None = None) -> ComplianceReport:
-    """The report of ``[since, until)`` (valid time).
+                 policy: ReportSettings | None = None, *, clusters: Sequence[str] = ()) -> ComplianceReport:
+    """The report of ``[since, until)`` (valid time); of those clusters (origins) only,
+    when ``clusters`` names some (Git's changes are every cluster's).
 
     The integrity check reads and hashes the whole log, whatever the range: about half of
     a report's time. It runs meanwhile in a second process, on another core (hashing in
@@ -366,27 +249,31 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     check_range(since, until)
     policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
+    crng: dict[str, Any] = {**rng, "clusters": list(clusters)} if clusters else rng  # what happened in a cluster
     with _integrity_meanwhile(log) as integrity_result:
         drift = _drift(log, since, until)
-        out_of_band = _out_of_band(log, rng, drift)
+        if clusters:
+            drift.episodes = {k: e for k, e in drift.episodes.items() if cluster_origin(e.cluster) in clusters}
+        out_of_band = _out_of_band(log, crng, drift)
         git_changes = _git_changes(log, rng, policy)
-        failures, prunes = _actions(log, rng)
+        failures, prunes = _actions(log, crng)
         health = health_episodes(log, since, until)
         integrity = integrity_result()
     durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
-    cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **rng)
+    cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **crng)
     traced = cluster_changes - len(out_of_band)
     user, host = operator_identity()
     return ComplianceReport(
         generated_at=utc_now(), generated_by=f"{user}@{host}", since=since, until=until, integrity=integrity,
         summary=Summary(
-            changes=log.count_where(types=STATE_TYPES, **rng), commits=len(git_changes),
+            changes=log.count_where(types=DESIRED_TYPES, **rng) + log.count_where(types=ACTUAL_TYPES, **crng),
+            commits=len(git_changes),
             authors=sorted({g.author_email for g in git_changes}), out_of_band_changes=len(out_of_band),
             drift_episodes=len(drift.episodes),
             mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,
             max_time_to_remediate_seconds=max(durations) if durations else None,
-            reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **rng),
-            dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **rng),
+            reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **crng),
+            dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **crng),
             reconcile_failures=len(failures),
             approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
             require=policy.require, degraded_episodes=sum(1 for h in health if h.status == "Degraded")),
@@ -394,7 +281,25 @@ def build_report(log: EventLog, since: datetime, until: datetime,
         drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
         prunes=prunes, access=access_rows(log, rng), health=health, scope=scope_of(log, since, until),
         coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
-                          share=round(traced / cluster_changes, 4) if cluster_changes else None))
+                          share=round(traced / cluster_changes, 4) if cluster_changes else None),
+        clusters=_by_cluster(log, rng, out_of_band, list(drift.episodes.values()), failures, prunes, clusters))
+
+
+def _by_cluster(log: EventLog, rng: dict[str, Any], out_of_band: list[OutOfBandChange],
+                episodes: list[DriftEpisodeRow], failures: list[ReconcileFailure],
+                prunes: list[PruneRow], only: Sequence[str]) -> list[ClusterSummary]:
+    """Each cluster's counts (of ``only``, origins, when given): from its rows above, and its
+    changes counted in the log."""
+    names = sorted({cluster_name(c) for c in log.clusters()}
+                   | {r.cluster for rows in (out_of_band, episodes, failures, prunes) for r in rows if r.cluster})
+    if only:
+        names = [n for n in names if cluster_origin(n) in only]
+    return [ClusterSummary(
+        cluster=name, changes=log.count_where(types=ACTUAL_TYPES, clusters=[cluster_origin(name)], **rng),
+        out_of_band_changes=sum(1 for o in out_of_band if o.cluster == name),
+        drift_episodes=sum(1 for e in episodes if e.cluster == name),
+        reconcile_failures=sum(1 for f in failures if f.cluster == name),
+        prunes=sum(1 for p in prunes if p.cluster == name)) for name in names]
 
 
 if __name__ == "__main__":  # make schema

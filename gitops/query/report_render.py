@@ -112,7 +112,7 @@ def _links(g: Any) -> Markup:
 
 def _out_of_band_rows(r: ComplianceReport) -> Markup:
     return Markup("".join(
-        f"<tr><td>{_t(o.time)}</td><td>{escape(o.actor or 'unknown')}"
+        f'<tr><td>{_t(o.time)}</td><td class="mono">{escape(o.cluster)}</td><td>{escape(o.actor or "unknown")}'
         f"{escape(f' (via {o.via})') if o.via else ''}"
         f"{escape(' (maybe ' + ', '.join(o.candidates) + ')') if o.candidates else ''}</td>"
         f'<td>{escape(o.evidence)}</td><td class="mono">{escape(o.resource)}</td><td>{escape(o.change)}</td>'
@@ -168,8 +168,8 @@ def write_csv(report: ComplianceReport, directory: Path) -> list[Path]:
             "begins_after_since": s.begins_after_since}.items())
         sections["evidence_gaps"] = (list(Gap.model_fields), [{k: cell(v) for k, v in g.model_dump(mode="json").items()}
                                                               for g in s.evidence_gaps])
-    for name in ("git_changes", "rollbacks", "out_of_band", "drift_episodes", "health", "reconcile_failures",
-                 "prunes", "access"):
+    for name in ("clusters", "git_changes", "rollbacks", "out_of_band", "drift_episodes", "health",
+                 "reconcile_failures", "prunes", "access"):
         models = getattr(report, name)
         header, rows = _rows(models)
         if not header:  # an empty section still says which columns it has

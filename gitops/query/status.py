@@ -52,36 +52,39 @@ class ObjectView:
     live: dict[str, Any] | None
 
 
-def _states(log: EventLog, moment: Moment, only: Only,
-            entries: dict[str, DesiredEntry] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _states(log: EventLog, moment: Moment, only: Only, entries: dict[str, DesiredEntry] | None = None,
+            cluster: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     desired = {k: e.manifest for k, e in (desired_at(log, moment) if entries is None else entries).items()}
-    actual = {k: e.manifest for k, e in actual_at(log, moment).items()}
+    actual = {k: e.manifest for k, e in actual_at(log, moment, origin=cluster).items()}
     keep = {k for k in desired.keys() | actual.keys() if only.keeps(k, desired.get(k), actual.get(k))}
     return {k: v for k, v in desired.items() if k in keep}, {k: v for k, v in actual.items() if k in keep}
 
 
 def diff_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
             field_manager: str = "gitops", settings: DiffSettings | None = None,
-            only: Only | None = None, desired: dict[str, DesiredEntry] | None = None) -> list[ObjectDiff]:
+            only: Only | None = None, desired: dict[str, DesiredEntry] | None = None,
+            cluster: str | None = None) -> list[ObjectDiff]:
     """Each desired object against the live one at ``moment`` (and the orphans of
     ``instance``, else of ``settings.instance``), sorted by key; only ``resource`` (or
     what ``only`` keeps) when given; with the config's ignore rules and managers.
-    ``desired``: the desired state at ``moment``, when the caller has read it already."""
+    ``desired``: the desired state at ``moment``, when the caller has read it already.
+    ``cluster``: the live objects of that cluster only (its origin); a log of many clusters
+    is diffed one cluster at a time, never with their objects folded into one."""
     return [v.diff for v in views_at(log, moment, resource=resource, instance=instance, field_manager=field_manager,
-                                     settings=settings, views=False, only=only, desired=desired)]
+                                     settings=settings, views=False, only=only, desired=desired, cluster=cluster)]
 
 
 def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
              field_manager: str = "gitops", settings: DiffSettings | None = None,
              views: bool = True, only: Only | None = None,
-             desired: dict[str, DesiredEntry] | None = None) -> list[ObjectView]:
+             desired: dict[str, DesiredEntry] | None = None, cluster: str | None = None) -> list[ObjectView]:
     """``diff_at`` with both sides of each differing object (``views``) to show as text."""
     settings = settings or DiffSettings()
-    schemas = load_schemas(log)
+    schemas = load_schemas(log, cluster)
     only = only or Only()
     if resource is not None:
         only = Only(resource, only.namespace, only.selector)
-    wanted, actual = _states(log, moment, only, desired)
+    wanted, actual = _states(log, moment, only, desired, cluster)
     diffs = diff_states(wanted, actual, instance=instance or settings.instance, field_manager=field_manager,
                         ignore_managers=settings.ignore_managers, ignore=settings.ignore, schemas=schemas)
     out = []
@@ -141,11 +144,12 @@ def _until(moment: Moment) -> dict[str, Any]:
 
 
 def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instance: str | None = None,
-              field_manager: str = "gitops", settings: DiffSettings | None = None) -> StatusView:
-    """The status at ``moment`` (see ``StatusView``)."""
+              field_manager: str = "gitops", settings: DiffSettings | None = None,
+              cluster: str | None = None) -> StatusView:
+    """The status at ``moment`` (see ``StatusView``); of one cluster when ``cluster`` (an origin) is given."""
     entries = desired_at(log, moment)
     diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only,
-                    desired=entries)
+                    desired=entries, cluster=cluster)
     head: GitCommit | None = None
     commit = None
     for r in log.read(types=["git.commit"], descending=True, **_until(moment)):
@@ -158,6 +162,7 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
     warnings = [r.event for r in log.read(types=["source.error"], **_until(moment))
                 if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "warning"]
     health = {str(r.event.resource): r.event.payload for r in log.read(types=["health.changed"], **_until(moment))
-              if isinstance(r.event, HealthChanged) and r.event.resource}
+              if isinstance(r.event, HealthChanged) and r.event.resource
+              and (cluster is None or r.event.payload.cluster in (cluster, ""))}
     return StatusView(commit, head if head is not None and head.payload.sha != commit else None,
                       [(d, entries.get(d.key)) for d in diffs], warnings, health)

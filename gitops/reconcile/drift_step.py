@@ -124,14 +124,16 @@ class DriftRecorder:
                 events.append(DriftOpened(
                     id=event_id("drift.opened", episode_id), source=EventSource.RECONCILER, resource=ep.resource,
                     actor=ep.opened_by, effective_at=ep.opened_at,
-                    payload=DriftOpenedPayload(episode_id=episode_id, fields=ep.fields, cause_seq=ep.opened_seq)))
+                    payload=DriftOpenedPayload(cluster=self.actual_origin, episode_id=episode_id, fields=ep.fields,
+                                               cause_seq=ep.opened_seq)))
             else:
                 assert ep.how is not None and ep.closed_at is not None
                 closed += 1
                 events.append(DriftClosed(
                     id=event_id("drift.closed", episode_id), source=EventSource.RECONCILER, resource=ep.resource,
                     actor=ep.closed_by, effective_at=ep.closed_at,
-                    payload=DriftClosedPayload(episode_id=episode_id, how=ep.how, cause_seq=ep.closed_seq)))
+                    payload=DriftClosedPayload(cluster=self.actual_origin, episode_id=episode_id, how=ep.how,
+                                               cause_seq=ep.closed_seq)))
         self.seq = max(last, self.seq)
         self.log.append(events, checkpoint=Checkpoint(self.checkpoint_name, {"seq": self.seq}))
         return opened, closed

@@ -19,8 +19,9 @@ __all__ = ["HealthRecorder"]
 
 class HealthRecorder:
     def __init__(self, log: EventLog, *, instance: str, rules: Sequence[HealthRule],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], cluster: str = "") -> None:
         self.log, self.instance, self.rules, self.clock = log, instance, tuple(rules), clock
+        self.cluster = cluster  # the origin of the cluster whose objects are judged
         self.last: dict[str, str] = {}  # each desired object's health as the last record() judged it
 
     @property
@@ -56,7 +57,8 @@ class HealthRecorder:
                         str(live.seq if live else None), now.isoformat()),
             source=EventSource.RECONCILER, resource=key, effective_at=now,
             payload=HealthChangedPayload(
-                instance=self.instance, status=health.status.value, previous=before, reason=health.reason,
+                cluster=self.cluster, instance=self.instance, status=health.status.value, previous=before,
+                reason=health.reason,
                 detail=health.message, cause_seq=live.seq if live is not None else None,
                 message=f"{health.status.value}{was}{why}{told}"))
 

@@ -136,7 +136,7 @@ class Reconciler:
         self.drift = DriftRecorder(log, instance=settings.instance, field_manager=settings.field_manager,
                                    diff=self.diff, desired_origin=desired_origin, actual_origin=actual_origin)
         self.health = HealthRecorder(log, instance=settings.instance, rules=settings.health.rules,
-                                     clock=lambda: self.clock())  # noqa: PLW0108 - tests move self.clock on
+                                     cluster=actual_origin, clock=lambda: self.clock())  # noqa: PLW0108 - tests move self.clock on
         self.running = RunningPasses(log, instance=settings.instance, actor=self.actor,
                                      identity=identity or f"reconciler-{uuid.uuid4().hex[:12]}")
         self.cluster_synced: Callable[[float], bool] | None = None  # the service's: every watched kind listed
@@ -197,8 +197,8 @@ class Reconciler:
         self.log.append([ReconcileStarted(
             id=event_id("reconcile.started", s.instance, run_id), source=EventSource.RECONCILER, actor=self.actor,
             effective_at=self.clock(), revision=revision,
-            payload=ReconcileStartedPayload(run_id=run_id, trigger=trigger, mode=mode, desired_revision=revision,
-                                            prune=prune, instance=s.instance, held=held))],
+            payload=ReconcileStartedPayload(cluster=self.actual_origin, run_id=run_id, trigger=trigger, mode=mode,
+                                            desired_revision=revision, prune=prune, instance=s.instance, held=held))],
             checkpoint=self.running.started(run_id, mode))
         result = PassResult(run_id, mode, "skipped", Plan(), held=held, desired_revision=revision)
         if s.suspend or waiting:
@@ -428,8 +428,8 @@ class Reconciler:
                            action.key),
             "source": EventSource.RECONCILER, "resource": action.key, "actor": self.actor,
             "effective_at": self.clock(), "revision": revision,
-            "payload": {"run_id": run_id, "action": done, "result": outcome, "error": error,
-                        "terminal": terminal, "dry_run": dry_run, "code": code, "reason": reason,
+            "payload": {"cluster": self.actual_origin, "run_id": run_id, "action": done, "result": outcome,
+                        "error": error, "terminal": terminal, "dry_run": dry_run, "code": code, "reason": reason,
                         "fields": list(action.fields), "commit": commit, "uid": uid,
                         "planned": action.op if done != action.op else None, "dropped": list(dropped)},
         })
@@ -444,7 +444,7 @@ class Reconciler:
             id=event_id("reconcile.finished", self.settings.instance, result.run_id), source=EventSource.RECONCILER,
             actor=self.actor, effective_at=self.clock(), revision=result.desired_revision,
             payload=ReconcileFinishedPayload(
-                run_id=result.run_id, status=result.status,
+                cluster=self.actual_origin, run_id=result.run_id, status=result.status,
                 created=result.created, updated=result.updated, pruned=result.pruned, failed=result.failed,
                 unchanged=p.unchanged, skipped=len(p.skipped), out_of_sync=result.out_of_sync,
                 duration_seconds=round(result.duration, 6), held=result.held))],

@@ -55,6 +55,7 @@ def select(
     modes: Sequence[str] = (),
     desired_only: bool = False,
     out_of_band: bool = False,
+    clusters: Sequence[str] = (),
     postgresql: bool = False,
 ) -> _Filters:
     """The WHERE clause of a read. ``since_seq`` is exclusive (events after it), ``until_seq``
@@ -113,6 +114,13 @@ def select(
         f.add(f"{column} < ?", format_time(end))
     _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes,
                      postgresql=postgresql)
+    if clusters:
+        marks = ", ".join("?" * len(clusters))
+        if postgresql:
+            f.add(f"coalesce(payload::jsonb ->> 'origin', payload::jsonb ->> 'cluster') IN ({marks})", *clusters)
+        else:
+            f.add(f"coalesce(json_extract(payload, '$.origin'), json_extract(payload, '$.cluster')) IN ({marks})",
+                  *clusters)
     if desired_only or out_of_band:
         f.add(MANAGED)
     if out_of_band:

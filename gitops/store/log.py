@@ -111,6 +111,8 @@ class AuditFacts(NamedTuple):
     message: str | None  # git.commit and others
     via: str | None  # cluster changes and audit records: who impersonated the actor
     dry_run: bool | None  # reconcile.action: what a dry run would have done, nothing done
+    origin: str | None  # the source that recorded it (cluster:NAME for a cluster's)
+    cluster: str | None  # the reconciler's events: the cluster acted on
 
 
 AUDIT_FACTS = AuditFacts._fields
@@ -426,6 +428,14 @@ class EventLog:
             params += [len(suffix), suffix]
         try:
             return [r[0] for r in self.conn.execute(f"{sql} ORDER BY resource LIMIT ?", (*params, limit))]
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def clusters(self) -> list[str]:
+        """The origins of the clusters the log holds objects of (``cluster:NAME``), sorted."""
+        try:
+            return [r[0] for r in self.conn.execute(
+                "SELECT DISTINCT origin FROM current_state WHERE side = 'actual' ORDER BY origin")]
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 

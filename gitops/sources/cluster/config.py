@@ -107,6 +107,10 @@ class AuditWebhookSettings(BaseModel):
 class ClusterSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$", max_length=253,
+        description="this cluster's name in the log: its events' origin is cluster:NAME, and --cluster NAME picks it "
+                    "out where one log holds many clusters (default: the API server's URL)")
     kubeconfig: str | None = Field(default=None, description="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     context: str | None = Field(default=None, description="kubeconfig context (default: its current context)")
     kinds: list[str] = Field(

@@ -121,7 +121,7 @@ class ClusterSource:
             config.audit_webhook.check()
         self.client: ClusterPort = client or ClusterClient(config.kubeconfig, context=config.context,
                                                            watch_timeout=config.watch_timeout)
-        self.origin = f"cluster:{self.client.server}"
+        self.origin = f"cluster:{config.name or self.client.server}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._writer: Writer | None = None
