@@ -216,3 +216,9 @@ def test_a_reader_opens_only_an_existing_log(store: Store) -> None:
         log.append([applied(0)])
     with store.open(create=False) as log:
         assert log.count() == 1
+
+
+def test_the_first_claim_of_a_checkpoint_wins(log: EventLog) -> None:
+    assert log.claim("integrity:digest-key", {"id": "aaaa"}) == {"id": "aaaa"}
+    assert log.claim("integrity:digest-key", {"id": "bbbb"}) == {"id": "aaaa"}
+    assert log.checkpoint("integrity:digest-key") == {"id": "aaaa"}

@@ -58,6 +58,11 @@ class Context:
         from gitops.query.integrity import KeyStore
 
         key = KeyStore(self.config.integrity.key_dir, db=self.db_path).digest_key(create=not self.read_only)
+        if self.db_url and key is not None and not self.read_only:  # a shared log: every writer keys alike
+            from gitops.query.integrity import check_digest_key
+
+            with self.open_log(create=True) as log:
+                check_digest_key(log, key)
         return Redaction(tuple(self.config.redact), key)
 
     def open_log(self, *, create: bool = False) -> EventLog:

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.events.models import EventSource, IntegrityCheckpoint, IntegrityCheckpointPayload, event_id
+from gitops.events.redaction import key_id
 from gitops.model.errors import ConfigError, ProofError, TamperedLogError, UsageError
 from gitops.model.identity import os_user
 from gitops.model.merkle import leaf_hash, verify_inclusion
@@ -180,6 +181,23 @@ class KeyStore:
         if len(key) < 16:
             raise ConfigError("the digest key is shorter than 16 bytes")
         return key
+
+
+_DIGEST_KEY = "integrity:digest-key"
+
+
+def check_digest_key(log: EventLog, key: bytes) -> None:
+    """Hold every writer of one log (many clusters on PostgreSQL) to one digest key: the log
+    records the id of the first writer's key, and a writer with another key is refused.
+    Two keys would give one Secret two digests, which never compare equal: each
+    reconciler would find Git's Secret differing from its cluster's on every pass."""
+    mine = key_id(key)
+    recorded = log.checkpoint(_DIGEST_KEY) or log.claim(_DIGEST_KEY, {"id": mine})  # the first writer's key
+    theirs = recorded.get("id") if isinstance(recorded, dict) else None
+    if theirs != mine:
+        raise ConfigError(f"this log's Secret digests are keyed by digest key {theirs}, and this gitops has key "
+                          f"{mine}: every writer of one log must share its digest key (GITOPS_DIGEST_KEY, or the "
+                          "digest.key file of the first writer's key directory)")
 
 
 def log_origin(log: EventLog, settings: IntegritySettings) -> str:

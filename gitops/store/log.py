@@ -306,6 +306,16 @@ class EventLog:
             raise _map_error(e, self._where) from e
         return None if row is None else _checkpoint_value(name, row[0])
 
+    def claim(self, name: str, value: Any) -> Any:
+        """Set checkpoint ``name`` to ``value`` unless it is set; return what it holds then
+        (the first claimant's value, whoever that was, among many processes)."""
+        with self._write() as cur:
+            cur.execute("INSERT INTO checkpoints (name, value, seq, updated_at) SELECT ?, ?, coalesce(max(seq), 0), ? "
+                        "FROM events WHERE TRUE ON CONFLICT (name) DO NOTHING",  # WHERE: SQLite's upsert after a SELECT
+                        (name, json.dumps(value, sort_keys=True), format_time(utc_now())))
+            row = cur.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        return _checkpoint_value(name, row[0])
+
     def checkpoints(self, prefix: str = "") -> dict[str, Any]:
         """Every checkpoint whose name starts with ``prefix`` (exactly: no character of it is a wildcard)."""
         try:
