@@ -222,3 +222,22 @@ def test_the_first_claim_of_a_checkpoint_wins(log: EventLog) -> None:
     assert log.claim("integrity:digest-key", {"id": "aaaa"}) == {"id": "aaaa"}
     assert log.claim("integrity:digest-key", {"id": "bbbb"}) == {"id": "aaaa"}
     assert log.checkpoint("integrity:digest-key") == {"id": "aaaa"}
+
+
+def test_projections_are_checked_and_rebuilt_from_the_log(store: Store) -> None:
+    with store.open() as log:
+        log.append(history())
+        assert log.verify_projections() == []
+        before = ({(r.event.resource, r.seq) for r in log.current("actual")},
+                  [(r.seq, r.changes) for r in log.read_audit()])
+    store.raw("DELETE FROM current_state WHERE resource = 'Deployment.apps/default/app-3'")
+    store.raw("INSERT INTO changes (seq, fields) VALUES (8, '[]')")  # obs-11 created app-0 there: no change
+    with store.open() as log:
+        found = log.verify_projections()
+        assert any("app-3" in f and "missing from the table" in f for f in found), found
+        assert any(f.startswith("changes of seq 8: in the table, but") for f in found), found
+        log.rebuild_projections()
+        assert log.verify_projections() == []
+        assert ({(r.event.resource, r.seq) for r in log.current("actual")},
+                [(r.seq, r.changes) for r in log.read_audit()]) == before
+        assert log.verify().ok

@@ -40,7 +40,11 @@ def init(ctx: Context, rebuild_projections: bool) -> None:
     if ctx.db_url:
         with ctx.open_log(create=True) as log:
             n = log.count()
+            if rebuild_projections:
+                log.rebuild_projections()
         click.echo(f"initialised: {ctx.where} (PostgreSQL, {n} events)")
+        if rebuild_projections:
+            click.echo("rebuilt the projection tables from the log")
         return
     existed = ctx.db_path.exists()
     if existed and (damage := find_damage(ctx.db_path)) is not None:

@@ -136,14 +136,22 @@ def _all(cur: Cursor) -> Iterator[list[Row]]:
     """The state events of the log in seq order, a batch at a time (bounded memory)."""
     after = 0
     while True:
-        rows: list[Row] = cur.execute(
-            "SELECT seq, type, resource, json_extract(payload, '$.origin'), payload FROM events WHERE seq > ? "
-            f"AND type IN {STATE_TYPES} ORDER BY seq LIMIT ?",
-            (after, _REBUILD_BATCH)).fetchall()
-        if not rows:
+        stored = cur.execute(f"SELECT seq, type, resource, payload FROM events WHERE seq > ? AND type IN {STATE_TYPES} "
+                             "ORDER BY seq LIMIT ?", (after, _REBUILD_BATCH)).fetchall()
+        if not stored:
             return
-        yield rows
-        after = rows[-1][0]
+        # the origin from the payload here, not in SQL: the same on both engines (a rebuild is rare)
+        yield [(seq, type_, resource, _origin(seq, payload), payload) for seq, type_, resource, payload in stored]
+        after = stored[-1][0]
+
+
+def _origin(seq: int, payload: str) -> str | None:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise CorruptDatabaseError.unreadable_event(seq, "its payload is not JSON") from None
+    origin = value.get("origin") if isinstance(value, dict) else None
+    return origin if isinstance(origin, str) else None
 
 
 def expected(cur: Cursor) -> Iterator[tuple[int, str]]:

@@ -80,16 +80,30 @@ def _snapshot(cur: Cursor) -> None:
                 "SELECT ?, side, origin, resource, seq, present FROM current_state", (sid,))
 
 
+_EXPECTED_PG = f"""
+SELECT DISTINCT ON (side, origin, resource) side, origin, resource, seq, present FROM (
+    SELECT {_SIDE} AS side, coalesce(payload::jsonb ->> 'origin', '') AS origin, resource, seq,
+           CASE WHEN {_PRESENT} THEN 1 ELSE 0 END AS present
+    FROM events WHERE type IN {STATE_TYPES} AND resource IS NOT NULL
+) AS e ORDER BY side, origin, resource, seq DESC
+"""
+"""``_EXPECTED`` in PostgreSQL's SQL (a cursor of ``gitops.store.postgres`` says ``postgresql``)."""
+
+
+def _expected_sql(cur: Cursor) -> str:
+    return _EXPECTED_PG if getattr(cur, "postgresql", False) else _EXPECTED
+
+
 def expected(cur: Cursor) -> set[tuple[str, str, str, int, int]]:
     """What the table must hold, computed from the log alone."""
-    return {(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in cur.execute(_EXPECTED)}
+    return {(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in cur.execute(_expected_sql(cur))}
 
 
 def rebuild(cur: Cursor) -> None:
     """Rebuild the table from the log, in the caller's transaction, and record its version.
     Snapshots are dropped and start again from here."""
     cur.execute("DELETE FROM current_state")
-    cur.execute(f"INSERT INTO current_state (side, origin, resource, seq, present) {_EXPECTED}")
+    cur.execute(f"INSERT INTO current_state (side, origin, resource, seq, present) {_expected_sql(cur)}")
     cur.execute("DELETE FROM snapshot_entries")
     cur.execute("DELETE FROM snapshots")
     cur.execute("INSERT INTO projections (name, version) VALUES ('current_state', ?) "

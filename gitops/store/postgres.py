@@ -28,7 +28,7 @@ from __future__ import annotations
 import atexit
 import functools
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +80,8 @@ def _error(e: psycopg.Error, place: str) -> StoreError:
 
 class _Cursor:
     """A psycopg cursor that takes the store's ``?`` statements (``gitops.store.dbapi.Cursor``)."""
+
+    postgresql = True  # what the few statements written per engine (gitops.store.current) look for
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
@@ -241,6 +243,8 @@ class PostgresEventLog(EventLog):
                 raise StoreError(f"{self._where} holds no gitops log; create one with 'gitops init --db …'")
             elif version > SCHEMA_VERSION:
                 raise StoreError(f"{self._where} has schema version {version}, newer than this gitops knows")
+            if create:
+                self._projections(cast(Any, self._pg_conn))  # rebuilt where another version wrote them
         except BaseException:
             self._pg_conn.close()
             raise
@@ -359,11 +363,6 @@ class PostgresEventLog(EventLog):
         return {str(c): datetime.fromisoformat(t.replace("Z", "+00:00"))
                 for c, t in self._pg_conn.execute(sql, f.params)}
 
-    def rebuild_projections(self, only: Collection[str] = ()) -> None:
-        raise StoreError(f"{self._where}: rebuilding projections is not available on a PostgreSQL log yet")
-
-    def verify_projections(self) -> list[str]:
-        raise StoreError(f"{self._where}: checking projections is not available on a PostgreSQL log yet")
 
 
 def _changes_version() -> int:
