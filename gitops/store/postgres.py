@@ -28,7 +28,7 @@ from __future__ import annotations
 import atexit
 import functools
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +42,10 @@ from gitops.events.models import Recorded
 from gitops.model.errors import DatabaseLockedError, ReadOnlyLogError, StoreError
 from gitops.model.times import format_time
 from gitops.store import current as current_state
+from gitops.store import tree as merkle_tree
+from gitops.store.chain import FIELDS
 from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
+from gitops.store.integrity import VerifyResult, verify_rows
 from gitops.store.log import _COLUMNS, AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded
 
 __all__ = ["PostgresEventLog", "where"]
@@ -111,6 +114,15 @@ class _Cursor:
         """Statements with no parameters, several at once (the schema)."""
         try:
             self._cur.execute(cast(Any, sql))
+        except psycopg.Error as e:
+            raise _error(e, self._conn.place) from e
+
+    def stream(self, sql: str, parameters: Any = (), /) -> Generator[Any, None, None]:
+        """The rows of ``sql`` one at a time from the server (libpq's single-row mode), not
+        loaded whole: for a pass over every event. Nothing else runs on the connection
+        until the rows are consumed."""
+        try:
+            yield from self._cur.stream(cast(Any, _pg(sql)), list(parameters))
         except psycopg.Error as e:
             raise _error(e, self._conn.place) from e
 
@@ -292,6 +304,23 @@ class PostgresEventLog(EventLog):
         except BaseException:
             _end_read(self.conn)
             raise
+
+    def verify(self, *, at_sizes: Collection[int] = ()) -> VerifyResult:
+        """``EventLog.verify``, the rows streamed from the server (a 1M-event log is never
+        held in memory), all read in one snapshot."""
+        cur = self._pg_conn.cursor()
+        try:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+            tree = merkle_tree.MerkleTree(self._pg_conn)
+            stored = (tree.size, tree.root())
+            rows = cur.stream(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
+            try:
+                return verify_rows(rows, head, tree=stored, at_sizes=at_sizes)
+            finally:
+                rows.close()  # a check that stopped at a bad row: the rest is drained before the rollback
+        finally:
+            _end_read(self.conn)
 
     def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
         sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1"
