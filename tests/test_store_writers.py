@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gitops.model.errors import StoreError
 from gitops.store import open_log
 from tests.helpers import applied
 from tests.test_store_contract import Store
@@ -32,8 +33,6 @@ def test_eight_writers_and_a_tailing_reader_see_one_gapless_order(kind: str, req
                                                                   tmp_path: Path) -> None:
     location = str(tmp_path / "gitops.db") if kind == "sqlite" else request.getfixturevalue("postgres_db")
     store = Store(kind, location)
-    with store.open() as log:  # the tables exist before the writers race to make them
-        assert log.count() == 0
     total = WRITERS * BATCHES * BATCH
     spawn = multiprocessing.get_context("spawn")
     writers = [spawn.Process(target=_write, args=(location, w)) for w in range(WRITERS)]
@@ -41,7 +40,15 @@ def test_eight_writers_and_a_tailing_reader_see_one_gapless_order(kind: str, req
         p.start()
     seen: list[int] = []
     reads = 0
-    with store.open(create=False) as reader:
+    deadline = time.monotonic() + 60
+    while True:  # the writers race to make the tables of the empty database: one does, the rest wait for it
+        try:
+            reader = store.open(create=False)
+            break
+        except StoreError:
+            assert time.monotonic() < deadline, "no writer made the log"
+            time.sleep(0.01)
+    with reader:
         deadline = time.monotonic() + 300
         while len(seen) < total and time.monotonic() < deadline:
             cursor = seen[-1] if seen else 0
@@ -66,3 +73,26 @@ def test_eight_writers_and_a_tailing_reader_see_one_gapless_order(kind: str, req
         for w in range(WRITERS):
             mine = [int(str(r.event.resource).rsplit("-", 1)[1]) for r in log.read(commit_prefix=f"w{w}")]
             assert mine == [w * 10_000 + n for n in range(BATCHES * BATCH)]
+
+
+def _open_at(location: str, start: float) -> str:
+    while time.time() < start:  # all at once
+        pass
+    try:
+        open_log(location).close()
+        return "ok"
+    except StoreError as e:
+        return str(e)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_opening_an_empty_log_at_once_all_open_it(kind: str, request: pytest.FixtureRequest,
+                                                           tmp_path: Path) -> None:
+    """Every gitops of a fleet may be the first to open the shared log: one makes the tables,
+    the others wait for it and use them."""
+    location = str(tmp_path / "gitops.db") if kind == "sqlite" else request.getfixturevalue("postgres_db")
+    start = time.time() + 1.5  # after the processes have started
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        assert pool.starmap(_open_at, [(location, start)] * 6) == ["ok"] * 6
+    with open_log(location, create=False) as log:
+        assert log.count() == 0 and log.verify().ok

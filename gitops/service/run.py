@@ -238,7 +238,7 @@ class RunService(WatchService):
         if self._follower is not None:
             self.metrics.git_fetch.observe(self._follower.last_seconds)
         super()._on_pass(summary)
-        if summary.applied or summary.removed:
+        if self.desired_changed:  # this pass's commits, or those another process wrote to the shared log
             self.request_pass("commit")
 
     def _on_cluster_events(self, events: list[AnyEvent]) -> None:

@@ -63,6 +63,8 @@ class WatchService:
         self._git_thread: threading.Thread | None = None
         self._refused: UsageError | None = None
         self._first_pass = True
+        self._desired_mark: int | None = None  # the last desired event the last Git pass saw in the log
+        self.desired_changed = False  # whether the last Git pass found the desired state moved
         self._owns = False  # built here (build()): closed here too
         self.db_path: str | Path | None = None  # where start and stop are recorded (operator events), if set
         self.command = "watch"
@@ -108,6 +110,8 @@ class WatchService:
 
     def start(self) -> None:
         self._record("started")
+        if self.git is not None:  # read before the cluster picks its kinds: what moves after is noticed
+            self._desired_mark = self.git.log.last_state_seq("desired")
         if self.cluster is not None:
             self.cluster.start(on_error=lambda e: self._wake.set(), on_appended=self._on_cluster_events)
             audit = f" and its audit log {self.cluster.config.audit_log}" if self.cluster.config.audit_log else ""
@@ -155,7 +159,12 @@ class WatchService:
         assert self.git is not None
         self.reporter.git_pass(self.git, summary, first=self._first_pass, at=utc_now())
         self._first_pass = False
-        if summary.applied and self.cluster is not None:
+        # what Git desires moved: by this pass, or by another process writing the same log (a
+        # fleet on PostgreSQL, where another cluster's gitops may ingest a commit first)
+        mark = self.git.log.last_state_seq("desired")
+        self.desired_changed = bool(summary.applied or summary.removed) or mark != self._desired_mark
+        self._desired_mark = mark
+        if self.desired_changed and self.cluster is not None:
             for name in self.cluster.refresh():  # new kinds in the desired state are watched too
                 self.reporter.watching(name, at=utc_now())
 

@@ -441,6 +441,14 @@ class EventLog:
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
+    def last_state_seq(self, side: current_state.Side) -> int:
+        """The seq of the last event that changed ``side`` (0: none): whether it moved, cheaply."""
+        try:
+            row = self.conn.execute("SELECT max(seq) FROM current_state WHERE side = ?", (side,)).fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+        return int(row[0] or 0)
+
     def clusters(self) -> list[str]:
         """The origins of the clusters the log holds objects of (``cluster:NAME``), sorted."""
         try:

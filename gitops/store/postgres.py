@@ -272,11 +272,14 @@ class PostgresEventLog(EventLog):
         return int(self._pg_conn.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
 
     def _create_schema(self) -> None:
-        """The tables, made once: concurrent first opens queue on an advisory lock."""
+        """The tables, made once: concurrent first opens queue on an advisory lock, taken
+        before the transaction that looks for the tables. (Taken inside it, the look would
+        not see tables another process made meanwhile: a backend reads the catalog's
+        changes at the start of a transaction, not after waiting on an advisory lock.)"""
         cur = self._pg_conn.cursor()
+        cur.execute("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
         try:
-            cur.execute("BEGIN")
-            cur.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             if not cur.execute("SELECT to_regclass('gitops_schema') IS NOT NULL").fetchone()[0]:
                 cur.script(SCHEMA.read_text())
                 cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -287,6 +290,8 @@ class PostgresEventLog(EventLog):
         except BaseException:
             _end_read(self.conn)
             raise
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
 
     def close(self) -> None:
         self._pg_conn.close()
