@@ -93,7 +93,8 @@ def test_two_clusters_two_runs_one_postgresql_log(cluster: Cluster, second_clust
                 "cluster": {"name": name, "kubeconfig": str(c.kubeconfig), "context": "admin",
                             "audit_log": str(c.audit_log), "audit_wait": 2.0},
                 "reconcile": {"instance": f"fleet-{name}", "prune": True, "interval": 30, "debounce": 0.2,
-                              "metrics_address": "127.0.0.1:0", "lease": {"namespace": "default"}}}))
+                              "metrics_address": "127.0.0.1:0", "lease": {"namespace": "default"}},
+                "integrity": {"key_dir": str(tmp_path / "keys")}}))  # one digest key for the fleet
             logs[name] = (tmp_path / f"{name}.log").open("w")
             runs[name] = subprocess.Popen([sys.executable, "-m", "gitops", "--db", postgres_db, "--config",
                                            str(config), "run"], stdout=logs[name], stderr=subprocess.STDOUT,

@@ -451,3 +451,26 @@ def test_bad_input_to_prove_and_verify_proof_is_one_line_and_records_nothing(set
     res = gitops("verify-proof", str(tmp_path / "junk.json"), "--key", str(setup.keys / "signing.pub"))
     one_failure_line(res, code=2)
     assert _operators(setup.db) == before
+
+
+def _digest_key_at(directory: str, start: float) -> str:
+    import time
+
+    from gitops.query.integrity import KeyStore
+
+    while time.time() < start:  # all at once, as the gitops of a fleet start
+        pass
+    key = KeyStore(directory).digest_key(create=True)
+    assert key is not None
+    return key.hex()
+
+
+def test_processes_making_the_digest_key_at_once_all_get_the_same_whole_key(tmp_path: Path) -> None:
+    import multiprocessing
+    import time
+
+    start = time.time() + 1.5
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        keys = pool.starmap(_digest_key_at, [(str(tmp_path / "keys"), start)] * 6)
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["digest.key"]  # no part file left behind

@@ -7,6 +7,7 @@ becomes one line on stderr (``error: …``) and its exit code; never a traceback
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +29,17 @@ __all__ = ["DEFAULT_DB", "Context", "GitOpsGroup", "cli", "hoist_global_options"
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = Path("gitops.db")  # in the working directory, when neither --db, GITOPS_DB nor the config name one
-POSTGRESQL_KEYS = Path("gitops-postgresql")  # a PostgreSQL log's keys: ./gitops-postgresql.keys unless configured
+
+
+def postgresql_keys(url: str) -> Path:
+    """Where a PostgreSQL log's keys are kept unless integrity.key_dir says: beside no file, so
+    in the user's configuration folder, one per server and database
+    (``~/.config/gitops/HOST_PORT_DB.keys``); never in the working directory."""
+    from gitops.store.locate import where
+
+    name = "".join(c if c.isalnum() or c in ".-" else "_" for c in where(url).removeprefix("postgresql://"))
+    home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return home / "gitops" / name
 
 
 @dataclass
@@ -198,7 +209,7 @@ def cli(ctx: click.Context, db: str | None, config_file: Path | None, read_only:
     config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
     location = db or config.db or str(DEFAULT_DB)
     url = location if location.startswith(("postgresql://", "postgres://")) else None
-    ctx.obj = Context(db_path=POSTGRESQL_KEYS if url else Path(location), config=config,
+    ctx.obj = Context(db_path=postgresql_keys(url) if url else Path(location), config=config,
                       read_only=read_only or immutable, immutable=immutable, db_url=url)
 
 

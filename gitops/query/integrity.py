@@ -162,15 +162,21 @@ class KeyStore:
         written, so that no value is ever stored under a plain, guessable digest."""
         text = self._secret(self.digest_path, "GITOPS_DIGEST_KEY")
         if text is None and create:
+            # written whole under a name of its own, then linked into place: a process that
+            # starts meanwhile finds either no key or the whole key, never an empty file
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            part = self.digest_path.with_name(f".{self.digest_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
             try:
-                fd = os.open(self.digest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(os.urandom(32).hex() + "\n")
+                os.link(part, self.digest_path)
             except FileExistsError:  # made meanwhile by another process: use that one
-                return self.digest_key()
+                pass
             except OSError as e:
                 raise ConfigError(f"cannot make the digest key {self.digest_path}: {e.strerror}") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(os.urandom(32).hex() + "\n")
+            finally:
+                part.unlink(missing_ok=True)
             text = self._secret(self.digest_path, "GITOPS_DIGEST_KEY")
         if text is None:
             return None
