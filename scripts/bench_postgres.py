@@ -84,6 +84,15 @@ def copy_share(url: str, rows: list[tuple[Any, ...]]) -> None:
                     cp.write_row(row)
 
 
+def insert_share(url: str, rows: list[tuple[Any, ...]]) -> None:
+    """The other baseline: the same rows by executemany of INSERTs (psycopg pipelines them)."""
+    sql = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+    with psycopg.connect(url, autocommit=True) as c:
+        for start in range(0, len(rows), BATCH):
+            with c.transaction():
+                c.cursor().executemany(sql.encode(), rows[start:start + BATCH])
+
+
 def rows_of(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as c:
         return [tuple(r) for r in c.execute(f"SELECT {', '.join(_COLUMNS)} FROM events ORDER BY seq".encode())]
@@ -111,8 +120,9 @@ def tail(url: str, total: int, lags: list[float]) -> None:
 
 def appends(server: str, n: int) -> None:
     spawn = multiprocessing.get_context("spawn")
-    with database(server) as a, database(server) as b:
+    with database(server) as a, database(server) as b, database(server) as e:
         empty_log(b)
+        empty_log(e)
         start = time.perf_counter()
         append_share(a, 0, n)
         ours = time.perf_counter() - start
@@ -120,9 +130,13 @@ def appends(server: str, n: int) -> None:
         start = time.perf_counter()
         copy_share(b, rows)
         base = time.perf_counter() - start
+        start = time.perf_counter()
+        insert_share(e, rows)
+        many = time.perf_counter() - start
     print(f"append, 1 writer, {n:,} events of ~1 KB, batches of {BATCH}:")
     print(f"  PostgresEventLog.append   {n / ours:10,.0f} events/s ({ours:.1f} s)")
     print(f"  COPY of the same rows     {n / base:10,.0f} events/s ({base:.1f} s)   ratio {base / ours:.2f}x")
+    print(f"  executemany of them       {n / many:10,.0f} events/s ({many:.1f} s)   ratio {many / ours:.2f}x")
 
     writers = 8
     share = n // writers
