@@ -46,7 +46,7 @@ from gitops.store.damage import find_damage
 from gitops.store.files import read_only_uri, writable
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
-from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer
+from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
@@ -177,8 +177,8 @@ class EventLog:
                                                "'gitops init'") if version == 0 else
                        StoreError(f"{self._where} has schema version {version}; run 'gitops init' to upgrade it"))
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if create and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            if create:
+                use_wal(conn, busy_timeout)
             if not self.read_only:
                 conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic and consistent on crash
                 conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")  # see gitops.store.wal

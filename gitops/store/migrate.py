@@ -48,9 +48,12 @@ def _statements(sql: str) -> list[str]:
 
 
 def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    app = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    """(application_id, user_version, tables), read in one statement, so in one snapshot:
+    read one by one, a process that made the file's first tables between two reads made it
+    look like another program's database (no id yet, but tables)."""
+    app, version, tables = conn.execute(
+        "SELECT a.application_id, v.user_version, (SELECT count(*) FROM sqlite_master) "
+        "FROM pragma_application_id() AS a, pragma_user_version() AS v").fetchone()
     return int(app), int(version), int(tables)
 
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
-__all__ = ["WRITER_AUTOCHECKPOINT", "WalCheckpointer"]
+__all__ = ["WRITER_AUTOCHECKPOINT", "WalCheckpointer", "use_wal"]
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +108,21 @@ class WalCheckpointer:
                         self._cond.notify_all()
         finally:
             conn.close()
+
+
+def use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode (a no-op once it is). Switching a new file takes a lock
+    SQLite does not wait for with the busy handler (it answers "locked" at once while other
+    processes hold the file open, as when several gitops open a new log together), so the
+    switch is tried again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
