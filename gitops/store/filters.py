@@ -115,12 +115,8 @@ def select(
     _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes,
                      postgresql=postgresql)
     if clusters:
-        marks = ", ".join("?" * len(clusters))
-        if postgresql:
-            f.add(f"coalesce(payload::jsonb ->> 'origin', payload::jsonb ->> 'cluster') IN ({marks})", *clusters)
-        else:
-            f.add(f"coalesce(json_extract(payload, '$.origin'), json_extract(payload, '$.cluster')) IN ({marks})",
-                  *clusters)
+        f.add(f"coalesce({_field('origin', postgresql)}, {_field('cluster', postgresql)}) "
+              f"IN ({', '.join('?' * len(clusters))})", *clusters)
     if desired_only or out_of_band:
         f.add(MANAGED)
     if out_of_band:
@@ -130,23 +126,28 @@ def select(
     return f
 
 
+def _field(name: str, postgresql: bool) -> str:
+    """The SQL of a top-level payload field, as text (SQLite's json_extract, PostgreSQL's ->>)."""
+    return f"(payload::jsonb ->> '{name}')" if postgresql else f"json_extract(payload, '$.{name}')"
+
+
 def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
                      dry_run: bool | None, modes: Sequence[str], postgresql: bool) -> None:
-    """``select``'s filters on payload fields (see there)."""
-    if postgresql:
-        _payload_filters_pg(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run,
-                            modes=modes)
-        return
+    """``select``'s filters on payload fields (see there), in either engine's SQL."""
     if not_attribution is not None:
-        f.add("json_extract(payload, '$.attribution') IS NOT ?", not_attribution)
+        f.add(f"{_field('attribution', postgresql)} {'IS DISTINCT FROM' if postgresql else 'IS NOT'} ?",
+              not_attribution)
     if result is not None:
-        f.add("json_extract(payload, '$.result') = ?", result)
+        f.add(f"{_field('result', postgresql)} = ?", result)
     if action is not None:
-        f.add("json_extract(payload, '$.action') = ?", action)
-    if dry_run is not None:
-        f.add("coalesce(json_extract(payload, '$.dry_run'), 0) = ?", int(dry_run))
+        f.add(f"{_field('action', postgresql)} = ?", action)
+    if dry_run is not None:  # a JSON boolean: 1/0 in SQLite, true/false in PostgreSQL
+        if postgresql:
+            f.add(f"coalesce({_field('dry_run', True)}::boolean, false) = ?", dry_run)
+        else:
+            f.add(f"coalesce({_field('dry_run', False)}, 0) = ?", int(dry_run))
     if modes:
-        f.add(f"json_extract(payload, '$.mode') IN ({', '.join('?' * len(modes))})", *modes)
+        f.add(f"{_field('mode', postgresql)} IN ({', '.join('?' * len(modes))})", *modes)
 
 
 OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
@@ -174,21 +175,6 @@ it), the reconcile passes that acted on it (their revision), and the actions tha
 it (their payload's commit; their revision is the resourceVersion the apply made)."""
 MANAGED = "EXISTS (SELECT 1 FROM current_state AS c WHERE c.resource = events.resource AND c.side = 'desired')"
 """Git manages the object of the event: it has desired it at some time."""
-
-
-def _payload_filters_pg(f: _Filters, *, not_attribution: str | None, result: str | None, action: str | None,
-                        dry_run: bool | None, modes: Sequence[str]) -> None:
-    """``_payload_filters`` in PostgreSQL's SQL."""
-    if not_attribution is not None:
-        f.add("(payload::jsonb ->> 'attribution') IS DISTINCT FROM ?", not_attribution)
-    if result is not None:
-        f.add("(payload::jsonb ->> 'result') = ?", result)
-    if action is not None:
-        f.add("(payload::jsonb ->> 'action') = ?", action)
-    if dry_run is not None:
-        f.add("coalesce((payload::jsonb ->> 'dry_run')::boolean, false) = ?", dry_run)
-    if modes:
-        f.add(f"(payload::jsonb ->> 'mode') IN ({', '.join('?' * len(modes))})", *modes)
 
 
 OUT_OF_BAND_PG = """type IN ('cluster.observed', 'cluster.deleted')

@@ -146,6 +146,8 @@ class EventLog:
     that only read) the file must already be a gitops database of this version: it is
     neither created, nor migrated, nor changed in any way by opening it."""
 
+    postgresql = False  # which SQL the filters are written in (gitops.store.postgres says True)
+
     def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0,
                  snapshot_every: int = current_state.SNAPSHOT_EVERY, read_only: bool = False,
                  immutable: bool = False) -> None:
@@ -508,7 +510,7 @@ class EventLog:
     def read(self, *, limit: int | None = None, descending: bool = False, **filters: Any) -> Iterator[Recorded]:
         """Stream events in seq order (``descending``: newest first), filtered by
         ``filters`` (the keyword arguments of ``select``), at most ``limit``."""
-        f = select(**filters)
+        f = select(**filters, postgresql=self.postgresql)
         sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -520,7 +522,7 @@ class EventLog:
 
     def count_where(self, **filters: Any) -> int:
         """How many events ``read(**filters)`` would give, counted in SQL."""
-        f = select(**filters)
+        f = select(**filters, postgresql=self.postgresql)
         try:
             return int(self.conn.execute(f"SELECT count(*) FROM events{f.where()}", f.params).fetchone()[0])
         except sqlite3.Error as e:
@@ -532,7 +534,7 @@ class EventLog:
         one query: the out-of-band test is looked up by SQLite per row through indexes, what
         the event changed is read from the change projection (``gitops.store.changes``),
         and no event model is built (an audit may return a month of rows)."""
-        f = select(**filters)
+        f = select(**filters, postgresql=self.postgresql)
         oob = "1" if filters.get("out_of_band") else f"({OUT_OF_BAND}) AND {MANAGED}"
         sql = (f"SELECT seq, effective_at, type, source, resource, actor, revision, {oob}, "
                f"(SELECT fields FROM changes WHERE changes.seq = events.seq), {_FACTS} FROM events{f.where()} "
@@ -546,7 +548,7 @@ class EventLog:
         """(commit, resource, type, changed) of each ``desired.*`` event from ``start`` on valid
         time: what each commit did to which object, without building events. ``changed``:
         the change projection has a row for it (an update; a creation or removal has none)."""
-        f = select(types=["desired.applied", "desired.removed"], start=start)
+        f = select(types=["desired.applied", "desired.removed"], start=start, postgresql=self.postgresql)
         f.add("revision IS NOT NULL AND resource IS NOT NULL")
         sql = (f"SELECT revision, resource, type, EXISTS (SELECT 1 FROM changes WHERE changes.seq = events.seq) "
                f"FROM events{f.where()} ORDER BY seq")

@@ -47,7 +47,7 @@ from gitops.store import tree as merkle_tree
 from gitops.store.chain import FIELDS
 from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
 from gitops.store.integrity import VerifyResult, verify_rows
-from gitops.store.log import _COLUMNS, AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded
+from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded
 
 __all__ = ["PostgresEventLog", "where"]
 
@@ -225,6 +225,16 @@ def _close_pools() -> None:
         _pools.clear()
 
 
+class _Rows:
+    """``query(sql, params)``, rows as dicts: the one call of sqlite-utils the log's reads make."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    def query(self, sql: str, params: Any = ()) -> Iterator[dict[str, Any]]:
+        return self._conn.execute(sql, params).dicts()
+
+
 class _NoWal:
     """PostgreSQL checkpoints its own write-ahead log: nothing to do after an append."""
 
@@ -242,6 +252,8 @@ class PostgresEventLog(EventLog):
     """The event log in the PostgreSQL database ``dsn`` names. ``create``: make its tables
     when the database has none (a command that only reads never does)."""
 
+    postgresql = True
+
     def __init__(self, dsn: str, *, create: bool = True, busy_timeout: float = 30.0,
                  snapshot_every: int = current_state.SNAPSHOT_EVERY, read_only: bool = False,
                  immutable: bool = False) -> None:
@@ -257,7 +269,7 @@ class PostgresEventLog(EventLog):
             raise ReadOnlyLogError(f"{self._where} is opened read-only (--read-only): this command writes to the log")
         self._pg_conn = _Connection(dsn, self._where, busy_timeout, read_only=self.read_only)
         self.conn = cast(Any, self._pg_conn)  # the shared methods speak DB-API through it
-        self.db = cast(Any, None)  # sqlite-utils is the SQLite adapter's: every method that used it is here
+        self.db = cast(Any, _Rows(self._pg_conn))  # what sqlite-utils' query() gives the shared read methods
         self._wal = cast(Any, _NoWal())
         try:
             version = self._schema_version()
@@ -339,11 +351,6 @@ class PostgresEventLog(EventLog):
         finally:
             _end_read(self.conn)
 
-    def current(self, side: current_state.Side, *, origin: str | None = None) -> Iterator[Recorded]:
-        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1"
-               + (" AND c.origin = ?" if origin is not None else "") + " ORDER BY c.resource, c.origin")
-        yield from map(_to_recorded, self._pg_conn.execute(sql, [side] if origin is None else [side, origin]).dicts())
-
     def state_at(self, side: current_state.Side, *, at: datetime | None = None,
                  axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,
                  origin: str | None = None) -> Iterator[Recorded]:
@@ -371,17 +378,6 @@ class PostgresEventLog(EventLog):
         sql = "SELECT min(resource) FROM current_state GROUP BY split_part(resource, '/', 1)"
         return [r[0] for r in self._pg_conn.execute(sql)]
 
-    def read(self, *, limit: int | None = None, descending: bool = False, **filters: Any) -> Iterator[Recorded]:
-        f = select(**filters, postgresql=True)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        yield from map(_to_recorded, self._pg_conn.execute(sql, f.params).dicts())
-
-    def count_where(self, **filters: Any) -> int:
-        f = select(**filters, postgresql=True)
-        return int(self._pg_conn.execute(f"SELECT count(*) FROM events{f.where()}", f.params).fetchone()[0])
-
     def read_audit(self, *, limit: int | None = None, descending: bool = False,
                    **filters: Any) -> Iterator[AuditRecord]:
         f = select(**filters, postgresql=True)
@@ -391,14 +387,6 @@ class PostgresEventLog(EventLog):
                f"FROM events CROSS JOIN LATERAL (SELECT events.payload::jsonb AS j) AS p{f.where()} "
                f"ORDER BY seq{' DESC' if descending else ''}{f' LIMIT {int(limit)}' if limit is not None else ''}")
         yield from map(AuditRecord._make, self._pg_conn.execute(sql, f.params))
-
-    def commit_objects(self, *, start: datetime | None = None) -> Iterator[tuple[str, str, str, bool]]:
-        f = select(types=["desired.applied", "desired.removed"], start=start, postgresql=True)
-        f.add("revision IS NOT NULL AND resource IS NOT NULL")
-        sql = (f"SELECT revision, resource, type, EXISTS (SELECT 1 FROM changes WHERE changes.seq = events.seq) "
-               f"FROM events{f.where()} ORDER BY seq")
-        for revision, resource, type_, changed in self._pg_conn.execute(sql, f.params):
-            yield str(revision), str(resource), str(type_), bool(changed)
 
     def first_applied(self, *, start: datetime | None = None, end: datetime | None = None) -> dict[str, datetime]:
         f = select(types=["reconcile.action"], start=start, end=end, result="succeeded", postgresql=True)
