@@ -118,6 +118,16 @@ def tail(url: str, total: int, lags: list[float]) -> None:
                 time.sleep(0.002)
 
 
+def at_once(procs: list[Any]) -> float:
+    """Seconds from starting ``procs`` together to the last one's end."""
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start
+
+
 def appends(server: str, n: int) -> None:
     spawn = multiprocessing.get_context("spawn")
     with database(server) as a, database(server) as b, database(server) as e:
@@ -149,23 +159,11 @@ def appends(server: str, n: int) -> None:
 
         reader = threading.Thread(target=tail, args=(c, total, lags))
         reader.start()
-        procs = [spawn.Process(target=append_share, args=(c, w * 1_000_000, share)) for w in range(writers)]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        ours = time.perf_counter() - start
+        ours = at_once([spawn.Process(target=append_share, args=(c, w * 1_000_000, share)) for w in range(writers)])
         reader.join()
         rows = rows_of(c)
         shares = [rows[w::writers] for w in range(writers)]  # any split: COPY has no order to keep
-        procs = [spawn.Process(target=copy_share, args=(d, s)) for s in shares]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        base = time.perf_counter() - start
+        base = at_once([spawn.Process(target=copy_share, args=(d, s)) for s in shares])
     lags.sort()
     print(f"append, {writers} writers at once, {total:,} events:")
     print(f"  PostgresEventLog.append   {total / ours:10,.0f} events/s ({ours:.1f} s)")

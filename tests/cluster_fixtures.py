@@ -75,10 +75,15 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _unavailable(why: str) -> None:
+def unavailable(why: str, how: str, what: str) -> None:
+    """Tests of ``what`` cannot run (``why``): a failure in CI, elsewhere a skip saying ``how`` to enable them."""
     if _in_ci():
-        pytest.fail(f"CI=true but {why}: in CI cluster tests must run", pytrace=False)
-    pytest.skip(f"{why}; {HOW}")
+        pytest.fail(f"CI=true but {why}: in CI {what} must run", pytrace=False)
+    pytest.skip(f"{why}; {how}")
+
+
+def _unavailable(why: str) -> None:
+    unavailable(why, HOW, "cluster tests")
 
 
 def _local_state() -> dict[str, Any] | None:

@@ -21,20 +21,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.cluster_fixtures import _in_ci, unavailable
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "local-postgres"
 HOW = ("no PostgreSQL server for the storage tests: run `scripts/local-postgres up` (or set GITOPS_TEST_POSTGRES "
        "to a database URL of your own) to enable them")
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def _unavailable(why: str) -> None:
-    if _in_ci():
-        pytest.fail(f"CI=true but {why}: in CI PostgreSQL tests must run", pytrace=False)
-    pytest.skip(f"{why}; {HOW}")
+    unavailable(why, HOW, "PostgreSQL tests")
 
 
 def _local_url() -> str | None:
