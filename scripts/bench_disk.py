@@ -31,7 +31,7 @@ from gitops.store import Checkpoint, EventLog
 
 ROW = "length(id) + length(type) + length(source) + coalesce(length(resource), 0) + coalesce(length(actor), 0) " \
       "+ length(effective_at) + length(recorded_at) + coalesce(length(revision), 0) + length(payload) " \
-      "+ length(prev_hash) + length(hash) + 8"
+      "+ length(prev_hash) + length(hash) + coalesce(length(packed), 0) + coalesce(length(base), 0) + 8"
 
 
 def pages(db: Path) -> list[tuple[str, int]]:

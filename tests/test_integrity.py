@@ -175,15 +175,19 @@ def test_a_cut_tail_with_the_head_moved_back_passes_the_chain_but_not_an_anchor(
 def _rewrite(db: Path, seq: int, payload: dict[str, object]) -> str:
     """Change event ``seq``'s payload and recompute the chain after it, and the recorded head:
     what an attacker who knows the format does. Returns the new head's hash."""
+    with EventLog(db) as log:  # the rows from there on, their packed payloads unpacked (gitops.store.pack)
+        rows = [log.row(s) for s in range(seq, log.last_seq() + 1)]
     with sqlite3.connect(db) as conn:
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             conn.execute(f'DROP TRIGGER "{name}"')
-        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
-        cols = ", ".join(FIELDS)
         prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()[0]
-        for row in conn.execute(f"SELECT seq, {cols} FROM events WHERE seq >= ? ORDER BY seq", (seq,)).fetchall():
-            h = row_hash(prev, list(row[1:]))
-            conn.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, row[0]))
+        for row in rows:
+            assert row is not None
+            if row["seq"] == seq:
+                row["payload"] = json.dumps(payload)
+            h = row_hash(prev, [row[f] for f in FIELDS])
+            conn.execute("UPDATE events SET payload = ?, packed = NULL, base = NULL, prev_hash = ?, hash = ? "
+                         "WHERE seq = ?", (row["payload"], prev, h, row["seq"]))
             prev = h
         last = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
         conn.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (last, prev))

@@ -23,6 +23,7 @@ from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
 from gitops.model.errors import CorruptDatabaseError
 from gitops.store.current import SETS, STATE_TYPES
 from gitops.store.dbapi import Cursor
+from gitops.store.pack import packed_columns, unpack
 
 __all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
 
@@ -71,9 +72,9 @@ def _manifests(cur: Cursor, seqs: Iterable[int]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i:i + _CHUNK]
-        for seq, payload in cur.execute(f"SELECT seq, payload FROM events WHERE seq IN ({', '.join('?' * len(chunk))})",
-                                        chunk):
-            out[seq] = _manifest(seq, payload)
+        for seq, payload, *packed in cur.execute(f"SELECT seq, payload, {packed_columns()} FROM events "
+                                                 f"WHERE seq IN ({', '.join('?' * len(chunk))})", chunk):
+            out[seq] = _manifest(seq, unpack(seq, payload, *packed))
     return out
 
 
@@ -136,12 +137,14 @@ def _all(cur: Cursor) -> Iterator[list[Row]]:
     """The state events of the log in seq order, a batch at a time (bounded memory)."""
     after = 0
     while True:
-        stored = cur.execute(f"SELECT seq, type, resource, payload FROM events WHERE seq > ? AND type IN {STATE_TYPES} "
-                             "ORDER BY seq LIMIT ?", (after, _REBUILD_BATCH)).fetchall()
+        stored = cur.execute(f"SELECT seq, type, resource, payload, {packed_columns()} FROM events WHERE seq > ? "
+                             f"AND type IN {STATE_TYPES} ORDER BY seq LIMIT ?", (after, _REBUILD_BATCH)).fetchall()
         if not stored:
             return
         # the origin from the payload here, not in SQL: the same on both engines (a rebuild is rare)
-        yield [(seq, type_, resource, _origin(seq, payload), payload) for seq, type_, resource, payload in stored]
+        texts = [(seq, type_, resource, unpack(seq, payload, *packed)) for seq, type_, resource, payload, *packed
+                 in stored]
+        yield [(seq, type_, resource, _origin(seq, text), text) for seq, type_, resource, text in texts]
         after = stored[-1][0]
 
 

@@ -1,5 +1,5 @@
 """Copying a log to another store (``gitops copy``: a SQLite file up to PostgreSQL, or back)
-with every row exactly as it is: same seq, same times, same payload text, same hashes, so
+with every row exactly as it is: same seq, same times, same payload (packed or not), same hashes, so
 that the copy's chain head and Merkle root are the original's and every signed checkpoint
 of the original verifies against the copy.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from gitops.model.errors import StoreError
 from gitops.store.chain import GENESIS, row_hash
 from gitops.store.integrity import check_head
-from gitops.store.log import _COLUMNS, _INSERT, Appended, EventLog, _to_recorded
+from gitops.store.log import _COLUMNS, _INSERT, _READ, _STORED, Appended, EventLog, _to_recorded, unpacked
 
 __all__ = ["CopyResult", "copy_log"]
 
@@ -46,10 +46,11 @@ def copy_log(source: EventLog, target: EventLog, *, batch: int = 5_000,
     prev = GENESIS if start == 0 else str(target.row(start)["hash"])  # type: ignore[index]
     after, copied = start, 0
     while after < total:
-        rows = source.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                   (after, batch)).fetchall()
-        if not rows:
+        stored = source.conn.execute(f"SELECT {_READ} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                     (after, batch)).fetchall()
+        if not stored:
             break
+        rows = list(unpacked(stored))  # as hashed: a packed payload as its text (stored as it is, packed)
         for r in rows:
             seq, values, prev_hash, hash_ = r[0], r[1:-2], r[-2], r[-1]
             if seq != after + 1 or prev_hash != prev or row_hash(prev_hash, values) != hash_:
@@ -62,7 +63,7 @@ def copy_log(source: EventLog, target: EventLog, *, batch: int = 5_000,
             if (head[0] if head else 0) != int(rows[0][0]) - 1:
                 raise StoreError(f"{target._where} was written to while it was copied into (it is at seq "
                                  f"{head[0] if head else 0})")
-            cur.executemany(_INSERT, [tuple(r) for r in rows])
+            cur.executemany(_INSERT, [tuple(r[:len(_STORED)]) for r in stored])
             cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
                         "SET seq = excluded.seq, hash = excluded.hash", (after, prev))
             target._project(cur, [_appended(r) for r in rows])

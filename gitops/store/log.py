@@ -46,12 +46,15 @@ from gitops.store.damage import find_damage
 from gitops.store.files import read_only_uri, writable
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
+from gitops.store.pack import Packer, packed_columns, residual, unpack
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
-_COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
-_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links (the payload column unpacked)
+_STORED = (*_COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
+_INSERT = f"INSERT INTO events ({', '.join(_STORED)}) VALUES ({', '.join('?' * len(_STORED))})"
+_READ = f"{', '.join(_COLUMNS)}, {packed_columns()}"  # a read's columns, the keyframe of a packed row beside it
 _CHUNK = 500  # bound on SQL parameters per id lookup
 _SOURCES = {s: s.value for s in EventSource}  # a dict lookup is cheaper than Enum.value
 _ROW_OVERHEAD = 300  # bytes a row adds to the WAL besides its payload (columns, indexes), roughly
@@ -155,6 +158,7 @@ class EventLog:
         self.snapshot_every = snapshot_every
         self._where = str(self.path)
         self._hooks: list[Hook] = []
+        self._packer = Packer()
         if not create and not self.path.exists():
             raise StoreError(f"no gitops database at {self._where}; create one with 'gitops init'")
         self.read_only = read_only or immutable or (not create and not writable(self.path))
@@ -249,9 +253,11 @@ class EventLog:
             cur.execute("COMMIT")
         except BaseException as e:
             _end_read(self.conn)  # the rollback of what this wrote
+            self._packer.settle(committed=False)
             if isinstance(e, sqlite3.Error):
                 raise _map_error(e, self._where) from e
             raise
+        self._packer.settle(committed=True)
 
     # ------------------------------------------------------------------ writing
 
@@ -271,7 +277,7 @@ class EventLog:
         with self._write() as cur:
             last = check_head(cur, self._where)  # never re-anchor the chain on a cut tail: see gitops.store.integrity
             with cyclic_gc_paused():  # see gitops.model.bulk
-                appended, nbytes = _insert_events(cur, batch, last)
+                appended, nbytes = _insert_events(cur, batch, last, self._packer)
             _insert_checkpoints(cur, checkpoints)
             if appended:
                 self._project(cur, appended)
@@ -289,7 +295,7 @@ class EventLog:
         one write ``check_head`` lets through, since it is the evidence, not an erasure."""
         with self._write() as cur:
             merkle_tree.rebuild(cur)
-            appended, nbytes = _insert_events(cur, [event], last_event(cur))
+            appended, nbytes = _insert_events(cur, [event], last_event(cur), self._packer)
             if appended:
                 self._project(cur, appended)
         self._wal.wrote(nbytes)
@@ -331,7 +337,8 @@ class EventLog:
         """The events that set each object's current state on ``side`` (desired or actual),
         of one source when ``origin`` is given, by resource: the state now, read in
         O(objects) from the current-state table rather than by folding the log."""
-        sql = ("SELECT e.* FROM current_state c JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1"
+        sql = (f"SELECT e.*, {packed_columns('e')} FROM current_state c JOIN events e ON e.seq = c.seq "
+               "WHERE c.side = ? AND c.present = 1"
                + (" AND c.origin = ?" if origin is not None else "") + " ORDER BY c.resource, c.origin")
         params = [side] if origin is None else [side, origin]
         try:
@@ -344,12 +351,12 @@ class EventLog:
         """(resource, payload) of what ``current(side, origin=origin)`` reads, the payload as
         stored, without building models: for a source comparing what it sees with what the
         log holds (every object, on every pass), where only a few fields are read."""
-        sql = ("SELECT e.seq, e.type, e.resource, e.payload FROM current_state c JOIN events e ON e.seq = c.seq "
-               "WHERE c.side = ? AND c.present = 1 AND c.origin = ? ORDER BY c.resource")
+        sql = (f"SELECT e.seq, e.type, e.resource, e.payload, {packed_columns('e')} FROM current_state c "
+               "JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1 AND c.origin = ? ORDER BY c.resource")
         try:
-            for seq, type_, resource, payload in self.conn.execute(sql, (side, origin)):
+            for seq, type_, resource, payload, *packed in self.conn.execute(sql, (side, origin)):
                 try:
-                    value = orjson.loads(payload)
+                    value = orjson.loads(unpack(seq, payload, *packed))
                 except ValueError as e:
                     raise _unreadable(seq, type_, e) from None
                 yield resource, value
@@ -404,7 +411,7 @@ class EventLog:
             cur.execute("BEGIN")  # one snapshot of the database for the whole answer
             sql, params = current_state.state_at(cur, side, until_seq=until_seq, axis=axis, origin=origin,
                                                  at=format_time(at) if at is not None else None)
-            for row in self.db.query(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq "
+            for row in self.db.query(f"SELECT e.*, {packed_columns('e')} FROM ({sql}) s JOIN events e ON e.seq = s.seq "
                                      "ORDER BY e.resource, e.seq", params):
                 yield _to_recorded(row)
         except sqlite3.Error as e:
@@ -511,7 +518,7 @@ class EventLog:
         """Stream events in seq order (``descending``: newest first), filtered by
         ``filters`` (the keyword arguments of ``select``), at most ``limit``."""
         f = select(**filters, postgresql=self.postgresql)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
+        sql = f"SELECT {_READ} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         try:
@@ -580,11 +587,10 @@ class EventLog:
     def row(self, seq: int) -> dict[str, Any] | None:
         """Event ``seq``'s stored row (its hashed fields, prev_hash, hash), or None."""
         try:
-            r = self.conn.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events WHERE seq = ?",
-                                  (seq,)).fetchone()
+            r = self.conn.execute(f"SELECT {_READ} FROM events WHERE seq = ?", (seq,)).fetchone()
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
-        return None if r is None else dict(zip(("seq", *FIELDS, "prev_hash", "hash"), r, strict=True))
+        return None if r is None else logical_row(r)
 
     def tree_head(self) -> tuple[int, bytes, tuple[int, str] | None]:
         """(size, Merkle root, chain head (seq, hash)) read in one snapshot: what a
@@ -620,8 +626,8 @@ class EventLog:
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             tree = merkle_tree.MerkleTree(self.conn)
             stored = (tree.size, tree.root())
-            rows = cur.execute(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
-            return verify_rows(rows, head, tree=stored, at_sizes=at_sizes)
+            rows = cur.execute(f"SELECT {_READ} FROM events ORDER BY seq")
+            return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
@@ -637,8 +643,8 @@ def _end_read(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent],
-                   head: tuple[int, str, str] | None) -> tuple[list[Appended], int]:
+def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, str, str] | None,
+                   packer: Packer) -> tuple[list[Appended], int]:
     """Insert what is new in ``batch`` after the last event ``head`` (seq, hash, recorded_at;
     ``_last_event``); returns it and about how many bytes that wrote."""
     if not batch:
@@ -662,11 +668,12 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent],
         mark_seen(ev.id)
         seq += 1
         payload = payload_json(ev)
-        nbytes += len(payload)
         values = (ev.id, ev.type, _SOURCES[ev.source], ev.resource, ev.actor, format_time(ev.effective_at),
                   recorded_at, ev.revision, payload)
         row_prev, prev = prev, row_hash(prev, values)
-        add_row((seq, *values, row_prev, prev))
+        stored, packed, base = packer.pack(cur, seq, ev.type, ev.resource, payload)
+        nbytes += len(stored) + (len(packed) if packed is not None else 0)
+        add_row((seq, *values[:-1], stored, row_prev, prev, packed, base))
         add_appended(Appended(seq, recorded_at, prev, ev, payload))
     if rows:
         cur.executemany(_INSERT, rows)
@@ -703,12 +710,41 @@ def _unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
         seq, "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event")
 
 
+def logical_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A row read as ``_READ`` names its columns, as the hashed fields (the payload unpacked)
+    and the links."""
+    seq, *rest = row
+    values = dict(zip(_COLUMNS[1:], rest[:len(_COLUMNS) - 1], strict=True))
+    values["payload"] = unpack(seq, values["payload"], *rest[len(_COLUMNS) - 1:])
+    return {"seq": seq, **values}
+
+
+def unpacked(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Rows read as ``_READ`` names them, as ``verify_rows`` takes them (seq, FIELDS, prev_hash,
+    hash), each packed payload unpacked; a packed row whose payload column is not what its
+    packed text holds, or that does not unpack, gets a payload that matches no hash, so
+    verify names it modified (what a query reads of it was changed outside gitops)."""
+    at = _COLUMNS.index("payload")
+    for row in rows:
+        if row[len(_COLUMNS)] is None:
+            yield tuple(row[:len(_COLUMNS)])
+            continue
+        try:
+            text = unpack(row[0], row[at], *row[len(_COLUMNS):])
+            if residual(text) != row[at]:
+                text = "\x00 the payload column does not match the packed payload"
+        except (CorruptDatabaseError, ValueError):
+            text = "\x00 the packed payload does not unpack"
+        yield (*row[:at], text, *row[at + 1:len(_COLUMNS)])
+
+
 def _to_recorded(row: dict[str, Any]) -> Recorded:
     try:
+        payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_packed"))
         event = EVENT_ADAPTER.validate_python({
             "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
             "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
-            "payload": orjson.loads(row["payload"]),
+            "payload": orjson.loads(payload),
         })
     except ValueError as e:  # orjson's and pydantic's errors both are
         raise _unreadable(row["seq"], row["type"], e) from None

@@ -44,15 +44,19 @@ from gitops.model.errors import DatabaseLockedError, ReadOnlyLogError, StoreErro
 from gitops.model.times import format_time
 from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
-from gitops.store.chain import FIELDS
 from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
 from gitops.store.integrity import VerifyResult, verify_rows
-from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded
+from gitops.store.log import _READ, AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded, unpacked
+from gitops.store.pack import Packer, packed_columns
 
 __all__ = ["PostgresEventLog", "where"]
 
 SCHEMA = Path(__file__).resolve().parent / "postgresql.sql"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_UPGRADES = {  # version -> what brings a database of that version to the next
+    1: "CREATE DOMAIN blob AS BYTEA; ALTER TABLE events ADD COLUMN packed BYTEA; "
+       "ALTER TABLE events ADD COLUMN base BIGINT",
+}
 _SCHEMA_LOCK = int.from_bytes(b"gitops")  # an advisory lock key of our own, any fixed number
 _FACTS = "json_build_array(" + ", ".join(f"p.j -> '{f}'" for f in AUDIT_FACTS) + ")::text"  # p.j: parsed once
 
@@ -262,6 +266,7 @@ class PostgresEventLog(EventLog):
         self.snapshot_every = snapshot_every
         self._where = where(dsn)
         self._hooks = []
+        self._packer = Packer()
         self.read_only = read_only or immutable
         self.immutable = immutable
         self._busy_timeout = busy_timeout
@@ -279,6 +284,10 @@ class PostgresEventLog(EventLog):
                 raise StoreError(f"{self._where} holds no gitops log; create one with 'gitops init --db …'")
             elif version > SCHEMA_VERSION:
                 raise StoreError(f"{self._where} has schema version {version}, newer than this gitops knows")
+            elif version < SCHEMA_VERSION and create:
+                self._upgrade()
+            elif version < SCHEMA_VERSION:
+                raise StoreError(f"{self._where} has schema version {version}; run 'gitops init --db …' to upgrade it")
             if create:
                 self._projections(cast(Any, self._pg_conn))  # rebuilt where another version wrote them
         except BaseException:
@@ -317,6 +326,25 @@ class PostgresEventLog(EventLog):
         finally:
             cur.execute("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
 
+    def _upgrade(self) -> None:
+        """Bring a database written by an older gitops to this schema, once, under the lock
+        of ``_create_schema``."""
+        cur = self._pg_conn.cursor()
+        cur.execute("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
+        try:
+            cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            version = int(cur.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
+            for v in range(version, SCHEMA_VERSION):
+                cur.script(_UPGRADES[v])
+            cur.execute("DELETE FROM gitops_schema")
+            cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+            cur.execute("COMMIT")
+        except BaseException:
+            _end_read(self.conn)
+            raise
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
+
     def close(self) -> None:
         self._pg_conn.close()
 
@@ -332,7 +360,9 @@ class PostgresEventLog(EventLog):
             cur.execute("COMMIT")
         except BaseException:
             _end_read(self.conn)
+            self._packer.settle(committed=False)
             raise
+        self._packer.settle(committed=True)
 
     def verify(self, *, at_sizes: Collection[int] = ()) -> VerifyResult:
         """``EventLog.verify``, the rows streamed from the server (a 1M-event log is never
@@ -343,9 +373,9 @@ class PostgresEventLog(EventLog):
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             tree = merkle_tree.MerkleTree(self._pg_conn)
             stored = (tree.size, tree.root())
-            rows = cur.stream(f"SELECT seq, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY seq")
+            rows = cur.stream(f"SELECT {_READ} FROM events ORDER BY seq")
             try:
-                return verify_rows(rows, head, tree=stored, at_sizes=at_sizes)
+                return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
             finally:
                 rows.close()  # a check that stopped at a bad row: the rest is drained before the rollback
         finally:
@@ -359,7 +389,8 @@ class PostgresEventLog(EventLog):
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")  # one snapshot for the whole answer
             sql, params = current_state.state_at(cur, side, until_seq=until_seq, axis=axis, origin=origin,
                                                  at=format_time(at) if at is not None else None, postgresql=True)
-            cur.execute(f"SELECT e.* FROM ({sql}) s JOIN events e ON e.seq = s.seq ORDER BY e.resource, e.seq", params)
+            cur.execute(f"SELECT e.*, {packed_columns('e')} FROM ({sql}) s JOIN events e ON e.seq = s.seq "
+                        "ORDER BY e.resource, e.seq", params)
             yield from map(_to_recorded, cur.dicts())
         finally:
             _end_read(self.conn)

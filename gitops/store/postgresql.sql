@@ -1,9 +1,10 @@
 -- The event log on PostgreSQL (gitops/store/postgres.py): the tables of the SQLite
--- migrations in schema/ (gitops/store/migrations/0001..0007), in one file, in PostgreSQL's
+-- migrations in schema/ (gitops/store/migrations/0001..0008), in one file, in PostgreSQL's
 -- types. Same columns, same meaning; the payload is kept as the exact text that was
 -- hashed (TEXT, not jsonb, which would reorder its keys), and cast to jsonb where a query
 -- reads a field of it.
 CREATE TABLE gitops_schema (version INTEGER NOT NULL);
+CREATE DOMAIN blob AS BYTEA;  -- SQLite's name, so that a read's CAST (gitops/store/pack.py) is one statement
 
 CREATE TABLE events (
     seq          BIGINT PRIMARY KEY,       -- gapless: given under the append lock, never by a sequence
@@ -17,7 +18,9 @@ CREATE TABLE events (
     revision     TEXT,
     payload      TEXT NOT NULL,
     prev_hash    TEXT NOT NULL,
-    hash         TEXT NOT NULL
+    hash         TEXT NOT NULL,
+    packed       BYTEA,                    -- gitops/store/pack.py: the payload deflated, a delta where it can be
+    base         BIGINT                    -- the keyframe's seq of a delta
 );
 CREATE INDEX events_resource ON events (resource, seq);
 CREATE INDEX events_type ON events (type, seq);
