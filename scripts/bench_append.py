@@ -26,7 +26,6 @@ from gitops.store.migrate import MIGRATIONS_DIR
 from gitops.store.wal import WRITER_AUTOCHECKPOINT
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-RAW_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 12) + ")"
 
 
 def manifest(i: int) -> dict[str, Any]:
@@ -102,10 +101,10 @@ def log_batch(log: EventLog, first: int, count: int) -> tuple[float, int]:
 def raw_batch(log: EventLog, raw: sqlite3.Connection, first_seq: int, count: int) -> float:
     """The same rows as the log wrote from ``first_seq``, inserted raw; returns the seconds."""
     rows = log.conn.execute("SELECT * FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
-                            (first_seq, first_seq + count)).fetchall()
+                            (first_seq, first_seq + count)).fetchall()  # as stored: packed (gitops.store.pack)
     start = time.perf_counter()
     raw.execute("BEGIN IMMEDIATE")
-    raw.executemany(RAW_INSERT, rows)
+    raw.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})", rows)
     raw.execute("COMMIT")
     return time.perf_counter() - start
 

@@ -7,6 +7,8 @@ counted by table and index (SQLite's dbstat) and divided by the recorded changes
 ``cluster.observed`` and ``cluster.deleted`` events of those Deployments); each change's own
 rows (its event and its audit record, column by column) give the median. ``--generated N``
 measures a log of N generated events instead (scripts/bench_replay.py's), per event.
+The baseline, in the same run: the very same log with every payload stored whole (as
+gitops stored them before packing, gitops/store/pack.py), vacuumed.
 Target (issue #32): <= 300 B per recorded change, median, all-in.
 
     eval "$(scripts/local-cluster env)"; python scripts/bench_disk.py [--deployments 500] [--changes 5]
@@ -41,8 +43,33 @@ def pages(db: Path) -> list[tuple[str, int]]:
                 c.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")]
 
 
-def report(db: Path, changes: int, what: str, median_row: float) -> None:
-    by = pages(db)
+def vacuumed(db: Path, name: str) -> Path:
+    """A vacuumed copy of the log at ``db``: both sides of the comparison measured alike (an
+    index grown in place is some 30% fuller of free space than a rebuilt one)."""
+    copy = db.with_name(name)
+    with sqlite3.connect(db) as c:
+        c.execute("VACUUM INTO ?", (str(copy),))
+    return copy
+
+
+def whole(db: Path) -> Path:
+    """A copy of the log at ``db`` with every packed payload stored whole again (the
+    baseline), through gitops's own read of each row, then vacuumed."""
+    copy = vacuumed(db, "whole.db")
+    with EventLog(copy) as log:
+        seqs = [r[0] for r in log.conn.execute("SELECT seq FROM events WHERE packed IS NOT NULL")]
+        texts = [(log.row(seq)["payload"], seq) for seq in seqs]  # type: ignore[index]
+    with sqlite3.connect(copy) as c:
+        c.executemany("UPDATE events SET payload = ?, packed = NULL, base = NULL WHERE seq = ?", texts)
+    with sqlite3.connect(copy) as c:
+        c.execute("VACUUM")
+    return copy
+
+
+def report(db: Path, changes: int, what: str, median_row: float, baseline: tuple[float, float]) -> None:
+    written = sum(b for _, b in pages(db))
+    print(f"as written: {written / 1e6:.1f} MB, {written / changes:,.0f} B per one (mean); vacuumed, both sides:")
+    by = pages(vacuumed(db, "packed.db"))
     total = sum(b for _, b in by)
     print(f"{what}: {changes:,}; the log's pages: {total / 1e6:.1f} MB = {total / changes:,.0f} B per one, "
           f"all-in (mean)")
@@ -56,6 +83,20 @@ def report(db: Path, changes: int, what: str, median_row: float) -> None:
     share = (total - events) / changes
     print(f"median of one's own rows {median_row:,.0f} B, plus the indexes' and projections' share {share:,.0f} B "
           f"= {median_row + share:,.0f} B per one, all-in (median)  [target <= 300 B]")
+    print(f"baseline, the same log with its payloads stored whole (same run): {baseline[0]:,.0f} B per one all-in "
+          f"(median), {baseline[1]:,.0f} B (mean); packed: {(median_row + share) / baseline[0]:.2f}x, "
+          f"{total / changes / baseline[1]:.2f}x")
+
+
+def measure(db: Path, changes: int, own_rows: str, *params: object) -> tuple[float, float]:
+    """(median all-in, mean all-in) per change of the log at ``db``."""
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rows = [r[0] for r in c.execute(own_rows, params)]
+    by = pages(db)
+    total = sum(b for _, b in by)
+    events = sum(b for n, b in by if n == "events")
+    return statistics.median(rows) + (total - events) / changes, total / changes
 
 
 def cluster(args: argparse.Namespace, d: Path) -> None:
@@ -97,16 +138,17 @@ def cluster(args: argparse.Namespace, d: Path) -> None:
     finally:
         source.stop()
     pykube.Namespace(api, {"metadata": {"name": ns}}).delete()
+    mine = f"Deployment.apps/{ns}/%"
+    own_rows = (f"SELECT {ROW} + coalesce((SELECT {ROW.replace('length(', 'length(a.')} FROM events a WHERE a.type = "
+                "'audit' AND a.resource = e.resource AND a.revision = e.revision), 0) FROM events e "
+                "WHERE e.type = 'cluster.observed' AND e.resource LIKE ?")
     with sqlite3.connect(db) as c:
-        mine = f"Deployment.apps/{ns}/%"
         changes = c.execute("SELECT count(*) FROM events WHERE type IN ('cluster.observed', 'cluster.deleted') "
                             "AND resource LIKE ?", (mine,)).fetchone()[0]
-        rows = [r[0] for r in c.execute(
-            f"SELECT {ROW} + coalesce((SELECT {ROW.replace('length(', 'length(a.')} FROM events a WHERE a.type = "
-            "'audit' AND a.resource = e.resource AND a.revision = e.revision), 0) FROM events e "
-            "WHERE e.type = 'cluster.observed' AND e.resource LIKE ?", (mine,))]
+        rows = [r[0] for r in c.execute(own_rows, (mine,))]
+    baseline = measure(whole(db), changes, own_rows, mine)
     report(db, changes, f"{args.deployments} Deployments x {args.changes} changes: recorded changes "
-                        f"(with the controllers' own)", statistics.median(rows))
+                        f"(with the controllers' own)", statistics.median(rows), baseline)
 
 
 def generated(args: argparse.Namespace, d: Path) -> None:
@@ -122,7 +164,9 @@ def generated(args: argparse.Namespace, d: Path) -> None:
     with sqlite3.connect(db) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         rows = [r[0] for r in c.execute(f"SELECT {ROW} FROM events")]
-    report(db, len(rows), f"generated events (bench_replay's mix, {args.generated:,})", statistics.median(rows))
+    baseline = measure(whole(db), len(rows), f"SELECT {ROW} FROM events")
+    report(db, len(rows), f"generated events (bench_replay's mix, {args.generated:,})", statistics.median(rows),
+           baseline)
 
 
 def main() -> None:

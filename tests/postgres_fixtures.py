@@ -7,20 +7,24 @@
 
 Outside CI, when neither can be had, PostgreSQL tests skip with one line saying how to
 enable them. In CI (``CI=true``) that is a failure: CI must run them. Each test gets a
-database of its own, dropped after it.
+database of its own, dropped after it. ``store`` gives a test a log on each engine.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from gitops.store import EventLog, open_log
 from tests.cluster_fixtures import _in_ci, unavailable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,3 +83,30 @@ def postgres_db(postgres_server: str) -> Iterator[str]:
     yield database_url(postgres_server, name)
     with psycopg.connect(postgres_server, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass
+class Store:
+    """A log on one engine, for the tests every adapter must pass (the ``store`` fixture)."""
+
+    kind: str
+    location: str | Path
+
+    def open(self, **options: Any) -> EventLog:
+        return open_log(self.location, **options)
+
+    def raw(self, sql: str) -> None:
+        """Run ``sql`` with the engine's own client, outside gitops."""
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.location) as c:
+                c.execute(sql)
+        else:
+            with psycopg.connect(str(self.location), autocommit=True) as c:
+                c.execute(sql.encode())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store("sqlite", tmp_path / "gitops.db")
+    return Store("postgresql", request.getfixturevalue("postgres_db"))

@@ -6,14 +6,10 @@ with access to the database would."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from gitops.events import (
@@ -27,34 +23,10 @@ from gitops.events import (
     EventSource,
 )
 from gitops.model.errors import StoreError, TamperedLogError
-from gitops.store import Checkpoint, EventLog, open_log
+from gitops.store import Checkpoint, EventLog
 from gitops.store.current import Side
 from tests.helpers import T0, applied, deployment
-
-
-@dataclass
-class Store:
-    kind: str
-    location: str | Path
-
-    def open(self, **options: Any) -> EventLog:
-        return open_log(self.location, **options)
-
-    def raw(self, sql: str) -> None:
-        """Run ``sql`` with the engine's own client, outside gitops."""
-        if self.kind == "sqlite":
-            with sqlite3.connect(self.location) as c:
-                c.execute(sql)
-        else:
-            with psycopg.connect(str(self.location), autocommit=True) as c:
-                c.execute(sql.encode())
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        return Store("sqlite", tmp_path / "gitops.db")
-    return Store("postgresql", request.getfixturevalue("postgres_db"))
+from tests.postgres_fixtures import Store
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from gitops.model.errors import StoreError
 from gitops.store import open_log
 from tests.helpers import applied
-from tests.test_store_contract import Store
+from tests.postgres_fixtures import Store
 
 WRITERS = 8
 BATCHES = 25

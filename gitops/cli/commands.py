@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
                                "when, and through what."),
     "checkpoint": (("integrity_cmds",), "Sign the log's Merkle root and size now, and publish the checkpoint where the "
                                         "config says (integrity.publish_dir, integrity.publish_git); print it."),
+    "compact": (("compact_cmds",), "Store the log's old payloads packed as new ones are (deltas of each object's "
+                                   "versions); the events, the hashes and the chain's head do not change, and the log "
+                                   "must verify before and after."),
     "completion": (("shell_cmds",), "Print the shell completion script for SHELL."),
     "copy": (("copy_cmds",), "Copy an event log to another store, every event and hash unchanged (verify of both gives "
                              "the same head)."),

@@ -73,16 +73,19 @@ class Packer:
             return payload, None, None
         text = payload.encode()
         key = self._keyframe(cur, type_, resource) if resource is not None else None
+        kept = residual(payload)
         if key is not None:
             base, size = key
             delta = _deflate(text, self._text(cur, base))
             if len(delta) * 2 <= size:
-                return residual(payload), delta, base
+                return kept, delta, base
         packed = _deflate(text, None)
+        if len(kept) + len(packed) >= len(text):  # packing would not make it smaller
+            return payload, None, None
         if resource is not None:
             self._pending_keys[(type_, resource)] = (seq, len(packed))
             self._pending_texts[seq] = text
-        return residual(payload), packed, None
+        return kept, packed, None
 
     def settle(self, committed: bool) -> None:
         """The transaction that packed ended: keep what it made if it committed."""

@@ -1,0 +1,265 @@
+"""Packed payloads (gitops.store.pack) on both engines: the versions of an object stored as
+small deltas and read back as the very text that was hashed; every query answering a packed
+log as it answers the same log stored whole; an old log compacted with its head unchanged;
+tampering with what is stored packed found by verify. What is stored is read with the
+engine's own client, and the whole-stored twin of a log is made with it too."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gitops.events import (
+    AnyEvent,
+    ClusterDeleted,
+    ClusterDeletedPayload,
+    ClusterObserved,
+    ClusterObservedPayload,
+    EventSource,
+)
+from gitops.model.errors import CorruptDatabaseError, StoreError
+from gitops.store import EventLog
+from gitops.store.compact import compact_log
+from gitops.store.pack import PACK_MIN
+from tests.cli_helpers import gitops, one_failure_line
+from tests.helpers import T0, applied, deployment
+from tests.postgres_fixtures import Store
+
+
+def query(s: Store, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (with ``?`` placeholders) read with the engine's own client."""
+    if s.kind == "sqlite":
+        with sqlite3.connect(s.location) as c:
+            return c.execute(sql, params).fetchall()
+    with psycopg.connect(str(s.location), autocommit=True) as c:
+        return [tuple(r) for r in c.execute(sql.replace("?", "%s").encode(), params).fetchall()]
+
+
+def write(s: Store, sql: str, *params: Any) -> None:
+    if s.kind == "sqlite":
+        with sqlite3.connect(s.location) as c:
+            c.execute(sql, params)
+    else:
+        with psycopg.connect(str(s.location), autocommit=True) as c:
+            c.execute(sql.replace("?", "%s").encode(), params)
+
+
+def version(n: int, name: str, *, by: str | None = None, attribution: str = "unknown",
+            cluster: str = "cluster:a") -> ClusterObserved:
+    """Version ``n`` of Deployment ``name`` as the cluster source records it: a new image,
+    resourceVersion and generation each time, the rest as before."""
+    m = deployment(name)
+    m["metadata"].update(resourceVersion=str(1000 + n), generation=n, uid=f"uid-{name}",
+                         annotations={"deployment.kubernetes.io/revision": str(n), "team": "shop"})
+    m["spec"]["template"]["spec"]["containers"][0]["image"] = f"registry.example/{name}:1.{n}"
+    return ClusterObserved(
+        id=f"obs-{name}-{n}", source=EventSource.CLUSTER, resource=f"Deployment.apps/default/{name}", actor=by,
+        effective_at=T0 + timedelta(seconds=n), revision=str(1000 + n),
+        payload=ClusterObservedPayload(manifest=m, resource_version=str(1000 + n), change="modified",
+                                       origin=cluster, attribution=attribution))
+
+
+def history() -> list[AnyEvent]:
+    """Versions of three objects, interleaved, from two clusters and three kinds of evidence,
+    Git's desired versions of them, and a deletion."""
+    events: list[AnyEvent] = [applied(i, manifest=deployment(name)) for i, name in enumerate(("web", "api", "db"))]
+    for n in range(1, 25):
+        for name in ("web", "api", "db"):
+            by, attribution = [("alice", "audit"), (None, "unknown"), ("gitops", "reconciler")][n % 3]
+            events.append(version(n, name, by=by, attribution=attribution,
+                                  cluster="cluster:east" if name != "db" else "cluster:west"))
+    events.append(ClusterDeleted(id="del-db", source=EventSource.CLUSTER, resource="Deployment.apps/default/db",
+                                 effective_at=T0 + timedelta(seconds=30),
+                                 payload=ClusterDeletedPayload(resource_version="2000", origin="cluster:west")))
+    return events
+
+
+def answers(log: EventLog) -> dict[str, Any]:
+    """What the queries of the commands answer on ``log``."""
+    at = T0 + timedelta(seconds=12)
+    return {
+        "read": [r.event for r in log.read()],
+        "verify": (log.verify().ok, log.verify().head_hash),
+        "by alice": [r.seq for r in log.read(actor="alice")],
+        "not reconciler": [r.seq for r in log.read(not_attribution="reconciler")],
+        "east": [r.seq for r in log.read(clusters=["cluster:east"])],
+        "out of band": [r.seq for r in log.read(out_of_band=True)],
+        "audit": list(log.read_audit()),
+        "audit out of band": list(log.read_audit(out_of_band=True)),
+        "count": log.count_where(types=["cluster.observed"], not_attribution="audit"),
+        "actual at": [(r.seq, r.event) for r in log.state_at("actual", at=at)],
+        "desired now": [(r.seq, r.event) for r in log.current("desired")],
+        "actual now": [(r.seq, r.event) for r in log.current("actual")],
+        "payloads": list(log.current_payloads("actual", origin="cluster:east")),
+        "projections": log.verify_projections(),
+    }
+
+
+def unpack_all(s: Store) -> int:
+    """Store every packed row of ``s`` whole again, with the engine's own client: the log as a
+    gitops from before packing wrote it. Returns how many rows it changed."""
+    with s.open(create=False) as log:
+        seqs = [r[0] for r in query(s, "SELECT seq FROM events WHERE packed IS NOT NULL ORDER BY seq")]
+        texts = {seq: log.row(seq)["payload"] for seq in seqs}  # type: ignore[index]
+    for seq, text in texts.items():
+        write(s, "UPDATE events SET payload = ?, packed = NULL, base = NULL WHERE seq = ?", text, seq)
+    return len(texts)
+
+
+def test_the_versions_of_an_object_are_stored_as_small_deltas_and_read_back_whole(store: Store) -> None:
+    events = history()
+    with store.open() as log:
+        log.append(events[:40])
+        log.append(events[40:])
+        assert [r.event for r in log.read()] == events
+        assert log.verify().ok
+        texts = {seq: len(log.row(seq)["payload"]) for seq in range(1, log.last_seq() + 1)}  # type: ignore[index]
+    rows = query(store, "SELECT seq, resource, length(payload), length(packed), base FROM events ORDER BY seq")
+    packed = [r for r in rows if r[3] is not None]
+    deltas = [r for r in packed if r[4] is not None]
+    assert len(packed) == len(events) - 1  # all but the deletion, which is under PACK_MIN
+    assert len(deltas) >= 60  # most versions: a keyframe starts only when a delta grows too big
+    for seq, resource, residual, size, base in deltas:
+        keyframe = next(r for r in rows if r[0] == base)
+        assert keyframe[1] == resource and keyframe[4] is None  # a keyframe of the same object
+        assert size * 8 < texts[seq], (seq, size)  # a delta: an eighth of the payload at most
+        assert residual < 150  # the fields SQL reads, not the manifest
+
+
+def test_every_query_answers_a_packed_log_as_it_answers_it_stored_whole(store: Store) -> None:
+    with store.open() as log:
+        log.append(history())
+        packed = answers(log)
+    assert unpack_all(store) > 60
+    assert query(store, "SELECT count(*) FROM events WHERE packed IS NOT NULL")[0][0] == 0
+    with store.open() as log:
+        whole = answers(log)
+    assert whole == packed
+    assert packed["by alice"] and packed["out of band"] and packed["east"] and packed["actual at"]
+
+
+def test_compact_packs_an_old_log_and_keeps_its_head(store: Store) -> None:
+    stored = "SELECT sum(length(payload)) + sum(coalesce(length(packed), 0)) FROM events"
+    with store.open() as log:
+        log.append(history())
+        before = answers(log)
+    fresh = query(store, stored)[0][0]  # as written packed
+    n = unpack_all(store)
+    whole = query(store, stored)[0][0]
+    with store.open() as log:
+        result = compact_log(log, batch=7)
+        assert result.packed == n
+        assert result.head is not None and result.head[1] == before["verify"][1]
+        assert answers(log) == before
+    compacted = query(store, stored)[0][0]
+    assert compacted * 3 < whole and compacted == fresh  # packed as the same events written now would be
+    with store.open() as log:
+        assert compact_log(log).packed == 0  # nothing left to pack: a second run is harmless
+
+
+def test_compact_refuses_a_log_that_does_not_verify(store: Store) -> None:
+    with store.open() as log:
+        log.append(history())
+    unpack_all(store)
+    write(store, "UPDATE events SET actor = 'mallory' WHERE seq = 9")
+    with store.open() as log, pytest.raises(StoreError, match=r"does not verify .*seq 9"):
+        compact_log(log)
+    assert query(store, "SELECT count(*) FROM events WHERE packed IS NOT NULL")[0][0] == 0
+
+
+def _delta(store: Store) -> tuple[int, int, str]:
+    """(seq, base, payload text) of a delta of the log."""
+    seq, base = query(store, "SELECT seq, base FROM events WHERE base IS NOT NULL ORDER BY seq LIMIT 1")[0]
+    with store.open(create=False) as log:
+        return int(seq), int(base), str(log.row(seq)["payload"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("how", ["re-deflated", "another keyframe", "cut short", "fields SQL reads"])
+def test_verify_finds_a_packed_row_changed(store: Store, how: str) -> None:
+    with store.open() as log:
+        log.append(history())
+    seq, base, text = _delta(store)
+    if how == "re-deflated":  # what an attacker who knows the format does: a new text, deflated as gitops would
+        with store.open(create=False) as log:
+            zdict = log.row(base)["payload"].encode()  # type: ignore[index]
+        c = zlib.compressobj(6, zdict=zdict)
+        forged = text.replace("registry.example/", "evil.example/")
+        assert forged != text
+        write(store, "UPDATE events SET packed = ? WHERE seq = ?", c.compress(forged.encode()) + c.flush(), seq)
+    elif how == "another keyframe":
+        other = query(store, "SELECT seq FROM events WHERE base IS NULL AND packed IS NOT NULL AND seq <> ? "
+                             "ORDER BY seq LIMIT 1", base)[0][0]
+        write(store, "UPDATE events SET base = ? WHERE seq = ?", other, seq)
+    elif how == "cut short":
+        (blob,) = query(store, "SELECT packed FROM events WHERE seq = ?", seq)[0]
+        write(store, "UPDATE events SET packed = ? WHERE seq = ?", bytes(blob)[:-6], seq)
+    else:  # hide the row from the queries that read attribution, the hashed text left as it was
+        write(store, "UPDATE events SET payload = ? WHERE seq = ?", '{"origin":"cluster:east","attribution":"x"}',
+              seq)
+    with store.open(create=False) as log:
+        result = log.verify()
+    assert not result.ok and (result.first_bad_seq, result.reason) == (seq, "modified"), result
+
+
+def test_a_packed_row_that_does_not_unpack_is_one_readable_error(store: Store) -> None:
+    with store.open() as log:
+        log.append(history())
+    seq, _, _ = _delta(store)
+    write(store, "UPDATE events SET packed = ? WHERE seq = ?", b"not deflate", seq)
+    with store.open(create=False) as log, pytest.raises(CorruptDatabaseError, match=f"seq {seq}"):
+        list(log.read())
+    if store.kind == "sqlite":  # and from the command line: one line, no traceback
+        res = gitops("log", "-o", "json", db=Path(store.location))
+        one_failure_line(res)
+        assert f"seq {seq}" in res.stderr
+
+
+def test_a_keyframe_of_a_rolled_back_append_is_forgotten(store: Store) -> None:
+    """The append that packed a new object's first version failed: the next version, in the
+    next transaction, is not a delta against that seq (which another writer has taken since)."""
+    with store.open() as log, store.open() as other:
+        def fail(cur: object, appended: object) -> None:
+            raise RuntimeError("the hook failed")
+
+        log.add_hook(fail)
+        with pytest.raises(RuntimeError):
+            log.append([version(1, "web")])
+        log._hooks.clear()
+        other.append([applied(7, manifest=deployment("elsewhere"))])  # takes the seq the failed append had
+        log.append([version(2, "web"), version(3, "web")])
+        assert [r.event for r in log.read(resource="Deployment.apps/default/web")] == [version(2, "web"),
+                                                                                      version(3, "web")]
+        assert log.verify().ok
+
+
+def test_small_payloads_stay_plain_text(store: Store) -> None:
+    with store.open() as log:
+        log.append(history())
+        sizes = {seq: len(log.row(seq)["payload"]) for seq in range(1, log.last_seq() + 1)}  # type: ignore[index]
+    rows = query(store, "SELECT seq, packed IS NULL FROM events")
+    assert {seq: bool(plain) for seq, plain in rows} == {seq: size < PACK_MIN for seq, size in sizes.items()}
+
+
+def test_gitops_compact_on_a_file(tmp_path: Path) -> None:
+    s = Store("sqlite", tmp_path / "gitops.db")
+    with s.open() as log:
+        for n in range(1, 200):
+            log.append([version(n, name) for name in ("web", "api")])
+        head = log.row(log.last_seq())
+    unpack_all(s)
+    with sqlite3.connect(s.location) as c:
+        c.execute("VACUUM")
+    size = s.location.stat().st_size  # type: ignore[union-attr]
+    res = gitops("--db", str(s.location), "compact")
+    assert res.returncode == 0, res.stderr
+    assert f"head seq {head['seq']} {head['hash']} unchanged" in res.stdout  # type: ignore[index]
+    assert "packed 398 payloads" in res.stdout
+    assert s.location.stat().st_size < size * 0.85  # type: ignore[union-attr]  # the payloads' share of the file
+    res = gitops("--db", str(s.location), "verify")
+    assert res.returncode == 0 and "log intact" in res.stdout
