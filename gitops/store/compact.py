@@ -4,9 +4,10 @@ gets the size of a new one (``gitops.store.pack``) with every event and hash unc
 - Only a log that verifies is compacted, and it must verify after with the same head:
   packing rewrites how rows are stored, so it must never launder a tampered row into a
   packed one, nor change what any row holds.
-- Rows are packed in seq order, a batch per write transaction (writers wait at most one
-  batch); each packed row is read back through the log's own read path and compared with
-  the text it had before the batch commits.
+- Rows are packed in seq order, each against the last row stored whole of its object before
+  it, a batch per write transaction (writers wait at most one batch); a row that deltas
+  written since packing are made against stays whole. Each packed row is read back through
+  the log's own read path and compared with the text it had before the batch commits.
 - On SQLite the file is then vacuumed, which gives the space back; on PostgreSQL the space
   is reused by new rows (``VACUUM FULL events`` gives it back, with the table locked).
 """
@@ -50,8 +51,9 @@ def compact_log(log: EventLog, *, batch: int = 2_000, vacuum: bool = True,
                 break
             done: dict[int, str] = {}
             for seq, type_, resource, payload, is_packed in rows:
-                if is_packed or len(payload) < PACK_MIN:
-                    continue
+                if is_packed or len(payload) < PACK_MIN or cur.execute(
+                        "SELECT 1 FROM events WHERE base = ? LIMIT 1", (seq,)).fetchone():
+                    continue  # packed, too small, or the keyframe of deltas written since packing
                 stored, blob, base = log._packer.pack(cur, seq, type_, resource, payload)
                 if blob is None:
                     continue

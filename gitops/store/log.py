@@ -740,7 +740,7 @@ def unpacked(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
 
 def _to_recorded(row: dict[str, Any]) -> Recorded:
     try:
-        payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_packed"))
+        payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_payload"))
         event = EVENT_ADAPTER.validate_python({
             "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
             "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],

@@ -1,23 +1,26 @@
-"""How a big payload is stored: packed, and given back as the very text that was hashed.
+"""How a big payload is stored: as a delta against an earlier version of the same object,
+given back as the very text that was hashed.
 
 A cluster change or a Git version of an object repeats almost all of the version before it
-(a new image, a new resourceVersion, a new time), so a payload of ``PACK_MIN`` bytes or
-more is stored compressed, as a delta where it can be:
+(a new image, a new resourceVersion, a new time), so:
 
-- A **keyframe** is the payload deflated on its own (zlib, RFC 1950), ``base`` NULL.
-- A **delta** is the payload deflated with a keyframe's payload text as the preset
-  dictionary (zlib's ``zdict``): what it repeats of that version costs a few bytes.
-  ``base`` is that keyframe's seq: the last keyframe of the same object and event type.
-  A delta is always against a keyframe, so reading any row inflates at most two; a new
-  keyframe starts when the delta would be more than half the keyframe's size.
-- The ``payload`` column of a packed row keeps only the top-level fields that SQL reads
+- A **keyframe** is a row stored whole, as every row was before packing: the first version
+  of an object (of one event type), and any version too unlike its keyframe.
+- A **delta** is a payload of ``PACK_MIN`` bytes or more deflated (zlib, RFC 1950) with its
+  keyframe's payload text as the preset dictionary (zlib's ``zdict``), so what it repeats
+  of that version costs a few bytes: ``packed`` holds it, ``base`` the keyframe's seq.
+  A delta is always against a keyframe, so reading any row inflates at most once; a
+  version becomes a new keyframe when its delta would be more than a quarter of its text.
+- The ``payload`` column of a delta keeps only the top-level fields that SQL reads
   (``SQL_FIELDS``, those not null), so the filters, the audit queries and the partial
   indexes read it as they read a whole payload. ``verify`` checks that it is what the
   packed text holds, so it cannot be edited to hide a row from a query.
 
-The hash chain is over the payload text (``gitops.store.chain``), which unpacking gives back
-byte for byte: packing changes how a row is stored, never what was hashed.
-``gitops compact`` packs the rows of a log written before packing.
+A first version costs nothing more to append than before (no compression: the back-fill
+of a repository and the first list of a cluster are all first versions); a later one
+costs one deflate. The hash chain is over the payload text (``gitops.store.chain``),
+which unpacking gives back byte for byte: packing changes how a row is stored, never what
+was hashed. ``gitops compact`` packs the rows of a log written before packing.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from gitops.store.dbapi import Cursor
 
 __all__ = ["PACK_MIN", "SQL_FIELDS", "Packer", "packed_columns", "residual", "unpack"]
 
-PACK_MIN = 384  # bytes: shorter payloads stay plain text (packing them saves too little)
+PACK_MIN = 384  # bytes: shorter payloads are stored whole (a delta would save too little)
 _KEYFRAMES = 8192  # keyframe texts cached per log (about 2 KB each)
 SQL_FIELDS = frozenset({
     # read by SQL (gitops.store.filters, the audit facts of gitops.store.log, the current
@@ -48,8 +51,8 @@ def residual(payload: str) -> str:
     return orjson.dumps({k: v for k, v in full.items() if k in SQL_FIELDS and v is not None}).decode()
 
 
-def _deflate(text: bytes, zdict: bytes | None) -> bytes:
-    c = zlib.compressobj(6, zdict=zdict) if zdict is not None else zlib.compressobj(6)
+def _deflate(text: bytes, zdict: bytes) -> bytes:
+    c = zlib.compressobj(6, zdict=zdict)
     return c.compress(text) + c.flush()
 
 
@@ -59,110 +62,84 @@ class Packer:
     later hold another event."""
 
     def __init__(self) -> None:
-        self._texts: dict[int, bytes] = {}  # keyframe seq -> its payload text (committed rows only)
-        self._keys: dict[tuple[str, str], tuple[int, int]] = {}  # (type, resource) -> (keyframe seq, its size)
-        self._pending_texts: dict[int, bytes] = {}
-        self._pending_keys: dict[tuple[str, str], tuple[int, int]] = {}
-
-    # ------------------------------------------------------------------ writing
+        self._keys: dict[tuple[str, str], tuple[int, bytes]] = {}  # (type, resource) -> keyframe (seq, text)
+        self._pending: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     def pack(self, cur: Cursor, seq: int, type_: str, resource: str | None,
              payload: str) -> tuple[str, bytes | None, int | None]:
         """How event ``seq``'s ``payload`` is stored: (payload column, packed, base)."""
-        if len(payload) < PACK_MIN:
+        if resource is None:
             return payload, None, None
         text = payload.encode()
-        key = self._keyframe(cur, type_, resource) if resource is not None else None
-        kept = residual(payload)
+        key = self._keyframe(cur, seq, type_, resource) if len(text) >= PACK_MIN else None
         if key is not None:
-            base, size = key
-            delta = _deflate(text, self._text(cur, base))
-            if len(delta) * 2 <= size:
-                return kept, delta, base
-        packed = _deflate(text, None)
-        if len(kept) + len(packed) >= len(text):  # packing would not make it smaller
-            return payload, None, None
-        if resource is not None:
-            self._pending_keys[(type_, resource)] = (seq, len(packed))
-            self._pending_texts[seq] = text
-        return kept, packed, None
+            delta = _deflate(text, key[1])
+            if len(delta) * 4 <= len(text):
+                return residual(payload), delta, key[0]
+        self._pending[(type_, resource)] = (seq, text)  # stored whole: the keyframe of the versions after it
+        return payload, None, None
 
     def settle(self, committed: bool) -> None:
         """The transaction that packed ended: keep what it made if it committed."""
         if committed:
-            if len(self._texts) + len(self._pending_texts) > _KEYFRAMES:
-                self._texts.clear()
+            if len(self._keys) + len(self._pending) > _KEYFRAMES:
                 self._keys.clear()
-            self._texts.update(self._pending_texts)
-            self._keys.update(self._pending_keys)
-        self._pending_texts.clear()
-        self._pending_keys.clear()
+            self._keys.update(self._pending)
+        self._pending.clear()
 
-    def _keyframe(self, cur: Cursor, type_: str, resource: str) -> tuple[int, int] | None:
-        found = self._pending_keys.get((type_, resource)) or self._keys.get((type_, resource))
-        if found is not None:
+    def _keyframe(self, cur: Cursor, seq: int, type_: str, resource: str) -> tuple[int, bytes] | None:
+        """The keyframe a delta of event ``seq`` is made against: the last one of the object
+        before it. One this process remembers is checked to be one still (``gitops compact``
+        in another process may have packed it since)."""
+        found = self._pending.get((type_, resource))
+        if found is not None and found[0] < seq:
             return found
-        row = cur.execute("SELECT seq, base, length(packed) FROM events WHERE resource = ? AND type = ? "
-                          "AND packed IS NOT NULL ORDER BY seq DESC LIMIT 1", (resource, type_)).fetchone()
+        found = self._keys.get((type_, resource))
+        if found is not None and found[0] < seq and cur.execute(
+                "SELECT 1 FROM events WHERE seq = ? AND packed IS NULL", (found[0],)).fetchone():
+            return found
+        # through the object's own rows (events_resource): ``type || ''`` keeps SQLite from walking
+        # every row of the type newest first instead (events_type), all of them for a new object
+        row = cur.execute("SELECT seq, base FROM events WHERE resource = ? AND type || '' = ? AND seq < ? "
+                          "ORDER BY seq DESC LIMIT 1", (resource, type_, seq)).fetchone()
         if row is None:
             return None
-        if row[1] is None:
-            found = (int(row[0]), int(row[2]))
-        else:
-            size = cur.execute("SELECT length(packed) FROM events WHERE seq = ?", (row[1],)).fetchone()
-            found = (int(row[1]), int(size[0])) if size and size[0] is not None else None
-        if found is not None:
-            self._pending_keys[(type_, resource)] = found
-        return found
-
-    def _text(self, cur: Cursor, seq: int) -> bytes:
-        """Keyframe ``seq``'s payload text, for a delta against it."""
-        text = self._pending_texts.get(seq) or self._texts.get(seq)
+        seq = int(row[0]) if row[1] is None else int(row[1])
+        text = cur.execute("SELECT payload FROM events WHERE seq = ? AND packed IS NULL", (seq,)).fetchone()
         if text is None:
-            row = cur.execute("SELECT packed, base FROM events WHERE seq = ?", (seq,)).fetchone()
-            text = unpack(seq, "", row[0] if row else None, row[1] if row else None, None, keyframe=True).encode()
-            if len(self._texts) >= _KEYFRAMES:
-                self._texts.clear()
-            self._texts[seq] = text
-        return text
+            raise _not_a_keyframe(seq)
+        found = (seq, str(text[0]).encode())
+        self._pending[(type_, resource)] = found
+        return found
 
 
 def packed_columns(table: str = "events") -> str:
     """The columns a read selects besides the hashed ones to unpack a row of ``table`` (the
-    table's name or alias in the query): its own and its keyframe's ``packed``, in one query,
-    as blobs whatever was written there (SQLite keeps text put in by hand as text, which
-    would not decode; PostgreSQL's schema names bytea ``blob`` for this one statement)."""
+    table's name or alias in the query): its ``packed`` and ``base``, and its keyframe's
+    payload text, in one query. ``packed`` as a blob whatever was written there (SQLite
+    keeps text put in by hand as text, which would not decode; PostgreSQL's schema names
+    bytea ``blob`` for this one statement)."""
     return (f"CAST({table}.packed AS BLOB) AS packed, {table}.base AS base, "
-            f"(SELECT CAST(k.packed AS BLOB) FROM events k WHERE k.seq = {table}.base) AS base_packed")
+            f"(SELECT k.payload FROM events k WHERE k.seq = {table}.base AND k.packed IS NULL) AS base_payload")
 
 
-def unpack(seq: int, payload: str, packed: bytes | None, base: int | None, base_packed: bytes | None, *,
-           keyframe: bool = False) -> str:
+def unpack(seq: int, payload: str, packed: bytes | None, base: int | None, base_payload: str | None) -> str:
     """Event ``seq``'s payload text from its stored columns: ``payload``, ``packed``, ``base``
-    and its keyframe's ``packed`` (``base_packed``: see ``packed_columns``). ``keyframe``: the
-    row must be one (a delta's base)."""
+    and its keyframe's payload text (``base_payload``: see ``packed_columns``)."""
     if packed is None:
-        if keyframe:
-            raise _not_a_keyframe(seq)
         return payload
-    if base is None:
-        return _inflate(seq, bytes(packed), None).decode()
-    if keyframe or base_packed is None:
-        raise _not_a_keyframe(int(base) if not keyframe else seq)
-    return _inflate(seq, bytes(packed), _inflate(int(base), bytes(base_packed), None)).decode()
+    if base is None or base_payload is None:
+        raise _not_a_keyframe(seq if base is None else int(base))
+    try:
+        d = zlib.decompressobj(zdict=base_payload.encode())
+        text = d.decompress(bytes(packed)) + d.flush()
+        if not d.eof:
+            raise zlib.error("the packed payload is cut short")
+        return text.decode()
+    except (zlib.error, UnicodeDecodeError) as e:
+        raise CorruptDatabaseError.unreadable_event(seq, f"its packed payload does not unpack ({e})") from None
 
 
 def _not_a_keyframe(seq: int) -> CorruptDatabaseError:
     return CorruptDatabaseError(f"the packed payload of an event names seq {seq} as its keyframe, which is not "
-                                "one: the database was changed outside gitops")
-
-
-def _inflate(seq: int, packed: bytes, zdict: bytes | None) -> bytes:
-    try:
-        d = zlib.decompressobj(zdict=zdict) if zdict is not None else zlib.decompressobj()
-        text = d.decompress(packed) + d.flush()
-        if not d.eof:
-            raise zlib.error("the packed payload is cut short")
-        return text
-    except zlib.error as e:
-        raise CorruptDatabaseError.unreadable_event(seq, f"its packed payload does not unpack ({e})") from None
+                                "one (a row stored whole): the database was changed outside gitops")

@@ -55,7 +55,7 @@ SCHEMA = Path(__file__).resolve().parent / "postgresql.sql"
 SCHEMA_VERSION = 2
 _UPGRADES = {  # version -> what brings a database of that version to the next
     1: "CREATE DOMAIN blob AS BYTEA; ALTER TABLE events ADD COLUMN packed BYTEA; "
-       "ALTER TABLE events ADD COLUMN base BIGINT",
+       "ALTER TABLE events ADD COLUMN base BIGINT; CREATE INDEX events_base ON events (base) WHERE base IS NOT NULL",
 }
 _SCHEMA_LOCK = int.from_bytes(b"gitops")  # an advisory lock key of our own, any fixed number
 _FACTS = "json_build_array(" + ", ".join(f"p.j -> '{f}'" for f in AUDIT_FACTS) + ")::text"  # p.j: parsed once

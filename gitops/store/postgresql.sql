@@ -23,6 +23,7 @@ CREATE TABLE events (
     base         BIGINT                    -- the keyframe's seq of a delta
 );
 CREATE INDEX events_resource ON events (resource, seq);
+CREATE INDEX events_base ON events (base) WHERE base IS NOT NULL;
 CREATE INDEX events_type ON events (type, seq);
 CREATE INDEX events_actor ON events (actor, seq);
 CREATE INDEX events_effective_at ON events (effective_at);

@@ -5,3 +5,6 @@
 -- 'gitops compact' packs them.
 ALTER TABLE events ADD COLUMN packed BLOB;   -- NULL: the payload column holds the whole payload
 ALTER TABLE events ADD COLUMN base INTEGER;  -- the keyframe's seq (a delta), NULL (a keyframe, or not packed)
+-- The deltas made against each keyframe: 'gitops compact' never packs a row another row is a
+-- delta of.
+CREATE INDEX events_base ON events (base) WHERE base IS NOT NULL;
