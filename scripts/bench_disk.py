@@ -146,9 +146,33 @@ def cluster(args: argparse.Namespace, d: Path) -> None:
         changes = c.execute("SELECT count(*) FROM events WHERE type IN ('cluster.observed', 'cluster.deleted') "
                             "AND resource LIKE ?", (mine,)).fetchone()[0]
         rows = [r[0] for r in c.execute(own_rows, (mine,))]
-    baseline = measure(whole(db), changes, own_rows, mine)
+    whole_db = whole(db)
+    baseline = measure(whole_db, changes, own_rows, mine)
     report(db, changes, f"{args.deployments} Deployments x {args.changes} changes: recorded changes "
                         f"(with the controllers' own)", statistics.median(rows), baseline)
+    reads(db, whole_db)
+
+
+def reads(db: Path, whole_db: Path) -> None:
+    """The state at a past T (half way through the log) against the current-state read, on
+    the packed log and on its whole-stored twin, warmed and alternated, median of 7."""
+    times: dict[str, list[float]] = {}
+    for _ in range(8):
+        for name, path in (("packed", db), ("whole", whole_db)):
+            with EventLog(path, create=False) as log:
+                mid = log.last_seq() // 2
+                for what in ("state at T", "current state"):
+                    start = time.perf_counter()
+                    n = sum(1 for _ in (log.state_at("actual", until_seq=mid) if what == "state at T"
+                                        else log.current("actual")))
+                    times.setdefault(f"{name} {what}", []).append(time.perf_counter() - start)
+                    assert n
+    med = {k: statistics.median(v[1:]) * 1000 for k, v in times.items()}
+    for name in ("packed", "whole"):
+        print(f"{name}: state at T {med[f'{name} state at T']:.1f} ms, the current-state read "
+              f"{med[f'{name} current state']:.1f} ms: {med[f'{name} state at T'] / med[f'{name} current state']:.2f}x "
+              f"[target <= 2x]")
+    print(f"state at T, packed against whole: {med['packed state at T'] / med['whole state at T']:.2f}x")
 
 
 def generated(args: argparse.Namespace, d: Path) -> None:
