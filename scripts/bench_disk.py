@@ -154,8 +154,8 @@ def cluster(args: argparse.Namespace, d: Path) -> None:
 
 
 def reads(db: Path, whole_db: Path) -> None:
-    """The state at a past T (half way through the log) against the current-state read, on
-    the packed log and on its whole-stored twin, warmed and alternated, median of 7."""
+    """The state at a past T (half way through the log) against the current-state read, and
+    verify, on the packed log and on its whole-stored twin, warmed and alternated, median of 7."""
     times: dict[str, list[float]] = {}
     for _ in range(8):
         for name, path in (("packed", db), ("whole", whole_db)):
@@ -167,12 +167,17 @@ def reads(db: Path, whole_db: Path) -> None:
                                         else log.current("actual")))
                     times.setdefault(f"{name} {what}", []).append(time.perf_counter() - start)
                     assert n
+                start = time.perf_counter()
+                assert log.verify().ok
+                times.setdefault(f"{name} verify", []).append(time.perf_counter() - start)
     med = {k: statistics.median(v[1:]) * 1000 for k, v in times.items()}
     for name in ("packed", "whole"):
         print(f"{name}: state at T {med[f'{name} state at T']:.1f} ms, the current-state read "
               f"{med[f'{name} current state']:.1f} ms: {med[f'{name} state at T'] / med[f'{name} current state']:.2f}x "
               f"[target <= 2x]")
-    print(f"state at T, packed against whole: {med['packed state at T'] / med['whole state at T']:.2f}x")
+    print(f"state at T, packed against whole: {med['packed state at T'] / med['whole state at T']:.2f}x; verify "
+          f"{med['packed verify']:.0f} ms against {med['whole verify']:.0f} ms: "
+          f"{med['packed verify'] / med['whole verify']:.2f}x")
 
 
 def generated(args: argparse.Namespace, d: Path) -> None:

@@ -272,3 +272,62 @@ def test_gitops_compact_on_a_file(tmp_path: Path) -> None:
     assert s.location.stat().st_size < size * 0.85  # type: ignore[union-attr]  # the payloads' share of the file
     res = gitops("--db", str(s.location), "verify")
     assert res.returncode == 0 and "log intact" in res.stdout
+
+
+def test_a_postgresql_log_of_the_schema_before_packing_is_upgraded_by_init(postgres_db: str) -> None:
+    """A database as gitops wrote it before packing (schema version 1: no packed, base,
+    events_base or blob), made here from the current one with PostgreSQL's own client: a
+    command that only reads says to run init; init upgrades it once; then it packs."""
+    s = Store("postgresql", postgres_db)
+    with s.open() as log:
+        log.append(history()[:10])
+        head = log.row(log.last_seq())
+    unpack_all(s)
+    with psycopg.connect(postgres_db, autocommit=True) as c:
+        c.execute("DROP INDEX events_base")
+        c.execute("ALTER TABLE events DROP COLUMN packed")
+        c.execute("ALTER TABLE events DROP COLUMN base")
+        c.execute("DROP DOMAIN blob")
+        c.execute("UPDATE gitops_schema SET version = 1")
+    with pytest.raises(StoreError, match="schema version 1; run 'gitops init"):
+        s.open(create=False)
+    res = gitops("--db", postgres_db, "init")
+    assert res.returncode == 0, res.stderr
+    assert query(s, "SELECT version FROM gitops_schema") == [(2,)]
+    with s.open(create=False) as log:
+        assert log.row(head["seq"]) == head  # type: ignore[index]
+        assert log.verify().ok
+    with s.open() as log:
+        log.append(history()[10:])
+        assert [r.event for r in log.read()] == history()
+    assert query(s, "SELECT count(*) FROM events WHERE packed IS NOT NULL")[0][0] > 30
+
+
+def test_a_sqlite_log_of_the_schema_before_packing_is_upgraded_then_compacted(tmp_path: Path) -> None:
+    """A file as gitops wrote it before packing (schema version 7), made here from a current
+    one with SQLite's own client: a command that only reads says to run init; init upgrades
+    it with every row as it was; compact then packs it with its head unchanged."""
+    s = Store("sqlite", tmp_path / "gitops.db")
+    with s.open() as log:
+        log.append(history())
+        head = log.row(log.last_seq())
+    unpack_all(s)
+    with sqlite3.connect(s.location) as c:
+        c.execute("DROP INDEX events_base")
+        c.execute("ALTER TABLE events DROP COLUMN packed")
+        c.execute("ALTER TABLE events DROP COLUMN base")
+        c.execute("PRAGMA user_version = 7")
+    res = gitops("log", db=Path(s.location))
+    one_failure_line(res)
+    assert "run 'gitops init' to upgrade it" in res.stderr
+    res = gitops("init", db=Path(s.location))
+    assert res.returncode == 0 and "schema version 8" in res.stdout, res.stdout + res.stderr
+    assert query(s, "SELECT count(*) FROM events WHERE packed IS NOT NULL") == [(0,)]
+    res = gitops("compact", db=Path(s.location))
+    assert res.returncode == 0, res.stderr
+    assert f"head seq {head['seq']} {head['hash']} unchanged" in res.stdout  # type: ignore[index]
+    with s.open(create=False) as log:
+        assert [r.event for r in log.read(until_seq=head["seq"])] == history()  # type: ignore[index]
+        assert [r.event.payload.command for r in log.read(since_seq=head["seq"])] == ["compact"]  # type: ignore
+        assert log.verify().ok
+    assert query(s, "SELECT count(*) FROM events WHERE packed IS NOT NULL")[0][0] > 60
