@@ -48,8 +48,8 @@ from gitops.projections import Moment, actual_at
 from gitops.query.audit import audit_rows
 from gitops.store import Checkpoint, EventLog
 from gitops.store.copy import copy_log
-from gitops.store.log import _COLUMNS
 from gitops.store.postgres import PostgresEventLog
+from gitops.store.rows import STORED as COLUMNS  # the rows as stored (packed or not)
 
 BATCH = 500
 
@@ -79,14 +79,14 @@ def copy_share(url: str, rows: list[tuple[Any, ...]]) -> None:
     """The baseline's share: the same rows, copied in batches of the same size."""
     with psycopg.connect(url, autocommit=True) as c:
         for start in range(0, len(rows), BATCH):
-            with c.transaction(), c.cursor().copy(f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN".encode()) as cp:
+            with c.transaction(), c.cursor().copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN".encode()) as cp:
                 for row in rows[start:start + BATCH]:
                     cp.write_row(row)
 
 
 def insert_share(url: str, rows: list[tuple[Any, ...]]) -> None:
     """The other baseline: the same rows by executemany of INSERTs (psycopg pipelines them)."""
-    sql = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+    sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
     with psycopg.connect(url, autocommit=True) as c:
         for start in range(0, len(rows), BATCH):
             with c.transaction():
@@ -95,7 +95,7 @@ def insert_share(url: str, rows: list[tuple[Any, ...]]) -> None:
 
 def rows_of(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as c:
-        return [tuple(r) for r in c.execute(f"SELECT {', '.join(_COLUMNS)} FROM events ORDER BY seq".encode())]
+        return [tuple(r) for r in c.execute(f"SELECT {', '.join(COLUMNS)} FROM events ORDER BY seq".encode())]
 
 
 def empty_log(url: str) -> None:

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gitops.model.errors import StoreError
-from gitops.store.log import _READ, EventLog, logical_row
+from gitops.store.log import EventLog
 from gitops.store.pack import PACK_MIN
+from gitops.store.rows import READ, logical_row
 
 __all__ = ["CompactResult", "compact_log"]
 
@@ -63,7 +64,7 @@ def compact_log(log: EventLog, *, batch: int = 2_000, vacuum: bool = True,
                 before_bytes += len(payload)
                 after_bytes += len(stored) + len(blob)
             for seq, text in done.items():  # read back as every read does, before it commits
-                row = cur.execute(f"SELECT {_READ} FROM events WHERE seq = ?", (seq,)).fetchone()
+                row = cur.execute(f"SELECT {READ} FROM events WHERE seq = ?", (seq,)).fetchone()
                 if logical_row(row)["payload"] != text:
                     raise StoreError(f"{log._where}: seq {seq} does not read back as it was once packed; nothing of "
                                      "this batch was written")

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from gitops.model.errors import StoreError
 from gitops.store.chain import GENESIS, row_hash
 from gitops.store.integrity import check_head
-from gitops.store.log import _COLUMNS, _INSERT, _READ, _STORED, Appended, EventLog, _to_recorded, unpacked
+from gitops.store.log import Appended, EventLog
+from gitops.store.rows import COLUMNS, INSERT, READ, STORED, to_recorded, unpacked
 
 __all__ = ["CopyResult", "copy_log"]
 
@@ -46,7 +47,7 @@ def copy_log(source: EventLog, target: EventLog, *, batch: int = 5_000,
     prev = GENESIS if start == 0 else str(target.row(start)["hash"])  # type: ignore[index]
     after, copied = start, 0
     while after < total:
-        stored = source.conn.execute(f"SELECT {_READ} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        stored = source.conn.execute(f"SELECT {READ} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                      (after, batch)).fetchall()
         if not stored:
             break
@@ -63,7 +64,7 @@ def copy_log(source: EventLog, target: EventLog, *, batch: int = 5_000,
             if (head[0] if head else 0) != int(rows[0][0]) - 1:
                 raise StoreError(f"{target._where} was written to while it was copied into (it is at seq "
                                  f"{head[0] if head else 0})")
-            cur.executemany(_INSERT, [tuple(r[:len(_STORED)]) for r in stored])
+            cur.executemany(INSERT, [tuple(r[:len(STORED)]) for r in stored])
             cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
                         "SET seq = excluded.seq, hash = excluded.hash", (after, prev))
             target._project(cur, [_appended(r) for r in rows])
@@ -80,7 +81,7 @@ def copy_log(source: EventLog, target: EventLog, *, batch: int = 5_000,
 
 def _appended(row: tuple[object, ...]) -> Appended:
     """A stored row as the projections take it (what an append hands them)."""
-    named = dict(zip(_COLUMNS, row, strict=True))
-    recorded = _to_recorded(named)
+    named = dict(zip(COLUMNS, row, strict=True))
+    recorded = to_recorded(named)
     return Appended(recorded.seq, str(named["recorded_at"]), recorded.hash, recorded.event, str(named["payload"]))
 

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 import sqlite_utils
 
-from gitops.events.models import EVENT_ADAPTER, AnyEvent, EventSource, Recorded, payload_json
+from gitops.events.models import AnyEvent, EventSource, Recorded, payload_json
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import (
     CorruptDatabaseError,
@@ -41,20 +41,17 @@ from gitops.model.times import format_time, utc_now
 from gitops.store import changes, migrate
 from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
-from gitops.store.chain import FIELDS, GENESIS, row_hash
+from gitops.store.chain import GENESIS, row_hash
 from gitops.store.damage import find_damage
 from gitops.store.files import read_only_uri, writable
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
-from gitops.store.pack import Packer, packed_columns, residual, unpack
+from gitops.store.pack import Packer, packed_columns, unpack
+from gitops.store.rows import INSERT, READ, logical_row, to_recorded, unpacked, unreadable
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
 
-_COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links (the payload column unpacked)
-_STORED = (*_COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
-_INSERT = f"INSERT INTO events ({', '.join(_STORED)}) VALUES ({', '.join('?' * len(_STORED))})"
-_READ = f"{', '.join(_COLUMNS)}, {packed_columns()}"  # a read's columns, the keyframe of a packed row beside it
 _CHUNK = 500  # bound on SQL parameters per id lookup
 _SOURCES = {s: s.value for s in EventSource}  # a dict lookup is cheaper than Enum.value
 _ROW_OVERHEAD = 300  # bytes a row adds to the WAL besides its payload (columns, indexes), roughly
@@ -343,7 +340,7 @@ class EventLog:
         params = [side] if origin is None else [side, origin]
         try:
             for row in self.db.query(sql, params):
-                yield _to_recorded(row)
+                yield to_recorded(row)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
@@ -358,7 +355,7 @@ class EventLog:
                 try:
                     value = orjson.loads(unpack(seq, payload, *packed))
                 except ValueError as e:
-                    raise _unreadable(seq, type_, e) from None
+                    raise unreadable(seq, type_, e) from None
                 yield resource, value
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
@@ -413,7 +410,7 @@ class EventLog:
                                                  at=format_time(at) if at is not None else None)
             for row in self.db.query(f"SELECT e.*, {packed_columns('e')} FROM ({sql}) s JOIN events e ON e.seq = s.seq "
                                      "ORDER BY e.resource, e.seq", params):
-                yield _to_recorded(row)
+                yield to_recorded(row)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         finally:
@@ -518,12 +515,12 @@ class EventLog:
         """Stream events in seq order (``descending``: newest first), filtered by
         ``filters`` (the keyword arguments of ``select``), at most ``limit``."""
         f = select(**filters, postgresql=self.postgresql)
-        sql = f"SELECT {_READ} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
+        sql = f"SELECT {READ} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         try:
             for row in self.db.query(sql, f.params):
-                yield _to_recorded(row)
+                yield to_recorded(row)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 
@@ -587,7 +584,7 @@ class EventLog:
     def row(self, seq: int) -> dict[str, Any] | None:
         """Event ``seq``'s stored row (its hashed fields, prev_hash, hash), or None."""
         try:
-            r = self.conn.execute(f"SELECT {_READ} FROM events WHERE seq = ?", (seq,)).fetchone()
+            r = self.conn.execute(f"SELECT {READ} FROM events WHERE seq = ?", (seq,)).fetchone()
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
         return None if r is None else logical_row(r)
@@ -626,7 +623,7 @@ class EventLog:
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             tree = merkle_tree.MerkleTree(self.conn)
             stored = (tree.size, tree.root())
-            rows = cur.execute(f"SELECT {_READ} FROM events ORDER BY seq")
+            rows = cur.execute(f"SELECT {READ} FROM events ORDER BY seq")
             return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
@@ -676,7 +673,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, 
         add_row((seq, *values[:-1], stored, row_prev, prev, packed, base))
         add_appended(Appended(seq, recorded_at, prev, ev, payload))
     if rows:
-        cur.executemany(_INSERT, rows)
+        cur.executemany(INSERT, rows)
         cur.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
     return appended, nbytes + _ROW_OVERHEAD * len(rows)
@@ -702,51 +699,3 @@ def _checkpoint_value(name: str, text: str) -> Any:
     except ValueError:
         raise CorruptDatabaseError(f"the checkpoint {name!r} is not JSON: the database was changed outside "
                                    "gitops") from None
-
-
-def _unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
-    """An event whose stored row no event model reads."""
-    return CorruptDatabaseError.unreadable_event(
-        seq, "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event")
-
-
-def logical_row(row: Sequence[Any]) -> dict[str, Any]:
-    """A row read as ``_READ`` names its columns, as the hashed fields (the payload unpacked)
-    and the links."""
-    seq, *rest = row
-    values = dict(zip(_COLUMNS[1:], rest[:len(_COLUMNS) - 1], strict=True))
-    values["payload"] = unpack(seq, values["payload"], *rest[len(_COLUMNS) - 1:])
-    return {"seq": seq, **values}
-
-
-def unpacked(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
-    """Rows read as ``_READ`` names them, as ``verify_rows`` takes them (seq, FIELDS, prev_hash,
-    hash), each packed payload unpacked; a packed row whose payload column is not what its
-    packed text holds, or that does not unpack, gets a payload that matches no hash, so
-    verify names it modified (what a query reads of it was changed outside gitops)."""
-    at = _COLUMNS.index("payload")
-    for row in rows:
-        if row[len(_COLUMNS)] is None:
-            yield tuple(row[:len(_COLUMNS)])
-            continue
-        try:
-            text = unpack(row[0], row[at], *row[len(_COLUMNS):])
-            if residual(text) != row[at]:
-                text = "\x00 the payload column does not match the packed payload"
-        except (CorruptDatabaseError, ValueError):
-            text = "\x00 the packed payload does not unpack"
-        yield (*row[:at], text, *row[at + 1:len(_COLUMNS)])
-
-
-def _to_recorded(row: dict[str, Any]) -> Recorded:
-    try:
-        payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_payload"))
-        event = EVENT_ADAPTER.validate_python({
-            "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
-            "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
-            "payload": orjson.loads(payload),
-        })
-    except ValueError as e:  # orjson's and pydantic's errors both are
-        raise _unreadable(row["seq"], row["type"], e) from None
-    return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
-                    hash=row["hash"], event=event)

@@ -46,8 +46,9 @@ from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
 from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
 from gitops.store.integrity import VerifyResult, verify_rows
-from gitops.store.log import _READ, AUDIT_FACTS, AuditRecord, EventLog, _end_read, _to_recorded, unpacked
+from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, _end_read
 from gitops.store.pack import Packer, packed_columns
+from gitops.store.rows import READ, to_recorded, unpacked
 
 __all__ = ["PostgresEventLog", "where"]
 
@@ -373,7 +374,7 @@ class PostgresEventLog(EventLog):
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             tree = merkle_tree.MerkleTree(self._pg_conn)
             stored = (tree.size, tree.root())
-            rows = cur.stream(f"SELECT {_READ} FROM events ORDER BY seq")
+            rows = cur.stream(f"SELECT {READ} FROM events ORDER BY seq")
             try:
                 return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
             finally:
@@ -391,7 +392,7 @@ class PostgresEventLog(EventLog):
                                                  at=format_time(at) if at is not None else None, postgresql=True)
             cur.execute(f"SELECT e.*, {packed_columns('e')} FROM ({sql}) s JOIN events e ON e.seq = s.seq "
                         "ORDER BY e.resource, e.seq", params)
-            yield from map(_to_recorded, cur.dicts())
+            yield from map(to_recorded, cur.dicts())
         finally:
             _end_read(self.conn)
 

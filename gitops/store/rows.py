@@ -1,0 +1,71 @@
+"""One stored row of the event log and the event it holds: the columns a write stores and a
+read selects, and how a row read becomes the hashed fields (its payload unpacked:
+``gitops.store.pack``) or a ``Recorded`` event. Shared by both adapters, the copy and the
+compaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from gitops.events.models import EVENT_ADAPTER, Recorded
+from gitops.model.errors import CorruptDatabaseError
+from gitops.store.chain import FIELDS
+from gitops.store.pack import packed_columns, residual, unpack
+
+__all__ = ["COLUMNS", "INSERT", "READ", "STORED", "logical_row", "to_recorded", "unpacked", "unreadable"]
+
+COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links (the payload column unpacked)
+STORED = (*COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
+INSERT = f"INSERT INTO events ({', '.join(STORED)}) VALUES ({', '.join('?' * len(STORED))})"
+READ = f"{', '.join(COLUMNS)}, {packed_columns()}"  # a read's columns, the keyframe of a packed row beside it
+
+
+def unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
+    """An event whose stored row no event model reads."""
+    return CorruptDatabaseError.unreadable_event(
+        seq, "its payload is not JSON" if isinstance(e, orjson.JSONDecodeError) else f"it is not a valid {type_} event")
+
+
+def logical_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A row read as ``READ`` names its columns, as the hashed fields (the payload unpacked)
+    and the links."""
+    seq, *rest = row
+    values = dict(zip(COLUMNS[1:], rest[:len(COLUMNS) - 1], strict=True))
+    values["payload"] = unpack(seq, values["payload"], *rest[len(COLUMNS) - 1:])
+    return {"seq": seq, **values}
+
+
+def unpacked(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Rows read as ``READ`` names them, as ``verify_rows`` takes them (seq, FIELDS, prev_hash,
+    hash), each packed payload unpacked; a packed row whose payload column is not what its
+    packed text holds, or that does not unpack, gets a payload that matches no hash, so
+    verify names it modified (what a query reads of it was changed outside gitops)."""
+    at = COLUMNS.index("payload")
+    for row in rows:
+        if row[len(COLUMNS)] is None:
+            yield tuple(row[:len(COLUMNS)])
+            continue
+        try:
+            text = unpack(row[0], row[at], *row[len(COLUMNS):])
+            if residual(text) != row[at]:
+                text = "\x00 the payload column does not match the packed payload"
+        except (CorruptDatabaseError, ValueError):
+            text = "\x00 the packed payload does not unpack"
+        yield (*row[:at], text, *row[at + 1:len(COLUMNS)])
+
+
+def to_recorded(row: dict[str, Any]) -> Recorded:
+    try:
+        payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_payload"))
+        event = EVENT_ADAPTER.validate_python({
+            "id": row["id"], "type": row["type"], "source": row["source"], "resource": row["resource"],
+            "actor": row["actor"], "effective_at": row["effective_at"], "revision": row["revision"],
+            "payload": orjson.loads(payload),
+        })
+    except ValueError as e:  # orjson's and pydantic's errors both are
+        raise unreadable(row["seq"], row["type"], e) from None
+    return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
+                    hash=row["hash"], event=event)
