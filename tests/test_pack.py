@@ -331,3 +331,20 @@ def test_a_sqlite_log_of_the_schema_before_packing_is_upgraded_then_compacted(tm
         assert [r.event.payload.command for r in log.read(since_seq=head["seq"])] == ["compact"]  # type: ignore
         assert log.verify().ok
     assert query(s, "SELECT count(*) FROM events WHERE packed IS NOT NULL")[0][0] > 60
+
+
+def test_each_writer_finds_the_keyframes_in_the_log(store: Store) -> None:
+    """Every batch appended by a writer that never saw the object before (a process of its
+    own, an empty memory): its keyframes are found in the log, in one lookup for the batch."""
+    events = history()
+    for start in range(0, len(events), 9):
+        with store.open() as log:
+            log.append(events[start:start + 9])
+    with store.open(create=False) as log:
+        assert [r.event for r in log.read()] == events
+        assert log.verify().ok
+    rows = query(store, "SELECT seq, type, resource, base FROM events ORDER BY seq")
+    bases = {r[0]: r for r in rows}
+    deltas = [r for r in rows if r[3] is not None]
+    assert len(deltas) >= 60
+    assert all(bases[b][1:3] == (t, res) and bases[b][3] is None and b < s for s, t, res, b in deltas)

@@ -653,6 +653,7 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, 
         q = f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(chunk))})"
         seen.update(r[0] for r in cur.execute(q, chunk))
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    packer.prepare(cur, seq, {(e.type, e.resource) for e in batch if e.resource is not None and e.id not in seen})
     now = format_time(utc_now())
     recorded_at = max(now, head[2]) if head else now  # non-decreasing even if the clock steps back
     rows: list[tuple[Any, ...]] = []

@@ -26,6 +26,8 @@ was hashed. ``gitops compact`` packs the rows of a log written before packing.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any, TypeVar
 
 import orjson
 
@@ -34,6 +36,7 @@ from gitops.store.dbapi import Cursor
 
 __all__ = ["PACK_MIN", "SQL_FIELDS", "Packer", "packed_columns", "residual", "unpack"]
 
+_T = TypeVar("_T")
 PACK_MIN = 384  # bytes: shorter payloads are stored whole (a delta would save too little)
 _KEYFRAMES = 8192  # keyframe texts cached per log (about 2 KB each)
 SQL_FIELDS = frozenset({
@@ -64,6 +67,40 @@ class Packer:
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], tuple[int, bytes]] = {}  # (type, resource) -> keyframe (seq, text)
         self._pending: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._absent: set[tuple[str, str]] = set()  # objects of no row before this transaction's batch
+
+    def prepare(self, cur: Cursor, before: int, wanted: Iterable[tuple[str, str]]) -> None:
+        """Find the keyframes of the objects (type, resource) a batch appended after seq
+        ``before`` is about, in a few queries for the whole batch: asked per event, each
+        would be a round trip to a PostgreSQL server."""
+        todo = {k for k in wanted if k not in self._pending and k not in self._absent}
+        cached = {k: self._keys[k] for k in todo if k in self._keys and self._keys[k][0] <= before}
+        for seqs in _chunks(sorted({v[0] for v in cached.values()})):
+            still = {r[0] for r in cur.execute(f"SELECT seq FROM events WHERE seq IN ({_marks(seqs)}) "
+                                               "AND packed IS NULL", seqs)}  # compact may have packed one since
+            for k, v in cached.items():
+                if v[0] in still:
+                    self._pending[k] = v
+                    todo.discard(k)
+        for chunk in _chunks(sorted(todo)):
+            # the object's last row before the batch, through its own rows (events_resource): ``type || ''``
+            # keeps SQLite from walking every row of the type newest first instead (events_type)
+            rows = cur.execute(
+                "SELECT r.column1, r.column2, (SELECT e.seq FROM events e WHERE e.resource = r.column2 AND "
+                "e.type || '' = r.column1 AND e.seq <= ? ORDER BY e.seq DESC LIMIT 1) "
+                f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS r",
+                [before, *(v for k in chunk for v in k)]).fetchall()
+            last = {(str(t), str(r)): int(s) for t, r, s in rows if s is not None}
+            self._absent.update(k for k in chunk if k not in last)
+            key_of = {int(s): int(s) if b is None else int(b)  # a row's keyframe: itself when whole, else its base
+                      for s, b in _by_seq(cur, "SELECT seq, base FROM events WHERE", set(last.values()))}
+            texts = {int(s): str(p).encode()
+                     for s, p in _by_seq(cur, "SELECT seq, payload FROM events WHERE packed IS NULL AND",
+                                         set(key_of.values()))}
+            for k, s in last.items():
+                if key_of.get(s) not in texts:
+                    raise _not_a_keyframe(key_of.get(s, s))
+                self._pending[k] = (key_of[s], texts[key_of[s]])
 
     def pack(self, cur: Cursor, seq: int, type_: str, resource: str | None,
              payload: str) -> tuple[str, bytes | None, int | None]:
@@ -86,6 +123,7 @@ class Packer:
                 self._keys.clear()
             self._keys.update(self._pending)
         self._pending.clear()
+        self._absent.clear()
 
     def _keyframe(self, cur: Cursor, seq: int, type_: str, resource: str) -> tuple[int, bytes] | None:
         """The keyframe a delta of event ``seq`` is made against: the last one of the object
@@ -94,6 +132,8 @@ class Packer:
         found = self._pending.get((type_, resource))
         if found is not None and found[0] < seq:
             return found
+        if (type_, resource) in self._absent:
+            return None
         found = self._keys.get((type_, resource))
         if found is not None and found[0] < seq and cur.execute(
                 "SELECT 1 FROM events WHERE seq = ? AND packed IS NULL", (found[0],)).fetchone():
@@ -111,6 +151,22 @@ class Packer:
         found = (seq, str(text[0]).encode())
         self._pending[(type_, resource)] = found
         return found
+
+
+def _chunks(items: list[_T], size: int = 400) -> Iterator[list[_T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _marks(items: Sized) -> str:
+    return ", ".join("?" * len(items))
+
+
+def _by_seq(cur: Cursor, select: str, seqs: set[int]) -> list[Any]:
+    """The rows of ``select`` (ending in WHERE or AND) whose seq is one of ``seqs``."""
+    ordered = sorted(seqs)
+    return [row for chunk in _chunks(ordered) for row in
+            cur.execute(f"{select} seq IN ({_marks(chunk)})", chunk).fetchall()]
 
 
 def packed_columns(table: str = "events") -> str:
