@@ -32,6 +32,8 @@ def compact_command(ctx: Context, batch: int, no_vacuum: bool) -> None:
             f"verified before and after, {head}")
     if size is not None and after is not None:
         line += f"; file {size / 1e6:.1f} MB -> {after / 1e6:.1f} MB"
+    elif ctx.db_url:
+        line += "; PostgreSQL reuses the space freed ('VACUUM FULL events' gives it back, with the table locked)"
     click.echo(line)
 
 
