@@ -3,6 +3,8 @@ hash unchanged (``gitops.store.compact``)."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
@@ -38,6 +40,4 @@ def compact_command(ctx: Context, batch: int, no_vacuum: bool) -> None:
 
 
 def _size(path: str) -> int:
-    import os
-
     return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))

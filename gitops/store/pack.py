@@ -75,13 +75,12 @@ class Packer:
         would be a round trip to a PostgreSQL server."""
         todo = {k for k in wanted if k not in self._pending and k not in self._absent}
         cached = {k: self._keys[k] for k in todo if k in self._keys and self._keys[k][0] <= before}
-        for seqs in _chunks(sorted({v[0] for v in cached.values()})):
-            still = {r[0] for r in cur.execute(f"SELECT seq FROM events WHERE seq IN ({_marks(seqs)}) "
-                                               "AND packed IS NULL", seqs)}  # compact may have packed one since
-            for k, v in cached.items():
-                if v[0] in still:
-                    self._pending[k] = v
-                    todo.discard(k)
+        still = {int(r[0]) for r in _by_seq(cur, "SELECT seq FROM events WHERE packed IS NULL AND",
+                                            {v[0] for v in cached.values()})}  # compact may have packed one since
+        for k, v in cached.items():
+            if v[0] in still:
+                self._pending[k] = v
+                todo.discard(k)
         for chunk in _chunks(sorted(todo)):
             # the object's last row before the batch, through its own rows (events_resource): ``type || ''``
             # keeps SQLite from walking every row of the type newest first instead (events_type)
@@ -127,30 +126,12 @@ class Packer:
 
     def _keyframe(self, cur: Cursor, seq: int, type_: str, resource: str) -> tuple[int, bytes] | None:
         """The keyframe a delta of event ``seq`` is made against: the last one of the object
-        before it. One this process remembers is checked to be one still (``gitops compact``
-        in another process may have packed it since)."""
-        found = self._pending.get((type_, resource))
-        if found is not None and found[0] < seq:
-            return found
-        if (type_, resource) in self._absent:
-            return None
-        found = self._keys.get((type_, resource))
-        if found is not None and found[0] < seq and cur.execute(
-                "SELECT 1 FROM events WHERE seq = ? AND packed IS NULL", (found[0],)).fetchone():
-            return found
-        # through the object's own rows (events_resource): ``type || ''`` keeps SQLite from walking
-        # every row of the type newest first instead (events_type), all of them for a new object
-        row = cur.execute("SELECT seq, base FROM events WHERE resource = ? AND type || '' = ? AND seq < ? "
-                          "ORDER BY seq DESC LIMIT 1", (resource, type_, seq)).fetchone()
-        if row is None:
-            return None
-        seq = int(row[0]) if row[1] is None else int(row[1])
-        text = cur.execute("SELECT payload FROM events WHERE seq = ? AND packed IS NULL", (seq,)).fetchone()
-        if text is None:
-            raise _not_a_keyframe(seq)
-        found = (seq, str(text[0]).encode())
-        self._pending[(type_, resource)] = found
-        return found
+        before it (``prepare`` finds it when no batch looked it up: ``gitops compact``)."""
+        key = (type_, resource)
+        if key not in self._pending and key not in self._absent:
+            self.prepare(cur, seq - 1, [key])
+        found = self._pending.get(key)
+        return found if found is not None and found[0] < seq else None
 
 
 def _chunks(items: list[_T], size: int = 400) -> Iterator[list[_T]]:

@@ -279,14 +279,12 @@ class PostgresEventLog(EventLog):
         self._wal = cast(Any, _NoWal())
         try:
             version = self._schema_version()
-            if version == 0 and create:
-                self._create_schema()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self._where} has schema version {version}, newer than this gitops knows")
+            if version < SCHEMA_VERSION and create:
+                self._migrate()
             elif version == 0:
                 raise StoreError(f"{self._where} holds no gitops log; create one with 'gitops init --db …'")
-            elif version > SCHEMA_VERSION:
-                raise StoreError(f"{self._where} has schema version {version}, newer than this gitops knows")
-            elif version < SCHEMA_VERSION and create:
-                self._upgrade()
             elif version < SCHEMA_VERSION:
                 raise StoreError(f"{self._where} has schema version {version}; run 'gitops init --db …' to upgrade it")
             if create:
@@ -305,39 +303,26 @@ class PostgresEventLog(EventLog):
             return 0
         return int(self._pg_conn.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
 
-    def _create_schema(self) -> None:
-        """The tables, made once: concurrent first opens queue on an advisory lock, taken
-        before the transaction that looks for the tables. (Taken inside it, the look would
-        not see tables another process made meanwhile: a backend reads the catalog's
-        changes at the start of a transaction, not after waiting on an advisory lock.)"""
+    def _migrate(self) -> None:
+        """Make the tables, or bring those of an older gitops to this schema, once:
+        concurrent first opens queue on an advisory lock, taken before the transaction that
+        looks at the schema. (Taken inside it, the look would not see tables another process
+        made meanwhile: a backend reads the catalog's changes at the start of a transaction,
+        not after waiting on an advisory lock.)"""
         cur = self._pg_conn.cursor()
         cur.execute("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
         try:
             cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             if not cur.execute("SELECT to_regclass('gitops_schema') IS NOT NULL").fetchone()[0]:
                 cur.script(SCHEMA.read_text())
-                cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
                 cur.executemany("INSERT INTO projections (name, version) VALUES (?, ?)",
                                 [("current_state", current_state.VERSION), ("changes", _changes_version()),
                                  ("merkle", _tree_version())])
-            cur.execute("COMMIT")
-        except BaseException:
-            _end_read(self.conn)
-            raise
-        finally:
-            cur.execute("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
-
-    def _upgrade(self) -> None:
-        """Bring a database written by an older gitops to this schema, once, under the lock
-        of ``_create_schema``."""
-        cur = self._pg_conn.cursor()
-        cur.execute("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
-        try:
-            cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            version = int(cur.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
-            for v in range(version, SCHEMA_VERSION):
-                cur.script(_UPGRADES[v])
-            cur.execute("DELETE FROM gitops_schema")
+            else:  # another process may have upgraded it meanwhile: then there is nothing to do
+                version = int(cur.execute("SELECT coalesce(max(version), 0) FROM gitops_schema").fetchone()[0])
+                for v in range(version, SCHEMA_VERSION):
+                    cur.script(_UPGRADES[v])
+                cur.execute("DELETE FROM gitops_schema")
             cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
             cur.execute("COMMIT")
         except BaseException:
