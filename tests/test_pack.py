@@ -374,3 +374,21 @@ def test_a_packed_log_is_copied_as_it_is_stored(tmp_path: Path, postgres_db: str
     assert query(back, stored) == rows
     with back.open(create=False) as log:
         assert [r.event for r in log.read()] == history() and log.verify().head_hash == head
+
+
+def test_gitops_compact_bad_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "gitops.db"
+    res = gitops("compact", db=db)  # no log there: none is made
+    one_failure_line(res)
+    assert "no gitops database" in res.stderr and not db.exists()
+    s = Store("sqlite", db)
+    with s.open() as log:
+        log.append(history())
+    before = query(s, "SELECT seq, payload, packed FROM events ORDER BY seq")
+    one_failure_line(gitops("compact", "--batch", "0", db=db), code=2)  # refused before anything is read
+    write(s, "UPDATE events SET actor = 'mallory' WHERE seq = 9")
+    res = gitops("compact", db=db)  # a log that does not verify is left as it is
+    one_failure_line(res)
+    assert "does not verify" in res.stderr and "seq 9" in res.stderr
+    after = query(s, "SELECT seq, payload, packed FROM events ORDER BY seq")
+    assert after == before  # no row packed, no operator event recorded by either refusal
