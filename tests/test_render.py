@@ -36,3 +36,25 @@ def test_a_streamed_document_is_the_whole_document(output: str, lists: dict[str,
     streamed = _out(stream_document, head, {k: None if v is None else iter(v) for k, v in lists.items()}, output)
     assert streamed == _out(render_document, whole, output)
     assert (json.loads(streamed) if output == "json" else yaml.safe_load(streamed)) == whole
+
+
+# values whose YAML form is easy to get wrong: strings YAML would read as other types, empty
+# containers, nesting, text that needs quoting, numbers of every JSON kind
+TRICKY = {"yes": "yes", "no": "off", "null": "null", "tilde": "~", "empty": "", "int": "0123", "exp": "1e3",
+          "colon": "a: b", "hash": "# x", "lines": "a\nb\n", "unicode": "ünï", "space": " x ", "t": True,
+          "f": False, "none": None, "zero": 0, "neg": -3, "big": 10**30, "float": 1.5, "inf": float("inf"),
+          "list": [[1, 2], {"x": -3}, []], "map": {}, "nested": {"a": {"b": {"c": ["d"]}}}, "1": "key of digits"}
+
+
+@pytest.mark.parametrize("options", [{"sort_keys": False}, {"sort_keys": False, "allow_unicode": True},
+                                     {"sort_keys": True}, {"sort_keys": False, "default_flow_style": None},
+                                     {"sort_keys": False, "default_style": '"'}])
+def test_yaml_is_what_pyyaml_writes(options: dict[str, Any]) -> None:
+    """The replay's YAML (nodes made without SafeRepresenter's per-value lookups) is,
+    character for character, what PyYAML's own safe dumper writes on the same emitter
+    (libyaml's where PyYAML has it)."""
+    from gitops.cli.render import _Dumper
+
+    pyyaml = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    for doc in ([TRICKY], [*ITEMS, TRICKY], TRICKY, "plain", 3, None, []):
+        assert yaml.dump(doc, Dumper=_Dumper, **options) == yaml.dump(doc, Dumper=pyyaml, **options)
