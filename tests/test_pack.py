@@ -6,6 +6,7 @@ engine's own client, and the whole-stored twin of a log is made with it too."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import zlib
 from datetime import timedelta
@@ -24,6 +25,8 @@ from gitops.events import (
     EventSource,
 )
 from gitops.model.errors import CorruptDatabaseError, StoreError
+from gitops.projections import Moment
+from gitops.query.blame import blame
 from gitops.store import EventLog
 from gitops.store.compact import compact_log
 from gitops.store.pack import PACK_MIN
@@ -97,6 +100,8 @@ def answers(log: EventLog) -> dict[str, Any]:
         "desired now": [(r.seq, r.event) for r in log.current("desired")],
         "actual now": [(r.seq, r.event) for r in log.current("actual")],
         "payloads": list(log.current_payloads("actual", origin="cluster:east")),
+        "stored": list(log.read_stored(resource="Deployment.apps/default/web")),
+        "blame": blame(log, "Deployment.apps/default/web", Moment(at)),
         "projections": log.verify_projections(),
     }
 
@@ -216,12 +221,43 @@ def test_a_packed_row_that_does_not_unpack_is_one_readable_error(store: Store) -
     write(store, "UPDATE events SET packed = ? WHERE seq = ?", b"not deflate", seq)
     if store.kind == "sqlite":  # text where bytes were (SQLite keeps either in any column)
         write(store, "UPDATE events SET packed = CAST(packed AS TEXT) WHERE seq = ?", seq)
-    with store.open(create=False) as log, pytest.raises(CorruptDatabaseError, match=f"seq {seq}"):
-        list(log.read())
+    with store.open(create=False) as log:
+        with pytest.raises(CorruptDatabaseError, match=f"seq {seq}"):
+            list(log.read())
+        with pytest.raises(CorruptDatabaseError, match=f"seq {seq}"):
+            list(log.read_stored())
     if store.kind == "sqlite":  # and from the command line: one line, no traceback
         res = gitops("log", "-o", "json", db=Path(store.location))
         one_failure_line(res)
         assert f"seq {seq}" in res.stderr
+
+
+def test_read_stored_gives_each_event_as_stored_without_its_model(store: Store) -> None:
+    """What blame reads: each event's stored fields and its payload's JSON, for deltas and
+    whole rows alike, as the engine's own client reads them (the packed ones unpacked)."""
+    with store.open() as log:
+        log.append(history())
+        texts = {seq: log.row(seq)["payload"] for seq in range(1, log.last_seq() + 1)}  # type: ignore[index]
+        stored = list(log.read_stored(types=["cluster.observed", "cluster.deleted"], actor="alice"))
+        everything = list(log.read_stored())
+    rows = query(store, "SELECT seq, type, actor, effective_at, recorded_at FROM events WHERE actor = ? AND type "
+                 "IN ('cluster.observed', 'cluster.deleted') ORDER BY seq", "alice")
+    assert [tuple(s[:5]) for s in stored] == [tuple(r) for r in rows] and len(rows) == 24
+    assert [s.seq for s in everything] == sorted(texts) and len(texts) == len(history())
+    assert all(s.payload == json.loads(texts[s.seq]) for s in everything)
+    assert any(r[0] for r in query(store, "SELECT packed IS NOT NULL FROM events WHERE actor = ?", "alice"))
+
+
+def test_blame_of_a_version_changed_outside_gitops_is_one_readable_error(store: Store) -> None:
+    """Blame reads versions without their models; a version whose payload lost what blame
+    reads is the error a read of the event gives, naming its seq, not a crash."""
+    with store.open() as log:
+        log.append(history())
+    seq = query(store, "SELECT seq FROM events WHERE resource = ? AND type = 'desired.applied' AND packed IS NULL",
+                "Deployment.apps/default/web")[0][0]  # its one version: no delta is made against it
+    write(store, "UPDATE events SET payload = ? WHERE seq = ?", '{"commit":"abc"}', seq)
+    with store.open(create=False) as log, pytest.raises(CorruptDatabaseError, match=f"event seq {seq} cannot"):
+        blame(log, "Deployment.apps/default/web", Moment(T0 + timedelta(days=1)))
 
 
 def test_a_keyframe_of_a_rolled_back_append_is_forgotten(store: Store) -> None:

@@ -12,17 +12,19 @@ made is credited to nobody.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from gitops.events.models import ClusterDeleted, ClusterObserved, DesiredApplied, DesiredRemoved
 from gitops.model.changes import SECRET_VALUE, leaf_diff, secret_path
 from gitops.model.clusters import cluster_name
+from gitops.model.errors import CorruptDatabaseError
 from gitops.model.server_fields import normalize
+from gitops.model.times import format_time
 from gitops.projections import Moment
 from gitops.store import EventLog
 from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES
+from gitops.store.rows import Stored
 
 __all__ = ["BlameLine", "blame"]
 
@@ -41,21 +43,60 @@ class BlameLine:
     how: str  # "git", "audit", "managed-fields", "reconciler", "unknown"
 
 
-def _versions(log: EventLog, resource: str, side: Side, moment: Moment) -> list[Any]:
+def _versions(log: EventLog, resource: str, side: Side, moment: Moment) -> list[Stored]:
+    """The object's versions on ``side`` up to ``moment``, as stored: a blame of an object
+    changed a thousand times reads a thousand versions, and building each event's model was
+    most of its time; the few fields read are checked by ``_version``."""
     types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
     if moment.commit_seq is not None:
-        return list(log.read(resource=resource, types=types, until_seq=moment.commit_seq))
-    return [r for r in log.read(resource=resource, types=types, time_axis=moment.axis)
-            if (r.event.effective_at if moment.axis == "effective" else r.recorded_at) <= moment.at]
+        return list(log.read_stored(resource=resource, types=types, until_seq=moment.commit_seq))
+    at = format_time(moment.at)  # stored times are fixed-width RFC 3339: as text, they compare in time order
+    if moment.axis == "effective":
+        return [s for s in log.read_stored(resource=resource, types=types) if s.effective_at <= at]
+    return [s for s in log.read_stored(resource=resource, types=types) if s.recorded_at <= at]
+
+
+class _Version(NamedTuple):
+    origin: str
+    manifest: dict[str, Any] | None  # None: the object was removed
+    via: str
+    how: str
+
+
+def _version(s: Stored) -> _Version:
+    """What blame reads of one stored version; a payload without it is the error a read of
+    the event would give (the row was changed outside gitops)."""
+    p = s.payload
+    try:
+        datetime.fromisoformat(s.effective_at)  # read when a field is credited to the version
+        origin = str(p.get("origin") or "")
+        if s.type in ("desired.removed", "cluster.deleted"):
+            return _Version(origin, None, "", "")
+        manifest = p["manifest"]
+        if not isinstance(manifest, dict):
+            raise TypeError("the manifest is not an object")
+        if s.type == "desired.applied":
+            return _Version(origin, manifest, f"commit {str(p['commit'])[:12]}", "git")
+        how = str(p.get("attribution", "unknown"))  # the model's default: events written before it was recorded
+        if p.get("via"):  # kubectl --as: the actor is the impersonated user, via the one authenticated
+            how = f"{how}, via {p['via']}"
+        return _Version(origin, manifest, f"resourceVersion {p['resource_version']}", how)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptDatabaseError.unreadable_event(s.seq, f"it is not a valid {s.type} event ({e})") from None
 
 
 @dataclass
 class _Walk:
-    """One source's versions of the object, walked: who set each field, and the last version."""
+    """One source's versions of the object, walked: which version set each field (and its
+    value), and the last version."""
 
-    credit: dict[str, BlameLine]
+    credit: dict[str, tuple[Any, Stored, _Version]]
     before: dict[str, Any]  # the last version, normalised
     manifest: dict[str, Any]
+
+
+def _line(side: str, path: str, value: Any, s: Stored, v: _Version) -> BlameLine:
+    return BlameLine(side, path, value, s.actor, datetime.fromisoformat(s.effective_at), s.seq, v.via, v.how)
 
 
 def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[str] = ()) -> list[BlameLine]:
@@ -72,32 +113,24 @@ def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[st
         walks: dict[str, _Walk] = {}
         seen: set[str] = set()  # every source that held it
         last: str | None = None  # the source of the last version; None once the object is removed
-        for r in _versions(log, resource, side, moment):
-            ev = r.event
-            origin = str(getattr(ev.payload, "origin", "") or "")
-            if side == "live" and clusters and origin not in clusters:
+        for s in _versions(log, resource, side, moment):
+            v = _version(s)
+            if side == "live" and clusters and v.origin not in clusters:
                 continue
-            seen.add(origin)
-            if isinstance(ev, (DesiredRemoved, ClusterDeleted)):
-                walks.pop(origin, None)
+            seen.add(v.origin)
+            if v.manifest is None:
+                walks.pop(v.origin, None)
                 last = None
                 continue
-            assert isinstance(ev, (DesiredApplied, ClusterObserved))
-            walk = walks.setdefault(origin, _Walk({}, {}, {}))
-            now = normalize(ev.payload.manifest)
-            if isinstance(ev, DesiredApplied):
-                via, how = f"commit {ev.payload.commit[:12]}", "git"
-            else:
-                via, how = f"resourceVersion {ev.payload.resource_version}", str(ev.payload.attribution)
-                if ev.payload.via:  # kubectl --as: the actor is the impersonated user, via the one authenticated
-                    how = f"{how}, via {ev.payload.via}"
+            walk = walks.setdefault(v.origin, _Walk({}, {}, {}))
+            now = normalize(v.manifest)
             old, new = leaf_diff(walk.before, now)  # only where the versions differ
             for path in old.keys() - new.keys():
                 walk.credit.pop(path, None)
             for path, value in new.items():
                 if path not in old or old[path] != value:
-                    walk.credit[path] = BlameLine(side, path, value, ev.actor, ev.effective_at, r.seq, via, how)
-            walk.before, walk.manifest, last = now, ev.payload.manifest, origin
+                    walk.credit[path] = (value, s, v)
+            walk.before, walk.manifest, last = now, v.manifest, v.origin
         if side == "desired":
             shown = [("desired", walks[last])] if last is not None else []
         else:
@@ -105,8 +138,6 @@ def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[st
             shown = [(f"live@{cluster_name(o)}" if many else "live", w) for o, w in sorted(walks.items())]
         for label, walk in shown:
             for path in sorted(walk.credit):
-                line = replace(walk.credit[path], side=label)
-                if secret_path(walk.manifest, path):
-                    line = replace(line, value=SECRET_VALUE)
-                out.append(line)
+                value, s, v = walk.credit[path]
+                out.append(_line(label, path, SECRET_VALUE if secret_path(walk.manifest, path) else value, s, v))
     return out

@@ -47,7 +47,7 @@ from gitops.store.files import read_only_uri, writable
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
 from gitops.store.pack import Packer, packed_columns, unpack
-from gitops.store.rows import INSERT, READ, logical_row, to_recorded, unpacked, unreadable
+from gitops.store.rows import INSERT, LIGHT, READ, Stored, logical_row, to_recorded, to_stored, unpacked, unreadable
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult"]
@@ -521,6 +521,16 @@ class EventLog:
         try:
             for row in self.db.query(sql, f.params):
                 yield to_recorded(row)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._where) from e
+
+    def read_stored(self, **filters: Any) -> Iterator[Stored]:
+        """The events ``read(**filters)`` gives, in seq order, as stored: no event model is
+        built (``gitops.store.rows.Stored``)."""
+        f = select(**filters, postgresql=self.postgresql)
+        try:
+            yield from map(to_stored, self.conn.execute(f"SELECT {LIGHT} FROM events{f.where()} ORDER BY seq",
+                                                        f.params))
         except sqlite3.Error as e:
             raise _map_error(e, self._where) from e
 

@@ -6,7 +6,7 @@ compaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -15,12 +15,27 @@ from gitops.model.errors import CorruptDatabaseError
 from gitops.store.chain import FIELDS
 from gitops.store.pack import packed_columns, residual, unpack
 
-__all__ = ["COLUMNS", "INSERT", "READ", "STORED", "logical_row", "to_recorded", "unpacked", "unreadable"]
+__all__ = ["COLUMNS", "INSERT", "LIGHT", "READ", "STORED", "Stored", "logical_row", "to_recorded", "to_stored",
+           "unpacked", "unreadable"]
 
 COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links (the payload column unpacked)
 STORED = (*COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
 INSERT = f"INSERT INTO events ({', '.join(STORED)}) VALUES ({', '.join('?' * len(STORED))})"
 READ = f"{', '.join(COLUMNS)}, {packed_columns()}"  # a read's columns, the keyframe of a packed row beside it
+LIGHT = f"seq, type, actor, effective_at, recorded_at, payload, {packed_columns()}"  # ... of a read of ``Stored``
+
+
+class Stored(NamedTuple):
+    """An event as stored, without its model: for a query that reads a few payload fields
+    of many versions (blame), where building and validating each event is most of the
+    time. Times are as stored (RFC 3339, fixed width: they compare as text in time order)."""
+
+    seq: int
+    type: str
+    actor: str | None
+    effective_at: str
+    recorded_at: str
+    payload: dict[str, Any]
 
 
 def unreadable(seq: int, type_: str, e: ValueError) -> CorruptDatabaseError:
@@ -69,3 +84,16 @@ def to_recorded(row: dict[str, Any]) -> Recorded:
         raise unreadable(row["seq"], row["type"], e) from None
     return Recorded(seq=row["seq"], recorded_at=row["recorded_at"], prev_hash=row["prev_hash"],
                     hash=row["hash"], event=event)
+
+
+def to_stored(row: Sequence[Any]) -> Stored:
+    """A row read as ``LIGHT`` names its columns, as a ``Stored``; a payload that is not a
+    JSON object is the same error as for ``to_recorded``."""
+    seq, type_, actor, effective_at, recorded_at, payload, *packed = row
+    try:
+        value = orjson.loads(unpack(seq, payload, *packed))
+        if not isinstance(value, dict):
+            raise ValueError("the payload is not an object")
+    except ValueError as e:
+        raise unreadable(seq, type_, e) from None
+    return Stored(seq, type_, actor, effective_at, recorded_at, value)
