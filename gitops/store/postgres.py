@@ -46,7 +46,7 @@ from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
 from gitops.store.filters import MANAGED, OUT_OF_BAND_PG, select
 from gitops.store.integrity import VerifyResult, verify_rows
-from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, _end_read
+from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, end_read
 from gitops.store.pack import Packer, packed_columns
 from gitops.store.rows import READ, to_recorded, unpacked
 
@@ -326,7 +326,7 @@ class PostgresEventLog(EventLog):
             cur.execute("INSERT INTO gitops_schema (version) VALUES (?)", (SCHEMA_VERSION,))
             cur.execute("COMMIT")
         except BaseException:
-            _end_read(self.conn)
+            end_read(self.conn)
             raise
         finally:
             cur.execute("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
@@ -345,7 +345,7 @@ class PostgresEventLog(EventLog):
             yield cur
             cur.execute("COMMIT")
         except BaseException:
-            _end_read(self.conn)
+            end_read(self.conn)
             self._packer.settle(committed=False)
             raise
         self._packer.settle(committed=True)
@@ -365,7 +365,7 @@ class PostgresEventLog(EventLog):
             finally:
                 rows.close()  # a check that stopped at a bad row: the rest is drained before the rollback
         finally:
-            _end_read(self.conn)
+            end_read(self.conn)
 
     def state_at(self, side: current_state.Side, *, at: datetime | None = None,
                  axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,
@@ -379,7 +379,7 @@ class PostgresEventLog(EventLog):
                         "ORDER BY e.resource, e.seq", params)
             yield from map(to_recorded, cur.dicts())
         finally:
-            _end_read(self.conn)
+            end_read(self.conn)
 
     def known_resources(self, prefix: str = "", suffix: str = "", *, limit: int = 10_000) -> list[str]:
         sql, params = "SELECT DISTINCT resource FROM current_state WHERE TRUE", list[Any]()
