@@ -43,17 +43,21 @@ class BlameLine:
     how: str  # "git", "audit", "managed-fields", "reconciler", "unknown"
 
 
-def _versions(log: EventLog, resource: str, side: Side, moment: Moment) -> list[Stored]:
-    """The object's versions on ``side`` up to ``moment``, as stored: a blame of an object
-    changed a thousand times reads a thousand versions, and building each event's model was
-    most of its time; the few fields read are checked by ``_version``."""
-    types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
+def _versions(log: EventLog, resource: str, moment: Moment) -> dict[Side, list[Stored]]:
+    """The object's versions on each side up to ``moment``, as stored, in one read: a blame
+    of an object changed a thousand times reads a thousand versions, and building each
+    event's model was most of its time; the few fields read are checked by ``_version``."""
+    types = [*DESIRED_TYPES, *ACTUAL_TYPES]
     if moment.commit_seq is not None:
-        return list(log.read_stored(resource=resource, types=types, until_seq=moment.commit_seq))
-    at = format_time(moment.at)  # stored times are fixed-width RFC 3339: as text, they compare in time order
-    if moment.axis == "effective":
-        return [s for s in log.read_stored(resource=resource, types=types) if s.effective_at <= at]
-    return [s for s in log.read_stored(resource=resource, types=types) if s.recorded_at <= at]
+        found = log.read_stored(resource=resource, types=types, until_seq=moment.commit_seq)
+    else:
+        at = format_time(moment.at)  # stored times are fixed-width RFC 3339: as text, they compare in time order
+        found = (s for s in log.read_stored(resource=resource, types=types)
+                 if (s.effective_at if moment.axis == "effective" else s.recorded_at) <= at)
+    out: dict[Side, list[Stored]] = {"desired": [], "live": []}
+    for s in found:
+        out["desired" if s.type in DESIRED_TYPES else "live"].append(s)
+    return out
 
 
 class _Version(NamedTuple):
@@ -109,11 +113,12 @@ def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[st
     live ones are each cluster's that holds it (of ``clusters``, origins, when given), as
     side ``live@NAME`` when there are several: two clusters' objects are never one."""
     out: list[BlameLine] = []
+    versions = _versions(log, resource, moment)
     for side in ("desired", "live"):
         walks: dict[str, _Walk] = {}
         seen: set[str] = set()  # every source that held it
         last: str | None = None  # the source of the last version; None once the object is removed
-        for s in _versions(log, resource, side, moment):
+        for s in versions[side]:
             v = _version(s)
             if side == "live" and clusters and v.origin not in clusters:
                 continue
