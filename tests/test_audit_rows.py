@@ -394,6 +394,29 @@ def test_the_report_checks_integrity_in_its_own_process_where_it_cannot_start_an
     assert beside == here and here.ok and here.checked == 2 and here.head_seq == 2
 
 
+def test_the_html_made_while_the_integrity_check_runs_is_the_html_made_after_it(tmp_path: Path) -> None:
+    """The report's big tables are made from the report before its integrity section is known
+    (what the CLI does while the check runs in the other process): the page is, byte for byte,
+    the one made from the finished report, whose integrity section is the check's answer."""
+    from gitops.query.report_render import prepare_html
+
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    _observed(e, _cm("1", k="x"), "alice", "audit")
+    _observed(e, _cm("1", k="y"), "bob", "audit")
+    given: list[Any] = []
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(e.events)
+        report = build_report(log, T0, T0 + timedelta(days=1),
+                              meanwhile=lambda body: given.append((body, prepare_html(body))))
+    (body, parts), = given
+    assert not body.integrity.ok and body.integrity.checked == 0  # the placeholder, which is never shown
+    assert report.integrity.ok and report.integrity.checked == 3 and report.integrity.head_seq == 3
+    assert body.model_copy(update={"integrity": report.integrity}) == report
+    assert render_html(report, parts) == render_html(report)
+    assert "not finished" not in render_html(report, parts) and len(report.out_of_band) == 2
+
+
 def test_an_out_of_band_changes_outcome_is_its_drift_episodes_or_says_it_was_not_checked(tmp_path: Path) -> None:
     """A change that joins an episode already open ends as that episode does; a change
     without an episode is "no drift" only where the reconciler's drift step followed it

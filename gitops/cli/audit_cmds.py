@@ -24,7 +24,7 @@ from gitops.projections import resolve_at
 from gitops.query.audit import UNKNOWN, AuditRow, audit_rows, summary
 from gitops.query.blame import blame
 from gitops.query.report import build_report
-from gitops.query.report_render import render_html, write_csv
+from gitops.query.report_render import HtmlParts, prepare_html, render_html, write_csv
 
 AUDIT_COLUMNS = Columns(("seq", "time", "actor", "how", "action", "resource", "changes"),
                         ("seq", "time", "cluster", "actor", "via", "source", "how", "action", "resource", "revision",
@@ -176,8 +176,10 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
         _check_writable(out, directory=fmt == "csv")
     with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
                       out=out, clusters=",".join(clusters) or None), ctx.open_log() as log:
+        parts: list[HtmlParts] = []  # the HTML's big tables, made while the integrity check runs
         r = build_report(log, start, end, ctx.config.report,
-                         clusters=resolve_clusters(log, clusters) if clusters else ())
+                         clusters=resolve_clusters(log, clusters) if clusters else (),
+                         meanwhile=(lambda body: parts.append(prepare_html(body))) if fmt == "html" else None)
     if not r.integrity.ok:
         click.secho(f"WARNING: the log failed verification: {r.integrity.problem}", fg="red", err=True, bold=True)
     if fmt == "csv":
@@ -185,7 +187,7 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
         files = write_csv(r, out)
         click.echo(f"{len(files)} CSV files in {out}", err=True)
         sys.exit(0 if r.integrity.ok else 1)
-    text = render_html(r) if fmt == "html" else r.model_dump_json(indent=2) + "\n"
+    text = render_html(r, parts[0] if parts else None) if fmt == "html" else r.model_dump_json(indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
     else:

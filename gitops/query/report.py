@@ -63,6 +63,8 @@ def report_json_schema() -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
+_PENDING = Integrity(ok=False, checked=0, head_seq=None, head_hash=None,
+                     problem="the integrity check has not finished")  # what ``meanwhile`` is given
 _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted": "reverted by hand",
                                 "git-changed": "adopted by Git", "git-removed": "removed by Git", "deleted": "deleted"}
 
@@ -237,7 +239,8 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
 
 
 def build_report(log: EventLog, since: datetime, until: datetime,
-                 policy: ReportSettings | None = None, *, clusters: Sequence[str] = ()) -> ComplianceReport:
+                 policy: ReportSettings | None = None, *, clusters: Sequence[str] = (),
+                 meanwhile: Callable[[ComplianceReport], object] | None = None) -> ComplianceReport:
     """The report of ``[since, until)`` (valid time); of those clusters (origins) only,
     when ``clusters`` names some (Git's changes are every cluster's).
 
@@ -245,7 +248,10 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     a report's time. It runs meanwhile in a second process, on another core (hashing in
     Python holds the GIL, so a thread would not overlap). Started with ``spawn``, as the
     multiprocessing documentation says, a script that calls this must guard its own code
-    with ``if __name__ == "__main__":``."""
+    with ``if __name__ == "__main__":``. ``meanwhile`` is given the report before its
+    integrity section is known (that section is a placeholder in it, never to be shown),
+    while the check still runs: work that reads everything else (the HTML's big tables,
+    ``report_render.prepare_html``) is done then, on this core."""
     check_range(since, until)
     policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
@@ -258,31 +264,34 @@ def build_report(log: EventLog, since: datetime, until: datetime,
         git_changes = _git_changes(log, rng, policy)
         failures, prunes = _actions(log, crng)
         health = health_episodes(log, since, until)
+        durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
+        cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **crng)
+        traced = cluster_changes - len(out_of_band)
+        user, host = operator_identity()
+        report = ComplianceReport(
+            generated_at=utc_now(), generated_by=f"{user}@{host}", since=since, until=until, integrity=_PENDING,
+            summary=Summary(
+                changes=log.count_where(types=DESIRED_TYPES, **rng) + log.count_where(types=ACTUAL_TYPES, **crng),
+                commits=len(git_changes),
+                authors=sorted({g.author_email for g in git_changes}), out_of_band_changes=len(out_of_band),
+                drift_episodes=len(drift.episodes),
+                mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,
+                max_time_to_remediate_seconds=max(durations) if durations else None,
+                reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **crng),
+                dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **crng),
+                reconcile_failures=len(failures),
+                approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
+                require=policy.require, degraded_episodes=sum(1 for h in health if h.status == "Degraded")),
+            git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
+            drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
+            prunes=prunes, access=access_rows(log, rng), health=health, scope=scope_of(log, since, until),
+            coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
+                              share=round(traced / cluster_changes, 4) if cluster_changes else None),
+            clusters=_by_cluster(log, rng, out_of_band, list(drift.episodes.values()), failures, prunes, clusters))
+        if meanwhile is not None:
+            meanwhile(report)
         integrity = integrity_result()
-    durations = [e.duration_seconds for e in drift.episodes.values() if e.duration_seconds is not None]
-    cluster_changes = log.count_where(types=ACTUAL_TYPES, desired_only=True, **crng)
-    traced = cluster_changes - len(out_of_band)
-    user, host = operator_identity()
-    return ComplianceReport(
-        generated_at=utc_now(), generated_by=f"{user}@{host}", since=since, until=until, integrity=integrity,
-        summary=Summary(
-            changes=log.count_where(types=DESIRED_TYPES, **rng) + log.count_where(types=ACTUAL_TYPES, **crng),
-            commits=len(git_changes),
-            authors=sorted({g.author_email for g in git_changes}), out_of_band_changes=len(out_of_band),
-            drift_episodes=len(drift.episodes),
-            mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,
-            max_time_to_remediate_seconds=max(durations) if durations else None,
-            reconcile_passes=log.count_where(types=["reconcile.started"], modes=("apply", "detect-only"), **crng),
-            dry_run_passes=log.count_where(types=["reconcile.started"], modes=("dry-run",), **crng),
-            reconcile_failures=len(failures),
-            approval_exceptions=sum(1 for g in git_changes if g.approval is not None and g.approval.exception),
-            require=policy.require, degraded_episodes=sum(1 for h in health if h.status == "Degraded")),
-        git_changes=git_changes, rollbacks=[g for g in git_changes if g.rollback_to], out_of_band=out_of_band,
-        drift_episodes=sorted(drift.episodes.values(), key=lambda e: e.opened_at), reconcile_failures=failures,
-        prunes=prunes, access=access_rows(log, rng), health=health, scope=scope_of(log, since, until),
-        coverage=Coverage(cluster_changes=cluster_changes, traced_to_commit=traced,
-                          share=round(traced / cluster_changes, 4) if cluster_changes else None),
-        clusters=_by_cluster(log, rng, out_of_band, list(drift.episodes.values()), failures, prunes, clusters))
+    return report.model_copy(update={"integrity": integrity})
 
 
 def _by_cluster(log: EventLog, rng: dict[str, Any], out_of_band: list[OutOfBandChange],

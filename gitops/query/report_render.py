@@ -8,6 +8,7 @@ import csv
 import functools
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,17 +128,37 @@ def _object_sections(objects: list[dict[str, Any]]) -> Markup:
         + "</table>\n" for o in objects))
 
 
-def render_html(report: ComplianceReport) -> str:
+@dataclass(frozen=True)
+class HtmlParts:
+    """The parts of a report's HTML that grow with the log, made from everything in it but
+    its integrity section: ``build_report`` gives the report to ``prepare_html`` while that
+    section's check still runs on the other core (``meanwhile``)."""
+
+    timeline: dict[str, Any]
+    objects: list[dict[str, Any]]
+    git_links: list[Markup]  # each Git change's objects, linked: by its place in git_changes
+    out_of_band_rows: Markup
+    object_sections: Markup
+
+
+def prepare_html(report: ComplianceReport) -> HtmlParts:
+    """What ``render_html`` makes of every section but the integrity one."""
+    objects = _objects(report)
+    return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
+                     _out_of_band_rows(report), _object_sections(objects))
+
+
+def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str:
+    """The report as one self-contained HTML page; ``parts``: its big tables, already made
+    (``prepare_html``) from this report or from it before its integrity section was known."""
     env = Environment(loader=PackageLoader("gitops.query", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       keep_trailing_newline=True)
     env.filters["t"] = _t
     env.filters["dur"] = _dur
-    env.filters["oid"] = _object_id
-    env.filters["links"] = _links
-    objects = _objects(report)
-    return env.get_template("report.html.j2").render(r=report, tl=_timeline(report), objects=objects,
-                                                     out_of_band_rows=_out_of_band_rows(report),
-                                                     object_sections=_object_sections(objects))
+    p = parts or prepare_html(report)
+    return env.get_template("report.html.j2").render(r=report, tl=p.timeline, objects=p.objects, git_links=p.git_links,
+                                                     out_of_band_rows=p.out_of_band_rows,
+                                                     object_sections=p.object_sections)
 
 
 def _rows(models: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
