@@ -29,7 +29,7 @@ from gitops.model.merkle import frontier_root, node_hash
 from gitops.store.chain import GENESIS, row_hash
 from gitops.store.dbapi import Cursor
 
-__all__ = ["Problem", "VerifyResult", "check_head", "last_event", "verify_rows"]
+__all__ = ["Problem", "VerifyResult", "check_head", "fault", "finish", "last_event", "verify_rows"]
 
 Problem = Literal["modified", "missing", "reordered", "truncated", "tree"]
 
@@ -90,15 +90,11 @@ def verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None, *
         seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
         own = row_hash(stored_prev, values)
         if own != stored_hash:
-            return VerifyResult(False, checked, prev_seq or None, seq, "modified",
-                                "the row's content does not match its hash", prev_hash)
+            return fault("modified", seq, prev_seq, prev_hash, checked)
         if seq != prev_seq + 1:
-            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
-            return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "missing",
-                                f"seq {missing} absent before seq {seq}", prev_hash)
+            return fault("missing", seq, prev_seq, prev_hash, checked)
         if stored_prev != prev_hash:
-            return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
-                                f"the row is intact but does not follow seq {prev_seq} in the chain", prev_hash)
+            return fault("reordered", seq, prev_seq, prev_hash, checked)
         # the Merkle tree, leaf by leaf (gitops.model.merkle.frontier_extend, inlined: the hot loop, per row)
         carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), checked
         while size & 1:
@@ -109,6 +105,27 @@ def verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None, *
         checked += 1
         if checked in at_sizes:
             roots[checked] = frontier_root(frontier)
+    return finish(checked, prev_seq, prev_hash, frontier, roots, head, tree)
+
+
+def fault(reason: Problem, seq: int, prev_seq: int, prev_hash: str, checked: int) -> VerifyResult:
+    """What verify says of the first bad row, ``seq``: its fault, after ``checked`` intact
+    rows, the last of them ``prev_seq`` (0: none) of hash ``prev_hash``."""
+    if reason == "modified":
+        return VerifyResult(False, checked, prev_seq or None, seq, "modified",
+                            "the row's content does not match its hash", prev_hash)
+    if reason == "missing":
+        missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+        return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "missing",
+                            f"seq {missing} absent before seq {seq}", prev_hash)
+    return VerifyResult(False, checked, prev_seq or None, seq, "reordered",
+                        f"the row is intact but does not follow seq {prev_seq} in the chain", prev_hash)
+
+
+def finish(checked: int, prev_seq: int, prev_hash: str, frontier: list[bytes], roots: dict[int, bytes],
+           head: tuple[int, str] | None, tree: tuple[int, bytes] | None) -> VerifyResult:
+    """What verify says once every row was intact: whether they end at the recorded head,
+    and make the stored tree (``frontier``: their compact range)."""
     root = frontier_root(frontier)
     if head is not None and (head[0] != prev_seq or head[1] != prev_hash):
         return VerifyResult(False, checked, prev_seq or None, prev_seq + 1, "truncated",

@@ -45,6 +45,7 @@ from gitops.store.integrity import VerifyResult, check_head, last_event, verify_
 from gitops.store.pack import Packer
 from gitops.store.reads import AUDIT_FACTS, AuditFacts, AuditRecord, LogReads, end_read, map_error
 from gitops.store.rows import INSERT, READ, logical_row, unpacked
+from gitops.store.verify_pool import PARALLEL_MIN, verify_file
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["AUDIT_FACTS", "Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult",
@@ -338,16 +339,23 @@ class EventLog(LogReads):
         """The Merkle tree, for proofs (read it in one transaction with what it proves)."""
         return merkle_tree.MerkleTree(self.conn)
 
-    def verify(self, *, at_sizes: Collection[int] = ()) -> VerifyResult:
+    def verify(self, *, at_sizes: Collection[int] = (), parallel: bool = True) -> VerifyResult:
         """Recompute the chain and the Merkle root over every row, in bounded memory; stop at
         the first fault (``gitops.store.integrity``). ``at_sizes``: also give the root of
-        the tree of each of these sizes (to check signed checkpoints against)."""
+        the tree of each of these sizes (to check signed checkpoints against). A big log is
+        checked in chunks on every core (``gitops.store.verify_pool``) unless ``parallel``
+        is False; the answer is the same."""
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN")  # one snapshot for the rows, the recorded head and the tree
             head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             tree = merkle_tree.MerkleTree(self.conn)
             stored = (tree.size, tree.root())
+            last = int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            if parallel and last >= PARALLEL_MIN:
+                found = verify_file(self.path, self.immutable, last, head, tree=stored, at_sizes=at_sizes)
+                if found is not None:
+                    return found
             rows = cur.execute(f"SELECT {READ} FROM events ORDER BY seq")
             return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
         except sqlite3.Error as e:

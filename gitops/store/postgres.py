@@ -350,9 +350,9 @@ class PostgresEventLog(EventLog):
             raise
         self._packer.settle(committed=True)
 
-    def verify(self, *, at_sizes: Collection[int] = ()) -> VerifyResult:
+    def verify(self, *, at_sizes: Collection[int] = (), parallel: bool = True) -> VerifyResult:
         """``EventLog.verify``, the rows streamed from the server (a 1M-event log is never
-        held in memory), all read in one snapshot."""
+        held in memory), all read in one snapshot, in one pass (``parallel`` is for files)."""
         cur = self._pg_conn.cursor()
         try:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
