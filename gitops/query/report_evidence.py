@@ -60,9 +60,14 @@ def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
 
 def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitObject]]:
     out: dict[str, list[CommitObject]] = {}
+    made: dict[tuple[str, str], CommitObject] = {}  # frozen: one per object and change, shared by the commits
     for commit, resource, type_, changed in log.commit_objects(start=start):
         how: Literal["created", "updated", "removed"] = (
             "removed" if type_ == "desired.removed" else "updated" if changed else "created")
-        # built from the log's own columns, hundreds of thousands on a busy month: not validated again
-        out.setdefault(commit, []).append(CommitObject.model_construct(resource=resource, change=how))
+        row = made.get((resource, how))
+        if row is None:
+            # built from the log's own columns, hundreds of thousands on a busy month: not validated again,
+            # and made once for each (object, change) however many commits made it
+            row = made[(resource, how)] = CommitObject.model_construct(resource=resource, change=how)
+        out.setdefault(commit, []).append(row)
     return out

@@ -101,10 +101,11 @@ def _objects(r: ComplianceReport) -> list[dict[str, Any]]:
     return [{"resource": k, "rows": sorted(v)} for k, v in sorted(rows.items())]
 
 
-# The three sections that grow with the log (each commit's objects, the out-of-band changes,
-# every object's rows: 350,000, 100,000 and 450,000 on a busy month) are written here, each
-# value escaped by markupsafe as the template's autoescape would: the same HTML, without a
-# template expression per value (7.5 s of a 1M-event month's report went there).
+# The sections that grow with the log (each commit's objects, the out-of-band changes, the
+# drift episodes, every object's rows: 350,000, 100,000, 8,000 and 450,000 on a busy month)
+# are written here, each value escaped by markupsafe as the template's autoescape would: the
+# same HTML, without a template expression per value (7.5 s of a 1M-event month's report
+# went there).
 
 def _links(g: Any) -> Markup:
     return Markup(", ".join(f'<a class="mono" href="#{_object_id(o.resource)}">{escape(o.resource)}</a> '
@@ -118,6 +119,15 @@ def _out_of_band_rows(r: ComplianceReport) -> Markup:
         f"{escape(' (maybe ' + ', '.join(o.candidates) + ')') if o.candidates else ''}</td>"
         f'<td>{escape(o.evidence)}</td><td class="mono">{escape(o.resource)}</td><td>{escape(o.change)}</td>'
         f'<td class="mono">{escape(o.fields)}</td><td>{escape(o.outcome)}</td></tr>\n' for o in r.out_of_band))
+
+
+def _drift_rows(r: ComplianceReport) -> Markup:
+    return Markup("".join(
+        f'<tr><td class="mono">{escape(e.cluster)}</td><td class="mono">{escape(e.resource)}</td>'
+        f"<td>{escape(_t(e.opened_at))}</td><td>{escape(_t(e.closed_at)) if e.closed_at else 'open'}</td>"
+        f"<td>{escape(_dur(e.duration_seconds)) if e.duration_seconds is not None else ''}</td>"
+        f"<td>{escape(e.cause or 'unknown')}</td><td>{escape(e.resolution or 'open')}</td>"
+        f'<td class="mono">{escape(", ".join(e.fields))}</td></tr>\n' for e in r.drift_episodes))
 
 
 def _object_sections(objects: list[dict[str, Any]]) -> Markup:
@@ -138,6 +148,7 @@ class HtmlParts:
     objects: list[dict[str, Any]]
     git_links: list[Markup]  # each Git change's objects, linked: by its place in git_changes
     out_of_band_rows: Markup
+    drift_rows: Markup
     object_sections: Markup
 
 
@@ -145,7 +156,7 @@ def prepare_html(report: ComplianceReport) -> HtmlParts:
     """What ``render_html`` makes of every section but the integrity one."""
     objects = _objects(report)
     return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
-                     _out_of_band_rows(report), _object_sections(objects))
+                     _out_of_band_rows(report), _drift_rows(report), _object_sections(objects))
 
 
 def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str:
@@ -157,7 +168,7 @@ def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str
     env.filters["dur"] = _dur
     p = parts or prepare_html(report)
     return env.get_template("report.html.j2").render(r=report, tl=p.timeline, objects=p.objects, git_links=p.git_links,
-                                                     out_of_band_rows=p.out_of_band_rows,
+                                                     out_of_band_rows=p.out_of_band_rows, drift_rows=p.drift_rows,
                                                      object_sections=p.object_sections)
 
 
