@@ -48,10 +48,13 @@ def main() -> None:
                 log.append([build_event(i) for i in range(b, min(n, b + 2000))])
             build_s = time.perf_counter() - start
 
-            start = time.perf_counter()
-            result = log.verify()
+            start = time.perf_counter()  # one pass, on one core: what the tree's targets were set against
+            result = log.verify(parallel=False)
             verify_s = time.perf_counter() - start
             assert result.ok, result.describe()
+            start = time.perf_counter()  # and as 'gitops verify' runs it on a big log: in chunks, on every core
+            assert log.verify().ok
+            chunked_s = time.perf_counter() - start
 
             times = []
             for i in range(5):  # each one signs the log as it is then (the last checkpoint's event included)
@@ -78,10 +81,12 @@ def main() -> None:
         for doc in docs[:20]:
             verify_proof(doc, signer.verifier)
     print(f"events: {n} (appended in {build_s:.0f} s)")
-    print(f"verify (baseline):      {verify_s * 1000:10.1f} ms")
+    print(f"verify (baseline):      {verify_s * 1000:10.1f} ms one pass; {chunked_s * 1000:.1f} ms on every core "
+          f"({chunked_s / verify_s:.2f}x)")
     print(f"checkpoint:             {checkpoint_s * 1000:10.1f} ms  ({checkpoint_s / verify_s:.4f}x verify; "
           "target < 100 ms)")
-    print(f"tree rebuild:           {rebuild_s * 1000:10.1f} ms  ({rebuild_s / verify_s:.2f}x verify; target <= 2x)")
+    print(f"tree rebuild:           {rebuild_s * 1000:10.1f} ms  ({rebuild_s / verify_s:.2f}x verify in one pass, "
+          f"{rebuild_s / chunked_s:.2f}x on every core; target <= 2x)")
     print(f"row read (baseline):    {row_s * 1000:10.3f} ms")
     print(f"inclusion proof:        {proof_s * 1000:10.3f} ms  ({proof_s / row_s:.1f}x a row read; target < 50 ms)")
 
