@@ -19,7 +19,7 @@ from gitops.model.errors import UsageError
 from gitops.model.times import format_time
 from gitops.projections import desired_at, fold_desired, resolve_at
 from gitops.sources.git import GitIngest
-from gitops.sources.git.ingest import ROLLBACK_TRAILER
+from gitops.sources.git.records import ROLLBACK_TRAILER
 from gitops.store import EventLog
 
 __all__ = ["RollbackPlan", "apply_rollback", "plan_rollback"]

@@ -43,7 +43,6 @@ import hashlib
 import itertools
 import json
 import posixpath
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,22 +52,13 @@ from typing import Any
 from gitops.events.models import (
     AnyEvent,
     DesiredApplied,
-    DesiredRemoved,
-    DesiredRemovedPayload,
     EventSource,
-    GitCommit,
-    GitCommitPayload,
-    GitPerson,
     GitReconfigured,
     GitReconfiguredPayload,
-    GitRewritten,
-    GitRewrittenPayload,
-    SourceErrorEvent,
-    SourceErrorPayload,
     content_digest,
     event_id,
 )
-from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact, scheme_field
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import ConfigError
 from gitops.model.identity import os_user
@@ -78,6 +68,7 @@ from gitops.model.times import utc_now
 from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.kustomize import KUSTOMIZATION_FILES, KustomizeSettings, Layout, Renderer, layout
+from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import Change, CommitInfo, GitRepository, TreeEntry
 from gitops.sources.git.tree import ParsedFile, Problem, TreeIndex, TreeObject, not_manifest_notice
 from gitops.sources.manifests import ManifestProblem, parse_manifests
@@ -87,16 +78,6 @@ __all__ = ["GitIngest", "IngestSummary"]
 
 Progress = Callable[[int, int], None]
 _PARSE_CACHE_LIMIT = 20_000  # parsed files kept by blob id
-
-
-@dataclass(frozen=True)
-class _Cause:
-    """What the events of one step are attributed to: a commit and its author, or a change
-    of settings and the operator who made it."""
-
-    sha: str
-    actor: str | None
-    effective: datetime
 
 
 @dataclass
@@ -114,16 +95,6 @@ class IngestSummary:
     @property
     def objects_changed(self) -> int:
         return self.applied + self.removed
-
-
-ROLLBACK_TRAILER = "Rollback-To"
-_ROLLBACK = re.compile(rf"^{ROLLBACK_TRAILER}: ([0-9a-f]{{40}})\s*$", re.MULTILINE)
-
-
-def _rollback_target(message: str) -> str | None:
-    """The commit a rollback restores, from its ``Rollback-To: <sha>`` trailer."""
-    found = _ROLLBACK.findall(message)
-    return found[-1] if found else None
 
 
 def _cache_key(path: str, blob: str) -> tuple[str, bool]:
@@ -162,6 +133,7 @@ class GitIngest:
         self.repo = GitRepository(config.repo, cache_dir=None if config.cache_dir is None else Path(config.cache_dir))
         self.branch = config.branch or self.repo.default_branch()
         self.origin = f"git:{self.repo.url}#{self.branch}"
+        self._records = Records(self.origin, self.branch, self.repo, self.redaction)
         self._parsed: dict[tuple[str, bool], ParsedFile] = {}
         self._scope_of: dict[str, bool] = {}  # in_scope by path: globs cost more than a lookup
         self._tree = TreeIndex()
@@ -280,7 +252,7 @@ class GitIngest:
         # 4. history rewritten: go on from the merge base, under a new generation
         if since is not None and not (self.repo.exists(since) and self.repo.is_ancestor(since, head)):
             base = self.repo.merge_base(since, head) if self.repo.exists(since) else None
-            batch.events.append(self._rewritten(since, head, base, observed_at))
+            batch.events.append(self._records.rewritten(self._generation, since, head, base, observed_at))
             self._generation = hashlib.sha256(f"{self._generation}:{since}:{head}".encode()).hexdigest()[:16]
             summary.rewritten = True
             since = base
@@ -349,9 +321,11 @@ class GitIngest:
         assert self._desired is not None
         judgement = judge(self._tree, self._desired, previous=previous, keys=keys)
         effective = observed_at or commit.committer.time
-        events: list[AnyEvent] = [self._commit_event(commit, judgement, effective, observed_at)]
+        renderer = self.renderer.describe() if self._layout.roots else None
+        events: list[AnyEvent] = [self._records.commit(self._generation, commit, judgement, effective, observed_at,
+                                                       renderer=renderer)]
         summary.commits += 1
-        events.extend(self._record(_Cause(commit.sha, commit.author.email, effective), judgement, summary))
+        events.extend(self._record(Cause(commit.sha, commit.author.email, effective), judgement, summary))
         if not judgement.valid:
             summary.invalid_commits += 1
         return events, judgement
@@ -368,7 +342,7 @@ class GitIngest:
         self._tree_commit = sha
         assert self._desired is not None
         judgement = judge(self._tree, self._desired, previous=frozenset())
-        cause = _Cause(sha, os_user(), observed_at or utc_now())
+        cause = Cause(sha, os_user(), observed_at or utc_now())
         events: list[AnyEvent] = [GitReconfigured(
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
             actor=cause.actor, effective_at=cause.effective, revision=sha,
@@ -380,19 +354,19 @@ class GitIngest:
         events.extend(self._record(cause, judgement, summary))
         return events, judgement
 
-    def _record(self, cause: _Cause, judgement: Judgement, summary: IngestSummary) -> list[AnyEvent]:
+    def _record(self, cause: Cause, judgement: Judgement, summary: IngestSummary) -> list[AnyEvent]:
         """The events of a judgement (errors that appeared, objects applied and removed), and
         the desired state brought up to date with it."""
         assert self._desired is not None
         self._tree_problems, self._tree_valid = judgement.problems, judgement.valid
-        events: list[AnyEvent] = [self._error_event(cause, p) for p in judgement.new_problems]
+        events: list[AnyEvent] = [self._records.error(self._generation, cause, p) for p in judgement.new_problems]
         summary.errors += sum(1 for p in judgement.new_problems if p.blocking)
         changes: list[tuple[str, AnyEvent]] = []
         for path, obj in judgement.applied:
-            changes.append((obj.key, self._applied(cause, path, obj)))
+            changes.append((obj.key, self._records.applied(self._generation, cause, path, obj)))
             self._desired[obj.key] = Desired(obj.digest, path)
         for key, old in judgement.removed:
-            changes.append((key, self._removed(cause, key, old)))
+            changes.append((key, self._records.removed(self._generation, cause, key, old)))
             del self._desired[key]
         summary.applied += len(judgement.applied)
         summary.removed += len(judgement.removed)
@@ -574,59 +548,3 @@ class GitIngest:
             if isinstance(ev, DesiredApplied) and ev.resource:
                 desired[ev.resource] = Desired(content_digest(ev.payload.manifest), ev.payload.path)
         return desired
-
-    # ------------------------------------------------------------------ events
-
-    def _commit_event(self, c: CommitInfo, judgement: Judgement, effective: datetime,
-                      observed_at: datetime | None) -> GitCommit:
-        return GitCommit(
-            id=event_id("git.commit", self.origin, self._generation, c.sha), source=EventSource.GIT,
-            actor=c.author.email, effective_at=effective, revision=c.sha,
-            payload=GitCommitPayload(
-                sha=c.sha, parents=list(c.parents),
-                author=GitPerson(name=c.author.name, email=c.author.email, time=c.author.time),
-                committer=GitPerson(name=c.committer.name, email=c.committer.email, time=c.committer.time),
-                message=c.message, signed=c.signed, signer_key=c.signer_key, branch=self.branch,
-                repository=self.repo.url, origin=self.origin, valid=judgement.valid, errors=judgement.errors,
-                observed_at=observed_at, renderer=self.renderer.describe() if self._layout.roots else None,
-                rollback_to=_rollback_target(c.message),
-                merged_authors=[GitPerson(name=a.name, email=a.email, time=a.time)
-                                for a in (self.repo.author_of(p) for p in c.parents[1:]) if a is not None],
-            ),
-        )
-
-    def _applied(self, c: _Cause, path: str, obj: TreeObject) -> DesiredApplied:
-        # One validation call for envelope and payload: the hot path of a back-fill.
-        return DesiredApplied.model_validate({
-            "id": event_id("desired.applied", self.origin, self._generation, c.sha, obj.key),
-            "source": EventSource.GIT, "resource": obj.key, "actor": c.actor, "effective_at": c.effective,
-            "revision": c.sha,
-            "payload": {"commit": c.sha, "path": path, "document_index": obj.index, "line": obj.line,
-                        "origin": self.origin, "manifest": obj.manifest,
-                        **scheme_field(obj.manifest, self.redaction)},
-        })
-
-    def _removed(self, c: _Cause, key: str, old: Desired) -> DesiredRemoved:
-        return DesiredRemoved(
-            id=event_id("desired.removed", self.origin, self._generation, c.sha, key), source=EventSource.GIT,
-            resource=key, actor=c.actor, effective_at=c.effective, revision=c.sha,
-            payload=DesiredRemovedPayload(commit=c.sha, path=old.path, origin=self.origin),
-        )
-
-    def _error_event(self, c: _Cause, p: Problem) -> SourceErrorEvent:
-        return SourceErrorEvent(
-            id=event_id("source.error", self.origin, self._generation, c.sha, p.path or "", p.code, str(p.line),
-                        p.key or ""),
-            source=EventSource.GIT, resource=p.key, actor=c.actor, effective_at=c.effective, revision=c.sha,
-            payload=SourceErrorPayload(code=p.code, message=p.message, origin=self.origin, commit=c.sha,
-                                       path=p.path, line=p.line, severity="error" if p.blocking else "warning"),
-        )
-
-    def _rewritten(self, old: str, new: str, base: str | None, observed_at: datetime | None) -> GitRewritten:
-        return GitRewritten(
-            id=event_id("git.rewritten", self.origin, self._generation, old, new), source=EventSource.GIT,
-            effective_at=observed_at or utc_now(), revision=new,
-            payload=GitRewrittenPayload(branch=self.branch, repository=self.repo.url, origin=self.origin,
-                                        old_head=old, new_head=new, merge_base=base),
-        )
-
