@@ -40,10 +40,8 @@ move for commits observed live (``observed_at``), with the commit times in the p
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import posixpath
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,20 +56,19 @@ from gitops.events.models import (
     content_digest,
     event_id,
 )
-from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import ConfigError
 from gitops.model.identity import os_user
-from gitops.model.keys import format_key
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.judge import Desired, Judgement, judge
-from gitops.sources.git.kustomize import KUSTOMIZATION_FILES, KustomizeSettings, Layout, Renderer, layout
+from gitops.sources.git.kustomize import KustomizeSettings
+from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
-from gitops.sources.git.repository import Change, CommitInfo, GitRepository, TreeEntry
-from gitops.sources.git.tree import ParsedFile, Problem, TreeIndex, TreeObject, not_manifest_notice
-from gitops.sources.manifests import ManifestProblem, parse_manifests
+from gitops.sources.git.repository import Change, CommitInfo, GitRepository
+from gitops.sources.git.tree import Problem
 from gitops.store import Checkpoint, EventLog
 
 __all__ = ["GitIngest", "IngestSummary"]
@@ -109,9 +106,10 @@ class _Batch:
 
 
 class GitIngest:
-    """Ingests one branch of one repository into ``log``. Keeps the tree it last read in
-    memory (``TreeIndex``), so each new commit costs only the files it changed; judging
-    a commit is the pure ``judge``; this class runs the pass and builds the events."""
+    """Ingests one branch of one repository into ``log``. Its ``TreeReader`` keeps the tree
+    it last read in memory, so each new commit costs only the files it changed; judging a
+    commit is the pure ``judge``; the events are built by ``Records``; this class runs the
+    pass."""
 
     def __init__(
         self,
@@ -134,19 +132,10 @@ class GitIngest:
         self.branch = config.branch or self.repo.default_branch()
         self.origin = f"git:{self.repo.url}#{self.branch}"
         self._records = Records(self.origin, self.branch, self.repo, self.redaction)
-        self._parsed: dict[tuple[str, bool], ParsedFile] = {}
-        self._scope_of: dict[str, bool] = {}  # in_scope by path: globs cost more than a lookup
-        self._tree = TreeIndex()
-        self._tree_commit: str | None = None  # the commit the tree index holds
+        self.reader = TreeReader(self.repo, config, scope, self.redaction)
+        self._tree_commit: str | None = None  # the commit the reader's tree holds
         self._tree_valid = False  # whether it was valid: only then are a commit's touched keys enough
         self._tree_problems: frozenset[Problem] = frozenset()
-        # Kustomize: every file of the tree (path -> blob), its kustomizations, what is rendered
-        self._all: dict[str, str] = {}
-        self._layout = Layout()
-        self._rendered: dict[str, str] = {}  # root -> digest of the inputs its entry was rendered from
-        self._render_cache: dict[str, ParsedFile] = {}
-        self.renderer = Renderer(config.kustomize)
-        self.render_hits = self.render_misses = self.render_unchanged = 0
         self._desired: dict[str, Desired] | None = None
         self._generation = ""
         # What decides which objects a tree holds and how they are stored; fixed for this
@@ -164,35 +153,22 @@ class GitIngest:
     def close(self) -> None:
         self.repo.close()
 
+    @property
+    def render_hits(self) -> int:  # kustomizations taken from the render cache
+        return self.reader.render_hits
+
+    @property
+    def render_misses(self) -> int:  # kustomizations rendered
+        return self.reader.render_misses
+
+    @property
+    def render_unchanged(self) -> int:  # kustomizations whose inputs a commit did not change
+        return self.reader.render_unchanged
+
     def manifests_at(self, commit: str, paths: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """The objects ``paths`` names (ResourceKey -> the file, or the kustomization root
-        ``folder/``, that holds it) as ``commit`` has them, *unredacted*: what the reconciler
-        applies. The log holds them redacted (a Secret's values as digests), so the values
-        to apply are read, or rendered, from Git itself at the commit the log says; they are
-        never stored or returned anywhere else."""
-        files = {p for p in paths.values() if not p.endswith("/")}
-        roots = {p for p in paths.values() if p.endswith("/")}
-        blobs = self.repo.blobs_at(commit, list(files))
-        data = self.repo.read_blobs(list(blobs.values()))
-        outputs = {path: (data[blob], self.config.max_file_bytes) for path, blob in blobs.items()}
-        if roots:
-            tree = {e.path: e.blob for e in self.repo.tree(commit) if not e.is_symlink}
-            found = self._kustomizations(tree)
-            for root in found.roots:
-                vpath = self._rendered_path(root)
-                if vpath in roots:
-                    output, _ = self._render_output(found, tree, root)
-                    if output is not None:
-                        outputs[vpath] = (output, self.config.kustomize.max_output_bytes)
-        out: dict[str, dict[str, Any]] = {}
-        for path, (raw, max_bytes) in outputs.items():
-            result = parse_manifests(path, raw, scope=self.scope, default_namespace=self.config.default_namespace,
-                                     max_bytes=max_bytes)
-            for doc in result.documents:
-                key = format_key(doc.key)
-                if paths.get(key) == path:
-                    out[key] = doc.manifest
-        return out
+        """``TreeReader.manifests_at``: the objects as ``commit`` has them, unredacted, for the
+        reconciler to apply."""
+        return self.reader.manifests_at(commit, paths)
 
     def missing_paths(self, commit: str) -> list[str]:
         """The configured paths that ``commit``'s tree does not hold (removed by a commit,
@@ -258,7 +234,7 @@ class GitIngest:
             since = base
         # 5. each new commit, oldest first: move the tree, judge it, record; flush in batches
         total = self.repo.count(since, head)
-        for done, (commit, changes) in enumerate(self._prefetched(self.repo.history(since, head)), start=1):
+        for done, (commit, changes) in enumerate(self.reader.prefetched(self.repo.history(since, head)), start=1):
             events, judgement = self._ingest_commit(commit, changes, observed_at, summary)
             batch.events.extend(events)
             batch.commits += 1
@@ -289,7 +265,7 @@ class GitIngest:
                               "Nothing was recorded")
         under = [e.path for e in self.repo.tree(head)
                  if any(p == "." or e.path.startswith(p + "/") for p in self.config.paths)]
-        if under and not any(self._in_scope(p) for p in under):
+        if under and not any(self.reader.in_scope(p) for p in under):
             raise ConfigError(f"include {self.config.include} and exclude {self.config.exclude} select none of the "
                               f"{len(under)} files under {', '.join(self.config.paths)} at the head of "
                               f"{self.branch} ({head[:12]}): nothing was recorded")
@@ -308,20 +284,20 @@ class GitIngest:
         parent = commit.parents[0] if commit.parents else None
         keys: set[str] | None = None
         if parent is None:
-            self._load_tree(commit.sha)
+            self.reader.load(commit.sha)
             previous: frozenset[Problem] = frozenset()
         else:
             if self._tree_commit != parent:  # a resume, or history rewritten: rebuild from the parent
-                self._load_tree(parent)
-                self._tree_problems, self._tree_valid = frozenset(self._tree.problems()), False
+                self.reader.load(parent)
+                self._tree_problems, self._tree_valid = frozenset(self.reader.tree.problems()), False
             previous = self._tree_problems
-            touched = self._apply_changes(changes)
+            touched = self.reader.apply(changes)
             keys = touched if self._tree_valid else None
         self._tree_commit = commit.sha
         assert self._desired is not None
-        judgement = judge(self._tree, self._desired, previous=previous, keys=keys)
+        judgement = judge(self.reader.tree, self._desired, previous=previous, keys=keys)
         effective = observed_at or commit.committer.time
-        renderer = self.renderer.describe() if self._layout.roots else None
+        renderer = self.reader.renderer.describe() if self.reader.layout.roots else None
         events: list[AnyEvent] = [self._records.commit(self._generation, commit, judgement, effective, observed_at,
                                                        renderer=renderer)]
         summary.commits += 1
@@ -338,10 +314,10 @@ class GitIngest:
         recorded: under the new settings, none was recorded before."""
         self._generation = hashlib.sha256(
             f"{self._generation}:settings:{sha}:{json.dumps(self.settings, sort_keys=True)}".encode()).hexdigest()[:16]
-        self._load_tree(sha)
+        self.reader.load(sha)
         self._tree_commit = sha
         assert self._desired is not None
-        judgement = judge(self._tree, self._desired, previous=frozenset())
+        judgement = judge(self.reader.tree, self._desired, previous=frozenset())
         cause = Cause(sha, os_user(), observed_at or utc_now())
         events: list[AnyEvent] = [GitReconfigured(
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
@@ -372,172 +348,6 @@ class GitIngest:
         summary.removed += len(judgement.removed)
         events.extend(ev for _, ev in sorted(changes, key=lambda c: c[0]))  # one stable order: by key
         return events
-
-    # ------------------------------------------------------------------ the tree in memory
-
-    def _prefetched(self, history: Iterator[tuple[CommitInfo, list[Change]]],
-                    window: int = 64) -> Iterator[tuple[CommitInfo, list[Change]]]:
-        """The history, with the blobs of each window of commits read and parsed ahead in
-        one round trip to git, so that processing a commit finds its files in the cache."""
-        while True:
-            chunk = list(itertools.islice(history, window))
-            if not chunk:
-                return
-            if len(self._parsed) > _PARSE_CACHE_LIMIT:
-                self._parsed.clear()  # only a cache: bounded memory on long histories
-            self._parse_unparsed([(c.path, c.blob) for _, changes in chunk for c in changes
-                                  if c.blob is not None and not c.is_symlink and self._in_scope(c.path)])
-            yield from chunk
-
-    def _parse_unparsed(self, files: list[tuple[str, str]]) -> None:
-        """Parse the (path, blob) pairs not parsed yet, their blobs read in one round trip."""
-        wanted = [(path, blob) for path, blob in files
-                  if _cache_key(path, blob) not in self._parsed and not_manifest_notice(path) is None]
-        data = self.repo.read_blobs([blob for _, blob in wanted])
-        for path, blob in wanted:
-            self._parse(path, blob, data[blob])
-
-    def _in_scope(self, path: str) -> bool:
-        known = self._scope_of.get(path)
-        if known is None:
-            if len(self._scope_of) > _PARSE_CACHE_LIMIT:
-                self._scope_of.clear()
-            known = self._scope_of[path] = self.config.in_scope(path)
-        return known
-
-    def _load_tree(self, sha: str) -> None:
-        self._tree.clear()
-        tree = self.repo.tree(sha)
-        self._all = {e.path: e.blob for e in tree if not e.is_symlink}
-        self._rendered.clear()
-        self._layout = self._kustomizations(self._all)
-        entries = [e for e in tree if self._in_scope(e.path)]
-        self._parse_unparsed([(e.path, e.blob) for e in entries if not e.is_symlink
-                              and not self._layout.is_shadowed(e.path)])
-        for entry in entries:
-            self._tree.set_file(entry.path, self._read(entry))
-        self._render_roots()
-
-    def _apply_changes(self, changes: list[Change]) -> set[str]:
-        touched: set[str] = set()
-        layout_changed = False
-        for change in changes:
-            if change.blob is None or change.is_symlink:
-                self._all.pop(change.path, None)
-            else:
-                self._all[change.path] = change.blob
-            layout_changed |= posixpath.basename(change.path) in KUSTOMIZATION_FILES
-        before = self._layout
-        if layout_changed:
-            self._layout = self._kustomizations(self._all)
-        for change in changes:
-            if not self._in_scope(change.path):
-                continue
-            new = None if change.blob is None else self._read(TreeEntry(change.path, change.blob, change.mode))
-            touched |= self._tree.set_file(change.path, new)
-        if before.shadowed != self._layout.shadowed:  # folders became (or stopped being) kustomizations
-            changed = {c.path for c in changes}
-            for path, blob in self._all.items():
-                if path not in changed and self._in_scope(path) and \
-                        before.is_shadowed(path) != self._layout.is_shadowed(path):
-                    touched |= self._tree.set_file(path, self._read(TreeEntry(path, blob, "100644")))
-        return touched | self._render_roots()
-
-    # ------------------------------------------------------------------ kustomizations
-
-    def _kustomizations(self, tree: Mapping[str, str]) -> Layout:
-        """The kustomizations of ``tree`` (path -> blob) that this source renders."""
-        if not self.config.kustomize.enabled:
-            return Layout()
-        # a kustomization file the exclude globs leave out is not one (how to keep reading the
-        # plain files beside it)
-        files = {p: b for p, b in tree.items()
-                 if posixpath.basename(p) not in KUSTOMIZATION_FILES or not self.config.excluded(p)}
-        found = layout(files, self.repo.read_blobs, allow_remote=self.config.kustomize.allow_remote)
-        # roots under the configured paths are rendered; their bases may lie anywhere
-        roots = {r: files for r, files in found.roots.items()
-                 if any(p in (".", r) or r.startswith(p + "/") for p in self.config.paths)}
-        return Layout(roots, found.shadowed, {r: found.problems[r] for r in roots if r in found.problems})
-
-    @staticmethod
-    def _rendered_path(root: str) -> str:
-        """Where a root's objects are said to come from: the root folder, with a slash."""
-        return "./" if root == "." else root + "/"
-
-    def _render_roots(self) -> set[str]:
-        """Render the roots whose inputs changed (or take them from the cache) and put their
-        objects in the tree index; drop the roots that are gone. Returns the keys touched."""
-        touched: set[str] = set()
-        for root in [r for r in self._rendered if r not in self._layout.roots]:
-            touched |= self._tree.set_file(self._rendered_path(root), None)
-            del self._rendered[root]
-        for root in self._layout.roots:
-            digest = self._layout.inputs_digest(root, self._all)
-            if self._rendered.get(root) == digest:
-                self.render_unchanged += 1
-                continue
-            parsed = self._render_cache.get(digest)
-            if parsed is None:
-                self.render_misses += 1
-                parsed = self._render(root)
-                if len(self._render_cache) > 512:
-                    self._render_cache.clear()
-                self._render_cache[digest] = parsed
-            else:
-                self.render_hits += 1
-            touched |= self._tree.set_file(self._rendered_path(root), parsed)
-            self._rendered[root] = digest
-        return touched
-
-    def _render(self, root: str) -> ParsedFile:
-        output, problems = self._render_output(self._layout, self._all, root)
-        if output is None:
-            return ParsedFile((), problems)
-        return self._objects(self._rendered_path(root), output, self.config.kustomize.max_output_bytes)
-
-    def _render_output(self, found: Layout, tree: Mapping[str, str],
-                       root: str) -> tuple[bytes | None, tuple[ManifestProblem, ...]]:
-        """What the renderer prints for ``root`` of ``found``, its inputs read from ``tree``
-        (path -> blob); or None and the problems that stopped it."""
-        problems = found.problems.get(root)
-        if problems:
-            return None, problems
-        inputs = found.roots[root]
-        data = self.repo.read_blobs([tree[p] for p in inputs])
-        output, problem = self.renderer.render(root, {p: data[tree[p]] for p in inputs})
-        return output, (problem,) if problem is not None else ()
-
-    def _read(self, entry: TreeEntry) -> ParsedFile:
-        if entry.is_symlink:
-            target = self.repo.read_blob(entry.blob).decode("utf-8", "replace")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
-            if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
-                return ParsedFile((), (ManifestProblem("symlink-escape", f"symlink points out of the repository "
-                                                       f"({target})"),))
-            return ParsedFile((), ())  # a link inside the repository: its target is read on its own
-        if self._layout.is_shadowed(entry.path):  # under a kustomization: its render says what it holds
-            return ParsedFile((), ())
-        notice = not_manifest_notice(entry.path)
-        if notice is not None:
-            return ParsedFile((), (notice,))
-        cached = self._parsed.get(_cache_key(entry.path, entry.blob))
-        if cached is not None:
-            return cached
-        return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
-
-    def _parse(self, path: str, blob: str, data: bytes) -> ParsedFile:
-        parsed = self._objects(path, data, self.config.max_file_bytes)
-        self._parsed[_cache_key(path, blob)] = parsed
-        return parsed
-
-    def _objects(self, path: str, data: bytes, max_bytes: int) -> ParsedFile:
-        result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
-                                 max_bytes=max_bytes)
-        objects = []
-        for doc in result.documents:
-            manifest = redact(doc.manifest, self.redaction)
-            objects.append(TreeObject(format_key(doc.key), content_digest(manifest), manifest, doc.index, doc.line))
-        return ParsedFile(tuple(objects), tuple(result.problems))
 
     def _desired_from_log(self) -> dict[str, Desired]:
         """What the log holds as desired from this source now: the state to diff against,
