@@ -312,8 +312,23 @@ def test_diff_verify_and_report_take_the_output_flag_too(shop: tuple[GitRepo, Pa
 
 
 def _follow(db: Path, *args: str) -> subprocess.Popen[str]:
+    # faulthandler: a process that does not end is made to print where each thread is (_ended)
     return subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
+
+
+def _ended(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    """``proc``'s exit code; one that has not ended by then fails the test with where it was
+    (its threads' stacks, from faulthandler on SIGABRT) and what it wrote to stderr."""
+    import signal
+
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"{proc.args!r} had not ended {timeout} s after Ctrl-C; its stderr:\n{err[-6000:]}")
 
 
 _PENDING: dict[int, bytes] = {}  # what was read of each process's stdout past its last whole line
@@ -370,7 +385,7 @@ def test_watch_follows_new_rows_and_ctrl_c_ends_it_as_a_success(tmp_path: Path) 
     finally:
         for p in (log, audit, status):
             p.send_signal(signal.SIGINT)
-    assert [p.wait(30) for p in (log, audit, status)] == [0, 0, 0]
+    assert [_ended(p) for p in (log, audit, status)] == [0, 0, 0]
     assert log.stdout is not None and audit.stdout is not None
     for p in (log, audit):  # and nothing more: no row shown twice
         assert p.stdout is not None
