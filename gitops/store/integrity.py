@@ -22,16 +22,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gitops.model.errors import TamperedLogError
 from gitops.model.merkle import frontier_root, node_hash
 from gitops.store.chain import GENESIS, row_hash
 from gitops.store.dbapi import Cursor
 
-__all__ = ["Problem", "VerifyResult", "check_head", "fault", "finish", "last_event", "verify_rows"]
+__all__ = ["Chunk", "Fault", "Problem", "VerifyResult", "check_chunk", "check_head", "fault", "finish", "join",
+           "last_event", "verify_rows"]
 
 Problem = Literal["modified", "missing", "reordered", "truncated", "tree"]
+_ONE_CHUNK = 64  # verify_rows' chunk is of 2**64 seqs: never whole, so its compact range is the log's
 
 
 @dataclass(frozen=True)
@@ -81,30 +83,92 @@ def check_head(cur: Cursor, where: str, *, doing: str = "write") -> tuple[int, s
 def verify_rows(rows: Iterable[tuple[Any, ...]], head: tuple[int, str] | None, *,
                 tree: tuple[int, bytes] | None = None, at_sizes: Collection[int] = ()) -> VerifyResult:
     """Check ``rows`` (seq, FIELDS values..., prev_hash, hash, in seq order) against each
-    other, the recorded ``head`` (seq, hash) and the stored ``tree`` (size, root)."""
-    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    other, the recorded ``head`` (seq, hash) and the stored ``tree`` (size, root): in one
+    pass, as one chunk of every row (``gitops.store.verify_pool`` checks many chunks at once)."""
+    return join([check_chunk(rows, at_sizes)], _ONE_CHUNK, head, tree=tree)
+
+
+class Fault(NamedTuple):
+    at: int  # rows of the chunk before the bad one
+    reason: Problem
+    seq: int
+    prev_seq: int  # the row before it, in the chunk (at > 0)
+    prev_hash: str
+
+
+class Chunk(NamedTuple):
+    intact: int  # rows checked intact
+    first: tuple[int, str] | None  # the first row's (seq, stored prev_hash)
+    last: tuple[int, str] | None  # the last intact row's (seq, hash)
+    frontier: list[bytes]  # the compact range of the intact rows' leaves
+    at: dict[int, list[bytes]]  # rows into the chunk -> the compact range there
+    fault: Fault | None
+
+
+def check_chunk(rows: Iterable[tuple[Any, ...]], offsets: Collection[int] = ()) -> Chunk:
+    """Check the rows of one chunk (as ``verify_rows`` takes them), up to the first fault;
+    the first row is checked against its own hash only (``join`` checks it against the
+    chunk before)."""
+    count, first, prev_seq, prev_hash = 0, None, 0, GENESIS
     frontier: list[bytes] = []
-    roots: dict[int, bytes] = {}
+    at: dict[int, list[bytes]] = {}
     sha = hashlib.sha256
     for row in rows:
         seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
-        own = row_hash(stored_prev, values)
-        if own != stored_hash:
-            return fault("modified", seq, prev_seq, prev_hash, checked)
-        if seq != prev_seq + 1:
-            return fault("missing", seq, prev_seq, prev_hash, checked)
-        if stored_prev != prev_hash:
-            return fault("reordered", seq, prev_seq, prev_hash, checked)
-        # the Merkle tree, leaf by leaf (gitops.model.merkle.frontier_extend, inlined: the hot loop, per row)
-        carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), checked
+        problem: Problem | None = None
+        if row_hash(stored_prev, values) != stored_hash:
+            problem = "modified"
+        elif first is not None and seq != prev_seq + 1:
+            problem = "missing"
+        elif first is not None and stored_prev != prev_hash:
+            problem = "reordered"
+        if problem is not None:
+            return Chunk(count, first, (prev_seq, prev_hash) if count else None, frontier, at,
+                         Fault(count, problem, seq, prev_seq, prev_hash))
+        if first is None:
+            first = (seq, stored_prev)
+        carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), count
         while size & 1:
             carry = node_hash(frontier.pop(), carry)
             size >>= 1
         frontier.append(carry)
         prev_seq, prev_hash = seq, stored_hash
-        checked += 1
-        if checked in at_sizes:
-            roots[checked] = frontier_root(frontier)
+        count += 1
+        if count in offsets:
+            at[count] = list(frontier)
+    return Chunk(count, first, (prev_seq, prev_hash) if count else None, frontier, at, None)
+
+
+def join(chunks: Iterable[Chunk], bits: int, head: tuple[int, str] | None, *,
+         tree: tuple[int, bytes] | None = None) -> VerifyResult:
+    """What one pass over the rows says, from the chunks of ``2**bits`` seqs each, in order."""
+    checked, prev_seq, prev_hash = 0, 0, GENESIS
+    frontier: list[bytes] = []
+    roots: dict[int, bytes] = {}
+    for c in chunks:
+        if c.fault is not None and c.fault.at == 0:  # its first row: its own hash is checked first
+            return fault(c.fault.reason, c.fault.seq, prev_seq, prev_hash, checked)
+        if c.first is None:
+            continue  # no row in the range: the next row found says what is missing
+        if c.first[0] != prev_seq + 1:
+            return fault("missing", c.first[0], prev_seq, prev_hash, checked)
+        if c.first[1] != prev_hash:
+            return fault("reordered", c.first[0], prev_seq, prev_hash, checked)
+        if c.fault is not None:
+            return fault(c.fault.reason, c.fault.seq, c.fault.prev_seq, c.fault.prev_hash, checked + c.fault.at)
+        for offset, part in c.at.items():
+            roots[checked + offset] = frontier_root(frontier + part)
+        if c.intact == 1 << bits:  # a whole chunk: one perfect subtree, pushed as a leaf one level up
+            carry, size = c.frontier[0], checked >> bits
+            while size & 1:
+                carry = node_hash(frontier.pop(), carry)
+                size >>= 1
+            frontier.append(carry)
+        else:  # short: the last one (rows after it would be missing rows, found above)
+            frontier.extend(c.frontier)
+        checked += c.intact
+        assert c.last is not None
+        prev_seq, prev_hash = c.last
     return finish(checked, prev_seq, prev_hash, frontier, roots, head, tree)
 
 

@@ -1,6 +1,7 @@
 """``verify`` of a big SQLite log on every core: the rows in chunks, each checked by a
-process of its own, the chunks' answers joined here into exactly what one pass over the
-rows says (``gitops.store.integrity.verify_rows``).
+process of its own (``gitops.store.integrity.check_chunk``), the chunks' answers joined
+(``integrity.join``) into exactly what one pass over the rows says: ``verify_rows`` is
+the same check over one chunk of every row.
 
 Hashing and unpacking each row in Python is most of a verify (10 s of a 1M-event log on
 one core), and each row's hash depends only on the row (its stored ``prev_hash`` is part
@@ -24,110 +25,22 @@ verified in one pass.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, NamedTuple
 
-from gitops.model.merkle import frontier_root, node_hash
-from gitops.store.chain import GENESIS, row_hash
 from gitops.store.files import read_only_uri
-from gitops.store.integrity import Problem, VerifyResult, fault, finish
+from gitops.store.integrity import Chunk, VerifyResult, check_chunk, join
 from gitops.store.rows import READ, unpacked
 
-__all__ = ["CHUNK_BITS", "PARALLEL_MIN", "Chunk", "check_chunk", "join", "verify_file"]
+__all__ = ["CHUNK_BITS", "PARALLEL_MIN", "verify_file"]
 
 CHUNK_BITS = 16  # a chunk is 65,536 seqs: 16 of a 1M-event log, for two or more workers to share
 PARALLEL_MIN = 250_000  # rows below which starting processes costs more than it saves
-
-
-class Fault(NamedTuple):
-    at: int  # rows of the chunk before the bad one
-    reason: Problem
-    seq: int
-    prev_seq: int  # the row before it, in the chunk (at > 0)
-    prev_hash: str
-
-
-class Chunk(NamedTuple):
-    intact: int  # rows checked intact
-    first: tuple[int, str] | None  # the first row's (seq, stored prev_hash)
-    last: tuple[int, str] | None  # the last intact row's (seq, hash)
-    frontier: list[bytes]  # the compact range of the intact rows' leaves
-    at: dict[int, list[bytes]]  # rows into the chunk -> the compact range there
-    fault: Fault | None
-
-
-def check_chunk(rows: Iterable[tuple[Any, ...]], offsets: Collection[int] = ()) -> Chunk:
-    """Check the rows of one chunk (as ``verify_rows`` takes them), up to the first fault;
-    the first row is checked against its own hash only (``join`` checks it against the
-    chunk before)."""
-    count, first, prev_seq, prev_hash = 0, None, 0, GENESIS
-    frontier: list[bytes] = []
-    at: dict[int, list[bytes]] = {}
-    sha = hashlib.sha256
-    for row in rows:
-        seq, values, stored_prev, stored_hash = row[0], row[1:-2], row[-2], row[-1]
-        problem: Problem | None = None
-        if row_hash(stored_prev, values) != stored_hash:
-            problem = "modified"
-        elif first is not None and seq != prev_seq + 1:
-            problem = "missing"
-        elif first is not None and stored_prev != prev_hash:
-            problem = "reordered"
-        if problem is not None:
-            return Chunk(count, first, (prev_seq, prev_hash) if count else None, frontier, at,
-                         Fault(count, problem, seq, prev_seq, prev_hash))
-        if first is None:
-            first = (seq, stored_prev)
-        carry, size = sha(b"\x00" + bytes.fromhex(stored_hash)).digest(), count
-        while size & 1:
-            carry = node_hash(frontier.pop(), carry)
-            size >>= 1
-        frontier.append(carry)
-        prev_seq, prev_hash = seq, stored_hash
-        count += 1
-        if count in offsets:
-            at[count] = list(frontier)
-    return Chunk(count, first, (prev_seq, prev_hash) if count else None, frontier, at, None)
-
-
-def join(chunks: Iterable[Chunk], bits: int, head: tuple[int, str] | None, *,
-         tree: tuple[int, bytes] | None = None) -> VerifyResult:
-    """What one pass over the rows says, from the chunks of ``2**bits`` seqs each, in order."""
-    checked, prev_seq, prev_hash = 0, 0, GENESIS
-    frontier: list[bytes] = []
-    roots: dict[int, bytes] = {}
-    for c in chunks:
-        if c.fault is not None and c.fault.at == 0:  # its first row: its own hash is checked first
-            return fault(c.fault.reason, c.fault.seq, prev_seq, prev_hash, checked)
-        if c.first is None:
-            continue  # no row in the range: the next row found says what is missing
-        if c.first[0] != prev_seq + 1:
-            return fault("missing", c.first[0], prev_seq, prev_hash, checked)
-        if c.first[1] != prev_hash:
-            return fault("reordered", c.first[0], prev_seq, prev_hash, checked)
-        if c.fault is not None:
-            return fault(c.fault.reason, c.fault.seq, c.fault.prev_seq, c.fault.prev_hash, checked + c.fault.at)
-        for offset, part in c.at.items():
-            roots[checked + offset] = frontier_root(frontier + part)
-        if c.intact == 1 << bits:  # a whole chunk: one perfect subtree, pushed as a leaf one level up
-            carry, size = c.frontier[0], checked >> bits
-            while size & 1:
-                carry = node_hash(frontier.pop(), carry)
-                size >>= 1
-            frontier.append(carry)
-        else:  # short: the last one (rows after it would be missing rows, found above)
-            frontier.extend(c.frontier)
-        checked += c.intact
-        assert c.last is not None
-        prev_seq, prev_hash = c.last
-    return finish(checked, prev_seq, prev_hash, frontier, roots, head, tree)
 
 
 def _check_range(path: str, immutable: bool, first: int, last: int, offsets: tuple[int, ...]) -> Chunk:
