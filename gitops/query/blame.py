@@ -62,6 +62,7 @@ def _versions(log: EventLog, resource: str, moment: Moment) -> dict[Side, list[S
 
 class _Version(NamedTuple):
     origin: str
+    time: datetime
     manifest: dict[str, Any] | None  # None: the object was removed
     via: str
     how: str
@@ -72,19 +73,19 @@ def _version(s: Stored) -> _Version:
     the event would give (the row was changed outside gitops)."""
     p = s.payload
     try:
-        datetime.fromisoformat(s.effective_at)  # read when a field is credited to the version
+        time = datetime.fromisoformat(s.effective_at)
         origin = str(p.get("origin") or "")
         if s.type in ("desired.removed", "cluster.deleted"):
-            return _Version(origin, None, "", "")
+            return _Version(origin, time, None, "", "")
         manifest = p["manifest"]
         if not isinstance(manifest, dict):
             raise TypeError("the manifest is not an object")
         if s.type == "desired.applied":
-            return _Version(origin, manifest, f"commit {str(p['commit'])[:12]}", "git")
+            return _Version(origin, time, manifest, f"commit {str(p['commit'])[:12]}", "git")
         how = str(p.get("attribution", "unknown"))  # the model's default: events written before it was recorded
         if p.get("via"):  # kubectl --as: the actor is the impersonated user, via the one authenticated
             how = f"{how}, via {p['via']}"
-        return _Version(origin, manifest, f"resourceVersion {p['resource_version']}", how)
+        return _Version(origin, time, manifest, f"resourceVersion {p['resource_version']}", how)
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptDatabaseError.unreadable_event(s.seq, f"it is not a valid {s.type} event ({e})") from None
 
@@ -100,7 +101,7 @@ class _Walk:
 
 
 def _line(side: str, path: str, value: Any, s: Stored, v: _Version) -> BlameLine:
-    return BlameLine(side, path, value, s.actor, datetime.fromisoformat(s.effective_at), s.seq, v.via, v.how)
+    return BlameLine(side, path, value, s.actor, v.time, s.seq, v.via, v.how)
 
 
 def blame(log: EventLog, resource: str, moment: Moment, *, clusters: Sequence[str] = ()) -> list[BlameLine]:
