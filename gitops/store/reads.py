@@ -26,8 +26,8 @@ from gitops.model.times import format_time
 from gitops.store import current as current_state
 from gitops.store.damage import find_damage
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
-from gitops.store.pack import packed_columns, unpack
-from gitops.store.rows import LIGHT, READ, Stored, to_recorded, to_stored, unreadable
+from gitops.store.pack import packed_columns
+from gitops.store.rows import LIGHT, READ, Stored, payload_value, to_recorded, to_stored
 
 __all__ = ["AUDIT_FACTS", "AuditFacts", "AuditRecord", "LogReads", "end_read", "map_error"]
 
@@ -128,11 +128,7 @@ class LogReads:
                "JOIN events e ON e.seq = c.seq WHERE c.side = ? AND c.present = 1 AND c.origin = ? ORDER BY c.resource")
         try:
             for seq, type_, resource, payload, *packed in self.conn.execute(sql, (side, origin)):
-                try:
-                    value = orjson.loads(unpack(seq, payload, *packed))
-                except ValueError as e:
-                    raise unreadable(seq, type_, e) from None
-                yield resource, value
+                yield resource, payload_value(seq, type_, payload, *packed)
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 

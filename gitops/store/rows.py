@@ -15,8 +15,8 @@ from gitops.model.errors import CorruptDatabaseError
 from gitops.store.chain import FIELDS
 from gitops.store.pack import packed_columns, residual, unpack
 
-__all__ = ["COLUMNS", "INSERT", "LIGHT", "READ", "STORED", "Stored", "logical_row", "to_recorded", "to_stored",
-           "unpacked", "unreadable"]
+__all__ = ["COLUMNS", "INSERT", "LIGHT", "READ", "STORED", "Stored", "logical_row", "payload_value", "to_recorded",
+           "to_stored", "unpacked", "unreadable"]
 
 COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links (the payload column unpacked)
 STORED = (*COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
@@ -86,14 +86,21 @@ def to_recorded(row: dict[str, Any]) -> Recorded:
                     hash=row["hash"], event=event)
 
 
+def payload_value(seq: int, type_: str, payload: str, *packed: Any) -> Any:
+    """The JSON value of event ``seq``'s stored payload (its ``packed`` columns as
+    ``packed_columns`` reads them), without building its model; one that does not unpack or
+    parse is the same error as for ``to_recorded``."""
+    try:
+        return orjson.loads(unpack(seq, payload, *packed))
+    except ValueError as e:
+        raise unreadable(seq, type_, e) from None
+
+
 def to_stored(row: Sequence[Any]) -> Stored:
     """A row read as ``LIGHT`` names its columns, as a ``Stored``; a payload that is not a
     JSON object is the same error as for ``to_recorded``."""
     seq, type_, actor, effective_at, recorded_at, payload, *packed = row
-    try:
-        value = orjson.loads(unpack(seq, payload, *packed))
-        if not isinstance(value, dict):
-            raise ValueError("the payload is not an object")
-    except ValueError as e:
-        raise unreadable(seq, type_, e) from None
+    value = payload_value(seq, type_, payload, *packed)
+    if not isinstance(value, dict):
+        raise unreadable(seq, type_, ValueError("the payload is not an object"))
     return Stored(seq, type_, actor, effective_at, recorded_at, value)
