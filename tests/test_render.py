@@ -53,7 +53,7 @@ def test_yaml_is_what_pyyaml_writes(options: dict[str, Any]) -> None:
     """The replay's YAML (nodes made without SafeRepresenter's per-value lookups) is,
     character for character, what PyYAML's own safe dumper writes on the same emitter
     (libyaml's where PyYAML has it)."""
-    from gitops.cli.render import _Dumper
+    from gitops.cli.yaml_out import Dumper as _Dumper
 
     pyyaml = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     for doc in ([TRICKY], [*ITEMS, TRICKY], TRICKY, "plain", 3, None, []):

@@ -45,10 +45,20 @@ def postgresql_keys(url: str) -> Path:
 @dataclass
 class Context:
     db_path: Path  # the SQLite file; for a PostgreSQL log, where its keys are kept by default (``db_url``)
-    config: Config
+    loaded_config: Config | None = None  # the --config file, read up front (it may name the log); None: no file
     read_only: bool = False  # --read-only: open the log read-only (mode=ro), write nothing
     immutable: bool = False  # --immutable: and take no locks (immutable=1): a file on read-only media
     db_url: str | None = None  # --db postgresql://...: the log is on PostgreSQL (gitops.store.postgres)
+
+    @property
+    def config(self) -> Config:
+        """The configuration: the file's, or the defaults, made when first asked for: the
+        settings' models are most of a command's start (``gitops log`` asks for none)."""
+        if self.loaded_config is None:
+            from gitops.service.config import Config
+
+            self.loaded_config = Config()
+        return self.loaded_config
 
     @property
     def db(self) -> str | Path:
@@ -204,12 +214,14 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, config_file: Path | None, read_only: bool, immutable: bool) -> None:
     """Event-sourced GitOps: who changed what, when, and what the cluster looked like then."""
-    from gitops.service.config import load_config
+    config = None
+    if config_file is not None:
+        from gitops.service.config import load_config
 
-    config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
-    location = db or config.db or str(DEFAULT_DB)
+        config = load_config(config_file)  # errors become one line in GitOpsGroup.invoke, like all others
+    location = db or (config.db if config is not None else None) or str(DEFAULT_DB)
     url = location if location.startswith(("postgresql://", "postgres://")) else None
-    ctx.obj = Context(db_path=postgresql_keys(url) if url else Path(location), config=config,
+    ctx.obj = Context(db_path=postgresql_keys(url) if url else Path(location), loaded_config=config,
                       read_only=read_only or immutable, immutable=immutable, db_url=url)
 
 

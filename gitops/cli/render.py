@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
-import yaml
 
 from gitops.query.cells import cell
 
@@ -108,45 +107,11 @@ def _jsonable(row: Any) -> Any:
     return json.loads(json.dumps(row, default=str))
 
 
-_TAG = {t: f"tag:yaml.org,2002:{name}" for t, name in ((str, "str"), (int, "int"), (bool, "bool"), (list, "seq"),
-                                                        (dict, "map"))}
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """libyaml's emitter where PyYAML has it (its wheels do): the pure-Python one took 97% of
-    a 10,000-object replay. What is dumped went through JSON, so no object appears twice:
-    looking for aliases is work for nothing. The output is the same YAML."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-    def represent_data(self, data: Any) -> Any:
-        """The nodes SafeRepresenter makes of JSON's strings, integers, booleans, nulls, lists
-        and objects, made without its lookup of a representer by type per value (a quarter
-        of a 10,000-object replay's YAML time); anything else, and a dumper asked to choose
-        flow styles or to sort keys itself, goes to SafeRepresenter."""
-        kind, flow = type(data), self.default_flow_style
-        if kind is str:
-            return yaml.ScalarNode(_TAG[str], data, style=self.default_style)
-        if flow is None or self.sort_keys:
-            return super().represent_data(data)
-        if kind is dict:
-            node = self.represent_data
-            return yaml.MappingNode(_TAG[dict], [(node(k), node(v)) for k, v in data.items()], flow_style=flow)
-        if kind is list:
-            return yaml.SequenceNode(_TAG[list], [self.represent_data(v) for v in data], flow_style=flow)
-        if kind is bool:
-            return yaml.ScalarNode(_TAG[bool], "true" if data else "false", style=self.default_style)
-        if kind is int:
-            return yaml.ScalarNode(_TAG[int], str(data), style=self.default_style)
-        if data is None:
-            return yaml.ScalarNode("tag:yaml.org,2002:null", "null", style=self.default_style)
-        return super().represent_data(data)
-
-
 def _yaml(doc: Any, *, plain: bool = False) -> str:
     """``doc`` as YAML; ``plain``: it holds JSON's types only already (no round trip)."""
-    return yaml.dump(doc if plain else _jsonable(doc), Dumper=_Dumper, sort_keys=False, allow_unicode=False)
+    from gitops.cli.yaml_out import dump  # PyYAML is imported by the commands that write YAML only
+
+    return dump(doc if plain else _jsonable(doc))
 
 
 def render_document(doc: Any, output: str) -> None:
@@ -268,8 +233,10 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Columns | Sequence[s
             out.write(json.dumps(row, default=str) + "\n")
             n += 1
     elif output == "yaml":
+        from yaml import safe_dump
+
         for row in rows:
-            out.write(yaml.safe_dump([_jsonable(row)], sort_keys=False))
+            out.write(safe_dump([_jsonable(row)], sort_keys=False))
             n += 1
         if n == 0:
             out.write("[]\n")

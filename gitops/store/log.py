@@ -45,7 +45,6 @@ from gitops.store.integrity import VerifyResult, check_head, last_event, verify_
 from gitops.store.pack import Packer
 from gitops.store.reads import AUDIT_FACTS, AuditFacts, AuditRecord, LogReads, end_read, map_error
 from gitops.store.rows import INSERT, READ, logical_row, unpacked
-from gitops.store.verify_pool import PARALLEL_MIN, verify_file
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["AUDIT_FACTS", "Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult",
@@ -352,6 +351,8 @@ class EventLog(LogReads):
             tree = merkle_tree.MerkleTree(self.conn)
             stored = (tree.size, tree.root())
             last = int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            from gitops.store.verify_pool import PARALLEL_MIN, verify_file  # imported by verify alone
+
             if parallel and last >= PARALLEL_MIN:
                 found = verify_file(self.path, self.immutable, last, head, tree=stored, at_sizes=at_sizes)
                 if found is not None:
