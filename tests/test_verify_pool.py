@@ -1,5 +1,6 @@
-"""``verify`` of a big log in chunks on several processes (gitops.store.verify_pool) says
-exactly what one pass over the rows says: for an intact log (the Merkle root, and the roots
+"""``verify`` of a big log in chunks on several processes (gitops.store.verify_pool), and the
+same shared between a worker and this process (``SharedCheck``: a report's), say exactly
+what one pass over the rows says: for an intact log (the Merkle root, and the roots
 at sizes inside and at the edges of chunks) and for each way a row can be tampered with,
 at a chunk's first row, its last, and inside it. Real SQLite files, changed with sqlite3
 as an attacker would, and real worker processes; chunks of 4 seqs so that 37 events make
@@ -16,7 +17,7 @@ import pytest
 
 from gitops.store import EventLog
 from gitops.store.chain import FIELDS, row_hash
-from gitops.store.verify_pool import verify_file
+from gitops.store.verify_pool import SharedCheck, verify_file
 from tests.helpers import applied
 
 N = 37
@@ -34,7 +35,8 @@ def intact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def both(db: Path) -> tuple[object, object]:
-    """(one pass, chunks on two processes) over the file as it is."""
+    """(one pass, chunks on two processes) over the file as it is; the chunks shared between
+    a worker and this process (``SharedCheck``) are checked to give the same answer too."""
     with EventLog(db, create=False, read_only=True) as log:
         one = log.verify(at_sizes=SIZES, parallel=False)
         cur = log.conn.cursor()
@@ -45,6 +47,14 @@ def both(db: Path) -> tuple[object, object]:
         last = int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
         cur.execute("ROLLBACK")
     chunked = verify_file(db, False, last, head, tree=stored, at_sizes=SIZES, bits=BITS, workers=2)
+    shared = SharedCheck.start(db, False, last, head, tree=stored, at_sizes=SIZES, bits=BITS)
+    assert shared is not None
+    try:
+        assert shared.finish() == one  # at once: the worker has the first chunks, this process the rest
+    finally:
+        shared.close()
+    if last == N:  # the intact log's ten chunks: some were checked here (the worker starts ~0.1 s later)
+        assert shared.here > 0
     return one, chunked
 
 

@@ -29,6 +29,7 @@ from gitops.events.models import (
     ReconcileAction,
 )
 from gitops.model.clusters import cluster_name, cluster_origin
+from gitops.model.note import Checkpoint as SignedCheckpoint
 from gitops.model.note import NoteError, parse_checkpoint
 from gitops.model.times import check_range, utc_now
 from gitops.query.access import operator_identity
@@ -51,7 +52,7 @@ from gitops.query.report_model import (
 )
 from gitops.query.report_policy import ReportSettings, allowed_keys, approval_of
 from gitops.query.report_scope import scope_of
-from gitops.store import EventLog, open_log
+from gitops.store import EventLog, VerifyResult, open_log
 from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES
 
 __all__ = ["ComplianceReport", "build_report", "report_json_schema"]
@@ -69,19 +70,30 @@ _OUTCOME: dict[str, Outcome] = {"reconciled": "reverted by self-heal", "reverted
                                 "git-changed": "adopted by Git", "git-removed": "removed by Git", "deleted": "deleted"}
 
 
-def _integrity_of(path: str, read_only: bool, immutable: bool) -> Integrity:
-    """The integrity section, computed in a process of its own (see ``build_report``), in one
-    pass: the report's own work keeps the other core busy meanwhile (verify's chunks on
-    both cores made a 1M-event month's report 1-2 s slower, not faster)."""
-    with open_log(path, create=False, read_only=read_only, immutable=immutable) as log:
-        return _integrity(log, parallel=False)
+def _integrity_of(location: str, read_only: bool, immutable: bool) -> Integrity:
+    """The integrity section of a PostgreSQL log, computed in a process of its own (see
+    ``build_report``)."""
+    with open_log(location, create=False, read_only=read_only, immutable=immutable) as log:
+        return _integrity(log)
 
 
 @contextmanager
 def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
-    """Start the integrity section in a second process; the callable yielded waits for it.
-    Where no second process can be had (no POSIX semaphores, as in some containers, or one
-    that died), it is computed here instead: slower, never missing."""
+    """Start the integrity check on a second process; the callable yielded gives the section.
+
+    A SQLite log is checked in chunks (``EventLog.verify_meanwhile``): the second process
+    takes them from the first on while this one makes the report; then this one checks the
+    chunks the other has not begun, from the last back. (The whole check in the second
+    process left this one idle for its last third on a 1M-event log; verify's chunks on two
+    workers beside the report made three busy processes on two cores.) A PostgreSQL log is
+    checked whole in the second process, the rows streamed from the server. Where no second
+    process can be had (no POSIX semaphores, as in some containers, or one that died), it is
+    checked here instead: slower, never missing."""
+    if not log.postgresql:
+        text, signed = _latest(log)
+        with log.verify_meanwhile(at_sizes={signed.size} if signed else ()) as verified:
+            yield lambda: _section(log, text, signed, verified())
+        return
     try:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     except (OSError, ImportError, NotImplementedError):
@@ -99,13 +111,22 @@ def _integrity_meanwhile(log: EventLog) -> Iterator[Callable[[], Integrity]]:
         yield result
 
 
-def _integrity(log: EventLog, *, parallel: bool = True) -> Integrity:
+def _latest(log: EventLog) -> tuple[str | None, SignedCheckpoint | None]:
+    """The latest signed checkpoint's text, and what it signs (None: unreadable)."""
     text = latest_checkpoint(log)
     try:
-        signed = parse_checkpoint(text) if text else None
+        return text, parse_checkpoint(text) if text else None
     except NoteError:
-        signed = None
-    result = log.verify(at_sizes={signed.size} if signed else (), parallel=parallel)
+        return text, None
+
+
+def _integrity(log: EventLog) -> Integrity:
+    text, signed = _latest(log)
+    return _section(log, text, signed, log.verify(at_sizes={signed.size} if signed else ()))
+
+
+def _section(log: EventLog, text: str | None, signed: SignedCheckpoint | None, result: VerifyResult) -> Integrity:
+    """The integrity section from what verify found and the latest signed checkpoint."""
     head = next(iter(log.read(descending=True, limit=1)), None)
     consistent = None if text is None else (
         signed is not None and result.checked >= signed.size and result.roots.get(signed.size) == signed.root)

@@ -40,11 +40,12 @@ from gitops.store import changes, migrate
 from gitops.store import current as current_state
 from gitops.store import tree as merkle_tree
 from gitops.store.chain import GENESIS, row_hash
+from gitops.store.checks import LogChecks
 from gitops.store.files import read_only_uri, writable
-from gitops.store.integrity import VerifyResult, check_head, last_event, verify_rows
+from gitops.store.integrity import VerifyResult, check_head, last_event
 from gitops.store.pack import Packer
 from gitops.store.reads import AUDIT_FACTS, AuditFacts, AuditRecord, LogReads, end_read, map_error
-from gitops.store.rows import INSERT, READ, logical_row, unpacked
+from gitops.store.rows import INSERT
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
 
 __all__ = ["AUDIT_FACTS", "Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult",
@@ -80,7 +81,7 @@ _PROJECTIONS: dict[str, Any] = {"current_state": current_state, "changes": chang
                                 "merkle": merkle_tree}  # name -> module
 """The projection tables, each a module with ``VERSION`` and ``rebuild(cur)``; the order
 is the order of rebuilds (changes reads none of the others when it rebuilds)."""
-class EventLog(LogReads):
+class EventLog(LogReads, LogChecks):
     """The event log in the SQLite file at ``path``. With ``create=False`` (the commands
     that only read) the file must already be a gitops database of this version: it is
     neither created, nor migrated, nor changed in any way by opening it."""
@@ -303,67 +304,6 @@ class EventLog(LogReads):
         out += [f"{side} {resource} ({origin}): seq {seq} is missing from the table"
                 for side, origin, resource, seq, _ in sorted(want - stored) if (side, origin, resource) not in kept]
         return out + differ
-
-    # ------------------------------------------------------------------ integrity
-
-    def row(self, seq: int) -> dict[str, Any] | None:
-        """Event ``seq``'s stored row (its hashed fields, prev_hash, hash), or None."""
-        try:
-            r = self.conn.execute(f"SELECT {READ} FROM events WHERE seq = ?", (seq,)).fetchone()
-        except sqlite3.Error as e:
-            raise map_error(e, self._where) from e
-        return None if r is None else logical_row(r)
-
-    def tree_head(self) -> tuple[int, bytes, tuple[int, str] | None]:
-        """(size, Merkle root, chain head (seq, hash)) read in one snapshot: what a
-        checkpoint signs."""
-        cur = self.conn.cursor()
-        try:
-            cur.execute("BEGIN")
-            check_head(cur, self._where, doing="sign")  # never sign the stored tree of a cut log
-            tree = merkle_tree.MerkleTree(self.conn)
-            head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-            if tree.size != (head[0] if head else 0):
-                raise CorruptDatabaseError(f"{self._where}: the Merkle tree holds {tree.size} events but the log "
-                                           f"{head[0] if head else 0}; 'gitops init --rebuild-projections' "
-                                           "rebuilds it")
-            return tree.size, tree.root(), (int(head[0]), str(head[1])) if head else None
-        except sqlite3.Error as e:
-            raise map_error(e, self._where) from e
-        finally:
-            cur.close()
-            end_read(self.conn)
-
-    def tree(self) -> merkle_tree.MerkleTree:
-        """The Merkle tree, for proofs (read it in one transaction with what it proves)."""
-        return merkle_tree.MerkleTree(self.conn)
-
-    def verify(self, *, at_sizes: Collection[int] = (), parallel: bool = True) -> VerifyResult:
-        """Recompute the chain and the Merkle root over every row, in bounded memory; stop at
-        the first fault (``gitops.store.integrity``). ``at_sizes``: also give the root of
-        the tree of each of these sizes (to check signed checkpoints against). A big log is
-        checked in chunks on every core (``gitops.store.verify_pool``) unless ``parallel``
-        is False; the answer is the same."""
-        cur = self.conn.cursor()
-        try:
-            cur.execute("BEGIN")  # one snapshot for the rows, the recorded head and the tree
-            head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-            tree = merkle_tree.MerkleTree(self.conn)
-            stored = (tree.size, tree.root())
-            last = int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-            from gitops.store.verify_pool import PARALLEL_MIN, verify_file  # imported by verify alone
-
-            if parallel and last >= PARALLEL_MIN:
-                found = verify_file(self.path, self.immutable, last, head, tree=stored, at_sizes=at_sizes)
-                if found is not None:
-                    return found
-            rows = cur.execute(f"SELECT {READ} FROM events ORDER BY seq")
-            return verify_rows(unpacked(rows), head, tree=stored, at_sizes=at_sizes)
-        except sqlite3.Error as e:
-            raise map_error(e, self._where) from e
-        finally:
-            cur.close()
-            end_read(self.conn)
 
 
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, str, str] | None,

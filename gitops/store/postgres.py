@@ -29,7 +29,7 @@ import atexit
 import functools
 import re
 import threading
-from collections.abc import Collection, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -366,6 +366,12 @@ class PostgresEventLog(EventLog):
                 rows.close()  # a check that stopped at a bad row: the rest is drained before the rollback
         finally:
             end_read(self.conn)
+
+    @contextmanager
+    def verify_meanwhile(self, *, at_sizes: Collection[int] = ()) -> Iterator[Callable[[], VerifyResult]]:
+        """``verify`` in one pass, when the callable is called (a report on PostgreSQL runs its
+        whole integrity check in a process of its own instead: ``gitops.query.report``)."""
+        yield lambda: self.verify(at_sizes=at_sizes)
 
     def state_at(self, side: current_state.Side, *, at: datetime | None = None,
                  axis: Literal["effective", "recorded"] = "effective", until_seq: int | None = None,

@@ -17,6 +17,10 @@ of it), so chunks are checked apart:
 - Joined in order: the first row of each chunk is checked against the last of the chunk
   before; the first fault of the first chunk that has one is the log's first fault.
 
+``SharedCheck`` is the same check started on one worker while this process does other
+work (a report makes its tables), which then joins in: it checks here, from the last
+chunk back, the chunks the worker has not started.
+
 Workers open the file read-only, in snapshots of their own: rows are only ever appended
 (seqs past the head read here are not asked for), so every worker reads the same rows. A
 log too small to gain from it, or a machine where no second process can be had, is
@@ -29,7 +33,7 @@ import multiprocessing
 import os
 import sqlite3
 from collections.abc import Collection
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -37,7 +41,7 @@ from gitops.store.files import read_only_uri
 from gitops.store.integrity import Chunk, VerifyResult, check_chunk, join
 from gitops.store.rows import READ, unpacked
 
-__all__ = ["CHUNK_BITS", "PARALLEL_MIN", "verify_file"]
+__all__ = ["CHUNK_BITS", "PARALLEL_MIN", "SharedCheck", "verify_file"]
 
 CHUNK_BITS = 16  # a chunk is 65,536 seqs: 16 of a 1M-event log, for two or more workers to share
 PARALLEL_MIN = 250_000  # rows below which starting processes costs more than it saves
@@ -53,14 +57,20 @@ def _check_range(path: str, immutable: bool, first: int, last: int, offsets: tup
         conn.close()
 
 
+def _tasks(path: Path, immutable: bool, last_seq: int, at_sizes: Collection[int],
+           bits: int) -> list[tuple[str, bool, int, int, tuple[int, ...]]]:
+    """``_check_range``'s arguments for each chunk of ``2**bits`` seqs of 1..``last_seq``."""
+    spans = [(start, min(start + (1 << bits) - 1, last_seq)) for start in range(1, last_seq + 1, 1 << bits)]
+    return [(str(path), immutable, a, b, tuple(s - a + 1 for s in at_sizes if a <= s <= b)) for a, b in spans]
+
+
 def verify_file(path: Path, immutable: bool, last_seq: int, head: tuple[int, str] | None, *,
                 tree: tuple[int, bytes] | None, at_sizes: Collection[int] = (), bits: int = CHUNK_BITS,
                 workers: int | None = None) -> VerifyResult | None:
     """Verify the rows of seq 1..``last_seq`` of the SQLite file at ``path`` in chunks of
     ``2**bits`` seqs, on ``workers`` processes (default: the cores there are); None where no
     second process can be had (then the caller verifies in one pass)."""
-    spans = [(start, min(start + (1 << bits) - 1, last_seq)) for start in range(1, last_seq + 1, 1 << bits)]
-    tasks = [(str(path), immutable, a, b, tuple(s - a + 1 for s in at_sizes if a <= s <= b)) for a, b in spans]
+    tasks = _tasks(path, immutable, last_seq, at_sizes, bits)
     try:
         pool = ProcessPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                    mp_context=multiprocessing.get_context("spawn"))
@@ -72,3 +82,50 @@ def verify_file(path: Path, immutable: bool, last_seq: int, head: tuple[int, str
         return None
     finally:  # a fault found: the chunks after it are not checked
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class SharedCheck:
+    """``verify_file`` on one worker process, started by ``start`` and left to run while this
+    process does other work; ``finish`` then checks here the chunks the worker has not
+    started (from the last back: it takes them from the first on) and joins them all."""
+
+    def __init__(self, pool: ProcessPoolExecutor, tasks: list[tuple[str, bool, int, int, tuple[int, ...]]],
+                 bits: int, head: tuple[int, str] | None, tree: tuple[int, bytes] | None) -> None:
+        self._pool, self._tasks, self._bits, self._head, self._tree = pool, tasks, bits, head, tree
+        self._futures: list[Future[Chunk]] = [pool.submit(_check_range, *t) for t in tasks]
+        self.here = 0  # how many chunks ``finish`` checked in this process
+
+    @classmethod
+    def start(cls, path: Path, immutable: bool, last_seq: int, head: tuple[int, str] | None, *,
+              tree: tuple[int, bytes] | None, at_sizes: Collection[int] = (),
+              bits: int | None = None) -> SharedCheck | None:
+        """Start it, in chunks of ``2**bits`` seqs (default: small enough to share, about 16,
+        of 1,024 seqs or more); None where no second process can be had (then the caller
+        verifies in one pass)."""
+        bits = bits or max(10, min(CHUNK_BITS, last_seq.bit_length() - 4))
+        try:
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, ImportError, NotImplementedError):
+            return None
+        try:
+            return cls(pool, _tasks(path, immutable, last_seq, at_sizes, bits), bits, head, tree)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def finish(self) -> VerifyResult | None:
+        """The answer ``verify`` gives; None when the worker died (then verify in one pass)."""
+        mine: dict[int, Chunk] = {}
+        for i in reversed(range(len(self._futures))):
+            if not self._futures[i].cancel():
+                break  # the worker has begun it (or holds it next), and every chunk before it
+            mine[i] = _check_range(*self._tasks[i])
+        self.here = len(mine)
+        try:
+            return join((mine[i] if i in mine else f.result() for i, f in enumerate(self._futures)),
+                        self._bits, self._head, tree=self._tree)
+        except BrokenProcessPool:
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
