@@ -28,6 +28,7 @@ _LANES = (("commits", 30, "#0969da"), ("out-of-band", 60, "#cf222e"), ("drift", 
                                                                                           "#1b1f24"))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same time is written on many rows: a commit's, on each object's
 def _t(value: datetime | None) -> str:
     """A time for people: to the second, UTC (the JSON and CSV keep the full precision).
     Written for each of hundreds of thousands of rows: one isoformat, no microseconds."""
@@ -89,8 +90,11 @@ def _objects(r: ComplianceReport) -> list[dict[str, Any]]:
     """Each object the report names, with its rows from every section, by key."""
     rows: dict[str, list[tuple[datetime, str]]] = {}
     for g in r.git_changes:
+        said: dict[str, str] = {}  # a commit's line, by change: the same on each object it changed alike
         for o in g.changed:
-            rows.setdefault(o.resource, []).append((g.time, f"{o.change} by commit {g.commit[:12]} ({g.author_email})"))
+            what = said.get(o.change) or said.setdefault(o.change, f"{o.change} by commit {g.commit[:12]} "
+                                                                   f"({g.author_email})")
+            rows.setdefault(o.resource, []).append((g.time, what))
     for c in r.out_of_band:
         rows.setdefault(c.resource, []).append(
             (c.time, f"{c.change} outside Git by {c.actor or 'unknown'}{f' via {c.via}' if c.via else ''}: "
@@ -107,18 +111,28 @@ def _objects(r: ComplianceReport) -> list[dict[str, Any]]:
 # same HTML, without a template expression per value (7.5 s of a 1M-event month's report
 # went there).
 
+# The values repeat (an object's key on each row about it, a commit's line on each of its
+# objects, a handful of actors, outcomes and clusters): each distinct one is escaped once.
+_e = functools.lru_cache(maxsize=1 << 17)(escape)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _link(resource: str, change: str) -> str:
+    """An object linked from a commit's row (the same object and change on many commits)."""
+    return f'<a class="mono" href="#{_object_id(resource)}">{_e(resource)}</a> ({_e(change)})'
+
+
 def _links(g: Any) -> Markup:
-    return Markup(", ".join(f'<a class="mono" href="#{_object_id(o.resource)}">{escape(o.resource)}</a> '
-                            f"({escape(o.change)})" for o in g.changed))
+    return Markup(", ".join([_link(o.resource, o.change) for o in g.changed]))
 
 
 def _out_of_band_rows(r: ComplianceReport) -> Markup:
     return Markup("".join(
-        f'<tr><td>{_t(o.time)}</td><td class="mono">{escape(o.cluster)}</td><td>{escape(o.actor or "unknown")}'
-        f"{escape(f' (via {o.via})') if o.via else ''}"
-        f"{escape(' (maybe ' + ', '.join(o.candidates) + ')') if o.candidates else ''}</td>"
-        f'<td>{escape(o.evidence)}</td><td class="mono">{escape(o.resource)}</td><td>{escape(o.change)}</td>'
-        f'<td class="mono">{escape(o.fields)}</td><td>{escape(o.outcome)}</td></tr>\n' for o in r.out_of_band))
+        f'<tr><td>{_t(o.time)}</td><td class="mono">{_e(o.cluster)}</td><td>{_e(o.actor or "unknown")}'
+        f"{_e(f' (via {o.via})') if o.via else ''}"
+        f"{_e(' (maybe ' + ', '.join(o.candidates) + ')') if o.candidates else ''}</td>"
+        f'<td>{_e(o.evidence)}</td><td class="mono">{_e(o.resource)}</td><td>{_e(o.change)}</td>'
+        f'<td class="mono">{_e(o.fields)}</td><td>{_e(o.outcome)}</td></tr>\n' for o in r.out_of_band))
 
 
 def _drift_rows(r: ComplianceReport) -> Markup:
@@ -132,9 +146,9 @@ def _drift_rows(r: ComplianceReport) -> Markup:
 
 def _object_sections(objects: list[dict[str, Any]]) -> Markup:
     return Markup("".join(
-        f'<h3 class="mono" id="{_object_id(o["resource"])}">{escape(o["resource"])}</h3>\n'
+        f'<h3 class="mono" id="{_object_id(o["resource"])}">{_e(o["resource"])}</h3>\n'
         '<table class="object"><tr><th>Time</th><th>What happened</th></tr>\n'
-        + "".join(f"<tr><td>{_t(t)}</td><td>{escape(what)}</td></tr>\n" for t, what in o["rows"])
+        + "".join(f"<tr><td>{_t(t)}</td><td>{_e(what)}</td></tr>\n" for t, what in o["rows"])
         + "</table>\n" for o in objects))
 
 
