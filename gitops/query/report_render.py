@@ -169,8 +169,12 @@ class HtmlParts:
 def prepare_html(report: ComplianceReport) -> HtmlParts:
     """What ``render_html`` makes of every section but the integrity one."""
     objects = _objects(report)
-    return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
-                     _out_of_band_rows(report), _drift_rows(report), _object_sections(objects))
+    try:
+        return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
+                         _out_of_band_rows(report), _drift_rows(report), _object_sections(objects))
+    finally:  # the memos are for one report: a long-running process keeps none of them
+        for memo in (_e, _link, _t):
+            memo.cache_clear()
 
 
 def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str:
