@@ -9,6 +9,7 @@ appear only as "(changed)". Pure: dicts in, values out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from gitops.model.server_fields import normalize
@@ -89,26 +90,36 @@ def _items(items: list[Any], prefix: str) -> dict[str, Any] | None:
 
 def _leaf_diff_into(old: Any, new: Any, prefix: str, a: dict[str, Any], b: dict[str, Any]) -> None:
     if isinstance(old, dict) and isinstance(new, dict) and old and new:
-        for k in old.keys() | new.keys():
-            _pair(f"{prefix}.{k}" if prefix else str(k), old.get(k, _MISSING), new.get(k, _MISSING), a, b)
+        _pairs(old, new, (lambda k: f"{prefix}.{k}") if prefix else str, a, b)
         return
     if isinstance(old, list) and isinstance(new, list) and old and new:
         by_old, by_new = _items(old, prefix), _items(new, prefix)
         if by_old is not None and by_new is not None:
-            for path in by_old.keys() | by_new.keys():
-                _pair(path, by_old.get(path, _MISSING), by_new.get(path, _MISSING), a, b)
+            _pairs(by_old, by_new, str, a, b)
             return
     _flatten_into(old, prefix, a)
     _flatten_into(new, prefix, b)
 
 
-def _pair(path: str, va: Any, vb: Any, a: dict[str, Any], b: dict[str, Any]) -> None:
-    if va is _MISSING:
-        _flatten_into(vb, path, b)
-    elif vb is _MISSING:
-        _flatten_into(va, path, a)
-    elif va != vb:
-        _leaf_diff_into(va, vb, path, a, b)
+def _pairs(old: dict[Any, Any], new: dict[Any, Any], path: Callable[[Any], str], a: dict[str, Any],
+           b: dict[str, Any]) -> None:
+    """The leaves below each key of ``old`` or ``new`` where the two differ, the key's path
+    named by ``path``: a key of one side only is flattened on its side, one of both is
+    compared, and a value equal on both (most of them: a change touches few fields) is passed
+    over at the cost of that one comparison."""
+    shared = 0
+    for k, vb in new.items():
+        va = old.get(k, _MISSING)
+        if va is _MISSING:
+            _flatten_into(vb, path(k), b)
+            continue
+        shared += 1
+        if va is not vb and va != vb:
+            _leaf_diff_into(va, vb, path(k), a, b)
+    if shared < len(old):  # keys only the old one has
+        for k, va in old.items():
+            if k not in new:
+                _flatten_into(va, path(k), a)
 
 
 def secret_path(manifest: dict[str, Any] | None, path: str) -> bool:
