@@ -7,7 +7,8 @@ from gitops.model.lazy import lazy_exports
 if TYPE_CHECKING:
     from gitops.reconcile.apply import with_ownership
     from gitops.reconcile.plan import KIND_ORDER, Action, Hold, Plan, make_plan
-    from gitops.reconcile.reconciler import PassResult, Reconciler
+    from gitops.reconcile.reconciler import Reconciler
+    from gitops.reconcile.records import PassResult
     from gitops.reconcile.settings import DISABLE_ANNOTATION, LeaseSettings, ReconcileSettings, SyncWindow
     from gitops.reconcile.windows import holding_window
 
@@ -21,7 +22,7 @@ __getattr__ = lazy_exports(__name__, {
     "Hold": ".plan",
     "Plan": ".plan",
     "make_plan": ".plan",
-    "PassResult": ".reconciler",
+    "PassResult": ".records",
     "Reconciler": ".reconciler",
     "DISABLE_ANNOTATION": ".settings",
     "LeaseSettings": ".settings",

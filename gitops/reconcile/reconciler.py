@@ -35,24 +35,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from gitops.diff import DiffSettings, ObjectDiff, diff_states
 from gitops.events.models import (
     AnyEvent,
-    Attribution,
-    ClusterObserved,
-    EventSource,
     Mode,
-    ReconcileAction,
-    ReconcileFinished,
-    ReconcileFinishedPayload,
-    ReconcileStarted,
-    ReconcileStartedPayload,
-    event_id,
 )
-from gitops.events.redaction import Redaction, RedactionRule, as_redaction, redact, scheme_field
+from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
@@ -65,6 +55,7 @@ from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
 from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
+from gitops.reconcile.records import PassEvents, PassResult
 from gitops.reconcile.running import RunningPasses
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.reconcile.suspension import suspension
@@ -81,34 +72,6 @@ Manifests = Callable[[str, dict[str, str]], dict[str, dict[str, Any]]]
 
 Acquire = Callable[[], str | None]
 """Take the lease before the first write of a pass: None when taken, else why not."""
-
-
-@dataclass
-class PassResult:
-    run_id: str
-    mode: Mode
-    status: Literal["succeeded", "failed", "partial", "skipped"]
-    plan: Plan
-    held: str | None = None
-    created: int = 0
-    updated: int = 0
-    pruned: int = 0
-    failed: int = 0
-    desired_revision: str | None = None  # the last valid commit, whose state the pass acted on
-    planned: list[tuple[Action, str | None]] = field(default_factory=list)  # dry run: action, error or note
-    errors: list[tuple[Action, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    drift_opened: int = 0
-    drift_closed: int = 0
-    health_changed: int = 0
-    duration: float = 0.0
-    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action, Kind.group, result) recorded
-    objects: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (sync status, health) this pass
-    done: dict[str, str] = field(default_factory=dict)  # key -> what was done to it and succeeded (not a dry run)
-
-    @property
-    def out_of_sync(self) -> int:
-        return len(self.plan.actions) + len(self.plan.skipped)
 
 
 class Reconciler:
@@ -129,6 +92,7 @@ class Reconciler:
         self.last_valid = last_valid
         self.diff = diff or DiffSettings()
         self.redaction = as_redaction(redaction)
+        self.events = PassEvents(settings.instance, settings.field_manager, actual_origin, self.redaction)
         self.clock = clock
         self.actor = settings.field_manager
         self.applier = Applier(port, settings, self.diff, monotonic=monotonic)
@@ -194,12 +158,8 @@ class Reconciler:
         if mode == "apply" and acquire is None:  # the caller holds the lease (or runs without one)
             self._find_interrupted_as_applier()
         revision = self.last_valid()
-        self.log.append([ReconcileStarted(
-            id=event_id("reconcile.started", s.instance, run_id), source=EventSource.RECONCILER, actor=self.actor,
-            effective_at=self.clock(), revision=revision,
-            payload=ReconcileStartedPayload(cluster=self.actual_origin, run_id=run_id, trigger=trigger, mode=mode,
-                                            desired_revision=revision, prune=prune, instance=s.instance, held=held))],
-            checkpoint=self.running.started(run_id, mode))
+        self.log.append([self.events.started(self.clock(), run_id, trigger=trigger, mode=mode, revision=revision,
+                                             prune=prune, held=held)], checkpoint=self.running.started(run_id, mode))
         result = PassResult(run_id, mode, "skipped", Plan(), held=held, desired_revision=revision)
         if s.suspend or waiting:
             return self._finish(result, started)
@@ -311,8 +271,8 @@ class Reconciler:
                 result.failed += 1
                 result.errors.append((a, a.skipped or ""))
             result.actions.append((a.op, a.key.split("/", 1)[0], "failed" if a.failed else "skipped"))
-            events.append(self._action_event(
-                result.run_id, a, "failed" if a.failed else "skipped", error=a.skipped, terminal=a.failed,
+            events.append(self.events.action(
+                self.clock(), result.run_id, a, "failed" if a.failed else "skipped", error=a.skipped, terminal=a.failed,
                 reason=a.reason, commit=want.commit if want else None,
                 id_parts=("held", a.reason, *(str(i) for i in inputs), a.skipped or "")))
         if events:
@@ -361,7 +321,8 @@ class Reconciler:
                 adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
                 applied = self.applier.apply(action.key, manifest, dry_run=dry_run, take=action.extra, adopt=adopt)
                 op = "create" if applied.created else "update"
-                events = [] if dry_run else [self._observed(action.key, applied.object, created=applied.created)]
+                events = [] if dry_run else [self.events.observed(self.clock(), action.key, applied.object,
+                                                                  created=applied.created)]
         except (ApiRefused, ClusterUnavailableError) as e:
             code = e.code if isinstance(e, ApiRefused) else None
             terminal, message = self.holds.failed(action.key, inputs, terminal=isinstance(e, ApiRefused)
@@ -396,59 +357,19 @@ class Reconciler:
 
     # ------------------------------------------------------------------ events
 
-    def _observed(self, key: str, obj: dict[str, Any], *, created: bool) -> ClusterObserved:
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        scheme = scheme_field(obj, self.redaction)  # a version seen before under another key is recorded again
-        return ClusterObserved.model_validate({
-            "id": event_id("cluster.observed", self.actual_origin, key, rv, *scheme.values()),
-            "source": EventSource.CLUSTER,
-            "resource": key, "actor": self.settings.field_manager, "effective_at": self.clock(),
-            "revision": rv,
-            "payload": {"origin": self.actual_origin, "manifest": redact(obj, self.redaction), "resource_version": rv,
-                        "change": "added" if created else "modified",
-                        "manager": self.settings.field_manager, "operation": "Apply",
-                        "attribution": Attribution.RECONCILER, **scheme},
-        })
-
     def _record_action(self, result: PassResult, action: Action, outcome: str, *, also: Sequence[AnyEvent] = (),
                        **kw: Any) -> None:
         result.actions.append((kw.get("op") or action.op, action.key.split("/", 1)[0], outcome))
         if outcome == "succeeded" and not kw.get("dry_run"):
             result.done[action.key] = kw.get("op") or action.op
-        self.log.append([self._action_event(result.run_id, action, outcome, **kw), *also])
-
-    def _action_event(self, run_id: str, action: Action, outcome: str, *, error: str | None = None,
-                      terminal: bool = False, dry_run: bool = False, code: int | None = None,
-                      reason: str | None = None, commit: str | None = None, revision: str | None = None,
-                      uid: str | None = None, op: str | None = None, dropped: Sequence[str] = (),
-                      id_parts: Sequence[str] | None = None) -> ReconcileAction:
-        done = op or action.op
-        return ReconcileAction.model_validate({
-            "id": event_id("reconcile.action", self.settings.instance, *(id_parts or (run_id,)), action.op,
-                           action.key),
-            "source": EventSource.RECONCILER, "resource": action.key, "actor": self.actor,
-            "effective_at": self.clock(), "revision": revision,
-            "payload": {"cluster": self.actual_origin, "run_id": run_id, "action": done, "result": outcome,
-                        "error": error, "terminal": terminal, "dry_run": dry_run, "code": code, "reason": reason,
-                        "fields": list(action.fields), "commit": commit, "uid": uid,
-                        "planned": action.op if done != action.op else None, "dropped": list(dropped)},
-        })
+        self.log.append([self.events.action(self.clock(), result.run_id, action, outcome, **kw), *also])
 
     def _finish(self, result: PassResult, started: float,
                 desired: dict[str, DesiredEntry] | None = None) -> PassResult:
         if desired is not None:  # a pass that applied: what it applied is judged too
             self._judge_applied(result, desired)
         result.duration = self.monotonic() - started
-        p = result.plan
-        self.log.append([ReconcileFinished(
-            id=event_id("reconcile.finished", self.settings.instance, result.run_id), source=EventSource.RECONCILER,
-            actor=self.actor, effective_at=self.clock(), revision=result.desired_revision,
-            payload=ReconcileFinishedPayload(
-                cluster=self.actual_origin, run_id=result.run_id, status=result.status,
-                created=result.created, updated=result.updated, pruned=result.pruned, failed=result.failed,
-                unchanged=p.unchanged, skipped=len(p.skipped), out_of_sync=result.out_of_sync,
-                duration_seconds=round(result.duration, 6), held=result.held))],
-            checkpoint=self.running.finished())
+        self.log.append([self.events.finished(self.clock(), result)], checkpoint=self.running.finished())
         return result
 
 
