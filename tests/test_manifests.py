@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops.model import ResourceKey
-from gitops.sources.manifests import MAX_DEPTH, _Loader, _Unreadable, load_yaml_documents, parse_manifests
+from gitops.sources.manifests import parse_manifests
+from gitops.sources.yaml_reader import MAX_DEPTH, Loader, Unreadable, load_yaml_documents
 
 
 def test_multi_document_yaml_with_lines() -> None:
@@ -86,7 +87,7 @@ class Reference(yaml.SafeLoader):
     (no timestamp, no '='): the reading ours must agree with."""
 
 
-Reference.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+Reference.yaml_implicit_resolvers = Loader.yaml_implicit_resolvers
 
 
 def pyyaml(text: str) -> list[Any]:
@@ -178,7 +179,7 @@ def test_yaml_11_scalars_read_as_pyyaml_reads_them(docs: list[list[str]], first:
     try:
         expected = [as_kubernetes(d) for d in expected]
     except NotFaithful:  # .inf, .nan, two keys that Kubernetes would make one
-        with pytest.raises(_Unreadable):
+        with pytest.raises(Unreadable):
             load_yaml_documents(text)
         return
     got = load_yaml_documents(text)
