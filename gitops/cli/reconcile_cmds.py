@@ -24,7 +24,7 @@ from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.notify import Notifier
 from gitops.service.run import RunService, build_reconciler
 from gitops.service.watch import WatchService
-from gitops.sources.cluster.client import AccessDenied
+from gitops.sources.cluster.api import AccessDenied
 
 
 class ActionsFailedError(GitOpsError):

@@ -30,7 +30,7 @@ from gitops.model.keys import canonical_group, format_key, key_of, parse_key
 from gitops.reconcile.cascade import Contents
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.settings import ReconcileSettings
-from gitops.sources.cluster.client import AccessDenied, ApiRefused, Applied, KindInfo
+from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied, KindInfo
 
 __all__ = ["SERVER_SET", "Applier", "with_ownership"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gitops.sources.cluster.client import Applied, Discovery, KindInfo
+from gitops.sources.cluster.api import Applied, Discovery, KindInfo
 
 __all__ = ["ApplyPort"]
 

@@ -60,7 +60,7 @@ from gitops.reconcile.running import RunningPasses
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.reconcile.suspension import suspension
 from gitops.reconcile.windows import holding_window
-from gitops.sources.cluster.client import AccessDenied, ApiRefused
+from gitops.sources.cluster.api import AccessDenied, ApiRefused
 from gitops.sources.cluster.port import Clock
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas

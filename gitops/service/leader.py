@@ -21,7 +21,7 @@ from gitops.model.errors import ClusterUnavailableError
 from gitops.model.identity import host
 from gitops.model.times import utc_now
 from gitops.reconcile.settings import ReconcileSettings
-from gitops.sources.cluster.client import ApiRefused, KindInfo
+from gitops.sources.cluster.api import ApiRefused, KindInfo
 from gitops.sources.cluster.kubeconfig import pod_namespace
 
 T = TypeVar("T")

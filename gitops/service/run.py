@@ -52,7 +52,8 @@ from gitops.service.leader import LeaseElector, process_identity
 from gitops.service.metrics import RunMetrics
 from gitops.service.watch import Reporter, WatchService
 from gitops.sources.cluster import ClusterSourceConfig
-from gitops.sources.cluster.client import RECONCILER_AGENT, ClusterClient
+from gitops.sources.cluster.api import RECONCILER_AGENT
+from gitops.sources.cluster.client import ClusterClient
 from gitops.sources.git import GitSourceConfig
 from gitops.store import open_log
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gitops.sources.cluster.client import Discovery, KindInfo, WatchEvent
+from gitops.sources.cluster.api import Discovery, KindInfo, WatchEvent
 
 __all__ = ["Backoff", "Clock", "ClusterPort"]
 

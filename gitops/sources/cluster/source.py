@@ -21,12 +21,13 @@ from gitops.model.keys import canonical_group, parse_key
 from gitops.model.schema import KindSchemas
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
+from gitops.sources.cluster.api import AccessDenied, KindInfo
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditFeed, AuditIndex
 from gitops.sources.cluster.audit_file import AuditTailer
 from gitops.sources.cluster.audit_records import AuditReader
 from gitops.sources.cluster.audit_webhook import AuditWebhook, LogAuditFeed, RequestCallback
-from gitops.sources.cluster.client import AccessDenied, ClusterClient, KindInfo
+from gitops.sources.cluster.client import ClusterClient
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, stream_name

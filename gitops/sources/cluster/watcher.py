@@ -23,8 +23,8 @@ from gitops.events.redaction import NO_KEY, Redaction, redact, scheme_field
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
+from gitops.sources.cluster.api import AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer
-from gitops.sources.cluster.client import AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Backoff, Clock, ClusterPort
 

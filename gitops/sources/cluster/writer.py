@@ -27,8 +27,8 @@ from gitops.events.models import (
 )
 from gitops.model.control_plane import is_control_plane_user
 from gitops.model.times import utc_now
+from gitops.sources.cluster.api import RECONCILER_AGENT
 from gitops.sources.cluster.audit import AuditFeed, AuditIndex, Join
-from gitops.sources.cluster.client import RECONCILER_AGENT
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock
 from gitops.sources.cluster.watcher import Change, Item, Outage, Progress
