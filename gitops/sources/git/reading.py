@@ -15,9 +15,10 @@ from gitops.events.models import content_digest
 from gitops.events.redaction import Redaction, redact
 from gitops.model.keys import format_key
 from gitops.model.scope import Scope
+from gitops.sources.git.commits import Change, CommitInfo, TreeEntry
 from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.kustomize import KUSTOMIZATION_FILES, Layout, Renderer, layout
-from gitops.sources.git.repository import Change, CommitInfo, GitRepository, TreeEntry
+from gitops.sources.git.repository import GitRepository
 from gitops.sources.git.tree import ParsedFile, TreeIndex, TreeObject, not_manifest_notice
 from gitops.sources.manifests import ManifestProblem, parse_manifests
 

@@ -29,8 +29,9 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import Redaction, scheme_field
 from gitops.model.times import utc_now
+from gitops.sources.git.commits import CommitInfo
 from gitops.sources.git.judge import Desired, Judgement
-from gitops.sources.git.repository import CommitInfo, GitRepository
+from gitops.sources.git.repository import GitRepository
 from gitops.sources.git.tree import Problem, TreeObject
 
 __all__ = ["ROLLBACK_TRAILER", "Cause", "Records", "rollback_target"]

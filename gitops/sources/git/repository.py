@@ -19,22 +19,21 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from gitops.model.errors import ConfigError, GitSourceError
+from gitops.sources.git.commits import Change, CommitInfo, Person, TreeEntry, raw_changes
 from gitops.sources.git.signature import signer_key
 
 __all__ = ["Change", "CommitInfo", "GitRepository", "Person", "TreeEntry", "display_url", "is_remote"]
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
-_SYMLINK_MODE = "120000"
 _SUBMODULE_MODE = "160000"
 _BATCH_CHUNK = 256
 
@@ -56,46 +55,6 @@ def display_url(location: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    email: str
-    time: datetime
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    parents: tuple[str, ...]
-    author: Person
-    committer: Person
-    message: str
-    signed: bool
-    signer_key: str | None
-
-
-class Change(NamedTuple):  # a tuple: made for every file of every commit
-    """One file changed by a commit, against its first parent."""
-
-    path: str
-    blob: str | None  # None when the file was deleted
-    mode: str
-
-    @property
-    def is_symlink(self) -> bool:
-        return self.mode == _SYMLINK_MODE
-
-
-class TreeEntry(NamedTuple):
-    path: str
-    blob: str
-    mode: str
-
-    @property
-    def is_symlink(self) -> bool:
-        return self.mode == _SYMLINK_MODE
 
 
 def _person(actor: git.Actor, seconds: int) -> Person:
@@ -294,10 +253,10 @@ class GitRepository:
             *complete, buf = (buf + chunk).split(b"\x1e")
             for record in complete:
                 if record:
-                    sha, changes = _changes(record)
+                    sha, changes = raw_changes(record)
                     yield self._commit_info(sha), changes
         if buf:
-            sha, changes = _changes(buf)
+            sha, changes = raw_changes(buf)
             yield self._commit_info(sha), changes
         try:
             proc.wait()
@@ -390,24 +349,6 @@ class GitRepository:
                 proc.stdout.read(1)  # the newline after each object
                 out[blob] = data
         return out
-
-
-def _changes(record: bytes) -> tuple[str, list[Change]]:
-    """One record of ``git log --raw -z --format=%x1e%H``: the commit and its changed files
-    (``:<old mode> <new mode> <old sha> <new sha> <status>`` then the path, each ended by NUL)."""
-    head, _, rest = record.partition(b"\0")
-    tokens = iter(os.fsdecode(rest).lstrip("\n").split("\0"))
-    changes: list[Change] = []
-    for meta in tokens:
-        if not meta.startswith(":"):
-            continue
-        path = next(tokens, None)
-        if path is None:
-            break
-        _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].split(" ")
-        deleted = status.startswith("D")
-        changes.append(Change(path, None if deleted else new_sha, "" if deleted else new_mode))
-    return head.decode().strip(), changes
 
 
 def _git_env() -> dict[str, str]:
