@@ -64,7 +64,8 @@ def test_rows_as_yaml_are_one_list_as_pyyaml_writes_it() -> None:
     """``-o yaml`` of a listing writes its rows one at a time (libyaml's emitter: PyYAML's own
     took 1 ms a row), as one YAML list: character for character what PyYAML's safe dumper
     writes of the whole list, and none for no rows."""
-    rows = [{"seq": 1, "detail": TRICKY, "when": "2026-01-01T00:00:00Z"}, *ITEMS, {"empty": [], "none": None}]
+    rows: list[dict[str, Any]] = [{"seq": 1, "detail": TRICKY, "when": "2026-01-01T00:00:00Z"}, *ITEMS,
+                                  {"empty": [], "none": None}]
     streamed = _out(lambda: render_rows(iter(rows), columns=["seq"], output="yaml"))
     assert streamed == yaml.safe_dump(json.loads(json.dumps(rows)), sort_keys=False)
     assert yaml.safe_load(streamed) == json.loads(json.dumps(rows))
