@@ -28,6 +28,7 @@ from gitops.events.models import (
     GitCommit,
     ReconcileAction,
 )
+from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.clusters import cluster_name, cluster_origin
 from gitops.model.note import Checkpoint as SignedCheckpoint
 from gitops.model.note import NoteError, parse_checkpoint
@@ -269,14 +270,20 @@ def build_report(log: EventLog, since: datetime, until: datetime,
 
     The integrity check reads and hashes the whole log, whatever the range: about half of
     a report's time. It runs meanwhile in a second process, on another core (hashing in
-    Python holds the GIL, so a thread would not overlap). Started with ``spawn``, as the
+    Python holds the GIL, so a thread would not overlap), and on this one too once the
+    report is made (``_integrity_meanwhile``). Started with ``spawn``, as the
     multiprocessing documentation says, a script that calls this must guard its own code
     with ``if __name__ == "__main__":``. ``meanwhile`` is given the report before its
     integrity section is known (that section is a placeholder in it, never to be shown),
     while the check still runs: work that reads everything else (the HTML's big tables,
     ``report_render.prepare_html``) is done then, on this core."""
     check_range(since, until)
-    policy = policy or ReportSettings()
+    with cyclic_gc_paused():  # hundreds of thousands of acyclic rows held at once: see gitops.model.bulk
+        return _build_report(log, since, until, policy or ReportSettings(), clusters, meanwhile)
+
+
+def _build_report(log: EventLog, since: datetime, until: datetime, policy: ReportSettings, clusters: Sequence[str],
+                  meanwhile: Callable[[ComplianceReport], object] | None) -> ComplianceReport:
     rng: dict[str, Any] = {"start": since, "end": until}
     crng: dict[str, Any] = {**rng, "clusters": list(clusters)} if clusters else rng  # what happened in a cluster
     with _integrity_meanwhile(log) as integrity_result:

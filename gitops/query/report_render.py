@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.times import format_time
 from gitops.query.cells import cell
 from gitops.query.report import ComplianceReport
@@ -168,6 +169,11 @@ class HtmlParts:
 
 def prepare_html(report: ComplianceReport) -> HtmlParts:
     """What ``render_html`` makes of every section but the integrity one."""
+    with cyclic_gc_paused():  # a row per object and change: see gitops.model.bulk
+        return _prepare_html(report)
+
+
+def _prepare_html(report: ComplianceReport) -> HtmlParts:
     objects = _objects(report)
     try:
         return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
