@@ -120,3 +120,21 @@ def test_a_stored_tree_that_does_not_match_and_two_faults_in_one_log(intact: Pat
     two = attacked(intact, tmp_path / "two", "UPDATE events SET actor = 'x' WHERE seq IN (11, 30)")
     one, chunked = both(two)
     assert chunked == one and one.first_bad_seq == 11  # type: ignore[attr-defined]
+
+
+def test_a_damaged_page_met_by_the_shared_check_is_the_one_line_error(tmp_path: Path) -> None:
+    """A page that does not read, met by a chunk of the report's shared check (here or in
+    its worker), is the store's damaged-file error naming the page, as verify's is, not
+    SQLite's own exception."""
+    from gitops.model.errors import CorruptDatabaseError
+
+    db = tmp_path / "log.db"
+    with EventLog(db) as log:
+        for start in range(0, 3000, 500):
+            log.append([applied(i) for i in range(start, start + 500)])
+    with db.open("r+b") as f:  # three pages of the events table overwritten
+        f.seek(4096 * 40)
+        f.write(b"\xab" * 4096 * 3)
+    with EventLog(db, create=False, read_only=True) as log, \
+            pytest.raises(CorruptDatabaseError, match=r"is damaged at page \d+"), log.verify_meanwhile() as verified:
+        verified()

@@ -106,7 +106,10 @@ class LogChecks:
             return
 
         def result() -> VerifyResult:
-            found = check.finish()
+            try:
+                found = check.finish()
+            except sqlite3.Error as e:  # raised by a chunk's read (here or in the worker): a damaged page, say
+                raise map_error(e, self._where) from e
             return found if found is not None else self.verify(at_sizes=at_sizes, parallel=False)
 
         try:
