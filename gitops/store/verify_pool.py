@@ -32,6 +32,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Collection
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,14 +87,20 @@ def verify_file(path: Path, immutable: bool, last_seq: int, head: tuple[int, str
 
 
 class SharedCheck:
-    """``verify_file`` on one worker process, started by ``start`` and left to run while this
-    process does other work; ``finish`` then checks here the chunks the worker has not
-    started (from the last back: it takes them from the first on) and joins them all."""
+    """``verify_file`` shared between one worker process and this one: ``start`` hands the
+    worker the chunks one at a time from the first (a thread of this process feeds it) while
+    this process does other work; ``finish`` then checks here, from the last back, the chunks
+    the worker has not begun, and joins them all. Nothing is cancelled: a cancelled future
+    of a pool that breaks later stops Python 3.11's executor from failing the others."""
 
     def __init__(self, pool: ProcessPoolExecutor, tasks: list[tuple[str, bool, int, int, tuple[int, ...]]],
                  bits: int, head: tuple[int, str] | None, tree: tuple[int, bytes] | None) -> None:
         self._pool, self._tasks, self._bits, self._head, self._tree = pool, tasks, bits, head, tree
-        self._futures: list[Future[Chunk]] = [pool.submit(_check_range, *t) for t in tasks]
+        self._lock = threading.Lock()
+        self._todo = deque(range(len(tasks)))  # the chunks nobody has begun
+        self._given: dict[int, Future[Chunk]] = {}  # the worker's
+        self._feeder = threading.Thread(target=self._feed, name="gitops-verify-feeder", daemon=True)
+        self._feeder.start()
         self.here = 0  # how many chunks ``finish`` checked in this process
 
     @classmethod
@@ -113,19 +121,40 @@ class SharedCheck:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 
+    def _feed(self) -> None:
+        """Give the worker the first chunk nobody has begun, wait for it, again; a pool that
+        cannot take one (broken, shut down) leaves the rest to ``finish``."""
+        while True:
+            with self._lock:
+                if not self._todo:
+                    return
+                i = self._todo.popleft()
+                try:
+                    self._given[i] = future = self._pool.submit(_check_range, *self._tasks[i])
+                except (BrokenProcessPool, RuntimeError):
+                    self._todo.appendleft(i)
+                    return
+            if future.exception() is not None:  # waits for it; a failed chunk fails the join
+                return
+
     def finish(self) -> VerifyResult | None:
         """The answer ``verify`` gives; None when the worker died (then verify in one pass)."""
         mine: dict[int, Chunk] = {}
-        for i in reversed(range(len(self._futures))):
-            if not self._futures[i].cancel():
-                break  # the worker has begun it (or holds it next), and every chunk before it
+        while True:
+            with self._lock:
+                if not self._todo:
+                    break
+                i = self._todo.pop()
             mine[i] = _check_range(*self._tasks[i])
         self.here = len(mine)
         try:
-            return join((mine[i] if i in mine else f.result() for i, f in enumerate(self._futures)),
+            return join((mine[i] if i in mine else self._given[i].result() for i in range(len(self._tasks))),
                         self._bits, self._head, tree=self._tree)
         except BrokenProcessPool:
             return None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._todo.clear()  # the feeder gives no more
+        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._feeder.join()
