@@ -262,6 +262,7 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
     return failures, prunes
 
 
+@cyclic_gc_paused()  # hundreds of thousands of acyclic rows held at once: see gitops.model.bulk
 def build_report(log: EventLog, since: datetime, until: datetime,
                  policy: ReportSettings | None = None, *, clusters: Sequence[str] = (),
                  meanwhile: Callable[[ComplianceReport], object] | None = None) -> ComplianceReport:
@@ -278,12 +279,7 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     while the check still runs: work that reads everything else (the HTML's big tables,
     ``report_render.prepare_html``) is done then, on this core."""
     check_range(since, until)
-    with cyclic_gc_paused():  # hundreds of thousands of acyclic rows held at once: see gitops.model.bulk
-        return _build_report(log, since, until, policy or ReportSettings(), clusters, meanwhile)
-
-
-def _build_report(log: EventLog, since: datetime, until: datetime, policy: ReportSettings, clusters: Sequence[str],
-                  meanwhile: Callable[[ComplianceReport], object] | None) -> ComplianceReport:
+    policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
     crng: dict[str, Any] = {**rng, "clusters": list(clusters)} if clusters else rng  # what happened in a cluster
     with _integrity_meanwhile(log) as integrity_result:

@@ -167,13 +167,9 @@ class HtmlParts:
     object_sections: Markup
 
 
+@cyclic_gc_paused()  # a row per object and change: see gitops.model.bulk
 def prepare_html(report: ComplianceReport) -> HtmlParts:
     """What ``render_html`` makes of every section but the integrity one."""
-    with cyclic_gc_paused():  # a row per object and change: see gitops.model.bulk
-        return _prepare_html(report)
-
-
-def _prepare_html(report: ComplianceReport) -> HtmlParts:
     objects = _objects(report)
     try:
         return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],

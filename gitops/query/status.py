@@ -75,19 +75,12 @@ def diff_at(log: EventLog, moment: Moment, *, resource: str | None = None, insta
                                      settings=settings, views=False, only=only, desired=desired, cluster=cluster)]
 
 
+@cyclic_gc_paused()  # see status_at
 def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, instance: str | None = None,
              field_manager: str = "gitops", settings: DiffSettings | None = None,
              views: bool = True, only: Only | None = None,
              desired: dict[str, DesiredEntry] | None = None, cluster: str | None = None) -> list[ObjectView]:
     """``diff_at`` with both sides of each differing object (``views``) to show as text."""
-    with cyclic_gc_paused():  # see status_at
-        return _views_at(log, moment, resource=resource, instance=instance, field_manager=field_manager,
-                         settings=settings, views=views, only=only, desired=desired, cluster=cluster)
-
-
-def _views_at(log: EventLog, moment: Moment, *, resource: str | None, instance: str | None, field_manager: str,
-              settings: DiffSettings | None, views: bool, only: Only | None, desired: dict[str, DesiredEntry] | None,
-              cluster: str | None) -> list[ObjectView]:
     settings = settings or DiffSettings()
     schemas = load_schemas(log, cluster)
     only = only or Only()
@@ -152,17 +145,11 @@ def _until(moment: Moment) -> dict[str, Any]:
     return {"end": moment.at + timedelta(microseconds=1), "time_axis": moment.axis}
 
 
+@cyclic_gc_paused()  # both states and their diff: many acyclic objects held at once (gitops.model.bulk)
 def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instance: str | None = None,
               field_manager: str = "gitops", settings: DiffSettings | None = None,
               cluster: str | None = None) -> StatusView:
     """The status at ``moment`` (see ``StatusView``); of one cluster when ``cluster`` (an origin) is given."""
-    with cyclic_gc_paused():  # both states and their diff: many acyclic objects held at once (gitops.model.bulk)
-        return _status_at(log, moment, only=only, instance=instance, field_manager=field_manager, settings=settings,
-                          cluster=cluster)
-
-
-def _status_at(log: EventLog, moment: Moment, *, only: Only | None, instance: str | None, field_manager: str,
-               settings: DiffSettings | None, cluster: str | None) -> StatusView:
     entries = desired_at(log, moment)
     diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only,
                     desired=entries, cluster=cluster)
