@@ -41,6 +41,18 @@ def verified(db: str | Path) -> dict[str, Any]:
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
+def settled(url: str, timeout: float = 60) -> None:
+    """Wait until no other session is connected to the database at ``url``: a client killed
+    with SIGKILL may have sent a COMMIT that its server process still carries out after the
+    client is gone, so what was copied is known only once that process has ended."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as c:
+        while c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()").fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the killed copy's server sessions did not end"
+            time.sleep(0.02)
+
+
 def pg_count(url: str) -> int:
     with psycopg.connect(url) as c:
         if not c.execute("SELECT to_regclass('events') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
@@ -58,6 +70,7 @@ def test_a_copy_killed_midway_resumes_and_keeps_every_hash(tmp_path: Path, postg
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    settled(postgres_db)
     partial = pg_count(postgres_db)
     assert 0 < partial < EVENTS and partial % 100 == 0  # whole batches only: each one transaction
     res = subprocess.run(cmd, capture_output=True, text=True)
