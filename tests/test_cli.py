@@ -104,12 +104,16 @@ def test_a_payload_changed_outside_gitops_is_one_line_wherever_it_is_read(tmp_pa
             conn.execute(f'DROP TRIGGER "{name}"')
         # stored whole (not packed: gitops.store.pack), the text any command reads
         conn.execute("UPDATE events SET payload = ?, packed = NULL, base = NULL WHERE seq = 3", (payload,))
-    for args in (("log",), ("replay", "--at", "now"), ("status",), ("blame", key)):
+    for args in (("log", "-o", "json"), ("replay", "--at", "now"), ("status",), ("blame", key)):
         res = gitops(*args, db=db)
         one_failure_line(res)
         assert "seq 3" in res.stderr or "malformed JSON" in res.stderr, (args, res.stderr)
-    audit = gitops("audit", db=db)  # reads columns, not models: it may still answer, but never with a traceback
-    assert "Traceback" not in audit.stderr and (audit.returncode == 0 or len(audit.stderr.strip().splitlines()) == 1)
+    for args in (("audit",), ("log",)):  # read columns, not models: they may still answer, never with a traceback
+        res = gitops(*args, db=db)
+        assert "Traceback" not in res.stderr and (res.returncode == 0 or len(res.stderr.strip().splitlines()) == 1)
+        assert res.returncode == 0 or "seq 3" in res.stderr or "malformed JSON" in res.stderr, (args, res.stderr)
+    if payload == "{broken":  # a payload that is not JSON: the table cannot say what the row is about
+        one_failure_line(gitops("log", db=db))
     with EventLog(db) as log, pytest.raises(StoreError, match=r"seq 3|malformed JSON"):  # its next version
         log.append([applied(2, manifest=deployment("app-2", replicas=3), commit="beef")])
     assert gitops("verify", db=db).returncode == 1
@@ -359,6 +363,58 @@ def test_gitops_log_imports_no_settings_yaml_or_process_pool(tmp_path: Path) -> 
                          capture_output=True, text=True, check=True)
     assert ran.stdout.splitlines()[-1] == "['gitops.service.config', 'yaml']"
     assert ran.stdout.count("type: desired.applied") == 3  # the log the file names, read
+
+
+def test_the_log_table_says_of_each_event_what_its_model_says(tmp_path: Path) -> None:
+    """``gitops log``'s table reads rows without their models; its detail of each event is
+    the one ``-o json`` gives through the models, and it builds no event model at all."""
+    from datetime import UTC, datetime
+
+    from gitops.events import EVENT_ADAPTER
+
+    t = datetime(2026, 3, 1, tzinfo=UTC).isoformat()
+    who = {"name": "A", "email": "a@example.com", "time": t}
+    git = {"branch": "main", "repository": "/r", "origin": "git:/r#main"}
+    raw = [
+        ("git.commit", "git", {"sha": "a" * 40, "parents": [], "author": who, "committer": who,
+                               "message": "  first line\nsecond\n", **git}),
+        ("git.rewritten", "git", {"old_head": "b" * 40, "new_head": "c" * 40, "merge_base": None, **git}),
+        ("git.reconfigured", "git", {"commit": "d" * 40, "previous": {"paths": ["a"], "same": 1},
+                                     "settings": {"paths": ["b"], "same": 1, "new": True}, "valid": True, **git}),
+        ("source.error", "git", {"code": "invalid-yaml", "message": "bad", "path": "apps/x.yaml", "line": 3}),
+        ("source.error", "git", {"code": "invalid-yaml", "message": "whole file", "path": "apps/y.yaml"}),
+        ("source.error", "cluster", {"code": "watch", "message": "lost the watch\n(retrying)"}),
+        ("audit", "audit", {"audit_id": "u1", "verb": "patch", "user": "alice", "request_uri": "/x",
+                            "response_code": 200}),
+        ("cluster.observed", "cluster", {"manifest": {"kind": "ConfigMap", "metadata": {"name": "x"}},
+                                         "resource_version": "5", "change": "modified", "attribution": "audit"}),
+        ("cluster.deleted", "cluster", {"resource_version": None, "synthetic": True}),
+        ("desired.removed", "git", {"commit": "e" * 40, "path": "apps/z.yaml"}),
+    ]
+    events = [EVENT_ADAPTER.validate_python({"id": f"e{i}", "type": ty, "source": src, "resource": "ConfigMap//x",
+                                             "effective_at": t, "payload": p})
+              for i, (ty, src, p) in enumerate(raw)]
+    db = tmp_path / "log.db"
+    with EventLog(db) as log:
+        log.append(events)
+    table = gitops("log", "-o", "wide", db=db).stdout.splitlines()[1:]
+    exported = json.loads(gitops("log", "-o", "json", db=db).stdout)  # records the export: the table came first
+    assert len(table) == len(exported) == len(raw)
+    for line, row in zip(table, exported, strict=True):
+        assert row["detail"] and line.rstrip().endswith(row["detail"]), (line, row["detail"])
+    assert [r["detail"] for r in exported][:4] == [
+        "first line", f"{'b' * 12} -> {'c' * 12}", f"settings changed: new, paths; {'d' * 12} read again",
+        "apps/x.yaml:3: bad"]
+    probe = ("import sys, contextlib\n"
+             "from gitops.cli import cli\n"
+             "with contextlib.suppress(SystemExit):\n"
+             "    cli(sys.argv[1:], prog_name='gitops')\n"
+             "from gitops.events import models\n"
+             "print([c.__name__ for c in vars(models).values() if isinstance(c, type) and "
+             "issubclass(c, models.BaseModel) and c.__pydantic_complete__])")
+    ran = subprocess.run([sys.executable, "-c", probe, "--db", str(db), "log"], capture_output=True, text=True,
+                         check=True)
+    assert ran.stdout.splitlines()[-1] == "[]"
 
 
 def test_the_readme_reference_is_current() -> None:

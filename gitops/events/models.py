@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from gitops.events.payloads import (
     Attribution,
@@ -318,7 +318,7 @@ AnyEvent = Annotated[
     | IntegrityCheckpoint,
     Field(discriminator="type"),
 ]
-EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent, config=ConfigDict(defer_build=True))  # see _Frozen
 EVENT_TYPES: tuple[str, ...] = tuple(
     str(cls.model_fields["type"].default) for cls in get_args(get_args(AnyEvent)[0])
 )

@@ -261,13 +261,16 @@ class LogReads:
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 
-    def read_stored(self, **filters: Any) -> Iterator[Stored]:
-        """The events ``read(**filters)`` gives, in seq order, as stored: no event model is
-        built (``gitops.store.rows.Stored``)."""
+    def read_stored(self, *, limit: int | None = None, descending: bool = False,
+                    **filters: Any) -> Iterator[Stored]:
+        """The events ``read(...)`` gives, as stored: no event model is built
+        (``gitops.store.rows.Stored``)."""
         f = select(**filters, postgresql=self.postgresql)
+        sql = f"SELECT {LIGHT} FROM events{f.where()} ORDER BY seq{' DESC' if descending else ''}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         try:
-            yield from map(to_stored, self.conn.execute(f"SELECT {LIGHT} FROM events{f.where()} ORDER BY seq",
-                                                        f.params))
+            yield from map(to_stored, self.conn.execute(sql, f.params))
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 

@@ -22,19 +22,24 @@ COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")  # what is hashed, and the links
 STORED = (*COLUMNS, "packed", "base")  # the columns as stored (gitops.store.pack)
 INSERT = f"INSERT INTO events ({', '.join(STORED)}) VALUES ({', '.join('?' * len(STORED))})"
 READ = f"{', '.join(COLUMNS)}, {packed_columns()}"  # a read's columns, the keyframe of a packed row beside it
-LIGHT = f"seq, type, actor, effective_at, recorded_at, payload, {packed_columns()}"  # ... of a read of ``Stored``
+LIGHT = (f"seq, type, actor, effective_at, recorded_at, source, resource, revision, payload, "  # ... of ``Stored``
+         f"{packed_columns()}")
 
 
 class Stored(NamedTuple):
     """An event as stored, without its model: for a query that reads a few payload fields
-    of many versions (blame), where building and validating each event is most of the
-    time. Times are as stored (RFC 3339, fixed width: they compare as text in time order)."""
+    of many versions (blame), or a listing of rows (``gitops log``'s table), where building
+    and validating each event is most of the time. Times are as stored (RFC 3339, fixed
+    width: they compare as text in time order)."""
 
     seq: int
     type: str
     actor: str | None
     effective_at: str
     recorded_at: str
+    source: str
+    resource: str | None
+    revision: str | None
     payload: dict[str, Any]
 
 
@@ -99,8 +104,8 @@ def payload_value(seq: int, type_: str, payload: str, *packed: Any) -> Any:
 def to_stored(row: Sequence[Any]) -> Stored:
     """A row read as ``LIGHT`` names its columns, as a ``Stored``; a payload that is not a
     JSON object is the same error as for ``to_recorded``."""
-    seq, type_, actor, effective_at, recorded_at, payload, *packed = row
+    seq, type_, actor, effective_at, recorded_at, source, resource, revision, payload, *packed = row
     value = payload_value(seq, type_, payload, *packed)
     if not isinstance(value, dict):
         raise unreadable(seq, type_, ValueError("the payload is not an object"))
-    return Stored(seq, type_, actor, effective_at, recorded_at, value)
+    return Stored(seq, type_, actor, effective_at, recorded_at, source, resource, revision, value)
