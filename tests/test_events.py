@@ -115,3 +115,46 @@ def test_model_fields_are_what_pydantic_iterates() -> None:
     for model in samples:
         assert model_fields(model) == dict(model)
         assert set(model_fields(model)) == set(type(model).model_fields)
+
+
+def test_models_built_on_first_use_are_built_right_from_many_threads_at_once() -> None:
+    """The event models build their validators when first used (``defer_build``), and a
+    service's threads (watchers' writer, audit tailer, webhook, reconciler) may first use
+    one at the same moment. In a fresh process, 8 threads each validate events of every
+    type at once, from a barrier: each gets the event of its own type, validated (the
+    model's own ``extra="forbid"`` refuses a field its parent class would have let by)."""
+    import subprocess
+    import sys
+
+    probe = """
+import threading
+from datetime import UTC, datetime
+from pydantic import ValidationError
+from gitops.events import ClusterDeleted, DesiredRemoved, GitRewritten, EVENT_ADAPTER
+t = datetime(2026, 1, 1, tzinfo=UTC)
+cases = [(GitRewritten, {"branch": "m", "repository": "r", "origin": "o", "old_head": "a", "new_head": "b",
+                          "merge_base": None}),
+         (DesiredRemoved, {"commit": "c", "path": "p"}),
+         (ClusterDeleted, {"resource_version": "1", "synthetic": True})]
+barrier, bad = threading.Barrier(8), []
+def work(i):
+    barrier.wait()
+    for cls, payload in cases[i % 3:] + cases[:i % 3]:
+        body = {"id": "x", "source": "git", "effective_at": t, "payload": payload}
+        via_union = EVENT_ADAPTER.validate_python({**body, "type": cls.model_fields["type"].default})
+        direct = cls.model_validate(body)
+        if type(via_union) is not cls or type(direct) is not cls or direct != via_union:
+            bad.append((i, cls.__name__, type(direct).__name__))
+        try:
+            cls.model_validate({**body, "payload": {**payload, "nope": 1}})
+            bad.append((i, cls.__name__, "took an unknown field"))
+        except ValidationError:
+            pass
+threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+for th in threads: th.start()
+for th in threads: th.join()
+print(bad)
+"""
+    for _ in range(3):
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert ran.stdout.strip() == "[]", ran.stdout + ran.stderr
