@@ -341,10 +341,11 @@ def test_every_command_is_listed_with_its_own_summary_and_imported_only_when_it_
     assert [m for m in ran.stdout.split() if not m.startswith("rich")] == ["gitops.cli.log_cmds"]
 
 
-def test_gitops_log_imports_no_settings_yaml_or_process_pool(tmp_path: Path) -> None:
+def test_gitops_log_imports_no_settings_yaml_models_or_process_pool(tmp_path: Path) -> None:
     """Start-up is most of a short command's time: ``gitops log`` (a table) imports neither the
     configuration's models (no --config given: the defaults are made when a command asks),
-    nor PyYAML, nor verify's process pool; with --config, the file is read up front."""
+    nor PyYAML, nor verify's process pool, nor pydantic (it reads rows without the event
+    models); with --config, the file is read up front."""
     db = tmp_path / "log.db"
     with EventLog(db) as log:
         log.append([applied(i) for i in range(3)])
@@ -352,7 +353,8 @@ def test_gitops_log_imports_no_settings_yaml_or_process_pool(tmp_path: Path) -> 
              "from gitops.cli import cli\n"
              "with contextlib.suppress(SystemExit):\n"
              "    cli(sys.argv[1:], prog_name='gitops')\n"
-             "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing')))")
+             "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing', "
+             "'pydantic')))")
     ran = subprocess.run([sys.executable, "-c", probe, "--db", str(db), "log"], capture_output=True, text=True,
                          check=True)
     assert ran.stdout.splitlines()[-1] == "[]"
@@ -361,7 +363,7 @@ def test_gitops_log_imports_no_settings_yaml_or_process_pool(tmp_path: Path) -> 
     config.write_text(f"db: {db}\n")
     ran = subprocess.run([sys.executable, "-c", probe, "--config", str(config), "log", "-o", "yaml"],
                          capture_output=True, text=True, check=True)
-    assert ran.stdout.splitlines()[-1] == "['gitops.service.config', 'yaml']"
+    assert ran.stdout.splitlines()[-1] == "['gitops.service.config', 'pydantic', 'yaml']"
     assert ran.stdout.count("type: desired.applied") == 3  # the log the file names, read
 
 

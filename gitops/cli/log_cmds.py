@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,12 +13,15 @@ from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.follow import Shown, follow
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import STREAMS, Columns, effective_limit, newest, output_options, render_rows
-from gitops.events import EVENT_TYPES, EventSource, Recorded
+from gitops.events.names import EVENT_TYPES, EventSource
 from gitops.model.errors import CorruptDatabaseError, UsageError
 from gitops.model.times import format_time, parse_time
 from gitops.store.damage import find_damage
 from gitops.store.migrate import latest_version
 from gitops.store.rows import Stored
+
+if TYPE_CHECKING:
+    from gitops.events.models import Recorded
 
 
 @cli.command()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from gitops.events.names import EVENT_TYPES, EventSource
 from gitops.events.payloads import (
     Attribution,
     AuditPayload,
@@ -149,14 +149,6 @@ def content_digest(obj: dict[str, Any]) -> str:
     """SHA-256 of ``obj``'s canonical JSON (sorted keys): equal content, equal digest,
     whatever the key order it was written or served in."""
     return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
-
-
-class EventSource(StrEnum):
-    GIT = "git"
-    CLUSTER = "cluster"
-    AUDIT = "audit"
-    RECONCILER = "reconciler"
-    OPERATOR = "operator"
 
 
 # ---------------------------------------------------------------------------- envelopes
@@ -319,9 +311,6 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent, config=ConfigDict(defer_build=True))  # see _Frozen
-EVENT_TYPES: tuple[str, ...] = tuple(
-    str(cls.model_fields["type"].default) for cls in get_args(get_args(AnyEvent)[0])
-)
 
 
 class Recorded(_Frozen):

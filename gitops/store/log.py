@@ -23,11 +23,11 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlite_utils
 
-from gitops.events.models import AnyEvent, EventSource, payload_json
+from gitops.events.names import EventSource
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import (
     CorruptDatabaseError,
@@ -47,6 +47,9 @@ from gitops.store.pack import Packer
 from gitops.store.reads import AUDIT_FACTS, AuditFacts, AuditRecord, LogReads, end_read, map_error
 from gitops.store.rows import INSERT
 from gitops.store.wal import WRITER_AUTOCHECKPOINT, WalCheckpointer, use_wal
+
+if TYPE_CHECKING:  # the models are imported by what builds or reads events: a table of rows needs none
+    from gitops.events.models import AnyEvent
 
 __all__ = ["AUDIT_FACTS", "Appended", "AuditFacts", "AuditRecord", "Checkpoint", "EventLog", "Hook", "VerifyResult",
            "end_read"]
@@ -312,6 +315,8 @@ def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, 
     ``_last_event``); returns it and about how many bytes that wrote."""
     if not batch:
         return [], 0
+    from gitops.events.models import payload_json  # loaded already: the batch's events are its models
+
     seen: set[str] = set()
     ids = [e.id for e in batch]
     for i in range(0, len(ids), _CHUNK):

@@ -29,9 +29,8 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from gitops.events.models import Recorded
 from gitops.model.errors import ReadOnlyLogError, StoreError
 from gitops.model.times import format_time
 from gitops.store import current as current_state
@@ -42,6 +41,9 @@ from gitops.store.log import AUDIT_FACTS, AuditRecord, EventLog, end_read
 from gitops.store.pack import Packer, packed_columns
 from gitops.store.pg_connection import Connection, NoWal, Rows, where
 from gitops.store.rows import READ, to_recorded, unpacked
+
+if TYPE_CHECKING:
+    from gitops.events.models import Recorded
 
 __all__ = ["PostgresEventLog", "where"]
 

@@ -10,11 +10,10 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import orjson
 
-from gitops.events.models import Recorded
 from gitops.model.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -28,6 +27,9 @@ from gitops.store.damage import find_damage
 from gitops.store.filters import MANAGED, OUT_OF_BAND, select
 from gitops.store.pack import packed_columns
 from gitops.store.rows import LIGHT, READ, Stored, payload_value, to_recorded, to_stored
+
+if TYPE_CHECKING:
+    from gitops.events.models import Recorded
 
 __all__ = ["AUDIT_FACTS", "AuditFacts", "AuditRecord", "LogReads", "end_read", "map_error"]
 

@@ -6,14 +6,16 @@ compaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from gitops.events.models import EVENT_ADAPTER, Recorded
 from gitops.model.errors import CorruptDatabaseError
 from gitops.store.chain import FIELDS
 from gitops.store.pack import packed_columns, residual, unpack
+
+if TYPE_CHECKING:
+    from gitops.events.models import Recorded
 
 __all__ = ["COLUMNS", "INSERT", "LIGHT", "READ", "STORED", "Stored", "logical_row", "payload_value", "to_recorded",
            "to_stored", "unpacked", "unreadable"]
@@ -78,6 +80,8 @@ def unpacked(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
 
 
 def to_recorded(row: dict[str, Any]) -> Recorded:
+    from gitops.events.models import EVENT_ADAPTER, Recorded  # when first read: a table of rows needs no model
+
     try:
         payload = unpack(row["seq"], row["payload"], row.get("packed"), row.get("base"), row.get("base_payload"))
         event = EVENT_ADAPTER.validate_python({
