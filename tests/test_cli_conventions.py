@@ -311,10 +311,21 @@ def test_diff_verify_and_report_take_the_output_flag_too(shop: tuple[GitRepo, Pa
     assert report.returncode == 0 and json.loads(report.stdout)["summary"] is not None
 
 
+def _default_sigint() -> None:
+    """In the child before gitops starts: Ctrl-C as a terminal's foreground job gets it. A
+    test run started in the background by a non-interactive shell (``pytest &``) ignores
+    SIGINT, as such a shell makes its background jobs do, and its children inherit that:
+    Python then installs no KeyboardInterrupt, and the Ctrl-C this test sends did nothing
+    (the hang it met now and then, in runs started that way)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _follow(db: Path, *args: str) -> subprocess.Popen[str]:
     # faulthandler: a process that does not end is made to print where each thread is (_ended)
     return subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(db), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,  # noqa: PLW1509
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
 
 
