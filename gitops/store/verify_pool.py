@@ -34,7 +34,7 @@ import os
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -73,17 +73,38 @@ def verify_file(path: Path, immutable: bool, last_seq: int, head: tuple[int, str
     ``2**bits`` seqs, on ``workers`` processes (default: the cores there are); None where no
     second process can be had (then the caller verifies in one pass)."""
     tasks = _tasks(path, immutable, last_seq, at_sizes, bits)
+    width = workers or max(2, os.cpu_count() or 2)
     try:
-        pool = ProcessPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                   mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=width, mp_context=multiprocessing.get_context("spawn"))
     except (OSError, ImportError, NotImplementedError):
         return None
     try:
-        return join(pool.map(_check_range, *zip(*tasks, strict=True)), bits, head, tree=tree)
+        return join(_in_order(pool, tasks, 2 * width), bits, head, tree=tree)
     except BrokenProcessPool:
         return None
-    finally:  # a fault found: the chunks after it are not checked
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:  # a fault found: no chunk after it is begun, and the few begun run out (none is cancelled)
+        pool.shutdown(wait=True)
+
+
+def _in_order(pool: ProcessPoolExecutor, tasks: list[tuple[str, bool, int, int, tuple[int, ...]]],
+              ahead: int) -> Iterator[Chunk]:
+    """The chunks' answers in order, ``ahead`` of them submitted at a time (every worker has
+    the next one at hand), each next one submitted as one is taken. Submitted as they are
+    needed rather than all at once, none has to be cancelled when the caller stops early:
+    with a cancelled future, a worker that dies then makes Python 3.11's executor fail on it
+    and print a thread's traceback."""
+    waiting: deque[Future[Chunk]] = deque()
+    left = iter(tasks)
+    for task in left:
+        waiting.append(pool.submit(_check_range, *task))
+        if len(waiting) == ahead:
+            break
+    while waiting:
+        done = waiting.popleft().result()
+        following = next(left, None)
+        if following is not None:
+            waiting.append(pool.submit(_check_range, *following))
+        yield done
 
 
 class SharedCheck:
