@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,14 +17,15 @@ from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.follow import Shown, follow
 from gitops.cli.names import namespace_option, resolve_kind, resolve_resource
 from gitops.cli.render import LISTS, STREAMS, Columns, effective_limit, newest, output_options, render_rows
-from gitops.events.models import EVENT_TYPES, EventSource
+from gitops.events.names import EVENT_TYPES, EventSource
 from gitops.model.errors import UsageError
 from gitops.model.times import format_time, parse_time, utc_now
 from gitops.projections import resolve_at
 from gitops.query.audit import UNKNOWN, AuditRow, audit_rows, summary
 from gitops.query.blame import blame
-from gitops.query.report import build_report
-from gitops.query.report_render import HtmlParts, prepare_html, render_html, write_csv
+
+if TYPE_CHECKING:
+    from gitops.query.report_render import HtmlParts
 
 AUDIT_COLUMNS = Columns(("seq", "time", "actor", "how", "action", "resource", "changes"),
                         ("seq", "time", "cluster", "actor", "via", "source", "how", "action", "resource", "revision",
@@ -174,6 +175,9 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
         raise UsageError("--format csv writes one file per section: give a directory with --out")
     if out is not None:
         _check_writable(out, directory=fmt == "csv")
+    from gitops.query.report import build_report  # the report's models and templates: for this command only
+    from gitops.query.report_render import prepare_html, render_html, write_csv
+
     with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
                       out=out, clusters=",".join(clusters) or None), ctx.open_log() as log:
         parts: list[HtmlParts] = []  # the HTML's big tables, made while the integrity check runs
