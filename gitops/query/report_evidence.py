@@ -61,13 +61,14 @@ def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
 def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitObject]]:
     out: dict[str, list[CommitObject]] = {}
     made: dict[tuple[str, str], CommitObject] = {}  # frozen: one per object and change, shared by the commits
-    for commit, resource, type_, changed in log.commit_objects(start=start):
-        how: Literal["created", "updated", "removed"] = (
-            "removed" if type_ == "desired.removed" else "updated" if changed else "created")
+    for commit, resource, how in log.commit_objects(start=start):
         row = made.get((resource, how))
         if row is None:
             # built from the log's own columns, hundreds of thousands on a busy month: not validated again,
             # and made once for each (object, change) however many commits made it
             row = made[(resource, how)] = CommitObject.model_construct(resource=resource, change=how)
-        out.setdefault(commit, []).append(row)
+        rows = out.get(commit)
+        if rows is None:
+            rows = out[commit] = []
+        rows.append(row)
     return out

@@ -300,17 +300,19 @@ class LogReads:
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 
-    def commit_objects(self, *, start: datetime | None = None) -> Iterator[tuple[str, str, str, bool]]:
-        """(commit, resource, type, changed) of each ``desired.*`` event from ``start`` on valid
-        time: what each commit did to which object, without building events. ``changed``:
-        the change projection has a row for it (an update; a creation or removal has none)."""
+    def commit_objects(self, *, start: datetime | None = None) -> Iterator[
+            tuple[str, str, Literal["created", "updated", "removed"]]]:
+        """(commit, resource, change) of each ``desired.*`` event from ``start`` on valid time:
+        what each commit did to which object, without building events. ``change``: removed;
+        updated where the change projection has a row for it; else created. Told apart in
+        SQL: a month of a busy log is hundreds of thousands of rows."""
         f = select(types=["desired.applied", "desired.removed"], start=start, postgresql=self.postgresql)
         f.add("revision IS NOT NULL AND resource IS NOT NULL")
-        sql = (f"SELECT revision, resource, type, EXISTS (SELECT 1 FROM changes WHERE changes.seq = events.seq) "
+        sql = ("SELECT revision, resource, CASE WHEN type = 'desired.removed' THEN 'removed' WHEN EXISTS "
+               "(SELECT 1 FROM changes WHERE changes.seq = events.seq) THEN 'updated' ELSE 'created' END "
                f"FROM events{f.where()} ORDER BY seq")
         try:
-            for revision, resource, type_, changed in self.conn.execute(sql, f.params):
-                yield str(revision), str(resource), str(type_), bool(changed)
+            yield from self.conn.execute(sql, f.params)
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 
