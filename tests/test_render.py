@@ -71,3 +71,20 @@ def test_rows_as_yaml_are_one_list_as_pyyaml_writes_it() -> None:
     assert yaml.safe_load(streamed) == json.loads(json.dumps(rows))
     assert _out(lambda: render_rows(iter([]), columns=["seq"], output="yaml")) == "[]\n"
 
+
+
+@pytest.mark.parametrize("memo", [1, 3, 100_000])
+def test_items_written_one_at_a_time_are_the_list_pyyaml_writes(memo: int) -> None:
+    """``dump_items`` (one emitter for a whole list, each string resolved once while the memo
+    holds it, and again once it was let go) writes what PyYAML's safe dumper writes of the
+    list whole, floats and every tricky string included."""
+    from gitops.cli.yaml_out import dump_items
+
+    again = json.loads(json.dumps(TRICKY))  # a copy: PyYAML would write one object met twice as an alias
+    floats = [0.1, -2.5e-9, 1e300, float("-inf")]
+    items: list[Any] = [TRICKY, *ITEMS, {"again": again, "floats": floats}, "x", 7, None, [], {}]
+    buf = io.StringIO()
+    assert dump_items(iter(items), buf, memo=memo) == len(items)
+    assert buf.getvalue() == yaml.safe_dump(items, sort_keys=False)
+    empty = io.StringIO()
+    assert dump_items(iter([]), empty) == 0 and empty.getvalue() == yaml.safe_dump([]) == "[]\n"

@@ -107,11 +107,18 @@ def _jsonable(row: Any) -> Any:
     return json.loads(json.dumps(row, default=str))
 
 
-def _yaml(doc: Any, *, plain: bool = False) -> str:
-    """``doc`` as YAML; ``plain``: it holds JSON's types only already (no round trip)."""
+def _yaml(doc: Any) -> str:
+    """``doc`` as YAML."""
     from gitops.cli.yaml_out import dump  # PyYAML is imported by the commands that write YAML only
 
-    return dump(doc if plain else _jsonable(doc))
+    return dump(_jsonable(doc))
+
+
+def _yaml_items(items: Iterable[Any]) -> int:
+    """``items`` (JSON's types) as one YAML list on stdout, one at a time; how many."""
+    from gitops.cli.yaml_out import dump_items
+
+    return dump_items(items, sys.stdout)
 
 
 def render_document(doc: Any, output: str) -> None:
@@ -139,8 +146,7 @@ def stream_document(head: dict[str, Any], lists: dict[str, Iterable[dict[str, An
                 out(f"{name}: []\n")
                 continue
             out(f"{name}:\n")
-            for item in itertools.chain([first], it):
-                out(_yaml([item], plain=True))
+            _yaml_items(itertools.chain([first], it))
         return
     out("{")
     fields = [json.dumps(k) + ": " + json.dumps(v, default=str) for k, v in head.items()]
@@ -232,12 +238,8 @@ def render_rows(rows: Iterable[dict[str, Any]], *, columns: Columns | Sequence[s
         for row in rows:
             out.write(json.dumps(row, default=str) + "\n")
             n += 1
-    elif output == "yaml":
-        for row in rows:  # on libyaml's emitter: PyYAML's own took 1 ms a row (98 s for 100,000 events)
-            out.write(_yaml([row]))
-            n += 1
-        if n == 0:
-            out.write("[]\n")
+    elif output == "yaml":  # on libyaml's emitter: PyYAML's own took 1 ms a row (98 s for 100,000 events)
+        n = _yaml_items(map(_jsonable, rows))
     elif output == "name":
         for row in rows:
             out.write(_plain(row.get(cols.name)) + "\n")
