@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -58,6 +59,7 @@ class AuditWebhook:
         self.reader = reader
         self.on_request = on_request
         self.refused = 0  # requests refused as unauthenticated (401)
+        self.dropped = 0  # connections that ended before a request: a failed TLS handshake, a reset, a timeout
         self.received = 0  # audit records appended
         # a write lock held longer than this is a 503 the API server retries, not a request left hanging
         self._log = open_log(db_path, busy_timeout=busy_timeout)
@@ -79,11 +81,12 @@ class AuditWebhook:
     def start(self) -> None:
         host, port = self.settings.host_port()
         try:
-            server = ThreadingHTTPServer((host, port), _handler(self))
+            server = _Server((host, port), _handler(self))
         except OSError as e:
             raise ConfigError(f"cannot serve the audit webhook on {self.settings.address}: "
                               f"{e.strerror or e}") from None
         server.daemon_threads = True
+        server.hook = self
         # the handshake runs in the request's own thread (on its first read), never in the accept loop
         server.socket = self._tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
@@ -161,6 +164,21 @@ class AuditWebhook:
             self.refused += 1
         if self.on_request is not None:
             self.on_request(status, records)
+
+
+class _Server(ThreadingHTTPServer):
+    """The receiver's server: a connection that ends before its request (a client whose
+    certificate fails the handshake, a reset, a stalled client dropped) is counted on the
+    hook (``dropped``), not printed as a traceback: as with refused requests, a scan of the
+    port must not flood the service's output. Any other error is the server's own."""
+
+    hook: AuditWebhook | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.hook is not None and isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            self.hook.dropped += 1
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler(hook: AuditWebhook) -> type[BaseHTTPRequestHandler]:
