@@ -205,6 +205,22 @@ def test_two_services_one_applies_and_the_standby_takes_over_when_the_leader_is_
     assert leaders[1].previous == leaders[0].identity  # type: ignore[union-attr]
 
 
+def _reset_mid_request(url: str) -> None:
+    """Open a connection to ``url``'s server, send half a request line, and reset it (a
+    client or load balancer that gives up): the server's read of the request fails."""
+    import socket
+    import struct
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as s:
+        s.sendall(b"GET /hea")
+        time.sleep(0.2)  # the server's thread is reading the line
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST, not FIN
+    time.sleep(0.5)  # its thread meets the reset
+
+
 def test_readiness_is_503_while_the_api_server_cannot_be_reached(cluster: Cluster, namespace: str,
                                                                  tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
@@ -212,6 +228,8 @@ def test_readiness_is_503_while_the_api_server_cannot_be_reached(cluster: Cluste
     repo.commit("a")
     with gitops_run(tmp_path / "g.db", _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
         wait_until(lambda: run.get("/readyz")[0] == 200, what="readiness")
+        _reset_mid_request(run.url)  # a client that goes away: no traceback in the service's output
+        assert run.get("/healthz")[0] == 200 and "Traceback" not in run.output(), run.output()
         cluster.stop_apiserver()
         try:
             wait_until(lambda: run.get("/readyz")[0] == 503, timeout=60, what="/readyz to say not ready")

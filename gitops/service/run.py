@@ -21,6 +21,7 @@ metrics endpoints, in one process.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -352,9 +353,19 @@ class RunService(WatchService):
                 pass  # probes every few seconds: not worth a line each
 
         try:
-            self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+            self._http = _ProbeServer((host or "127.0.0.1", int(port)), Handler)
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot serve metrics on {address}: {e}") from None
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
         self._http_thread.start()
+
+
+class _ProbeServer(ThreadingHTTPServer):
+    """The probes' and metrics' server: a client that goes away before its request is whole
+    (a reset, a timeout: a load balancer's check may do that every few seconds) is not
+    printed as a thread's traceback on the service's output. Any other error is."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
