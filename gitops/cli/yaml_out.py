@@ -5,6 +5,7 @@ that writes no YAML does not import PyYAML."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -21,58 +22,39 @@ from yaml.events import (
     StreamStartEvent,
 )
 
-__all__ = ["Dumper", "dump", "dump_items"]
+__all__ = ["dump", "dump_items"]
 
 _TAG = {t: f"tag:yaml.org,2002:{name}" for t, name in ((str, "str"), (int, "int"), (bool, "bool"), (list, "seq"),
                                                         (dict, "map"))}
 
 
-class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """libyaml's emitter where PyYAML has it (its wheels do): the pure-Python one took 97% of
-    a 10,000-object replay. What is dumped went through JSON, so no object appears twice:
-    looking for aliases is work for nothing. The output is the same YAML."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-    def represent_data(self, data: Any) -> Any:
-        """The nodes SafeRepresenter makes of JSON's strings, integers, booleans, nulls, lists
-        and objects, made without its lookup of a representer by type per value (a quarter
-        of a 10,000-object replay's YAML time); anything else, and a dumper asked to choose
-        flow styles or to sort keys itself, goes to SafeRepresenter."""
-        kind, flow = type(data), self.default_flow_style
-        if kind is str:
-            return yaml.ScalarNode(_TAG[str], data, style=self.default_style)
-        if flow is None or self.sort_keys:
-            return super().represent_data(data)
-        if kind is dict:
-            node = self.represent_data
-            return yaml.MappingNode(_TAG[dict], [(node(k), node(v)) for k, v in data.items()], flow_style=flow)
-        if kind is list:
-            return yaml.SequenceNode(_TAG[list], [self.represent_data(v) for v in data], flow_style=flow)
-        if kind is bool:
-            return yaml.ScalarNode(_TAG[bool], "true" if data else "false", style=self.default_style)
-        if kind is int:
-            return yaml.ScalarNode(_TAG[int], str(data), style=self.default_style)
-        if data is None:
-            return yaml.ScalarNode("tag:yaml.org,2002:null", "null", style=self.default_style)
-        return super().represent_data(data)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter where PyYAML has it (its wheels do): the pure-Python one took 97% of a
+10,000-object replay."""
 
 
 def dump(doc: Any) -> str:
-    """``doc``, made of JSON's types, as one YAML document."""
-    return str(yaml.dump(doc, Dumper=Dumper, sort_keys=False, allow_unicode=False))
+    """``doc``, made of JSON's types, as one YAML document: what PyYAML's safe dumper writes."""
+    out = io.StringIO()
+    w = _Writer(out)
+    w.emit(StreamStartEvent())
+    w.emit(DocumentStartEvent(explicit=False))
+    w.value(doc)
+    w.emit(DocumentEndEvent(explicit=False))
+    w.emit(StreamEndEvent())
+    return out.getvalue()
 
 
-class _ItemWriter:
-    """One YAML list written item by item on one emitter: the events a safe dumper's
-    serializer makes of each item, made here from the JSON values directly. A dumper per
-    item cost its making, and the serializer asks the resolver twice of every scalar;
-    here a string is resolved once (memo), whatever the number of items: a 10,000-object
-    replay's YAML in half the time. The text is the same (tests/test_render.py)."""
+class _Writer:
+    """JSON values written on one emitter as the events a safe dumper's serializer makes of
+    them, made here from the values directly: no node is built, no representer looked up
+    by type, and a string is resolved once (memo) instead of twice per scalar, however many
+    values a list holds. A list written item by item on one emitter, rather than a dumper
+    and a document per item: a 10,000-object replay's YAML in half the time. The text is
+    PyYAML's (tests/test_render.py)."""
 
-    def __init__(self, stream: TextIO, memo: int) -> None:
-        self._dumper = Dumper(stream, default_flow_style=False, sort_keys=False, allow_unicode=False)
+    def __init__(self, stream: TextIO, memo: int = 100_000) -> None:
+        self._dumper = _Dumper(stream, default_flow_style=False, sort_keys=False, allow_unicode=False)
         self.emit = self._dumper.emit
         self._plain: dict[str, bool] = {}  # a string -> whether it may be written plain (it reads back as a string)
         self._memo = memo
@@ -119,7 +101,7 @@ def dump_items(items: Iterable[Any], stream: TextIO, *, memo: int = 100_000) -> 
     """``items`` (JSON's types) as one YAML list on ``stream``, written as they come: what
     ``dump(list(items))`` writes, without holding the list; returns how many there were.
     ``memo``: how many distinct strings' resolution is remembered at most."""
-    w = _ItemWriter(stream, memo)
+    w = _Writer(stream, memo)
     w.emit(StreamStartEvent())
     w.emit(DocumentStartEvent(explicit=False))
     w.emit(SequenceStartEvent(None, _TAG[list], True, flow_style=False))
