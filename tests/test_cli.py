@@ -341,6 +341,16 @@ def test_every_command_is_listed_with_its_own_summary_and_imported_only_when_it_
     assert [m for m in ran.stdout.split() if not m.startswith("rich")] == ["gitops.cli.log_cmds"]
 
 
+def _then(code: str, *args: str) -> str:
+    """The output of ``gitops ARGS`` run in a fresh process, and then of ``code`` (Python) in
+    that process: what the command left loaded or built."""
+    probe = ("import sys, contextlib\n"
+             "from gitops.cli import cli\n"
+             "with contextlib.suppress(SystemExit):\n"
+             "    cli(sys.argv[1:], prog_name='gitops')\n" + code)
+    return subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True).stdout
+
+
 def test_gitops_log_imports_no_settings_yaml_models_or_process_pool(tmp_path: Path) -> None:
     """Start-up is most of a short command's time: ``gitops log`` (a table) imports neither the
     configuration's models (no --config given: the defaults are made when a command asks),
@@ -349,22 +359,16 @@ def test_gitops_log_imports_no_settings_yaml_models_or_process_pool(tmp_path: Pa
     db = tmp_path / "log.db"
     with EventLog(db) as log:
         log.append([applied(i) for i in range(3)])
-    probe = ("import sys, contextlib\n"
-             "from gitops.cli import cli\n"
-             "with contextlib.suppress(SystemExit):\n"
-             "    cli(sys.argv[1:], prog_name='gitops')\n"
-             "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing', "
-             "'pydantic')))")
-    ran = subprocess.run([sys.executable, "-c", probe, "--db", str(db), "log"], capture_output=True, text=True,
-                         check=True)
-    assert ran.stdout.splitlines()[-1] == "[]"
-    assert ran.stdout.count("desired.applied") == 3  # the table of the three events, before the probe's line
+    loaded = "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing', " \
+             "'pydantic')))"
+    out = _then(loaded, "--db", str(db), "log")
+    assert out.splitlines()[-1] == "[]"
+    assert out.count("desired.applied") == 3  # the table of the three events, before the probe's line
     config = tmp_path / "gitops.yaml"
     config.write_text(f"db: {db}\n")
-    ran = subprocess.run([sys.executable, "-c", probe, "--config", str(config), "log", "-o", "yaml"],
-                         capture_output=True, text=True, check=True)
-    assert ran.stdout.splitlines()[-1] == "['gitops.service.config', 'pydantic', 'yaml']"
-    assert ran.stdout.count("type: desired.applied") == 3  # the log the file names, read
+    out = _then(loaded, "--config", str(config), "log", "-o", "yaml")
+    assert out.splitlines()[-1] == "['gitops.service.config', 'pydantic', 'yaml']"
+    assert out.count("type: desired.applied") == 3  # the log the file names, read
 
 
 def test_the_log_table_says_of_each_event_what_its_model_says(tmp_path: Path) -> None:
@@ -407,16 +411,10 @@ def test_the_log_table_says_of_each_event_what_its_model_says(tmp_path: Path) ->
     assert [r["detail"] for r in exported][:4] == [
         "first line", f"{'b' * 12} -> {'c' * 12}", f"settings changed: new, paths; {'d' * 12} read again",
         "apps/x.yaml:3: bad"]
-    probe = ("import sys, contextlib\n"
-             "from gitops.cli import cli\n"
-             "with contextlib.suppress(SystemExit):\n"
-             "    cli(sys.argv[1:], prog_name='gitops')\n"
-             "from gitops.events import models\n"
+    built = ("from gitops.events import models\n"
              "print([c.__name__ for c in vars(models).values() if isinstance(c, type) and "
              "issubclass(c, models.BaseModel) and c.__pydantic_complete__])")
-    ran = subprocess.run([sys.executable, "-c", probe, "--db", str(db), "log"], capture_output=True, text=True,
-                         check=True)
-    assert ran.stdout.splitlines()[-1] == "[]"
+    assert _then(built, "--db", str(db), "log").splitlines()[-1] == "[]"
 
 
 def test_the_readme_reference_is_current() -> None:
