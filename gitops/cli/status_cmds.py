@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import click
-import yaml
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.clusters import cluster_option, resolve_clusters
@@ -222,7 +221,9 @@ def _short(value: Any) -> str:
 
 
 def _yaml_lines(obj: dict[str, Any] | None) -> list[str]:
-    return [] if obj is None else yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines()
+    from gitops.cli.yaml_out import dump  # libyaml's emitter; status, in this module too, writes no YAML
+
+    return [] if obj is None else dump(obj, sort_keys=True).splitlines()
 
 
 def _unified(v: ObjectView) -> list[str]:

@@ -33,10 +33,11 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 10,000-object replay."""
 
 
-def dump(doc: Any) -> str:
-    """``doc``, made of JSON's types, as one YAML document: what PyYAML's safe dumper writes."""
+def dump(doc: Any, *, sort_keys: bool = False) -> str:
+    """``doc``, made of JSON's types, as one YAML document: what PyYAML's safe dumper writes
+    (with ``sort_keys``: each mapping's keys in order, as ``safe_dump(sort_keys=True)``)."""
     out = io.StringIO()
-    w = _Writer(out)
+    w = _Writer(out, sort_keys=sort_keys)
     w.emit(StreamStartEvent())
     w.emit(DocumentStartEvent(explicit=False))
     w.value(doc)
@@ -53,11 +54,12 @@ class _Writer:
     and a document per item: a 10,000-object replay's YAML in half the time. The text is
     PyYAML's (tests/test_render.py)."""
 
-    def __init__(self, stream: TextIO, memo: int = 100_000) -> None:
+    def __init__(self, stream: TextIO, memo: int = 100_000, *, sort_keys: bool = False) -> None:
         self._dumper = _Dumper(stream, default_flow_style=False, sort_keys=False, allow_unicode=False)
         self.emit = self._dumper.emit
         self._plain: dict[str, bool] = {}  # a string -> whether it may be written plain (it reads back as a string)
         self._memo = memo
+        self._sort = sort_keys
 
     def _scalar(self, node: yaml.ScalarNode) -> None:
         """A scalar as the serializer writes it: implicit where its text reads back as its tag."""
@@ -77,7 +79,7 @@ class _Writer:
             self.emit(ScalarEvent(None, _TAG[str], (plain, True), x))
         elif kind is dict:
             self.emit(MappingStartEvent(None, _TAG[dict], True, flow_style=False))
-            for k, v in x.items():
+            for k, v in sorted(x.items()) if self._sort else x.items():
                 self.value(k)
                 self.value(v)
             self.emit(MappingEndEvent())
