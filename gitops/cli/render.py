@@ -109,14 +109,14 @@ def _jsonable(row: Any) -> Any:
 
 def _yaml(doc: Any) -> str:
     """``doc`` as YAML."""
-    from gitops.cli.yaml_out import dump  # PyYAML is imported by the commands that write YAML only
+    from gitops.model.yaml_out import dump  # PyYAML is imported by the commands that write YAML only
 
     return dump(_jsonable(doc))
 
 
 def _yaml_items(items: Iterable[Any]) -> int:
     """``items`` (JSON's types) as one YAML list on stdout, one at a time; how many."""
-    from gitops.cli.yaml_out import dump_items
+    from gitops.model.yaml_out import dump_items
 
     return dump_items(items, sys.stdout)
 

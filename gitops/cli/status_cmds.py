@@ -221,7 +221,7 @@ def _short(value: Any) -> str:
 
 
 def _yaml_lines(obj: dict[str, Any] | None) -> list[str]:
-    from gitops.cli.yaml_out import dump  # libyaml's emitter; status, in this module too, writes no YAML
+    from gitops.model.yaml_out import dump  # libyaml's emitter; status, in this module too, writes no YAML
 
     return [] if obj is None else dump(obj, sort_keys=True).splitlines()
 

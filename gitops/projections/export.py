@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gitops.model.server_fields import without_server_fields
+from gitops.model.yaml_out import dump
 
 __all__ = ["applyable", "write_manifests"]
 
@@ -42,6 +41,6 @@ def write_manifests(objects: Mapping[str, dict[str, Any]], directory: Path) -> t
             skipped.append(key)
             continue
         path = directory / (_UNSAFE.sub("_", key.replace("/", "__")) + ".yaml")
-        path.write_text(yaml.safe_dump(applyable(manifest), sort_keys=False))
+        path.write_text(dump(applyable(manifest)))  # libyaml's emitter: PyYAML's own took 1 ms an object
         written.append(path)
     return written, skipped

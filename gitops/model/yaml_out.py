@@ -1,7 +1,9 @@
 """YAML output: PyYAML's safe dumper on libyaml's emitter, for documents of JSON's types
 (``dump``) and for long lists written item by item (``dump_items``: a listing's rows, a
-replay's objects). Used by ``gitops.cli.render``; a module of its own so that a command
-that writes no YAML does not import PyYAML."""
+replay's objects). Used by the commands' output (``gitops.cli.render``), ``gitops diff``,
+and the manifests a replay writes (``gitops.projections.export``); a module of its own so
+that a command that writes no YAML does not import PyYAML.
+"""
 
 from __future__ import annotations
 
