@@ -403,7 +403,7 @@ def test_the_html_made_while_the_integrity_check_runs_is_the_html_made_after_it(
     e = _Events()
     _desired(e, GIT, _cm("1"))
     _observed(e, _cm("1", k="x"), "alice", "audit")
-    _observed(e, _cm("1", k="y"), "bob", "audit")
+    _observed(e, _cm("1", k="y"), "<!--gitops:integrity-->", "audit")  # the page's own mark, as a user's name
     given: list[Any] = []
     with EventLog(tmp_path / "log.db") as log:
         log.append(e.events)
@@ -413,8 +413,14 @@ def test_the_html_made_while_the_integrity_check_runs_is_the_html_made_after_it(
     assert not body.integrity.ok and body.integrity.checked == 0  # the placeholder, which is never shown
     assert report.integrity.ok and report.integrity.checked == 3 and report.integrity.head_seq == 3
     assert body.model_copy(update={"integrity": report.integrity}) == report
-    assert render_html(report, parts) == render_html(report)
-    assert "not finished" not in render_html(report, parts) and len(report.out_of_band) == 2
+    html = render_html(report, parts)
+    assert html == render_html(report)
+    assert "not finished" not in html and len(report.out_of_band) == 2
+    # the section is written where the template has it, once; a value from the log that looks like its mark
+    # is escaped as every value is, and left where it is
+    assert html.count("<!--gitops") == 0 and html.count("&lt;!--gitops:integrity--&gt;") >= 1
+    assert html.count("The hash chain verifies over all 3 events") == 1
+    assert html.index("<h2>Integrity</h2>") < html.index("The hash chain verifies") < html.index("Changes through Git")
 
 
 def test_an_out_of_band_changes_outcome_is_its_drift_episodes_or_says_it_was_not_checked(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def report(ctx: Context, since: str, until: str | None, fmt: str, out: Path | No
 
     with ctx.accessed("report", since=format_time(start), until=format_time(end), format=fmt,
                       out=out, clusters=",".join(clusters) or None), ctx.open_log() as log:
-        parts: list[HtmlParts] = []  # the HTML's big tables, made while the integrity check runs
+        parts: list[HtmlParts] = []  # the HTML page but its integrity section, made while the check runs
         r = build_report(log, start, end, ctx.config.report,
                          clusters=resolve_clusters(log, clusters) if clusters else (),
                          meanwhile=(lambda body: parts.append(prepare_html(body))) if fmt == "html" else None)

@@ -155,41 +155,58 @@ def _object_sections(objects: list[dict[str, Any]]) -> Markup:
 
 @dataclass(frozen=True)
 class HtmlParts:
-    """The parts of a report's HTML that grow with the log, made from everything in it but
-    its integrity section: ``build_report`` gives the report to ``prepare_html`` while that
-    section's check still runs on the other core (``meanwhile``)."""
+    """A report's HTML page made from everything in it but its integrity section: where that
+    section goes, the page holds a mark. ``build_report`` gives the report to
+    ``prepare_html`` while that section's check still runs on the other core
+    (``meanwhile``); ``render_html`` then writes the section into it."""
 
-    timeline: dict[str, Any]
-    objects: list[dict[str, Any]]
-    git_links: list[Markup]  # each Git change's objects, linked: by its place in git_changes
-    out_of_band_rows: Markup
-    drift_rows: Markup
-    object_sections: Markup
+    page: str
 
 
-@cyclic_gc_paused()  # a row per object and change: see gitops.model.bulk
-def prepare_html(report: ComplianceReport) -> HtmlParts:
-    """What ``render_html`` makes of every section but the integrity one."""
-    objects = _objects(report)
-    try:
-        return HtmlParts(_timeline(report), objects, [_links(g) for g in report.git_changes],
-                         _out_of_band_rows(report), _drift_rows(report), _object_sections(objects))
-    finally:  # the memos are for one report: a long-running process keeps none of them
-        for memo in (_e, _link, _t):
-            memo.cache_clear()
+# Where the integrity section's two parts go in a page made before the check's answer: HTML
+# comments, which no value from the log can make (each is escaped, so its '<' is '&lt;').
+_ALARM = Markup("<!--gitops:integrity-alarm-->")
+_INTEGRITY = Markup("<!--gitops:integrity-->")
 
 
-def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str:
-    """The report as one self-contained HTML page; ``parts``: its big tables, already made
-    (``prepare_html``) from this report or from it before its integrity section was known."""
+@functools.cache
+def _templates() -> Environment:
     env = Environment(loader=PackageLoader("gitops.query", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       keep_trailing_newline=True)
     env.filters["t"] = _t
     env.filters["dur"] = _dur
-    p = parts or prepare_html(report)
-    return env.get_template("report.html.j2").render(r=report, tl=p.timeline, objects=p.objects, git_links=p.git_links,
-                                                     out_of_band_rows=p.out_of_band_rows, drift_rows=p.drift_rows,
-                                                     object_sections=p.object_sections)
+    return env
+
+
+@cyclic_gc_paused()  # a row per object and change: see gitops.model.bulk
+def prepare_html(report: ComplianceReport) -> HtmlParts:
+    """The page ``render_html`` makes of ``report``, all but its integrity section: the big
+    tables, and the template's own rows (each commit's: a second of a 1M-event month's
+    report, done here on this core while the check runs on the other, not after it)."""
+    objects = _objects(report)
+    try:
+        page = _templates().get_template("report.html.j2").render(
+            r=report, tl=_timeline(report), objects=objects, git_links=[_links(g) for g in report.git_changes],
+            out_of_band_rows=_out_of_band_rows(report), drift_rows=_drift_rows(report),
+            object_sections=_object_sections(objects), integrity_alarm=_ALARM, integrity_section=_INTEGRITY)
+    finally:  # the memos are for one report: a long-running process keeps none of them
+        for memo in (_e, _link, _t):
+            memo.cache_clear()
+    return HtmlParts(page)
+
+
+def render_html(report: ComplianceReport, parts: HtmlParts | None = None) -> str:
+    """The report as one self-contained HTML page; ``parts``: the page but its integrity
+    section, already made (``prepare_html``) from this report or from it before its
+    integrity section was known."""
+    page = (parts or prepare_html(report)).page
+    env = _templates()
+    head, alarm_mark, rest = page.partition(_ALARM)
+    middle, integrity_mark, tail = rest.partition(_INTEGRITY)
+    if not (alarm_mark and integrity_mark):
+        raise ValueError("the page holds no place for its integrity section: not one prepare_html made")
+    return "".join((head, env.get_template("report_integrity_alarm.html.j2").render(i=report.integrity), middle,
+                    env.get_template("report_integrity.html.j2").render(i=report.integrity), tail))
 
 
 def _rows(models: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
