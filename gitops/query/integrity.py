@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from gitops.events.models import EventSource, IntegrityCheckpoint, IntegrityCheckpointPayload, event_id
 from gitops.events.redaction import key_id
 from gitops.model.errors import ConfigError, ProofError, TamperedLogError, UsageError
@@ -34,6 +32,7 @@ from gitops.model.merkle import leaf_hash, verify_inclusion
 from gitops.model.note import Checkpoint as SignedCheckpoint
 from gitops.model.note import NoteError, Signer, Verifier, open_checkpoint, parse_checkpoint, sign_checkpoint
 from gitops.model.times import utc_now
+from gitops.query.integrity_settings import CheckpointEvery, GitPublish, IntegritySettings
 from gitops.store import Checkpoint, EventLog, VerifyResult
 from gitops.store.chain import FIELDS, row_hash
 
@@ -56,38 +55,6 @@ CHECKPOINT_FILE = "checkpoint"
 _LATEST = "integrity:checkpoint"
 _ORIGIN = "integrity:origin"
 PROOF_FORMAT = "gitops-inclusion-proof/1"
-
-
-class GitPublish(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    repo: str = Field(description="local path or URL of the repository checkpoints are committed to")
-    ref: str = Field(default="refs/gitops/checkpoints", pattern=r"^refs/", description="the ref they go on")
-
-
-class CheckpointEvery(BaseModel):
-    """``gitops run`` signs a checkpoint when either is reached (and events came since the last)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    events: int = Field(default=10_000, ge=0, description="after this many events (0: never by count)")
-    minutes: float = Field(default=60.0, ge=0, description="at least this often, when events came (0: never by "
-                                                           "time)")
-
-
-class IntegritySettings(BaseModel):
-    """The ``integrity:`` section of the config file."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    key_dir: str | None = Field(default=None, description="where the keys are (default: DATABASE.keys, beside the "
-                                                          "log; keep it out of any copy of the log you hand out)")
-    origin: str | None = Field(default=None, description="the log's name in its checkpoints (default: an id "
-                                                         "the log is given the first time)")
-    publish_dir: str | None = Field(default=None, description="a directory each checkpoint is written to")
-    publish_git: GitPublish | None = Field(default=None, description="a Git ref each checkpoint is committed to")
-    checkpoint_every: CheckpointEvery = Field(default_factory=CheckpointEvery,
-                                              description="how often gitops run signs and publishes a checkpoint")
 
 
 class KeyStore:

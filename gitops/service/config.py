@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gitops.diff import DiffSettings
 from gitops.events.redaction import RedactionRule
 from gitops.model.errors import ConfigError, first_error
-from gitops.query.integrity import IntegritySettings
+from gitops.query.integrity_settings import IntegritySettings
 from gitops.query.report_policy import ReportSettings
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.service.notify_settings import SinkSettings
@@ -60,6 +59,8 @@ def load_config(path: Path | None) -> Config:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    import yaml  # here: a command given no config file imports no YAML parser
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gitops.model.control_plane import CONTROL_PLANE_USERS, CONTROLLER_MANAGERS
 from gitops.model.errors import ConfigError
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["DEFAULT_NOISY_KINDS", "TOKEN_ENV", "AuditWebhookSettings", "ClusterSourceConfig", "kind_syntax_problem"]
 
@@ -77,6 +80,8 @@ class AuditWebhookSettings(BaseModel):
 
     def tls(self) -> ssl.SSLContext:
         """The server's TLS context, checked now: a file that cannot be used is one line."""
+        import ssl  # here: every command reads this config, few serve TLS
+
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             ctx.load_cert_chain(self.cert_file, self.key_file)

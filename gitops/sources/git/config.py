@@ -8,9 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from gitops.sources.git.kustomize import KustomizeSettings
-
-__all__ = ["GitSourceConfig"]
+__all__ = ["GitSourceConfig", "KustomizeSettings"]
 
 
 def _one_or_many(value: object) -> object:
@@ -24,6 +22,19 @@ OneOrMany = Annotated[
     BeforeValidator(_one_or_many),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
 ]
+
+
+class KustomizeSettings(BaseModel):
+    """How kustomizations in the repository are rendered (``git.kustomize``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="render kustomization folders (false: read plain files only)")
+    command: str | None = Field(default=None, description="the renderer, e.g. 'kustomize build' (default: "
+                                                          "kustomize on PATH, else 'kubectl kustomize')")
+    allow_remote: bool = Field(default=False, description="allow remote bases (fetched by the renderer)")
+    timeout: float = Field(default=60.0, gt=0, description="seconds a render may take")
+    max_output_bytes: int = Field(default=16 << 20, gt=0, description="largest output of one render")
 
 
 class GitSourceConfig(BaseModel):

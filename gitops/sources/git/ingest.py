@@ -63,9 +63,8 @@ from gitops.model.identity import os_user
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
 from gitops.sources.git.commits import Change, CommitInfo
-from gitops.sources.git.config import GitSourceConfig
+from gitops.sources.git.config import GitSourceConfig, KustomizeSettings
 from gitops.sources.git.judge import Desired, Judgement, judge
-from gitops.sources.git.kustomize import KustomizeSettings
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import GitRepository

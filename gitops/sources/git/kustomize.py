@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
+from gitops.sources.git.config import KustomizeSettings
 from gitops.sources.manifests import ManifestProblem
 
 __all__ = ["KUSTOMIZATION_FILES", "KustomizeSettings", "Layout", "Renderer", "layout"]
@@ -37,19 +37,6 @@ __all__ = ["KUSTOMIZATION_FILES", "KustomizeSettings", "Layout", "Renderer", "la
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _REMOTE_PREFIXES = ("http://", "https://", "git@", "ssh://", "git::", "github.com/", "gitlab.com/",
                     "bitbucket.org/")
-
-
-class KustomizeSettings(BaseModel):
-    """How kustomizations in the repository are rendered (``git.kustomize``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(default=True, description="render kustomization folders (false: read plain files only)")
-    command: str | None = Field(default=None, description="the renderer, e.g. 'kustomize build' (default: "
-                                                          "kustomize on PATH, else 'kubectl kustomize')")
-    allow_remote: bool = Field(default=False, description="allow remote bases (fetched by the renderer)")
-    timeout: float = Field(default=60.0, gt=0, description="seconds a render may take")
-    max_output_bytes: int = Field(default=16 << 20, gt=0, description="largest output of one render")
 
 
 @dataclass(frozen=True)
