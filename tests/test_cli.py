@@ -355,19 +355,20 @@ def test_gitops_log_imports_no_settings_yaml_models_or_process_pool(tmp_path: Pa
     """Start-up is most of a short command's time: ``gitops log`` (a table) imports neither the
     configuration's models (no --config given: the defaults are made when a command asks),
     nor PyYAML, nor verify's process pool, nor pydantic (it reads rows without the event
-    models); with --config, the file is read up front."""
+    models), nor sqlite-utils (it reads no rows by name); with --config, the file is read up
+    front."""
     db = tmp_path / "log.db"
     with EventLog(db) as log:
         log.append([applied(i) for i in range(3)])
     loaded = "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing', " \
-             "'pydantic')))"
+             "'pydantic', 'sqlite_utils')))"
     out = _then(loaded, "--db", str(db), "log")
     assert out.splitlines()[-1] == "[]"
     assert out.count("desired.applied") == 3  # the table of the three events, before the probe's line
     config = tmp_path / "gitops.yaml"
     config.write_text(f"db: {db}\n")
     out = _then(loaded, "--config", str(config), "log", "-o", "yaml")
-    assert out.splitlines()[-1] == "['gitops.service.config', 'pydantic', 'yaml']"
+    assert out.splitlines()[-1] == "['gitops.service.config', 'pydantic', 'sqlite_utils', 'yaml']"
     assert out.count("type: desired.applied") == 3  # the log the file names, read
 
 

@@ -22,10 +22,9 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-import sqlite_utils
 
 from gitops.events.names import EventSource
 from gitops.model.bulk import cyclic_gc_paused
@@ -114,7 +113,6 @@ class EventLog(LogReads, LogChecks):
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             version = migrate.check(conn, self._where)
             if not create and version < migrate.latest_version():
@@ -168,6 +166,15 @@ class EventLog(LogReads, LogChecks):
         """Wait until the background WAL checkpoint (``gitops.store.wal``) is idle; False
         on timeout. Appends never need this; benchmarks and tests do."""
         return self._wal.wait_idle(timeout)
+
+    @cached_property
+    def db(self) -> Any:
+        """sqlite-utils over the connection, for reads of rows by name (``LogReads``); made
+        when first asked: a command that reads none (``gitops log``'s table) does not import
+        it (60 ms)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def __enter__(self) -> EventLog:
         return self
