@@ -83,7 +83,8 @@ def receiver(pki: Pki, tmp_path: Path, db_path: Path) -> Iterator[Receiver]:
     answered: list[tuple[int, int]] = []
     hook = AuditWebhook(db_path, settings(pki, tmp_path, max_body_bytes=64 << 10),
                         reader=AuditReader(resolve=lambda g, r: PLURALS.get((g, r)), origin="cluster:test"),
-                        on_request=lambda code, n: answered.append((code, n)), busy_timeout=0.2)
+                        on_request=lambda code, n: answered.append((code, n)),
+                        on_dropped=lambda: answered.append((0, 0)), busy_timeout=0.2)
     hook.start()
     r = Receiver(hook, pki)
     r.answered = answered
@@ -135,7 +136,7 @@ def test_a_certificate_of_another_ca_fails_the_handshake(receiver: Receiver, db_
     deadline = time.monotonic() + 10
     while receiver.hook.dropped == 0 and time.monotonic() < deadline:  # the request's thread ends on its own
         time.sleep(0.05)
-    assert receiver.hook.dropped == 1
+    assert receiver.hook.dropped == 1 and receiver.answered == [(0, 0)]  # and told (a metric in 'gitops run')
     assert "Traceback" not in capfd.readouterr().err
     assert audit_events(db_path) == []
     assert receiver.post(batch(record(2))).status_code == 200  # and it serves the next one

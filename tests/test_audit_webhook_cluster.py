@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,16 @@ def test_the_api_server_posts_to_the_webhook_and_alice_is_named_without_the_file
         stranger = requests.post(f"https://{hook['address']}/audit", data=b'{"kind":"EventList","items":[]}',
                                  verify=hook["client_ca_file"], timeout=10)
         assert stranger.status_code == 401
+        # and a connection that speaks no TLS (a port scan, a load balancer's TCP check) is dropped, counted
+        host, port = hook["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            plain.recv(1024)  # the server ends the failed handshake
         metrics = wait_until(lambda: (t := run.get("/metrics")[1]) and
-                             'gitops_audit_webhook_requests_total{code="401"} 1.0' in t and t, timeout=30,
-                             what="the refusal counted")
+                             'gitops_audit_webhook_requests_total{code="401"} 1.0' in t and
+                             "gitops_audit_webhook_dropped_connections_total 1.0" in t and t, timeout=30,
+                             what="the refusal and the dropped connection counted")
+        assert "Traceback" not in run.output()
     assert re.search(r'gitops_audit_webhook_requests_total\{code="200"\} [1-9]', metrics)
     assert (seen.actor, seen.payload.attribution) == ("alice", "audit")
     truth = _records(cluster.audit_log, namespace, "alice")

@@ -68,6 +68,9 @@ class RunMetrics:
                                      "status (401: refused as unauthenticated)", ["code"], registry=r)
         self.audit_records = Counter("gitops_audit_webhook_records", "Audit records the webhook appended to the "
                                      "log", registry=r)
+        self.audit_dropped_connections = Counter(
+            "gitops_audit_webhook_dropped_connections", "Connections to the audit webhook that ended before a "
+            "request (a failed TLS handshake, a reset, a timeout)", registry=r)
         r.register(_Appended(last_seq))
         self._objects: set[tuple[str, str, str]] = set()
         self._commit: str | None = None
@@ -104,3 +107,6 @@ class RunMetrics:
     def audit_request(self, code: int, records: int) -> None:
         self.audit_webhook.labels(str(code)).inc()
         self.audit_records.inc(records)
+
+    def audit_dropped(self) -> None:
+        self.audit_dropped_connections.inc()

@@ -122,6 +122,7 @@ class RunService(WatchService):
         self.metrics = RunMetrics(instance=settings.instance, last_seq=self._last_seq)
         if base.cluster is not None:  # the audit webhook starts with the cluster source, and counts from the first
             base.cluster.on_audit_request = self.metrics.audit_request
+            base.cluster.on_audit_dropped = self.metrics.audit_dropped
         for client in {id(c): c for c in (port, getattr(base.cluster, "client", None)) if c is not None}.values():
             if isinstance(client, ClusterClient):
                 client.on_response(self.metrics.request)

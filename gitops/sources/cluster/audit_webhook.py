@@ -53,11 +53,13 @@ class AuditWebhook:
     """Receives the API server's audit batches into the log at ``db_path``."""
 
     def __init__(self, db_path: str | Path, settings: AuditWebhookSettings, *, reader: AuditReader,
-                 on_request: RequestCallback | None = None, busy_timeout: float = 10.0) -> None:
+                 on_request: RequestCallback | None = None, on_dropped: Callable[[], None] | None = None,
+                 busy_timeout: float = 10.0) -> None:
         self._tls, self.token = settings.check()
         self.settings = settings
         self.reader = reader
         self.on_request = on_request
+        self.on_dropped = on_dropped  # told of each connection dropped before its request (a metric)
         self.refused = 0  # requests refused as unauthenticated (401)
         self.dropped = 0  # connections that ended before a request: a failed TLS handshake, a reset, a timeout
         self.received = 0  # audit records appended
@@ -177,6 +179,8 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if self.hook is not None and isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
             self.hook.dropped += 1
+            if self.hook.on_dropped is not None:
+                self.hook.on_dropped()
             return
         super().handle_error(request, client_address)
 

@@ -130,6 +130,7 @@ class ClusterSource:
         self._feed: LogAuditFeed | None = None
         self.webhook: AuditWebhook | None = None
         self.on_audit_request: RequestCallback | None = None  # told of each request the audit webhook answers
+        self.on_audit_dropped: Callable[[], None] | None = None  # ... and of each connection it dropped before one
         self._outages: OutageTracker | None = None
         self._watching: set[str] = set()  # Kind[.group] names
         self._started: list[KindWatcher] = []
@@ -310,7 +311,7 @@ class ClusterSource:
         if self.config.audit_webhook is not None:  # once the kinds watched are known: records of others are not kept
             self.webhook = AuditWebhook(self.db_path, self.config.audit_webhook,
                                         reader=AuditReader(resolve=self._resolve_audited, origin=self.origin),
-                                        on_request=self.on_audit_request)
+                                        on_request=self.on_audit_request, on_dropped=self.on_audit_dropped)
             self.webhook.start()
         self._threads.append(threading.Thread(target=writer.run, name="cluster-writer", daemon=True))
         if tailer is not None:
