@@ -476,3 +476,42 @@ def test_the_report_lists_drift_open_through_the_range_and_not_drift_over_before
     episodes = {d.resource: (d.closed_at is None, d.resolution) for d in report.drift_episodes}
     assert episodes == {"ConfigMap/n/b": (True, None), "ConfigMap/n/c": (False, "reverted")}
     assert report.summary.drift_episodes == 2
+
+
+def test_a_report_says_whether_the_projection_tables_it_reads_were_checked_and_what_they_hid(tmp_path: Path) -> None:
+    """The projection tables are not in the hash chain. Changed by hand, they change what the
+    report says while the chain verifies: an object taken out of the current state is no
+    longer one Git manages, so a change by hand to it is not out of band any more, and a
+    change's fields can be rewritten. By default the report says they were not checked;
+    with verify_projections it compares them with the log and fails when they differ."""
+    import sqlite3
+
+    from gitops.query.report_policy import ReportSettings
+
+    e = _Events()
+    _desired(e, GIT, _cm("1"))
+    _observed(e, _cm("1", k="x"), "alice", "audit")
+    _observed(e, _cm("1", k="y"), "bob", "audit")
+    db = tmp_path / "log.db"
+    week = (T0, T0 + timedelta(days=7))
+    check = ReportSettings(verify_projections=True)
+    with EventLog(db) as log:
+        log.append(e.events)
+        honest, checked = build_report(log, *week), build_report(log, *week, check)
+    assert len(honest.out_of_band) == 2 and honest.integrity.ok and not honest.integrity.projections_checked
+    assert "were not checked for this report" in render_html(honest)
+    assert checked.integrity.ok and checked.integrity.projections_checked and not checked.integrity.projection_problems
+    assert "match the log" in render_html(checked)
+    with sqlite3.connect(db) as c:  # as someone with write access to the file would hide alice's and bob's changes
+        c.execute("DELETE FROM current_state WHERE side = 'desired'")
+        c.execute("UPDATE changes SET fields = '[[\"data.k\", \"x\", \"nothing\"]]'")
+    with EventLog(db) as log:
+        assert log.verify().ok  # the chain cannot see it
+        fooled, caught = build_report(log, *week), build_report(log, *week, check)
+    assert fooled.out_of_band == [] and fooled.integrity.ok  # what the tables say now...
+    assert not fooled.integrity.projections_checked  # ... and the report says it did not check them
+    assert not caught.integrity.ok and caught.integrity.projections_checked
+    assert caught.integrity.problem is not None and "projection tables" in caught.integrity.problem
+    assert any("ConfigMap/n/a" in p for p in caught.integrity.projection_problems)
+    html = render_html(caught)
+    assert 'id="integrity-alarm"' in html and "cannot be trusted" in html and 'id="projection-problems"' in html

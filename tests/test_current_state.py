@@ -3,6 +3,7 @@ equal to a fold of the log, rebuilt when they are not. Hypothesis drives random 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,6 +99,15 @@ def test_verify_projections_finds_a_changed_table_and_init_rebuilds_it(tmp_path:
     assert res.returncode == 1
     assert f"desired {KEYS[1]} ({ORIGINS[0]}): seq 2 is missing from the table" in res.stderr
     assert "'gitops init --rebuild-projections' rebuilds them" in res.stderr
+    # a report reads these tables: it says it did not check them, or, asked to, fails as verify does
+    since = (T0 - timedelta(days=1)).isoformat()
+    plain = gitops("report", "--since", since, "-o", "json", db=db)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["integrity"]["projections_checked"] is False
+    checked = gitops("report", "--since", since, "-o", "json", "--verify-projections", db=db)
+    integrity = json.loads(checked.stdout)["integrity"]
+    assert checked.returncode == 1 and integrity["ok"] is False and integrity["projections_checked"] is True
+    assert f"desired {KEYS[1]} ({ORIGINS[0]}): seq 2 is missing from the table" in integrity["projection_problems"]
+    assert "WARNING: the log failed verification" in checked.stderr and "projection tables" in checked.stderr
     assert "rebuilt" not in gitops("init", db=db).stdout  # plain init only creates or upgrades: quick on any log
     assert gitops("verify", "--projections", db=db).returncode == 1
     res = gitops("init", "--rebuild-projections", db=db)

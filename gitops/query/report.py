@@ -277,7 +277,10 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     with ``if __name__ == "__main__":``. ``meanwhile`` is given the report before its
     integrity section is known (that section is a placeholder in it, never to be shown),
     while the check still runs: work that reads everything else (the HTML's big tables,
-    ``report_render.prepare_html``) is done then, on this core."""
+    ``report_render.prepare_html``) is done then, on this core. With
+    ``policy.verify_projections`` the projection tables the report reads (which objects Git
+    manages, each change's fields) are compared with the log too; they are not part of the
+    chain, so without it the integrity section says they were not checked."""
     check_range(since, until)
     policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
@@ -316,8 +319,24 @@ def build_report(log: EventLog, since: datetime, until: datetime,
             clusters=_by_cluster(log, rng, out_of_band, list(drift.episodes.values()), failures, prunes, clusters))
         if meanwhile is not None:
             meanwhile(report)
+        # here, while the chain's check runs on in the other process: the projection tables against the log
+        problems = log.verify_projections() if policy.verify_projections else None
         integrity = integrity_result()
-    return report.model_copy(update={"integrity": integrity})
+    return report.model_copy(update={"integrity": integrity if problems is None else
+                                     _with_projections(integrity, problems)})
+
+
+def _with_projections(integrity: Integrity, problems: list[str]) -> Integrity:
+    """The integrity section with what the projection check found. The tables are not part of
+    the chain: a row changed there (an object Git manages taken out of the current state, a
+    change's fields rewritten) changes what the report says while the chain still verifies."""
+    if not problems:
+        return integrity.model_copy(update={"projections_checked": True})
+    said = (f"the projection tables the report reads differ from the log in {len(problems)} "
+            f"place{'' if len(problems) == 1 else 's'} ('gitops init --rebuild-projections' rebuilds them from it)")
+    return integrity.model_copy(update={
+        "ok": False, "projections_checked": True, "projection_problems": problems[:20],
+        "problem": f"{integrity.problem}; {said}" if integrity.problem else said})
 
 
 def _by_cluster(log: EventLog, rng: dict[str, Any], out_of_band: list[OutOfBandChange],

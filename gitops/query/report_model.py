@@ -22,8 +22,9 @@ class _Model(BaseModel):
 
 
 class Integrity(_Model):
-    ok: bool = Field(description="the hash chain and the Merkle tree verified over the whole log, and it extends "
-                                 "its latest signed checkpoint")
+    ok: bool = Field(description="the hash chain and the Merkle tree verified over the whole log, it extends its "
+                                 "latest signed checkpoint, and (when they were checked) the projection tables the "
+                                 "report reads match the log")
     checked: int = Field(description="events whose hashes were recomputed")
     head_seq: int | None = Field(description="the last event's seq")
     head_hash: str | None = Field(description="the last event's hash: check the same log later against it")
@@ -35,6 +36,12 @@ class Integrity(_Model):
     consistent_with_checkpoint: bool | None = Field(
         default=None, description="whether the log's first checkpoint_size events are the ones it signed (their "
                                   "Merkle root); null when the log has no checkpoint")
+    projections_checked: bool = Field(
+        default=False, description="whether the projection tables the report reads (which objects Git manages, each "
+                                   "change's fields) were compared with the log; false: they were not, and nothing "
+                                   "here vouches for them ('gitops verify --projections' does)")
+    projection_problems: list[str] = Field(default_factory=list, description="where the projection tables differ "
+                                                                             "from the log (the first 20)")
 
 
 class Summary(_Model):

@@ -44,6 +44,10 @@ class ReportSettings(BaseModel):
     require: Literal["none", "signed", "reviewed"] = Field(
         default="none", description="signed: a change needs a signature by an allowed key (any key, when none is "
                                     "listed); reviewed: a Reviewed-by or Approved-by trailer, or a merge")
+    verify_projections: bool = Field(
+        default=False, description="also compare the projection tables the report reads (the current state: which "
+                                   "objects Git manages; the changes: each change's fields) with the log, as "
+                                   "'gitops verify --projections' does (about 45 s for a million events)")
 
 
 class Approval(BaseModel):
