@@ -478,12 +478,13 @@ def test_the_report_lists_drift_open_through_the_range_and_not_drift_over_before
     assert report.summary.drift_episodes == 2
 
 
-def test_a_report_says_whether_the_projection_tables_it_reads_were_checked_and_what_they_hid(tmp_path: Path) -> None:
+def test_a_report_checks_the_projection_tables_it_reads_or_says_it_did_not(tmp_path: Path) -> None:
     """The projection tables are not in the hash chain. Changed by hand, they change what the
     report says while the chain verifies: an object taken out of the current state is no
-    longer one Git manages, so a change by hand to it is not out of band any more, and a
-    change's fields can be rewritten. By default the report says they were not checked;
-    with verify_projections it compares them with the log and fails when they differ."""
+    longer one Git manages, so the changes by hand to it are not out of band any more; a
+    change's fields can be rewritten. Every report checks the first against the log's
+    desired events and fails when they differ; the fields only with verify_projections, and
+    without it the report says they were not checked."""
     import sqlite3
 
     from gitops.query.report_policy import ReportSettings
@@ -499,19 +500,29 @@ def test_a_report_says_whether_the_projection_tables_it_reads_were_checked_and_w
         log.append(e.events)
         honest, checked = build_report(log, *week), build_report(log, *week, check)
     assert len(honest.out_of_band) == 2 and honest.integrity.ok and not honest.integrity.projections_checked
-    assert "were not checked for this report" in render_html(honest)
+    assert "which was not checked for this report" in render_html(honest)
     assert checked.integrity.ok and checked.integrity.projections_checked and not checked.integrity.projection_problems
     assert "match the log" in render_html(checked)
-    with sqlite3.connect(db) as c:  # as someone with write access to the file would hide alice's and bob's changes
-        c.execute("DELETE FROM current_state WHERE side = 'desired'")
-        c.execute("UPDATE changes SET fields = '[[\"data.k\", \"x\", \"nothing\"]]'")
+
+    with sqlite3.connect(db) as c:  # as someone with write access to the file would hide bob's change: its fields
+        c.execute("UPDATE changes SET fields = '[[\"data.k\", \"x\", \"x\"]]' WHERE seq = 3")
     with EventLog(db) as log:
         assert log.verify().ok  # the chain cannot see it
         fooled, caught = build_report(log, *week), build_report(log, *week, check)
-    assert fooled.out_of_band == [] and fooled.integrity.ok  # what the tables say now...
-    assert not fooled.integrity.projections_checked  # ... and the report says it did not check them
+    assert fooled.out_of_band[1].fields == "data.k: x -> x" and fooled.integrity.ok  # what the table says now ...
+    assert not fooled.integrity.projections_checked  # ... and the report says it did not check that table
     assert not caught.integrity.ok and caught.integrity.projections_checked
     assert caught.integrity.problem is not None and "projection tables" in caught.integrity.problem
-    assert any("ConfigMap/n/a" in p for p in caught.integrity.projection_problems)
-    html = render_html(caught)
+    assert any(p.startswith("changes of seq 3") for p in caught.integrity.projection_problems)
+
+    with sqlite3.connect(db) as c:  # ... and alice's and bob's changes whole: the object is no longer Git's
+        c.execute("DELETE FROM current_state WHERE side = 'desired'")
+    with EventLog(db) as log:
+        assert log.verify().ok
+        plain = build_report(log, *week)
+    assert plain.out_of_band == []  # what the table says, and every report checks that table: it fails
+    assert not plain.integrity.ok and not plain.integrity.projections_checked
+    assert plain.integrity.projection_problems == [
+        "ConfigMap/n/a: the log's desired events name it, but the current state does not list it as desired"]
+    html = render_html(plain)
     assert 'id="integrity-alarm"' in html and "cannot be trusted" in html and 'id="projection-problems"' in html

@@ -99,10 +99,14 @@ def test_verify_projections_finds_a_changed_table_and_init_rebuilds_it(tmp_path:
     assert res.returncode == 1
     assert f"desired {KEYS[1]} ({ORIGINS[0]}): seq 2 is missing from the table" in res.stderr
     assert "'gitops init --rebuild-projections' rebuilds them" in res.stderr
-    # a report reads these tables: it says it did not check them, or, asked to, fails as verify does
+    # a report reads these tables: every report checks which objects Git manages, and fails as verify does;
+    # asked to, it checks every table
     since = (T0 - timedelta(days=1)).isoformat()
     plain = gitops("report", "--since", since, "-o", "json", db=db)
-    assert plain.returncode == 0 and json.loads(plain.stdout)["integrity"]["projections_checked"] is False
+    integrity = json.loads(plain.stdout)["integrity"]
+    assert plain.returncode == 1 and integrity["ok"] is False and integrity["projections_checked"] is False
+    assert integrity["projection_problems"] == [f"{KEYS[1]}: the log's desired events name it, but the current "
+                                                "state does not list it as desired"]
     checked = gitops("report", "--since", since, "-o", "json", "--verify-projections", db=db)
     integrity = json.loads(checked.stdout)["integrity"]
     assert checked.returncode == 1 and integrity["ok"] is False and integrity["projections_checked"] is True

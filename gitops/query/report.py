@@ -277,10 +277,10 @@ def build_report(log: EventLog, since: datetime, until: datetime,
     with ``if __name__ == "__main__":``. ``meanwhile`` is given the report before its
     integrity section is known (that section is a placeholder in it, never to be shown),
     while the check still runs: work that reads everything else (the HTML's big tables,
-    ``report_render.prepare_html``) is done then, on this core. With
-    ``policy.verify_projections`` the projection tables the report reads (which objects Git
-    manages, each change's fields) are compared with the log too; they are not part of the
-    chain, so without it the integrity section says they were not checked."""
+    ``report_render.prepare_html``) is done then, on this core. The projection tables are
+    not part of the chain: the list of objects Git manages is always checked against the
+    log's desired events; with ``policy.verify_projections`` every table is (each change's
+    fields too), else the integrity section says the fields were not checked."""
     check_range(since, until)
     policy = policy or ReportSettings()
     rng: dict[str, Any] = {"start": since, "end": until}
@@ -319,23 +319,36 @@ def build_report(log: EventLog, since: datetime, until: datetime,
             clusters=_by_cluster(log, rng, out_of_band, list(drift.episodes.values()), failures, prunes, clusters))
         if meanwhile is not None:
             meanwhile(report)
-        # here, while the chain's check runs on in the other process: the projection tables against the log
-        problems = log.verify_projections() if policy.verify_projections else None
+        # here, while the chain's check runs on in the other process: the projection tables against the log,
+        # all of them when asked, else which objects Git manages (what decides that a change was out of band)
+        problems = log.verify_projections() if policy.verify_projections else _managed_problems(log)
         integrity = integrity_result()
-    return report.model_copy(update={"integrity": integrity if problems is None else
-                                     _with_projections(integrity, problems)})
+    return report.model_copy(update={"integrity": _with_projections(integrity, problems,
+                                                                    whole=policy.verify_projections)})
 
 
-def _with_projections(integrity: Integrity, problems: list[str]) -> Integrity:
-    """The integrity section with what the projection check found. The tables are not part of
-    the chain: a row changed there (an object Git manages taken out of the current state, a
-    change's fields rewritten) changes what the report says while the chain still verifies."""
+def _managed_problems(log: EventLog) -> list[str]:
+    """Where the current state's list of objects Git manages (``MANAGED``: what makes a
+    change out of band) differs from the objects the log's desired events name: an object
+    taken out of the table hides every change by hand to it. A second on a 1M-event log."""
+    table, events = log.managed_resources(), set(log.distinct_resources(DESIRED_TYPES))
+    return ([f"{r}: the log's desired events name it, but the current state does not list it as desired"
+             for r in sorted(events - table)] +
+            [f"{r}: the current state lists it as desired, but no desired event names it"
+             for r in sorted(table - events)])
+
+
+def _with_projections(integrity: Integrity, problems: list[str], *, whole: bool) -> Integrity:
+    """The integrity section with what the projection check found (``whole``: every table,
+    else the list of objects Git manages). The tables are not part of the chain: a row
+    changed there (an object Git manages taken out of the current state, a change's fields
+    rewritten) changes what the report says while the chain still verifies."""
     if not problems:
-        return integrity.model_copy(update={"projections_checked": True})
+        return integrity.model_copy(update={"projections_checked": whole})
     said = (f"the projection tables the report reads differ from the log in {len(problems)} "
             f"place{'' if len(problems) == 1 else 's'} ('gitops init --rebuild-projections' rebuilds them from it)")
     return integrity.model_copy(update={
-        "ok": False, "projections_checked": True, "projection_problems": problems[:20],
+        "ok": False, "projections_checked": whole, "projection_problems": problems[:20],
         "problem": f"{integrity.problem}; {said}" if integrity.problem else said})
 
 

@@ -37,11 +37,12 @@ class Integrity(_Model):
         default=None, description="whether the log's first checkpoint_size events are the ones it signed (their "
                                   "Merkle root); null when the log has no checkpoint")
     projections_checked: bool = Field(
-        default=False, description="whether the projection tables the report reads (which objects Git manages, each "
-                                   "change's fields) were compared with the log; false: they were not, and nothing "
-                                   "here vouches for them ('gitops verify --projections' does)")
-    projection_problems: list[str] = Field(default_factory=list, description="where the projection tables differ "
-                                                                             "from the log (the first 20)")
+        default=False, description="whether every projection table the report reads was compared with the log "
+                                   "(--verify-projections); false: only which objects Git manages was (always "
+                                   "checked: it decides which changes were out of band), each change's fields were "
+                                   "not ('gitops verify --projections' checks them)")
+    projection_problems: list[str] = Field(default_factory=list, description="where the projection tables checked "
+                                                                             "differ from the log (the first 20)")
 
 
 class Summary(_Model):

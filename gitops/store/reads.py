@@ -161,6 +161,15 @@ class LogReads:
         sql = f"SELECT DISTINCT resource FROM events WHERE resource IS NOT NULL AND type IN ({marks})"
         return [r[0] for r in self.conn.execute(sql, list(types))]
 
+    def managed_resources(self) -> set[str]:
+        """The objects the current-state table says Git has desired at some time (``MANAGED``,
+        the out-of-band test, reads the same rows)."""
+        try:
+            return {r[0] for r in self.conn.execute("SELECT DISTINCT resource FROM current_state WHERE side = "
+                                                    "'desired'")}
+        except sqlite3.Error as e:
+            raise map_error(e, self._where) from e
+
     def holds(self, resource: str) -> bool:
         """Whether any event names ``resource`` (a canonical key)."""
         try:
