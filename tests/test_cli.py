@@ -351,17 +351,27 @@ def _then(code: str, *args: str) -> str:
     return subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True).stdout
 
 
+def _loaded(*modules: str) -> str:
+    """Python (for ``_then``) that prints which of ``modules`` the process has loaded, sorted
+    (a package counts once anything of it is loaded: its own module is then loaded too)."""
+    return f"print(sorted(m for m in sys.modules if m in {modules!r}))"
+
+
+def _three_applied(tmp_path: Path) -> Path:
+    db = tmp_path / "log.db"
+    with EventLog(db) as log:
+        log.append([applied(i) for i in range(3)])
+    return db
+
+
 def test_gitops_log_imports_no_settings_yaml_models_or_process_pool(tmp_path: Path) -> None:
     """Start-up is most of a short command's time: ``gitops log`` (a table) imports neither the
     configuration's models (no --config given: the defaults are made when a command asks),
     nor PyYAML, nor verify's process pool, nor pydantic (it reads rows without the event
     models), nor sqlite-utils (it reads no rows by name); with --config, the file is read up
     front."""
-    db = tmp_path / "log.db"
-    with EventLog(db) as log:
-        log.append([applied(i) for i in range(3)])
-    loaded = "print(sorted(m for m in sys.modules if m in ('gitops.service.config', 'yaml', 'multiprocessing', " \
-             "'pydantic', 'sqlite_utils')))"
+    db = _three_applied(tmp_path)
+    loaded = _loaded("gitops.service.config", "yaml", "multiprocessing", "pydantic", "sqlite_utils")
     out = _then(loaded, "--db", str(db), "log")
     assert out.splitlines()[-1] == "[]"
     assert out.count("desired.applied") == 3  # the table of the three events, before the probe's line
@@ -377,12 +387,8 @@ def test_reading_the_configuration_imports_no_signing_tls_or_yaml(tmp_path: Path
     what signs checkpoints (cryptography) nor what serves the audit webhook (ssl), and PyYAML
     only for a file to read: their settings are plain models (85 of a status's ~400 ms of
     imports were these)."""
-    db = tmp_path / "log.db"
-    with EventLog(db) as log:
-        log.append([applied(i) for i in range(3)])
-    loaded = "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'ssl', 'yaml') or " \
-             "m == 'gitops.service.config'))"
-    out = _then(loaded, "--db", str(db), "status")
+    db = _three_applied(tmp_path)
+    out = _then(_loaded("cryptography", "ssl", "yaml", "gitops.service.config"), "--db", str(db), "status")
     assert out.splitlines()[-1] == "['gitops.service.config']"
     assert "ConfigMap" in out or "Deployment" in out  # the status of the objects, before the probe's line
 
