@@ -155,6 +155,29 @@ def test_a_custom_kinds_short_name_comes_from_discovery(cluster: Cluster, admin_
         kubectl(cluster, "admin", "delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
+def test_a_lease_in_a_namespace_that_does_not_exist_is_named_not_blamed_on_another_holder(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    config = _config(tmp_path, cluster, namespace, repo)
+    raw = yaml.safe_load(config.read_text())
+    raw["reconcile"]["lease"]["namespace"] = missing = f"{namespace}-none"
+    config.write_text(yaml.safe_dump(raw))
+    assert kubectl(cluster, "admin", "get", "namespace", missing, check=False).returncode != 0
+    why = f"the namespace {missing} of the Lease {missing}/gitops-{namespace} does not exist (HTTP 404"
+    res = gitops("--config", str(config), "reconcile", db=tmp_path / "g.db")
+    assert res.returncode == 1 and why in res.stderr and "holds the lease" not in res.stdout + res.stderr, \
+        res.stdout + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not _exists(cluster, namespace, "a")
+    with gitops_run(tmp_path / "run.db", config, tmp_path) as run:  # the service: not ready, not a standby
+        wait_until(lambda: why in run.output(), what="the refusal logged")
+        status, body = run.get("/readyz")
+        assert status == 503 and body.startswith(f"not ready: {why}"), body
+        assert "standby" not in run.output()
+    assert not _exists(cluster, namespace, "a")
+
+
 def test_a_lease_refused_by_rbac_says_which_verb_and_user(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     if not cluster.local:
         pytest.skip("needs the local control plane's user alice")
@@ -182,6 +205,12 @@ def test_a_lease_refused_by_rbac_says_which_verb_and_user(cluster: Cluster, name
         assert f"refused to let this process create the Lease {namespace}/gitops-{namespace} (HTTP 403" in res.stderr
         assert 'User "alice" cannot create resource "leases"' in res.stderr and "holds the lease" not in res.stderr
         assert not _exists(cluster, namespace, "a")  # nothing applied without the lease
+        with gitops_run(tmp_path / "run.db", config, tmp_path) as run:  # the service: not ready, and says why
+            wait_until(lambda: "refused to let this process" in run.output(), what="the refusal logged")
+            status, body = run.get("/readyz")
+            assert status == 503 and body.startswith("not ready: the API server refused to let this process "
+                                                     f"create the Lease {namespace}/gitops-{namespace}"), body
+        assert not _exists(cluster, namespace, "a")
     finally:
         kubectl(cluster, "admin", "delete", "clusterrolebinding", role, check=False)
         kubectl(cluster, "admin", "delete", "clusterrole", role, check=False)

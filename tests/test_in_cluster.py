@@ -59,6 +59,21 @@ def _pod_files(cluster: Cluster, namespace: str, tmp_path: Path) -> tuple[Path, 
     return d, env
 
 
+def _installed_wheel(tmp_path: Path) -> Path:
+    """The project built as a wheel and installed in a new venv: its ``gitops`` executable."""
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(REPO)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    wheel = next(dist.glob("gitops-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True,
+                               text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr
+    return venv / "bin" / "gitops"
+
+
 @pytest.mark.cluster
 def test_the_wheel_installs_in_a_clean_venv_and_runs_with_the_in_cluster_config(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
@@ -80,17 +95,7 @@ def test_the_wheel_installs_in_a_clean_venv_and_runs_with_the_in_cluster_config(
     settings["cluster"] = {"namespaces": [namespace]}  # no kubeconfig: the in-cluster config
     config.write_text(yaml.safe_dump(settings))
 
-    dist = tmp_path / "dist"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(REPO)],
-                           capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr
-    wheel = next(dist.glob("gitops-*.whl"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True,
-                               text=True, timeout=900)
-    assert installed.returncode == 0, installed.stderr
-    exe = venv / "bin" / "gitops"
+    exe = _installed_wheel(tmp_path)
     version = subprocess.run([str(exe), "version", "-o", "json"], capture_output=True, text=True, env=env, timeout=60)
     server = yaml.safe_load(version.stdout)["server"]
     assert server.get("version"), version.stdout  # the API server answered, with no kubeconfig
@@ -114,7 +119,8 @@ def test_the_wheel_installs_in_a_clean_venv_and_runs_with_the_in_cluster_config(
                 return False
 
         wait_until(ready, timeout=90, what="/readyz once the first pass is done")
-        assert kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "a", check=False).returncode == 0
+        got = kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "a", check=False)
+        assert got.returncode == 0, got.stderr + log.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -106,7 +106,13 @@ def test_a_running_service_applies_commits_heals_drift_serves_probes_and_stops_c
     repo.commit("a")
     db = tmp_path / "g.db"
     with gitops_run(db, _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
-        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "1"}, what="the first commit applied")
+        # /readyz from the start: 200 only once the first pass applied, never before the lease is tried
+        answers: list[tuple[int, str]] = []
+        deadline = time.monotonic() + 90
+        while not answers or answers[-1][0] != 200:
+            answers.append(run.get("/readyz"))
+            assert time.monotonic() < deadline and run.proc.poll() is None, (answers[-3:], run.output())
+        assert answers[-1] == (200, "ok\n") and _data(cluster, namespace, "a") == {"k": "1"}, answers[-3:]
         repo.write("a.yaml", configmap("a", namespace, k="2"))
         repo.commit("a changed")  # no command: the service sees the commit and applies it
         wait_until(lambda: _data(cluster, namespace, "a") == {"k": "2"}, what="the new commit applied")

@@ -15,7 +15,7 @@ from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
 from gitops.cli.runlog import LOG, log_format_option
 from gitops.events.models import Mode
-from gitops.model.errors import ConfigError, GitOpsError, UsageError
+from gitops.model.errors import ClusterUnavailableError, ConfigError, GitOpsError, SourceError, UsageError
 from gitops.query.integrity import KeyStore
 from gitops.reconcile import PassResult, ReconcileSettings
 from gitops.service.checkpoints import Checkpointed, Checkpointer
@@ -123,10 +123,13 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         if elector is None or elector.tick():
             return None
         if elector.refusal is not None:
-            raise AccessDenied(elector.refusal)
+            raise (AccessDenied if elector.refusal_code in (401, 403) else SourceError)(elector.refusal)
+        if elector.failure is not None:
+            raise ClusterUnavailableError(f"could not take the lease {elector.lease}: {elector.failure}")
         refused.append(f"another process of instance {settings.instance!r} holds the lease {elector.lease} "
-                       f"({elector.holder}) and applies; wait for it, or run with --dry-run")
-        return f"the lease {elector.lease} is held by {elector.holder}"
+                       f"({elector.holder or 'a process that created it a moment ago'}) and applies; wait for it, "
+                       "or run with --dry-run")
+        return f"the lease {elector.lease} is held by {elector.holder or 'another process'}"
 
     try:
         git, cluster = service.git, service.cluster

@@ -65,7 +65,10 @@ class LeaseElector:
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
         self._seen_at = 0.0
         self._renewed_at = 0.0
-        self.refusal: str | None = None  # why the API server refused this process the lease (RBAC), if it did
+        self.refusal: str | None = None  # why the API server refused this process the lease (RBAC...), if it did
+        self.refusal_code = 0  # and the HTTP status it refused with
+        self.failure: str | None = None  # why the last try could not reach the API server, if it could not
+        self.tried = False  # whether a tick has asked the API server yet: before it, nobody knows who leads
         self._verb = "get"  # the request under way
 
     @classmethod
@@ -85,25 +88,35 @@ class LeaseElector:
         return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
                 "acquireTime": acquired or now, "renewTime": now, "leaseTransitions": transitions}
 
-    def _denied(self, verb: str, e: ApiRefused) -> str:
-        return (f"the API server refused to let this process {verb} the Lease {self.lease} (HTTP {e.code}: "
-                f"{e.message}); grant get, create and update on leases.coordination.k8s.io in namespace "
-                f"{self.namespace}, or set reconcile.lease.enabled: false")
+    def _refused(self, verb: str, e: ApiRefused) -> str:
+        if e.code == 404 and verb == "create":
+            return (f"the namespace {self.namespace} of the Lease {self.lease} does not exist (HTTP 404: {e.message}); "
+                    "create it, or set reconcile.lease.namespace")
+        if e.code in (401, 403):
+            return (f"the API server refused to let this process {verb} the Lease {self.lease} (HTTP {e.code}: "
+                    f"{e.message}); grant get, create and update on leases.coordination.k8s.io in namespace "
+                    f"{self.namespace}, or set reconcile.lease.enabled: false")
+        return f"the API server refused to let this process {verb} the Lease {self.lease} (HTTP {e.code}: {e.message})"
 
     def tick(self) -> bool:
         try:
             self.leading = self._tick()
-            self.refusal = None
+            self.refusal = self.failure = None
         except ApiRefused as e:
-            if e.code in (401, 403):
-                self.refusal = self._denied(self._verb, e)
+            if e.transient:
+                self.refusal, self.failure = None, str(e)
+            else:  # RBAC, a namespace that does not exist: trying again as it is will not help
+                self.refusal, self.refusal_code, self.failure = self._refused(self._verb, e), e.code, None
             if self.leading and self.monotonic() - self._renewed_at > self.duration:
                 self.leading = False
-        except ClusterUnavailableError:
+        except ClusterUnavailableError as e:
+            self.refusal, self.failure = None, str(e)
             # cannot reach or write the lease: a leader that cannot renew within its
             # duration must assume another took over
             if self.leading and self.monotonic() - self._renewed_at > self.duration:
                 self.leading = False
+        finally:
+            self.tried = True
         return self.leading
 
     def _tick(self) -> bool:

@@ -310,8 +310,9 @@ class RunService(WatchService):
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the service is ready, and what ``/readyz`` says: not while the API server
-        cannot be reached or the cluster is not listed yet, nor before a leader's first
-        pass; a standby is ready, and says which process holds the lease."""
+        cannot be reached or the cluster is not listed yet, nor before the lease was tried
+        and a leader's first pass; a standby is ready, and says which process holds the
+        lease; a process the API server refuses the lease is not."""
         if not self.healthy:
             return False, f"not ready: {self.error or 'stopping'}"
         if self.cluster is None or self.cluster.unreachable:
@@ -320,6 +321,10 @@ class RunService(WatchService):
             return False, "not ready: the cluster is not listed yet"
         if not self.leading:
             assert self.elector is not None
+            if not self.elector.tried:  # it may lead in a moment: ready now would admit it before its first pass
+                return False, f"not ready: the lease {self.elector.lease} has not been tried yet"
+            if self.elector.refusal is not None:  # it can neither lead nor take over: no standby
+                return False, f"not ready: {self.elector.refusal}"
             return True, f"ok: standby; the lease {self.elector.lease} is held by {self.elector.holder or 'nobody'}"
         if self.passes == 0:
             return False, "not ready: the first pass has not finished"
