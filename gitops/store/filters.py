@@ -24,11 +24,10 @@ class _Filters:
         self.clauses.append(clause)
         self.params.extend(params)
 
-    index: str | None = None  # an index SQLite is told to use (it does not pick a partial one)
+    hint: str = ""  # how SQLite is told to read the table (see ``select``'s out-of-band case)
 
     def where(self) -> str:
-        hint = f" INDEXED BY {self.index}" if self.index else ""
-        return hint + ((" WHERE " + " AND ".join(self.clauses)) if self.clauses else "")
+        return self.hint + ((" WHERE " + " AND ".join(self.clauses)) if self.clauses else "")
 
 
 def select(
@@ -119,11 +118,28 @@ def select(
               f"IN ({', '.join('?' * len(clusters))})", *clusters)
     if desired_only or out_of_band:
         f.add(MANAGED)
-    if out_of_band:
+    if out_of_band and resource is None and not postgresql:
+        _by_hand(f, start if column == "effective_at" else None, end if column == "effective_at" else None)
+    elif out_of_band:
         f.add(OUT_OF_BAND_PG if postgresql else OUT_OF_BAND)
-        if resource is None and not postgresql:  # the changes by hand of a range: the partial index holds just them
-            f.index = "events_by_hand"
     return f
+
+
+def _by_hand(f: _Filters, start: datetime | None, end: datetime | None) -> None:
+    """Has SQLite find the changes by hand of a range in the partial index that holds just
+    them (it does not pick a partial index itself), and read the rows they name by seq, in
+    seq order: a query of the newest rows stops after its limit. (Told to use the index for
+    the table itself, SQLite sorted every change by hand of the log before the limit: 13.7 s
+    for the newest 1,000 of a 1M-event log where half the events are, 0.2 s this way.)"""
+    inner = [_BY_HAND]
+    if start is not None:
+        inner.append("effective_at >= ?")
+    if end is not None:
+        inner.append("effective_at < ?")
+    f.clauses.insert(0, f"seq IN (SELECT seq FROM events INDEXED BY events_by_hand WHERE {' AND '.join(inner)})")
+    f.params[:0] = [format_time(t) for t in (start, end) if t is not None]
+    f.add(_NOT_OURS)  # the index's own terms are not tested again: each parses the payload
+    f.hint = " NOT INDEXED"  # by seq: the rowid is still used, no index of the table's
 
 
 def _field(name: str, postgresql: bool) -> str:
@@ -150,13 +166,16 @@ def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | 
         f.add(f"{_field('mode', postgresql)} IN ({', '.join('?' * len(modes))})", *modes)
 
 
-OUT_OF_BAND = """type IN ('cluster.observed', 'cluster.deleted')
-    AND json_extract(payload, '$.attribution') IS NOT 'reconciler'
-    AND json_extract(payload, '$.control_plane') IS NOT 1
+_BY_HAND = """type IN ('cluster.observed', 'cluster.deleted')
+    AND json_extract(payload, '$.attribution') IS NOT 'reconciler'"""
+"""The WHERE of the partial index ``events_by_hand`` (migration 0004), word for word: a query
+with these terms can use it."""
+_NOT_OURS = """json_extract(payload, '$.control_plane') IS NOT 1
     AND CASE WHEN type = 'cluster.deleted' THEN NOT EXISTS (
         SELECT 1 FROM events p WHERE p.resource = events.resource AND +p.type = 'reconcile.action'
         AND json_extract(p.payload, '$.action') = 'prune' AND json_extract(p.payload, '$.result') = 'succeeded'
         AND json_extract(p.payload, '$.uid') = json_extract(events.payload, '$.uid')) ELSE 1 END"""
+OUT_OF_BAND = f"{_BY_HAND}\n    AND {_NOT_OURS}"
 """A change to the cluster made neither through Git nor by the reconciler: not attributed to
 the reconciler, not the control plane's own (``control_plane``: a controller, a system
 user), and not a delete of an object (by uid) that the reconciler's own record says it
