@@ -82,6 +82,7 @@ def test_the_table_always_equals_a_fold_of_the_log(history: list[tuple[str, str,
                 (r.event.resource, r.event.payload.model_dump(mode="json")) for r in log.current(side, origin=origin)]
         assert log.verify_projections() == []
         assert _stored_changes(log) == _changes_by_fold(log)
+        assert log.check_changes([r.seq for r in log.read()]) == []  # row by row, as an audit checks its rows
         before = sorted((r.seq, r.event.resource) for r in log.current("desired"))
         log.rebuild_projections()  # a rebuild from the log gives what the appends kept
         assert sorted((r.seq, r.event.resource) for r in log.current("desired")) == before
@@ -170,6 +171,53 @@ def test_verify_projections_finds_a_changed_change_and_init_rebuilds_it(tmp_path
     assert """changes of seq 2: the table says [["data.n","1","3"]], the log says [["data.n","1","2"]]""" in res.stderr
     assert "rebuilt the projection tables from the log" in gitops("init", "--rebuild-projections", db=db).stdout
     assert gitops("verify", "--projections", db=db).returncode == 0
+
+
+def test_an_audit_refuses_to_show_changed_fields_the_log_does_not_hold(tmp_path: Path) -> None:
+    """The audit's rows read what each event changed from the change projection, outside the
+    hash chain: each row it shows is checked against the log first, and a rewritten, added
+    or deleted row stops it (exit 1) rather than show fields that never changed."""
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        log.append([event(1, "applied", KEYS[0], ORIGINS[0]), event(2, "observed", KEYS[0], ORIGINS[0]),
+                    event(3, "applied", KEYS[0], ORIGINS[1]), event(4, "applied", KEYS[0], ORIGINS[0]),
+                    event(5, "observed", KEYS[0], ORIGINS[0]), event(6, "removed", KEYS[0], ORIGINS[0]),
+                    event(7, "applied", KEYS[0], ORIGINS[0])])
+        assert log.check_changes(range(1, 8)) == []
+        honest = gitops("audit", "-o", "json", db=db)
+    assert honest.returncode == 0 and "note:" not in honest.stderr, honest.stderr
+    fields = {r["seq"]: r["fields"] for r in json.loads(honest.stdout)}
+    assert fields[4] == [{"path": "data.n", "old": "1", "new": "4"}]  # against seq 1: same side and origin
+    assert fields[5] == [{"path": "data.n", "old": "2", "new": "5"}] and fields[7] == []  # created again
+    for tamper, problem in [
+        ("UPDATE changes SET fields = '[[\"data.n\",\"1\",\"9\"]]' WHERE seq = 4",
+         'changes of seq 4: the table says [["data.n","1","9"]], the log says [["data.n","1","4"]]'),
+        ("DELETE FROM changes WHERE seq = 5", 'changes of seq 5: the table says nothing, the log says [["data.n"'),
+        ("INSERT INTO changes (seq, fields) VALUES (7, '[[\"data.n\",\"6\",\"7\"]]')",
+         "changes of seq 7: the table says [[\"data.n\",\"6\",\"7\"]], the log says nothing"),
+    ]:
+        assert gitops("init", "--rebuild-projections", db=db).returncode == 0
+        with sqlite3.connect(db) as conn:
+            conn.execute(tamper)
+        for output in ("table", "json"):
+            res = gitops("audit", "-o", output, db=db)
+            assert res.returncode == 1 and problem in res.stderr, (tamper, res.stderr)
+            assert "'gitops init --rebuild-projections' rebuilds" in res.stderr and "Traceback" not in res.stderr
+            assert res.stderr.count("\n") == 1 and '"n": "9"' not in res.stdout and " 1 -> 9" not in res.stdout
+        assert gitops("audit", "--type", "desired.removed", db=db).returncode == 0  # rows that do not show it
+
+
+def test_an_audit_longer_than_its_check_says_how_many_rows_were_not_checked(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with EventLog(db) as log:
+        for first in range(0, 10_050, 2_010):
+            log.append([event(n, "applied", KEYS[n % 4], ORIGINS[0]) for n in range(first, first + 2_010)])
+    every = gitops("audit", "-o", "jsonl", db=db)
+    assert every.returncode == 0 and len(every.stdout.splitlines()) == 10_050
+    assert every.stderr == ("note: the changed fields of the 50 rows after the first 10,000 were not checked against "
+                            "the log ('gitops verify --projections' checks them all)\n")
+    table = gitops("audit", db=db)  # a table's 1,000 rows: all checked, and no note
+    assert table.returncode == 0 and "note:" not in table.stderr
 
 
 def test_the_state_now_is_read_from_the_table_and_equals_the_fold(tmp_path: Path) -> None:

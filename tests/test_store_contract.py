@@ -131,6 +131,7 @@ def test_out_of_band_changes_are_the_same_on_both(log: EventLog) -> None:
     # kubectl's edit of app-0, its delete (not a prune), and app-3's change: Git desires all three
     assert oob == [8, 10, 11]
     assert [r.seq for r in log.read_audit(out_of_band=True)] == oob
+    assert [r.seq for r in log.read_audit(out_of_band=True, descending=True, limit=2)] == oob[::-1][:2]
     assert rows[9].payload_facts().attribution == "reconciler"
 
 
@@ -208,8 +209,10 @@ def test_projections_are_checked_and_rebuilt_from_the_log(store: Store) -> None:
         found = log.verify_projections()
         assert any("app-3" in f and "missing from the table" in f for f in found), found
         assert any(f.startswith("changes of seq 8: in the table, but") for f in found), found
+        every = [r.seq for r in log.read()]
+        assert log.check_changes(every) == ["changes of seq 8: the table says [], the log says nothing"]
         log.rebuild_projections()
-        assert log.verify_projections() == []
+        assert log.verify_projections() == [] and log.check_changes(every) == []
         assert ({(r.event.resource, r.seq) for r in log.current("actual")},
                 [(r.seq, r.changes) for r in log.read_audit()]) == before
         assert log.verify().ok

@@ -25,7 +25,7 @@ from gitops.store.current import SETS, STATE_TYPES
 from gitops.store.dbapi import Cursor
 from gitops.store.pack import packed_columns, unpack
 
-__all__ = ["VERSION", "apply", "decode", "differences", "expected", "rebuild"]
+__all__ = ["VERSION", "apply", "check", "decode", "differences", "expected", "rebuild"]
 
 VERSION = 1  # raise it when what the table holds changes: databases are rebuilt on open
 _CHUNK = 300  # keys or seqs per lookup (3 parameters a key)
@@ -192,3 +192,43 @@ def differences(cur: Cursor) -> list[str]:
         out.append(f"changes of seq {w[0]}: missing from the table")
         w = next(want, None)
     return out
+
+
+def check(cur: Cursor, seqs: Iterable[int]) -> list[str]:
+    """How the stored rows of the events ``seqs`` differ from what the log says (empty: they
+    do not), in ``differences``' words: for what a command shows (an audit's rows), not the
+    whole table. Each event's previous version from the same source is found by its
+    resource (an index lookup), and the fields computed again."""
+    out = []
+    wanted = sorted(set(seqs))
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i:i + _CHUNK]
+        rows = cur.execute(f"SELECT e.seq, e.type, e.resource, e.payload, {packed_columns('e')}, c.fields "
+                           f"FROM events e LEFT JOIN changes c ON c.seq = e.seq WHERE e.seq IN "
+                           f"({', '.join('?' * len(chunk))}) AND e.type IN {STATE_TYPES} ORDER BY e.seq",
+                           chunk).fetchall()
+        for seq, type_, resource, payload, *packed, fields in rows:
+            want = _expected_one(cur, seq, type_, resource, unpack(seq, payload, *packed))
+            if want != fields:
+                out.append(f"changes of seq {seq}: the table says {'nothing' if fields is None else fields[:80]}, "
+                           f"the log says {'nothing' if want is None else want[:80]}")
+    return out
+
+
+def _expected_one(cur: Cursor, seq: int, type_: str, resource: str | None, text: str) -> str | None:
+    """The stored fields event ``seq`` must have (None: no row): against the last version
+    before it with the same side and origin, when that version set the object."""
+    side, sets = SETS[type_]
+    if not sets or resource is None:
+        return None
+    origin = _origin(seq, text) or ""
+    types = tuple(t for t, (s, _) in SETS.items() if s == side)
+    earlier = cur.execute(f"SELECT seq, type, payload, {packed_columns()} FROM events WHERE resource = ? AND seq < ? "
+                          "AND type IN (?, ?) ORDER BY seq DESC", (resource, seq, *types))
+    for before, before_type, payload, *packed in earlier:
+        previous = unpack(before, payload, *packed)
+        if (_origin(before, previous) or "") == origin:
+            if not SETS[before_type][1]:
+                return None  # removed, then set again: created
+            return _encode(field_changes(_manifest(before, previous), _manifest(seq, text)))
+    return None
