@@ -21,7 +21,7 @@ import orjson
 
 from gitops.model.changes import CREATED, DELETED, FieldChange, field_changes
 from gitops.model.errors import CorruptDatabaseError
-from gitops.store.current import SETS, STATE_TYPES
+from gitops.store.current import ACTUAL_TYPES, DESIRED_TYPES, SETS, STATE_TYPES
 from gitops.store.dbapi import Cursor
 from gitops.store.pack import packed_columns, unpack
 
@@ -222,7 +222,7 @@ def _expected_one(cur: Cursor, seq: int, type_: str, resource: str | None, text:
     if not sets or resource is None:
         return None
     origin = _origin(seq, text) or ""
-    types = tuple(t for t, (s, _) in SETS.items() if s == side)
+    types = DESIRED_TYPES if side == "desired" else ACTUAL_TYPES
     earlier = cur.execute(f"SELECT seq, type, payload, {packed_columns()} FROM events WHERE resource = ? AND seq < ? "
                           "AND type IN (?, ?) ORDER BY seq DESC", (resource, seq, *types))
     for before, before_type, payload, *packed in earlier:

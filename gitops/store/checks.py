@@ -1,7 +1,8 @@
-"""What a log says of its own integrity: one stored row, the Merkle tree's head and the
-tree itself (for checkpoints and proofs), and ``verify`` (``gitops.store.integrity``; on
-every core: ``gitops.store.verify_pool``). ``EventLog`` inherits it; the PostgreSQL adapter
-overrides ``verify`` and ``verify_meanwhile``."""
+"""What a log says of its own integrity: one stored row, whether the change projection's
+rows of some events match the log, the Merkle tree's head and the tree itself (for
+checkpoints and proofs), and ``verify`` (``gitops.store.integrity``; on every core:
+``gitops.store.verify_pool``). ``EventLog`` inherits it; the PostgreSQL adapter overrides
+``verify`` and ``verify_meanwhile``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops.model.errors import CorruptDatabaseError
+from gitops.store import changes
 from gitops.store import tree as merkle_tree
 from gitops.store.integrity import VerifyResult, check_head, verify_rows
 from gitops.store.reads import end_read, map_error
@@ -35,6 +37,19 @@ class LogChecks:
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
         return None if r is None else logical_row(r)
+
+    def check_changes(self, seqs: Collection[int]) -> list[str]:
+        """How the change projection's rows of the events ``seqs`` differ from what the log
+        says (``changes.check``; empty when they do not): the fields a command shows."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            return changes.check(cur, seqs)
+        except sqlite3.Error as e:
+            raise map_error(e, self._where) from e
+        finally:
+            cur.close()
+            end_read(self.conn)
 
     def tree_head(self) -> tuple[int, bytes, tuple[int, str] | None]:
         """(size, Merkle root, chain head (seq, hash)) read in one snapshot: what a

@@ -316,19 +316,6 @@ class EventLog(LogReads, LogChecks):
         return out + differ
 
 
-    def check_changes(self, seqs: Collection[int]) -> list[str]:
-        """How the change projection's rows of the events ``seqs`` differ from what the log
-        says (``changes.check``; empty when they do not): the fields a command shows."""
-        cur = self.conn.cursor()
-        try:
-            cur.execute("BEGIN")
-            return changes.check(cur, seqs)
-        except sqlite3.Error as e:
-            raise map_error(e, self._where) from e
-        finally:
-            end_read(self.conn)
-
-
 def _insert_events(cur: sqlite3.Cursor, batch: list[AnyEvent], head: tuple[int, str, str] | None,
                    packer: Packer) -> tuple[list[Appended], int]:
     """Insert what is new in ``batch`` after the last event ``head`` (seq, hash, recorded_at;
