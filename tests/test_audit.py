@@ -80,7 +80,7 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
         rows = list(audit_rows(log, namespace=ns))
         oob = list(audit_rows(log, out_of_band=True, namespace=ns))
         git_only = list(audit_rows(log, commit=first[:8], types=("desired.applied",)))
-        by_glob = list(audit_rows(log, resource=f"ConfigMap/{ns}/*", actor="ali*"))  # her requests and the change
+        by_glob = list(audit_rows(log, resource=f"ConfigMap/{ns}/*", actor="ali*"))  # her change and its drift
     desired = [r for r in rows if r.action == "desired.applied" and r.resource == f"ConfigMap/{ns}/app"]
     assert [(r.actor, r.revision) for r in desired] == [("ann@example.com", first)]
     assert [(r.actor, r.resource, r.how) for r in oob] == [("alice", f"ConfigMap/{ns}/app", "audit")]
@@ -93,7 +93,12 @@ def test_the_timeline_names_each_actor(story: Any) -> None:
     assert [r.resource for r in failed] == [f"Deployment.apps/{ns}/bad"] and "selector" in failed[0].detail
     assert [r.resource for r in git_only] == [f"ConfigMap/{ns}/app"]
     assert oob[0].seq in [r.seq for r in by_glob]
-    assert {r.action for r in by_glob} == {"audit", "cluster.observed", "drift.opened"}
+    # her request's audit record is kept in the change's own event, not in a row of its own
+    assert {r.action for r in by_glob} == {"cluster.observed", "drift.opened"}
+    with EventLog(env.db) as log:
+        change = next(iter(log.read(since_seq=oob[0].seq - 1, limit=1))).event
+    assert change.payload.audit is not None and change.payload.audit.user == "alice"  # type: ignore[union-attr]
+    assert change.payload.audit.audit_id == change.payload.audit_id  # type: ignore[union-attr]
     assert {r.actor for r in by_glob} == {"alice"}
     # -o jsonl: one object a line, with every changed field for programs (the table's summary names four);
     # -o json: the same objects, as one document

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gitops.events import AuditRecorded
-from gitops.events.models import SourceErrorEvent
+from gitops.events import Attribution, AuditRecorded, ClusterObserved
+from gitops.events.models import SourceErrorEvent, event_id
 from gitops.sources.cluster.audit import AuditIndex
 from gitops.sources.cluster.audit_file import AuditTailer
+from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.sources.cluster.watcher import Change
+from gitops.sources.cluster.writer import Writer
 from gitops.store import Checkpoint, EventLog
 
 PLURALS = {("", "configmaps"): ("ConfigMap", True), ("", "namespaces"): ("Namespace", False)}
@@ -159,3 +163,139 @@ def test_a_rotation_while_nothing_read_is_an_evidence_gap_in_the_report(tmp_path
     assert scope is not None
     gaps = [g for g in scope.evidence_gaps if "audit.log was rotated away" in g.what]
     assert len(gaps) == 1 and gaps[0].end is not None
+
+
+# ---------------------------------------------------------------------------- records held for their changes
+
+
+def holding(db: Path, path: Path, index: AuditIndex) -> AuditTailer:
+    """A tailer that holds records (as the cluster source's does) longer than any test runs."""
+    return AuditTailer(EventLog(db), path, resolve=lambda g, r: PLURALS.get((g, r)), index=index,
+                       origin="cluster:test", hold=3600.0)
+
+
+def change(n: int) -> Change:
+    """What the watch saw of cm-N at the version line(N)'s request made."""
+    rv = str(1000 + n)
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": str(n)},
+                "metadata": {"name": f"cm-{n}", "namespace": "shop", "resourceVersion": rv}}
+    return Change(f"ConfigMap/shop/cm-{n}", "ConfigMap", rv, datetime.now(UTC), manifest)
+
+
+def observed(db: Path, n: int) -> ClusterObserved:
+    with EventLog(db) as log:
+        (r,) = log.read(types=["cluster.observed"], resource=f"ConfigMap/shop/cm-{n}")
+    assert isinstance(r.event, ClusterObserved)
+    return r.event
+
+
+def test_a_record_is_kept_in_the_event_of_its_change_and_written_alone_when_none_took_it(
+        tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + line(2) + line(3, user="bob"))
+    index = AuditIndex()
+    t = holding(db_path, path, index)
+    earlier = Writer(EventLog(db_path), origin="cluster:test", config=ClusterSourceConfig())
+    earlier.put(change(3))  # recorded before its record was read: the event is in the log without it
+    earlier.drain()
+    assert t.catch_up() == 0 and audit_ids(db_path) == []  # held
+    writer = Writer(EventLog(db_path), origin="cluster:test", config=ClusterSourceConfig(), index=index, feeds=[t])
+    for n in (1, 3):
+        writer.put(change(n))
+    writer.drain()
+    ev = observed(db_path, 1)
+    assert (ev.actor, ev.payload.attribution, ev.payload.audit_id) == ("alice", Attribution.AUDIT, "id-1")
+    assert ev.payload.audit is not None
+    assert (ev.payload.audit.verb, ev.payload.audit.request_uri, ev.payload.audit.user_agent) == \
+        ("patch", "/api/v1/namespaces/shop/configmaps/cm-1", "kubectl/v1.20.2")
+    assert t.take("id-1") is None  # one change keeps it
+    assert observed(db_path, 3).payload.audit is None  # written before: the writer's second event was not new
+    assert t.flush() == 2
+    assert audit_ids(db_path) == ["id-2", "id-3"]  # nobody's change, and bob's that no event kept
+    t.stop()
+    again = holding(db_path, path, AuditIndex())  # a restart: the checkpoint passed them all
+    assert again.catch_up() == 0 and again.flush() == 0
+    assert audit_ids(db_path) == ["id-2", "id-3"]
+
+
+def test_the_checkpoint_never_passes_a_held_record(tmp_path: Path, db_path: Path) -> None:
+    """A crash while records are held: they are read again, and one already kept in its
+    change's event comes back as an audit event (the same evidence twice, never none)."""
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + line(2))
+    index = AuditIndex()
+    t = holding(db_path, path, index)
+    writer = Writer(EventLog(db_path), origin="cluster:test", config=ClusterSourceConfig(), index=index, feeds=[t])
+    writer.put(change(1))
+    writer.drain()  # id-1 is in cm-1's event; id-2 is held; then the process dies before writing id-2
+    assert observed(db_path, 1).payload.audit_id == "id-1" and audit_ids(db_path) == []
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": 0}
+    again = holding(db_path, path, AuditIndex())
+    assert again.catch_up() == 0
+    assert again.flush() == 2
+    assert audit_ids(db_path) == ["id-1", "id-2"]
+    assert again.log.checkpoint(again.checkpoint_name) == {"inode": path.stat().st_ino,
+                                                           "offset": path.stat().st_size}
+
+
+def test_records_held_when_the_file_rotates_are_written_before_the_new_file_is_read(
+        tmp_path: Path, db_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text(line(1))
+    t = holding(db_path, path, AuditIndex())
+    assert t.catch_up() == 0
+    path.rename(tmp_path / "audit-old.log")
+    path.write_text(line(2))
+    assert t.catch_up() == 1  # id-1 from the old file; id-2 held
+    assert audit_ids(db_path) == ["id-1"]
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": 0}
+    assert t.flush() == 1 and audit_ids(db_path) == ["id-1", "id-2"]
+
+
+def test_an_evidence_gap_starts_at_the_last_record_read_when_a_change_kept_it(tmp_path: Path, db_path: Path) -> None:
+    from gitops.query.report import build_report
+
+    path = tmp_path / "audit.log"
+    made = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # after the log began
+    first = json.loads(line(1))
+    first["stageTimestamp"] = made.isoformat().replace("+00:00", "Z")
+    path.write_text(json.dumps(first) + "\n")
+    index = AuditIndex()
+    t = holding(db_path, path, index)
+    writer = Writer(EventLog(db_path), origin="cluster:test", config=ClusterSourceConfig(), index=index, feeds=[t])
+    writer.put(change(1))
+    writer.drain()
+    assert t.catch_up() == 0  # id-1 is in cm-1's event: the checkpoint moves past it
+    t.stop()
+    with path.open("a") as f:  # written while nothing read the file, then rotated away
+        f.write(line(2))
+    path.rename(tmp_path / "audit.log.1")
+    path.write_text(line(3))
+    again = tailer(db_path, path)
+    assert again.catch_up() == 1
+    assert audit_ids(db_path) == ["id-3"] and observed(db_path, 1).payload.audit_id == "id-1"
+    with EventLog(db_path) as log:
+        scope = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), made + timedelta(hours=1)).scope
+    assert scope is not None
+    (gap,) = [g for g in scope.evidence_gaps if "audit.log was rotated away" in g.what]
+    assert gap.start == made  # id-1's time
+
+
+def test_a_stopped_tailer_asked_again_reads_on_from_where_it_was(tmp_path: Path, db_path: Path) -> None:
+    """The cluster writer asks the tailer for records while it drains its queue at stop:
+    the file is read on from where it was, not again from its first line."""
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + line(2))
+    index = AuditIndex()
+    t = holding(db_path, path, index)
+    assert t.catch_up() == 0
+    assert t.flush() == 2
+    t.stop()
+    with path.open("a") as f:
+        f.write(line(3))
+    transactions: list[list[str]] = []
+    t.log.add_hook(lambda cur, appended: transactions.append([a.event.id for a in appended]))
+    assert t.catch_up() == 0  # id-3 held; id-1 and id-2 not read again (nor held: the checkpoint is at id-3)
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": len(line(1) + line(2))}
+    assert t.flush() == 1 and transactions == [[event_id("audit", "cluster:test", "id-3")]]
+    assert audit_ids(db_path) == ["id-1", "id-2", "id-3"]

@@ -80,13 +80,21 @@ def test_a_change_by_alice_is_attributed_to_alice_through_the_audit_log(
     ev, rv = alice_edits(cluster, admin_api, namespace, db_path, audit=True)
     key = f"ConfigMap/{namespace}/shared"
     assert (ev.actor, ev.payload.attribution) == ("alice", Attribution.AUDIT)
+    # her request's record, as the API server wrote it to its audit log
+    assert cluster.audit_log is not None
+    records = [json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()]
+    (written,) = [r for r in records
+                  if r.get("auditID") == ev.payload.audit_id and r.get("stage") == "ResponseComplete"]
+    assert written["user"]["username"] == "alice" and written["verb"] in ("patch", "update")
+    assert written["objectRef"]["name"] == "shared" and written["responseObject"]["metadata"]["resourceVersion"] == rv
+    # is kept in the change's own event, whole, and not again as an audit event of its own
+    kept = ev.payload.audit
+    assert kept is not None and kept.audit_id == written["auditID"]
+    assert (kept.user, kept.verb, kept.resource_version) == ("alice", written["verb"], rv)
+    assert kept.groups == written["user"]["groups"] == ["system:authenticated"]  # and no group ""
+    assert kept.source_ips == written["sourceIPs"] and kept.user_agent == written["userAgent"]
     with EventLog(db_path) as log:
-        audit = [r.event for r in log.read(types=["audit"], resource=key) if r.event.revision == rv]
-    assert len(audit) == 1
-    assert audit[0].payload.audit_id == ev.payload.audit_id  # type: ignore[union-attr]
-    assert audit[0].payload.user == "alice" and audit[0].payload.verb in ("patch", "update")  # type: ignore[union-attr]
-    assert audit[0].payload.groups == ["system:authenticated"]  # type: ignore[union-attr]  # and no group ""
-    assert audit[0].payload.source_ips and audit[0].payload.user_agent  # type: ignore[union-attr]
+        assert [r.event.payload for r in log.read(types=["audit"], resource=key) if r.event.revision == rv] == []
 
 
 def test_without_the_audit_log_the_field_manager_is_named_and_said_so(

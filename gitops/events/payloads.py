@@ -108,6 +108,22 @@ class Attribution(StrEnum):
     UNKNOWN = "unknown"
 
 
+class AuditPayload(_Frozen):
+    origin: str = ""
+    audit_id: str
+    verb: str
+    user: str  # who made the change: the impersonated user when there was one
+    via: str | None = None  # the user that authenticated and impersonated ``user`` (kubectl --as)
+    groups: list[str] = Field(default_factory=list)
+    user_agent: str | None = None
+    source_ips: list[str] = Field(default_factory=list)
+    request_uri: str
+    response_code: int | None = None
+    resource_version: str | None = None
+    api_version: str | None = None
+    uid: str | None = None  # of the object, where the record says it (a delete is joined by it)
+
+
 class ClusterObservedPayload(_Manifest):
     origin: str = ""  # the cluster, e.g. "cluster:https://10.0.0.1:6443"
     resource_version: str
@@ -128,6 +144,10 @@ class ClusterObservedPayload(_Manifest):
     # made by the control plane itself (a controller's field manager, a system: user): the
     # cluster working, not a change made outside Git
     control_plane: bool = False
+    # the audit record joined (audit_id) when it is kept here rather than as an ``audit``
+    # event of its own: a record of the audit log file that this change was joined to
+    # before the record was written (gitops.sources.cluster.audit_file); None otherwise
+    audit: AuditPayload | None = None
 
 
 class ClusterDeletedPayload(_Frozen):
@@ -142,22 +162,7 @@ class ClusterDeletedPayload(_Frozen):
     candidates: list[str] = Field(default_factory=list)
     observed_late: bool = False  # as in ClusterObservedPayload
     control_plane: bool = False  # as in ClusterObservedPayload (the garbage collector deleting a dependent)
-
-
-class AuditPayload(_Frozen):
-    origin: str = ""
-    audit_id: str
-    verb: str
-    user: str  # who made the change: the impersonated user when there was one
-    via: str | None = None  # the user that authenticated and impersonated ``user`` (kubectl --as)
-    groups: list[str] = Field(default_factory=list)
-    user_agent: str | None = None
-    source_ips: list[str] = Field(default_factory=list)
-    request_uri: str
-    response_code: int | None = None
-    resource_version: str | None = None
-    api_version: str | None = None
-    uid: str | None = None  # of the object, where the record says it (a delete is joined by it)
+    audit: AuditPayload | None = None  # as in ClusterObservedPayload
 
 
 Mode = Literal["apply", "dry-run", "detect-only"]

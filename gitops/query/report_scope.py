@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops import __version__
-from gitops.events.models import OperatorPayload, SourceErrorPayload, SourceOutagePayload
+from gitops.events.models import AuditPayload, OperatorPayload, SourceErrorPayload, SourceOutagePayload
 from gitops.store import EventLog
 
 __all__ = ["Gap", "GitScope", "Scope", "scope_of"]
@@ -124,6 +124,20 @@ def _outages(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
     return gaps
 
 
+def _last_record_before(log: EventLog, seq: int, scan: int = 1000) -> datetime | None:
+    """When the last audit record read before event ``seq`` was made: an ``audit`` event, or
+    a record kept in the event of the change it explains (``payload.audit``), looked for
+    among the ``scan`` cluster changes before ``seq``: past those, the gap is said to start
+    earlier than it may have (never later)."""
+    alone = next(iter(log.read(types=["audit"], until_seq=seq, descending=True, limit=1)), None)
+    times = [alone.event.effective_at] if alone is not None else []
+    for c in log.read(types=["cluster.observed", "cluster.deleted"], until_seq=seq, descending=True, limit=scan):
+        if isinstance(getattr(c.event.payload, "audit", None), AuditPayload):
+            times.append(c.event.effective_at)
+            break
+    return max(times, default=None)
+
+
 def _audit_gaps(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
     """The audit log rotated away or cut while nothing read it (from the last audit record
     read before to when the gap was found), and the drift step's checkpoint missing or
@@ -136,8 +150,7 @@ def _audit_gaps(log: EventLog, since: datetime, until: datetime) -> list[Gap]:
         if p.code == "drift-reset" and "since" in p.detail:
             start = datetime.fromisoformat(p.detail["since"])
         else:
-            before = next(iter(log.read(types=["audit"], until_seq=r.seq, descending=True, limit=1)), None)
-            start = before.event.effective_at if before is not None else since
+            start = _last_record_before(log, r.seq) or since
         out.append(Gap(start=max(start, since), end=r.event.effective_at, what=p.message))
     return out
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gitops.events.payloads import AuditPayload
 
 __all__ = ["AuditFeed", "AuditIndex", "AuditRecord", "Join"]
 
@@ -56,6 +60,14 @@ class AuditFeed(Protocol):
 
     def catch_up(self) -> int:
         """Bring what has arrived by now into the index; returns how many records came."""
+
+    def take(self, audit_id: str) -> AuditPayload | None:
+        """The record ``audit_id`` when the feed holds it back unwritten, for the change it
+        explains to keep in its own event (then ``settle``); None when it is written or
+        will be anyway."""
+
+    def settle(self, audit_ids: Iterable[str]) -> None:
+        """The records ``audit_ids`` that were taken are written, in their changes' events."""
 
 
 class AuditIndex:

@@ -1,41 +1,75 @@
 """The API server's audit log file: ``AuditTailer`` follows it (JSON lines) with watchdog,
 survives rotation (the file renamed away and a new one created), and turns each completed
-write request into an ``audit`` event (``gitops.sources.cluster.audit_records``) and a
-record of the index the cluster watcher joins changes to. Where it stopped is a
+write request into a record of the index the cluster watcher joins changes to and an
+``audit`` event (``gitops.sources.cluster.audit_records``). Where it stopped is a
 checkpoint written with the events: a restart resumes there, and a file rotated away or
 cut while nothing read it is recorded as an evidence gap (``source.error audit-gap``).
+
+With ``hold``, a record's event is held back that many seconds: the cluster writer folds
+the record of the change it joins into that change's event (``take``, then ``settle``
+once that event is written), so the log keeps one event per change instead of two. A
+record nobody took by then (a write the watch did not see, or saw too late) is written
+as its own ``audit`` event. The checkpoint never passes a record still held: after a
+crash the file is read again from the first of them, and what was folded already comes
+back as an ``audit`` event (the same evidence twice, never none).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gitops.events.models import AuditRecorded, EventSource, SourceErrorEvent, SourceErrorPayload, event_id
+from gitops.events.models import (
+    AuditPayload,
+    AuditRecorded,
+    EventSource,
+    SourceErrorEvent,
+    SourceErrorPayload,
+    event_id,
+)
+from gitops.model.errors import GitOpsError
 from gitops.model.times import utc_now
 from gitops.sources.cluster.audit import AuditIndex
 from gitops.sources.cluster.audit_records import AuditReader, KindResolver, Malformed
 from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
 
-__all__ = ["AuditTailer"]
+__all__ = ["HOLD", "AuditTailer"]
 
 _CHUNK = 4 << 20  # bytes read and written at a time
 _MAX_LINE = 16 << 20
+HOLD = 10.0
+"""Seconds the cluster source's tailer holds a record for the change it explains (the writer
+waits ``audit_wait``, 0.5 s by default, for a change's record: this leaves room for a
+watch that lags)."""
+_MAX_HELD = 10_000  # records held at most: beyond it the oldest are written (a backlog read at start)
+
+
+@dataclass
+class _Held:
+    event: AuditRecorded
+    start: int  # where its line begins in the file: the checkpoint stays there while it is held
+    read_at: float  # time.monotonic()
+    taken: bool = False  # folded into a change's event not yet written
 
 
 class AuditTailer:
-    """Reads new lines of the audit log into ``audit`` events and the index."""
+    """Reads new lines of the audit log into the index and ``audit`` events (held back
+    ``hold`` seconds for the cluster writer to fold, see the module's doc)."""
 
     delay = 0.0  # the API server writes each record as the request completes
 
     def __init__(self, log: EventLog, path: str | Path, *, resolve: KindResolver, index: AuditIndex,
-                 origin: str, chunk_bytes: int = _CHUNK) -> None:
+                 origin: str, chunk_bytes: int = _CHUNK, hold: float = 0.0) -> None:
         self.log = log
         self.path = Path(path)
         self.reader = AuditReader(resolve=resolve, origin=origin)
@@ -51,6 +85,10 @@ class AuditTailer:
         self._watch: FileWatch | None = None
         self.malformed = 0  # records skipped because they could not be read
         self.chunk_bytes = chunk_bytes
+        self.hold = hold
+        self._held: OrderedDict[str, _Held] = OrderedDict()  # by audit ID, in the file's order
+        self._pos = 0  # where the last whole line read ends
+        self._written: dict[str, Any] | None = None  # the checkpoint as last written
 
     # ------------------------------------------------------------------ reading
 
@@ -65,10 +103,13 @@ class AuditTailer:
         if self._inode is None and isinstance(cp, dict) and cp.get("inode") == inode \
                 and int(cp.get("offset", 0)) <= stat.st_size:
             f.seek(int(cp.get("offset", 0)))  # resume where the log stopped
+            self._written = cp
         elif self._inode is None and isinstance(cp, dict) and cp.get("inode") is not None:
             # rotated away (or cut) while nothing read it: what came after the offset was not seen
             self.log.append([self._gap(cp, inode, rotated=cp.get("inode") != inode)])
-        self._file, self._inode, self._partial = f, inode, b""
+        elif inode == self._inode and self._pos <= stat.st_size:  # opened again after stop: on from where it was
+            f.seek(self._pos)
+        self._file, self._inode, self._partial, self._pos = f, inode, b"", f.tell()
         return True
 
     def _gap(self, cp: dict[str, Any], inode: int, *, rotated: bool) -> SourceErrorEvent:
@@ -97,11 +138,62 @@ class AuditTailer:
                 rotated = False
             if rotated:
                 n += self._drain()  # the rest of the old file, then the new one from the top
+                n += self._write([], everything=True)  # a checkpoint cannot point into the old file
                 self._file.close()
                 self._file = None
                 if self._open():
                     n += self._drain()
-            return n
+            return n + self._write([])  # what was held long enough
+
+    def take(self, audit_id: str) -> AuditPayload | None:
+        """The record ``audit_id`` if it is held and nobody took it: the caller keeps it in
+        the event of the change it explains, and calls ``settle`` once that is written."""
+        with self._lock:
+            held = self._held.get(audit_id)
+            if held is None or held.taken:
+                return None
+            held.taken = True
+            return held.event.payload
+
+    def settle(self, audit_ids: Iterable[str]) -> None:
+        """The records ``audit_ids`` (taken) are in the log, in their changes' events."""
+        with self._lock:
+            for a in audit_ids:
+                self._held.pop(a, None)
+
+    def flush(self) -> int:
+        """Write every record still held (at stop, and at the end of a one-shot pass);
+        returns how many were written."""
+        with self._lock:
+            return self._write([], everything=True) if self._inode is not None else 0
+
+    def close(self) -> None:
+        """At the source's stop, once its writer is done: write every record still held, and
+        close the log. Records that cannot be written (the log refuses writes: the source
+        stopped for that) stay past the checkpoint, and are read again at the next start."""
+        with contextlib.suppress(GitOpsError):
+            self.flush()
+        self.log.close()
+
+    def _write(self, events: list[AuditRecorded | SourceErrorEvent], *, everything: bool = False) -> int:
+        """Append ``events``, the held records due (held ``hold`` seconds, beyond
+        ``_MAX_HELD``, or all of them), and the checkpoint: the first record still held, else
+        the end of the last whole line read. Returns the audit events appended."""
+        held = list(self._held.values())
+        due = len(held)
+        if not everything:
+            now = time.monotonic()
+            due = next((i for i, h in enumerate(held) if now - h.read_at < self.hold), len(held))
+            due = max(due, len(held) - _MAX_HELD)
+        out = [*events, *(h.event for h in held[:due])]
+        cp = {"inode": self._inode, "offset": held[due].start if due < len(held) else self._pos}
+        if not out and cp == self._written:
+            return 0
+        appended = self.log.append(out, checkpoint=Checkpoint(self.checkpoint_name, cp))
+        for h in held[:due]:
+            del self._held[h.event.payload.audit_id]
+        self._written = cp
+        return sum(1 for a in appended if isinstance(a.event, AuditRecorded))
 
     def _drain(self) -> int:
         """Read what the file holds past the last position, in chunks of ``chunk_bytes``, each
@@ -115,19 +207,21 @@ class AuditTailer:
             offset = self._file.tell() - len(data) - len(self._partial)  # where the first whole line starts
             lines = (self._partial + data).split(b"\n")
             self._partial = lines.pop()
-            events: list[AuditRecorded | SourceErrorEvent] = []
+            errors: list[AuditRecorded | SourceErrorEvent] = []
+            now = time.monotonic()
             for line in lines:
                 ev = self._event(line, offset)
-                if ev is not None:
-                    events.append(ev)
+                if isinstance(ev, AuditRecorded):  # the same record read twice (a restart) keeps its first place
+                    self._held.setdefault(ev.payload.audit_id, _Held(ev, offset, now))
+                elif ev is not None:
+                    errors.append(ev)
                 offset += len(line) + 1
             if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
-                events.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
+                errors.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
                 offset += len(self._partial)
                 self._partial = b""
-            appended = self.log.append(events, checkpoint=Checkpoint(self.checkpoint_name,
-                                                                     {"inode": self._inode, "offset": offset}))
-            n += sum(1 for a in appended if isinstance(a.event, AuditRecorded))
+            self._pos = offset
+            n += self._write(errors)
 
     def _malformed(self, offset: int, why: str) -> SourceErrorEvent:
         """A record that cannot be read: skipped, counted, and recorded once for its place."""

@@ -27,7 +27,7 @@ import hmac
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +35,15 @@ from typing import Any
 
 import orjson
 
-from gitops.events.models import AnyEvent, AuditRecorded, EventSource, SourceErrorEvent, SourceErrorPayload, event_id
+from gitops.events.models import (
+    AnyEvent,
+    AuditPayload,
+    AuditRecorded,
+    EventSource,
+    SourceErrorEvent,
+    SourceErrorPayload,
+    event_id,
+)
 from gitops.model.errors import ConfigError, GitOpsError
 from gitops.model.times import utc_now
 from gitops.sources.cluster.audit import AuditIndex
@@ -272,6 +280,12 @@ class LogAuditFeed:
                     self.index.add(record_of(r.event))
                     n += 1
             return n
+
+    def take(self, audit_id: str) -> AuditPayload | None:  # its records are in the log already
+        return None
+
+    def settle(self, audit_ids: Iterable[str]) -> None:
+        pass
 
     def close(self) -> None:
         self.log.close()

@@ -24,7 +24,7 @@ from gitops.model.times import utc_now
 from gitops.sources.cluster.api import AccessDenied, KindInfo
 from gitops.sources.cluster.attribution import fingerprint, managers
 from gitops.sources.cluster.audit import AuditFeed, AuditIndex
-from gitops.sources.cluster.audit_file import AuditTailer
+from gitops.sources.cluster.audit_file import HOLD, AuditTailer
 from gitops.sources.cluster.audit_records import AuditReader
 from gitops.sources.cluster.audit_webhook import AuditWebhook, LogAuditFeed, RequestCallback
 from gitops.sources.cluster.client import ClusterClient
@@ -213,7 +213,7 @@ class ClusterSource:
         if self.config.audit_log:
             assert index is not None
             tailer = AuditTailer(open_log(self.db_path), self.config.audit_log, resolve=self._resolve_audited,
-                                 index=index, origin=self.origin)
+                                 index=index, origin=self.origin, hold=HOLD)
             feeds.append(tailer)
         if webhook and self.config.audit_webhook is not None:
             assert index is not None
@@ -273,6 +273,7 @@ class ClusterSource:
                     forbidden.append(w.stream)
             writer.drain()
             if tailer is not None:
+                audit += tailer.flush()
                 tailer.stop()
                 tailer.log.close()
             return PassSummary(len(watchers), writer.appended, audit, tuple(p.kind for p in problems),
@@ -394,6 +395,6 @@ class ClusterSource:
         if self._writer is not None:
             self._writer.log.close()
         if self._tailer is not None:
-            self._tailer.log.close()
+            self._tailer.close()  # the records no change took are written
         if self._feed is not None:
             self._feed.close()

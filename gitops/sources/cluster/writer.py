@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gitops.events.models import (
     AnyEvent,
     Attribution,
+    AuditPayload,
     ClusterDeleted,
     ClusterDeletedPayload,
     ClusterObserved,
@@ -28,7 +29,7 @@ from gitops.events.models import (
 from gitops.model.control_plane import is_control_plane_user
 from gitops.model.times import utc_now
 from gitops.sources.cluster.api import RECONCILER_AGENT
-from gitops.sources.cluster.audit import AuditFeed, AuditIndex, Join
+from gitops.sources.cluster.audit import AuditFeed, AuditIndex, AuditRecord, Join
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Clock
 from gitops.sources.cluster.watcher import Change, Item, Outage, Progress
@@ -41,6 +42,7 @@ __all__ = ["Writer"]
 class _Pending:
     events: list[AnyEvent] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
+    folded: dict[str, str] = field(default_factory=dict)  # event id -> the audit record it keeps (taken)
 
 
 class Writer:
@@ -98,8 +100,26 @@ class Writer:
         for feed in self.feeds:
             feed.catch_up()
 
-    def _event(self, c: Change) -> AnyEvent:
+    def _fold(self, rec: AuditRecord | None) -> AuditPayload | None:
+        """The joined record, when a feed holds it back unwritten: kept in the change's
+        event instead of an ``audit`` event of its own (``AuditTailer.take``)."""
+        if rec is not None:
+            for feed in self.feeds:
+                taken = feed.take(rec.audit_id)
+                if taken is not None:
+                    return taken
+        return None
+
+    def _event(self, c: Change, pending: _Pending) -> AnyEvent:
         join = self._audit(c)
+        rec = join.record
+        folded = self._fold(rec)
+        event = self._build(c, join, folded)
+        if folded is not None:
+            pending.folded[event.id] = folded.audit_id
+        return event
+
+    def _build(self, c: Change, join: Join, folded: AuditPayload | None) -> AnyEvent:
         rec = join.record
         manager, operation = c.writer or (None, None)
         candidates: list[str] = []
@@ -136,8 +156,8 @@ class Writer:
                 payload=ClusterDeletedPayload(origin=self.origin, resource_version=c.resource_version,
                                               synthetic=c.synthetic, uid=c.uid, attribution=attribution,
                                               audit_id=audit_id, via=via, observed_at=observed_at,
-                                              candidates=candidates,
-                                              observed_late=c.late, control_plane=control_plane),
+                                              candidates=candidates, observed_late=c.late,
+                                              control_plane=control_plane, audit=folded),
             )
         assert c.change != "deleted"
         # One validation call for envelope and payload: the hot path of a busy cluster.
@@ -151,12 +171,13 @@ class Writer:
                         "attribution": attribution, "audit_id": audit_id, "candidates": candidates,
                         "observed_late": c.late, "control_plane": control_plane, **({"via": via} if via else {}),
                         **({"observed_at": observed_at} if observed_at is not None else {}),
+                        **({"audit": folded} if folded is not None else {}),
                         **({"digest_scheme": c.digest_scheme} if c.digest_scheme else {})},
         })
 
     def _item(self, item: Item, pending: _Pending) -> None:
         if isinstance(item, Change):
-            pending.events.append(self._event(item))
+            pending.events.append(self._event(item, pending))
             # A watch event's resourceVersion is a position in the kind's history. A listed
             # object's is not (a list comes in name order): the list's own position counts,
             # once the whole list is recorded (its Progress); a crash before that lists again.
@@ -183,7 +204,12 @@ class Writer:
         if not pending.events and not pending.checkpoints:
             return
         cps = [Checkpoint(self.checkpoint_name(k), {"resourceVersion": rv}) for k, rv in pending.checkpoints.items()]
-        self.appended += len(self.log.append(pending.events, checkpoint=cps))
+        appended = self.log.append(pending.events, checkpoint=cps)
+        self.appended += len(appended)
+        if pending.folded:  # records in events not written (there already) are left to be written on their own
+            written = {a.event.id for a in appended}
+            for feed in self.feeds:
+                feed.settle([a for e, a in pending.folded.items() if e in written])
         if self.on_appended is not None and pending.events:
             self.on_appended(pending.events)
 
