@@ -299,3 +299,36 @@ def test_a_stopped_tailer_asked_again_reads_on_from_where_it_was(tmp_path: Path,
     assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": len(line(1) + line(2))}
     assert t.flush() == 1 and transactions == [[event_id("audit", "cluster:test", "id-3")]]
     assert audit_ids(db_path) == ["id-1", "id-2", "id-3"]
+
+
+def test_the_checkpoint_alone_is_written_once_in_a_while_not_at_each_read(tmp_path: Path, db_path: Path) -> None:
+    """The cluster writer asks for records at each change: a transaction for each would slow
+    it down. The checkpoint may lag behind what was read (read again after a crash), never
+    pass a record held."""
+    path = tmp_path / "audit.log"
+    path.write_text(line(1))
+    t = holding(db_path, path, AuditIndex())
+    assert t.catch_up() == 0
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": 0}  # the file's first
+    assert t.take("id-1") is not None
+    t.settle(["id-1"])
+    with path.open("a") as f:
+        f.write(line(2))
+    assert t.catch_up() == 0
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": 0}  # not yet
+    assert t.flush() == 1
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": path.stat().st_size}
+
+
+def test_a_service_does_not_hold_records_read_long_after_they_were_made(tmp_path: Path, db_path: Path) -> None:
+    """A backlog read at a service's start is written at once; a fresh record is held."""
+    fresh = json.loads(line(2))
+    fresh["stageTimestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + json.dumps(fresh) + "\n")  # line(1) was made on 2026-11-26
+    t = AuditTailer(EventLog(db_path), path, resolve=lambda g, r: PLURALS.get((g, r)), index=AuditIndex(),
+                    origin="cluster:test", hold=3600.0, stale=60.0)
+    assert t.catch_up() == 1
+    assert audit_ids(db_path) == ["id-1"]
+    assert t.take("id-1") is None and t.take("id-2") is not None
+    assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": len(line(1))}

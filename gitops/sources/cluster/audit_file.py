@@ -7,7 +7,10 @@ cut while nothing read it is recorded as an evidence gap (``source.error audit-g
 
 With ``hold``, a record's event is held back that many seconds: the cluster writer folds
 the record of the change it joins into that change's event (``take``, then ``settle``
-once that event is written), so the log keeps one event per change instead of two. A
+once that event is written), so the log keeps one event per change instead of two. With
+``stale``, a record read more than that many seconds after it was made is written at
+once (a service's backlog at start: thousands of records coming due together would stall
+the writer, which waits for the tailer at each change). A
 record nobody took by then (a write the watch did not see, or saw too late) is written
 as its own ``audit`` event. The checkpoint never passes a record still held: after a
 crash the file is read again from the first of them, and what was folded already comes
@@ -52,6 +55,7 @@ HOLD = 10.0
 waits ``audit_wait``, 0.5 s by default, for a change's record: this leaves room for a
 watch that lags)."""
 _MAX_HELD = 10_000  # records held at most: beyond it the oldest are written (a backlog read at start)
+_BATCH = 500  # held records written in one transaction at most
 
 
 @dataclass
@@ -69,7 +73,7 @@ class AuditTailer:
     delay = 0.0  # the API server writes each record as the request completes
 
     def __init__(self, log: EventLog, path: str | Path, *, resolve: KindResolver, index: AuditIndex,
-                 origin: str, chunk_bytes: int = _CHUNK, hold: float = 0.0) -> None:
+                 origin: str, chunk_bytes: int = _CHUNK, hold: float = 0.0, stale: float | None = None) -> None:
         self.log = log
         self.path = Path(path)
         self.reader = AuditReader(resolve=resolve, origin=origin)
@@ -86,9 +90,11 @@ class AuditTailer:
         self.malformed = 0  # records skipped because they could not be read
         self.chunk_bytes = chunk_bytes
         self.hold = hold
+        self.stale = stale  # records made more than this many seconds before they are read are not held
         self._held: OrderedDict[str, _Held] = OrderedDict()  # by audit ID, in the file's order
         self._pos = 0  # where the last whole line read ends
         self._written: dict[str, Any] | None = None  # the checkpoint as last written
+        self._wrote_at = float("-inf")  # when (time.monotonic())
 
     # ------------------------------------------------------------------ reading
 
@@ -110,6 +116,7 @@ class AuditTailer:
         elif inode == self._inode and self._pos <= stat.st_size:  # opened again after stop: on from where it was
             f.seek(self._pos)
         self._file, self._inode, self._partial, self._pos = f, inode, b"", f.tell()
+        self._wrote_at = float("-inf")  # a new file's checkpoint is written at once: the old one names another file
         return True
 
     def _gap(self, cp: dict[str, Any], inode: int, *, rotated: bool) -> SourceErrorEvent:
@@ -138,7 +145,7 @@ class AuditTailer:
                 rotated = False
             if rotated:
                 n += self._drain()  # the rest of the old file, then the new one from the top
-                n += self._write([], everything=True)  # a checkpoint cannot point into the old file
+                n += self._write_all()  # a checkpoint cannot point into the old file
                 self._file.close()
                 self._file = None
                 if self._open():
@@ -165,7 +172,13 @@ class AuditTailer:
         """Write every record still held (at stop, and at the end of a one-shot pass);
         returns how many were written."""
         with self._lock:
-            return self._write([], everything=True) if self._inode is not None else 0
+            return self._write_all() if self._inode is not None else 0
+
+    def _write_all(self) -> int:
+        n = self._write([], everything=True)
+        while self._held:
+            n += self._write([], everything=True)
+        return n
 
     def close(self) -> None:
         """At the source's stop, once its writer is done: write every record still held, and
@@ -178,21 +191,31 @@ class AuditTailer:
     def _write(self, events: list[AuditRecorded | SourceErrorEvent], *, everything: bool = False) -> int:
         """Append ``events``, the held records due (held ``hold`` seconds, beyond
         ``_MAX_HELD``, or all of them), and the checkpoint: the first record still held, else
-        the end of the last whole line read. Returns the audit events appended."""
-        held = list(self._held.values())
-        due = len(held)
-        if not everything:
-            now = time.monotonic()
-            due = next((i for i, h in enumerate(held) if now - h.read_at < self.hold), len(held))
-            due = max(due, len(held) - _MAX_HELD)
-        out = [*events, *(h.event for h in held[:due])]
-        cp = {"inode": self._inode, "offset": held[due].start if due < len(held) else self._pos}
-        if not out and cp == self._written:
+        the end of the last whole line read. At most ``_BATCH`` held records at a time: the
+        cluster writer waits for this (it asks for records at each change), and a backlog
+        read at start comes due all at once. With nothing to append, the checkpoint alone is
+        written at most once every ``hold`` seconds (one transaction per record read would
+        slow the cluster writer, which asks for records per change): it may lag behind, never
+        pass a record held. Returns the audit events appended."""
+        now = time.monotonic()
+        excess = len(self._held) - _MAX_HELD
+        due: list[_Held] = []
+        left = None  # the first record still held after this: asked at each change, so only the due are looked at
+        for h in self._held.values():
+            if len(due) >= _BATCH or (not everything and len(due) >= excess and now - h.read_at < self.hold):
+                left = h
+                break
+            due.append(h)
+        if len(due) >= _BATCH:
+            self._trigger.set()  # more are due: the tailer's thread comes back for them at once
+        out = [*events, *(h.event for h in due)]
+        cp = {"inode": self._inode, "offset": left.start if left is not None else self._pos}
+        if not out and (cp == self._written or (not everything and now - self._wrote_at < self.hold)):
             return 0
         appended = self.log.append(out, checkpoint=Checkpoint(self.checkpoint_name, cp))
-        for h in held[:due]:
+        for h in due:
             del self._held[h.event.payload.audit_id]
-        self._written = cp
+        self._written, self._wrote_at = cp, now
         return sum(1 for a in appended if isinstance(a.event, AuditRecorded))
 
     def _drain(self) -> int:
@@ -207,21 +230,22 @@ class AuditTailer:
             offset = self._file.tell() - len(data) - len(self._partial)  # where the first whole line starts
             lines = (self._partial + data).split(b"\n")
             self._partial = lines.pop()
-            errors: list[AuditRecorded | SourceErrorEvent] = []
-            now = time.monotonic()
+            now, wall = time.monotonic(), utc_now()
+            out: list[AuditRecorded | SourceErrorEvent] = []
             for line in lines:
                 ev = self._event(line, offset)
-                if isinstance(ev, AuditRecorded):  # the same record read twice (a restart) keeps its first place
-                    self._held.setdefault(ev.payload.audit_id, _Held(ev, offset, now))
-                elif ev is not None:
-                    errors.append(ev)
+                if isinstance(ev, AuditRecorded) and (self.stale is None or
+                                                      (wall - ev.effective_at).total_seconds() <= self.stale):
+                    self._held.setdefault(ev.payload.audit_id, _Held(ev, offset, now))  # read twice: its first place
+                elif ev is not None:  # an error, or a record of long ago (a backlog): its change is recorded already
+                    out.append(ev)
                 offset += len(line) + 1
             if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
-                errors.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
+                out.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
                 offset += len(self._partial)
                 self._partial = b""
             self._pos = offset
-            n += self._write(errors)
+            n += self._write(out)
 
     def _malformed(self, offset: int, why: str) -> SourceErrorEvent:
         """A record that cannot be read: skipped, counted, and recorded once for its place."""

@@ -202,7 +202,7 @@ class ClusterSource:
     def _prepare(self, log: EventLog, *, webhook: bool = False
                  ) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
         """The watchers, their writer and the audit records' feeds; with ``webhook`` (a
-        service), the records the audit webhook puts in the log are read too."""
+        service), the webhook's records in the log are read too, and old ones of the file not held."""
         # a discovery made moments ago (for the Git source's scope) serves: no second one at start
         kinds, problems = self.select(log, self._served or self._discover())
         self._keep_schemas(log)
@@ -213,7 +213,7 @@ class ClusterSource:
         if self.config.audit_log:
             assert index is not None
             tailer = AuditTailer(open_log(self.db_path), self.config.audit_log, resolve=self._resolve_audited,
-                                 index=index, origin=self.origin, hold=HOLD)
+                                 index=index, origin=self.origin, hold=HOLD, stale=HOLD if webhook else None)
             feeds.append(tailer)
         if webhook and self.config.audit_webhook is not None:
             assert index is not None
