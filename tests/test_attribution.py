@@ -133,3 +133,33 @@ def test_a_fingerprint_ignores_what_changes_without_a_change() -> None:
     assert fingerprint(obj, noisy=False) != fingerprint(later, noisy=False)  # status counts for other kinds
     moved = {**obj, "metadata": {**obj["metadata"], "labels": {"a": "b"}}}  # type: ignore[dict-item]
     assert fingerprint(obj, noisy=True) != fingerprint(moved, noisy=True)
+
+
+def made(n: int, user: str, rv: str, received: datetime, done: datetime) -> AuditRecord:
+    return AuditRecord(f"id-{n}", KEY, "patch", user, rv, done, received=received)
+
+
+def test_a_write_that_changed_nothing_is_not_taken_for_the_change_its_response_names() -> None:
+    """A write that changes nothing answers with the resourceVersion there already: bob's
+    no-op patch after alice's change carries her version, and must not take her change."""
+    index = AuditIndex()
+    alice = made(1, "alice", "10", T, T + timedelta(milliseconds=5))
+    bob = made(2, "bob", "10", T + timedelta(seconds=3), T + timedelta(seconds=3, milliseconds=4))
+    index.add(alice)
+    index.add(bob)
+    assert index.find(KEY, "10", deleted=False, at=T).record == alice
+    assert index.writes_between(KEY, "9", "10") == [alice]  # bob's wrote nothing: no second writer of it
+
+
+def test_writes_at_the_same_time_carrying_one_version_name_nobody() -> None:
+    """bob's request was received before alice's completed: either may have made version
+    10 (the other changing nothing), so neither is named."""
+    index = AuditIndex()
+    index.add(made(1, "alice", "10", T, T + timedelta(milliseconds=50)))
+    index.add(made(2, "bob", "10", T + timedelta(milliseconds=20), T + timedelta(milliseconds=60)))
+    found = index.find(KEY, "10", deleted=False, at=T)
+    assert (found.record, found.candidates) == (None, ("alice", "bob"))
+    old = AuditIndex()  # records kept before the time a request was received was: none can be told apart
+    old.add(rec(1, "update", "alice", rv="10"))
+    old.add(rec(2, "patch", "bob", rv="10", at=T + timedelta(seconds=3)))
+    assert old.find(KEY, "10", deleted=False, at=T).candidates == ("alice", "bob")

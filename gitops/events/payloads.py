@@ -122,6 +122,9 @@ class AuditPayload(_Frozen):
     resource_version: str | None = None
     api_version: str | None = None
     uid: str | None = None  # of the object, where the record says it (a delete is joined by it)
+    # when the API server received the request (the event's effective_at is when it completed);
+    # absent in records kept before it was
+    received_at: datetime | None = None
 
 
 class ClusterObservedPayload(_Manifest):

@@ -35,6 +35,7 @@ class AuditRecord:
     uid: str | None = None  # of the object, where the record says it (objectRef, response, Status details)
     user_agent: str | None = None
     via: str | None = None  # the user that authenticated, when it acted as ``user`` (kubectl --as)
+    received: datetime | None = None  # requestReceivedTimestamp: ``at`` is when the request completed
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,10 @@ class AuditIndex:
     """Recent write requests, for joining each change the watch sees to the request that
     made it. Evidence, strongest first, and nothing weaker:
 
-    1. the change's resourceVersion is the one the request's response carried;
+    1. the change's resourceVersion is the one the request's response carried (a write that
+       changed nothing answers with the version there already: a request received after
+       another one carrying that version had completed did not make it; when more than one
+       may have, nobody is named);
     2. for a delete, the request's object uid (its response or Status details) is the uid
        of the object deleted;
     3. for a record with neither (audit level ``Metadata``, as policies set for Secrets): a
@@ -86,7 +90,7 @@ class AuditIndex:
     bounded: the oldest records go first beyond ``capacity``."""
 
     def __init__(self, capacity: int = 100_000, *, window: timedelta = JOIN_WINDOW) -> None:
-        self._by_rv: OrderedDict[tuple[str, str], AuditRecord] = OrderedDict()
+        self._by_rv: OrderedDict[tuple[str, str], list[AuditRecord]] = OrderedDict()  # in the order read
         self._rvs: dict[str, set[str]] = {}  # key -> the resourceVersions in _by_rv of it
         self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()  # records without a resourceVersion
         self._size = 0
@@ -104,7 +108,7 @@ class AuditIndex:
             while len(self._ids) > 2 * self._capacity:
                 self._ids.popitem(last=False)
             if rec.resource_version and rec.verb not in DELETE_VERBS:
-                self._by_rv[(rec.key, rec.resource_version)] = rec
+                self._by_rv.setdefault((rec.key, rec.resource_version), []).append(rec)
                 self._rvs.setdefault(rec.key, set()).add(rec.resource_version)
                 while len(self._by_rv) > self._capacity:
                     (key, rv), _ = self._by_rv.popitem(last=False)
@@ -128,7 +132,8 @@ class AuditIndex:
         the change was seen; without it only the resourceVersion and the uid count."""
         with self._cond:
             if resource_version and not deleted and (key, resource_version) in self._by_rv:
-                return Join(self._by_rv[(key, resource_version)])
+                makers = _makers(self._by_rv[(key, resource_version)])
+                return Join(makers[0]) if len(makers) == 1 else Join(None, _users(makers))
             verbs = DELETE_VERBS if deleted else WRITE_VERBS - DELETE_VERBS
             pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and r.audit_id not in self._used]
             if uid is not None:
@@ -154,8 +159,8 @@ class AuditIndex:
             return []
         low, high = int(after), int(upto)
         with self._cond:
-            return sorted((self._by_rv[(key, rv)] for rv in self._rvs.get(key, ()) if rv.isdigit()
-                           and low < int(rv) <= high), key=lambda r: int(r.resource_version or 0))
+            return sorted((r for rv in self._rvs.get(key, ()) if rv.isdigit() and low < int(rv) <= high
+                           for r in _makers(self._by_rv[(key, rv)])), key=lambda r: int(r.resource_version or 0))
 
     def _take(self, rec: AuditRecord) -> Join:
         self._used[rec.audit_id] = None
@@ -166,6 +171,16 @@ class AuditIndex:
     def wait(self, timeout: float) -> None:
         with self._cond:
             self._cond.wait(timeout)
+
+
+def _makers(records: list[AuditRecord]) -> list[AuditRecord]:
+    """Of the requests whose responses carried one resourceVersion, those that may have made
+    it: not one received after another of them had completed (that request found the
+    version there already, and changed nothing). Without the time a request was received
+    (records before it was kept), it may have."""
+    if len(records) == 1:
+        return records
+    return [r for r in records if r.received is None or not any(r.received > o.at for o in records if o is not r)]
 
 
 def _users(records: list[AuditRecord]) -> tuple[str, ...]:
