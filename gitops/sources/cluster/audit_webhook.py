@@ -31,25 +31,20 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gitops.events.models import (
-    AnyEvent,
-    AuditPayload,
-    AuditRecorded,
-    EventSource,
-    SourceErrorEvent,
-    SourceErrorPayload,
-    event_id,
-)
+from gitops.events.models import AnyEvent, AuditRecorded, EventSource, SourceErrorEvent, SourceErrorPayload, event_id
 from gitops.model.errors import ConfigError, GitOpsError
 from gitops.model.times import utc_now
 from gitops.sources.cluster.audit import AuditIndex
 from gitops.sources.cluster.audit_records import AuditReader, Malformed, record_of
 from gitops.sources.cluster.config import AuditWebhookSettings
 from gitops.store import EventLog, open_log
+
+if TYPE_CHECKING:
+    from gitops.events.payloads import AuditPayload
 
 __all__ = ["AuditWebhook", "LogAuditFeed", "RequestCallback"]
 
