@@ -208,3 +208,14 @@ def grant(cluster: Cluster, namespace: str, *users: str) -> None:
                 f"--user={user}")
         wait_until(lambda u=user: kubectl(cluster, u, "-n", namespace, "auth", "can-i", "create", "configmaps",
                                           check=False).stdout.strip() == "yes", what=f"{user}'s rights")
+
+
+def audit_records(cluster: Cluster, containing: str) -> list[dict[str, Any]]:
+    """The completed requests of the API server's audit log whose line holds ``containing``
+    (a namespace, say), its rotated files included: the local API server rotates it every
+    100 MB, so a test's records may have moved to one."""
+    assert cluster.audit_log is not None
+    log = cluster.audit_log
+    files = [*sorted(log.parent.glob(f"{log.stem}-*{log.suffix}")), log]
+    return [r for f in files if f.exists() for line in f.read_text().splitlines() if containing in line
+            for r in [json.loads(line)] if r.get("stage") == "ResponseComplete"]

@@ -163,3 +163,14 @@ def test_writes_at_the_same_time_carrying_one_version_name_nobody() -> None:
     old.add(rec(1, "update", "alice", rv="10"))
     old.add(rec(2, "patch", "bob", rv="10", at=T + timedelta(seconds=3)))
     assert old.find(KEY, "10", deleted=False, at=T).candidates == ("alice", "bob")
+
+
+def test_a_refused_request_joins_no_change() -> None:
+    index = AuditIndex()  # Metadata level (a Secret): joined by time alone
+    index.add(AuditRecord("id-1", "Secret/shop/s", "patch", "bob", None, T, code=403))
+    index.add(AuditRecord("id-2", "Secret/shop/s", "patch", "alice", None, T + timedelta(milliseconds=300), code=200))
+    found = index.find("Secret/shop/s", None, deleted=False, at=T + timedelta(milliseconds=310))
+    assert found.record is not None and found.record.user == "alice"
+    index.add(AuditRecord("id-3", "Secret/shop/s", "delete", "bob", None, T + timedelta(seconds=9), code=403))
+    gone = index.find("Secret/shop/s", None, deleted=True, at=T + timedelta(seconds=9, milliseconds=5))
+    assert (gone.record, gone.candidates) == (None, ())  # bob tried, and did not delete it

@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pykube
 import pytest
 
 from gitops.events import Attribution, ClusterDeleted, ClusterObserved
 from gitops.sources.cluster import ClusterSourceConfig
 from gitops.store import EventLog
-from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
-from tests.test_cluster_source import history, running, source_config
+from tests.cluster_fixtures import Cluster, audit_records, grant, kubectl, wait_until
+from tests.gitrepo import configmap
+from tests.test_cluster_source import history, last, running, source_config
 
 pytestmark = pytest.mark.cluster
 
@@ -241,3 +243,71 @@ def test_a_version_seen_late_that_holds_two_users_writes_names_neither(cluster: 
     kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "x", "-p", '{"data":{"k":"3"}}')
     single = one_pass()
     assert (single.actor, single.payload.attribution) == ("alice", Attribution.AUDIT)
+
+
+def test_a_record_no_change_took_is_written_as_an_audit_event_when_the_source_stops(
+    cluster: Cluster, admin_api: Any, namespace: str, db_path: Path,
+) -> None:
+    """alice's patch that changes nothing makes no watch event: her request is still
+    evidence, and must not be lost with the records held for changes to keep."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice")
+    created = pykube.ConfigMap(admin_api, configmap("shared", namespace, k="same"))
+    created.create()
+    before = created.obj["metadata"]["resourceVersion"]
+    key = f"ConfigMap/{namespace}/shared"
+    with running(db_path, source_config(cluster)):
+        noop = kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "shared", "--type=merge",
+                       "-p", '{"data": {"k": "same"}}', "-o", "jsonpath={.metadata.resourceVersion}").stdout
+        assert noop == before  # nothing changed: no new version, no watch event
+        rv = kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "shared", "--type=merge",
+                     "-p", '{"data": {"k": "new"}}', "-o", "jsonpath={.metadata.resourceVersion}").stdout
+        # her second request's record is read after the first's (the file's order)
+        wait_until(lambda: (e := last(db_path, key)) is not None and e.revision == rv, what="alice's change")
+    hers = [r for r in audit_records(cluster, namespace) if r.get("verb") == "patch"
+            and r["user"]["username"] == "alice" and r["objectRef"].get("namespace") == namespace]
+    by_rv = {r["responseObject"]["metadata"]["resourceVersion"]: r["auditID"] for r in hers}
+    assert set(by_rv) == {before, rv}
+    changed = last(db_path, key)
+    assert changed.payload.audit is not None and changed.payload.audit.audit_id == by_rv[rv]
+    with EventLog(db_path) as log:
+        alone = [r.event.payload.audit_id  # type: ignore[union-attr]
+                 for r in log.read(types=["audit"], resource=key)]
+        first = next(iter(log.read(resource=key, types=["cluster.observed"])))
+    assert alone == [by_rv[before]]  # her patch that changed nothing: on its own
+    assert (first.event.revision, first.event.actor) == (before, "admin")  # created by admin, not by her no-op
+
+
+def test_a_refused_request_is_no_evidence_of_who_made_the_change_beside_it(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """bob, without rights, tries to change the Secret a moment before alice changes it:
+    his request was refused (403) and changed nothing, so it cannot make alice's change
+    ambiguous (Secrets are audited without bodies: joined by time), and it is kept as an
+    audit event, the evidence that he tried."""
+    grant(cluster, namespace, "alice")
+    kubectl(cluster, "admin", "-n", namespace, "create", "role", "secret-reader", "--verb=get", "--resource=secrets")
+    kubectl(cluster, "admin", "-n", namespace, "create", "rolebinding", "bob-reads", "--role=secret-reader",
+            "--user=bob")
+    key = f"Secret/{namespace}/creds"
+    with running(db_path, source_config(cluster)):
+        kubectl(cluster, "alice", "-n", namespace, "create", "secret", "generic", "creds", "--from-literal=p=q")
+        wait_until(lambda: events(db_path, key), what="the Secret")
+        wait_until(lambda: kubectl(cluster, "bob", "-n", namespace, "get", "secret", "creds", check=False).returncode
+                   == 0, what="bob's right to read it (kubectl patch reads first)")
+        refused = kubectl(cluster, "bob", "-n", namespace, "patch", "secret", "creds", "--type=merge",
+                          "-p", '{"stringData": {"p": "bob"}}', check=False)
+        assert refused.returncode != 0 and "cannot patch" in refused.stderr
+        kubectl(cluster, "alice", "-n", namespace, "patch", "secret", "creds", "--type=merge",
+                "-p", '{"stringData": {"p": "alice"}}')
+        wait_until(lambda: len(events(db_path, key)) == 2, what="alice's change")
+    records = [r for r in audit_records(cluster, namespace)
+               if r.get("objectRef", {}).get("namespace") == namespace and r["objectRef"].get("name") == "creds"]
+    (bobs,) = [r for r in records if r["user"]["username"] == "bob"]
+    assert bobs["responseStatus"]["code"] == 403
+    changed = events(db_path, key)[-1]
+    assert (changed.actor, changed.payload.attribution, changed.payload.candidates) == ("alice", Attribution.AUDIT, [])
+    with EventLog(db_path) as log:
+        tried = [r.event.payload for r in log.read(types=["audit"], resource=key)]
+    assert [(p.user, p.response_code, p.audit_id)  # type: ignore[union-attr]
+            for p in tried] == [("bob", 403, bobs["auditID"])]

@@ -36,6 +36,7 @@ class AuditRecord:
     user_agent: str | None = None
     via: str | None = None  # the user that authenticated, when it acted as ``user`` (kubectl --as)
     received: datetime | None = None  # requestReceivedTimestamp: ``at`` is when the request completed
+    code: int | None = None  # the response's HTTP status
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class AuditIndex:
         self._cond = threading.Condition()
 
     def add(self, rec: AuditRecord) -> None:
+        if rec.code is not None and rec.code >= 400:  # refused or failed: it changed nothing (its event says it tried)
+            return
         with self._cond:
             if rec.audit_id in self._ids:  # the same request again (two feeds, a retried webhook batch)
                 return

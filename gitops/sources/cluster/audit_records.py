@@ -112,15 +112,16 @@ class AuditReader:
         acting = rec.impersonatedUser if rec.impersonatedUser is not None and rec.impersonatedUser.username else None
         user = acting.username if acting is not None else rec.user.username
         via = rec.user.username if acting is not None else None
+        code = rec.responseStatus.code if rec.responseStatus else None
         record = AuditRecord(rec.auditID, key, rec.verb, user, rv, at, uid, rec.userAgent, via,
-                             rec.requestReceivedTimestamp)
+                             rec.requestReceivedTimestamp, code)
         event = AuditRecorded(
             id=event_id("audit", self.origin, rec.auditID), source=EventSource.AUDIT, resource=key,
             actor=record.user, effective_at=at, revision=rv,
             payload=AuditPayload(
                 origin=self.origin, audit_id=rec.auditID, verb=rec.verb, user=record.user, via=via,
                 groups=(acting or rec.user).groups, user_agent=rec.userAgent, source_ips=rec.sourceIPs,
-                request_uri=rec.requestURI, response_code=rec.responseStatus.code if rec.responseStatus else None,
+                request_uri=rec.requestURI, response_code=code,
                 resource_version=rv, api_version=ref.apiVersion, uid=uid, received_at=rec.requestReceivedTimestamp,
             ),
         )
@@ -131,4 +132,4 @@ def record_of(event: AuditRecorded) -> AuditRecord:
     """The record an ``audit`` event the log holds stands for (what the join needs of it)."""
     p = event.payload
     return AuditRecord(p.audit_id, event.resource or "", p.verb, p.user, p.resource_version, event.effective_at,
-                       p.uid, p.user_agent, p.via, p.received_at)
+                       p.uid, p.user_agent, p.via, p.received_at, p.response_code)
