@@ -311,3 +311,29 @@ def test_a_refused_request_is_no_evidence_of_who_made_the_change_beside_it(
         tried = [r.event.payload for r in log.read(types=["audit"], resource=key)]
     assert [(p.user, p.response_code, p.audit_id)  # type: ignore[union-attr]
             for p in tried] == [("bob", 403, bobs["auditID"])]
+
+
+def test_a_dry_run_is_no_evidence_of_who_made_the_change(cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """bob's server-side dry runs (a delete, an edit) change nothing: alice's real delete of
+    the same object, joined by its uid, is hers alone, and so is her edit."""
+    grant(cluster, namespace, "alice", "bob")
+    key = f"ConfigMap/{namespace}/x"
+    with running(db_path, source_config(cluster)):
+        kubectl(cluster, "alice", "-n", namespace, "create", "configmap", "x", "--from-literal=k=1")
+        wait_until(lambda: events(db_path, key), what="the ConfigMap")
+        kubectl(cluster, "bob", "-n", namespace, "patch", "configmap", "x", "--type=merge", "--dry-run=server",
+                "-p", '{"data": {"k": "bob"}}')
+        kubectl(cluster, "bob", "-n", namespace, "delete", "configmap", "x", "--dry-run=server")
+        kubectl(cluster, "alice", "-n", namespace, "delete", "configmap", "x")
+        wait_until(lambda: any(isinstance(e, ClusterDeleted) for e in events(db_path, key)), what="the delete")
+    bobs = [r for r in audit_records(cluster, namespace)
+            if r["user"]["username"] == "bob" and r["objectRef"].get("resource") == "configmaps"]
+    assert {r["verb"] for r in bobs} == {"patch", "delete"}  # as dry runs: in the query, or in DeleteOptions
+    assert all("dryRun=All" in r["requestURI"] or r["requestObject"].get("dryRun") == ["All"] for r in bobs)
+    made, gone = events(db_path, key)
+    assert (made.actor, gone.actor) == ("alice", "alice")
+    assert (gone.payload.attribution, gone.payload.candidates) == (Attribution.AUDIT, [])
+    with EventLog(db_path) as log:
+        tried = sorted((r.event.payload.verb, r.event.payload.dry_run)  # type: ignore[union-attr]
+                       for r in log.read(types=["audit"], resource=key, actor="bob"))
+    assert tried == [("delete", True), ("patch", True)]  # kept, as what they were

@@ -125,6 +125,7 @@ class AuditPayload(_Frozen):
     # when the API server received the request (the event's effective_at is when it completed);
     # absent in records kept before it was
     received_at: datetime | None = None
+    dry_run: bool = False  # a server-side dry run (dryRun in its query or its DeleteOptions): nothing was written
 
 
 class ClusterObservedPayload(_Manifest):

@@ -37,6 +37,7 @@ class AuditRecord:
     via: str | None = None  # the user that authenticated, when it acted as ``user`` (kubectl --as)
     received: datetime | None = None  # requestReceivedTimestamp: ``at`` is when the request completed
     code: int | None = None  # the response's HTTP status
+    dry_run: bool = False  # a server-side dry run: nothing was written
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class AuditIndex:
         self._cond = threading.Condition()
 
     def add(self, rec: AuditRecord) -> None:
-        if rec.code is not None and rec.code >= 400:  # refused or failed: it changed nothing (its event says it tried)
+        if rec.dry_run or (rec.code is not None and rec.code >= 400):  # it changed nothing (its event says what it was)
             return
         with self._cond:
             if rec.audit_id in self._ids:  # the same request again (two feeds, a retried webhook batch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -113,23 +114,33 @@ class AuditReader:
         user = acting.username if acting is not None else rec.user.username
         via = rec.user.username if acting is not None else None
         code = rec.responseStatus.code if rec.responseStatus else None
+        dry_run = _dry_run(rec.requestURI, raw.get("requestObject"))
         record = AuditRecord(rec.auditID, key, rec.verb, user, rv, at, uid, rec.userAgent, via,
-                             rec.requestReceivedTimestamp, code)
+                             rec.requestReceivedTimestamp, code, dry_run)
         event = AuditRecorded(
             id=event_id("audit", self.origin, rec.auditID), source=EventSource.AUDIT, resource=key,
             actor=record.user, effective_at=at, revision=rv,
             payload=AuditPayload(
                 origin=self.origin, audit_id=rec.auditID, verb=rec.verb, user=record.user, via=via,
                 groups=(acting or rec.user).groups, user_agent=rec.userAgent, source_ips=rec.sourceIPs,
-                request_uri=rec.requestURI, response_code=code,
+                request_uri=rec.requestURI, response_code=code, dry_run=dry_run,
                 resource_version=rv, api_version=ref.apiVersion, uid=uid, received_at=rec.requestReceivedTimestamp,
             ),
         )
         return record, event
 
 
+def _dry_run(uri: str, body: object) -> bool:
+    """Whether a request was a server-side dry run: ``dryRun`` in its query (kubectl's
+    patch, apply, create) or in its DeleteOptions body (kubectl's delete). Only that field
+    of a body is read."""
+    if any(parse_qs(urlsplit(uri).query).get("dryRun", [])):
+        return True
+    return isinstance(body, dict) and body.get("kind") == "DeleteOptions" and bool(body.get("dryRun"))
+
+
 def record_of(event: AuditRecorded) -> AuditRecord:
     """The record an ``audit`` event the log holds stands for (what the join needs of it)."""
     p = event.payload
     return AuditRecord(p.audit_id, event.resource or "", p.verb, p.user, p.resource_version, event.effective_at,
-                       p.uid, p.user_agent, p.via, p.received_at, p.response_code)
+                       p.uid, p.user_agent, p.via, p.received_at, p.response_code, p.dry_run)
