@@ -212,6 +212,7 @@ def test_a_record_is_kept_in_the_event_of_its_change_and_written_alone_when_none
     assert observed(db_path, 3).payload.audit is None  # written before: the writer's second event was not new
     assert t.flush() == 2
     assert audit_ids(db_path) == ["id-2", "id-3"]  # nobody's change, and bob's that no event kept
+    assert t.records == 3  # read: one kept in its change, two written on their own (what `ingest` reports)
     t.stop()
     again = holding(db_path, path, AuditIndex())  # a restart: the checkpoint passed them all
     assert again.catch_up() == 0 and again.flush() == 0

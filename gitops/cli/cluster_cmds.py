@@ -109,7 +109,7 @@ def ingest_cluster(ctx: Context, kubeconfig: str | None, context: str | None, cl
     unserved = f"; not served: {', '.join(summary.unserved)}" if summary.unserved else ""
     forbidden = f"; refused: {', '.join(summary.forbidden)}" if summary.forbidden else ""
     click.echo(f"{source.origin}: {summary.kinds} kinds listed, {summary.events} events appended, "
-               f"{summary.audit_events} audit records{unserved}{forbidden}")
+               f"{summary.audit_events} audit records read{unserved}{forbidden}")
     if summary.kinds and len(summary.forbidden) == summary.kinds:
         raise SourceError(f"the Kubernetes API at {source.client.server} refused to list every kind: check the "
                           "credentials' RBAC rights")

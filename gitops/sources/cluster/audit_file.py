@@ -88,6 +88,7 @@ class AuditTailer:
         self._stopped = threading.Event()
         self._watch: FileWatch | None = None
         self.malformed = 0  # records skipped because they could not be read
+        self.records = 0  # completed write requests read: kept in changes' events, or written on their own
         self.chunk_bytes = chunk_bytes
         self.hold = hold
         self.stale = stale  # records made more than this many seconds before they are read are not held
@@ -234,6 +235,7 @@ class AuditTailer:
             out: list[AuditRecorded | SourceErrorEvent] = []
             for line in lines:
                 ev = self._event(line, offset)
+                self.records += isinstance(ev, AuditRecorded)
                 if isinstance(ev, AuditRecorded) and (self.stale is None or
                                                       (wall - ev.effective_at).total_seconds() <= self.stale):
                     self._held.setdefault(ev.payload.audit_id, _Held(ev, offset, now))  # read twice: its first place

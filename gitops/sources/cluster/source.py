@@ -42,7 +42,7 @@ __all__ = ["ClusterSource", "PassSummary", "check_audit_log", "discovery_scope",
 class PassSummary:
     kinds: int = 0
     events: int = 0
-    audit_events: int = 0
+    audit_events: int = 0  # records read: kept in the changes they explain, or written as audit events
     unserved: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()  # kinds the server refused to list
 
@@ -201,8 +201,8 @@ class ClusterSource:
 
     def _prepare(self, log: EventLog, *, webhook: bool = False
                  ) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
-        """The watchers, their writer and the audit records' feeds; with ``webhook`` (a
-        service), the webhook's records in the log are read too, and old ones of the file not held."""
+        """The watchers, their writer and the audit records' feeds; with ``webhook`` (a service),
+        the webhook's records in the log are read too, and old ones of the file not held."""
         # a discovery made moments ago (for the Git source's scope) serves: no second one at start
         kinds, problems = self.select(log, self._served or self._discover())
         self._keep_schemas(log)
@@ -263,7 +263,8 @@ class ClusterSource:
         """List every selected kind once and record what differs from the log."""
         with open_log(self.db_path) as log:
             watchers, writer, tailer, problems = self._prepare(log)
-            audit = tailer.catch_up() if tailer is not None else 0
+            if tailer is not None:
+                tailer.catch_up()
             forbidden = []
             for w in watchers:
                 try:
@@ -273,11 +274,11 @@ class ClusterSource:
                     forbidden.append(w.stream)
             writer.drain()
             if tailer is not None:
-                audit += tailer.flush()
+                tailer.flush()  # the records no change took
                 tailer.stop()
                 tailer.log.close()
-            return PassSummary(len(watchers), writer.appended, audit, tuple(p.kind for p in problems),
-                               tuple(forbidden))
+            return PassSummary(len(watchers), writer.appended, tailer.records if tailer is not None else 0,
+                               tuple(p.kind for p in problems), tuple(forbidden))
 
     # ------------------------------------------------------------------ following
 
