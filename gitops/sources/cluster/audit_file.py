@@ -7,12 +7,12 @@ cut while nothing read it is recorded as an evidence gap (``source.error audit-g
 
 With ``hold``, a record's event is held back that many seconds: the cluster writer folds
 the record of the change it joins into that change's event (``take``, then ``settle``
-once that event is written), so the log keeps one event per change instead of two. With
-``stale``, a record read more than that many seconds after it was made is written at
-once (a service's backlog at start: thousands of records coming due together would stall
-the writer, which waits for the tailer at each change). A
-record nobody took by then (a write the watch did not see, or saw too late) is written
-as its own ``audit`` event. The checkpoint never passes a record still held: after a
+once that event is written), so the log keeps one event per change instead of two. A
+record nobody took by then (a write the watch did not see, or saw too late, a refused
+request, a dry run) is written as its own ``audit`` event. With ``stale``, a record read
+more than that many seconds after it was made is written at once (a service's backlog at
+start: thousands of records coming due together would stall the writer, which waits for
+the tailer at each change). The checkpoint never passes a record still held: after a
 crash the file is read again from the first of them, and what was folded already comes
 back as an ``audit`` event (the same evidence twice, never none).
 """
