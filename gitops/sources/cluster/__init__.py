@@ -6,7 +6,8 @@ from gitops.model.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gitops.sources.cluster.config import ClusterSourceConfig
-    from gitops.sources.cluster.source import ClusterSource, PassSummary, discovery_scope
+    from gitops.sources.cluster.kinds import discovery_scope
+    from gitops.sources.cluster.source import ClusterSource, PassSummary
 
 __all__ = ["ClusterSource", "ClusterSourceConfig", "PassSummary", "discovery_scope"]
 
@@ -14,5 +15,5 @@ __getattr__ = lazy_exports(__name__, {
     "ClusterSourceConfig": ".config",
     "ClusterSource": ".source",
     "PassSummary": ".source",
-    "discovery_scope": ".source",
+    "discovery_scope": ".kinds",
 })

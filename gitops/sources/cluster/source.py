@@ -19,7 +19,7 @@ from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.errors import ConfigError
 from gitops.model.keys import canonical_group, parse_key
 from gitops.model.schema import KindSchemas
-from gitops.model.scope import Scope, builtin_scope
+from gitops.model.scope import Scope
 from gitops.model.times import utc_now
 from gitops.sources.cluster.api import AccessDenied, KindInfo
 from gitops.sources.cluster.attribution import fingerprint, managers
@@ -29,13 +29,14 @@ from gitops.sources.cluster.audit_records import AuditReader
 from gitops.sources.cluster.audit_webhook import AuditWebhook, LogAuditFeed, RequestCallback
 from gitops.sources.cluster.client import ClusterClient
 from gitops.sources.cluster.config import ClusterSourceConfig
+from gitops.sources.cluster.kinds import resolve_kind, served_scope
 from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, stream_name
 from gitops.sources.cluster.writer import Writer
 from gitops.store import EventLog, open_log
 from gitops.store.openapi import save_schemas
 
-__all__ = ["ClusterSource", "PassSummary", "check_audit_log", "discovery_scope", "resolve_kind"]
+__all__ = ["ClusterSource", "PassSummary", "check_audit_log"]
 
 
 @dataclass
@@ -45,49 +46,6 @@ class PassSummary:
     audit_events: int = 0  # records read: kept in the changes they explain, or written as audit events
     unserved: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()  # kinds the server refused to list
-
-
-def discovery_scope(config: ClusterSourceConfig) -> Scope:
-    """The cluster's own answer to "is this kind namespaced?", for the Git source; kinds it
-    does not serve (a CRD not yet installed) fall back to the built-in table."""
-    served = ClusterClient(config.kubeconfig, context=config.context).discover().kinds
-    return _scope(lambda: served)
-
-
-def _scope(served: Callable[[], dict[tuple[str, str], KindInfo]]) -> Scope:
-    """A Scope that asks ``served()`` (a discovery) first and the built-in table after."""
-
-    def scope(group: str, kind: str) -> bool:
-        info = served().get((group, kind))
-        return info.namespaced if info is not None else builtin_scope(group, kind)
-
-    return scope
-
-
-def _kind_id(text: str) -> tuple[str, str]:
-    kind, _, group = text.partition(".")
-    return group, kind
-
-
-def resolve_kind(text: str, served: dict[tuple[str, str], KindInfo]) -> tuple[str, str]:
-    """(group, Kind) for what a user typed: ``Kind[.group]`` as served, else a resource name
-    as kubectl takes it (``deployments.apps``, ``deploy``, ``configmap``) when exactly one
-    served kind answers to it. A name nothing answers to is returned as typed (the caller
-    records that the cluster does not serve it: a CRD may come later); one that several
-    kinds answer to is a ``ConfigError``."""
-    group, name = _kind_id(text)
-    if (group, name) in served:
-        return group, name
-    lowered = name.lower()
-    found = {(canonical_group(i.group, i.kind), i.kind): i for i in served.values()
-             if ("." not in text or i.group == group) and (lowered in i.names or lowered == i.kind.lower())}
-    if len(found) == 1:
-        info = next(iter(found.values()))
-        return info.group, info.kind
-    if len(found) > 1:
-        raise ConfigError(f"kind {text!r} is ambiguous: it may be {', '.join(sorted(i.name for i in found.values()))}; "
-                          "name one as Kind.group")
-    return group, name
 
 
 def check_audit_log(config: ClusterSourceConfig) -> None:
@@ -161,7 +119,7 @@ class ClusterSource:
         serve fall back to the built-in table."""
         if not self._served:
             self._discover()
-        return _scope(lambda: self._served)
+        return served_scope(lambda: self._served)
 
     def select(self, log: EventLog, served: dict[tuple[str, str], KindInfo]) -> tuple[list[KindInfo], list[Problem]]:
         wanted: set[tuple[str, str]] = {("", "Namespace")}
