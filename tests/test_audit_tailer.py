@@ -333,3 +333,27 @@ def test_a_service_does_not_hold_records_read_long_after_they_were_made(tmp_path
     assert audit_ids(db_path) == ["id-1"]
     assert t.take("id-1") is None and t.take("id-2") is not None
     assert t.log.checkpoint(t.checkpoint_name) == {"inode": path.stat().st_ino, "offset": len(line(1))}
+
+
+def test_a_deletecollection_is_written_at_once_one_event_per_object_it_deleted(tmp_path: Path,
+                                                                               db_path: Path) -> None:
+    """No one change keeps a request that deleted several objects: it is not held, and each
+    object's deletion finds it by its uid."""
+    path = tmp_path / "audit.log"
+    collection = json.loads(line(2, verb="deletecollection"))
+    collection["objectRef"].pop("name")
+    collection["responseObject"] = {"kind": "ConfigMapList", "metadata": {"resourceVersion": "2000"}, "items": [
+        {"metadata": {"name": n, "namespace": "shop", "uid": f"u-{n}"}, "data": {"password": "never-kept"}}
+        for n in ("a", "b")]}
+    path.write_text(line(1) + json.dumps(collection) + "\n")
+    index = AuditIndex()
+    t = holding(db_path, path, index)
+    assert t.catch_up() == 2 and audit_ids(db_path) == ["id-2", "id-2"]  # id-1 (one change's) is held
+    with EventLog(db_path) as log:
+        assert [r.event.resource for r in log.read(types=["audit"])] == ["ConfigMap/shop/a", "ConfigMap/shop/b"]
+    assert t.take("id-2") is None
+    for n in ("a", "b"):
+        join = index.find(f"ConfigMap/shop/{n}", None, deleted=True, uid=f"u-{n}")
+        assert join.record is not None and join.record.audit_id == "id-2"
+    assert t.records == 2  # two requests read
+    assert b"never-kept" not in db_path.read_bytes()

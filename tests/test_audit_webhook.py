@@ -209,6 +209,43 @@ def test_what_the_webhook_recorded_reaches_the_index_through_the_log(receiver: R
         assert other.catch_up() == 0  # another cluster's records are not this one's
 
 
+def collection_delete(n: int, *, user: str, deleted: dict[str, str] | None) -> dict[str, Any]:
+    """A deletecollection's record: its response lists the objects deleted (``deleted``: name ->
+    uid), or, refused, is a Status."""
+    rec = {**record(n, user=user, verb="deletecollection"), "requestURI": "/api/v1/namespaces/shop/configmaps",
+           "objectRef": {"resource": "configmaps", "namespace": "shop", "apiVersion": "v1"}}
+    if deleted is None:
+        return {**rec, "responseStatus": {"code": 403}, "responseObject": {"kind": "Status", "code": 403}}
+    return {**rec, "responseObject": {"kind": "ConfigMapList", "metadata": {"resourceVersion": "2000"}, "items": [
+        {"metadata": {"name": name, "namespace": "shop", "uid": uid, "resourceVersion": "1999"},
+         "data": {"password": "never-kept"}} for name, uid in deleted.items()]}}
+
+
+def test_a_deletecollection_joins_each_object_it_deleted_by_uid_through_the_log(receiver: Receiver,
+                                                                                 db_path: Path) -> None:
+    """One request, an audit event per object its response lists: each deletion is joined
+    by its uid, and once; a refused one names no object and is kept, joined to nothing."""
+    index = AuditIndex()
+    with EventLog(db_path) as log:
+        feed = LogAuditFeed(log, index, origin="cluster:test")
+        receiver.post(batch(collection_delete(1, user="alice", deleted={"a": "u-a", "b": "u-b"}),
+                            collection_delete(2, user="bob", deleted=None)))
+        assert feed.catch_up() == 3
+    events = audit_events(db_path)
+    assert [(e.payload.audit_id, e.actor, e.resource, e.payload.uid) for e in events] == [
+        ("id-1", "alice", "ConfigMap/shop/a", "u-a"), ("id-1", "alice", "ConfigMap/shop/b", "u-b"),
+        ("id-2", "bob", None, None)]
+    assert events[2].payload.response_code == 403
+    for name in ("a", "b"):
+        join = index.find(f"ConfigMap/shop/{name}", None, deleted=True, uid=f"u-{name}")
+        assert join.record is not None and (join.record.user, join.record.audit_id) == ("alice", "id-1")
+    assert index.find("ConfigMap/shop/a", None, deleted=True, uid="u-other").record is None
+    assert b"never-kept" not in db_path.read_bytes()
+    shown = gitops("log", "--type", "audit", "--actor", "bob", "-o", "csv", db=db_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "deletecollection /api/v1/namespaces/shop/configmaps -> 403" in shown.stdout  # which collection
+
+
 def test_settings_that_cannot_work_are_one_line(pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITOPS_AUDIT_WEBHOOK_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="must authenticate"):

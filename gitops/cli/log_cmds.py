@@ -66,8 +66,9 @@ def _detail(type_: str, p: dict[str, Any]) -> str:
         previous, settings = p.get("previous") or {}, p.get("settings") or {}
         changed = sorted(k for k in previous.keys() | settings.keys() if previous.get(k) != settings.get(k))
         return f"settings changed: {', '.join(changed)}; {str(p.get('commit'))[:12]} read again"
-    if type_ == "audit":
-        return f"{p.get('verb')} -> {p.get('response_code')}"
+    if type_ == "audit":  # a collection-wide request says which collection (its event may name no object)
+        what = f" {str(p.get('request_uri')).split('?')[0]}" if p.get("verb") == "deletecollection" else ""
+        return f"{p.get('verb')}{what} -> {p.get('response_code')}"
     if type_ == "cluster.observed":
         return f"{p.get('change')}, by {p.get('attribution') or 'unknown'}"
     if type_ == "cluster.deleted":

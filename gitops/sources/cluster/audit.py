@@ -81,8 +81,8 @@ class AuditIndex:
        changed nothing answers with the version there already: a request received after
        another one carrying that version had completed did not make it; when more than one
        may have, nobody is named);
-    2. for a delete, the request's object uid (its response or Status details) is the uid
-       of the object deleted;
+    2. for a delete, the request's object uid (its response or Status details, or the list
+       a ``deletecollection`` answers with) is the uid of the object deleted;
     3. for a record with neither (audit level ``Metadata``, as policies set for Secrets): a
        request of the right verb on that object within ``JOIN_WINDOW`` of the change, and
        only when exactly one such record is there and no other change took it.
@@ -96,8 +96,9 @@ class AuditIndex:
         self._rvs: dict[str, set[str]] = {}  # key -> the resourceVersions in _by_rv of it
         self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()  # records without a resourceVersion
         self._size = 0
-        self._used: OrderedDict[str, None] = OrderedDict()  # audit ids already joined by uid or time
-        self._ids: OrderedDict[str, None] = OrderedDict()  # audit ids held: a record that comes twice is kept once
+        # records by (audit id, object): a deletecollection is one request and a record per object
+        self._used: OrderedDict[tuple[str, str], None] = OrderedDict()  # records already joined by uid or time
+        self._ids: OrderedDict[tuple[str, str], None] = OrderedDict()  # records held: one that comes twice is kept once
         self._capacity = capacity
         self._window = window
         self._cond = threading.Condition()
@@ -106,9 +107,9 @@ class AuditIndex:
         if rec.dry_run or (rec.code is not None and rec.code >= 400):  # it changed nothing (its event says what it was)
             return
         with self._cond:
-            if rec.audit_id in self._ids:  # the same request again (two feeds, a retried webhook batch)
+            if (rec.audit_id, rec.key) in self._ids:  # the same request again (two feeds, a retried webhook batch)
                 return
-            self._ids[rec.audit_id] = None
+            self._ids[(rec.audit_id, rec.key)] = None
             while len(self._ids) > 2 * self._capacity:
                 self._ids.popitem(last=False)
             if rec.resource_version and rec.verb not in DELETE_VERBS:
@@ -139,7 +140,7 @@ class AuditIndex:
                 makers = _makers(self._by_rv[(key, resource_version)])
                 return Join(makers[0]) if len(makers) == 1 else Join(None, _users(makers))
             verbs = DELETE_VERBS if deleted else WRITE_VERBS - DELETE_VERBS
-            pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and r.audit_id not in self._used]
+            pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and (r.audit_id, key) not in self._used]
             if uid is not None:
                 same = [r for r in pool if r.uid == uid]
                 if len(same) == 1:
@@ -167,7 +168,7 @@ class AuditIndex:
                            for r in _makers(self._by_rv[(key, rv)])), key=lambda r: int(r.resource_version or 0))
 
     def _take(self, rec: AuditRecord) -> Join:
-        self._used[rec.audit_id] = None
+        self._used[(rec.audit_id, rec.key)] = None
         while len(self._used) > self._capacity:
             self._used.popitem(last=False)
         return Join(rec)

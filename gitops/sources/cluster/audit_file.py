@@ -234,13 +234,15 @@ class AuditTailer:
             now, wall = time.monotonic(), utc_now()
             out: list[AuditRecorded | SourceErrorEvent] = []
             for line in lines:
-                ev = self._event(line, offset)
-                self.records += isinstance(ev, AuditRecorded)
-                if isinstance(ev, AuditRecorded) and (self.stale is None or
-                                                      (wall - ev.effective_at).total_seconds() <= self.stale):
-                    self._held.setdefault(ev.payload.audit_id, _Held(ev, offset, now))  # read twice: its first place
-                elif ev is not None:  # an error, or a record of long ago (a backlog): its change is recorded already
-                    out.append(ev)
+                evs = self._events(line, offset)
+                self.records += isinstance(evs, list)
+                if isinstance(evs, list) and len(evs) == 1 and evs[0].resource and (
+                        self.stale is None or (wall - evs[0].effective_at).total_seconds() <= self.stale):
+                    # one change's record: held for that change to keep (read twice: its first place)
+                    self._held.setdefault(evs[0].payload.audit_id, _Held(evs[0], offset, now))
+                elif evs is not None:  # an error, a record of long ago (a backlog: its change is recorded
+                    # already), of no object, or of several (a deletecollection: no one change keeps it)
+                    out.extend(evs if isinstance(evs, list) else [evs])
                 offset += len(line) + 1
             if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
                 out.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
@@ -260,9 +262,10 @@ class AuditTailer:
                                        detail={"offset": str(offset)}),
         )
 
-    def _event(self, line: bytes, offset: int) -> AuditRecorded | SourceErrorEvent | None:
-        """The ``audit`` event of one line, None for a record of no interest (a read, an
-        unwatched kind), or a ``source.error`` for one that cannot be read."""
+    def _events(self, line: bytes, offset: int) -> list[AuditRecorded] | SourceErrorEvent | None:
+        """The ``audit`` events of one line (one for most requests, see ``AuditReader.read``),
+        None for a record of no interest (a read, an unwatched kind), or a ``source.error``
+        for one that cannot be read."""
         if not line.strip():
             return None
         try:
@@ -274,9 +277,10 @@ class AuditTailer:
             return None
         if isinstance(read, Malformed):
             return self._malformed(offset, read)
-        record, event = read
-        self.index.add(record)
-        return event
+        for record, _ in read:
+            if record is not None:
+                self.index.add(record)
+        return [event for _, event in read]
 
     # ------------------------------------------------------------------ following
 

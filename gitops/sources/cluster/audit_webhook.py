@@ -146,7 +146,7 @@ class AuditWebhook:
                 audit_id = item.get("auditID") if isinstance(item, dict) else None
                 events.append(self._malformed(str(audit_id or f"{digest}:{n}"), read))
             elif read is not None:
-                events.append(read[1])
+                events.extend(event for _, event in read)
         return events
 
     def _malformed(self, where: str, why: str) -> SourceErrorEvent:
@@ -272,7 +272,9 @@ class LogAuditFeed:
             for r in self.log.read(types=["audit"], since_seq=self._cursor):
                 self._cursor = r.seq
                 if isinstance(r.event, AuditRecorded) and r.event.payload.origin == self.origin:
-                    self.index.add(record_of(r.event))
+                    record = record_of(r.event)
+                    if record is not None:
+                        self.index.add(record)
                     n += 1
             return n
 

@@ -1,0 +1,97 @@
+"""Requests that name no object in their path, against the real local control plane with
+the real kubectl as ``alice`` and ``bob``: a ``deletecollection`` (what the namespace
+controller sends when a namespace goes, and ``kubectl delete --raw`` on a collection) and a
+create with ``generateName`` (how controllers make Pods and Jobs). Each claim is checked
+against the API server's own audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitops.events import Attribution, AuditRecorded, ClusterDeleted, ClusterObserved
+from gitops.store import EventLog
+from tests.cluster_fixtures import Cluster, audit_records, grant, kubectl, wait_until
+from tests.test_cluster_attribution import events
+from tests.test_cluster_source import running, source_config
+
+pytestmark = pytest.mark.cluster
+
+
+def audit_events(db: Path, audit_id: str) -> list[AuditRecorded]:
+    with EventLog(db) as log:
+        return [r.event for r in log.read(types=["audit"])
+                if isinstance(r.event, AuditRecorded) and r.event.payload.audit_id == audit_id]
+
+
+def test_each_object_a_deletecollection_deleted_is_credited_to_who_sent_it(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """alice deletes every ConfigMap of the namespace with one request: each deletion is
+    hers, joined by the uid her request's response listed, not unknown."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice", "bob")
+    names = ["one", "two", "three"]
+    with running(db_path, source_config(cluster)):
+        for name in names:
+            kubectl(cluster, "bob", "-n", namespace, "create", "configmap", name, "--from-literal=k=v")
+        wait_until(lambda: all(events(db_path, f"ConfigMap/{namespace}/{n}") for n in names), what="bob's ConfigMaps")
+        kubectl(cluster, "alice", "delete", "--raw", f"/api/v1/namespaces/{namespace}/configmaps")
+        wait_until(lambda: all(isinstance(events(db_path, f"ConfigMap/{namespace}/{n}")[-1], ClusterDeleted)
+                               for n in names), what="the deletions")
+    (request,) = [r for r in audit_records(cluster, namespace) if r["verb"] == "deletecollection"
+                  and r["objectRef"].get("resource") == "configmaps"]
+    assert (request["user"]["username"], request["responseStatus"]["code"]) == ("alice", 200)
+    listed = {i["metadata"]["name"]: i["metadata"]["uid"] for i in request["responseObject"]["items"]}
+    assert set(listed) >= set(names)
+    for name in names:
+        gone = events(db_path, f"ConfigMap/{namespace}/{name}")[-1]
+        assert isinstance(gone, ClusterDeleted)
+        assert (gone.actor, gone.payload.attribution, gone.payload.uid) == ("alice", Attribution.AUDIT, listed[name])
+        assert gone.payload.audit_id == request["auditID"]
+    kept = audit_events(db_path, request["auditID"])  # the request, once per object it deleted
+    assert sorted((e.resource, e.payload.uid) for e in kept) == sorted(
+        (f"ConfigMap/{namespace}/{n}", u) for n, u in listed.items())
+    assert {(e.actor, e.payload.verb) for e in kept} == {("alice", "deletecollection")}
+
+
+def test_a_refused_deletecollection_is_kept_as_evidence_that_bob_tried(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """bob, without rights, asks to delete every ConfigMap: refused, it names no object, and
+    it is still recorded (before, a request without an object name was dropped)."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    with running(db_path, source_config(cluster)):
+        refused = kubectl(cluster, "bob", "delete", "--raw", f"/api/v1/namespaces/{namespace}/configmaps", check=False)
+        assert refused.returncode != 0 and "forbidden" in refused.stderr
+        (request,) = wait_until(lambda: [r for r in audit_records(cluster, namespace)
+                                         if r["verb"] == "deletecollection"], what="the API server's record")
+        wait_until(lambda: audit_events(db_path, request["auditID"]), what="its audit event")
+    assert (request["user"]["username"], request["responseStatus"]["code"]) == ("bob", 403)
+    (kept,) = audit_events(db_path, request["auditID"])
+    assert (kept.resource, kept.actor, kept.payload.response_code) == (None, "bob", 403)
+    assert kept.payload.request_uri == f"/api/v1/namespaces/{namespace}/configmaps"
+
+
+def test_a_create_with_generate_name_is_credited_to_its_user_not_to_kubectl(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """The request has no name (the API server makes it up): its response has, and the
+    change is joined to alice's record by it and its resourceVersion."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice")
+    manifest = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n  namespace: {namespace}\n" \
+               "data:\n  k: v\n"
+    with running(db_path, source_config(cluster)):
+        name = kubectl(cluster, "alice", "create", "-f", "-", "-o", "jsonpath={.metadata.name}", stdin=manifest).stdout
+        assert name.startswith("gen-")
+        key = f"ConfigMap/{namespace}/{name}"
+        wait_until(lambda: events(db_path, key), what="the ConfigMap")
+    (request,) = [r for r in audit_records(cluster, namespace) if r["verb"] == "create"
+                  and r["objectRef"].get("resource") == "configmaps" and r["user"]["username"] == "alice"]
+    assert "name" not in request["objectRef"] and request["responseObject"]["metadata"]["name"] == name
+    (made,) = events(db_path, key)
+    assert isinstance(made, ClusterObserved)
+    assert (made.actor, made.payload.attribution) == ("alice", Attribution.AUDIT)  # not the manager kubectl-create
+    assert made.payload.audit is not None and made.payload.audit.audit_id == request["auditID"]
