@@ -7,12 +7,15 @@ against the API server's own audit log."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pykube
 import pytest
 
 from gitops.events import Attribution, AuditRecorded, ClusterDeleted, ClusterObserved
 from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, audit_records, grant, kubectl, wait_until
+from tests.gitrepo import configmap
 from tests.test_cluster_attribution import events
 from tests.test_cluster_source import running, source_config
 
@@ -95,3 +98,37 @@ def test_a_create_with_generate_name_is_credited_to_its_user_not_to_kubectl(
     assert isinstance(made, ClusterObserved)
     assert (made.actor, made.payload.attribution) == ("alice", Attribution.AUDIT)  # not the manager kubectl-create
     assert made.payload.audit is not None and made.payload.audit.audit_id == request["auditID"]
+
+
+def test_a_delete_held_by_a_finalizer_is_credited_to_who_asked_for_it(
+        cluster: Cluster, admin_api: Any, namespace: str, db_path: Path) -> None:
+    """alice deletes an object a finalizer holds: the API server marks it (deletionTimestamp,
+    a new resourceVersion, which her delete's response carries) and keeps it. That change is
+    hers, not unknown; when bob then removes the finalizer, the object goes, and the
+    deletion is still the one alice asked for."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice", "bob")
+    body = configmap("held", namespace, k="v")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    pykube.ConfigMap(admin_api, body).create()
+    key = f"ConfigMap/{namespace}/held"
+    with running(db_path, source_config(cluster)):
+        wait_until(lambda: events(db_path, key), what="the ConfigMap")
+        kubectl(cluster, "alice", "-n", namespace, "delete", "configmap", "held", "--wait=false")
+        wait_until(lambda: len(events(db_path, key)) == 2, what="the deletion asked for")
+        kubectl(cluster, "bob", "-n", namespace, "patch", "configmap", "held", "--type=merge",
+                "-p", '{"metadata": {"finalizers": null}}')
+        wait_until(lambda: isinstance(events(db_path, key)[-1], ClusterDeleted), what="the deletion")
+    (asked,) = [r for r in audit_records(cluster, namespace) if r["verb"] == "delete"
+                and r["objectRef"].get("name") == "held"]
+    assert asked["user"]["username"] == "alice"
+    marked_rv = asked["responseObject"]["metadata"]["resourceVersion"]
+    assert asked["responseObject"]["metadata"]["deletionTimestamp"]
+    _, marked, *_, gone = events(db_path, key)
+    assert isinstance(marked, ClusterObserved) and marked.revision == marked_rv
+    assert marked.payload.manifest["metadata"]["deletionTimestamp"]
+    assert (marked.actor, marked.payload.attribution) == ("alice", Attribution.AUDIT)
+    assert isinstance(gone, ClusterDeleted)
+    assert (gone.actor, gone.payload.attribution, gone.payload.audit_id) == ("alice", Attribution.AUDIT,
+                                                                             asked["auditID"])

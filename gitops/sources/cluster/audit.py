@@ -80,7 +80,8 @@ class AuditIndex:
     1. the change's resourceVersion is the one the request's response carried (a write that
        changed nothing answers with the version there already: a request received after
        another one carrying that version had completed did not make it; when more than one
-       may have, nobody is named);
+       may have, nobody is named; a delete that finalizers hold answers with the object
+       marked for deletion);
     2. for a delete, the request's object uid (its response or Status details, or the list
        a ``deletecollection`` answers with) is the uid of the object deleted;
     3. for a record with neither (audit level ``Metadata``, as policies set for Secrets): a
@@ -94,7 +95,8 @@ class AuditIndex:
     def __init__(self, capacity: int = 100_000, *, window: timedelta = JOIN_WINDOW) -> None:
         self._by_rv: OrderedDict[tuple[str, str], list[AuditRecord]] = OrderedDict()  # in the order read
         self._rvs: dict[str, set[str]] = {}  # key -> the resourceVersions in _by_rv of it
-        self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()  # records without a resourceVersion
+        # deletes (joined by uid), and records without a resourceVersion (joined by time)
+        self._by_key: OrderedDict[str, list[AuditRecord]] = OrderedDict()
         self._size = 0
         # records by (audit id, object): a deletecollection is one request and a record per object
         self._used: OrderedDict[tuple[str, str], None] = OrderedDict()  # records already joined by uid or time
@@ -112,7 +114,9 @@ class AuditIndex:
             self._ids[(rec.audit_id, rec.key)] = None
             while len(self._ids) > 2 * self._capacity:
                 self._ids.popitem(last=False)
-            if rec.resource_version and rec.verb not in DELETE_VERBS:
+            # a delete that finalizers hold answers with the object marked for deletion: that
+            # version is the delete's (by its resourceVersion), and so is the deletion (by its uid)
+            if rec.resource_version:
                 self._by_rv.setdefault((rec.key, rec.resource_version), []).append(rec)
                 self._rvs.setdefault(rec.key, set()).add(rec.resource_version)
                 while len(self._by_rv) > self._capacity:
@@ -122,7 +126,7 @@ class AuditIndex:
                         left.discard(rv)
                         if not left:
                             del self._rvs[key]
-            else:
+            if not rec.resource_version or rec.verb in DELETE_VERBS:
                 self._by_key.setdefault(rec.key, []).append(rec)
                 self._by_key.move_to_end(rec.key)
                 self._size += 1
