@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gitops.sources.cluster.attribution import candidates, managers, writer
-from gitops.sources.cluster.audit import AuditIndex, AuditRecord
+from gitops.sources.cluster.audit import AuditIndex, AuditRecord, field_manager
 
 T = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 KEY = "ConfigMap/shop/x"
@@ -174,3 +174,28 @@ def test_a_refused_request_joins_no_change() -> None:
     index.add(AuditRecord("id-3", "Secret/shop/s", "delete", "bob", None, T + timedelta(seconds=9), code=403))
     gone = index.find("Secret/shop/s", None, deleted=True, at=T + timedelta(seconds=9, milliseconds=5))
     assert (gone.record, gone.candidates) == (None, ())  # bob tried, and did not delete it
+
+
+def test_the_field_manager_a_request_wrote_as_is_the_api_servers_name_for_it() -> None:
+    assert field_manager("/api/v1/namespaces/a/configmaps/x?fieldManager=kubectl-patch&fieldValidation=Strict",
+                         "kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07") == "kubectl-patch"
+    agent = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19"  # no fieldManager: the agent's name
+    assert field_manager("/apis/apps/v1/namespaces/a/deployments/web/status", agent) == "kube-controller-manager"
+    assert field_manager("/api/v1/namespaces/a/configmaps/x", "x" * 200 + "/1.0") == "x" * 128
+    assert field_manager("/api/v1/namespaces/a/configmaps/x", None) is None
+
+
+def test_a_request_that_wrote_as_another_manager_than_the_change_shows_did_not_make_it() -> None:
+    """alice's no-op patch carries the version a controller made (whose request was not
+    audited): the object's moved entry is the controller's, so she is not named."""
+    index = AuditIndex()
+    uri = "/api/v1/namespaces/shop/configmaps/cm?fieldManager=kubectl-patch"
+    index.add(AuditRecord("id-1", KEY, "patch", "alice", "7", T, user_agent="kubectl/v1.32.4", request_uri=uri))
+    assert index.find(KEY, "7", deleted=False, manager="kube-controller-manager").record is None
+    assert index.find(KEY, "7", deleted=False, manager="kubectl-patch").record is not None  # hers
+    assert index.find(KEY, "7", deleted=False).record is not None  # the object cannot tell: as before
+    index.add(AuditRecord("id-2", "Secret/shop/s", "patch", "alice", None, T, user_agent="kubectl/v1.32.4",
+                          request_uri="/api/v1/namespaces/shop/secrets/s?fieldManager=kubectl-patch"))
+    near = T + timedelta(milliseconds=100)  # a Secret's record, joined by time: the same test
+    assert index.find("Secret/shop/s", None, deleted=False, at=near, manager="helm").record is None
+    assert index.find("Secret/shop/s", None, deleted=False, at=near, manager="kubectl-patch").record is not None

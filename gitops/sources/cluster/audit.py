@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from gitops.events.payloads import AuditPayload
 
-__all__ = ["AuditFeed", "AuditIndex", "AuditRecord", "Join"]
+__all__ = ["AuditFeed", "AuditIndex", "AuditRecord", "Join", "field_manager"]
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -38,6 +39,25 @@ class AuditRecord:
     received: datetime | None = None  # requestReceivedTimestamp: ``at`` is when the request completed
     code: int | None = None  # the response's HTTP status
     dry_run: bool = False  # a server-side dry run: nothing was written
+    request_uri: str | None = None
+
+    @property
+    def manager(self) -> str | None:
+        """The field manager the request wrote as (``field_manager``)."""
+        return field_manager(self.request_uri, self.user_agent)
+
+
+def field_manager(request_uri: str | None, user_agent: str | None) -> str | None:
+    """The field manager a write request wrote as, as the API server names it: its
+    ``fieldManager`` query parameter (kubectl sends one: ``kubectl-patch``), else its user
+    agent up to the first ``/``, printable characters only, at most 128; None when the
+    record says neither."""
+    given = parse_qs(urlsplit(request_uri or "").query).get("fieldManager")
+    if given and given[0]:
+        return given[0]
+    if user_agent is None:
+        return None
+    return "".join(c for c in user_agent.split("/", 1)[0] if c.isprintable())[:128] or None
 
 
 @dataclass(frozen=True)
@@ -136,15 +156,22 @@ class AuditIndex:
             self._cond.notify_all()
 
     def find(self, key: str, resource_version: str | None, *, deleted: bool, uid: str | None = None,
-             at: datetime | None = None) -> Join:
+             at: datetime | None = None, manager: str | None = None) -> Join:
         """The record of the change to ``key`` (see the class's docstring). ``at`` is when
-        the change was seen; without it only the resourceVersion and the uid count."""
+        the change was seen; without it only the resourceVersion and the uid count.
+        ``manager``: the field manager whose managedFields entry the change moved, when
+        the object says; a request that wrote as another manager did not make it."""
         with self._cond:
             if resource_version and not deleted and (key, resource_version) in self._by_rv:
-                makers = _makers(self._by_rv[(key, resource_version)])
-                return Join(makers[0]) if len(makers) == 1 else Join(None, _users(makers))
+                makers = _makers(_as(manager, self._by_rv[(key, resource_version)]))
+                if len(makers) == 1:
+                    return Join(makers[0])
+                if makers:
+                    return Join(None, _users(makers))
             verbs = DELETE_VERBS if deleted else WRITE_VERBS - DELETE_VERBS
             pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and (r.audit_id, key) not in self._used]
+            if not deleted:
+                pool = _as(manager, pool)
             if uid is not None:
                 same = [r for r in pool if r.uid == uid]
                 if len(same) == 1:
@@ -190,6 +217,13 @@ def _makers(records: list[AuditRecord]) -> list[AuditRecord]:
     if len(records) == 1:
         return records
     return [r for r in records if r.received is None or not any(r.received > o.at for o in records if o is not r)]
+
+
+def _as(manager: str | None, records: list[AuditRecord]) -> list[AuditRecord]:
+    """Of ``records``, those that may have written as ``manager`` (all when it is not known)."""
+    if manager is None:
+        return records
+    return [r for r in records if r.manager is None or r.manager == manager]
 
 
 def _users(records: list[AuditRecord]) -> tuple[str, ...]:

@@ -146,7 +146,7 @@ class AuditReader:
         dry_run = _dry_run(rec.requestURI, raw.get("requestObject"))
         record = None if key is None else AuditRecord(
             rec.auditID, key, rec.verb, user, rv, at, uid, rec.userAgent, via, rec.requestReceivedTimestamp, code,
-            dry_run)
+            dry_run, rec.requestURI)
         event = AuditRecorded(
             id=event_id("audit", self.origin, rec.auditID, *([key] if many and key else [])),
             source=EventSource.AUDIT, resource=key, actor=user, effective_at=at, revision=rv,
@@ -176,4 +176,5 @@ def record_of(event: AuditRecorded) -> AuditRecord | None:
     if not event.resource:
         return None
     return AuditRecord(p.audit_id, event.resource, p.verb, p.user, p.resource_version, event.effective_at,
-                       p.uid, p.user_agent, p.via, p.received_at, p.response_code, p.dry_run)
+                       p.uid, p.user_agent, p.via, p.received_at, p.response_code, p.dry_run,
+                       p.request_uri)

@@ -84,7 +84,9 @@ class Writer:
             users = sorted({w.user for w in writes})
             if len(users) > 1:  # one version holds the changes of several users: the last one made not all of it
                 return Join(None, tuple(users), squashed=True)
-        join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at)
+        # the field manager the object says made the change: a request that wrote as another did not
+        manager = c.writer[0] if c.writer is not None and not deleted else None
+        join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at, manager=manager)
         if join.record is None and not join.candidates and self.feeds and at is not None:
             deadline = c.observed_at.timestamp() + self.config.audit_wait + max(f.delay for f in self.feeds)
             while join.record is None and not join.candidates:
@@ -93,7 +95,8 @@ class Writer:
                     break
                 self.index.wait(min(0.02, remaining))
                 self._catch_up()
-                join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at)
+                join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at,
+                                       manager=manager)
         return join
 
     def _catch_up(self) -> None:
