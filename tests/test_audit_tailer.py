@@ -357,3 +357,19 @@ def test_a_deletecollection_is_written_at_once_one_event_per_object_it_deleted(t
         assert join.record is not None and join.record.audit_id == "id-2"
     assert t.records == 2  # two requests read
     assert b"never-kept" not in db_path.read_bytes()
+
+
+def test_a_record_no_change_can_take_is_written_at_once_not_held(tmp_path: Path, db_path: Path) -> None:
+    """A refused request and a dry run changed nothing: no change will keep them, so they
+    are not held back (an alert on refused requests sees them as they are read)."""
+    refused = json.loads(line(2, user="bob"))
+    refused["responseStatus"] = {"code": 403}
+    refused["responseObject"] = {"kind": "Status", "code": 403}
+    dry = json.loads(line(3))
+    dry["requestURI"] += "?dryRun=All"
+    path = tmp_path / "audit.log"
+    path.write_text(line(1) + json.dumps(refused) + "\n" + json.dumps(dry) + "\n")
+    t = holding(db_path, path, AuditIndex())
+    assert t.catch_up() == 2
+    assert audit_ids(db_path) == ["id-2", "id-3"]  # id-1, a write a change may keep, is held
+    assert t.take("id-1") is not None and t.take("id-2") is None

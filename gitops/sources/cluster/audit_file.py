@@ -8,8 +8,9 @@ cut while nothing read it is recorded as an evidence gap (``source.error audit-g
 With ``hold``, a record's event is held back that many seconds: the cluster writer folds
 the record of the change it joins into that change's event (``take``, then ``settle``
 once that event is written), so the log keeps one event per change instead of two. A
-record nobody took by then (a write the watch did not see, or saw too late, a refused
-request, a dry run) is written as its own ``audit`` event. With ``stale``, a record read
+record nobody took by then (a write the watch did not see, or saw too late) is written as
+its own ``audit`` event; so is, at once, one no change can take (a refused request, a dry
+run, one of no object or of several: a ``deletecollection``). With ``stale``, a record read
 more than that many seconds after it was made is written at once (a service's backlog at
 start: thousands of records coming due together would stall the writer, which waits for
 the tailer at each change). The checkpoint never passes a record still held: after a
@@ -64,6 +65,15 @@ class _Held:
     start: int  # where its line begins in the file: the checkpoint stays there while it is held
     read_at: float  # time.monotonic()
     taken: bool = False  # folded into a change's event not yet written
+
+
+def _joinable(event: AuditRecorded) -> bool:
+    """Whether a change may keep this record: one of an object, neither refused nor failed
+    (a status of 400 or more) nor a dry run, which changed nothing (``AuditIndex.add``).
+    The others are written at once, not held for nothing: an alert on refused requests
+    sees them as they are read."""
+    p = event.payload
+    return bool(event.resource) and not p.dry_run and (p.response_code is None or p.response_code < 400)
 
 
 class AuditTailer:
@@ -236,12 +246,12 @@ class AuditTailer:
             for line in lines:
                 evs = self._events(line, offset)
                 self.records += isinstance(evs, list)
-                if isinstance(evs, list) and len(evs) == 1 and evs[0].resource and (
+                if isinstance(evs, list) and len(evs) == 1 and _joinable(evs[0]) and (
                         self.stale is None or (wall - evs[0].effective_at).total_seconds() <= self.stale):
                     # one change's record: held for that change to keep (read twice: its first place)
                     self._held.setdefault(evs[0].payload.audit_id, _Held(evs[0], offset, now))
                 elif evs is not None:  # an error, a record of long ago (a backlog: its change is recorded
-                    # already), of no object, or of several (a deletecollection: no one change keeps it)
+                    # already), one no change can keep, or of several (a deletecollection)
                     out.extend(evs if isinstance(evs, list) else [evs])
                 offset += len(line) + 1
             if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
