@@ -230,6 +230,7 @@ def test_a_deletecollection_joins_each_object_it_deleted_by_uid_through_the_log(
         feed = LogAuditFeed(log, index, origin="cluster:test")
         receiver.post(batch(collection_delete(1, user="alice", deleted={"a": "u-a", "b": "u-b"}),
                             collection_delete(2, user="bob", deleted=None)))
+        assert receiver.answered == [(200, 2)]  # two records (requests), three events
         assert feed.catch_up() == 3
     events = audit_events(db_path)
     assert [(e.payload.audit_id, e.actor, e.resource, e.payload.uid) for e in events] == [

@@ -160,7 +160,8 @@ class AuditWebhook:
         """Append ``events`` in one transaction; returns the audit records that were new."""
         with self._log_lock:
             appended = self._log.append(events)
-        new = sum(1 for a in appended if isinstance(a.event, AuditRecorded))
+        # records, not events: a deletecollection is an event per object it deleted
+        new = len({a.event.payload.audit_id for a in appended if isinstance(a.event, AuditRecorded)})
         self.received += new
         return new
 
