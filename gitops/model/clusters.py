@@ -5,8 +5,6 @@ origin); these two functions go between the two."""
 
 from __future__ import annotations
 
-import functools
-
 __all__ = ["PREFIX", "cluster_name", "cluster_origin"]
 
 PREFIX = "cluster:"
@@ -17,7 +15,6 @@ def cluster_origin(name: str) -> str:
     return name if name.startswith(PREFIX) else PREFIX + name
 
 
-@functools.lru_cache(maxsize=1024)  # asked for each audit row: a few origins, over and over
 def cluster_name(origin: str | None) -> str:
     """How a cluster's origin is shown: its name ("" for no cluster)."""
     return origin.removeprefix(PREFIX) if origin and origin.startswith(PREFIX) else ""

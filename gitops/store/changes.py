@@ -15,7 +15,6 @@ an audit row none.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import starmap
 from typing import Any
 
 import orjson
@@ -43,7 +42,7 @@ def decode(type_: str, fields: str | None) -> tuple[FieldChange, ...]:
     sets or removes one; else nothing."""
     if fields is not None:
         try:
-            return tuple(starmap(FieldChange, orjson.loads(fields)))  # a row per audit row read: the fast form
+            return tuple(FieldChange(path, old, new) for path, old, new in orjson.loads(fields))
         except (ValueError, TypeError):  # not JSON (orjson's error is a ValueError), or not [[path, old, new], ...]
             raise CorruptDatabaseError(f"the change projection holds {fields[:60]!r}, not a list of changes: "
                                        "'gitops verify --projections' lists such rows, 'gitops init "
