@@ -247,6 +247,27 @@ def test_a_deletecollection_joins_each_object_it_deleted_by_uid_through_the_log(
     assert "deletecollection /api/v1/namespaces/shop/configmaps -> 403" in shown.stdout  # which collection
 
 
+def test_the_audit_timeline_says_what_each_request_asked_and_how_it_was_answered(receiver: Receiver,
+                                                                                 db_path: Path) -> None:
+    """bob's refused patches, twice on one object (the second stored packed, as a delta of
+    the first): each row of `gitops audit` says what he asked and the 403, not a blank."""
+    refused = [{**record(n, user="bob"), "auditID": f"id-{n}", "responseStatus": {"code": 403},
+                "userAgent": "kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07", "sourceIPs": ["10.0.0.7", "10.0.0.1"],
+                "objectRef": {"resource": "configmaps", "namespace": "shop", "name": "cm-1", "apiVersion": "v1"},
+                "requestURI": "/api/v1/namespaces/shop/configmaps/cm-1?fieldManager=kubectl-patch",
+                "responseObject": {"kind": "Status", "code": 403}} for n in (1, 2)]
+    assert receiver.post(batch(*refused)).status_code == 200
+    with sqlite3.connect(db_path) as c:
+        assert [p is not None for (p,) in c.execute("SELECT packed FROM events WHERE type = 'audit' ORDER BY seq")] \
+            == [False, True]
+    shown = gitops("audit", "--actor", "bob", "-o", "json", db=db_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    uri = refused[0]["requestURI"]
+    assert [(r["action"], r["resource"], r["how"], r["detail"]) for r in rows] == [
+        ("audit", "ConfigMap/shop/cm-1", "patch 403", uri)] * 2
+
+
 def test_settings_that_cannot_work_are_one_line(pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITOPS_AUDIT_WEBHOOK_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="must authenticate"):

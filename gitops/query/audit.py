@@ -16,6 +16,8 @@ from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
+import orjson
+
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.changes import SECRET_MASK, FieldChange
 from gitops.model.clusters import cluster_name
@@ -110,7 +112,18 @@ def audit_rows(log: EventLog, *, resource: str | None = None, kind: str | None =
             chunk = [_audit_row(r) for r in islice(rows, _CHUNK)]
         if not chunk:
             return
-        yield from chunk  # the caller's code runs with the collector on
+        yield from (_request(log, row) if row.action == "audit" else row for row in chunk)  # collector on
+
+
+def _request(log: EventLog, row: AuditRow) -> AuditRow:
+    """An ``audit`` event's row says what was asked and how the API server answered (``patch
+    403``, a dry run) and the request's path: an attempt that was refused is evidence too.
+    Its payload is read whole (a packed row's payload column keeps only what SQL filters
+    on): such rows are few beside the changes."""
+    stored = log.row(row.seq)
+    p = orjson.loads(stored["payload"]) if stored is not None else {}
+    how = f"{p.get('verb')} {p.get('response_code')}{' (dry run)' if p.get('dry_run') else ''}"
+    return row._replace(how=how, detail=str(p.get("request_uri") or ""))
 
 
 def _audit_row(r: AuditRecord) -> AuditRow:
