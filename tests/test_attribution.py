@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gitops.sources.cluster.attribution import candidates, managers, writer
+from gitops.sources.cluster.attribution import candidates, managers, writer, written_at
 from gitops.sources.cluster.audit import AuditIndex, AuditRecord, field_manager
 
 T = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -199,3 +199,28 @@ def test_a_request_that_wrote_as_another_manager_than_the_change_shows_did_not_m
     near = T + timedelta(milliseconds=100)  # a Secret's record, joined by time: the same test
     assert index.find("Secret/shop/s", None, deleted=False, at=near, manager="helm").record is None
     assert index.find("Secret/shop/s", None, deleted=False, at=near, manager="kubectl-patch").record is not None
+
+
+def test_when_the_writer_wrote_is_its_entrys_time_when_one_entry_moved() -> None:
+    before = managers(fields(("kubectl-create", "Update", "2026-12-07T10:00:00Z")))
+    after = managers(fields(("kubectl-create", "Update", "2026-12-07T10:00:00Z"),
+                            ("kubectl", "Apply", "2026-12-07T10:00:05Z")))
+    assert written_at(before, after) == datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
+    assert written_at(before, before) is None  # nothing moved
+    assert written_at(None, managers(fields(("a", "Update", "t1")))) is None  # not a time
+
+
+def test_a_request_received_a_second_or_more_after_the_entry_moved_did_not_make_it() -> None:
+    """bob applies with kubectl's default manager name (``kubectl``) and his record was
+    not read; alice applies the same manifest later under the same name: nothing changes,
+    and her response carries bob's version. The entry's time is when bob wrote."""
+    index = AuditIndex()
+    uri = "/api/v1/namespaces/shop/configmaps/x?fieldManager=kubectl"
+    written = T  # the entry's time, to the second
+    index.add(AuditRecord("id-1", KEY, "patch", "alice", "7", T + timedelta(seconds=3), user_agent="kubectl/v1.32.4",
+                          received=T + timedelta(seconds=3), request_uri=uri))
+    assert index.find(KEY, "7", deleted=False, manager="kubectl", written=written).record is None
+    index.add(AuditRecord("id-2", "ConfigMap/shop/y", "patch", "bob", "8", T + timedelta(milliseconds=900),
+                          received=T + timedelta(milliseconds=800), request_uri=uri))
+    made = index.find("ConfigMap/shop/y", "8", deleted=False, manager="kubectl", written=written).record
+    assert made is not None and made.user == "bob"  # received within the entry's second: he may have

@@ -8,16 +8,19 @@
   scale through the subresource on older servers) or several did (changes coalesced by a
   relist), the objects cannot tell who: no name, and ``candidates`` lists who it may be.
   Naming the newest entry instead credited deletes to whoever last edited the object.
+- ``written_at`` is that entry's time: with the manager, it tells which audit records
+  cannot have made the change (``gitops.sources.cluster.audit``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from gitops.events.models import content_digest
 
-__all__ = ["Managers", "candidates", "fingerprint", "managers", "writer"]
+__all__ = ["Managers", "candidates", "fingerprint", "managers", "writer", "written_at"]
 
 Managers = dict[tuple[str, str, str], tuple[str, frozenset[str]]]
 """(manager, operation, subresource) -> (time of its managedFields entry, its fields)."""
@@ -75,6 +78,21 @@ def writer(before: Managers | None, after: Managers) -> tuple[str, str] | None:
         return None
     manager, operation, _sub = moved[0][1]
     return manager, operation
+
+
+def written_at(before: Managers | None, after: Managers) -> datetime | None:
+    """When the one writer of the change (``writer``) wrote it, as its managedFields entry
+    says: the API server's clock, to the second (a request received a second or more after
+    it did not make this version). None when the entries cannot tell, or the time is not
+    one."""
+    moved = _moved(before, after)
+    if len(moved) != 1:
+        return None
+    try:
+        t = datetime.fromisoformat(moved[0][0])
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
 
 
 def candidates(before: Managers | None, after: Managers) -> list[str]:

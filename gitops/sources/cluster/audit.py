@@ -70,6 +70,7 @@ class Join:
 
 
 DELETE_VERBS = frozenset({"delete", "deletecollection"})
+_SECOND = timedelta(seconds=1)  # managedFields times are to the second
 JOIN_WINDOW = timedelta(seconds=2)
 """How close in time a record without a resourceVersion must be to the change it may explain."""
 
@@ -156,14 +157,16 @@ class AuditIndex:
             self._cond.notify_all()
 
     def find(self, key: str, resource_version: str | None, *, deleted: bool, uid: str | None = None,
-             at: datetime | None = None, manager: str | None = None) -> Join:
+             at: datetime | None = None, manager: str | None = None, written: datetime | None = None) -> Join:
         """The record of the change to ``key`` (see the class's docstring). ``at`` is when
         the change was seen; without it only the resourceVersion and the uid count.
-        ``manager``: the field manager whose managedFields entry the change moved, when
-        the object says; a request that wrote as another manager did not make it."""
+        ``manager`` and ``written``: the field manager whose managedFields entry the change
+        moved, and the entry's time, when the object says; a request that wrote as another
+        manager, or was received a second or more after that time (both the API server's
+        clock; the entry's is to the second), did not make it."""
         with self._cond:
             if resource_version and not deleted and (key, resource_version) in self._by_rv:
-                makers = _makers(_as(manager, self._by_rv[(key, resource_version)]))
+                makers = _makers(_as(manager, written, self._by_rv[(key, resource_version)]))
                 if len(makers) == 1:
                     return Join(makers[0])
                 if makers:
@@ -171,7 +174,7 @@ class AuditIndex:
             verbs = DELETE_VERBS if deleted else WRITE_VERBS - DELETE_VERBS
             pool = [r for r in self._by_key.get(key, ()) if r.verb in verbs and (r.audit_id, key) not in self._used]
             if not deleted:
-                pool = _as(manager, pool)
+                pool = _as(manager, written, pool)
             if uid is not None:
                 same = [r for r in pool if r.uid == uid]
                 if len(same) == 1:
@@ -219,11 +222,14 @@ def _makers(records: list[AuditRecord]) -> list[AuditRecord]:
     return [r for r in records if r.received is None or not any(r.received > o.at for o in records if o is not r)]
 
 
-def _as(manager: str | None, records: list[AuditRecord]) -> list[AuditRecord]:
-    """Of ``records``, those that may have written as ``manager`` (all when it is not known)."""
-    if manager is None:
-        return records
-    return [r for r in records if r.manager is None or r.manager == manager]
+def _as(manager: str | None, written: datetime | None, records: list[AuditRecord]) -> list[AuditRecord]:
+    """Of ``records``, those that may have written as ``manager`` at ``written`` (to the
+    second): all, where either is not known."""
+    if manager is not None:
+        records = [r for r in records if r.manager is None or r.manager == manager]
+    if written is not None:
+        records = [r for r in records if r.received is None or r.received < written + _SECOND]
+    return records
 
 
 def _users(records: list[AuditRecord]) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.api import AccessDenied, KindInfo, ResourceVersionGone, WatchEvent
-from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer
+from gitops.sources.cluster.attribution import Managers, candidates, fingerprint, managers, writer, written_at
 from gitops.sources.cluster.config import ClusterSourceConfig
 from gitops.sources.cluster.port import Backoff, Clock, ClusterPort
 
@@ -50,6 +50,7 @@ class Change:
     manifest: dict[str, Any] | None = None  # None for deletions
     change: Literal["added", "modified", "relisted", "deleted"] = "modified"
     writer: tuple[str, str] | None = None  # the field manager that made it, when managedFields tell
+    written_at: datetime | None = None  # when that manager's entry says it wrote (the API server's clock)
     synthetic: bool = False
     uid: str | None = None
     candidates: tuple[str, ...] = ()  # managers that may have made it, when managedFields cannot tell
@@ -175,7 +176,8 @@ class KindWatcher:
         return Change(key, self.stream, rv, now, manifest, change, writer(previous, after), uid=uid,
                       candidates=tuple(candidates(previous, after)), late=late or change == "relisted",
                       digest_scheme=scheme_field(obj, self.redaction).get("digest_scheme"),
-                      previous_rv=before.resource_version if before is not None else None)
+                      previous_rv=before.resource_version if before is not None else None,
+                      written_at=written_at(previous, after))
 
     def list_pass(self) -> int:
         """List the kind, report what differs from the log (deletions too); returns how many."""

@@ -84,9 +84,12 @@ class Writer:
             users = sorted({w.user for w in writes})
             if len(users) > 1:  # one version holds the changes of several users: the last one made not all of it
                 return Join(None, tuple(users), squashed=True)
-        # the field manager the object says made the change: a request that wrote as another did not
+        # the field manager the object says made the change, and when: a request that wrote as another,
+        # or was received a second or more after that, did not
         manager = c.writer[0] if c.writer is not None and not deleted else None
-        join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at, manager=manager)
+        written = c.written_at if not deleted else None
+        join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at, manager=manager,
+                               written=written)
         if join.record is None and not join.candidates and self.feeds and at is not None:
             deadline = c.observed_at.timestamp() + self.config.audit_wait + max(f.delay for f in self.feeds)
             while join.record is None and not join.candidates:
@@ -96,7 +99,7 @@ class Writer:
                 self.index.wait(min(0.02, remaining))
                 self._catch_up()
                 join = self.index.find(c.key, c.resource_version, deleted=deleted, uid=c.uid, at=at,
-                                       manager=manager)
+                                       manager=manager, written=written)
         return join
 
     def _catch_up(self) -> None:

@@ -1,11 +1,15 @@
-"""Requests that name no object in their path, against the real local control plane with
-the real kubectl as ``alice`` and ``bob``: a ``deletecollection`` (what the namespace
-controller sends when a namespace goes, and ``kubectl delete --raw`` on a collection) and a
-create with ``generateName`` (how controllers make Pods and Jobs). Each claim is checked
-against the API server's own audit log."""
+"""The audit join on requests that are not one write of one named object, against the real
+local control plane with the real kubectl as ``alice`` and ``bob``: a ``deletecollection``
+(what the namespace controller sends when a namespace goes, and ``kubectl delete --raw`` on a
+collection), a create with ``generateName`` (how controllers make Pods and Jobs), a delete
+that finalizers hold, and writes that changed nothing when the record of the write that did
+was never read. Each claim is checked against the API server's own audit log."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ import pykube
 import pytest
 
 from gitops.events import Attribution, AuditRecorded, ClusterDeleted, ClusterObserved
-from gitops.store import EventLog
+from gitops.store import Checkpoint, EventLog
 from tests.cluster_fixtures import Cluster, audit_records, grant, kubectl, wait_until
 from tests.gitrepo import configmap
 from tests.test_cluster_attribution import events
@@ -132,3 +136,68 @@ def test_a_delete_held_by_a_finalizer_is_credited_to_who_asked_for_it(
     assert isinstance(gone, ClusterDeleted)
     assert (gone.actor, gone.payload.attribution, gone.payload.audit_id) == ("alice", Attribution.AUDIT,
                                                                              asked["auditID"])
+
+
+def test_a_no_op_write_is_not_taken_for_the_maker_whose_record_was_not_read(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """admin makes a ConfigMap before the audit log is read from (his record is not in what
+    the tailer reads: written before, rotated away, or left out by the audit policy); then
+    alice patches it without changing anything, and her response carries the version
+    admin made. The object says its writer was ``kubectl-create``, and alice's request
+    wrote as ``kubectl-patch``: she is not named."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice")
+    made = kubectl(cluster, "admin", "-n", namespace, "create", "configmap", "z", "--from-literal=k=v",
+                   "-o", "jsonpath={.metadata.resourceVersion}").stdout
+    st = os.stat(cluster.audit_log)
+    with EventLog(db_path) as log:  # the tailer reads from here on: admin's record is behind
+        log.append([], checkpoint=Checkpoint(f"audit:{cluster.audit_log}", {"inode": st.st_ino,
+                                                                           "offset": st.st_size}))
+    noop = kubectl(cluster, "alice", "-n", namespace, "patch", "configmap", "z", "--type=merge",
+                   "-p", '{"data": {"k": "v"}}', "-o", "jsonpath={.metadata.resourceVersion}").stdout
+    assert noop == made
+    key = f"ConfigMap/{namespace}/z"
+    with running(db_path, source_config(cluster)):
+        wait_until(lambda: events(db_path, key), what="the ConfigMap")
+    records = [r for r in audit_records(cluster, namespace) if r["objectRef"].get("name") == "z"]
+    assert [(r["verb"], r["user"]["username"], r["responseObject"]["metadata"]["resourceVersion"])
+            for r in records] == [("create", "admin", made), ("patch", "alice", made)]
+    (seen,) = events(db_path, key)
+    assert seen.revision == made
+    assert (seen.actor, seen.payload.attribution) == ("kubectl-create", Attribution.MANAGED_FIELDS)  # not alice
+    with EventLog(db_path) as log:
+        kept = [r.event.actor for r in log.read(types=["audit"], resource=key)]
+    assert kept == ["alice"]  # her request is still evidence: of what she sent, not of the change
+
+
+def test_a_no_op_apply_under_the_same_manager_name_is_not_taken_for_the_earlier_apply(
+        cluster: Cluster, namespace: str, db_path: Path) -> None:
+    """admin and alice both apply server-side under kubectl's default manager name
+    (``kubectl``); admin's record is not in what the tailer reads. alice's apply, a second
+    later, changes nothing and answers with admin's version: the entry's time says when
+    that version was written, and her request came after it, so she is not named."""
+    if cluster.audit_log is None:
+        pytest.skip("needs the API server's audit log")
+    grant(cluster, namespace, "alice")
+    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w", "namespace": namespace},
+                           "data": {"k": "v"}})
+    apply = ("apply", "--server-side", "-f", "-", "-o", "jsonpath={.metadata.resourceVersion}")
+    made = kubectl(cluster, "admin", *apply, stdin=manifest).stdout
+    st = os.stat(cluster.audit_log)
+    with EventLog(db_path) as log:  # the tailer reads from here on: admin's record is behind
+        log.append([], checkpoint=Checkpoint(f"audit:{cluster.audit_log}", {"inode": st.st_ino,
+                                                                           "offset": st.st_size}))
+    time.sleep(1.2)  # past the second the managedFields entry's time names
+    assert kubectl(cluster, "alice", *apply, stdin=manifest).stdout == made  # nothing changed
+    key = f"ConfigMap/{namespace}/w"
+    with running(db_path, source_config(cluster)):
+        wait_until(lambda: events(db_path, key), what="the ConfigMap")
+    records = [r for r in audit_records(cluster, namespace) if r["objectRef"].get("name") == "w"]
+    assert [(r["user"]["username"], r["responseObject"]["metadata"]["resourceVersion"], "fieldManager=kubectl" in
+             r["requestURI"]) for r in records] == [("admin", made, True), ("alice", made, True)]
+    live = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "w", "-o", "json",
+                                 "--show-managed-fields").stdout)
+    assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [("kubectl", "Apply")]
+    (seen,) = events(db_path, key)
+    assert (seen.revision, seen.actor, seen.payload.attribution) == (made, "kubectl", Attribution.MANAGED_FIELDS)
