@@ -109,8 +109,9 @@ def test_an_audit_log_that_appears_later_is_picked_up(cluster: Cluster, tmp_path
         kubectl(cluster, "admin", "-n", namespace, "create", "configmap", "audited", "--from-literal=k=v")
         lines = [ln for ln in cluster.audit_log.read_text().splitlines() if f'"{namespace}"' in ln]
         later.write_text("\n".join(lines) + "\n")  # the file appears, holding the record of that change
-        with EventLog(db) as log:
-            wait_until(lambda: any(True for _ in log.read(types=["audit"])), what="the audit log to be read")
+        with EventLog(db) as log:  # the record of a change written before it was read is held 10 s first
+            wait_until(lambda: any(True for _ in log.read(types=["audit"])), timeout=60,
+                       what="the audit log to be read")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
