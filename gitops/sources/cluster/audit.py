@@ -9,6 +9,7 @@ the audit webhook (``gitops.sources.cluster.audit_webhook``), both read by
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -42,8 +43,15 @@ class AuditRecord:
     request_uri: str | None = None
 
     @property
+    def changed_nothing(self) -> bool:
+        """A dry run, or a request refused or failed (a status of 400 or more): no change
+        is joined to it, its ``audit`` event says what it was."""
+        return self.dry_run or (self.code is not None and self.code >= 400)
+
+    @functools.cached_property
     def manager(self) -> str | None:
-        """The field manager the request wrote as (``field_manager``)."""
+        """The field manager the request wrote as (``field_manager``): asked at each look for
+        a change's record, so worked out once."""
         return field_manager(self.request_uri, self.user_agent)
 
 
@@ -127,7 +135,7 @@ class AuditIndex:
         self._cond = threading.Condition()
 
     def add(self, rec: AuditRecord) -> None:
-        if rec.dry_run or (rec.code is not None and rec.code >= 400):  # it changed nothing (its event says what it was)
+        if rec.changed_nothing:
             return
         with self._cond:
             if (rec.audit_id, rec.key) in self._ids:  # the same request again (two feeds, a retried webhook batch)

@@ -42,8 +42,8 @@ from gitops.events.models import (
 )
 from gitops.model.errors import GitOpsError
 from gitops.model.times import utc_now
-from gitops.sources.cluster.audit import AuditIndex
-from gitops.sources.cluster.audit_records import AuditReader, KindResolver, Malformed
+from gitops.sources.cluster.audit import AuditIndex, AuditRecord
+from gitops.sources.cluster.audit_records import AuditReader, KindResolver, Malformed, Read
 from gitops.sources.filewatch import FileWatch
 from gitops.store import Checkpoint, EventLog
 
@@ -67,13 +67,11 @@ class _Held:
     taken: bool = False  # folded into a change's event not yet written
 
 
-def _joinable(event: AuditRecorded) -> bool:
-    """Whether a change may keep this record: one of an object, neither refused nor failed
-    (a status of 400 or more) nor a dry run, which changed nothing (``AuditIndex.add``).
-    The others are written at once, not held for nothing: an alert on refused requests
-    sees them as they are read."""
-    p = event.payload
-    return bool(event.resource) and not p.dry_run and (p.response_code is None or p.response_code < 400)
+def _joinable(record: AuditRecord | None) -> bool:
+    """Whether a change may keep this record: one of an object that changed something. The
+    others are written at once, not held for nothing: an alert on refused requests sees
+    them as they are read."""
+    return record is not None and not record.changed_nothing
 
 
 class AuditTailer:
@@ -244,15 +242,17 @@ class AuditTailer:
             now, wall = time.monotonic(), utc_now()
             out: list[AuditRecorded | SourceErrorEvent] = []
             for line in lines:
-                evs = self._events(line, offset)
-                self.records += isinstance(evs, list)
-                if isinstance(evs, list) and len(evs) == 1 and _joinable(evs[0]) and (
-                        self.stale is None or (wall - evs[0].effective_at).total_seconds() <= self.stale):
+                read = self._read(line, offset)
+                self.records += isinstance(read, list)
+                if isinstance(read, list) and len(read) == 1 and _joinable(read[0][0]) and (
+                        self.stale is None or (wall - read[0][1].effective_at).total_seconds() <= self.stale):
                     # one change's record: held for that change to keep (read twice: its first place)
-                    self._held.setdefault(evs[0].payload.audit_id, _Held(evs[0], offset, now))
-                elif evs is not None:  # an error, a record of long ago (a backlog: its change is recorded
+                    self._held.setdefault(read[0][1].payload.audit_id, _Held(read[0][1], offset, now))
+                elif isinstance(read, list):  # a record of long ago (a backlog: its change is recorded
                     # already), one no change can keep, or of several (a deletecollection)
-                    out.extend(evs if isinstance(evs, list) else [evs])
+                    out.extend(event for _, event in read)
+                elif read is not None:  # one that cannot be read
+                    out.append(read)
                 offset += len(line) + 1
             if len(self._partial) > _MAX_LINE:  # no line of a real audit log is this long: skip it
                 out.append(self._malformed(offset, f"a line of over {_MAX_LINE} bytes"))
@@ -272,10 +272,10 @@ class AuditTailer:
                                        detail={"offset": str(offset)}),
         )
 
-    def _events(self, line: bytes, offset: int) -> list[AuditRecorded] | SourceErrorEvent | None:
-        """The ``audit`` events of one line (one for most requests, see ``AuditReader.read``),
-        None for a record of no interest (a read, an unwatched kind), or a ``source.error``
-        for one that cannot be read."""
+    def _read(self, line: bytes, offset: int) -> Read | SourceErrorEvent | None:
+        """The records of one line, each with its ``audit`` event (one for most requests,
+        see ``AuditReader.read``), put in the index; None for a record of no interest (a
+        read, an unwatched kind), or a ``source.error`` for one that cannot be read."""
         if not line.strip():
             return None
         try:
@@ -290,7 +290,7 @@ class AuditTailer:
         for record, _ in read:
             if record is not None:
                 self.index.add(record)
-        return [event for _, event in read]
+        return read
 
     # ------------------------------------------------------------------ following
 

@@ -24,10 +24,12 @@ from gitops.model.keys import ResourceKey, canonical_group, format_key
 from gitops.model.times import utc_now
 from gitops.sources.cluster.audit import WRITE_VERBS, AuditRecord
 
-__all__ = ["AuditReader", "KindResolver", "Malformed"]
+__all__ = ["AuditReader", "KindResolver", "Malformed", "Read"]
 
 KindResolver = Callable[[str, str], tuple[str, bool] | None]
 """(api group, plural resource) -> (kind, namespaced), from discovery."""
+Read = list[tuple[AuditRecord | None, AuditRecorded]]
+"""The records of one audit event, each with its ``audit`` event (``AuditReader.read``)."""
 
 
 class _Lenient(BaseModel):
@@ -83,7 +85,7 @@ class AuditReader:
         self.resolve = resolve
         self.origin = origin
 
-    def read(self, raw: object) -> list[tuple[AuditRecord | None, AuditRecorded]] | Malformed | None:
+    def read(self, raw: object) -> Read | Malformed | None:
         """The ``audit`` events of one decoded audit event, each with the record the join
         uses (None for a request that names no object: a refused collection-wide request, a
         ``deletecollection`` audited without its response). Most requests are one event; a
