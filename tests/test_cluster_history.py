@@ -109,9 +109,18 @@ def test_an_audit_log_that_appears_later_is_picked_up(cluster: Cluster, tmp_path
         kubectl(cluster, "admin", "-n", namespace, "create", "configmap", "audited", "--from-literal=k=v")
         lines = [ln for ln in cluster.audit_log.read_text().splitlines() if f'"{namespace}"' in ln]
         later.write_text("\n".join(lines) + "\n")  # the file appears, holding the record of that change
-        with EventLog(db) as log:  # the record of a change written before it was read is held 10 s first
-            wait_until(lambda: any(True for _ in log.read(types=["audit"])), timeout=60,
-                       what="the audit log to be read")
+        (made,) = [r["auditID"] for r in map(json.loads, lines) if r.get("stage") == "ResponseComplete"
+                   and r["verb"] == "create" and r["objectRef"].get("name") == "audited"]
+
+        def read() -> bool:
+            """The record is in the log: in the change it explains, when the tailer read it
+            within the writer's wait, else (the change written first) as an audit event of
+            its own, which is held 10 s first."""
+            return any(getattr(r.event.payload, "audit_id", None) == made
+                       for r in log.read(types=["audit", "cluster.observed"]))
+
+        with EventLog(db) as log:
+            wait_until(read, timeout=60, what="the audit log to be read")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
