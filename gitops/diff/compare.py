@@ -173,6 +173,10 @@ def diff_object(desired: dict[str, Any], live: dict[str, Any] | None, *, field_m
     if live is None:
         return [DiffItem(Op.MISSING, "", None, None)]
     d, a = comparable(desired, ignore), normalize(without_ignored(live, ignore))
+    if "namespace" in (d.get("metadata") or {}) and "namespace" not in (a.get("metadata") or {}):
+        # a live object without a namespace is cluster-scoped: the server ignored Git's (read before
+        # the Git source left it out, or under a scope the cluster did not serve yet)
+        d = {**d, "metadata": {k: v for k, v in d["metadata"].items() if k != "namespace"}}
     comparison = _Comparison(schemas)
     root = None if schemas is None else schemas.root(str(desired.get("apiVersion", "")), str(desired.get("kind", "")))
     comparison.compare(d, a, "", "", "", root)

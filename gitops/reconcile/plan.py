@@ -13,6 +13,11 @@
   gitops must not delete (``prune-blocked``, see ``cascade``); and every prune of a pass
   that would delete more than ``mass_prune_ratio`` of the owned objects, counting what
   the cascades of pruned Namespaces and CRDs delete, unless allowed.
+- Named in the wrong scope, an error recorded as failed (``ScopeMismatch``): Git's object
+  read as namespaced (``Widget.example/default/w``) while the cluster serves its kind as
+  cluster-scoped, or the other way round (the log read Git before the cluster served the
+  kind). Neither the object Git names nor its live twin in the other scope is created,
+  updated or pruned: pruning the twin as an orphan would delete what Git asks for.
 - Out of scope, and so an error recorded as failed (``OutOfScope``): with the cluster source
   limited to some namespaces (``cluster.namespaces``), an object in any other namespace, or
   a Namespace not among them: this instance neither reads nor may write there, and Git
@@ -146,15 +151,49 @@ def _judge_cascades(plan: Plan, prunes: list[Action], cascades: Mapping[str, Con
     return kept
 
 
+def _scope_mismatches(diffs: list[ObjectDiff], desired: Collection[str], actual: Collection[str],
+                      namespaced: Callable[[str, str], bool | None]) -> dict[str, Hold]:
+    """The keys of the diffs named in a scope the cluster does not serve their kind in: a
+    desired key and a live one of the same kind and name in the two scopes (both held), or
+    a desired key whose kind the cluster serves in the other scope. Only objects Git desires
+    and the cluster lacks are looked at: an in-sync pass pays nothing."""
+    out: dict[str, Hold] = {}
+    for d in diffs:
+        if d.status != Status.MISSING or d.key not in desired:
+            continue
+        k = parse_key(d.key)
+        head = d.key.partition("/")[0]
+        if k.namespaced:
+            twins = [t for t in (f"{head}/{k.name}",) if t in actual and t not in desired]
+        else:
+            twins = [t for t in actual if t.startswith(head + "/") and t.endswith("/" + k.name)
+                     and t.count("/") == 2 and t not in desired]
+        served = namespaced(k.group, k.kind)
+        if not twins and (served is None or served == k.namespaced):
+            continue
+        scope = "namespaced" if k.namespaced else "cluster-scoped"
+        other = "cluster-scoped" if k.namespaced else "namespaced"
+        why = (f"scope-mismatch: the log read Git's {head} {k.name} as {scope} ({d.key}), and the cluster serves "
+               f"{head} as {other}{' (' + ', '.join(twins) + ')' if twins else ''}; neither is applied or pruned "
+               "until Git's object is read again under the cluster's scope (a commit that changes its file)")
+        out[d.key] = Hold(why, "ScopeMismatch", failed=True)
+        for t in twins:
+            out[t] = Hold(why, "ScopeMismatch", failed=True)
+    return out
+
+
 def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any]],
               actual: Mapping[str, Mapping[str, Any]], instance: str, prune: bool, mass_prune_ratio: float,
               allow_mass_prune: bool = False, waiting: Callable[[ObjectDiff], Hold | None] = lambda d: None,
               cascades: Mapping[str, Contents] | None = None, adopt_from: Collection[str] = (),
-              namespaces: Collection[str] = ()) -> Plan:
+              namespaces: Collection[str] = (),
+              namespaced: Callable[[str, str], bool | None] = lambda group, kind: None) -> Plan:
     """``cascades``: for each Namespace and CRD that is an orphan, what it holds (listed from
     the cluster); one without an entry is not pruned. ``namespaces``: the only namespaces
-    this instance acts in (empty: all)."""
+    this instance acts in (empty: all). ``namespaced(group, kind)``: whether the cluster
+    serves that kind namespaced (None: it does not serve it)."""
     plan = Plan()
+    mismatched = _scope_mismatches(diffs, desired.keys(), actual.keys(), namespaced)
     applies: list[Action] = []
     prunes: list[Action] = []
     for d in diffs:
@@ -169,7 +208,9 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
         other = owner_of(actual.get(d.key))
         hold: Hold | None
         outside = _outside(d.key, namespaces)
-        if outside is not None:
+        if d.key in mismatched:
+            hold = mismatched[d.key]
+        elif outside is not None:
             hold = Hold(f"out-of-scope: {outside} is not one of the namespaces this instance watches and acts in "
                         "(cluster.namespaces)", "OutOfScope", failed=True)
         elif _disabled(desired.get(d.key)) or _disabled(actual.get(d.key)):

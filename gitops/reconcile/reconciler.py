@@ -188,7 +188,7 @@ class Reconciler:
         result.plan = plan = make_plan(
             diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
             mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune, waiting=hold, cascades=cascades,
-            adopt_from=s.adopt_from, namespaces=self.namespaces)
+            adopt_from=s.adopt_from, namespaces=self.namespaces, namespaced=self._served_namespaced)
         self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)} | {
             f"Namespace/{parse_key(k).namespace}" for k in self.holds.failures if parse_key(k).namespace}
         if plan.held is not None:
@@ -348,6 +348,14 @@ class Reconciler:
         self._record_action(result, action, "planned" if dry_run else "succeeded", dry_run=dry_run, op=op,
                             commit=want.commit if want else None, revision=revision, uid=uid, dropped=dropped,
                             also=events)
+
+    def _served_namespaced(self, group: str, kind: str) -> bool | None:
+        """Whether the cluster serves the kind namespaced (None: it does not, or cannot say)."""
+        try:
+            info = self.applier.kinds().get((group, kind))
+        except (ApiRefused, ClusterUnavailableError):
+            return None
+        return None if info is None else info.namespaced
 
     def _warn(self, result: PassResult, key: str, want: DesiredEntry, dropped: list[str]) -> None:
         if dropped and (key, want.seq) not in self._warned:

@@ -9,8 +9,9 @@ as Kubernetes reads it), with two departures, both toward what Kubernetes' own r
 does: a timestamp stays a string (a date in a label is not turned into another type and
 back), and ``=`` is the string "=" (PyYAML reads it as a "value" tag it cannot construct).
 
-What comes out is what the API server would be sent, or a problem with its line; never a
-silent change:
+What comes out is what the API server would be sent, or a problem with its line. The one
+change: a cluster-scoped object's ``metadata.namespace`` is left out, as kubectl and the API
+server ignore it (kept, it would differ from the live object at every pass). Otherwise:
 - mapping keys are strings; ``1`` and ``on`` become "1" and "true" as Kubernetes turns
   them, any other key (a float, a null, a list) is a problem;
 - a key given twice in one mapping is a problem (Kubernetes' strict decoding refuses it);
@@ -160,6 +161,8 @@ def _check(obj: dict[str, Any], line: int, scope: Scope, default_namespace: str)
     why = name_problem(key.group, key.kind, key.name, key.namespace)
     if why is not None:
         return ManifestProblem("invalid-name", why, line)
+    if not namespaced and "namespace" in meta:  # the API server drops it: so does the desired state
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "namespace"}}
     return Document(key, obj, 0, line)
 
 
@@ -214,5 +217,5 @@ def parse_manifests(
             if isinstance(checked, ManifestProblem):
                 problems.append(checked)
             else:
-                documents.append(Document(checked.key, obj, len(documents), obj_line))
+                documents.append(Document(checked.key, checked.manifest, len(documents), obj_line))
     return ParseResult(documents, problems)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gitops.events.models import content_digest
 from gitops.events.redaction import Redaction, redact
-from gitops.model.keys import format_key
+from gitops.model.keys import format_key, parse_key
 from gitops.model.scope import Scope
 from gitops.sources.git.commits import Change, CommitInfo, TreeEntry
 from gitops.sources.git.config import GitSourceConfig
@@ -27,14 +27,30 @@ __all__ = ["TreeReader"]
 _PARSE_CACHE_LIMIT = 20_000  # parsed files kept by blob id
 
 
-def _cache_key(path: str, blob: str) -> tuple[str, bool]:
-    """Parsed files are kept by blob, and by whether the name makes them JSON or YAML."""
-    return blob, path.endswith(".json")
+Scopes = frozenset[tuple[tuple[str, str], bool]]  # the scopes of the kinds a tree's CRDs define
+
+
+def _head(group: str, kind: str) -> str:
+    return f"{kind}.{group}" if group else kind
+
+
+def _layered(first: Mapping[tuple[str, str], bool], then: Scope) -> Scope:
+    def scope(group: str, kind: str) -> bool:
+        known = first.get((group, kind))
+        return then(group, kind) if known is None else known
+    return scope
 
 
 class TreeReader:
     """Reads one repository's trees for a source of ``config``'s paths, as ``scope`` and
-    ``redaction`` say objects are named and stored."""
+    ``redaction`` say objects are named and stored.
+
+    A kind that a CustomResourceDefinition of the tree defines takes that definition's
+    scope, before ``scope`` (the cluster's discovery, or the built-in table) is asked: a
+    custom resource committed with its CRD is named as the API server will name it, whether
+    or not the cluster serves the kind yet, and the same tree always gives the same keys.
+    When a commit adds or removes such a definition, the files holding its kind are read
+    again."""
 
     def __init__(self, repo: GitRepository, config: GitSourceConfig, scope: Scope, redaction: Redaction) -> None:
         self.repo = repo
@@ -42,7 +58,10 @@ class TreeReader:
         self.scope = scope
         self.redaction = redaction
         self.tree = TreeIndex()
-        self._parsed: dict[tuple[str, bool], ParsedFile] = {}
+        self._parsed: dict[tuple[str, bool, Scopes], ParsedFile] = {}
+        self._tree_scopes: dict[tuple[str, str], bool] = {}  # (group, Kind) -> namespaced, from the tree's CRDs
+        self._scopes: Scopes = frozenset()
+        self._scope = _layered(self._tree_scopes, scope)
         self._scope_of: dict[str, bool] = {}  # in_scope by path: globs cost more than a lookup
         # Kustomize: every file of the tree (path -> blob), its kustomizations, what is rendered
         self._all: dict[str, str] = {}
@@ -72,10 +91,12 @@ class TreeReader:
                     output, _ = self._render_output(found, tree, root)
                     if output is not None:
                         outputs[vpath] = (output, self.config.kustomize.max_output_bytes)
+        # each kind in the scope the log's keys give it (as that commit's tree said)
+        named = {(k.group, k.kind): k.namespaced for k in map(parse_key, paths)}
         out: dict[str, dict[str, Any]] = {}
         for path, (raw, max_bytes) in outputs.items():
-            result = parse_manifests(path, raw, scope=self.scope, default_namespace=self.config.default_namespace,
-                                     max_bytes=max_bytes)
+            result = parse_manifests(path, raw, scope=_layered(named, self.scope),
+                                     default_namespace=self.config.default_namespace, max_bytes=max_bytes)
             for doc in result.documents:
                 key = format_key(doc.key)
                 if paths.get(key) == path:
@@ -100,7 +121,7 @@ class TreeReader:
     def _parse_unparsed(self, files: list[tuple[str, str]]) -> None:
         """Parse the (path, blob) pairs not parsed yet, their blobs read in one round trip."""
         wanted = [(path, blob) for path, blob in files
-                  if _cache_key(path, blob) not in self._parsed and not_manifest_notice(path) is None]
+                  if self._cache_key(path, blob) not in self._parsed and not_manifest_notice(path) is None]
         data = self.repo.read_blobs([blob for _, blob in wanted])
         for path, blob in wanted:
             self._parse(path, blob, data[blob])
@@ -126,6 +147,7 @@ class TreeReader:
         for entry in entries:
             self.tree.set_file(entry.path, self._read(entry))
         self._render_roots()
+        self._rescope()
 
     def apply(self, changes: list[Change]) -> set[str]:
         """Move the tree from a commit's parent to the commit, by the files it ``changes``;
@@ -152,6 +174,31 @@ class TreeReader:
                 if path not in changed and self.in_scope(path) and \
                         before.is_shadowed(path) != self.layout.is_shadowed(path):
                     touched |= self.tree.set_file(path, self._read(TreeEntry(path, blob, "100644")))
+        touched |= self._render_roots()
+        return touched | self._rescope()
+
+    def _cache_key(self, path: str, blob: str) -> tuple[str, bool, Scopes]:
+        """Parsed files are kept by blob, by whether the name makes them JSON or YAML, and by
+        the scopes the tree's CRDs gave when they were parsed."""
+        return blob, path.endswith(".json"), self._scopes
+
+    def _rescope(self) -> set[str]:
+        """Take the scopes the tree's CRDs now define; when they changed, read the files (and
+        render the kustomizations) holding objects of the kinds whose scope changed again.
+        Returns the keys touched. A CRD's own key never depends on them, so once is enough."""
+        now = self.tree.crd_scopes()
+        if now == self._tree_scopes:
+            return set()
+        changed = {_head(g, k) for g, k in now.keys() ^ self._tree_scopes.keys()}
+        changed |= {_head(g, k) for (g, k), namespaced in now.items() if self._tree_scopes.get((g, k), namespaced)
+                    != namespaced}
+        self._tree_scopes.clear()
+        self._tree_scopes.update(now)
+        self._scopes = frozenset(now.items())
+        touched: set[str] = set()
+        for path in self.tree.paths_holding(changed):
+            if path in self._all:  # a plain file (a rendered root's objects come from _render_roots)
+                touched |= self.tree.set_file(path, self._read(TreeEntry(path, self._all[path], "100644")))
         return touched | self._render_roots()
 
     # ------------------------------------------------------------------ kustomizations
@@ -184,6 +231,8 @@ class TreeReader:
             del self._rendered[root]
         for root in self.layout.roots:
             digest = self.layout.inputs_digest(root, self._all)
+            if self._scopes:  # what the render's objects are named by depends on them too
+                digest += repr(sorted(self._scopes))
             if self._rendered.get(root) == digest:
                 self.render_unchanged += 1
                 continue
@@ -231,18 +280,18 @@ class TreeReader:
         notice = not_manifest_notice(entry.path)
         if notice is not None:
             return ParsedFile((), (notice,))
-        cached = self._parsed.get(_cache_key(entry.path, entry.blob))
+        cached = self._parsed.get(self._cache_key(entry.path, entry.blob))
         if cached is not None:
             return cached
         return self._parse(entry.path, entry.blob, self.repo.read_blob(entry.blob))
 
     def _parse(self, path: str, blob: str, data: bytes) -> ParsedFile:
         parsed = self._objects(path, data, self.config.max_file_bytes)
-        self._parsed[_cache_key(path, blob)] = parsed
+        self._parsed[self._cache_key(path, blob)] = parsed
         return parsed
 
     def _objects(self, path: str, data: bytes, max_bytes: int) -> ParsedFile:
-        result = parse_manifests(path, data, scope=self.scope, default_namespace=self.config.default_namespace,
+        result = parse_manifests(path, data, scope=self._scope, default_namespace=self.config.default_namespace,
                                  max_bytes=max_bytes)
         objects = []
         for doc in result.documents:

@@ -22,10 +22,25 @@ from typing import Any
 
 from gitops.sources.manifests import ManifestProblem
 
-__all__ = ["KUSTOMIZATION_FILES", "ParsedFile", "Problem", "TreeIndex", "TreeObject", "not_manifest_notice"]
+__all__ = ["KUSTOMIZATION_FILES", "ParsedFile", "Problem", "TreeIndex", "TreeObject", "crd_scope",
+           "not_manifest_notice"]
 
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 CHART_FILE = "Chart.yaml"
+_CRD_HEAD = "CustomResourceDefinition.apiextensions.k8s.io/"
+
+
+def crd_scope(manifest: dict[str, Any]) -> tuple[tuple[str, str], bool] | None:
+    """((group, Kind), namespaced) of the kind a CustomResourceDefinition defines, or None
+    when its spec does not say (the API server would refuse it)."""
+    spec = manifest.get("spec")
+    names = spec.get("names") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(names, dict):
+        return None
+    group, kind, scope = spec.get("group"), names.get("kind"), spec.get("scope")
+    if not isinstance(group, str) or not isinstance(kind, str) or scope not in ("Namespaced", "Cluster"):
+        return None
+    return (group, kind), scope == "Namespaced"
 
 
 @dataclass(frozen=True)
@@ -79,8 +94,10 @@ class TreeIndex:
         self._bad_files: set[str] = set()
         self._charts: set[str] = set()  # folders holding a Chart.yaml
         self._duplicates: set[str] = set()  # keys defined in more than one file
+        self._crds: set[str] = set()  # keys of the CustomResourceDefinitions defined
 
     def clear(self) -> None:
+        self._crds.clear()
         self._files.clear()
         self._locations.clear()
         self._bad_files.clear()
@@ -104,6 +121,7 @@ class TreeIndex:
                     self._locations[key] = where
                 else:
                     del self._locations[key]
+                    self._crds.discard(key)
                 if len(where) < 2:
                     self._duplicates.discard(key)
         if new is not None:
@@ -116,6 +134,8 @@ class TreeIndex:
                 touched.add(obj.key)
                 where = self._locations.setdefault(obj.key, [])
                 where.append((path, obj))
+                if obj.key.startswith(_CRD_HEAD):
+                    self._crds.add(obj.key)
                 if len(where) > 1:
                     self._duplicates.add(obj.key)
         if chart and (old is None) != (new is None):
@@ -147,6 +167,21 @@ class TreeIndex:
         if not where:
             return []
         return sorted(((p, o) for p, o in where if not self._in_chart(p)), key=lambda po: (po[0], po[1].index))
+
+    def crd_scopes(self) -> dict[tuple[str, str], bool]:
+        """The scope of each kind a CustomResourceDefinition of the tree defines, from the
+        definition desired: (group, Kind) -> namespaced."""
+        out: dict[tuple[str, str], bool] = {}
+        for key in self._crds:
+            found = self.definitions(key)
+            scope = crd_scope(found[0][1].manifest) if found else None
+            if scope is not None:
+                out[scope[0]] = scope[1]
+        return out
+
+    def paths_holding(self, heads: set[str]) -> list[str]:
+        """The files defining an object of one of the kinds ``heads`` (``Kind.group``)."""
+        return [p for p, f in self._files.items() if any(o.key.partition("/")[0] in heads for o in f.objects)]
 
     def keys(self) -> Iterator[str]:
         return (k for k in self._locations if self.definitions(k))
