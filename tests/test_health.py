@@ -76,6 +76,18 @@ def _obj(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = Non
     ("Widget.example.com", _obj({}, {"conditions": [_cond("Stalled", "True")]}), Status.DEGRADED),
     ("Widget.example.com", _obj({}, {"conditions": [_cond("Reconciling", "True")]}), Status.PROGRESSING),
     ("Widget.example.com", _obj({}, {"observedGeneration": 1}, generation=3), Status.PROGRESSING),
+    ("Pod", _obj({}, {"phase": "Pending"}), Status.PROGRESSING),  # no node yet: was Healthy
+    ("Pod", _obj({}, {"phase": "Pending", "containerStatuses": [
+        {"name": "c", "ready": False, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}), Status.DEGRADED),
+    ("Pod", _obj({}, {"phase": "Running", "containerStatuses": [
+        {"name": "c", "ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}), Status.DEGRADED),
+    ("Pod", _obj({}, {"phase": "Running", "containerStatuses": [{"name": "c", "ready": True},
+                                                                {"name": "d", "ready": False}]}), Status.PROGRESSING),
+    ("Pod", _obj({}, {"phase": "Running", "containerStatuses": [{"name": "c", "ready": True}]}), Status.HEALTHY),
+    ("Pod", _obj({"restartPolicy": "Never"}, {"phase": "Running", "containerStatuses": [{"name": "c", "ready": True}]}),
+     Status.PROGRESSING),
+    ("Pod", _obj({}, {"phase": "Succeeded"}), Status.HEALTHY),
+    ("Pod", _obj({}, {"phase": "Failed", "reason": "Evicted"}), Status.DEGRADED),
     ("ConfigMap", {"data": {"a": "1"}}, Status.HEALTHY),
     ("Deployment.apps", None, Status.MISSING),
     ("Deployment.apps", {"spec": "not a mapping"}, Status.UNKNOWN),

@@ -13,6 +13,11 @@ Unknown (a status the rules cannot read). The rules, by kind:
 - Job: ``Failed`` True is Degraded, ``Complete`` True Healthy, suspended Suspended, else
   Progressing. CronJob: suspended Suspended, else Healthy.
 - PersistentVolumeClaim: Bound Healthy, Lost Degraded, else Progressing.
+- Pod: a container waiting for a reason that needs someone (``CrashLoopBackOff``,
+  ``ImagePullBackOff``, ``ErrImagePull``, ``CreateContainerConfigError``, ...) or phase
+  ``Failed`` is Degraded; ``Succeeded`` Healthy; ``Running`` with every container ready
+  Healthy (a Pod that restarts never: Running is Progressing until it ends); ``Pending``
+  and the rest Progressing.
 - Service of type LoadBalancer, Ingress: an address in ``status.loadBalancer.ingress`` is
   Healthy, none yet Progressing (other Services are Healthy).
 - CustomResourceDefinition: ``Established`` True Healthy, ``NamesAccepted`` False Degraded.
@@ -203,6 +208,33 @@ def _pvc(obj: Manifest) -> Health:
     return Health(P, phase or "Pending", "waiting for a volume")
 
 
+_STUCK = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
+                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def _pod(obj: Manifest) -> Health:
+    st = _status(obj)
+    containers = [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]
+    for c in containers:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _STUCK:
+            return Health(D, str(waiting["reason"]), f"container {c.get('name')}: {waiting.get('message') or ''}"
+                          .rstrip(": "))
+    phase = str(st.get("phase") or "")
+    if phase == "Failed":
+        return Health(D, str(st.get("reason") or "Failed"), str(st.get("message") or "the pod failed"))
+    if phase == "Succeeded":
+        return Health(H, "Succeeded", "the pod completed")
+    if phase == "Running":
+        if (obj.get("spec") or {}).get("restartPolicy", "Always") != "Always":
+            return Health(P, "Running", "the pod runs until it completes")
+        ready = [c for c in st.get("containerStatuses") or [] if c.get("ready")]
+        if containers and len(ready) == len(st.get("containerStatuses") or []):
+            return Health(H)
+        return Health(P, "NotReady", f"{len(ready)} of {len(st.get('containerStatuses') or [])} containers ready")
+    return Health(P, phase or "Pending", str(st.get("message") or "waiting for the pod to be scheduled and to start"))
+
+
 def _load_balanced(obj: Manifest) -> Health:
     lb = _status(obj).get("loadBalancer")
     ingress = lb.get("ingress") if isinstance(lb, Mapping) else None
@@ -264,7 +296,7 @@ def _kstatus(obj: Manifest) -> Health:
 _RULES: dict[str, Callable[[Manifest], Health]] = {
     "Deployment.apps": _deployment, "StatefulSet.apps": _statefulset, "DaemonSet.apps": _daemonset,
     "ReplicaSet.apps": _replicaset, "Job.batch": _job, "CronJob.batch": _cronjob,
-    "PersistentVolumeClaim": _pvc, "Service": _service, "Ingress.networking.k8s.io": _load_balanced,
+    "PersistentVolumeClaim": _pvc, "Pod": _pod, "Service": _service, "Ingress.networking.k8s.io": _load_balanced,
     "CustomResourceDefinition.apiextensions.k8s.io": _crd, "APIService.apiregistration.k8s.io": _apiservice,
     "HorizontalPodAutoscaler.autoscaling": _hpa,
 }
