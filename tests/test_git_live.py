@@ -42,6 +42,13 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
                                   f"(1 applied, 0 removed), 1 errors; head {repo.head()[:12]}")
     assert res.stderr.startswith(f"error: b.yaml:4: did not find expected ',' or '}}' (commit {repo.head()[:12]})\n"
                                  f"every error, with file and line: gitops --db {db} log --type source.error\n")
+    status = gitops("status", db=db)  # says why the head is not in force, as the ingest did
+    first = repo.git("rev-parse", "HEAD~1").strip()[:12]
+    assert f"commit {first} in force; the newest commit, {repo.head()[:12]}, is invalid (1 error)\n" in \
+        status.stdout, status.stdout
+    assert status.stderr == f"error: b.yaml:4: did not find expected ',' or '}}' (commit {repo.head()[:12]})\n"
+    head = json.loads(gitops("status", "-o", "json", db=db).stdout)["head"]
+    assert [(p["path"], p["line"], p["code"]) for p in head["problems"]] == [("b.yaml", 4, "yaml-syntax")]
     with EventLog(db) as log:
         n = log.count()
     res = gitops("ingest", "git", "--repo", str(repo.path), db=db)

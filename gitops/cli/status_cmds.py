@@ -26,6 +26,7 @@ AT_HELP = ("RFC 3339, a local date and time ('2026-12-03 11:00'), a relative tim
 STATUS_COLUMNS = Columns(("resource", "status", "health", "differences"),
                          ("resource", "status", "health", "differences", "reason", "commit", "path"), "resource")
 STATUS_COLUMNS_CLUSTERS = Columns(("cluster", *STATUS_COLUMNS.narrow), ("cluster", *STATUS_COLUMNS.wide), "resource")
+_SHOWN_ERRORS = 5  # of an invalid head, printed above the table
 
 
 def at_option(f: Any) -> Any:
@@ -61,7 +62,10 @@ def _status_doc(moment: Moment, view: StatusView) -> dict[str, Any]:
     return {
         **moment.as_json(), "commit_in_force": view.commit,
         "head": None if head is None else {"commit": head.payload.sha, "valid": head.payload.valid,
-                                           "errors": head.payload.errors},
+                                           "errors": head.payload.errors,
+                                           "problems": [{"code": e.payload.code, "path": e.payload.path,
+                                                         "line": e.payload.line, "message": e.payload.message,
+                                                         "commit": e.payload.commit} for e in view.errors]},
         "in_sync": view.in_sync, "healthy": view.healthy, "counts": view.counts,
         "health_counts": view.health_counts, "objects": _status_rows(view),
         "warnings": [{"code": w.payload.code, "path": w.payload.path, "message": w.payload.message,
@@ -102,9 +106,15 @@ def _print_one(moment: Moment, view: StatusView, output: str, no_headers: bool, 
     if output in ("table", "wide") and not no_headers:
         commit = f"commit {view.commit[:12]} in force" if view.commit else "no valid commit in force"
         if view.head is not None:
+            n = view.head.payload.errors
             commit += (f"; the newest commit, {view.head.payload.sha[:12]}, is invalid "
-                       f"({view.head.payload.errors} errors)")
+                       f"({n} error{'' if n == 1 else 's'})")
         click.echo(f"{moment.describe()}: {commit}")
+        for e in view.errors[:_SHOWN_ERRORS]:
+            where = f"{e.payload.path or '(repository)'}{f':{e.payload.line}' if e.payload.line else ''}"
+            click.echo(f"error: {where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})", err=True)
+        if len(view.errors) > _SHOWN_ERRORS:
+            click.echo(f"error: and {len(view.errors) - _SHOWN_ERRORS} more (gitops log --type source.error)", err=True)
         click.echo(", ".join(f"{n} {s}" for s, n in view.counts.items()))
         if view.health_counts:
             click.echo("health: " + ", ".join(f"{n} {s}" for s, n in view.health_counts.items()))

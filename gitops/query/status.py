@@ -105,13 +105,16 @@ class StatusView:
     """What ``gitops status`` shows: the commit in force at the moment (the last valid one;
     ``head`` the last one read, when it is not that one, with its error count), each
     object's diff with the commit and file that desire it, the counts, and the warnings
-    Git's source recorded up to then (what it left unread: a Helm chart, say)."""
+    Git's source recorded up to then (what it left unread: a Helm chart, say); when the head
+    is invalid, ``errors``: the errors its source recorded since the last valid commit (each
+    is recorded once, at the commit that brought it)."""
 
     commit: str | None
     head: GitCommit | None
     objects: list[tuple[ObjectDiff, DesiredEntry | None]]
     warnings: list[SourceErrorEvent] = field(default_factory=list)
     health: dict[str, HealthChangedPayload] = field(default_factory=dict)  # the last judgement of each object
+    errors: list[SourceErrorEvent] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -155,17 +158,23 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
                     desired=entries, cluster=cluster)
     head: GitCommit | None = None
     commit = None
+    valid_seq = 0
     for r in log.read(types=["git.commit"], descending=True, **_until(moment)):
         assert isinstance(r.event, GitCommit)
         if head is None:
             head = r.event
         if r.event.payload.valid:
-            commit = r.event.payload.sha
+            commit, valid_seq = r.event.payload.sha, r.seq
             break
+    errors: list[SourceErrorEvent] = []
+    if head is not None and head.payload.sha != commit:
+        errors = [r.event for r in log.read(types=["source.error"], since_seq=valid_seq, **_until(moment))
+                  if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "error"
+                  and r.event.payload.origin == head.payload.origin]
     warnings = [r.event for r in log.read(types=["source.error"], **_until(moment))
                 if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "warning"]
     health = {str(r.event.resource): r.event.payload for r in log.read(types=["health.changed"], **_until(moment))
               if isinstance(r.event, HealthChanged) and r.event.resource
               and (cluster is None or r.event.payload.cluster in (cluster, ""))}
     return StatusView(commit, head if head is not None and head.payload.sha != commit else None,
-                      [(d, entries.get(d.key)) for d in diffs], warnings, health)
+                      [(d, entries.get(d.key)) for d in diffs], warnings, health, errors)
