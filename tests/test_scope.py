@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from gitops.diff import DiffItem, ObjectDiff, Op, Status
-from gitops.events import DesiredApplied
+from gitops.events import DesiredApplied, GitReconfigured
 from gitops.reconcile import make_plan
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import EventLog
+from tests.cli_helpers import gitops
 from tests.cluster_fixtures import Cluster, kubectl
 from tests.gitrepo import GitRepo
 from tests.test_reconcile import Env
@@ -106,6 +107,34 @@ def test_a_cluster_scoped_objects_namespace_is_left_out_of_the_desired_state(log
         "rules": []}}
 
 
+def test_kinds_the_cluster_comes_to_serve_as_cluster_scoped_are_read_again_once(log: EventLog, db_path: Path,
+                                                                                tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("gadgets.yaml", dump(gadget("toys.example", "g1"), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                                   "metadata": {"name": "c"}}))
+    repo.commit("a gadget, its CRD not yet installed")
+    served: dict[tuple[str, str], bool] = {}
+    source = GitIngest(log, GitSourceConfig(repo=str(repo.path)),
+                       scope=lambda group, kind: served.get((group, kind), kind != "Namespace"))
+    source.run()
+    assert sorted(desired(log)) == ["ConfigMap/default/c", "Gadget.toys.example/default/g1"]
+    served[("toys.example", "Gadget")] = False  # its CRD was installed: discovery says cluster-scoped
+    seq = log.count()
+    source.run()
+    assert sorted(desired(log)) == ["ConfigMap/default/c", "Gadget.toys.example/g1"]
+    assert [(r.event.type, r.event.resource) for r in log.read(since_seq=seq)] == [
+        ("git.reconfigured", None), ("desired.removed", "Gadget.toys.example/default/g1"),
+        ("desired.applied", "Gadget.toys.example/g1")]
+    seq = log.count()
+    source.run()
+    del served[("toys.example", "Gadget")]  # its CRD deleted (an upgrade): no flapping back
+    source.run()
+    assert log.count() == seq
+    # TYPE/NAME names the key as the log now holds it, not the namespaced one it held before
+    rows = json.loads(gitops("audit", "--resource", "gadget.toys.example/g1", "-o", "json", db=db_path).stdout)
+    assert {r["resource"] for r in rows} == {"Gadget.toys.example/g1"}
+
+
 # ---------------------------------------------------------------------------- the plan
 
 OWNED = {"labels": {"gitops.dev/instance": "default"}}
@@ -170,24 +199,26 @@ def test_a_cluster_scoped_crd_and_its_objects_in_one_commit_converge_and_stay(en
 
 
 @pytest.mark.cluster
-def test_an_object_the_log_read_before_the_cluster_served_its_kind_is_held_and_not_pruned(
+def test_an_object_the_log_read_before_the_cluster_served_its_kind_is_read_again_and_not_pruned(
         env: Env, cluster: Cluster) -> None:
     group = f"{env.ns}.example.com"
     env.write("gadget.yaml", gadget(group, "g1"))
     env.repo.commit("a gadget whose CRD someone else installs")
     with EventLog(env.db) as log:  # read with no cluster to ask: taken as namespaced
         GitIngest(log, env.git).run()
-        assert "Gadget." + group + "/default/g1" in desired(log)
+        assert f"Gadget.{group}/default/g1" in desired(log)
     kubectl(cluster, "admin", "apply", "-f", "-", stdin=json.dumps(crd(group, "Gadget", "Cluster")))
     kubectl(cluster, "admin", "wait", "--for=condition=Established", f"crd/gadgets.{group}", "--timeout=60s")
     live = {**gadget(group, "g1"), "metadata": {"name": "g1", "labels": {"gitops.dev/instance": env.ns}}}
     kubectl(cluster, "admin", "apply", "-f", "-", stdin=json.dumps(live))
-    result = env.run(prune=True)
-    assert result.plan.actions == []
-    assert sorted((a.key, a.reason) for a in result.plan.skipped) == [
-        (f"Gadget.{group}/default/g1", "ScopeMismatch"), (f"Gadget.{group}/g1", "ScopeMismatch")]
-    assert result.failed == 2
+    result = env.run(prune=True)  # its Git source asks the cluster: the commit is read again, g1 named rightly
+    assert (result.failed, result.pruned, result.plan.skipped) == (0, 0, []), result.plan
     assert _gadgets(cluster, group) == ["g1"]  # checked with kubectl: still there
+    with EventLog(env.db) as log:
+        assert list(desired(log)) == [f"Gadget.{group}/g1"]
+        again = [r.event for r in log.read(types=["git.reconfigured"]) if isinstance(r.event, GitReconfigured)]
+    assert [(e.actor, e.payload.settings["scopes"]) for e in again] == [(None, {f"Gadget.{group}": "cluster"})]
+    assert env.run(prune=True).plan.actions == []
 
 
 def test_a_namespace_the_log_kept_for_a_cluster_scoped_object_is_no_difference() -> None:

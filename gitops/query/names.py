@@ -138,6 +138,9 @@ class Names:
     def _in_namespace(self, kind: Kind, name: str, namespace: str | None) -> str:
         if namespace:
             return format_key(ResourceKey(kind.group, kind.kind, namespace, name))
+        cluster_scoped = format_key(ResourceKey(kind.group, kind.kind, "", name))
+        if self.log.holds(cluster_scoped):  # a kind the log came to know as cluster-scoped: its key as written
+            return cluster_scoped
         found = [k for k in self.log.known_resources(f"{kind.head}/", f"/{name}") if k.count("/") == 2]
         if len(found) > 1:
             where = ", ".join(k.split("/")[1] for k in found)

@@ -210,17 +210,20 @@ class GitIngest:
             self._check_settings(head, first_pass=not cp)
         reconfigure = (since is not None and isinstance(previous, dict) and previous != self.settings
                        and self.repo.exists(since))
-        if since == head and not reconfigure:
+        misnamed = self._misnamed(since) if not reconfigure else []
+        if since == head and not reconfigure and not misnamed:
             summary.head_errors = int(cp.get("head_errors", 0))
             return summary
         if self._desired is None:
             self._desired = self._desired_from_log()
         batch = _Batch()
         head_errors = int(cp.get("head_errors", 0))
-        # 3. settings changed: the last commit read, read again, as the operator's change
-        if reconfigure:
-            assert since is not None and isinstance(previous, dict)
-            events, judgement = self._reconfigure(since, previous, observed_at, summary)
+        # 3. settings changed: the last commit read, read again, as the operator's change; or
+        # the cluster came to serve kinds read as namespaced as cluster-scoped: read again
+        if reconfigure or misnamed:
+            assert since is not None
+            events, judgement = self._reconfigure(since, previous if isinstance(previous, dict) else {}, observed_at,
+                                                  summary, misnamed=misnamed)
             batch.events.extend(events)
             head_errors = judgement.errors
             if judgement.valid:
@@ -250,6 +253,16 @@ class GitIngest:
             self._flush(batch, head, last_valid, head_errors)
         summary.head_errors = head_errors
         return summary
+
+    def _misnamed(self, since: str | None) -> list[str]:
+        """The kinds the log's desired keys name as namespaced that the cluster now serves as
+        cluster-scoped (``TreeReader.misnamed``): commit ``since`` is then read again."""
+        if since is None:
+            return []
+        if self._desired is None:
+            self._desired = self._desired_from_log()
+        misnamed = self.reader.misnamed(self._desired)
+        return misnamed if misnamed and self.repo.exists(since) else []
 
     def _check_settings(self, head: str, *, first_pass: bool) -> None:
         """Refuse settings that read nothing at the head: a path the head does not hold (on a
@@ -307,23 +320,33 @@ class GitIngest:
         return events, judgement
 
     def _reconfigure(self, sha: str, previous: dict[str, Any], observed_at: datetime | None,
-                     summary: IngestSummary) -> tuple[list[AnyEvent], Judgement]:
+                     summary: IngestSummary, *, misnamed: Sequence[str] = ()) -> tuple[list[AnyEvent], Judgement]:
         """The settings changed since the last pass: read commit ``sha`` (the last one read)
         again under the new ones, as if it had just been committed, and attribute what that
         changes to the operator, not to the commit's author. Every problem it finds is
-        recorded: under the new settings, none was recorded before."""
-        self._generation = hashlib.sha256(
-            f"{self._generation}:settings:{sha}:{json.dumps(self.settings, sort_keys=True)}".encode()).hexdigest()[:16]
+        recorded: under the new settings, none was recorded before.
+
+        With ``misnamed`` (kinds read as namespaced that the cluster now serves as
+        cluster-scoped), the settings are the same and the scopes are what changed: the
+        event's ``previous`` and ``settings`` say so under ``scopes``, the parsed files are
+        dropped, and no one is named (no evidence says who installed the kinds' CRDs)."""
+        salt = json.dumps(self.settings, sort_keys=True) + (f":scopes:{','.join(misnamed)}" if misnamed else "")
+        self._generation = hashlib.sha256(f"{self._generation}:settings:{sha}:{salt}".encode()).hexdigest()[:16]
+        settings = self.settings
+        if misnamed:
+            previous = {**self.settings, "scopes": dict.fromkeys(misnamed, "namespaced")}
+            settings = {**self.settings, "scopes": dict.fromkeys(misnamed, "cluster")}
+            self.reader.forget_parsed()
         self.reader.load(sha)
         self._tree_commit = sha
         assert self._desired is not None
-        judgement = judge(self.reader.tree, self._desired, previous=frozenset())
-        cause = Cause(sha, os_user(), observed_at or utc_now())
+        judgement = judge(self.reader.tree, self._desired, previous=self._tree_problems if misnamed else frozenset())
+        cause = Cause(sha, None if misnamed else os_user(), observed_at or utc_now())
         events: list[AnyEvent] = [GitReconfigured(
             id=event_id("git.reconfigured", self.origin, self._generation, sha), source=EventSource.GIT,
             actor=cause.actor, effective_at=cause.effective, revision=sha,
             payload=GitReconfiguredPayload(branch=self.branch, repository=self.repo.url, origin=self.origin,
-                                           commit=sha, previous=previous, settings=self.settings,
+                                           commit=sha, previous=previous, settings=settings,
                                            valid=judgement.valid),
         )]
         summary.reconfigured = True

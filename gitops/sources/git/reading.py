@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from gitops.events.models import content_digest
@@ -176,6 +176,26 @@ class TreeReader:
                     touched |= self.tree.set_file(path, self._read(TreeEntry(path, blob, "100644")))
         touched |= self._render_roots()
         return touched | self._rescope()
+
+    def misnamed(self, keys: Iterable[str]) -> list[str]:
+        """The kinds (``Kind.group``) of ``keys`` read as namespaced that ``scope`` now says
+        are cluster-scoped: the cluster came to serve them after their objects were read
+        (until then an unknown kind is taken as namespaced). Kinds the tree's CRDs define are
+        named by those. The other way round is never asked: a kind the cluster stops serving
+        (its CRD deleted for an upgrade, say) falls back to namespaced, and must not flap."""
+        heads = {head for head, _, rest in (key.partition("/") for key in keys) if "/" in rest}
+        out = []
+        for head in sorted(heads):
+            kind, _, group = head.partition(".")
+            if (group, kind) not in self._tree_scopes and not self.scope(group, kind):
+                out.append(head)
+        return out
+
+    def forget_parsed(self) -> None:
+        """Drop every parsed file and render: the next read parses under today's scopes."""
+        self._parsed.clear()
+        self._render_cache.clear()
+        self._rendered.clear()
 
     def _cache_key(self, path: str, blob: str) -> tuple[str, bool, Scopes]:
         """Parsed files are kept by blob, by whether the name makes them JSON or YAML, and by
