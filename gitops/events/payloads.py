@@ -190,7 +190,8 @@ class ReconcileActionPayload(_Frozen):
     run_id: str
     # what was done: for an apply, what the API server answered (201 created, 200 updated),
     # which may differ from the plan (an object created meanwhile)
-    action: Literal["create", "update", "prune", "noop"]
+    action: Literal["create", "update", "recreate", "prune", "noop"]  # recreate: deleted, then created (an
+    # immutable field changed; ``uid`` is the incarnation deleted)
     result: Literal["succeeded", "failed", "skipped", "planned"]
     error: str | None = None  # a failure's message, or why it was left alone (prune-blocked, conflict...)
     terminal: bool = False

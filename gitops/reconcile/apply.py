@@ -14,11 +14,17 @@
   the managedFields are rewritten (``diff.take_over``) so that the apply converges in one
   pass.
 - A CRD is waited for until established; a prune deletes that incarnation (uid).
+- **Recreate** (``recreate_immutable``, or the object annotated ``gitops.dev/force:
+  enabled`` in Git, as Flux's ``force``): an update the API server refuses (422) because a
+  field is immutable is done by deleting that incarnation and applying again, once a dry-run
+  create shows the server accepts the new object (the name taken is then its only
+  objection). Never otherwise: a manifest the server refuses anyway keeps the old object.
 - ``contents`` lists what a Namespace or CRD holds, for the prune guard (``cascade``).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,14 +35,24 @@ from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import canonical_group, format_key, key_of, parse_key
 from gitops.reconcile.cascade import Contents
 from gitops.reconcile.port import ApplyPort
-from gitops.reconcile.settings import ReconcileSettings
+from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
 from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied, KindInfo
 
-__all__ = ["SERVER_SET", "Applier", "with_ownership"]
+__all__ = ["SERVER_SET", "Applier", "refused_as_immutable", "with_ownership"]
 
 SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
               "deletionTimestamp", "deletionGracePeriodSeconds")
 """Metadata only the API server sets: never sent in an apply."""
+
+
+_IMMUTABLE = re.compile(r"is immutable|immutable field|updates to .* are forbidden", re.IGNORECASE)
+
+
+def refused_as_immutable(e: ApiRefused) -> bool:
+    """Whether the API server refused an update because a field may not change (its 422
+    says so: "field is immutable", a StatefulSet's "updates to statefulset spec ... are
+    forbidden", a webhook's or CEL rule's "immutable field")."""
+    return e.code == 422 and _IMMUTABLE.search(str(e)) is not None
 
 
 def with_ownership(manifest: dict[str, Any], instance: str) -> dict[str, Any]:
@@ -112,6 +128,41 @@ class Applier:
             self._wait_established(kind, applied.object)
             self._kinds = None  # its kind is served from now: discover again when asked
         return applied
+
+    def forced(self, manifest: dict[str, Any]) -> bool:
+        """Whether an update refused for an immutable field may recreate the object."""
+        annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+        return self.settings.recreate_immutable or str(annotations.get(FORCE_ANNOTATION, "")).lower() == "enabled"
+
+    def recreate(self, key: str, manifest: dict[str, Any], live: dict[str, Any], *, refused: ApiRefused,
+                 dry_run: bool = False) -> Applied:
+        """Delete the incarnation ``live`` and apply ``manifest`` again (see the module):
+        first a dry-run create, which must fail only because the name is taken; then the
+        delete, a wait until that incarnation is gone, and the apply. Raises ``ApiRefused``
+        (the update's refusal, and why the object was kept) when the server refuses the new
+        object too. With ``dry_run``, only the check: ``live`` is returned."""
+        kind = self.kind(key, str(manifest.get("apiVersion", "")))
+        body, _ = self.to_send(key, manifest, kind)
+        try:
+            self.port.create(kind, body, dry_run=True)
+        except ApiRefused as e:
+            if e.code != 409:
+                raise ApiRefused(refused.code, refused.reason, f"{refused.message}; not recreated: the server "
+                                                               f"refuses the new object too ({e})") from e
+        if dry_run:
+            return Applied(live, False)
+        k = parse_key(key)
+        uid = (live.get("metadata") or {}).get("uid")
+        self.port.delete(kind, k.namespace or None, k.name, uid=uid)
+        deadline = self.monotonic() + self.settings.recreate_timeout
+        while (now := self.port.get(kind, k.namespace or None, k.name)) is not None and \
+                (now.get("metadata") or {}).get("uid") == uid:
+            if self.monotonic() > deadline:
+                raise ClusterUnavailableError(f"{key} was deleted to be recreated, and was not gone within "
+                                              f"{self.settings.recreate_timeout:g}s (finalizers?)")
+            time.sleep(0.2)
+        return self.port.apply(kind, body, field_manager=self.settings.field_manager,
+                               force=self.settings.force_conflicts)
 
     def _take_over(self, key: str, kind: KindInfo, body: dict[str, Any], *, adopt: bool) -> None:
         k = parse_key(key)

@@ -1,5 +1,5 @@
 """The port in front of the cluster, as the reconciler uses it: discovery, server-side
-apply, delete, get and list. ``ClusterClient`` (pykube-ng) is its adapter; errors arrive as
+apply, create, delete, get and list. ``ClusterClient`` (pykube-ng) is its adapter; errors arrive as
 ``ApiRefused`` (the API answered with an error status), ``AccessDenied`` (a list refused)
 or ``ClusterUnavailableError``."""
 
@@ -26,6 +26,9 @@ class ApplyPort(Protocol):
     def patch(self, kind: KindInfo, namespace: str | None, name: str, patch: dict[str, Any], *,
               field_manager: str | None = None) -> dict[str, Any]:
         """A JSON merge patch; the object afterwards."""
+
+    def create(self, kind: KindInfo, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Create one object; one that exists is an ``ApiRefused`` 409."""
 
     def delete(self, kind: KindInfo, namespace: str | None, name: str, *, uid: str | None = None,
                dry_run: bool = False) -> None:

@@ -48,7 +48,7 @@ from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
-from gitops.reconcile.apply import Applier, with_ownership
+from gitops.reconcile.apply import Applier, refused_as_immutable, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
@@ -57,10 +57,10 @@ from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.records import PassEvents, PassResult
 from gitops.reconcile.running import RunningPasses
-from gitops.reconcile.settings import ReconcileSettings
+from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
 from gitops.reconcile.suspension import suspension
 from gitops.reconcile.windows import holding_window
-from gitops.sources.cluster.api import AccessDenied, ApiRefused
+from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied
 from gitops.sources.cluster.port import Clock
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas
@@ -318,9 +318,7 @@ class Reconciler:
                                                    f"{parse_key(action.key).namespace} would be created first"))
                     self._record_action(result, action, "planned", dry_run=True, commit=want.commit, dropped=dropped)
                     return
-                adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
-                applied = self.applier.apply(action.key, manifest, dry_run=dry_run, take=action.extra, adopt=adopt)
-                op = "create" if applied.created else "update"
+                applied, op, uid = self._apply_one(action, manifest, live, dry_run=dry_run)
                 events = [] if dry_run else [self.events.observed(self.clock(), action.key, applied.object,
                                                                   created=applied.created)]
         except (ApiRefused, ClusterUnavailableError) as e:
@@ -335,12 +333,12 @@ class Reconciler:
                                 code=code, reason=e.reason if isinstance(e, ApiRefused) else "Unavailable",
                                 commit=want.commit if want else None, dropped=dropped)
             return
-        self.holds.succeeded(action.key, op=op, fields=action.fields)
+        self.holds.succeeded(action.key, op="create" if op == "recreate" else op, fields=action.fields)
         if dry_run:
             result.planned.append((action, None))
         elif op == "create":
             result.created += 1
-        elif op == "update":
+        elif op in ("update", "recreate"):
             result.updated += 1
         else:
             result.pruned += 1
@@ -356,6 +354,24 @@ class Reconciler:
         except (ApiRefused, ClusterUnavailableError):
             return None
         return None if info is None else info.namespaced
+
+    def _apply_one(self, action: Action, manifest: dict[str, Any], live: ActualEntry | None, *,
+                   dry_run: bool) -> tuple[Applied, str, str | None]:
+        """Apply; what the server did (create, update, or recreate and the uid deleted)."""
+        adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
+        try:
+            applied = self.applier.apply(action.key, manifest, dry_run=dry_run, take=action.extra, adopt=adopt)
+        except ApiRefused as e:
+            if live is None or not refused_as_immutable(e):
+                raise
+            if not self.applier.forced(manifest):
+                raise ApiRefused(e.code, e.reason, f"{e.message} (to delete and create it again, annotate it "
+                                                   f"{FORCE_ANNOTATION}: enabled in Git, or set "
+                                                   "reconcile.recreate_immutable)") from e
+            uid = (live.manifest.get("metadata") or {}).get("uid")
+            return (self.applier.recreate(action.key, manifest, live.manifest, refused=e, dry_run=dry_run), "recreate",
+                    uid)
+        return applied, "create" if applied.created else "update", None
 
     def _warn(self, result: PassResult, key: str, want: DesiredEntry, dropped: list[str]) -> None:
         if dropped and (key, want.seq) not in self._warned:

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gitops.diff.health import HealthSettings
 
-__all__ = ["DISABLE_ANNOTATION", "LeaseSettings", "ReconcileSettings", "SyncWindow", "parse_duration"]
+__all__ = ["DISABLE_ANNOTATION", "FORCE_ANNOTATION", "LeaseSettings", "ReconcileSettings", "SyncWindow",
+           "parse_duration"]
 
 DISABLE_ANNOTATION = "gitops.dev/reconcile"
+FORCE_ANNOTATION = "gitops.dev/force"
 """Annotate an object (in Git or in the cluster) with ``gitops.dev/reconcile: disabled`` and
 the reconciler leaves it alone: it is neither applied nor pruned (its drift is still shown)."""
 
@@ -125,6 +127,12 @@ class ReconcileSettings(BaseModel):
     remove_last_applied: bool = Field(default=False, description="when adopting an object made by kubectl apply, "
                                                                  "also remove its last-applied annotation")
     crd_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a CRD to be established")
+    recreate_immutable: bool = Field(default=False, description="delete and create again an object whose update "
+                                     "the API server refuses because a field is immutable (a Job's template, a "
+                                     "Deployment's selector), once the server accepts the new object; per object: "
+                                     f"annotate it {FORCE_ANNOTATION}: enabled in Git")
+    recreate_timeout: float = Field(default=60.0, gt=0, description="seconds to wait for the old object to be gone "
+                                                                    "before it is created again")
     windows: list[SyncWindow] = Field(default_factory=list, description="sync windows")
     lease: LeaseSettings = Field(default_factory=LeaseSettings, description="leader election")
     metrics_address: str = Field(default="127.0.0.1:9464",

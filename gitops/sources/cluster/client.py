@@ -327,9 +327,11 @@ class ClusterClient:
                 return None
             raise
 
-    def create(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
-        """Create ``obj``; 409 (it exists) is an ``ApiRefused``."""
-        r = self._send("post", kind, (obj.get("metadata") or {}).get("namespace"), None, data=orjson.dumps(obj))
+    def create(self, kind: KindInfo, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Create ``obj``; 409 (it exists) is an ``ApiRefused``. With ``dry_run`` the server
+        validates and admits it, then answers 409 if the name is taken."""
+        r = self._send("post", kind, (obj.get("metadata") or {}).get("namespace"), None, data=orjson.dumps(obj),
+                       params={"dryRun": "All"} if dry_run else {})
         return dict(orjson.loads(r.content))
 
     def replace(self, kind: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
