@@ -49,6 +49,10 @@ def test_cli_ingest_git_twice_appends_nothing_the_second_time(tmp_path: Path) ->
     assert status.stderr == f"error: b.yaml:4: did not find expected ',' or '}}' (commit {repo.head()[:12]})\n"
     head = json.loads(gitops("status", "-o", "json", db=db).stdout)["head"]
     assert [(p["path"], p["line"], p["code"]) for p in head["problems"]] == [("b.yaml", 4, "yaml-syntax")]
+    waited = gitops("wait", "--for", f"commit={repo.head()}", "--timeout", "10m", db=db)  # not 10 minutes: it says
+    assert (waited.returncode, waited.stderr) == (1, f"error: commit {repo.head()[:12]} is invalid (1 error: b.yaml:4: "
+                                                     "did not find expected ',' or '}'); it will never be in force: "
+                                                     f"commit {first} stays\n")
     with EventLog(db) as log:
         n = log.count()
     res = gitops("ingest", "git", "--repo", str(repo.path), db=db)

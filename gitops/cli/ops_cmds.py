@@ -11,12 +11,12 @@ import click
 
 from gitops.cli.app import Context, cli, pass_ctx
 from gitops.cli.render import LISTS, Columns, effective_limit, output_options, render_rows
-from gitops.model.errors import GitOpsError, UsageError
+from gitops.model.errors import GitOpsError, HeadInvalidError, UsageError
 from gitops.model.revisions import sha_prefix
 from gitops.model.times import format_time, parse_duration, parse_time
 from gitops.projections import resolve_at
 from gitops.query.history import Pass, passes
-from gitops.query.status import status_at
+from gitops.query.status import StatusView, status_at
 from gitops.reconcile.suspension import set_suspended, suspension
 
 HISTORY_COLUMNS = Columns(("seq", "time", "trigger", "commit", "outcome", "changes"),
@@ -135,7 +135,8 @@ def _condition(text: str) -> tuple[str, str | None]:
 @pass_ctx
 def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> None:
     """Wait until the log shows the condition, as kubectl wait does: exit 0 when it holds,
-    1 on timeout (saying what still differs)."""
+    1 on timeout (saying what still differs), or at once when the commit waited for was read
+    and is invalid (naming its first error)."""
     what, value = _condition(condition)
     limit = parse_duration(timeout)
     deadline = time.monotonic() + limit.total_seconds()
@@ -149,6 +150,7 @@ def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> No
                 view = status_at(log, resolve_at(log, "now"), instance=instance, settings=ctx.config.diff)
                 if what == "commit":
                     target = value if value != "HEAD" else _head(log)
+                    _never(view, target)
                     ok = bool(view.commit and target and view.commit.startswith(target.lower())) and view.in_sync
                     why = (f"commit {(view.commit or 'none')[:12]} is in force, not {target}"
                            if not (view.commit and target and view.commit.startswith(target.lower())) else "")
@@ -167,6 +169,20 @@ def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> No
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(f"timed out after {_span(limit)} waiting for {condition}: {why}")
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _never(view: StatusView, target: str | None) -> None:
+    """Fail at once when the commit waited for is the newest one read and is invalid: it will
+    never be in force (a later commit may be; wait for that one)."""
+    head = view.head
+    if head is None or not target or not head.payload.sha.startswith(target.lower()):
+        return
+    first = view.errors[0].payload if view.errors else None
+    why = f": {first.path or '(repository)'}{f':{first.line}' if first.line else ''}: {first.message}" if first else ""
+    more = f" (and {len(view.errors) - 1} more)" if len(view.errors) > 1 else ""
+    raise HeadInvalidError(f"commit {head.payload.sha[:12]} is invalid ({head.payload.errors} error"
+                           f"{'' if head.payload.errors == 1 else 's'}{why}{more}); it will never be in force: "
+                           f"commit {(view.commit or 'none')[:12]} stays")
 
 
 def _head(log: Any) -> str | None:
