@@ -143,6 +143,32 @@ def test_another_instances_object_is_a_shared_resource_error_unless_adopted(
         e.close()
 
 
+def test_a_second_setup_with_the_same_instance_name_never_prunes_the_first_ones_objects(
+        env: Env, cluster: Cluster, tmp_path: Path, namespace: str) -> None:
+    env.write("cm.yaml", configmap("first", env.ns))
+    env.repo.commit("the first setup's ConfigMap")
+    assert env.run().created == 1
+    kubectl(cluster, "admin", "-n", env.ns, "create", "configmap", "by-hand")
+    kubectl(cluster, "admin", "-n", env.ns, "label", "configmap", "by-hand", f"gitops.dev/instance={env.ns}")
+    other = Env(cluster, tmp_path / "second", namespace)  # another repository and log, the same instance name
+    try:
+        other.write("cm.yaml", configmap("second", namespace))
+        other.repo.commit("the second setup's ConfigMap")
+        result = other.run(prune=True, allow_mass_prune=True)
+        assert (result.created, result.pruned) == (1, 0), result.plan
+        assert sorted((a.key, a.reason) for a in result.plan.skipped) == [
+            (f"ConfigMap/{namespace}/by-hand", "NotInInventory"), (f"ConfigMap/{namespace}/first", "NotInInventory")]
+        assert _get(cluster, "-n", namespace, "configmap", "first") is not None  # checked with kubectl
+        assert _get(cluster, "-n", namespace, "configmap", "by-hand") is not None
+        other.repo.remove("cm.yaml")
+        other.repo.commit("the second goes")
+        gone = other.run(prune=True, allow_mass_prune=True)  # what it desired once is its own to prune
+        assert gone.pruned == 1, gone.plan
+        wait_until(lambda: _get(cluster, "-n", namespace, "configmap", "second") is None, what="the prune")
+    finally:
+        other.close()
+
+
 def test_an_action_is_what_the_server_did_and_no_pass_plans_from_a_half_listed_cluster(
         env: Env, cluster: Cluster) -> None:
     kubectl(cluster, "admin", "-n", env.ns, "create", "configmap", "there", "--from-literal=k=1")

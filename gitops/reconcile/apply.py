@@ -79,6 +79,14 @@ class Applier:
             self._kinds = self.port.discover().kinds
         return self._kinds
 
+    def served_namespaced(self, group: str, kind: str) -> bool | None:
+        """Whether the cluster serves the kind namespaced (None: it does not, or cannot say)."""
+        try:
+            info = self.kinds().get((group, kind))
+        except (ApiRefused, ClusterUnavailableError):
+            return None
+        return None if info is None else info.namespaced
+
     def kind(self, key: str, api_version: str | None = None) -> KindInfo:
         k = parse_key(key)
         for fresh in (False, True):

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gitops.diff import DiffSettings, ObjectDiff, diff_states
+from gitops.diff import DiffSettings, ObjectDiff, Status, diff_states
 from gitops.events.models import (
     AnyEvent,
     Mode,
@@ -53,6 +53,7 @@ from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
+from gitops.reconcile.inventory import ever_desired, not_in_inventory
 from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.records import PassEvents, PassResult
@@ -181,14 +182,11 @@ class Reconciler:
         # 6. plan
         cascades = self._cascades(diffs, actual) if prune else {}
 
-        def hold(d: ObjectDiff) -> Hold | None:
-            want, live = desired.get(d.key), actual.get(d.key)
-            return self.holds.hold(d, want, live, self.holds.inputs(d.key, want, live, actual))
-
         result.plan = plan = make_plan(
             diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
-            mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune, waiting=hold, cascades=cascades,
-            adopt_from=s.adopt_from, namespaces=self.namespaces, namespaced=self._served_namespaced)
+            mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune,
+            waiting=lambda d: self._hold(d, desired, actual, s.instance), cascades=cascades,
+            adopt_from=s.adopt_from, namespaces=self.namespaces, namespaced=self.applier.served_namespaced)
         self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)} | {
             f"Namespace/{parse_key(k).namespace}" for k in self.holds.failures if parse_key(k).namespace}
         if plan.held is not None:
@@ -347,13 +345,13 @@ class Reconciler:
                             commit=want.commit if want else None, revision=revision, uid=uid, dropped=dropped,
                             also=events)
 
-    def _served_namespaced(self, group: str, kind: str) -> bool | None:
-        """Whether the cluster serves the kind namespaced (None: it does not, or cannot say)."""
-        try:
-            info = self.applier.kinds().get((group, kind))
-        except (ApiRefused, ClusterUnavailableError):
-            return None
-        return None if info is None else info.namespaced
+    def _hold(self, d: ObjectDiff, desired: dict[str, DesiredEntry], actual: dict[str, ActualEntry],
+              instance: str) -> Hold | None:
+        """Why the plan should leave ``d`` alone this pass, if it should."""
+        if d.status == Status.ORPHAN and not ever_desired(self.log, d.key, self.desired_origin):
+            return not_in_inventory(instance)
+        want, live = desired.get(d.key), actual.get(d.key)
+        return self.holds.hold(d, want, live, self.holds.inputs(d.key, want, live, actual))
 
     def _apply_one(self, action: Action, manifest: dict[str, Any], live: ActualEntry | None, *,
                    dry_run: bool) -> tuple[Applied, str, str | None]:
