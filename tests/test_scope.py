@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from gitops.diff import DiffItem, ObjectDiff, Op, Status
-from gitops.events import DesiredApplied, GitReconfigured
+from gitops.events import GitReconfigured
 from gitops.reconcile import make_plan
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import EventLog
 from tests.cli_helpers import gitops
 from tests.cluster_fixtures import Cluster, kubectl
 from tests.gitrepo import GitRepo
+from tests.test_git_ingest import desired
 from tests.test_reconcile import Env
 
 
@@ -37,17 +38,6 @@ def crd(group: str, kind: str, scope: str) -> dict[str, Any]:
 def gadget(group: str, name: str, namespace: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": meta, "spec": {"color": "blue"}}
-
-
-def desired(log: EventLog) -> dict[str, dict[str, Any]]:
-    state: dict[str, dict[str, Any]] = {}
-    for r in log.read(types=("desired.applied", "desired.removed")):
-        assert r.event.resource is not None
-        if isinstance(r.event, DesiredApplied):
-            state[r.event.resource] = r.event.payload.manifest
-        else:
-            state.pop(r.event.resource)
-    return state
 
 
 def dump(*docs: dict[str, Any]) -> str:
