@@ -135,8 +135,10 @@ def _condition(text: str) -> tuple[str, str | None]:
 @pass_ctx
 def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> None:
     """Wait until the log shows the condition, as kubectl wait does: exit 0 when it holds,
-    1 on timeout (saying what still differs), or at once when the commit waited for was read
-    and is invalid (naming its first error)."""
+    1 on timeout (saying what still differs).
+
+    Waiting for a commit the log read as invalid fails at once, naming its first error: it
+    will never be in force."""
     what, value = _condition(condition)
     limit = parse_duration(timeout)
     deadline = time.monotonic() + limit.total_seconds()
