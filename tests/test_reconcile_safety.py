@@ -25,7 +25,7 @@ from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, kubectl, wait_until
 from tests.gitrepo import configmap
 from tests.test_reconcile import Env
-from tests.test_reconcile_real import reconciler_writes, settled_writes
+from tests.test_reconcile_real import gitops, reconciler_writes, settled_writes
 
 pytestmark = pytest.mark.cluster
 
@@ -160,6 +160,8 @@ def test_a_second_setup_with_the_same_instance_name_never_prunes_the_first_ones_
             (f"ConfigMap/{namespace}/by-hand", "NotInInventory"), (f"ConfigMap/{namespace}/first", "NotInInventory")]
         assert _get(cluster, "-n", namespace, "configmap", "first") is not None  # checked with kubectl
         assert _get(cluster, "-n", namespace, "configmap", "by-hand") is not None
+        diff = gitops(other.db, "diff", "--instance", namespace)  # nor are they its orphans in what it says
+        assert (diff.returncode, diff.stdout) == (0, ""), diff.stdout + diff.stderr
         other.repo.remove("cm.yaml")
         other.repo.commit("the second goes")
         gone = other.run(prune=True, allow_mass_prune=True)  # what it desired once is its own to prune

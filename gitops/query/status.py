@@ -17,6 +17,7 @@ from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.keys import parse_key
 from gitops.model.selector import Selector
 from gitops.projections import DesiredEntry, Moment, actual_at, desired_at
+from gitops.projections.inventory import ever_desired
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas
 
@@ -89,6 +90,8 @@ def views_at(log: EventLog, moment: Moment, *, resource: str | None = None, inst
     wanted, actual = _states(log, moment, only, desired, cluster)
     diffs = diff_states(wanted, actual, instance=instance or settings.instance, field_manager=field_manager,
                         ignore_managers=settings.ignore_managers, ignore=settings.ignore, schemas=schemas)
+    # an orphan is what the log desired once: one labelled as this instance's by someone else is not
+    diffs = [d for d in diffs if d.status != Status.ORPHAN or ever_desired(log, d.key, **_until(moment))]
     out = []
     for d in diffs:
         left = right = None

@@ -48,12 +48,13 @@ from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
+from gitops.projections.inventory import ever_desired
 from gitops.reconcile.apply import Applier, refused_as_immutable, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
-from gitops.reconcile.inventory import ever_desired, not_in_inventory
+from gitops.reconcile.inventory import not_in_inventory
 from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.records import PassEvents, PassResult
@@ -348,7 +349,7 @@ class Reconciler:
     def _hold(self, d: ObjectDiff, desired: dict[str, DesiredEntry], actual: dict[str, ActualEntry],
               instance: str) -> Hold | None:
         """Why the plan should leave ``d`` alone this pass, if it should."""
-        if d.status == Status.ORPHAN and not ever_desired(self.log, d.key, self.desired_origin):
+        if d.status == Status.ORPHAN and not ever_desired(self.log, d.key, origin=self.desired_origin):
             return not_in_inventory(instance)
         want, live = desired.get(d.key), actual.get(d.key)
         return self.holds.hold(d, want, live, self.holds.inputs(d.key, want, live, actual))
