@@ -89,6 +89,8 @@ def _obj(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = Non
     ("Pod", _obj({}, {"phase": "Succeeded"}), Status.HEALTHY),
     ("Pod", _obj({}, {"phase": "Failed", "reason": "Evicted"}), Status.DEGRADED),
     ("ConfigMap", {"data": {"a": "1"}}, Status.HEALTHY),
+    ("Namespace", {"metadata": {"deletionTimestamp": "2026-12-07T10:00:00Z"}, "status": {"phase": "Terminating"}},
+     Status.PROGRESSING),  # was Healthy: no conditions
     ("Deployment.apps", None, Status.MISSING),
     ("Deployment.apps", {"spec": "not a mapping"}, Status.UNKNOWN),
 ])

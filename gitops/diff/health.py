@@ -2,7 +2,9 @@
 Argo CD and Flux judge it, not only whether it was applied.
 
 Statuses: Healthy, Progressing, Degraded, Suspended, Missing (desired, not in the cluster),
-Unknown (a status the rules cannot read). The rules, by kind:
+Unknown (a status the rules cannot read). An object being deleted (``deletionTimestamp``:
+finalizers hold it, a Namespace terminating) is Progressing whatever its kind, as Argo CD
+says "pending deletion". The rules, by kind:
 
 - Deployment: paused is Suspended; a generation the controller has not observed, or
   replicas not yet updated and available, is Progressing; the ``Progressing`` condition
@@ -316,6 +318,8 @@ def assess(head: str, live: Manifest | None, rules: Sequence[HealthRule] = ()) -
     manifest is ``live`` (None: it is not in the cluster)."""
     if live is None:
         return Health(Status.MISSING, "NotFound", "desired, and not in the cluster")
+    if (live.get("metadata") or {}).get("deletionTimestamp"):
+        return Health(Status.PROGRESSING, "PendingDeletion", "being deleted (finalizers hold it)")
     for rule in rules:
         if rule.kind == head:
             return _configured(rule, live)
