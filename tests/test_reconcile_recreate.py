@@ -6,12 +6,14 @@ create shows the server accepts the new one. Checked against the API server with
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gitops.events import ReconcileAction
+from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, kubectl
 from tests.test_reconcile import Env
 
@@ -76,3 +78,9 @@ def test_a_changed_job_template_is_recreated_only_when_forced_and_only_if_the_se
         ("recreate", "planned", first_uid, "update"), ("recreate", "succeeded", first_uid, "update")]
     after = env.run()
     assert (after.plan.actions, after.drift_opened) == ([], 0)  # converged; its own delete is no drift
+    from gitops.query.report import build_report
+
+    with EventLog(env.db) as log:  # a compliance report lists the deletion beside the prunes
+        report = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    assert [(p.resource, p.result, p.dry_run, p.recreated, p.uid) for p in report.prunes] == [
+        (key, "planned", True, True, first_uid), (key, "succeeded", False, True, first_uid)]

@@ -254,12 +254,14 @@ def _actions(log: EventLog, rng: dict[str, Any]) -> tuple[list[ReconcileFailure]
                                          action=ev.payload.action, code=ev.payload.code, reason=ev.payload.reason,
                                          error=ev.payload.error, terminal=ev.payload.terminal))
     prunes = []
-    for r in log.read(types=["reconcile.action"], action="prune", **rng):
-        ev = r.event
-        assert isinstance(ev, ReconcileAction)
-        prunes.append(PruneRow(seq=r.seq, time=ev.effective_at, cluster=cluster_name(ev.payload.cluster),
-                               resource=ev.resource, result=ev.payload.result, dry_run=ev.payload.dry_run))
-    return failures, prunes
+    for action in ("prune", "recreate"):
+        for r in log.read(types=["reconcile.action"], action=action, **rng):
+            ev = r.event
+            assert isinstance(ev, ReconcileAction)
+            prunes.append(PruneRow(seq=r.seq, time=ev.effective_at, cluster=cluster_name(ev.payload.cluster),
+                                   resource=ev.resource, result=ev.payload.result, dry_run=ev.payload.dry_run,
+                                   recreated=action == "recreate", uid=ev.payload.uid))
+    return failures, sorted(prunes, key=lambda p: p.seq)
 
 
 @cyclic_gc_paused()  # hundreds of thousands of acyclic rows held at once: see gitops.model.bulk

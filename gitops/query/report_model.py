@@ -131,12 +131,18 @@ class ReconcileFailure(_Model):
 
 
 class PruneRow(_Model):
+    """An object the reconciler deleted: pruned (Git no longer has it), or deleted to be
+    created again (``recreated``: an immutable field changed; ``uid`` the incarnation)."""
+
     seq: int
     time: datetime
     cluster: str = Field(default="", description="the cluster acted on")
     resource: str | None
     result: str
     dry_run: bool
+    recreated: bool = Field(default=False, description="deleted to be created again (an immutable field changed), "
+                                                       "not removed from Git")
+    uid: str | None = Field(default=None, description="the incarnation deleted")
 
 
 class ClusterSummary(_Model):

@@ -102,7 +102,8 @@ def _objects(r: ComplianceReport) -> list[dict[str, Any]]:
                      f"{c.outcome}"))
     for p in r.prunes:
         if p.resource:
-            rows.setdefault(p.resource, []).append((p.time, f"pruned: {p.result}{' (dry run)' if p.dry_run else ''}"))
+            what = "deleted and created again" if p.recreated else "pruned"
+            rows.setdefault(p.resource, []).append((p.time, f"{what}: {p.result}{' (dry run)' if p.dry_run else ''}"))
     return [{"resource": k, "rows": sorted(v)} for k, v in sorted(rows.items())]
 
 
