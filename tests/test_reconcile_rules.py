@@ -198,3 +198,21 @@ def test_adopting_an_object_kubectl_apply_made_takes_all_its_fields_but_the_last
     assert by["kube-controller-manager"]["fieldsV1"] == {"f:data": {"f:c": {}}}
     gone = take_over(body, live, adopt=True, keep_last_applied=False)
     assert gone is not None and "kubectl-client-side-apply" not in {e["manager"] for e in gone}
+
+
+def test_what_an_update_refused_for_an_immutable_field_may_recreate() -> None:
+    from gitops.diff import DiffSettings
+    from gitops.reconcile.apply import Applier
+
+    def why(key: str, annotated: bool = False, **settings: Any) -> str | None:
+        manifest = {"metadata": {"annotations": {"gitops.dev/force": "enabled"}} if annotated else {}}
+        applier = Applier(None, ReconcileSettings(**settings), DiffSettings())  # type: ignore[arg-type]  # no request
+        return applier.why_not_recreated(key, manifest)
+
+    assert why("Job.batch/shop/migrate", annotated=True) is None
+    assert why("Job.batch/shop/migrate", recreate_immutable=True) is None
+    assert "annotate it gitops.dev/force: enabled" in (why("Job.batch/shop/migrate") or "")
+    assert "its data may go" in (why("PersistentVolumeClaim/shop/data", recreate_immutable=True) or "")
+    assert why("PersistentVolumeClaim/shop/data", annotated=True) is None  # asked for, object by object
+    for cascading in ("Namespace/shop", "CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com"):
+        assert "deletes everything it holds" in (why(cascading, annotated=True, recreate_immutable=True) or "")

@@ -19,6 +19,8 @@
   field is immutable is done by deleting that incarnation and applying again, once a dry-run
   create shows the server accepts the new object (the name taken is then its only
   objection). Never otherwise: a manifest the server refuses anyway keeps the old object.
+  Never a Namespace or CRD (their deletion deletes what they hold); a PersistentVolumeClaim
+  or PersistentVolume only when annotated itself (its data may go with it).
 - ``contents`` lists what a Namespace or CRD holds, for the prune guard (``cascade``).
 """
 
@@ -33,7 +35,7 @@ from gitops.diff import OWNERSHIP_LABEL, DiffSettings, take_over
 from gitops.model.applied import as_applied
 from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import canonical_group, format_key, key_of, parse_key
-from gitops.reconcile.cascade import Contents
+from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
 from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied, KindInfo
@@ -45,6 +47,7 @@ SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "mana
 """Metadata only the API server sets: never sent in an apply."""
 
 
+_KEEPS_DATA = {("", "PersistentVolumeClaim"), ("", "PersistentVolume")}
 _IMMUTABLE = re.compile(r"is immutable|immutable field|updates to .* are forbidden", re.IGNORECASE)
 
 
@@ -137,10 +140,23 @@ class Applier:
             self._kinds = None  # its kind is served from now: discover again when asked
         return applied
 
-    def forced(self, manifest: dict[str, Any]) -> bool:
-        """Whether an update refused for an immutable field may recreate the object."""
+    def why_not_recreated(self, key: str, manifest: dict[str, Any]) -> str | None:
+        """Why an update refused for an immutable field may not recreate the object (None: it
+        may). A Namespace or CRD never is (its deletion deletes what it holds); a volume or
+        claim only when annotated itself, not by the instance-wide setting."""
+        k = parse_key(key)
+        if (k.group, k.kind) in CASCADING_KINDS:
+            return f"a {k.kind} is never deleted to be created again: that deletes everything it holds"
         annotations = (manifest.get("metadata") or {}).get("annotations") or {}
-        return self.settings.recreate_immutable or str(annotations.get(FORCE_ANNOTATION, "")).lower() == "enabled"
+        if str(annotations.get(FORCE_ANNOTATION, "")).lower() == "enabled":
+            return None
+        if self.settings.recreate_immutable and (k.group, k.kind) not in _KEEPS_DATA:
+            return None
+        if self.settings.recreate_immutable:
+            return (f"a {k.kind} is deleted and created again only when annotated {FORCE_ANNOTATION}: enabled "
+                    "itself: its data may go with it")
+        return (f"to delete and create it again, annotate it {FORCE_ANNOTATION}: enabled in Git, or set "
+                "reconcile.recreate_immutable")
 
     def recreate(self, key: str, manifest: dict[str, Any], live: dict[str, Any], *, refused: ApiRefused,
                  dry_run: bool = False) -> Applied:

@@ -59,7 +59,7 @@ from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.records import PassEvents, PassResult
 from gitops.reconcile.running import RunningPasses
-from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
+from gitops.reconcile.settings import ReconcileSettings
 from gitops.reconcile.suspension import suspension
 from gitops.reconcile.windows import holding_window
 from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied
@@ -363,10 +363,9 @@ class Reconciler:
         except ApiRefused as e:
             if live is None or not refused_as_immutable(e):
                 raise
-            if not self.applier.forced(manifest):
-                raise ApiRefused(e.code, e.reason, f"{e.message} (to delete and create it again, annotate it "
-                                                   f"{FORCE_ANNOTATION}: enabled in Git, or set "
-                                                   "reconcile.recreate_immutable)") from e
+            why_not = self.applier.why_not_recreated(action.key, manifest)
+            if why_not is not None:
+                raise ApiRefused(e.code, e.reason, f"{e.message} ({why_not})") from e
             uid = (live.manifest.get("metadata") or {}).get("uid")
             return (self.applier.recreate(action.key, manifest, live.manifest, refused=e, dry_run=dry_run), "recreate",
                     uid)
