@@ -220,3 +220,12 @@ def test_a_namespace_the_log_kept_for_a_cluster_scoped_object_is_no_difference()
     assert diff_object(kept, live) == []
     namespaced = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}
     assert diff_object(namespaced, {**namespaced, "metadata": {"name": "c", "namespace": "other"}}) != []
+
+
+def test_a_crd_in_git_never_changes_the_scope_of_a_built_in_kind() -> None:
+    from gitops.sources.git.tree import crd_scope
+
+    assert crd_scope(crd("toys.example", "Gadget", "Cluster")) == (("toys.example", "Gadget"), False)
+    assert crd_scope(crd("rbac.authorization.k8s.io", "ClusterRole", "Namespaced")) is None
+    assert crd_scope(crd("apps", "Deployment", "Cluster")) is None  # a group without a dot: refused by the server
+    assert crd_scope({**crd("toys.example", "Gadget", "Cluster"), "spec": {"group": "toys.example"}}) is None

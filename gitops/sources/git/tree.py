@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gitops.model.scope import CLUSTER_SCOPED
 from gitops.sources.manifests import ManifestProblem
 
 __all__ = ["KUSTOMIZATION_FILES", "ParsedFile", "Problem", "TreeIndex", "TreeObject", "crd_scope",
@@ -32,13 +33,17 @@ _CRD_HEAD = "CustomResourceDefinition.apiextensions.k8s.io/"
 
 def crd_scope(manifest: dict[str, Any]) -> tuple[tuple[str, str], bool] | None:
     """((group, Kind), namespaced) of the kind a CustomResourceDefinition defines, or None
-    when its spec does not say (the API server would refuse it)."""
+    when its spec does not say, or says what the API server would refuse: a group without a
+    dot (the built-in groups), or a built-in cluster-scoped kind (a CRD in Git never makes
+    a ClusterRole namespaced)."""
     spec = manifest.get("spec")
     names = spec.get("names") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or not isinstance(names, dict):
         return None
     group, kind, scope = spec.get("group"), names.get("kind"), spec.get("scope")
     if not isinstance(group, str) or not isinstance(kind, str) or scope not in ("Namespaced", "Cluster"):
+        return None
+    if "." not in group or (group, kind) in CLUSTER_SCOPED:
         return None
     return (group, kind), scope == "Namespaced"
 
