@@ -229,3 +229,38 @@ def test_a_crd_in_git_never_changes_the_scope_of_a_built_in_kind() -> None:
     assert crd_scope(crd("rbac.authorization.k8s.io", "ClusterRole", "Namespaced")) is None
     assert crd_scope(crd("apps", "Deployment", "Cluster")) is None  # a group without a dot: refused by the server
     assert crd_scope({**crd("toys.example", "Gadget", "Cluster"), "spec": {"group": "toys.example"}}) is None
+
+
+@pytest.mark.cluster
+def test_a_running_service_applies_an_object_whose_crd_someone_installs_later(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    from tests.cluster_fixtures import wait_until
+    from tests.test_run import _config, gitops_run
+
+    group = f"{namespace}.example.com"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("gadget.yaml", dump(gadget(group, "g1")))
+    repo.commit("a gadget; its CRD is installed by someone else")
+    db = tmp_path / "g.db"
+    config = _config(tmp_path, cluster, namespace, repo, interval=2, retry_initial=1)
+    try:
+        with gitops_run(db, config, tmp_path) as running:
+            wait_until(lambda: "does not serve" in running.output(), what="a pass to find the kind not served")
+            kubectl(cluster, "admin", "apply", "-f", "-", stdin=json.dumps(crd(group, "Gadget", "Cluster")))
+            # before: held for good ("waiting for the desired or live object to change"), never applied
+            wait_until(lambda: kubectl(cluster, "admin", "get", f"gadgets.{group}", "g1", check=False).returncode == 0,
+                       timeout=60, what="the gadget created by the running service")
+
+            def in_sync() -> bool:
+                doc = json.loads(gitops("status", "-o", "json", db=db).stdout or "{}")
+                return [(o["resource"], o["status"]) for o in doc.get("objects", [])] == [
+                    (f"Gadget.{group}/g1", "in-sync")]
+
+            wait_until(in_sync, timeout=60, what="Git read again under the cluster's scope, and the kind watched")
+    finally:
+        kubectl(cluster, "admin", "delete", "crd", f"gadgets.{group}", "--ignore-not-found", "--wait=false",
+                check=False)
+    with EventLog(db) as log:
+        again = [r.event for r in log.read(types=["git.reconfigured"]) if isinstance(r.event, GitReconfigured)]
+    assert [e.payload.settings["scopes"] for e in again] == [{f"Gadget.{group}": "cluster"}]
+    assert "the cluster now serves" in gitops("log", "--type", "git.reconfigured", db=db).stdout

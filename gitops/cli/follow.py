@@ -61,6 +61,9 @@ def describe(s: IngestSummary) -> str:
     head = f"; head {s.head[:12]}" if s.head else "; the branch has no commits"
     notes = "; the settings changed since the last pass, so the last commit read was read again" \
         if s.reconfigured else ""
+    if s.rescoped:
+        notes += (f"; the cluster now serves {', '.join(s.rescoped)} as cluster-scoped, so the last commit read "
+                  "was read again")
     if s.rewritten:
         notes += "; history was rewritten (force-push), continued from the merge base"
     return (f"{s.commits} commits{invalid}, {s.objects_changed} objects changed "

@@ -65,6 +65,9 @@ def _detail(type_: str, p: dict[str, Any]) -> str:
     if type_ == "git.reconfigured":
         previous, settings = p.get("previous") or {}, p.get("settings") or {}
         changed = sorted(k for k in previous.keys() | settings.keys() if previous.get(k) != settings.get(k))
+        if changed == ["scopes"]:
+            kinds = ", ".join(sorted(settings.get("scopes") or {}))
+            return f"the cluster now serves {kinds} as cluster-scoped; {str(p.get('commit'))[:12]} read again"
         return f"settings changed: {', '.join(changed)}; {str(p.get('commit'))[:12]} read again"
     if type_ == "audit":  # a collection-wide request says which collection (its event may name no object)
         what = f" {str(p.get('request_uri')).split('?')[0]}" if p.get("verb") == "deletecollection" else ""

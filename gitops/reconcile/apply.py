@@ -40,7 +40,11 @@ from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
 from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied, KindInfo
 
-__all__ = ["SERVER_SET", "Applier", "refused_as_immutable", "with_ownership"]
+__all__ = ["NOT_SERVED", "SERVER_SET", "Applier", "refused_as_immutable", "with_ownership"]
+
+NOT_SERVED = "NotServed"
+"""The reason of a failure to apply an object of a kind the cluster does not serve (yet: its
+CRD may be installed by someone else at any time), tried again with backoff, never given up."""
 
 SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
               "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -73,6 +77,7 @@ class Applier:
         self.diff = diff
         self.monotonic = monotonic
         self._kinds: dict[tuple[str, str], KindInfo] | None = None
+        self.learned = False  # a kind was found only by discovering again: the sources should too
 
     def forget_kinds(self) -> None:
         self._kinds = None
@@ -97,12 +102,13 @@ class Applier:
                 self._kinds = None
             info = self.kinds().get((k.group, k.kind))
             if info is not None:
+                self.learned |= fresh  # served now, and not when last discovered
                 if api_version and api_version != info.api_version:  # apply as Git wrote it
                     group, _, version = api_version.rpartition("/")
                     return KindInfo(group, version, info.kind, info.plural, info.namespaced, info.verbs, info.names,
                                     info.status_subresource)
                 return info
-        raise ApiRefused(404, "NotFound", f"the cluster does not serve {k.kind}{'.' + k.group if k.group else ''}")
+        raise ApiRefused(404, NOT_SERVED, f"the cluster does not serve {k.kind}{'.' + k.group if k.group else ''}")
 
     # ------------------------------------------------------------------ apply
 

@@ -44,12 +44,12 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.errors import ClusterUnavailableError
-from gitops.model.keys import parse_key
+from gitops.model.keys import format_key, key_of, parse_key
 from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
 from gitops.projections.inventory import ever_desired
-from gitops.reconcile.apply import Applier, refused_as_immutable, with_ownership
+from gitops.reconcile.apply import NOT_SERVED, Applier, refused_as_immutable, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
@@ -318,12 +318,20 @@ class Reconciler:
                     self._record_action(result, action, "planned", dry_run=True, commit=want.commit, dropped=dropped)
                     return
                 applied, op, uid = self._apply_one(action, manifest, live, dry_run=dry_run)
-                events = [] if dry_run else [self.events.observed(self.clock(), action.key, applied.object,
+                if self.applier.learned:
+                    self.applier.learned, result.kinds_changed = False, True
+                # the object as the server keys it: another scope than the plan's key, when the log
+                # read Git before the cluster served the kind (the Git source reads it again)
+                where = format_key(key_of(applied.object, namespaced=kind.namespaced))
+                events = [] if dry_run else [self.events.observed(self.clock(), where, applied.object,
                                                                   created=applied.created)]
         except (ApiRefused, ClusterUnavailableError) as e:
             code = e.code if isinstance(e, ApiRefused) else None
+            unserved = isinstance(e, ApiRefused) and e.reason == NOT_SERVED  # its CRD may come: no giving up
+            result.kinds_changed |= unserved
             terminal, message = self.holds.failed(action.key, inputs, terminal=isinstance(e, ApiRefused)
-                                                  and not e.transient, code=code, message=str(e))
+                                                  and not e.transient and not unserved,
+                                                  code=None if unserved else code, message=str(e))
             result.failed += 1
             result.errors.append((action, message))
             if dry_run:

@@ -49,6 +49,9 @@ class PassResult:
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action, Kind.group, result) recorded
     objects: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (sync status, health) this pass
     done: dict[str, str] = field(default_factory=dict)  # key -> what was done to it and succeeded (not a dry run)
+    # the cluster served other kinds than the last discovery said (a CRD installed, or not yet): the
+    # sources should discover again, so that the cluster's kinds are watched and Git's named as served
+    kinds_changed: bool = False
 
     @property
     def out_of_sync(self) -> int:

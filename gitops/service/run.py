@@ -222,6 +222,9 @@ class RunService(WatchService):
                 return
             result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
             self.passes += 1
+            if result.kinds_changed and self.cluster is not None:  # a CRD installed meanwhile: watch its kind, and
+                for name in self.cluster.refresh():  # the Git source names its objects as the cluster serves them
+                    self.reporter.watching(name, at=utc_now())
         self.metrics.observe_pass(result, drift_open=self.reconciler.open_drift, now=time.time())
         self.reporter.reconciled(result, trigger=trigger, at=utc_now())
 

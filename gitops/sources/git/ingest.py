@@ -86,6 +86,7 @@ class IngestSummary:
     invalid_commits: int = 0
     rewritten: bool = False
     reconfigured: bool = False
+    rescoped: list[str] = field(default_factory=list)  # kinds read again as the cluster now serves them
     head: str | None = None
     head_errors: int = 0  # problems that make the head invalid, recorded in this pass or before
 
@@ -349,7 +350,8 @@ class GitIngest:
                                            commit=sha, previous=previous, settings=settings,
                                            valid=judgement.valid),
         )]
-        summary.reconfigured = True
+        summary.reconfigured = not misnamed
+        summary.rescoped = list(misnamed)
         events.extend(self._record(cause, judgement, summary))
         return events, judgement
 
