@@ -146,6 +146,23 @@ class Applier:
             self._kinds = None  # its kind is served from now: discover again when asked
         return applied
 
+    def apply_or_recreate(self, key: str, manifest: dict[str, Any], live: dict[str, Any] | None, *, dry_run: bool,
+                          take: bool, adopt: bool) -> tuple[Applied, str, str | None]:
+        """``apply``, and when the server refuses it for an immutable field, ``recreate`` where
+        that is allowed (``why_not_recreated``). What the server did: create, update, or
+        recreate with the uid deleted."""
+        try:
+            applied = self.apply(key, manifest, dry_run=dry_run, take=take, adopt=adopt)
+        except ApiRefused as e:
+            if live is None or not refused_as_immutable(e):
+                raise
+            why_not = self.why_not_recreated(key, manifest)
+            if why_not is not None:
+                raise ApiRefused(e.code, e.reason, f"{e.message} ({why_not})") from e
+            uid = (live.get("metadata") or {}).get("uid")
+            return self.recreate(key, manifest, live, refused=e, dry_run=dry_run), "recreate", uid
+        return applied, "create" if applied.created else "update", None
+
     def why_not_recreated(self, key: str, manifest: dict[str, Any]) -> str | None:
         """Why an update refused for an immutable field may not recreate the object (None: it
         may). A Namespace or CRD never is (its deletion deletes what it holds); a volume or

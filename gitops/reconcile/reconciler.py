@@ -49,7 +49,7 @@ from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
 from gitops.projections.inventory import ever_desired
-from gitops.reconcile.apply import NOT_SERVED, Applier, refused_as_immutable, with_ownership
+from gitops.reconcile.apply import NOT_SERVED, Applier, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
@@ -62,7 +62,7 @@ from gitops.reconcile.running import RunningPasses
 from gitops.reconcile.settings import ReconcileSettings
 from gitops.reconcile.suspension import suspension
 from gitops.reconcile.windows import holding_window
-from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied
+from gitops.sources.cluster.api import AccessDenied, ApiRefused
 from gitops.sources.cluster.port import Clock
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas
@@ -317,7 +317,10 @@ class Reconciler:
                                                    f"{parse_key(action.key).namespace} would be created first"))
                     self._record_action(result, action, "planned", dry_run=True, commit=want.commit, dropped=dropped)
                     return
-                applied, op, uid = self._apply_one(action, manifest, live, dry_run=dry_run)
+                adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
+                applied, op, uid = self.applier.apply_or_recreate(
+                    action.key, manifest, live.manifest if live is not None else None, dry_run=dry_run,
+                    take=action.extra, adopt=adopt)
                 if self.applier.learned:
                     self.applier.learned, result.kinds_changed = False, True
                 # the object as the server keys it: another scope than the plan's key, when the log
@@ -361,23 +364,6 @@ class Reconciler:
             return not_in_inventory(instance)
         want, live = desired.get(d.key), actual.get(d.key)
         return self.holds.hold(d, want, live, self.holds.inputs(d.key, want, live, actual))
-
-    def _apply_one(self, action: Action, manifest: dict[str, Any], live: ActualEntry | None, *,
-                   dry_run: bool) -> tuple[Applied, str, str | None]:
-        """Apply; what the server did (create, update, or recreate and the uid deleted)."""
-        adopt = action.op == "update" and live is not None and not _applied_by(live, self.actor)
-        try:
-            applied = self.applier.apply(action.key, manifest, dry_run=dry_run, take=action.extra, adopt=adopt)
-        except ApiRefused as e:
-            if live is None or not refused_as_immutable(e):
-                raise
-            why_not = self.applier.why_not_recreated(action.key, manifest)
-            if why_not is not None:
-                raise ApiRefused(e.code, e.reason, f"{e.message} ({why_not})") from e
-            uid = (live.manifest.get("metadata") or {}).get("uid")
-            return (self.applier.recreate(action.key, manifest, live.manifest, refused=e, dry_run=dry_run), "recreate",
-                    uid)
-        return applied, "create" if applied.created else "update", None
 
     def _warn(self, result: PassResult, key: str, want: DesiredEntry, dropped: list[str]) -> None:
         if dropped and (key, want.seq) not in self._warned:
