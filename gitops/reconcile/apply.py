@@ -37,7 +37,7 @@ from gitops.model.errors import ClusterUnavailableError
 from gitops.model.keys import canonical_group, format_key, key_of, parse_key
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.port import ApplyPort
-from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings
+from gitops.reconcile.settings import FORCE_ANNOTATION, ReconcileSettings, annotated
 from gitops.sources.cluster.api import AccessDenied, ApiRefused, Applied, KindInfo
 
 __all__ = ["NOT_SERVED", "SERVER_SET", "Applier", "refused_as_immutable", "with_ownership"]
@@ -170,8 +170,7 @@ class Applier:
         k = parse_key(key)
         if (k.group, k.kind) in CASCADING_KINDS:
             return f"a {k.kind} is never deleted to be created again: that deletes everything it holds"
-        annotations = (manifest.get("metadata") or {}).get("annotations") or {}
-        if str(annotations.get(FORCE_ANNOTATION, "")).lower() == "enabled":
+        if annotated(manifest, FORCE_ANNOTATION, "enabled"):
             return None
         if self.settings.recreate_immutable and (k.group, k.kind) not in _KEEPS_DATA:
             return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitops.diff import OWNERSHIP_LABEL
-from gitops.reconcile.settings import DISABLE_ANNOTATION
+from gitops.reconcile.settings import DISABLE_ANNOTATION, annotated
 
 __all__ = ["CASCADING_KINDS", "Blocked", "Contents", "judge_cascade"]
 
@@ -67,7 +67,7 @@ def _why_not(manifest: Mapping[str, Any], key: str, *, instance: str, desired: C
         return f"owned by instance {owner!r}"
     if key in desired:
         return "still in Git"
-    if str((meta.get("annotations") or {}).get(DISABLE_ANNOTATION, "")).lower() == "disabled":
+    if annotated(manifest, DISABLE_ANNOTATION, "disabled"):
         return f"annotated {DISABLE_ANNOTATION}: disabled"
     return None
 

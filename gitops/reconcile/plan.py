@@ -34,7 +34,7 @@ from gitops.diff import OWNERSHIP_LABEL, ObjectDiff, Status
 from gitops.diff import Op as DiffOp
 from gitops.model.keys import parse_key
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents, judge_cascade
-from gitops.reconcile.settings import DISABLE_ANNOTATION
+from gitops.reconcile.settings import DISABLE_ANNOTATION, annotated
 
 __all__ = ["KIND_ORDER", "Action", "Hold", "Plan", "kind_rank", "make_plan", "owned_by", "owner_of"]
 
@@ -69,10 +69,7 @@ def owned_by(manifest: Mapping[str, Any], instance: str) -> bool:
 
 
 def _disabled(manifest: Mapping[str, Any] | None) -> bool:
-    if manifest is None:
-        return False
-    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(DISABLE_ANNOTATION, "")).lower() == "disabled"
+    return annotated(manifest, DISABLE_ANNOTATION, "disabled")
 
 
 def _outside(key: str, namespaces: Collection[str]) -> str | None:

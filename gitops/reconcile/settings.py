@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,12 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gitops.diff.health import HealthSettings
 
 __all__ = ["DISABLE_ANNOTATION", "FORCE_ANNOTATION", "LeaseSettings", "ReconcileSettings", "SyncWindow",
-           "parse_duration"]
+           "annotated", "parse_duration"]
 
 DISABLE_ANNOTATION = "gitops.dev/reconcile"
-FORCE_ANNOTATION = "gitops.dev/force"
 """Annotate an object (in Git or in the cluster) with ``gitops.dev/reconcile: disabled`` and
 the reconciler leaves it alone: it is neither applied nor pruned (its drift is still shown)."""
+FORCE_ANNOTATION = "gitops.dev/force"
+"""Annotate an object in Git with ``gitops.dev/force: enabled`` and an update the API server
+refuses for an immutable field deletes it and creates it again (``gitops.reconcile.apply``)."""
+
+
+def annotated(manifest: Mapping[str, Any] | None, annotation: str, value: str) -> bool:
+    """Whether ``manifest`` carries ``annotation`` with ``value`` (in any case)."""
+    annotations = ((manifest or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(annotation, "")).lower() == value
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 
