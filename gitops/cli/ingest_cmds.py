@@ -82,14 +82,13 @@ def show_problems(log: EventLog, after: int) -> None:
     for r in log.read(since_seq=after, types=["source.error"]):
         p = r.event.payload
         assert isinstance(p, SourceErrorPayload)
-        where = f"{p.path}:{p.line}" if p.path and p.line else p.path or "(repository)"
         commit = f" (commit {p.commit[:12]})" if p.commit else ""
         if p.severity == "warning":
-            click.echo(f"warning: {where}: {p.message}{commit}", err=True)
+            click.echo(f"warning: {p.where}: {p.message}{commit}", err=True)
             continue
         errors += 1
         if errors <= SHOWN:
-            click.echo(f"error: {where}: {p.message}{commit}", err=True)
+            click.echo(f"error: {p.where}: {p.message}{commit}", err=True)
     if errors > SHOWN:
         click.echo(f"... and {errors - SHOWN} more errors", err=True)
 

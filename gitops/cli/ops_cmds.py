@@ -180,7 +180,7 @@ def _never(view: StatusView, target: str | None) -> None:
     if head is None or not target or not head.payload.sha.startswith(target.lower()):
         return
     first = view.errors[0].payload if view.errors else None
-    why = f": {first.path or '(repository)'}{f':{first.line}' if first.line else ''}: {first.message}" if first else ""
+    why = f": {first.where}: {first.message}" if first else ""
     more = f" (and {len(view.errors) - 1} more)" if len(view.errors) > 1 else ""
     raise HeadInvalidError(f"commit {head.payload.sha[:12]} is invalid ({head.payload.errors} error"
                            f"{'' if head.payload.errors == 1 else 's'}{why}{more}); it will never be in force: "

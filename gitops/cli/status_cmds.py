@@ -111,8 +111,8 @@ def _print_one(moment: Moment, view: StatusView, output: str, no_headers: bool, 
                        f"({n} error{'' if n == 1 else 's'})")
         click.echo(f"{moment.describe()}: {commit}")
         for e in view.errors[:_SHOWN_ERRORS]:
-            where = f"{e.payload.path or '(repository)'}{f':{e.payload.line}' if e.payload.line else ''}"
-            click.echo(f"error: {where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})", err=True)
+            click.echo(f"error: {e.payload.where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})",
+                       err=True)
         if len(view.errors) > _SHOWN_ERRORS:
             click.echo(f"error: and {len(view.errors) - _SHOWN_ERRORS} more (gitops log --type source.error)", err=True)
         click.echo(", ".join(f"{n} {s}" for s, n in view.counts.items()))

@@ -297,6 +297,12 @@ class SourceErrorPayload(_Frozen):
     # does not make a commit invalid
     severity: Literal["error", "warning"] = "error"
 
+    @property
+    def where(self) -> str:
+        """Where the problem is, as the command line says it: ``path:line``, the path, or
+        ``(repository)``."""
+        return f"{self.path}:{self.line}" if self.path and self.line else self.path or "(repository)"
+
 
 class OperatorPayload(_Frozen):
     """Someone used the log: a report, an export, a replay, a verification; or a service
