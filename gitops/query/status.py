@@ -169,13 +169,16 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
         if r.event.payload.valid:
             commit, valid_seq = r.event.payload.sha, r.seq
             break
-    errors: list[SourceErrorEvent] = []
-    if head is not None and head.payload.sha != commit:
-        errors = [r.event for r in log.read(types=["source.error"], since_seq=valid_seq, **_until(moment))
-                  if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "error"
-                  and r.event.payload.origin == head.payload.origin]
-    warnings = [r.event for r in log.read(types=["source.error"], **_until(moment))
-                if isinstance(r.event, SourceErrorEvent) and r.event.payload.severity == "warning"]
+    invalid = head.payload.origin if head is not None and head.payload.sha != commit else None  # its source
+    warnings: list[SourceErrorEvent] = []
+    errors: list[SourceErrorEvent] = []  # the invalid head's: its source's, since the last valid commit
+    for r in log.read(types=["source.error"], **_until(moment)):
+        if not isinstance(r.event, SourceErrorEvent):
+            continue
+        if r.event.payload.severity == "warning":
+            warnings.append(r.event)
+        elif invalid is not None and r.seq > valid_seq and r.event.payload.origin == invalid:
+            errors.append(r.event)
     health = {str(r.event.resource): r.event.payload for r in log.read(types=["health.changed"], **_until(moment))
               if isinstance(r.event, HealthChanged) and r.event.resource
               and (cluster is None or r.event.payload.cluster in (cluster, ""))}
