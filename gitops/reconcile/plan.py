@@ -156,7 +156,7 @@ def _scope_mismatches(diffs: list[ObjectDiff], desired: Collection[str], actual:
     and the cluster lacks are looked at: an in-sync pass pays nothing."""
     out: dict[str, Hold] = {}
     for d in diffs:
-        if d.status != Status.MISSING or d.key not in desired:
+        if d.status != Status.MISSING:  # desired, not live
             continue
         k = parse_key(d.key)
         head = d.key.partition("/")[0]
@@ -172,7 +172,8 @@ def _scope_mismatches(diffs: list[ObjectDiff], desired: Collection[str], actual:
         other = "cluster-scoped" if k.namespaced else "namespaced"
         why = (f"scope-mismatch: the log read Git's {head} {k.name} as {scope} ({d.key}), and the cluster serves "
                f"{head} as {other}{' (' + ', '.join(twins) + ')' if twins else ''}; neither is applied or pruned "
-               "until Git's object is read again under the cluster's scope (a commit that changes its file)")
+               "until Git's object is read again under the cluster's scope (the Git source does when its discovery "
+               "learns the kind, or at a commit that changes the file)")
         out[d.key] = Hold(why, "ScopeMismatch", failed=True)
         for t in twins:
             out[t] = Hold(why, "ScopeMismatch", failed=True)
