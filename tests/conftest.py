@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -19,6 +20,17 @@ pytest_plugins = ["tests.cluster_fixtures", "tests.postgres_fixtures"]
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def env(cluster: Any, tmp_path: Path, namespace: str) -> Iterator[Any]:
+    """A repository, a log and a reconciler over them and the control plane
+    (``tests.test_reconcile.Env``), closed after the test; a module may define its own."""
+    from tests.test_reconcile import Env
+
+    e = Env(cluster, tmp_path, namespace)
+    yield e
+    e.close()
 
 
 @pytest.fixture

@@ -184,13 +184,6 @@ def _diff_settings() -> Any:
     return DiffSettings()
 
 
-@pytest.fixture
-def env(cluster: Cluster, tmp_path: Path, namespace: str) -> Any:
-    e = Env(cluster, tmp_path, namespace)
-    yield e
-    e.close()
-
-
 def audit_writes(cluster: Cluster, since: int, namespace: str) -> list[str]:
     """The write requests the API server's audit log holds after byte ``since`` for objects
     in ``namespace``, by anyone but the control plane (the deployment controller writes a

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ def job(ns: str, args: list[str], *, force: bool = False, backoff: int = 2) -> d
 def live(cluster: Cluster, ns: str) -> tuple[str, list[str]]:
     obj = json.loads(kubectl(cluster, "admin", "-n", ns, "get", "job", "migrate", "-o", "json").stdout)
     return obj["metadata"]["uid"], obj["spec"]["template"]["spec"]["containers"][0]["args"]
-
-
-@pytest.fixture
-def env(cluster: Cluster, tmp_path: Path, namespace: str) -> Any:
-    e = Env(cluster, tmp_path, namespace)
-    yield e
-    e.close()
 
 
 def test_a_changed_job_template_is_recreated_only_when_forced_and_only_if_the_server_accepts_it(

@@ -39,13 +39,6 @@ def _actions(env: Env) -> list[Any]:
     return [r.event.payload for r in env.events("reconcile.action") if isinstance(r.event, ReconcileAction)]
 
 
-@pytest.fixture
-def env(cluster: Cluster, tmp_path: Path, namespace: str) -> Any:
-    e = Env(cluster, tmp_path, namespace)
-    yield e
-    e.close()
-
-
 def test_an_object_that_names_no_namespace_goes_to_the_default_namespace_git_says(
         cluster: Cluster, tmp_path: Path, namespace: str) -> None:
     e = Env(cluster, tmp_path, namespace, git={"default_namespace": namespace})
