@@ -315,9 +315,13 @@ class RunService(WatchService):
         """Whether the service is ready, and what ``/readyz`` says: not while the API server
         cannot be reached or the cluster is not listed yet, nor before the lease was tried
         and a leader's first pass; a standby is ready, and says which process holds the
-        lease; a process the API server refuses the lease is not."""
+        lease; a process the API server refuses the lease is not, and says why before anything
+        else (it can neither lead nor take over: no standby)."""
         if not self.healthy:
             return False, f"not ready: {self.error or 'stopping'}"
+        refused = None if self.leading or self.elector is None else self.elector.refusal
+        if refused is not None:  # the API server's answer, whatever else is not ready yet
+            return False, f"not ready: {refused}"
         if self.cluster is None or self.cluster.unreachable:
             return False, "not ready: the Kubernetes API server cannot be reached"
         if not self.cluster.wait_synced(0):
@@ -326,8 +330,6 @@ class RunService(WatchService):
             assert self.elector is not None
             if not self.elector.tried:  # it may lead in a moment: ready now would admit it before its first pass
                 return False, f"not ready: the lease {self.elector.lease} has not been tried yet"
-            if self.elector.refusal is not None:  # it can neither lead nor take over: no standby
-                return False, f"not ready: {self.elector.refusal}"
             return True, f"ok: standby; the lease {self.elector.lease} is held by {self.elector.holder or 'nobody'}"
         if self.passes == 0:
             return False, "not ready: the first pass has not finished"
