@@ -14,7 +14,10 @@ inline checkpoints at their default bound (2 cores, same hour).
 A background checkpoint cannot let the WAL start over while the writer keeps writing
 (new frames arrive while it copies), so the writer keeps SQLite's inline checkpoint as a
 bound at ``WRITER_AUTOCHECKPOINT`` pages: it finds the pages already copied and only
-finishes the job, and the WAL then restarts. The WAL stays below about 40 MB.
+finishes the job, and the WAL then restarts. SQLite runs one checkpoint at a time, so the
+inline one is skipped while the thread's runs; a writer that outpaces a slow checkpoint (a
+busy disk) waits for it once it has written ``every_bytes`` meanwhile. The WAL stays below
+about 40 MB, plus what those bytes and one commit add.
 
 Nothing here is needed for correctness: a checkpoint that fails (the database is busy in
 another process's checkpoint, the file is gone) is skipped, and the writer's bound
@@ -46,13 +49,21 @@ class WalCheckpointer:
         self._written = 0
         self._pending = False
         self._running = False
+        self._during = 0  # bytes written since the running checkpoint began
         self._stopping = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def wrote(self, nbytes: int) -> None:
-        """Count ``nbytes`` committed to the WAL; wake the thread when enough have been."""
+        """Count ``nbytes`` committed to the WAL; wake the thread when enough have been. While
+        a checkpoint runs, the writer's inline one is skipped (SQLite runs one at a time), so
+        a writer that has written ``every_bytes`` since the running one began waits for it:
+        its next commit then finds the WAL copied and its inline checkpoint can finish."""
         self._written += nbytes
+        if self._running:  # read without the lock: a stale answer only delays the wait by a commit
+            self._during += nbytes
+            if self._during >= self.every_bytes:
+                self.wait_idle()
         if self._written < self.every_bytes:
             return
         self._written = 0
@@ -97,7 +108,7 @@ class WalCheckpointer:
                     self._cond.wait_for(lambda: self._pending or self._stopping)
                     if self._stopping:
                         return
-                    self._pending, self._running = False, True
+                    self._pending, self._running, self._during = False, True, 0
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as e:  # busy elsewhere, or the file is gone: skip this one
