@@ -215,3 +215,31 @@ def test_a_lease_refused_by_rbac_says_which_verb_and_user(cluster: Cluster, name
     finally:
         kubectl(cluster, "admin", "delete", "clusterrolebinding", role, check=False)
         kubectl(cluster, "admin", "delete", "clusterrole", role, check=False)
+
+
+def test_what_a_one_shot_pass_prunes_is_gone_from_the_log_when_the_command_ends(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """No watch follows ``gitops reconcile``, and a delete returns no version to record: the
+    command reads the cluster again after a prune, so that ``status`` says what the API
+    server says, not that the object it deleted is still there (as an orphan)."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.write("b.yaml", configmap("b", namespace, k="1"))
+    repo.commit("a and b")
+    config, db = _config(tmp_path, cluster, namespace, repo, prune=True), tmp_path / "g.db"
+    assert gitops("--config", str(config), "reconcile", db=db).returncode == 0
+    assert _exists(cluster, namespace, "b")
+    repo.remove("b.yaml")
+    repo.commit("no b")
+    res = gitops("--config", str(config), "reconcile", db=db)
+    assert res.returncode == 0 and "1 pruned" in res.stdout, res.stdout + res.stderr
+    assert not _exists(cluster, namespace, "b")  # the API server's word
+    doc = json.loads(gitops("--config", str(config), "status", "-o", "json", db=db).stdout)
+    assert [(o["resource"], o["status"]) for o in doc["objects"]] == [(f"ConfigMap/{namespace}/a", "in-sync")], doc
+    assert doc["in_sync"] is True
+    with EventLog(db) as log:
+        deleted = [r.event for r in log.read(types=["cluster.deleted"])
+                   if r.event.resource == f"ConfigMap/{namespace}/b"]
+    assert len(deleted) == 1
+    if cluster.audit_log is not None:  # the audit record of the DELETE names the reconciler
+        assert deleted[0].payload.attribution == "reconciler", deleted[0]  # type: ignore[union-attr]

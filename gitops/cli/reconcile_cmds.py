@@ -142,6 +142,11 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         mode: Mode | None = "dry-run" if dry_run else "detect-only" if detect_only else None
         result = reconciler.run_pass(trigger="manual", mode=mode, prune=prune, allow_mass_prune=allow_mass_prune,
                                      ingest=ingest, acquire=acquire)
+        if "prune" in result.done.values():
+            # an apply records the object the server returned; a delete returns no version to
+            # record, and no watch follows here: the cluster is read again, so that the log
+            # (and status, diff, reports) does not go on holding what this pass deleted
+            cluster.ingest_once()
     finally:
         if elector is not None:
             elector.release()
