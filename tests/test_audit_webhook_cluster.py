@@ -15,8 +15,9 @@ import pytest
 import requests
 import yaml
 
-from gitops.events import AuditRecorded, ClusterObserved
+from gitops.events import AuditRecorded, ClusterDeleted, ClusterObserved, ReconcileAction
 from gitops.store import EventLog
+from tests.cli_helpers import gitops
 from tests.cluster_fixtures import Cluster, grant, kubectl, wait_until
 from tests.gitrepo import GitRepo, configmap
 from tests.test_run import gitops_run
@@ -97,3 +98,92 @@ def test_the_api_server_posts_to_the_webhook_and_alice_is_named_without_the_file
         audit = [r.event for r in log.read(types=["audit"], actor="alice", resource=f"ConfigMap/{namespace}/a")
                  if isinstance(r.event, AuditRecorded)]
     assert [e.payload.audit_id for e in audit] == [seen.payload.audit_id]
+
+
+def test_a_recreated_object_is_recorded_in_the_order_the_cluster_made_it(
+        cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch's writer holds each change up to audit_wait for its audit record (the
+    webhook's batches come up to a second late); a pass that recreated an object appended
+    the new incarnation first and the deletion of the old one after it, so the log said the
+    object was gone: status called it missing, drift was opened, and every later pass failed
+    to "create" it. Now the pass leaves its observations to the watch. Checked against the
+    API server: the uid the log holds as current is the one kubectl shows."""
+    if cluster.audit_webhook is None:
+        pytest.skip("needs the local control plane's audit webhook (scripts/local-cluster up)")
+    monkeypatch.delenv("GITOPS_AUDIT_LOG", raising=False)
+    key = f"ConfigMap/{namespace}/im"
+
+    def immutable(value: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": {"k": value},
+                "metadata": {"name": "im", "namespace": namespace, "annotations": {"gitops.dev/force": "enabled"}}}
+
+    def live() -> tuple[str, str]:
+        obj = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "im", "-o", "json").stdout)
+        return obj["metadata"]["uid"], obj["data"]["k"]
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("im.yaml", immutable("1"))
+    repo.commit("an immutable ConfigMap")
+    hook = cluster.audit_webhook
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "git": {"repo": str(repo.path)},
+        "cluster": {"kubeconfig": str(cluster.kubeconfig), "context": "admin", "audit_wait": 1.0,
+                    "audit_webhook": {k: hook[k] for k in ("address", "cert_file", "key_file", "client_ca_file")}},
+        "reconcile": {"instance": namespace, "interval": 2, "debounce": 0.2, "metrics_address": "127.0.0.1:0",
+                      "lease": {"namespace": namespace, "duration": 3, "renew": 0.5}},
+    }))
+    db = tmp_path / "g.db"
+
+    def recorded() -> tuple[list[tuple[int, str, str | None]], list[str]]:
+        """The log's versions of the object (seq, type, uid), and the pass's applies of it."""
+        rows: list[tuple[int, str, str | None]] = []
+        actions: list[str] = []
+        with EventLog(db) as log:
+            for r in log.read(types=["cluster.observed", "cluster.deleted", "reconcile.action"], resource=key):
+                e = r.event
+                if isinstance(e, ClusterObserved):
+                    rows.append((r.seq, e.type, e.payload.manifest["metadata"]["uid"]))
+                elif isinstance(e, ClusterDeleted):
+                    rows.append((r.seq, e.type, e.payload.uid))
+                elif isinstance(e, ReconcileAction) and e.payload.result == "succeeded":
+                    actions.append(e.payload.action)
+        return rows, actions
+
+    with gitops_run(db, config, tmp_path) as run:
+        wait_until(lambda: _exists_in_log(db, key), timeout=90, what="the first pass")
+        first_uid, _ = wait_until(lambda: (got := live()) and got, what="the ConfigMap")
+        repo.write("im.yaml", immutable("2"))
+        repo.commit("a new value: immutable, so recreated")
+        wait_until(lambda: live()[1] == "2", timeout=60, what="the new incarnation")
+        new_uid = live()[0]
+        assert new_uid != first_uid
+        wait_until(lambda: {(t, u) for _, t, u in recorded()[0]} >= {("cluster.deleted", first_uid),
+                                                                     ("cluster.observed", new_uid)},
+                   timeout=30, what="the deletion and the new incarnation recorded")
+        rows, actions = recorded()
+        deleted = [seq for seq, t, u in rows if t == "cluster.deleted" and u == first_uid]
+        created = [seq for seq, t, u in rows if t == "cluster.observed" and u == new_uid]
+        assert deleted and created and max(deleted) < min(created), rows  # in the order the cluster made them
+        passes = _passes(db)
+        wait_until(lambda: _passes(db) >= passes + 2, timeout=30, what="two more passes")
+        assert recorded()[1] == actions == ["create", "recreate"], actions  # nothing applied again
+        assert "Traceback" not in run.output()
+    doc = json.loads(gitops("status", "-o", "json", db=db).stdout)
+    assert [(o["resource"], o["status"]) for o in doc["objects"]] == [(key, "in-sync")], doc
+    with EventLog(db) as log:
+        current = [r.event for r in log.current("actual") if r.event.resource == key]
+        assert not list(log.read(types=["drift.opened"], resource=key))  # its own delete is no drift
+    assert [e.payload.manifest["metadata"]["uid"] for e in current if isinstance(e, ClusterObserved)] == [live()[0]]
+
+
+def _exists_in_log(db: Path, key: str) -> bool:
+    if not db.exists():
+        return False
+    with EventLog(db) as log:
+        return any(True for _ in log.read(types=["cluster.observed"], resource=key))
+
+
+def _passes(db: Path) -> int:
+    with EventLog(db) as log:
+        return log.count_where(types=["reconcile.finished"])

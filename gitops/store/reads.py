@@ -170,6 +170,18 @@ class LogReads:
         except sqlite3.Error as e:
             raise map_error(e, self._where) from e
 
+    def known_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` the log holds an event of."""
+        out: set[str] = set()
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = list(ids[i:i + 500])
+                out.update(r[0] for r in self.conn.execute(
+                    f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+        except sqlite3.Error as e:
+            raise map_error(e, self._where) from e
+        return out
+
     def holds(self, resource: str) -> bool:
         """Whether any event names ``resource`` (a canonical key)."""
         try:

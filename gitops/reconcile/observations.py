@@ -1,0 +1,44 @@
+"""What a pass applied, recorded in the order the cluster made it.
+
+The API server answers an apply with the object as it now holds it: an observation of the
+cluster (``PassEvents.observed``). Where a watch of the cluster feeds the same log
+(``gitops run``), the watch records that version too, under the same id, and in the order
+the versions were made; but not at once: its writer holds each change up to
+``cluster.audit_wait`` for the audit record that names who made it. Appended by the pass
+first, the apply's version would come before what was made just before it (another
+user's edit, or the deletion of the incarnation a recreate replaced), and those, appended
+after it, would leave the log's current state at an older version than the cluster holds:
+``status`` then calls the object missing or drifted, and every pass applies it again, a
+no-op the log never sees (its version is recorded already).
+
+So where a watch feeds the log, a pass leaves its observations to the watch: it waits up
+to ``timeout`` until the watch has recorded each, and appends only those it has not (a
+watch that is down or far behind; the same id makes the watch's later copy a no-op).
+Without a watch (a one-shot ``gitops reconcile``), the pass appends them at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from gitops.events.models import AnyEvent
+from gitops.store import EventLog
+
+__all__ = ["left_by_the_watch"]
+
+
+def left_by_the_watch(log: EventLog, events: Sequence[AnyEvent], *, timeout: float,
+                      stopping: threading.Event, poll: float = 0.05) -> list[AnyEvent]:
+    """Those of ``events`` the log still lacks after waiting up to ``timeout`` seconds (real
+    time: a watch is what is waited for) for another writer to append them; at once when
+    ``stopping`` is set."""
+    pending = {e.id: e for e in events}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for known in log.known_ids(list(pending)):
+            del pending[known]
+        if not pending or time.monotonic() >= deadline or stopping.wait(poll):
+            break
+    return list(pending.values())
