@@ -128,6 +128,8 @@ class RunService(WatchService):
                 client.on_response(self.metrics.request)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._pass_lock = threading.Lock()
+        self._waiting = 0  # passes begun that wait for the one in progress: each will see what is new
+        self._waiting_lock = threading.Lock()
         self._stopping = threading.Event()
         self.elector: LeaseElector | None = None
         if settings.lease.enabled:
@@ -167,6 +169,9 @@ class RunService(WatchService):
         super().start()
         assert self.cluster is not None
         self.reconciler.cluster_synced = self.cluster.wait_synced  # no pass plans from a half-listed cluster
+        # the watch records what the passes apply, in the order the cluster made it (its writer
+        # holds a change up to audit_wait for its audit record): see gitops.reconcile.observations
+        self.reconciler.await_watch = self.cluster.config.audit_wait + 5.0
         self.cluster.wait_synced(60)
         interval = self.settings.interval
         self.scheduler.add_job(self._scheduled, "interval", seconds=interval, jitter=interval * self.settings.jitter,
@@ -208,16 +213,25 @@ class RunService(WatchService):
         """A pass soon: after ``debounce`` seconds, joined by every trigger until then."""
         if self._stopping.is_set() or not self.leading or not self.scheduler.running:
             return
-        if self.scheduler.get_job("triggered") is None:
-            run_at = utc_now() + timedelta(seconds=self.settings.debounce)
-            self.scheduler.add_job(self._run_pass, "date", run_date=run_at, args=[trigger], id="triggered",
-                                   replace_existing=True, misfire_grace_time=None)
+        with self._waiting_lock:
+            if self._waiting:  # a pass that has not read the log yet: it will see this
+                return
+            if self.scheduler.get_job("triggered") is None:
+                # a second instance waits for a pass in progress, which may have read the log before
+                # what triggered this (APScheduler would skip it, and the change wait an interval)
+                run_at = utc_now() + timedelta(seconds=self.settings.debounce)
+                self.scheduler.add_job(self._run_pass, "date", run_date=run_at, args=[trigger], id="triggered",
+                                       replace_existing=True, misfire_grace_time=None, max_instances=2)
 
     def _scheduled(self) -> None:
         self._run_pass("interval")
 
     def _run_pass(self, trigger: str) -> None:
+        with self._waiting_lock:
+            self._waiting += 1
         with self._pass_lock:
+            with self._waiting_lock:
+                self._waiting -= 1
             if self._stopping.is_set() or not self.leading:
                 return
             result = self.reconciler.run_pass(trigger=trigger, allow_mass_prune=self.allow_mass_prune)
