@@ -88,6 +88,14 @@ def test_append_is_gapless_idempotent_and_returns_only_what_was_new(log: EventLo
     assert [r.recorded_at for r in stored] == sorted(r.recorded_at for r in stored)
 
 
+def test_which_ids_the_log_holds(log: EventLog) -> None:
+    """What a pass waits on: whether another writer (the watch) recorded an event yet."""
+    log.append([applied(i) for i in range(3)])
+    many = [applied(i).id for i in range(1200)]  # more than one statement's worth of parameters
+    assert log.known_ids(many) == {applied(i).id for i in range(3)}
+    assert log.known_ids([]) == set()
+
+
 def test_a_batch_and_its_checkpoint_are_written_together_or_not_at_all(log: EventLog) -> None:
     log.append([applied(0)], checkpoint=Checkpoint("git:repo#main", {"commit": "a"}))
 

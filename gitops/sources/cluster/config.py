@@ -144,7 +144,9 @@ class ClusterSourceConfig(BaseModel):
     control_plane_users: list[str] = Field(
         default_factory=lambda: list(CONTROL_PLANE_USERS),
         description="audited users (globs) whose changes are the control plane's, not out-of-band")
-    audit_wait: float = Field(default=0.5, ge=0, description="seconds a change waits for its audit record")
+    audit_wait: float = Field(default=0.5, ge=0,
+                              description="seconds a change waits for its audit record (and so a pass for the "
+                                          "watch to record what it applied)")
     watch_timeout: int = Field(default=300, gt=0, description="seconds before the server ends and we renew a watch")
     backoff_initial: float = Field(default=0.5, gt=0, description="first reconnect delay (seconds)")
     backoff_max: float = Field(default=30.0, gt=0, description="largest reconnect delay (seconds)")
