@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gitops.events.models import AnyEvent
 from gitops.store import EventLog
@@ -30,15 +30,19 @@ __all__ = ["left_by_the_watch"]
 
 
 def left_by_the_watch(log: EventLog, events: Sequence[AnyEvent], *, timeout: float,
-                      stopping: threading.Event, poll: float = 0.05) -> list[AnyEvent]:
+                      stopping: threading.Event, watches: Callable[[str], bool] = lambda kind: True,
+                      poll: float = 0.05) -> list[AnyEvent]:
     """Those of ``events`` the log still lacks after waiting up to ``timeout`` seconds (real
     time: a watch is what is waited for) for another writer to append them; at once when
-    ``stopping`` is set."""
-    pending = {e.id: e for e in events}
+    ``stopping`` is set, and without waiting those of a kind no watch records (``watches``:
+    one its CRD made served in this very pass, one RBAC refuses to watch)."""
+    unwatched = [e for e in events if not watches((e.resource or "").split("/", 1)[0])]
+    skipped = {e.id for e in unwatched}
+    pending = {e.id: e for e in events if e.id not in skipped}
     deadline = time.monotonic() + timeout
     while pending:
         for known in log.known_ids(list(pending)):
             del pending[known]
         if not pending or time.monotonic() >= deadline or stopping.wait(poll):
             break
-    return list(pending.values())
+    return [*unwatched, *pending.values()]

@@ -108,6 +108,7 @@ class Reconciler:
                                      identity=identity or f"reconciler-{uuid.uuid4().hex[:12]}")
         self.cluster_synced: Callable[[float], bool] | None = None  # the service's: every watched kind listed
         self.await_watch = 0.0  # > 0: a watch records what the passes apply; wait this long for it (observations)
+        self.watches: Callable[[str], bool] = lambda kind: True  # whether a watch records that kind now
         self._observed: list[AnyEvent] = []  # what this pass's applies returned, left to the watch
         self.sync_timeout = 60.0
         self.stopping = threading.Event()  # set: the pass in progress ends after its current action
@@ -233,7 +234,8 @@ class Reconciler:
             self._carry_out(result, action, want, live, to_apply, mode, new_namespaces=new_namespaces,
                             inputs=self.holds.inputs(action.key, want, live, actual))
         if self._observed:  # see gitops.reconcile.observations
-            late = left_by_the_watch(self.log, self._observed, timeout=self.await_watch, stopping=self.stopping)
+            late = left_by_the_watch(self.log, self._observed, timeout=self.await_watch, stopping=self.stopping,
+                                     watches=self.watches)
             self._observed = []
             if late:
                 self.log.append(late)

@@ -314,6 +314,11 @@ class ClusterSource:
         deadline = time.monotonic() + timeout
         return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in list(self._started))
 
+    def watches(self, kind: str) -> bool:
+        """Whether a watch records changes to objects of ``kind`` (``Kind[.group]``, as keys
+        name it) now: started, and not refused by RBAC."""
+        return any(w.kind.name == kind and not w.forbidden for w in list(self._started))
+
     def _start_watchers(self, watchers: list[KindWatcher]) -> None:
         self._started.extend(watchers)
         for w in watchers:
