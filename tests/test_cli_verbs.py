@@ -243,3 +243,32 @@ def test_what_a_one_shot_pass_prunes_is_gone_from_the_log_when_the_command_ends(
     assert len(deleted) == 1
     if cluster.audit_log is not None:  # the audit record of the DELETE names the reconciler
         assert deleted[0].payload.attribution == "reconciler", deleted[0]  # type: ignore[union-attr]
+
+
+def test_a_one_shot_pass_says_when_the_head_it_was_asked_for_is_invalid(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """A push whose newest commit is invalid is not applied: the cluster is held to the last
+    valid commit. ``gitops reconcile`` said only "succeeded" (exit 0), as if the push had
+    been applied; now it names the errors with file and line, says which commit the cluster
+    was held to, and exits 1, as ``gitops ingest git`` and Flux's reconcile do."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+    valid = repo.head()
+    repo.write("a.yaml", configmap("a", namespace, k="2"))
+    repo.write("b.yaml", "kind: ConfigMap\nmetadata: {name: b\n")  # unclosed flow mapping
+    repo.commit("a change, and a broken file")
+    config, db = _config(tmp_path, cluster, namespace, repo), tmp_path / "g.db"
+    res = gitops("--config", str(config), "reconcile", db=db)
+    assert res.returncode == 1, res.stdout + res.stderr
+    errors = res.stderr.strip().splitlines()
+    assert errors[0].startswith("error: b.yaml:") and f"(commit {repo.head()[:12]})" in errors[0], errors
+    assert errors[-1] == (f"error: the head of main ({repo.head()[:12]}) is invalid (1 error): commit {valid[:12]}, "
+                          "the last valid one, is what the cluster was held to"), errors
+    assert "Traceback" not in res.stderr
+    cm = json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "a", "-o", "json").stdout)
+    assert cm["data"] == {"k": "1"}  # the API server holds the last valid commit's value
+    repo.remove("b.yaml")
+    repo.commit("fixed")
+    res = gitops("--config", str(config), "reconcile", db=db)
+    assert res.returncode == 0 and "1 updated" in res.stdout, res.stdout + res.stderr

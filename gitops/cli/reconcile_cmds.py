@@ -15,8 +15,16 @@ from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
 from gitops.cli.runlog import LOG, log_format_option
 from gitops.events.models import Mode
-from gitops.model.errors import ClusterUnavailableError, ConfigError, GitOpsError, SourceError, UsageError
+from gitops.model.errors import (
+    ClusterUnavailableError,
+    ConfigError,
+    GitOpsError,
+    HeadInvalidError,
+    SourceError,
+    UsageError,
+)
 from gitops.query.integrity import KeyStore
+from gitops.query.status import head_errors
 from gitops.reconcile import PassResult, ReconcileSettings
 from gitops.service.checkpoints import Checkpointed, Checkpointer
 from gitops.service.config import first_error
@@ -135,8 +143,11 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         git, cluster = service.git, service.cluster
         assert git is not None and cluster is not None
 
+        heads: list[tuple[str | None, int]] = []  # the branch's head as read, and its errors
+
         def ingest() -> None:
-            git.run()
+            read = git.run()
+            heads.append((read.head, read.head_errors))
             cluster.ingest_once()
 
         mode: Mode | None = "dry-run" if dry_run else "detect-only" if detect_only else None
@@ -155,10 +166,36 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     render_pass(result)
     if refused:
         raise UsageError(refused[0])
+    invalid = _invalid_head(ctx, git.origin, git.branch, heads[-1] if heads else None, result.desired_revision)
     if result.failed:
+        if invalid is not None:
+            click.echo(f"error: {invalid}", err=True)
         what = "would fail" if dry_run else "failed"
         raise ActionsFailedError(f"{result.failed} of {len(result.plan.actions) + len(result.plan.skipped)} actions "
                                  f"{what} (each is in the log)")
+    if invalid is not None:
+        raise HeadInvalidError(invalid)
+
+
+_SHOWN = 5  # errors of an invalid head printed
+
+
+def _invalid_head(ctx: Context, origin: str, branch: str, head: tuple[str | None, int] | None,
+                  kept: str | None) -> str | None:
+    """What was pushed is not what was reconciled when the branch's head is invalid: its
+    errors, on stderr, and the line that says so (None: the head is valid)."""
+    if head is None or head[0] is None or not head[1]:
+        return None
+    sha, n = head
+    with ctx.open_log() as log:
+        errors = head_errors(log, origin)
+    for e in errors[:_SHOWN]:
+        click.echo(f"error: {e.payload.where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})", err=True)
+    if len(errors) > _SHOWN:
+        click.echo(f"error: and {len(errors) - _SHOWN} more (gitops log --type source.error)", err=True)
+    held = f"commit {kept[:12]}" if kept else "no commit"
+    return (f"the head of {branch} ({(sha or '')[:12]}) is invalid ({n} error{'' if n == 1 else 's'}): {held}, the "
+            "last valid one, is what the cluster was held to")
 
 
 class RunReporterCLI(Reporter):

@@ -21,7 +21,7 @@ from gitops.projections.inventory import ever_desired
 from gitops.store import EventLog
 from gitops.store.openapi import load_schemas
 
-__all__ = ["ObjectView", "Only", "StatusView", "diff_at", "status_at", "views_at"]
+__all__ = ["ObjectView", "Only", "StatusView", "diff_at", "head_errors", "status_at", "views_at"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,19 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
               and (cluster is None or r.event.payload.cluster in (cluster, ""))}
     return StatusView(commit, head if head is not None and head.payload.sha != commit else None,
                       [(d, entries.get(d.key)) for d in diffs], warnings, health, errors)
+
+
+def head_errors(log: EventLog, origin: str) -> list[SourceErrorEvent]:
+    """The errors that make the newest commit Git's source ``origin`` read invalid: those it
+    recorded since its last valid commit; none when the newest is valid."""
+    valid_seq = 0
+    for n, r in enumerate(r for r in log.read(types=["git.commit"], descending=True)
+                          if isinstance(r.event, GitCommit) and r.event.payload.origin == origin):
+        if r.event.payload.valid:  # type: ignore[union-attr]
+            if n == 0:
+                return []
+            valid_seq = r.seq
+            break
+    return [r.event for r in log.read(types=["source.error"], since_seq=valid_seq)
+            if isinstance(r.event, SourceErrorEvent) and r.event.payload.origin == origin
+            and r.event.payload.severity != "warning"]
