@@ -109,7 +109,8 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
               context: str | None, cluster_name: str | None, audit_log: str | None, audit_log_later: bool | None,
               kinds: tuple[str, ...], dry_run: bool) -> None:
     """Run one pass: read new commits and the cluster, then make the cluster match Git.
-    Exit 1 if an action failed."""
+    Exit 1 if an action failed, or if the head of the branch is invalid (the cluster is then held to
+    the last valid commit)."""
     if dry_run and detect_only:
         raise UsageError("--dry-run and --detect-only exclude each other")
     settings = _settings(ctx, instance=instance)
