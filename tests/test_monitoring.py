@@ -49,7 +49,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
         pytest.skip("promtool is not installed (Debian's prometheus package); the parse test below still runs")
     res = subprocess.run([promtool, "check", "rules", str(MONITORING / "alerts.yaml")], capture_output=True,
                          text=True, timeout=60)
-    assert res.returncode == 0 and "SUCCESS: 8 rules found" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "SUCCESS: 9 rules found" in res.stdout, res.stdout + res.stderr
 
 
 def test_the_rules_and_the_dashboard_parse_and_name_only_gitops_series() -> None:
@@ -95,3 +95,34 @@ def test_a_running_service_serves_every_series_the_rules_use(cluster: Cluster, n
     assert re.search(r"^gitops_git_fetch_duration_seconds_count [1-9]", metrics, re.MULTILINE)
     assert re.search(r'gitops_api_request_duration_seconds_count\{code="200",verb="GET"\} [1-9]', metrics)
     assert f'gitops_info{{instance="{namespace}",version="' in metrics
+
+
+@pytest.mark.cluster
+def test_an_invalid_head_is_served_as_a_metric_and_logged_as_an_error(cluster: Cluster, namespace: str,
+                                                                      tmp_path: Path) -> None:
+    """A push whose newest commit is invalid applies nothing of it: the cluster is held to the
+    last valid commit (checked with kubectl). Nothing said so but an info line: now the Git
+    source's line is an error, and gitops_git_head_errors (alert GitopsHeadInvalid) counts
+    the head's errors until a valid commit comes."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("a.yaml", configmap("a", namespace, k="1"))
+    repo.commit("a")
+
+    def value() -> str | None:
+        got = kubectl(cluster, "admin", "-n", namespace, "get", "configmap", "a", "-o", "json", check=False)
+        return str(json.loads(got.stdout)["data"]["k"]) if got.returncode == 0 else None
+
+    with gitops_run(tmp_path / "g.db", _config(tmp_path, cluster, namespace, repo), tmp_path) as run:
+        wait_until(lambda: "gitops_git_head_errors 0.0" in run.get("/metrics")[1] and value() == "1",
+                   timeout=90, what="the first pass")
+        repo.write("a.yaml", configmap("a", namespace, k="2"))
+        repo.write("b.yaml", "kind: ConfigMap\nmetadata: {name: b\n")  # unclosed flow mapping
+        repo.commit("a change, and a broken file")
+        wait_until(lambda: "gitops_git_head_errors 1.0" in run.get("/metrics")[1], timeout=60,
+                   what="the invalid head served")
+        assert re.search(r"ERROR +git:.*the head is invalid \(1 errors\)", run.output()), run.output()
+        assert value() == "1"  # held to the last valid commit
+        repo.remove("b.yaml")
+        repo.commit("fixed")
+        wait_until(lambda: "gitops_git_head_errors 0.0" in run.get("/metrics")[1] and value() == "2",
+                   timeout=60, what="the fix applied")

@@ -95,8 +95,8 @@ class Reporter:
         if first and not self.first_pass_done:
             warn_missing_paths(source, summary, logged=True)
         if summary.commits or summary.rewritten or summary.reconfigured:
-            LOG.info(f"{source.origin}: {describe(summary)}", at=at, out=True, origin=source.origin,
-                     head=summary.head)
+            line = LOG.error if summary.head_errors else LOG.info  # a broken push is not business as usual
+            line(f"{source.origin}: {describe(summary)}", at=at, out=True, origin=source.origin, head=summary.head)
 
     def git_error(self, origin: str, error: Exception, *, at: datetime) -> None:
         LOG.error(f"{origin}: {error}; trying again at the next change or poll", at=at, origin=origin)

@@ -59,6 +59,9 @@ class RunMetrics:
         self.last_success = Gauge("gitops_last_successful_pass_timestamp_seconds",
                                   "Unix time of the last pass that succeeded", registry=r)
         self.leader = Gauge("gitops_leader", "1 while this process holds the lease and applies", registry=r)
+        self.git_head_errors = Gauge("gitops_git_head_errors", "Errors that make the newest commit the Git source "
+                                     "read invalid (0: valid); the cluster is held to the last valid commit",
+                                     registry=r)
         self.git_fetch = Histogram("gitops_git_fetch_duration_seconds", "Duration of a Git source's pass (fetch "
                                    "and read)", registry=r, buckets=_SECONDS)
         self.api_requests = Histogram("gitops_api_request_duration_seconds", "Latency of requests to the "

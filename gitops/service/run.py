@@ -258,6 +258,7 @@ class RunService(WatchService):
     def _on_pass(self, summary: Any) -> None:
         if self._follower is not None:
             self.metrics.git_fetch.observe(self._follower.last_seconds)
+        self.metrics.git_head_errors.set(summary.head_errors)
         super()._on_pass(summary)
         if self.desired_changed:  # this pass's commits, or those another process wrote to the shared log
             self.request_pass("commit")
