@@ -25,6 +25,9 @@ from gitops.events import (
     DriftOpened,
     DriftOpenedPayload,
     EventSource,
+    GitCommit,
+    GitCommitPayload,
+    GitPerson,
     HealthChanged,
     HealthChangedPayload,
     NotifyFailed,
@@ -104,7 +107,19 @@ def _events(n: int = 0) -> list[Any]:
                                                                    previous="Degraded")),
         DriftClosed(id=event_id("drift.closed", ep), source=EventSource.RECONCILER, resource=KEY, actor="gitops",
                     effective_at=T, payload=DriftClosedPayload(episode_id=ep, how="reconciled")),
+        GitCommit(id=event_id("git.commit", "bad", str(n)), source=EventSource.GIT, actor="dev@example.com",
+                  effective_at=T, revision="b" * 40,
+                  payload=GitCommitPayload(sha="b" * 40, parents=[], author=_DEV, committer=_DEV, message="broken",
+                                           branch="main", repository="repo", origin="git:repo#main", valid=False,
+                                           errors=2)),
+        GitCommit(id=event_id("git.commit", "good", str(n)), source=EventSource.GIT, actor="dev@example.com",
+                  effective_at=T, revision="c" * 40,
+                  payload=GitCommitPayload(sha="c" * 40, parents=[], author=_DEV, committer=_DEV, message="fixed",
+                                           branch="main", repository="repo", origin="git:repo#main")),
     ]
+
+
+_DEV = GitPerson(name="Dev", email="dev@example.com", time=T)
 
 
 def _sent(db: Path) -> list[Any]:
@@ -127,11 +142,13 @@ def test_each_trigger_is_posted_once_signed_and_recorded(tmp_path: Path, receive
     assert notifier.poll() == 0  # the first time: from the log's end on
     with EventLog(db) as log:
         log.append(_events())
-    assert notifier.poll() == 7
+    assert notifier.poll() == 8
     assert notifier.poll() == 0  # nothing twice
     bodies = receiver.bodies()
     assert [b["trigger"] for b in bodies] == ["drift-opened", "out-of-band", "action-failed", "health-degraded",
-                                              "mass-prune-held", "health-recovered", "drift-closed"]
+                                              "mass-prune-held", "health-recovered", "drift-closed", "commit-invalid"]
+    assert bodies[-1]["actor"] == "dev@example.com" and bodies[-1]["details"]["errors"] == 2
+    assert bodies[-1]["summary"].startswith(f"commit {'b' * 12} on main is invalid (2 errors): nothing of it")
     schema = json.loads(SCHEMA.read_text())
     for headers, body in receiver.requests:
         jsonschema.validate(json.loads(body), schema)
@@ -191,11 +208,11 @@ def test_a_restart_drops_nothing_and_a_sink_that_falls_behind_says_what_it_skipp
     Notifier(db, [small], instance="prod").poll()
     with EventLog(db) as log:
         for n in range(2, 5):
-            log.append(_events(n))  # 7 events each: the first two drift.opened are more than 3 behind
+            log.append(_events(n))  # 9 events each: the first two drift.opened are more than 3 behind
     assert Notifier(db, [small], instance="prod").poll() == 0
     skipped = [e for e in _sent(db) if e.payload.sink == "small"]
     assert [(type(e), e.payload.trigger) for e in skipped] == [(NotifyFailed, "skipped")]
-    assert "18 events were skipped" in (skipped[0].payload.error or "")
+    assert "24 events were skipped" in (skipped[0].payload.error or "")
 
 
 def test_a_tampered_log_is_told(tmp_path: Path, receiver: Receiver) -> None:

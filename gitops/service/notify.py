@@ -7,8 +7,9 @@ notifications and Flux's notification-controller do.
   webhook (``{"text": ...}``). Each has a timeout and a number of retries with exponential
   backoff; the secret comes from a file or the environment, never from the config file.
 - **Triggers**, read from the log: drift opened or closed, an out-of-band change (with the
-  user), a failed action, health degraded or recovered, a mass prune held, a tamper found
-  (the log refuses writes: the one trigger that cannot be recorded).
+  user), a failed action, health degraded or recovered, a mass prune held, a commit that is
+  invalid (the cluster is held to the last valid one), a tamper found (the log refuses
+  writes: the one trigger that cannot be recorded).
 - **The queue is the log.** Each sink keeps a checkpoint of the last event it dealt with,
   written with the ``notify.sent`` / ``notify.failed`` event in one transaction: a restart
   resumes from it, so nothing is dropped, and a delivery whose answer was lost is sent
@@ -39,6 +40,7 @@ from gitops.events import (
     DriftClosed,
     DriftOpened,
     EventSource,
+    GitCommit,
     HealthChanged,
     NotifyFailed,
     NotifyPayload,
@@ -56,7 +58,7 @@ from gitops.store import Checkpoint, EventLog, open_log
 __all__ = ["TRIGGERS", "Notification", "Notifier", "SinkSettings", "Trigger", "notification_json_schema"]
 
 SCHEMA_ID = "gitops.notification/v1"
-_TYPES = ("drift.opened", "drift.closed", "reconcile.action", "health.changed", "reconcile.finished")
+_TYPES = ("drift.opened", "drift.closed", "reconcile.action", "health.changed", "reconcile.finished", "git.commit")
 
 
 class Notification(BaseModel):
@@ -104,6 +106,13 @@ def _of(r: Recorded, instance: str) -> list[tuple[Trigger, str, dict[str, Any]]]
                      {"previous": p.previous, "reason": p.reason, "message": p.detail})]
         if p.previous == "Degraded" and p.status == "Healthy":
             return [("health-recovered", f"{ev.resource} is Healthy again", {"previous": p.previous})]
+    if isinstance(ev, GitCommit) and not ev.payload.valid:  # Flux's "build failed", Argo CD's ComparisonError
+        c = ev.payload
+        n = f"{c.errors} error{'' if c.errors == 1 else 's'}"
+        return [("commit-invalid", f"commit {c.sha[:12]} on {c.branch} is invalid ({n}): nothing of it is applied, and "
+                                   "the cluster stays at the last valid commit till a valid one comes (gitops status "
+                                   "lists the errors)",
+                 {"commit": c.sha, "branch": c.branch, "errors": c.errors})]
     if isinstance(ev, ReconcileFinished) and ev.payload.held and "mass-prune" in ev.payload.held:
         return [("mass-prune-held", f"a mass prune was held: {ev.payload.held}", {"held": ev.payload.held})]
     return []

@@ -15,9 +15,9 @@ from gitops.model.errors import ConfigError
 __all__ = ["TRIGGERS", "SinkSettings", "Trigger"]
 
 Trigger = Literal["drift-opened", "drift-closed", "out-of-band", "action-failed", "health-degraded",
-                  "health-recovered", "mass-prune-held", "tamper"]
+                  "health-recovered", "mass-prune-held", "commit-invalid", "tamper"]
 TRIGGERS: tuple[Trigger, ...] = ("drift-opened", "drift-closed", "out-of-band", "action-failed", "health-degraded",
-                                  "health-recovered", "mass-prune-held", "tamper")
+                                  "health-recovered", "mass-prune-held", "commit-invalid", "tamper")
 
 
 class SinkSettings(BaseModel):
