@@ -50,16 +50,7 @@ def test_the_api_server_posts_to_the_webhook_and_alice_is_named_without_the_file
     repo.write("a.yaml", configmap("a", namespace, k="1"))
     repo.commit("a")
     hook = cluster.audit_webhook
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "git": {"repo": str(repo.path)},
-        # no audit_log: the records come by the webhook only
-        "cluster": {"kubeconfig": str(cluster.kubeconfig), "context": "admin", "audit_wait": 1.0,
-                    "audit_webhook": {k: hook[k] for k in ("address", "cert_file", "key_file", "client_ca_file")}},
-        "reconcile": {"instance": namespace, "interval": 30, "debounce": 0.2, "metrics_address": "127.0.0.1:0",
-                      "lease": {"namespace": namespace, "duration": 3, "renew": 0.5}},
-    }))
-    db = tmp_path / "g.db"
+    config, db = _webhook_config(cluster, namespace, repo, tmp_path, interval=30), tmp_path / "g.db"
     with gitops_run(db, config, tmp_path) as run:
         assert f"its audit webhook on https://{hook['address']}" in run.output()
         wait_until(lambda: run.get("/metrics")[1].count('sync="in-sync"} 1.0') >= 1, timeout=90,
