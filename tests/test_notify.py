@@ -107,19 +107,20 @@ def _events(n: int = 0) -> list[Any]:
                                                                    previous="Degraded")),
         DriftClosed(id=event_id("drift.closed", ep), source=EventSource.RECONCILER, resource=KEY, actor="gitops",
                     effective_at=T, payload=DriftClosedPayload(episode_id=ep, how="reconciled")),
-        GitCommit(id=event_id("git.commit", "bad", str(n)), source=EventSource.GIT, actor="dev@example.com",
-                  effective_at=T, revision="b" * 40,
-                  payload=GitCommitPayload(sha="b" * 40, parents=[], author=_DEV, committer=_DEV, message="broken",
-                                           branch="main", repository="repo", origin="git:repo#main", valid=False,
-                                           errors=2)),
-        GitCommit(id=event_id("git.commit", "good", str(n)), source=EventSource.GIT, actor="dev@example.com",
-                  effective_at=T, revision="c" * 40,
-                  payload=GitCommitPayload(sha="c" * 40, parents=[], author=_DEV, committer=_DEV, message="fixed",
-                                           branch="main", repository="repo", origin="git:repo#main")),
+        _commit("c", valid=True, n=n),
+        _commit("b", valid=False, n=n),  # the newest commit read: invalid
     ]
 
 
 _DEV = GitPerson(name="Dev", email="dev@example.com", time=T)
+
+
+def _commit(c: str, *, valid: bool, n: int = 0) -> GitCommit:
+    return GitCommit(id=event_id("git.commit", c, str(n)), source=EventSource.GIT, actor="dev@example.com",
+                     effective_at=T, revision=c * 40,
+                     payload=GitCommitPayload(sha=c * 40, parents=[], author=_DEV, committer=_DEV, message=c,
+                                              branch="main", repository="repo", origin="git:repo#main", valid=valid,
+                                              errors=0 if valid else 2))
 
 
 def _sent(db: Path) -> list[Any]:
@@ -174,6 +175,22 @@ def test_a_slack_sink_gets_slacks_body(tmp_path: Path, receiver: Receiver) -> No
     assert receiver.bodies() == [{"text": "[gitops prod] out-of-band: alice changed Deployment.apps/shop/web "
                                           "outside Git (by alice)"}]
     assert "x-gitops-signature" not in receiver.requests[0][0]
+
+
+def test_an_invalid_commit_is_told_only_when_it_is_the_newest_read(tmp_path: Path, receiver: Receiver) -> None:
+    """Flux and Argo CD judge the head: an invalid commit a valid one followed held nothing
+    back, and is not told; one that is the newest is, once."""
+    db = _log(tmp_path)
+    notifier = Notifier(db, [SinkSettings(name="ops", url=receiver.url, triggers=["commit-invalid"])],
+                        instance="prod")
+    notifier.poll()
+    with EventLog(db) as log:
+        log.append([_commit("d", valid=False), _commit("e", valid=True)])
+    assert notifier.poll() == 0
+    with EventLog(db) as log:
+        log.append([_commit("f", valid=False)])
+    assert notifier.poll() == 1 and notifier.poll() == 0
+    assert [b["details"]["commit"] for b in receiver.bodies()] == ["f" * 40]
 
 
 def test_retries_back_off_then_a_failure_is_recorded(tmp_path: Path, receiver: Receiver) -> None:

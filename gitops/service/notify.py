@@ -177,7 +177,12 @@ class Notifier:
             after = skipped_to
         sent = 0
         # read first, then deliver and record: no write while the read is open on this connection
-        for r in list(log.read(since_seq=after, until_seq=last, types=_TYPES)):
+        read = list(log.read(since_seq=after, until_seq=last, types=_TYPES))
+        # of the commits read, each branch's newest only: an invalid commit a valid one followed held nothing back
+        heads = {r.event.payload.origin: r.seq for r in read if isinstance(r.event, GitCommit)}
+        for r in read:
+            if isinstance(r.event, GitCommit) and heads[r.event.payload.origin] != r.seq:
+                continue
             fired = [t for t in _of(r, self.instance) if t[0] in sink.triggers]
             if not fired:
                 continue
