@@ -16,8 +16,9 @@ A background checkpoint cannot let the WAL start over while the writer keeps wri
 bound at ``WRITER_AUTOCHECKPOINT`` pages: it finds the pages already copied and only
 finishes the job, and the WAL then restarts. SQLite runs one checkpoint at a time, so the
 inline one is skipped while the thread's runs; a writer that outpaces a slow checkpoint (a
-busy disk) waits for it once it has written ``every_bytes`` meanwhile. The WAL stays below
-about 40 MB, plus what those bytes and one commit add.
+busy disk) waits for it once it has written ``every_bytes`` meanwhile. It then starts
+no other before its next commit, whose inline checkpoint finishes the copy, so that the WAL
+starts over. The WAL stays below about 40 MB, plus what those bytes add.
 
 Nothing here is needed for correctness: a checkpoint that fails (the database is busy in
 another process's checkpoint, the file is gone) is skipped, and the writer's bound
@@ -57,13 +58,18 @@ class WalCheckpointer:
     def wrote(self, nbytes: int) -> None:
         """Count ``nbytes`` committed to the WAL; wake the thread when enough have been. While
         a checkpoint runs, the writer's inline one is skipped (SQLite runs one at a time), so
-        a writer that has written ``every_bytes`` since the running one began waits for it:
-        its next commit then finds the WAL copied and its inline checkpoint can finish."""
+        a writer that has written ``every_bytes`` since the running one began waits for it,
+        and starts no other before its next commit: that commit's inline checkpoint then
+        finishes the copy, and the WAL starts over."""
         self._written += nbytes
         if self._running:  # read without the lock: a stale answer only delays the wait by a commit
             self._during += nbytes
             if self._during >= self.every_bytes:
                 self.wait_idle()
+                # and none starts before the next commit: its inline checkpoint must not be
+                # skipped again for one just begun, or the WAL never starts over
+                self._written = 0
+                return
         if self._written < self.every_bytes:
             return
         self._written = 0
