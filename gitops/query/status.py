@@ -159,16 +159,7 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
     entries = desired_at(log, moment)
     diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only,
                     desired=entries, cluster=cluster)
-    head: GitCommit | None = None
-    commit = None
-    valid_seq = 0
-    for r in log.read(types=["git.commit"], descending=True, **_until(moment)):
-        assert isinstance(r.event, GitCommit)
-        if head is None:
-            head = r.event
-        if r.event.payload.valid:
-            commit, valid_seq = r.event.payload.sha, r.seq
-            break
+    head, commit, valid_seq = _last_commits(log, **_until(moment))
     invalid = head.payload.origin if head is not None and head.payload.sha != commit else None  # its source
     warnings: list[SourceErrorEvent] = []
     errors: list[SourceErrorEvent] = []  # the invalid head's: its source's, since the last valid commit
@@ -186,17 +177,27 @@ def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instan
                       [(d, entries.get(d.key)) for d in diffs], warnings, health, errors)
 
 
+def _last_commits(log: EventLog, *, origin: str | None = None,
+                  **until: Any) -> tuple[GitCommit | None, str | None, int]:
+    """The newest commit read (of Git's source ``origin`` when given), and the last valid
+    one's sha and seq (None and 0 when there is none); ``until``: the read filters that
+    bound the history asked."""
+    head: GitCommit | None = None
+    for r in log.read(types=["git.commit"], descending=True, **until):
+        if not isinstance(r.event, GitCommit) or (origin is not None and r.event.payload.origin != origin):
+            continue
+        head = head or r.event
+        if r.event.payload.valid:
+            return head, r.event.payload.sha, r.seq
+    return head, None, 0
+
+
 def head_errors(log: EventLog, origin: str) -> list[SourceErrorEvent]:
     """The errors that make the newest commit Git's source ``origin`` read invalid: those it
     recorded since its last valid commit; none when the newest is valid."""
-    valid_seq = 0
-    for n, r in enumerate(r for r in log.read(types=["git.commit"], descending=True)
-                          if isinstance(r.event, GitCommit) and r.event.payload.origin == origin):
-        if r.event.payload.valid:  # type: ignore[union-attr]
-            if n == 0:
-                return []
-            valid_seq = r.seq
-            break
+    head, _, valid_seq = _last_commits(log, origin=origin)
+    if head is None or head.payload.valid:
+        return []
     return [r.event for r in log.read(types=["source.error"], since_seq=valid_seq)
             if isinstance(r.event, SourceErrorEvent) and r.event.payload.origin == origin
-            and r.event.payload.severity != "warning"]
+            and r.event.payload.severity == "error"]
