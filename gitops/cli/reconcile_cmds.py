@@ -14,6 +14,7 @@ from gitops.cli.cluster_cmds import audit_webhook_options, cluster_options, clus
 from gitops.cli.follow import Reporter, run_until_stopped
 from gitops.cli.ingest_cmds import git_source_config
 from gitops.cli.runlog import LOG, log_format_option
+from gitops.cli.status_cmds import echo_head_errors
 from gitops.events.models import Mode
 from gitops.model.errors import (
     ClusterUnavailableError,
@@ -33,6 +34,7 @@ from gitops.service.notify import Notifier
 from gitops.service.run import RunService, build_reconciler
 from gitops.service.watch import WatchService
 from gitops.sources.cluster.api import AccessDenied
+from gitops.sources.git import IngestSummary
 
 
 class ActionsFailedError(GitOpsError):
@@ -144,11 +146,10 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         git, cluster = service.git, service.cluster
         assert git is not None and cluster is not None
 
-        heads: list[tuple[str | None, int]] = []  # the branch's head as read, and its errors
+        reads: list[IngestSummary] = []  # what the Git source read: the branch's head, and its errors
 
         def ingest() -> None:
-            read = git.run()
-            heads.append((read.head, read.head_errors))
+            reads.append(git.run())
             cluster.ingest_once()
 
         mode: Mode | None = "dry-run" if dry_run else "detect-only" if detect_only else None
@@ -167,7 +168,7 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
     render_pass(result)
     if refused:
         raise UsageError(refused[0])
-    invalid = _invalid_head(ctx, git.origin, git.branch, heads[-1] if heads else None, result.desired_revision)
+    invalid = _invalid_head(ctx, git.origin, git.branch, reads[-1] if reads else None, result.desired_revision)
     if result.failed:
         if invalid is not None:
             click.echo(f"error: {invalid}", err=True)
@@ -178,25 +179,18 @@ def reconcile(ctx: Context, repo: str | None, branch: str | None, paths: tuple[s
         raise HeadInvalidError(invalid)
 
 
-_SHOWN = 5  # errors of an invalid head printed
-
-
-def _invalid_head(ctx: Context, origin: str, branch: str, head: tuple[str | None, int] | None,
+def _invalid_head(ctx: Context, origin: str, branch: str, read: IngestSummary | None,
                   kept: str | None) -> str | None:
     """What was pushed is not what was reconciled when the branch's head is invalid: its
     errors, on stderr, and the line that says so (None: the head is valid)."""
-    if head is None or head[0] is None or not head[1]:
+    if read is None or read.head is None or not read.head_errors:
         return None
-    sha, n = head
     with ctx.open_log() as log:
-        errors = head_errors(log, origin)
-    for e in errors[:_SHOWN]:
-        click.echo(f"error: {e.payload.where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})", err=True)
-    if len(errors) > _SHOWN:
-        click.echo(f"error: and {len(errors) - _SHOWN} more (gitops log --type source.error)", err=True)
+        echo_head_errors(head_errors(log, origin))
+    n = read.head_errors
     held = f"commit {kept[:12]}" if kept else "no commit"
-    return (f"the head of {branch} ({(sha or '')[:12]}) is invalid ({n} error{'' if n == 1 else 's'}): {held}, the "
-            "last valid one, is what the cluster was held to")
+    return (f"the head of {branch} ({read.head[:12]}) is invalid ({n} error{'' if n == 1 else 's'}): {held}, the last "
+            "valid one, is what the cluster was held to")
 
 
 class RunReporterCLI(Reporter):

@@ -15,6 +15,7 @@ from gitops.cli.clusters import cluster_option, resolve_clusters
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows, use_colour
 from gitops.diff import Status
+from gitops.events import SourceErrorEvent
 from gitops.model.clusters import cluster_name
 from gitops.model.selector import parse_selector
 from gitops.projections import Moment, resolve_at
@@ -84,6 +85,15 @@ def _status_rows(view: StatusView) -> list[dict[str, Any]]:
     return out
 
 
+def echo_head_errors(errors: list[SourceErrorEvent]) -> None:
+    """The errors that make the head invalid, on stderr: the first few, with file, line and
+    commit, then how many more."""
+    for e in errors[:_SHOWN_ERRORS]:
+        click.echo(f"error: {e.payload.where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})", err=True)
+    if len(errors) > _SHOWN_ERRORS:
+        click.echo(f"error: and {len(errors) - _SHOWN_ERRORS} more (gitops log --type source.error)", err=True)
+
+
 def _print_status(moment: Moment, views: dict[str, StatusView], output: str, no_headers: bool) -> None:
     """One cluster's status as it always was; a log of many clusters: each cluster's, under its name."""
     if output in ("json", "yaml"):
@@ -110,11 +120,7 @@ def _print_one(moment: Moment, view: StatusView, output: str, no_headers: bool, 
             commit += (f"; the newest commit, {view.head.payload.sha[:12]}, is invalid "
                        f"({n} error{'' if n == 1 else 's'})")
         click.echo(f"{moment.describe()}: {commit}")
-        for e in view.errors[:_SHOWN_ERRORS]:
-            click.echo(f"error: {e.payload.where}: {e.payload.message} (commit {(e.payload.commit or '')[:12]})",
-                       err=True)
-        if len(view.errors) > _SHOWN_ERRORS:
-            click.echo(f"error: and {len(view.errors) - _SHOWN_ERRORS} more (gitops log --type source.error)", err=True)
+        echo_head_errors(view.errors)
         click.echo(", ".join(f"{n} {s}" for s, n in view.counts.items()))
         if view.health_counts:
             click.echo("health: " + ", ".join(f"{n} {s}" for s, n in view.health_counts.items()))
