@@ -11,9 +11,9 @@ after it, would leave the log's current state at an older version than the clust
 ``status`` then calls the object missing or drifted, and every pass applies it again, a
 no-op the log never sees (its version is recorded already).
 
-So where a watch feeds the log, a pass leaves its observations to the watch: it waits up
-to ``timeout`` until the watch has recorded each, and appends only those it has not (a
-watch that is down or far behind; the same id makes the watch's later copy a no-op).
+So where a watch feeds the log, a pass leaves its observations to the watch (``Handoff``):
+it waits up to ``timeout`` until the watch has recorded each, and appends only those it has
+not (a watch that is down or far behind; the same id makes the watch's later copy a no-op).
 Without a watch (a one-shot ``gitops reconcile``), the pass appends them at once.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from gitops.events.models import AnyEvent
 from gitops.store import EventLog
 
-__all__ = ["left_by_the_watch"]
+__all__ = ["Handoff", "left_by_the_watch"]
 
 
 def left_by_the_watch(log: EventLog, events: Sequence[AnyEvent], *, timeout: float,
@@ -46,3 +46,31 @@ def left_by_the_watch(log: EventLog, events: Sequence[AnyEvent], *, timeout: flo
         if not pending or time.monotonic() >= deadline or stopping.wait(poll):
             break
     return [*unwatched, *pending.values()]
+
+
+class Handoff:
+    """A reconciler's observations on their way to the log: with ``timeout`` 0 (no watch),
+    appended with their actions; else kept (``keep``) until the pass's applies are done, then
+    waited for and the rest appended (``settle``). The service that runs a watch sets
+    ``timeout`` and ``watches``."""
+
+    def __init__(self) -> None:
+        self.timeout = 0.0
+        self.watches: Callable[[str], bool] = lambda kind: True  # whether a watch records that kind now
+        self._kept: list[AnyEvent] = []
+
+    def keep(self, events: Sequence[AnyEvent]) -> Sequence[AnyEvent]:
+        """What to append now of ``events``: all of them when no watch records them."""
+        if self.timeout <= 0:
+            return events
+        self._kept += events
+        return ()
+
+    def settle(self, log: EventLog, stopping: threading.Event) -> None:
+        """Wait for the watch to record what was kept, and append what it did not."""
+        if not self._kept:
+            return
+        late = left_by_the_watch(log, self._kept, timeout=self.timeout, stopping=stopping, watches=self.watches)
+        self._kept = []
+        if late:
+            log.append(late)

@@ -55,7 +55,7 @@ from gitops.reconcile.drift_step import DriftRecorder
 from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
 from gitops.reconcile.inventory import not_in_inventory
-from gitops.reconcile.observations import left_by_the_watch
+from gitops.reconcile.observations import Handoff
 from gitops.reconcile.plan import Action, Hold, Plan, make_plan, owned_by
 from gitops.reconcile.port import ApplyPort
 from gitops.reconcile.records import PassEvents, PassResult
@@ -107,9 +107,7 @@ class Reconciler:
         self.running = RunningPasses(log, instance=settings.instance, actor=self.actor,
                                      identity=identity or f"reconciler-{uuid.uuid4().hex[:12]}")
         self.cluster_synced: Callable[[float], bool] | None = None  # the service's: every watched kind listed
-        self.await_watch = 0.0  # > 0: a watch records what the passes apply; wait this long for it (observations)
-        self.watches: Callable[[str], bool] = lambda kind: True  # whether a watch records that kind now
-        self._observed: list[AnyEvent] = []  # what this pass's applies returned, left to the watch
+        self.observations = Handoff()  # what the applies returned: left to the watch where one feeds the log
         self.sync_timeout = 60.0
         self.stopping = threading.Event()  # set: the pass in progress ends after its current action
         self.watched: set[str] = set()  # the desired and owned objects of the last pass, and what waits on them
@@ -233,12 +231,7 @@ class Reconciler:
             want, live = desired.get(action.key), actual.get(action.key)
             self._carry_out(result, action, want, live, to_apply, mode, new_namespaces=new_namespaces,
                             inputs=self.holds.inputs(action.key, want, live, actual))
-        if self._observed:  # see gitops.reconcile.observations
-            late = left_by_the_watch(self.log, self._observed, timeout=self.await_watch, stopping=self.stopping,
-                                     watches=self.watches)
-            self._observed = []
-            if late:
-                self.log.append(late)
+        self.observations.settle(self.log, self.stopping)
         if result.created or result.updated or result.pruned:  # what the applies closed, recorded now
             opened, closed = self.drift.record()
             result.drift_opened, result.drift_closed = result.drift_opened + opened, result.drift_closed + closed
@@ -388,10 +381,8 @@ class Reconciler:
         result.actions.append((kw.get("op") or action.op, action.key.split("/", 1)[0], outcome))
         if outcome == "succeeded" and not kw.get("dry_run"):
             result.done[action.key] = kw.get("op") or action.op
-        if self.await_watch > 0:  # the watch records the observations: see gitops.reconcile.observations
-            self._observed += also
-            also = ()
-        self.log.append([self.events.action(self.clock(), result.run_id, action, outcome, **kw), *also])
+        self.log.append([self.events.action(self.clock(), result.run_id, action, outcome, **kw),
+                         *self.observations.keep(also)])
 
     def _finish(self, result: PassResult, started: float,
                 desired: dict[str, DesiredEntry] | None = None) -> PassResult:

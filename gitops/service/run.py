@@ -171,8 +171,8 @@ class RunService(WatchService):
         self.reconciler.cluster_synced = self.cluster.wait_synced  # no pass plans from a half-listed cluster
         # the watch records what the passes apply, in the order the cluster made it (its writer
         # holds a change up to audit_wait for its audit record): see gitops.reconcile.observations
-        self.reconciler.await_watch = self.cluster.config.audit_wait + 5.0
-        self.reconciler.watches = self.cluster.watches
+        self.reconciler.observations.timeout = self.cluster.config.audit_wait + 5.0
+        self.reconciler.observations.watches = self.cluster.watches
         self.cluster.wait_synced(60)
         interval = self.settings.interval
         self.scheduler.add_job(self._scheduled, "interval", seconds=interval, jitter=interval * self.settings.jitter,
