@@ -129,7 +129,7 @@ class RunService(WatchService):
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._pass_lock = threading.Lock()
         self._waiting = 0  # passes begun that wait for the one in progress: each will see what is new
-        self._waiting_lock = threading.Lock()
+        self._waiting_lock = threading.Lock()  # for its updates only; it is read without
         self._stopping = threading.Event()
         self.elector: LeaseElector | None = None
         if settings.lease.enabled:
@@ -214,15 +214,16 @@ class RunService(WatchService):
         """A pass soon: after ``debounce`` seconds, joined by every trigger until then."""
         if self._stopping.is_set() or not self.leading or not self.scheduler.running:
             return
-        with self._waiting_lock:
-            if self._waiting:  # a pass that has not read the log yet: it will see this
-                return
-            if self.scheduler.get_job("triggered") is None:
-                # a second instance waits for a pass in progress, which may have read the log before
-                # what triggered this (APScheduler would skip it, and the change wait an interval)
-                run_at = utc_now() + timedelta(seconds=self.settings.debounce)
-                self.scheduler.add_job(self._run_pass, "date", run_date=run_at, args=[trigger], id="triggered",
-                                       replace_existing=True, misfire_grace_time=None, max_instances=2)
+        if self._waiting:  # a pass that has not read the log yet: it will see this
+            return
+        # no lock of ours is held here: APScheduler's shutdown holds its job stores' lock while it
+        # waits for the running passes, and a pass takes _waiting_lock as it begins
+        if self.scheduler.get_job("triggered") is None:
+            # a second instance waits for a pass in progress, which may have read the log before
+            # what triggered this (APScheduler would skip it, and the change wait an interval)
+            run_at = utc_now() + timedelta(seconds=self.settings.debounce)
+            self.scheduler.add_job(self._run_pass, "date", run_date=run_at, args=[trigger], id="triggered",
+                                   replace_existing=True, misfire_grace_time=None, max_instances=2)
 
     def _scheduled(self) -> None:
         self._run_pass("interval")
