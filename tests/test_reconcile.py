@@ -69,6 +69,25 @@ def test_orphans_are_left_without_prune_and_held_by_the_mass_prune_guard() -> No
     assert [a.op for a in allowed.actions] == ["prune"] * 3
 
 
+def test_prunes_the_guard_held_before_stay_held_whatever_the_ratio_now() -> None:
+    owned = {f"ConfigMap/a/x{i}": _cm(f"x{i}", **{"gitops.dev/instance": "default"}) for i in range(8)}
+    diffs = [ObjectDiff(k, Status.ORPHAN) for k in sorted(owned)[:3]]  # 3 of 8: under the ratio
+    asked: list[list[str]] = []
+
+    def held_before(keys: list[str]) -> set[str]:
+        asked.append(keys)
+        return {"ConfigMap/a/x0", "ConfigMap/a/x1"}
+
+    plan = make_plan(diffs, desired={}, actual=owned, instance="default", prune=True, mass_prune_ratio=0.5,
+                     held_before=held_before)
+    assert [a.key for a in plan.actions] == ["ConfigMap/a/x2"]  # a removal of its own: judged by the ratio
+    assert {a.key: a.reason for a in plan.skipped} == {"ConfigMap/a/x0": "MassPrune", "ConfigMap/a/x1": "MassPrune"}
+    assert plan.held is not None and plan.held.startswith("mass-prune: 2 prunes the guard held in an earlier pass")
+    allowed = make_plan(diffs, desired={}, actual=owned, instance="default", prune=True, mass_prune_ratio=0.5,
+                        held_before=held_before, allow_mass_prune=True)
+    assert len(allowed.prunes) == 3 and allowed.held is None and len(asked) == 1  # confirmed: not even asked
+
+
 def test_annotated_objects_and_waiting_ones_are_left_alone() -> None:
     off = _cm("off")
     off["metadata"]["annotations"] = {"gitops.dev/reconcile": "disabled"}
@@ -455,6 +474,47 @@ def test_prune_deletes_only_what_this_instance_owns_and_the_guard_holds_a_mass_p
     assert confirmed.pruned == 3
     wait_until(lambda: not {"b", "c", "d"} & _names(cluster, env.ns), what="the prune")
     assert {"by-hand", "other"} <= _names(cluster, env.ns)
+
+
+@pytest.mark.cluster
+def test_a_mass_prune_the_guard_held_stays_held_in_later_passes_until_confirmed(env: Env, cluster: Cluster) -> None:
+    """A commit that replaces every object (a wrong path, a renamed application) creates the
+    new ones in the pass the guard holds. In the next pass the same prunes are a minority of
+    the owned objects; they must stay held all the same, in a new process too, until a pass
+    run with --allow-mass-prune confirms them."""
+    for name in ("a", "b", "c"):
+        env.write(f"{name}.yaml", configmap(name, env.ns))
+    env.repo.commit("three")
+    env.run()
+    for name in ("a", "b", "c"):
+        env.repo.remove(f"{name}.yaml")
+    for name in ("n1", "n2", "n3", "n4", "n5"):
+        env.write(f"{name}.yaml", configmap(name, env.ns))
+    env.repo.commit("everything renamed")
+    first = env.run(prune=True)
+    assert first.created == 5 and first.pruned == 0 and first.held is not None and "3 of 3" in first.held
+    again = env.run(prune=True)  # now 3 of 8 owned: under the ratio, and still held
+    assert again.pruned == 0 and again.held is not None and "held in an earlier pass" in again.held
+    env.close()  # a new process (a second one-shot reconcile) reads the hold from the log
+    restarted = env.run(prune=True)
+    assert restarted.pruned == 0 and restarted.held is not None and "held in an earlier pass" in restarted.held
+    env.run(prune=True, mode="dry-run", allow_mass_prune=True)  # a dry run confirms nothing
+    after_dry = env.run(prune=True)
+    assert after_dry.pruned == 0 and after_dry.held is not None and "held in an earlier pass" in after_dry.held
+    assert {"a", "b", "c", "n1", "n5"} <= _names(cluster, env.ns)  # the API server still has them all
+    env.write("a.yaml", configmap("a", env.ns))  # Git wants a back: no longer an orphan
+    env.repo.commit("a is back")
+    env.run(prune=True)
+    env.repo.remove("a.yaml")  # removed again: a new removal, judged on its own (1 of 8)
+    env.repo.commit("a goes again")
+    judged = env.run(prune=True)
+    assert judged.pruned == 1 and [a.key for a in judged.plan.prunes] == [f"ConfigMap/{env.ns}/a"]
+    wait_until(lambda: "a" not in _names(cluster, env.ns), what="a's prune")
+    assert {"b", "c"} <= _names(cluster, env.ns)
+    confirmed = env.run(prune=True, allow_mass_prune=True)
+    assert confirmed.pruned == 2
+    wait_until(lambda: not {"b", "c"} & _names(cluster, env.ns), what="the confirmed prune")
+    assert {"n1", "n2", "n3", "n4", "n5"} <= _names(cluster, env.ns)
 
 
 def _names(cluster: Cluster, ns: str) -> set[str]:

@@ -12,7 +12,8 @@
   conflict with a controller); a Namespace or CRD whose deletion would take with it what
   gitops must not delete (``prune-blocked``, see ``cascade``); and every prune of a pass
   that would delete more than ``mass_prune_ratio`` of the owned objects, counting what
-  the cascades of pruned Namespaces and CRDs delete, unless allowed.
+  the cascades of pruned Namespaces and CRDs delete, unless allowed; a prune it held stays
+  held in the passes after, until allowed (``guard``).
 - Named in the wrong scope, an error recorded as failed (``ScopeMismatch``): Git's object
   read as namespaced (``Widget.example/default/w``) while the cluster serves its kind as
   cluster-scoped, or the other way round (the log read Git before the cluster served the
@@ -36,7 +37,7 @@ from gitops.model.keys import parse_key
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents, judge_cascade
 from gitops.reconcile.settings import DISABLE_ANNOTATION, annotated
 
-__all__ = ["KIND_ORDER", "Action", "Hold", "Plan", "kind_rank", "make_plan", "owned_by", "owner_of"]
+__all__ = ["KIND_ORDER", "MASS_PRUNE", "Action", "Hold", "Plan", "kind_rank", "make_plan", "owned_by", "owner_of"]
 
 KIND_ORDER: tuple[str, ...] = (
     "Namespace", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PriorityClass", "NetworkPolicy",
@@ -79,6 +80,9 @@ def _outside(key: str, namespaces: Collection[str]) -> str | None:
     k = parse_key(key)
     namespace = k.name if (k.group, k.kind) == ("", "Namespace") else k.namespace
     return f"namespace {namespace}" if namespace and namespace not in namespaces else None
+
+
+MASS_PRUNE = "MassPrune"  # the reason code of the mass-prune guard's holds
 
 
 @dataclass(frozen=True)
@@ -185,11 +189,14 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
               allow_mass_prune: bool = False, waiting: Callable[[ObjectDiff], Hold | None] = lambda d: None,
               cascades: Mapping[str, Contents] | None = None, adopt_from: Collection[str] = (),
               namespaces: Collection[str] = (),
-              namespaced: Callable[[str, str], bool | None] = lambda group, kind: None) -> Plan:
+              namespaced: Callable[[str, str], bool | None] = lambda group, kind: None,
+              held_before: Callable[[list[str]], Collection[str]] = lambda keys: ()) -> Plan:
     """``cascades``: for each Namespace and CRD that is an orphan, what it holds (listed from
     the cluster); one without an entry is not pruned. ``namespaces``: the only namespaces
     this instance acts in (empty: all). ``namespaced(group, kind)``: whether the cluster
-    serves that kind namespaced (None: it does not serve it)."""
+    serves that kind namespaced (None: it does not serve it). ``held_before(keys)``: those of
+    the prunes the guard held in an earlier pass and nobody confirmed since
+    (``gitops.reconcile.guard``); they stay held whatever the ratio is now."""
     plan = Plan()
     mismatched = _scope_mismatches(diffs, desired.keys(), actual.keys(), namespaced)
     applies: list[Action] = []
@@ -231,8 +238,17 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
         guard = (f"mass-prune: {deleted} of {owned} owned objects would be deleted{cascade}, over "
                  f"{mass_prune_ratio:.0%}; run with --allow-mass-prune to confirm")
         plan.held = guard if plan.held is None else f"{guard}; {plan.held}"
-        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", "MassPrune")) for a in prunes)
+        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", MASS_PRUNE)) for a in prunes)
         prunes = []
+    elif prunes and not allow_mass_prune and (still := held_before([a.key for a in prunes])):
+        n = len(still)
+        guard = (f"mass-prune: {n} prune{'s' if n != 1 else ''} the guard held in an earlier pass "
+                 f"{'are' if n != 1 else 'is'} held until a pass run with --allow-mass-prune confirms "
+                 f"{'them' if n != 1 else 'it'}")
+        plan.held = guard if plan.held is None else f"{guard}; {plan.held}"
+        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", MASS_PRUNE)) for a in prunes
+                            if a.key in still)
+        prunes = [a for a in prunes if a.key not in still]
     plan.actions = sorted(applies, key=lambda a: kind_rank(a.key)) + sorted(
         prunes, key=lambda a: kind_rank(a.key), reverse=True)
     return plan

@@ -52,6 +52,7 @@ from gitops.projections.inventory import ever_desired
 from gitops.reconcile.apply import NOT_SERVED, Applier, with_ownership
 from gitops.reconcile.cascade import CASCADING_KINDS, Contents
 from gitops.reconcile.drift_step import DriftRecorder
+from gitops.reconcile.guard import still_held
 from gitops.reconcile.health_step import HealthRecorder
 from gitops.reconcile.holds import Holds
 from gitops.reconcile.inventory import not_in_inventory
@@ -189,7 +190,9 @@ class Reconciler:
             diffs, desired=desired_manifests, actual=live_manifests, instance=s.instance, prune=prune,
             mass_prune_ratio=s.mass_prune_ratio, allow_mass_prune=allow_mass_prune,
             waiting=lambda d: self._hold(d, desired, actual, s.instance), cascades=cascades,
-            adopt_from=s.adopt_from, namespaces=self.namespaces, namespaced=self.applier.served_namespaced)
+            adopt_from=s.adopt_from, namespaces=self.namespaces, namespaced=self.applier.served_namespaced,
+            held_before=lambda keys: still_held(self.log, keys, cluster=self.actual_origin,
+                                                desired_origin=self.desired_origin))
         self.watched = set(desired) | {k for k, m in live_manifests.items() if owned_by(m, s.instance)} | {
             f"Namespace/{parse_key(k).namespace}" for k in self.holds.failures if parse_key(k).namespace}
         if plan.held is not None:
