@@ -193,6 +193,33 @@ def test_an_invalid_commit_is_told_only_when_it_is_the_newest_read(tmp_path: Pat
     assert [b["details"]["commit"] for b in receiver.bodies()] == ["f" * 40]
 
 
+def _pass(n: int, held: str | None) -> ReconcileFinished:
+    return ReconcileFinished(id=event_id("reconcile.finished", "pass", str(n)), source=EventSource.RECONCILER,
+                             effective_at=T, payload=ReconcileFinishedPayload(run_id=str(n), status="succeeded",
+                                                                              held=held))
+
+
+def test_a_held_mass_prune_is_told_when_it_begins_not_at_every_pass_that_holds_it(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """gitops run passes every minute; a held prune waits for a person, and a message each
+    minute would bury the first. Told again once it was released and is held anew; a
+    restart does not forget it was told."""
+    db = _log(tmp_path)
+    sink = SinkSettings(name="ops", url=receiver.url, triggers=["mass-prune-held"])
+    Notifier(db, [sink], instance="prod").poll()
+    with EventLog(db) as log:
+        log.append([_pass(1, "mass-prune: 3 of 3 owned objects would be deleted, over 50%"),
+                    _pass(2, "mass-prune: 3 prunes the guard held in an earlier pass are held until ...")])
+    assert Notifier(db, [sink], instance="prod").poll() == 1
+    with EventLog(db) as log:
+        log.append([_pass(3, "mass-prune: 3 prunes the guard held in an earlier pass are held until ...")])
+    assert Notifier(db, [sink], instance="prod").poll() == 0  # a new process: still the same hold
+    with EventLog(db) as log:
+        log.append([_pass(4, None), _pass(5, "mass-prune: 5 of 6 owned objects would be deleted, over 50%")])
+    assert Notifier(db, [sink], instance="prod").poll() == 1
+    assert [b["details"]["held"][:20] for b in receiver.bodies()] == ["mass-prune: 3 of 3 o", "mass-prune: 5 of 6 o"]
+
+
 def test_retries_back_off_then_a_failure_is_recorded(tmp_path: Path, receiver: Receiver) -> None:
     db = _log(tmp_path)
     waits: list[float] = []

@@ -7,7 +7,8 @@ notifications and Flux's notification-controller do.
   webhook (``{"text": ...}``). Each has a timeout and a number of retries with exponential
   backoff; the secret comes from a file or the environment, never from the config file.
 - **Triggers**, read from the log: drift opened or closed, an out-of-band change (with the
-  user), a failed action, health degraded or recovered, a mass prune held, a commit that is
+  user), a failed action, health degraded or recovered, a mass prune held (when a pass first
+  holds it: not again at each pass after that holds it still), a commit that is
   invalid (the cluster is held to the last valid one), a tamper found (the log refuses
   writes: the one trigger that cannot be recorded).
 - **The queue is the log.** Each sink keeps a checkpoint of the last event it dealt with,
@@ -113,9 +114,13 @@ def _of(r: Recorded, instance: str) -> list[tuple[Trigger, str, dict[str, Any]]]
                                    "the cluster stays at the last valid commit till a valid one comes (gitops status "
                                    "lists the errors)",
                  {"commit": c.sha, "branch": c.branch, "errors": c.errors})]
-    if isinstance(ev, ReconcileFinished) and ev.payload.held and "mass-prune" in ev.payload.held:
+    if isinstance(ev, ReconcileFinished) and _mass_prune_held(ev):
         return [("mass-prune-held", f"a mass prune was held: {ev.payload.held}", {"held": ev.payload.held})]
     return []
+
+
+def _mass_prune_held(ev: ReconcileFinished) -> bool:
+    return ev.payload.held is not None and "mass-prune" in ev.payload.held
 
 
 class Notifier:
@@ -131,6 +136,7 @@ class Notifier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tamper_told = False
+        self._held: dict[str, bool] = {}  # by sink: the last pass it read held a mass prune
 
     def _name(self, sink: SinkSettings) -> str:
         return f"notify:{self.instance}:{sink.name}"
@@ -165,8 +171,10 @@ class Notifier:
         log.append([])  # the writer's check that the log is whole (TamperedLogError), before anything is sent
         cp = log.checkpoint(self._name(sink))
         if not isinstance(cp, dict) or not isinstance(cp.get("seq"), int):  # first time: from now on
-            log.append([], checkpoint=Checkpoint(self._name(sink), {"seq": log.last_seq()}))
+            log.append([], checkpoint=self._mark(sink, log.last_seq()))
             return 0
+        # a held mass prune is told when it begins, not at every pass that holds it again
+        self._held[sink.name] = bool(cp.get("mass_prune_held"))
         after = int(cp["seq"])
         last = log.last_seq()
         if last - after > sink.max_pending:  # bounded: the oldest are skipped, and that is recorded
@@ -184,13 +192,20 @@ class Notifier:
             if isinstance(r.event, GitCommit) and heads[r.event.payload.origin] != r.seq:
                 continue
             fired = [t for t in _of(r, self.instance) if t[0] in sink.triggers]
+            if isinstance(r.event, ReconcileFinished):
+                was, self._held[sink.name] = self._held.get(sink.name, False), _mass_prune_held(r.event)
+                fired = [t for t in fired if t[0] != "mass-prune-held" or not was]
             if not fired:
                 continue
             for trigger, summary, details in fired:
                 sent += self._deliver(log, sink, r, trigger, summary, details)
         if last > after:
-            log.append([], checkpoint=Checkpoint(self._name(sink), {"seq": last}))
+            log.append([], checkpoint=self._mark(sink, last))
         return sent
+
+    def _mark(self, sink: SinkSettings, seq: int) -> Checkpoint:
+        """Where ``sink`` is in the log, and whether the last pass read held a mass prune."""
+        return Checkpoint(self._name(sink), {"seq": seq, "mass_prune_held": self._held.get(sink.name, False)})
 
     def _body(self, sink: SinkSettings, n: Notification) -> bytes:
         if sink.format == "slack":
@@ -241,7 +256,7 @@ class Notifier:
             source=EventSource.RECONCILER, effective_at=utc_now(),
             payload=NotifyPayload(sink=sink.name, endpoint=sink.endpoint, trigger=trigger, delivery=delivery,
                                   cause_seq=cause, attempts=attempts, status_code=status_code, error=error))
-        log.append([event], checkpoint=Checkpoint(self._name(sink), {"seq": upto}))
+        log.append([event], checkpoint=self._mark(sink, upto))
 
     def _tamper(self, sink: SinkSettings, e: TamperedLogError) -> None:
         """The log refuses writes: say so to the sink, once per process (it cannot be recorded)."""
