@@ -220,6 +220,31 @@ def test_a_held_mass_prune_is_told_when_it_begins_not_at_every_pass_that_holds_i
     assert [b["details"]["held"][:20] for b in receiver.bodies()] == ["mass-prune: 3 of 3 o", "mass-prune: 5 of 6 o"]
 
 
+def test_each_instance_of_a_fleet_tells_of_its_own_cluster_and_git_source(tmp_path: Path,
+                                                                          receiver: Receiver) -> None:
+    """Two gitops run processes share one log (a fleet on PostgreSQL): east must not page
+    anyone, under its own name, for west's failed action, held prune or invalid commit."""
+    db = _log(tmp_path)
+    sinks = [SinkSettings(name="ops", url=receiver.url)]
+    east = Notifier(db, sinks, instance="east", cluster="cluster:east", git="git:repo#main")
+    west = Notifier(db, sinks, instance="west", cluster="cluster:west", git="git:other#main")
+    east.poll(), west.poll()
+    failed = ReconcileAction(id=event_id("reconcile.action", "w"), source=EventSource.RECONCILER, resource=KEY,
+                             actor="gitops", effective_at=T,
+                             payload=ReconcileActionPayload(cluster="cluster:west", run_id="r", action="update",
+                                                            result="failed", code=422, error="HTTP 422 Invalid"))
+    held = ReconcileFinished(id=event_id("reconcile.finished", "w"), source=EventSource.RECONCILER, effective_at=T,
+                             payload=ReconcileFinishedPayload(cluster="cluster:west", run_id="r", status="succeeded",
+                                                              held="mass-prune: 3 of 3 owned objects would be deleted"))
+    with EventLog(db) as log:
+        log.append([failed, held, _commit("a", valid=False)])  # the commit: of git:repo#main, east's
+    assert east.poll() == 1 and [(b["instance"], b["trigger"]) for b in receiver.bodies()] == [
+        ("east", "commit-invalid")]
+    assert west.poll() == 2
+    assert [(b["instance"], b["trigger"]) for b in receiver.bodies()[1:]] == [
+        ("west", "action-failed"), ("west", "mass-prune-held")]
+
+
 def test_retries_back_off_then_a_failure_is_recorded(tmp_path: Path, receiver: Receiver) -> None:
     db = _log(tmp_path)
     waits: list[float] = []

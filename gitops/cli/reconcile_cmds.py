@@ -243,7 +243,9 @@ def run(ctx: Context, repo: str | None, branch: str | None, paths: tuple[str, ..
                                    diff=ctx.config.diff, redaction=ctx.redaction, reporter=RunReporterCLI(),
                                    allow_mass_prune=allow_mass_prune, checkpointer=_checkpointer(ctx))
     ctx.open_log(create=True).close()
-    notifier = Notifier(ctx.db, ctx.config.notify, instance=settings.instance) if ctx.config.notify else None
+    notifier = Notifier(ctx.db, ctx.config.notify, instance=settings.instance,
+                        cluster=service.reconciler.actual_origin,
+                        git=service.reconciler.desired_origin) if ctx.config.notify else None
 
     def started() -> None:
         _started(service)

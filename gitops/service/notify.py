@@ -86,6 +86,16 @@ def notification_json_schema() -> str:
     return orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
 
 
+def _ours(ev: AnyEvent, cluster: str | None, git: str | None) -> bool:
+    """Whether ``ev`` is about this instance's cluster and Git source: a fleet's processes share
+    one log, and each tells of its own (an event recorded before the origin was, ``""``, is
+    everyone's)."""
+    if isinstance(ev, GitCommit):
+        return git is None or ev.payload.origin in (git, "")
+    there = getattr(getattr(ev, "payload", None), "cluster", "")
+    return cluster is None or there in (cluster, "")
+
+
 def _of(r: Recorded, instance: str) -> list[tuple[Trigger, str, dict[str, Any]]]:
     """The triggers event ``r`` fires: (trigger, summary, details)."""
     ev = r.event
@@ -128,8 +138,11 @@ class Notifier:
     (``start``/``stop``), or one poll at a time (``poll``, for tests)."""
 
     def __init__(self, db_path: str | Path, sinks: Iterable[SinkSettings], *, instance: str,
+                 cluster: str | None = None, git: str | None = None,
                  sleep: Callable[[float], None] = time.sleep, interval: float = 1.0) -> None:
+        """``cluster`` and ``git``: the origins of this instance's sources (None: any)."""
         self.db_path, self.sinks, self.instance = db_path, list(sinks), instance
+        self.cluster, self.git = cluster, git
         self.sleep, self.interval = sleep, interval
         self.secrets = {s.name: s.secret() for s in self.sinks}  # read now: a missing secret is a config error
         self._session = requests.Session()
@@ -185,7 +198,8 @@ class Notifier:
             after = skipped_to
         sent = 0
         # read first, then deliver and record: no write while the read is open on this connection
-        read = list(log.read(since_seq=after, until_seq=last, types=_TYPES))
+        read = [r for r in log.read(since_seq=after, until_seq=last, types=_TYPES)
+                if _ours(r.event, self.cluster, self.git)]
         # of the commits read, each branch's newest only: an invalid commit a valid one followed held nothing back
         heads = {r.event.payload.origin: r.seq for r in read if isinstance(r.event, GitCommit)}
         for r in read:
