@@ -151,3 +151,38 @@ def test_two_clusters_two_runs_one_postgresql_log(cluster: Cluster, second_clust
     assert bad.returncode == 2 and "it holds: east, west" in bad.stderr
     verified = json.loads(gitops(postgres_db, "--read-only", "verify", "-o", "json").stdout)
     assert verified["ok"] and verified["last_seq"] > 20
+
+
+def test_a_name_that_now_reaches_another_cluster_is_refused_before_anything_is_written(
+        cluster: Cluster, second_cluster: Cluster, tmp_path: Path) -> None:
+    """The log knows east's history under cluster:east. A kubeconfig or context that now
+    points at another cluster under the same name would record every east object as deleted
+    and apply Git to the wrong cluster as if it were east: every command that reaches a
+    cluster refuses it, in one line, and neither the log nor that cluster is changed."""
+    ns = f"who-{uuid.uuid4().hex[:6]}"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("app.yaml", dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                                configmap("settings", ns, currency="EUR")))
+    repo.commit("Add the app")
+    db = str(tmp_path / "g.db")
+    east = ["--kubeconfig", str(cluster.kubeconfig), "--context", "admin", "--cluster-name", "east"]
+    other = ["--kubeconfig", str(second_cluster.kubeconfig), "--context", "admin", "--cluster-name", "east"]
+    first = gitops(db, "reconcile", "--repo", str(repo.path), "--instance", ns, *east)
+    assert first.returncode == 0, first.stderr
+    events = len(gitops(db, "--read-only", "log", "-o", "jsonl").stdout.splitlines())
+    for args in (["reconcile", "--repo", str(repo.path), "--instance", ns, *other],
+                 ["ingest", "cluster", *other]):
+        res = gitops(db, *args)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "is not the cluster this log records as " \
+            "cluster:east" in lines[0] and "Traceback" not in res.stderr, res.stderr
+    assert len(gitops(db, "--read-only", "log", "-o", "jsonl").stdout.splitlines()) == events
+    assert kubectl(second_cluster, "admin", "get", "namespace", ns, check=False).returncode != 0  # nothing applied
+    assert kubectl(cluster, "admin", "-n", ns, "get", "configmap", "settings").returncode == 0
+    again = gitops(db, "ingest", "cluster", *east)  # east itself is still east
+    assert again.returncode == 0, again.stderr
+    named = gitops(db, "ingest", "cluster", "--kubeconfig", str(second_cluster.kubeconfig), "--context", "admin",
+                   "--cluster-name", "west")  # the other cluster under a name of its own
+    assert named.returncode == 0, named.stderr
+    assert json.loads(gitops(db, "--read-only", "verify", "-o", "json").stdout)["ok"]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "ClusterIdentityError",
     "ClusterUnavailableError",
     "ConfigError",
     "CorruptDatabaseError",
@@ -78,6 +79,11 @@ class InvalidResourceKeyError(UsageError):
 
 class ConfigError(UsageError):
     """A configuration file or option that cannot be used."""
+
+
+class ClusterIdentityError(ConfigError):
+    """The API server is another cluster than the one the log records under that cluster's
+    origin (a kubeconfig or context that now points elsewhere)."""
 
 
 class StoreError(GitOpsError):

@@ -158,6 +158,22 @@ class ClusterClient:
                 from None
         return body if isinstance(body, dict) else {}
 
+    def identity(self) -> str | None:
+        """The uid of the ``kube-system`` Namespace: made once with the cluster and kept for
+        its life, the common way to tell one cluster from another whatever URL reaches it.
+        None when there is none, or the credentials may not read it."""
+        try:
+            r = self.api.get(version="v1", base="/api", url="namespaces/kube-system")
+        except _NETWORK_ERRORS as e:
+            raise _unavailable(self.server, e) from None
+        if r.status_code >= 400:
+            return None
+        try:
+            uid = (orjson.loads(r.content).get("metadata") or {}).get("uid")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return str(uid) if uid else None
+
     def openapi(self) -> dict[str, Any] | None:
         """The server's OpenAPI v2 document (built-in kinds and every CRD's published
         schema), or None when it serves none."""

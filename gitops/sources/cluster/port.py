@@ -36,6 +36,10 @@ class ClusterPort(Protocol):
     def openapi(self) -> dict[str, Any] | None:
         """The server's OpenAPI v2 document, or None when it serves none."""
 
+    def identity(self) -> str | None:
+        """What tells this cluster from any other (the ``kube-system`` Namespace's uid), or
+        None when the credentials may not read it."""
+
     def collection_version(self, kind: KindInfo, namespace: str | None = None) -> str:
         """The resourceVersion of ``kind``'s collection (in ``namespace``, or in all) now."""
 

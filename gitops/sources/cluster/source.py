@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gitops.events.models import AnyEvent
 from gitops.events.redaction import Redaction, RedactionRule, as_redaction
-from gitops.model.errors import ConfigError
+from gitops.model.errors import ClusterIdentityError, ConfigError
 from gitops.model.keys import canonical_group, parse_key
 from gitops.model.schema import KindSchemas
 from gitops.model.scope import Scope
@@ -33,7 +33,7 @@ from gitops.sources.cluster.kinds import resolve_kind, served_scope
 from gitops.sources.cluster.port import Clock, ClusterPort
 from gitops.sources.cluster.watcher import KindWatcher, OutageTracker, Problem, Seen, stream_name
 from gitops.sources.cluster.writer import Writer
-from gitops.store import EventLog, open_log
+from gitops.store import Checkpoint, EventLog, open_log
 from gitops.store.openapi import save_schemas
 
 __all__ = ["ClusterSource", "PassSummary", "check_audit_log"]
@@ -161,6 +161,7 @@ class ClusterSource:
                  ) -> tuple[list[KindWatcher], Writer, AuditTailer | None, list[Problem]]:
         """The watchers, their writer and the audit records' feeds; with ``webhook`` (a service),
         the webhook's records in the log are read too, and old ones of the file not held."""
+        self._check_identity(log)
         # a discovery made moments ago (for the Git source's scope) serves: no second one at start
         kinds, problems = self.select(log, self._served or self._discover())
         self._keep_schemas(log)
@@ -184,6 +185,26 @@ class ClusterSource:
         for p in problems:
             writer.put(p)
         return watchers, writer, tailer, problems
+
+    def _check_identity(self, log: EventLog) -> None:
+        """Refuse a cluster other than the one the log knows under this origin: a context or
+        kubeconfig that now points elsewhere would record the first cluster's objects as
+        deleted, and a pass would act on the wrong cluster with its history. The first
+        contact records the cluster's identity; a cluster that cannot tell (RBAC) is let be."""
+        uid = self.client.identity()
+        if uid is None:
+            return
+        name = f"{self.origin}:identity"
+        known = log.checkpoint(name)
+        if isinstance(known, dict) and known.get("uid"):
+            if known["uid"] != uid:
+                raise ClusterIdentityError(
+                    f"{self.client.server} is not the cluster this log records as {self.origin}: its kube-system "
+                    f"Namespace has uid {uid}, the log's cluster {known['uid']} (first reached at "
+                    f"{known.get('server', '?')}); check the kubeconfig and context, or give this cluster a name "
+                    "of its own (cluster.name, --cluster-name)")
+            return
+        log.append([], checkpoint=Checkpoint(name, {"uid": uid, "server": self.client.server}))
 
     def _resolve_audited(self, group: str, plural: str) -> tuple[str, bool] | None:
         return self._audited.get((group, plural))
