@@ -6,14 +6,18 @@ create shows the server accepts the new one. Checked against the API server with
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gitops.events import ReconcileAction
+from gitops.events import ClusterDeleted, ClusterObserved, ReconcileAction
 from gitops.store import EventLog
-from tests.cluster_fixtures import Cluster, kubectl
+from tests.cluster_fixtures import Cluster, kubectl, wait_until
 from tests.test_reconcile import Env
 
 pytestmark = pytest.mark.cluster
@@ -76,3 +80,63 @@ def test_a_changed_job_template_is_recreated_only_when_forced_and_only_if_the_se
         report = build_report(log, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
     assert [(p.resource, p.result, p.dry_run, p.recreated, p.uid) for p in report.prunes] == [
         (key, "planned", True, True, first_uid), (key, "succeeded", False, True, first_uid)]
+
+
+def test_a_recreate_by_a_one_shot_pass_beside_a_watch_process_leaves_the_log_at_the_new_object(
+        env: Env, cluster: Cluster, tmp_path: Path) -> None:
+    """A one-shot pass (gitops reconcile) records the object its recreate made at once. A
+    gitops watch process on the same log holds the deletion of the old incarnation for its
+    audit record (here: an audit log that never gets one, so the whole audit_wait), and
+    appends it after. The log must not end up saying the object is gone, and the next pass
+    must not create it again: checked against the uid the API server has."""
+    key = f"ConfigMap/{env.ns}/imm"
+
+    def cm(value: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": {"k": value},
+                "metadata": {"name": "imm", "namespace": env.ns, "annotations": {"gitops.dev/force": "enabled"}}}
+
+    env.write("cm.yaml", cm("v1"))
+    env.repo.commit("an immutable ConfigMap")
+    assert env.run().created == 1
+    silent = tmp_path / "silent-audit.log"
+    silent.write_text("")
+    config = tmp_path / "watch.yaml"
+    config.write_text(json.dumps({
+        "git": {"repo": str(env.repo.path)},
+        "cluster": {"kubeconfig": str(cluster.kubeconfig), "context": "admin" if cluster.local else None,
+                    "audit_log": str(silent), "audit_wait": 3.0}}))
+    out = (tmp_path / "watch.out").open("w")
+    watch = subprocess.Popen([sys.executable, "-m", "gitops", "--db", str(env.db), "--config", str(config), "watch"],
+                             stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: "Ctrl-C or SIGTERM stops" in (tmp_path / "watch.out").read_text(), timeout=60,
+                   what="the watch to start")
+        old_uid = uid_of(cluster, env.ns)
+        env.write("cm.yaml", cm("v2"))
+        env.repo.commit("new data: immutable, so recreated")
+        recreated = env.run()
+        assert recreated.updated == 1 and recreated.done == {key: "recreate"}, recreated.errors
+        new_uid = uid_of(cluster, env.ns)
+        assert new_uid != old_uid
+
+        def settled() -> bool:
+            with EventLog(env.db) as log:
+                deletions = [r.event for r in log.read(types=["cluster.deleted"], resource=key)]
+                current = {r.event.resource: r.event for r in log.current("actual")}.get(key)
+            # the watch's own record of the deletion is in (after its audit_wait), and the log is at the new uid
+            return any(isinstance(d, ClusterDeleted) and not d.payload.synthetic and d.payload.uid == old_uid
+                       for d in deletions) and isinstance(current, ClusterObserved) and \
+                current.payload.manifest["metadata"]["uid"] == new_uid
+        wait_until(settled, timeout=30, what="the log to be at the object the API server has")
+        again = env.run()
+        assert (again.created, again.updated, again.failed) == (0, 0, 0), again.plan  # no loop
+        assert uid_of(cluster, env.ns) == new_uid
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        watch.wait(60)
+        out.close()
+
+
+def uid_of(cluster: Cluster, ns: str) -> str:
+    return str(json.loads(kubectl(cluster, "admin", "-n", ns, "get", "configmap", "imm", "-o", "json").stdout)
+               ["metadata"]["uid"])

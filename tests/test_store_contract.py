@@ -96,6 +96,18 @@ def test_which_ids_the_log_holds(log: EventLog) -> None:
     assert log.known_ids([]) == set()
 
 
+def test_the_event_each_object_is_at(log: EventLog) -> None:
+    """What the cluster writer compares a version with before it counts on the log's dedupe."""
+    log.append([observed(1, "a"), observed(2, "b"), deleted(3, "a"), observed(4, "a", cluster="cluster:b")])
+    keys = ["Deployment.apps/default/a", "Deployment.apps/default/b", "Deployment.apps/default/c"]
+    assert log.current_events("actual", origin="cluster:a", resources=keys) == {
+        "Deployment.apps/default/a": ("del-3", "cluster.deleted", None),  # a tombstone too; c: none
+        "Deployment.apps/default/b": ("obs-2", "cluster.observed", "2")}
+    assert log.current_events("actual", origin="cluster:b", resources=keys) == {
+        "Deployment.apps/default/a": ("obs-4", "cluster.observed", "4")}
+    assert log.current_events("actual", origin="cluster:a", resources=[]) == {}
+
+
 def test_a_batch_and_its_checkpoint_are_written_together_or_not_at_all(log: EventLog) -> None:
     log.append([applied(0)], checkpoint=Checkpoint("git:repo#main", {"commit": "a"}))
 

@@ -182,6 +182,23 @@ class LogReads:
             raise map_error(e, self._where) from e
         return out
 
+    def current_events(self, side: current_state.Side, *, origin: str,
+                       resources: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """For each of ``resources`` the current-state table has an entry for (on ``side``, of
+        ``origin``), the event it points at (the last one recorded about it, a tombstone too):
+        its id, type and revision."""
+        out: dict[str, tuple[str, str, str | None]] = {}
+        try:
+            for i in range(0, len(resources), 500):
+                chunk = list(resources[i:i + 500])
+                out.update((r[0], (r[1], r[2], r[3])) for r in self.conn.execute(
+                    "SELECT c.resource, e.id, e.type, e.revision FROM current_state c JOIN events e ON e.seq = c.seq "
+                    f"WHERE c.side = ? AND c.origin = ? AND c.resource IN ({', '.join('?' * len(chunk))})",
+                    [side, origin, *chunk]))
+        except sqlite3.Error as e:
+            raise map_error(e, self._where) from e
+        return out
+
     def holds(self, resource: str) -> bool:
         """Whether any event names ``resource`` (a canonical key)."""
         try:

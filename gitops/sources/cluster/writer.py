@@ -3,6 +3,17 @@ kind watchers saw in batches, joins each change to the audit record of the reque
 caused it (``gitops.sources.cluster.audit``: waiting up to ``audit_wait`` for the records'
 feeds to catch up), builds the events and appends them with the watchers' resourceVersion
 checkpoints in one transaction.
+
+After a batch, the log's current state of each object in it is the batch's last version of
+it: what the watch saw last. The log drops an event whose id it holds, and another writer
+may have recorded this version already (a one-shot ``gitops reconcile`` or ``ingest
+cluster`` beside this watch, a pass's copy left after its wait) before this writer, which
+holds each change for its audit record, appended an older one (an edit made just before, the
+deletion of the incarnation a recreate replaced). The older one then became current, the
+version the cluster holds was dropped as known, and the log said the object was deleted or
+drifted until it changed again: every pass re-applied it. So a last version the log holds
+but does not count as current is recorded again, under an id of its own (the same for any
+writer that corrects the same entry) and marked ``observed_late``.
 """
 
 from __future__ import annotations
@@ -206,9 +217,37 @@ class Writer:
                 payload=SourceErrorPayload(code=item.code, message=item.message, origin=self.origin),
             ))
 
+    def _again(self, pending: _Pending) -> None:
+        """Record again the last version of each object in the batch that the log holds but
+        does not count as current (see the module)."""
+        last: dict[str, int] = {}
+        earlier: dict[str, list[str]] = {}  # the ids of the versions before it in the batch
+        for i, e in enumerate(pending.events):
+            if isinstance(e, ClusterObserved | ClusterDeleted) and e.resource is not None:
+                if e.resource in last:
+                    earlier.setdefault(e.resource, []).append(pending.events[last[e.resource]].id)
+                last[e.resource] = i
+        known = self.log.known_ids([e.id for e in pending.events if e.resource in last]) if last else set()
+        stale = [k for k, i in last.items() if pending.events[i].id in known]
+        if not stale:
+            return
+        current = self.log.current_events("actual", origin=self.origin, resources=stale)
+        for key in stale:
+            e = pending.events[last[key]]
+            now = current.get(key)
+            if now is not None and now[1:] == (e.type, e.revision) and all(i in known for i in earlier.get(key, ())):
+                continue  # the log's own copy (or a copy recorded again) is current, and stays so
+            again = e.model_copy(update={
+                "id": event_id(e.type, self.origin, key, e.revision or "", "again", now[0] if now else ""),
+                "payload": e.payload.model_copy(update={"observed_late": True})})
+            pending.events[last[key]] = again
+            if e.id in pending.folded:
+                pending.folded[again.id] = pending.folded.pop(e.id)
+
     def flush(self, pending: _Pending) -> None:
         if not pending.events and not pending.checkpoints:
             return
+        self._again(pending)
         cps = [Checkpoint(self.checkpoint_name(k), {"resourceVersion": rv}) for k, rv in pending.checkpoints.items()]
         appended = self.log.append(pending.events, checkpoint=cps)
         self.appended += len(appended)
