@@ -72,6 +72,13 @@ def test_a_changed_job_template_is_recreated_only_when_forced_and_only_if_the_se
                if isinstance(e, ReconcileAction) and e.payload.result in ("succeeded", "planned")]
     assert [(a.action, a.result, a.uid, a.planned) for a in actions[-2:]] == [
         ("recreate", "planned", first_uid, "update"), ("recreate", "succeeded", first_uid, "update")]
+    with EventLog(env.db) as log:  # no watch beside this pass: it records the deletion it made itself
+        timeline = [r.event for r in log.read(types=["cluster.observed", "cluster.deleted"], resource=key)]
+    gone, made = timeline[-2:]
+    assert isinstance(gone, ClusterDeleted) and isinstance(made, ClusterObserved)
+    assert (gone.payload.uid, gone.payload.attribution, gone.actor) == (first_uid, "reconciler", "gitops")
+    assert made.payload.manifest["metadata"]["uid"] == new_uid
+    assert [e.payload.uid for e in timeline if isinstance(e, ClusterDeleted)] == [first_uid]
     after = env.run()
     assert (after.plan.actions, after.drift_opened) == ([], 0)  # converged; its own delete is no drift
     from gitops.query.report import build_report

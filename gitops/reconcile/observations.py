@@ -59,9 +59,14 @@ class Handoff:
         self.watches: Callable[[str], bool] = lambda kind: True  # whether a watch records that kind now
         self._kept: list[AnyEvent] = []
 
+    @property
+    def watched(self) -> bool:
+        """Whether a watch records the cluster's changes into the log beside the pass."""
+        return self.timeout > 0
+
     def keep(self, events: Sequence[AnyEvent]) -> Sequence[AnyEvent]:
         """What to append now of ``events``: all of them when no watch records them."""
-        if self.timeout <= 0:
+        if not self.watched:
             return events
         self._kept += events
         return ()

@@ -334,6 +334,8 @@ class Reconciler:
                 where = format_key(key_of(applied.object, namespaced=kind.namespaced))
                 events = [] if dry_run else [self.events.observed(self.clock(), where, applied.object,
                                                                   created=applied.created)]
+                if events and uid and not self.observations.watched:  # what a recreate deleted: no watch records it
+                    events.insert(0, self.events.deleted(self.clock(), action.key, uid))
         except (ApiRefused, ClusterUnavailableError) as e:
             code = e.code if isinstance(e, ApiRefused) else None
             unserved = isinstance(e, ApiRefused) and e.reason == NOT_SERVED  # its CRD may come: no giving up

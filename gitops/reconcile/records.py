@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from gitops.events.models import (
     Attribution,
+    ClusterDeleted,
+    ClusterDeletedPayload,
     ClusterObserved,
     EventSource,
     Mode,
@@ -91,6 +93,16 @@ class PassEvents:
                         "manager": self.actor, "operation": "Apply",
                         "attribution": Attribution.RECONCILER, **scheme},
         })
+
+    def deleted(self, at: datetime, key: str, uid: str) -> ClusterDeleted:
+        """The incarnation ``uid`` of ``key`` that a recreate deleted, recorded by the pass
+        itself where no watch records it (a one-shot pass: the list after it sees the object
+        that replaced it, not the deletion). ``synthetic``: no watch saw it."""
+        return ClusterDeleted(
+            id=event_id("cluster.deleted", self.cluster, key, f"recreate:{uid}"), source=EventSource.CLUSTER,
+            resource=key, actor=self.actor, effective_at=at,
+            payload=ClusterDeletedPayload(origin=self.cluster, resource_version=None, synthetic=True, uid=uid,
+                                          attribution=Attribution.RECONCILER))
 
     def action(self, at: datetime, run_id: str, action: Action, outcome: str, *, error: str | None = None,
                terminal: bool = False, dry_run: bool = False, code: int | None = None,
