@@ -50,6 +50,9 @@ def test_a_changed_job_template_is_recreated_only_when_forced_and_only_if_the_se
     refused = env.run()
     assert refused.failed == 1
     assert "field is immutable" in refused.errors[0][1]
+    # the server's 3 KB Go dump of the template, cut to its type
+    assert "spec.template: Invalid value: core.PodTemplateSpec{…}: field is immutable" in refused.errors[0][1]
+    assert len(refused.errors[0][1]) < 400 and "busybox" not in refused.errors[0][1]
     assert "annotate it gitops.dev/force: enabled in Git" in refused.errors[0][1]
     assert live(cluster, env.ns) == (first_uid, ["true"])
 

@@ -216,3 +216,19 @@ def test_what_an_update_refused_for_an_immutable_field_may_recreate() -> None:
     assert why("PersistentVolumeClaim/shop/data", annotated=True) is None  # asked for, object by object
     for cascading in ("Namespace/shop", "CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com"):
         assert "deletes everything it holds" in (why(cascading, annotated=True, recreate_immutable=True) or "")
+
+
+def test_the_servers_go_values_are_cut_to_their_type_and_nothing_else_is() -> None:
+    from gitops.sources.cluster.api import ApiRefused, without_go_values
+
+    dump = ('Job.batch "m" is invalid: spec.template: Invalid value: core.PodTemplateSpec{ObjectMeta:v1.ObjectMeta{'
+            'Labels:map[string]string{"a":"}{"}}, Spec:core.PodSpec{Containers:[]core.Container{core.Container{'
+            'Env:[]core.EnvVar{core.EnvVar{Name:"PASSWORD", Value:"hunter2\\"}"}}}}, Grace:(*int64)(0xc00b)}}: '
+            'field is immutable; metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain')
+    assert without_go_values(dump) == ('Job.batch "m" is invalid: spec.template: Invalid value: '
+                                       'core.PodTemplateSpec{…}: field is immutable; metadata.name: Invalid value: '
+                                       '"Bad_Name": a lowercase RFC 1123 subdomain')
+    assert "hunter2" not in str(ApiRefused(422, "Invalid", dump))
+    cut = "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"  # not whole: kept
+    assert without_go_values(cut) == cut
+    assert without_go_values("nothing to cut {here}") == "nothing to cut {here}"

@@ -5,13 +5,14 @@ these without importing the adapter."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from gitops.model.errors import SourceError
 
 __all__ = ["RECONCILER_AGENT", "AccessDenied", "ApiRefused", "Applied", "Discovery", "KindInfo", "ResourceVersionGone",
-           "WatchEvent"]
+           "WatchEvent", "without_go_values"]
 
 RECONCILER_AGENT = "gitops-reconciler"
 """The User-Agent prefix of the reconciler's requests: the API server's audit records of
@@ -75,11 +76,49 @@ class AccessDenied(SourceError):
     """The server refused this request (401/403): not an outage, retrying will not help."""
 
 
+_GO_VALUE = re.compile(r"Invalid value: ([A-Za-z_][\w]*\.[A-Za-z_][\w]*)\{")
+
+
+def without_go_values(message: str) -> str:
+    """``message`` with each Go value the API server printed after "Invalid value:" cut to
+    its type: ``core.PodTemplateSpec{…}``. A refused Job template is about 3 KB of Go
+    struct that says nothing the field path does not, in every line, log row and
+    notification about it, with every value of the object, Secret-like ones too (an
+    environment variable's value) that redaction never saw."""
+    out: list[str] = []
+    at = 0
+    while (m := _GO_VALUE.search(message, at)) is not None:
+        depth, i, quoted = 0, m.end() - 1, False
+        while i < len(message):
+            ch = message[i]
+            if quoted:
+                if ch == "\\":
+                    i += 1
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            i += 1
+        if depth != 0:  # not a whole value: left as it is
+            break
+        out.append(message[at:m.end()] + "…}")
+        at = i + 1
+    return "".join(out) + message[at:]
+
+
 class ApiRefused(SourceError):
     """The API answered a write with an error status (422 invalid, 403, 404, 409, 5xx...):
-    its code, its reason (``Invalid``, ``Conflict``...) and its own message."""
+    its code, its reason (``Invalid``, ``Conflict``...) and its own message (Go values cut,
+    ``without_go_values``)."""
 
     def __init__(self, code: int, reason: str, message: str) -> None:
+        message = without_go_values(message)
         super().__init__(f"HTTP {code} {reason}: {message}")
         self.code, self.reason, self.message = code, reason, message
 
