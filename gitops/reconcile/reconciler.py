@@ -329,13 +329,8 @@ class Reconciler:
                     take=action.extra, adopt=adopt)
                 if self.applier.learned:
                     self.applier.learned, result.kinds_changed = False, True
-                # the object as the server keys it: another scope than the plan's key, when the log
-                # read Git before the cluster served the kind (the Git source reads it again)
-                where = format_key(key_of(applied.object, namespaced=kind.namespaced))
-                events = [] if dry_run else [self.events.observed(self.clock(), where, applied.object,
-                                                                  created=applied.created)]
-                if events and uid and not self.observations.watched:  # what a recreate deleted: no watch records it
-                    events.insert(0, self.events.deleted(self.clock(), action.key, uid))
+                events = [] if dry_run else self.events.seen(self.clock(), action.key, applied, kind.namespaced,
+                                                             deleted=uid, watched=self.observations.watched)
         except (ApiRefused, ClusterUnavailableError) as e:
             code = e.code if isinstance(e, ApiRefused) else None
             unserved = isinstance(e, ApiRefused) and e.reason == NOT_SERVED  # its CRD may come: no giving up
@@ -360,7 +355,7 @@ class Reconciler:
             result.updated += 1
         else:
             result.pruned += 1
-        revision = events[0].revision if events else None
+        revision = events[-1].revision if events else None  # the version the apply made
         self._record_action(result, action, "planned" if dry_run else "succeeded", dry_run=dry_run, op=op,
                             commit=want.commit if want else None, revision=revision, uid=uid, dropped=dropped,
                             also=events)

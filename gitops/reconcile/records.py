@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gitops.events.models import (
+    AnyEvent,
     Attribution,
     ClusterDeleted,
     ClusterDeletedPayload,
@@ -24,7 +25,9 @@ from gitops.events.models import (
     event_id,
 )
 from gitops.events.redaction import Redaction, redact, scheme_field
+from gitops.model.keys import format_key, key_of
 from gitops.reconcile.plan import Action, Plan
+from gitops.sources.cluster.api import Applied
 
 __all__ = ["PassEvents", "PassResult"]
 
@@ -93,6 +96,18 @@ class PassEvents:
                         "manager": self.actor, "operation": "Apply",
                         "attribution": Attribution.RECONCILER, **scheme},
         })
+
+    def seen(self, at: datetime, key: str, applied: Applied, namespaced: bool, *, deleted: str | None,
+             watched: bool) -> list[AnyEvent]:
+        """What an apply of ``key`` returned, as the observation it is, keyed as the server keys
+        it (another scope than the plan's key when the log read Git before the cluster served
+        the kind); after the deletion of the incarnation a recreate replaced (``deleted``, its
+        uid) where no watch records that (``watched``)."""
+        where = format_key(key_of(applied.object, namespaced=namespaced))
+        out: list[AnyEvent] = [self.observed(at, where, applied.object, created=applied.created)]
+        if deleted and not watched:
+            out.insert(0, self.deleted(at, key, deleted))
+        return out
 
     def deleted(self, at: datetime, key: str, uid: str) -> ClusterDeleted:
         """The incarnation ``uid`` of ``key`` that a recreate deleted, recorded by the pass
