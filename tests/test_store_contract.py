@@ -108,6 +108,23 @@ def test_the_event_each_object_is_at(log: EventLog) -> None:
     assert log.current_events("actual", origin="cluster:a", resources=[]) == {}
 
 
+def test_an_append_on_condition_that_a_checkpoint_did_not_move(log: EventLog) -> None:
+    """A source that read the log from a checkpoint writes only if nobody moved it meanwhile."""
+    from gitops.model.errors import CheckpointMovedError
+
+    first = Checkpoint("git:repo#main", {"commit": "a"})
+    log.append([applied(0)], checkpoint=first, expect=Checkpoint("git:repo#main", None))  # not set: as expected
+    with pytest.raises(CheckpointMovedError):
+        log.append([applied(1)], checkpoint=Checkpoint("git:repo#main", {"commit": "b"}),
+                   expect=Checkpoint("git:repo#main", None))
+    with pytest.raises(CheckpointMovedError):
+        log.append([applied(1)], checkpoint=Checkpoint("git:repo#main", {"commit": "b"}),
+                   expect=Checkpoint("git:repo#main", {"commit": "z"}))
+    assert log.count() == 1 and log.checkpoint("git:repo#main") == {"commit": "a"}  # nothing written
+    log.append([applied(1)], checkpoint=Checkpoint("git:repo#main", {"commit": "b"}), expect=first)
+    assert log.count() == 2 and log.checkpoint("git:repo#main") == {"commit": "b"}
+
+
 def test_a_batch_and_its_checkpoint_are_written_together_or_not_at_all(log: EventLog) -> None:
     log.append([applied(0)], checkpoint=Checkpoint("git:repo#main", {"commit": "a"}))
 

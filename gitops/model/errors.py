@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "CheckpointMovedError",
     "ClusterIdentityError",
     "ClusterUnavailableError",
     "ConfigError",
@@ -117,6 +118,11 @@ class TamperedLogError(StoreError):
     """The log's last event and its recorded head disagree (rows cut off the end, or the head
     changed): every writer refuses, so that no append re-anchors the chain and erases the
     evidence, until an operator records the finding (``gitops verify --acknowledge``)."""
+
+
+class CheckpointMovedError(StoreError):
+    """An append made on the condition that a checkpoint still held what its writer read
+    found another writer had moved it: nothing was written; the writer reads again."""
 
 
 class ReadOnlyLogError(StoreError):

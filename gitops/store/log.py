@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from gitops.events.names import EventSource
 from gitops.model.bulk import cyclic_gc_paused
 from gitops.model.errors import (
+    CheckpointMovedError,
     CorruptDatabaseError,
     NotAGitOpsDatabaseError,
     ReadOnlyLogError,
@@ -213,9 +214,13 @@ class EventLog(LogReads, LogChecks):
         events: Iterable[AnyEvent],
         *,
         checkpoint: Checkpoint | Sequence[Checkpoint] | None = None,
+        expect: Checkpoint | None = None,
     ) -> list[Appended]:
         """Append ``events`` not already in the log, and ``checkpoint``, atomically.
-        Returns the events that were new, in the order they were appended."""
+        Returns the events that were new, in the order they were appended. With ``expect``,
+        only if that checkpoint still holds that value (None: it is not set) in the
+        transaction, else ``CheckpointMovedError`` and nothing is written: a source whose
+        events depend on where it read the log from (another process moved it meanwhile)."""
         batch = list(events)
         if isinstance(checkpoint, Checkpoint):
             checkpoints: Sequence[Checkpoint] = [checkpoint]
@@ -223,6 +228,11 @@ class EventLog(LogReads, LogChecks):
             checkpoints = checkpoint or []
         with self._write() as cur:
             last = check_head(cur, self._where)  # never re-anchor the chain on a cut tail: see gitops.store.integrity
+            if expect is not None:
+                row = cur.execute("SELECT value FROM checkpoints WHERE name = ?", (expect.name,)).fetchone()
+                held = None if row is None else _checkpoint_value(expect.name, row[0])
+                if held != json.loads(json.dumps(expect.value, sort_keys=True)):  # as stored: tuples are lists
+                    raise CheckpointMovedError(f"the checkpoint {expect.name} moved while this writer read from it")
             with cyclic_gc_paused():  # see gitops.model.bulk
                 appended, nbytes = _insert_events(cur, batch, last, self._packer)
             _insert_checkpoints(cur, checkpoints)

@@ -58,7 +58,7 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.bulk import cyclic_gc_paused
-from gitops.model.errors import ConfigError
+from gitops.model.errors import CheckpointMovedError, ConfigError
 from gitops.model.identity import os_user
 from gitops.model.scope import Scope, builtin_scope
 from gitops.model.times import utc_now
@@ -75,6 +75,7 @@ __all__ = ["GitIngest", "IngestSummary"]
 
 Progress = Callable[[int, int], None]
 _PARSE_CACHE_LIMIT = 20_000  # parsed files kept by blob id
+_TRIES = 5  # passes begun again when another process moved the checkpoint meanwhile
 
 
 @dataclass
@@ -139,6 +140,7 @@ class GitIngest:
         self._tree_problems: frozenset[Problem] = frozenset()
         self._desired: dict[str, Desired] | None = None
         self._generation = ""
+        self._read_from: dict[str, Any] | None = None  # the checkpoint this pass read the log from
         # What decides which objects a tree holds and how they are stored; fixed for this
         # instance. Kept in the checkpoint: when it differs on the next pass, the last commit
         # read is read again. As sets: the same paths or globs in another order read the same.
@@ -186,12 +188,18 @@ class GitIngest:
         """One pass: fetch (remote), then ingest every commit after the checkpoint. If the
         pass fails part-way, what it holds in memory is dropped, so the next pass starts
         again from what the log holds (its events and checkpoint were written together)."""
-        try:
-            with cyclic_gc_paused():  # a back-fill builds large acyclic structures: see gitops.model.bulk
-                return self._run(observed_at, progress)
-        except BaseException:
-            self._desired, self._tree_commit, self._tree_valid = None, None, False
-            raise
+        for attempt in range(1, _TRIES + 1):
+            try:
+                with cyclic_gc_paused():  # a back-fill builds large acyclic structures: see gitops.model.bulk
+                    return self._run(observed_at, progress)
+            except CheckpointMovedError:  # another process ingested this branch meanwhile: read again from there
+                self._desired, self._tree_commit, self._tree_valid = None, None, False
+                if attempt == _TRIES:
+                    raise
+            except BaseException:
+                self._desired, self._tree_commit, self._tree_valid = None, None, False
+                raise
+        raise AssertionError("unreachable")
 
     def _run(self, observed_at: datetime | None, progress: Progress | None) -> IngestSummary:
         # 1. where the branch is, and where the log left it
@@ -201,7 +209,9 @@ class GitIngest:
         summary.head = head
         if head is None:
             return summary
-        cp = self.checkpoint() or {}
+        read = self.checkpoint()
+        self._read_from = read  # each write of this pass is made on condition that nobody moved it since
+        cp = read or {}
         since: str | None = cp.get("commit")
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
@@ -288,7 +298,9 @@ class GitIngest:
         value = {"commit": commit, "last_valid": last_valid, "generation": self._generation,
                  "branch": self.branch, "repository": self.repo.url, "settings": self.settings,
                  "head_errors": head_errors}
-        self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value))
+        self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value),
+                        expect=Checkpoint(self.origin, self._read_from))
+        self._read_from = value
 
     # ------------------------------------------------------------------ one commit
 
