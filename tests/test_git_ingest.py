@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gitops.events import DesiredApplied, GitCommit, GitReconfigured, GitRewritten, RedactionRule, SourceErrorEvent
 from gitops.model import ConfigError, DatabaseLockedError, GitSourceError
 from gitops.sources.git import GitIngest, GitSourceConfig
+from gitops.model.scope import builtin_scope
 from gitops.store import Checkpoint, EventLog
 from tests.gitrepo import GitRepo, configmap, dump
 
@@ -197,6 +198,37 @@ def test_a_path_removed_by_a_commit_is_a_real_removal(log: EventLog, repo: GitRe
     with EventLog(log.path.with_name("fresh.db")) as fresh:
         summary = ingest(fresh, repo, paths=["m", "keep"]).run()
         assert (summary.applied, summary.removed) == (2, 1)
+
+
+def test_a_pass_that_another_process_overtook_reads_again_from_where_that_one_left(
+        log: EventLog, repo: GitRepo) -> None:
+    """Two processes follow one branch into one log with different settings (here: B
+    redacts a field). A reads the checkpoint and the head (commit one, read by B), and
+    re-reads one under its own settings; before it writes, commit two is made and B ingests
+    it. A's re-read of one must not land after two: the desired state would go back to one,
+    and A would move the checkpoint back too. A writes only on condition that the
+    checkpoint did not move, and reads again from where B left it."""
+    repo.write("a.yaml", configmap("a", k="1"))
+    repo.commit("one")
+    b = GitIngest(log, GitSourceConfig(repo=str(repo.path)), redaction=[RedactionRule(path="data.k",
+                                                                                      kind="ConfigMap")])
+    b.run()
+    overtaken: list[int] = []
+
+    def scope(group: str, kind: str) -> bool:  # asked while A reads commit one's tree: B overtakes A then
+        if not overtaken:
+            overtaken.append(0)
+            repo.write("a.yaml", configmap("a", k="2"))
+            repo.commit("two")
+            overtaken[0] = b.run().commits
+        return builtin_scope(group, kind)
+
+    a = GitIngest(log, GitSourceConfig(repo=str(repo.path)), scope=scope)
+    a.run()
+    assert overtaken == [1]
+    assert desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}  # two, read under A's settings
+    assert log.checkpoint(a.origin)["commit"] == repo.head()
+    assert a.run().commits == 0 and desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}
 
 
 def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: EventLog, repo: GitRepo) -> None:
