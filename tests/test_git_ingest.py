@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from gitops.events import DesiredApplied, GitCommit, GitReconfigured, GitRewritten, RedactionRule, SourceErrorEvent
 from gitops.model import ConfigError, DatabaseLockedError, GitSourceError
-from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.model.scope import builtin_scope
+from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import Checkpoint, EventLog
 from tests.gitrepo import GitRepo, configmap, dump
 
@@ -227,7 +227,7 @@ def test_a_pass_that_another_process_overtook_reads_again_from_where_that_one_le
     a.run()
     assert overtaken == [1]
     assert desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}  # two, read under A's settings
-    assert log.checkpoint(a.origin)["commit"] == repo.head()
+    assert (a.checkpoint() or {}).get("commit") == repo.head()  # not moved back to one
     assert a.run().commits == 0 and desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}
 
 

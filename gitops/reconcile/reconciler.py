@@ -44,7 +44,7 @@ from gitops.events.models import (
 )
 from gitops.events.redaction import Redaction, RedactionRule, as_redaction
 from gitops.model.errors import ClusterUnavailableError
-from gitops.model.keys import format_key, key_of, parse_key
+from gitops.model.keys import parse_key
 from gitops.model.times import utc_now
 from gitops.projections import fold_actual, fold_desired
 from gitops.projections.fold import ActualEntry, DesiredEntry
