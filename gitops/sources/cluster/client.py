@@ -162,23 +162,20 @@ class ClusterClient:
         """The uid of the ``kube-system`` Namespace: made once with the cluster and kept for
         its life, the common way to tell one cluster from another whatever URL reaches it.
         None when there is none, or the credentials may not read it."""
-        try:
-            r = self.api.get(version="v1", base="/api", url="namespaces/kube-system")
-        except _NETWORK_ERRORS as e:
-            raise _unavailable(self.server, e) from None
-        if r.status_code >= 400:
-            return None
-        try:
-            uid = (orjson.loads(r.content).get("metadata") or {}).get("uid")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
+        doc = self._document(version="v1", base="/api", url="namespaces/kube-system")
+        uid = (doc.get("metadata") or {}).get("uid") if doc is not None else None
         return str(uid) if uid else None
 
     def openapi(self) -> dict[str, Any] | None:
         """The server's OpenAPI v2 document (built-in kinds and every CRD's published
         schema), or None when it serves none."""
+        return self._document(version="openapi", base="/", url="v2")
+
+    def _document(self, **where: str) -> dict[str, Any] | None:
+        """One JSON object the server serves at ``where``; None when it refuses or serves no
+        JSON object there (an unreachable server is an error)."""
         try:
-            r = self.api.get(version="openapi", base="/", url="v2")
+            r = self.api.get(**where)
         except _NETWORK_ERRORS as e:
             raise _unavailable(self.server, e) from None
         if r.status_code >= 400:
