@@ -68,6 +68,7 @@ from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import GitRepository
+from gitops.sources.git.settings import changed_elsewhere, check_reads_something
 from gitops.sources.git.tree import Problem
 from gitops.store import Checkpoint, EventLog
 
@@ -141,6 +142,7 @@ class GitIngest:
         self._desired: dict[str, Desired] | None = None
         self._generation = ""
         self._read_from: dict[str, Any] | None = None  # the checkpoint this pass read the log from
+        self._settled: dict[str, Any] | None = None  # the settings this process last read or wrote there
         # What decides which objects a tree holds and how they are stored; fixed for this
         # instance. Kept in the checkpoint: when it differs on the next pass, the last commit
         # read is read again. As sets: the same paths or globs in another order read the same.
@@ -209,16 +211,16 @@ class GitIngest:
         summary.head = head
         if head is None:
             return summary
-        read = self.checkpoint()
-        self._read_from = read  # each write of this pass is made on condition that nobody moved it since
-        cp = read or {}
+        self._read_from = self.checkpoint()  # each write of this pass: on condition that nobody moved it since
+        cp = self._read_from or {}
         since: str | None = cp.get("commit")
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
         previous = cp.get("settings")
+        self._settled = changed_elsewhere(self.origin, settled=self._settled, found=previous, ours=self.settings)
         # 2. new settings must read something: a mistyped path must not empty the desired state
         if not cp or previous != self.settings:
-            self._check_settings(head, first_pass=not cp)
+            check_reads_something(self.repo, self.reader, self.config, self.branch, head, first_pass=not cp)
         reconfigure = (since is not None and isinstance(previous, dict) and previous != self.settings
                        and self.repo.exists(since))
         misnamed = self._misnamed(since) if not reconfigure else []
@@ -275,32 +277,13 @@ class GitIngest:
         misnamed = self.reader.misnamed(self._desired)
         return misnamed if misnamed and self.repo.exists(since) else []
 
-    def _check_settings(self, head: str, *, first_pass: bool) -> None:
-        """Refuse settings that read nothing at the head: a path the head does not hold (on a
-        first pass, one that the branch's history never held), or include/exclude globs
-        that leave out every file under the paths. Raised before anything is written."""
-        for path in self.config.paths:
-            if path == "." or self.repo.has_path(head, path):
-                continue
-            if first_pass and self.repo.path_in_history(head, path):
-                continue  # removed by a commit: its history is read, and its removal
-            raise ConfigError(f"path {path!r} is not in {self.repo.url} at the head of {self.branch} "
-                              f"({head[:12]}){'' if first_pass else ' nor was it read before'}: a typo? "
-                              "Nothing was recorded")
-        under = [e.path for e in self.repo.tree(head)
-                 if any(p == "." or e.path.startswith(p + "/") for p in self.config.paths)]
-        if under and not any(self.reader.in_scope(p) for p in under):
-            raise ConfigError(f"include {self.config.include} and exclude {self.config.exclude} select none of the "
-                              f"{len(under)} files under {', '.join(self.config.paths)} at the head of "
-                              f"{self.branch} ({head[:12]}): nothing was recorded")
-
     def _flush(self, batch: _Batch, commit: str, last_valid: str | None, head_errors: int) -> None:
         value = {"commit": commit, "last_valid": last_valid, "generation": self._generation,
                  "branch": self.branch, "repository": self.repo.url, "settings": self.settings,
                  "head_errors": head_errors}
         self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value),
                         expect=Checkpoint(self.origin, self._read_from))
-        self._read_from = value
+        self._read_from, self._settled = value, self.settings
 
     # ------------------------------------------------------------------ one commit
 
