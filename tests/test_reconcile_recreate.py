@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from gitops.events import ClusterDeleted, ClusterObserved, ReconcileAction
+from gitops.events.redaction import Redaction
+from gitops.query.integrity import KeyStore
 from gitops.store import EventLog
 from tests.cluster_fixtures import Cluster, kubectl, wait_until
 from tests.test_reconcile import Env
@@ -105,6 +107,8 @@ def test_a_recreate_by_a_one_shot_pass_beside_a_watch_process_leaves_the_log_at_
         return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": {"k": value},
                 "metadata": {"name": "imm", "namespace": env.ns, "annotations": {"gitops.dev/force": "enabled"}}}
 
+    # the digest key gitops watch will use: both processes read the branch with one set of settings
+    env.redaction = Redaction((), KeyStore(db=env.db).digest_key(create=True))
     env.write("cm.yaml", cm("v1"))
     env.repo.commit("an immutable ConfigMap")
     assert env.run().created == 1
