@@ -231,29 +231,6 @@ def test_a_pass_that_another_process_overtook_reads_again_from_where_that_one_le
     assert a.run().commits == 0 and desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}
 
 
-def test_a_following_process_stops_when_another_changed_the_settings_instead_of_undoing_it(
-        log: EventLog, repo: GitRepo) -> None:
-    """gitops watch follows apps and infra; someone runs a one-shot pass with --path apps.
-    Each would read the last commit again under its own settings at every pass, infra
-    desired then removed (and pruned) in turn. The one-shot pass's change is the operator's;
-    the following process stops, saying what differs, and writes nothing."""
-    repo.write("apps/a.yaml", configmap("a"))
-    repo.write("infra/b.yaml", configmap("b"))
-    repo.commit("one")
-    following = ingest(log, repo, paths=["apps", "infra"])
-    following.run()
-    assert following.run().commits == 0  # its own settings, found again: on it goes
-    once = ingest(log, repo, paths=["apps"]).run()
-    assert once.reconfigured and once.removed == 1
-    seen = log.count()
-    with pytest.raises(ConfigError, match=r"another process changed how git:.* is read since this one's last pass "
-                                          r"\(paths: \['apps'\] there, \['apps', 'infra'\] here\)"):
-        following.run()
-    assert log.count() == seen and desired(log) == {"ConfigMap/default/a": configmap("a")}
-    restarted = ingest(log, repo, paths=["apps", "infra"]).run()  # started again: its first pass is an operator's
-    assert restarted.reconfigured and set(desired(log)) == {"ConfigMap/default/a", "ConfigMap/default/b"}
-
-
 def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: EventLog, repo: GitRepo) -> None:
     repo.write("apps/a.yaml", configmap("a"))
     repo.write("other/b.yaml", configmap("b"))

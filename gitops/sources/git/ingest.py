@@ -68,7 +68,7 @@ from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import GitRepository
-from gitops.sources.git.settings import changed_elsewhere, check_reads_something
+from gitops.sources.git.settings import check_reads_something
 from gitops.sources.git.tree import Problem
 from gitops.store import Checkpoint, EventLog
 
@@ -142,7 +142,6 @@ class GitIngest:
         self._desired: dict[str, Desired] | None = None
         self._generation = ""
         self._read_from: dict[str, Any] | None = None  # the checkpoint this pass read the log from
-        self._settled: dict[str, Any] | None = None  # the settings this process last read or wrote there
         # What decides which objects a tree holds and how they are stored; fixed for this
         # instance. Kept in the checkpoint: when it differs on the next pass, the last commit
         # read is read again. As sets: the same paths or globs in another order read the same.
@@ -217,7 +216,6 @@ class GitIngest:
         last_valid: str | None = cp.get("last_valid")
         self._generation = str(cp.get("generation", ""))
         previous = cp.get("settings")
-        self._settled = changed_elsewhere(self.origin, settled=self._settled, found=previous, ours=self.settings)
         # 2. new settings must read something: a mistyped path must not empty the desired state
         if not cp or previous != self.settings:
             check_reads_something(self.repo, self.reader, self.config, self.branch, head, first_pass=not cp)
@@ -283,7 +281,7 @@ class GitIngest:
                  "head_errors": head_errors}
         self.log.append(batch.events, checkpoint=Checkpoint(self.origin, value),
                         expect=Checkpoint(self.origin, self._read_from))
-        self._read_from, self._settled = value, self.settings
+        self._read_from = value
 
     # ------------------------------------------------------------------ one commit
 
