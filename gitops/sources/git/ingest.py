@@ -193,13 +193,11 @@ class GitIngest:
             try:
                 with cyclic_gc_paused():  # a back-fill builds large acyclic structures: see gitops.model.bulk
                     return self._run(observed_at, progress)
-            except CheckpointMovedError:  # another process ingested this branch meanwhile: read again from there
+            except BaseException as e:
                 self._desired, self._tree_commit, self._tree_valid = None, None, False
-                if attempt == _TRIES:
+                # another process ingested this branch meanwhile: read again from there
+                if not isinstance(e, CheckpointMovedError) or attempt == _TRIES:
                     raise
-            except BaseException:
-                self._desired, self._tree_commit, self._tree_valid = None, None, False
-                raise
         raise AssertionError("unreachable")
 
     def _run(self, observed_at: datetime | None, progress: Progress | None) -> IngestSummary:
