@@ -220,27 +220,27 @@ class Writer:
     def _again(self, pending: _Pending) -> None:
         """Record again the last version of each object in the batch that the log holds but
         does not count as current (see the module)."""
-        last: dict[str, int] = {}
-        earlier: dict[str, list[str]] = {}  # the ids of the versions before it in the batch
+        versions: dict[str, list[int]] = {}  # where each object's versions are in the batch, in order
         for i, e in enumerate(pending.events):
             if isinstance(e, ClusterObserved | ClusterDeleted) and e.resource is not None:
-                if e.resource in last:
-                    earlier.setdefault(e.resource, []).append(pending.events[last[e.resource]].id)
-                last[e.resource] = i
-        known = self.log.known_ids([e.id for e in pending.events if e.resource in last]) if last else set()
-        stale = [k for k, i in last.items() if pending.events[i].id in known]
+                versions.setdefault(e.resource, []).append(i)
+        ids = [pending.events[i].id for found in versions.values() for i in found]
+        known = self.log.known_ids(ids) if ids else set()
+        stale = [k for k, found in versions.items() if pending.events[found[-1]].id in known]
         if not stale:
             return
         current = self.log.current_events("actual", origin=self.origin, resources=stale)
         for key in stale:
-            e = pending.events[last[key]]
+            *before, last = versions[key]
+            e = pending.events[last]
             now = current.get(key)
-            if now is not None and now[1:] == (e.type, e.revision) and all(i in known for i in earlier.get(key, ())):
+            if now is not None and now[1:] == (e.type, e.revision) and \
+                    all(pending.events[i].id in known for i in before):
                 continue  # the log's own copy (or a copy recorded again) is current, and stays so
             again = e.model_copy(update={
                 "id": event_id(e.type, self.origin, key, e.revision or "", "again", now[0] if now else ""),
                 "payload": e.payload.model_copy(update={"observed_late": True})})
-            pending.events[last[key]] = again
+            pending.events[last] = again
             if e.id in pending.folded:
                 pending.folded[again.id] = pending.folded.pop(e.id)
 
