@@ -97,6 +97,9 @@ class Hold:
     failed: bool = False
 
 
+_GUARDED = Hold("held by the mass-prune guard", MASS_PRUNE)
+
+
 @dataclass(frozen=True)
 class Action:
     key: str
@@ -238,7 +241,7 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
         guard = (f"mass-prune: {deleted} of {owned} owned objects would be deleted{cascade}, over "
                  f"{mass_prune_ratio:.0%}; run with --allow-mass-prune to confirm")
         plan.held = guard if plan.held is None else f"{guard}; {plan.held}"
-        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", MASS_PRUNE)) for a in prunes)
+        plan.skipped.extend(_hold(a, _GUARDED) for a in prunes)
         prunes = []
     elif prunes and not allow_mass_prune and (still := held_before([a.key for a in prunes])):
         n = len(still)
@@ -246,7 +249,7 @@ def make_plan(diffs: list[ObjectDiff], *, desired: Mapping[str, Mapping[str, Any
                  f"{'are' if n != 1 else 'is'} held until a pass run with --allow-mass-prune confirms "
                  f"{'them' if n != 1 else 'it'}")
         plan.held = guard if plan.held is None else f"{guard}; {plan.held}"
-        plan.skipped.extend(_hold(a, Hold("held by the mass-prune guard", MASS_PRUNE)) for a in prunes
+        plan.skipped.extend(_hold(a, _GUARDED) for a in prunes
                             if a.key in still)
         prunes = [a for a in prunes if a.key not in still]
     plan.actions = sorted(applies, key=lambda a: kind_rank(a.key)) + sorted(
