@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import sqlite3
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,15 +155,25 @@ def test_a_batch_over_the_limit_is_413_and_recorded_as_an_evidence_gap(receiver:
     assert audit_events(db_path) == []
 
 
-def test_a_body_without_a_length_is_411(receiver: Receiver) -> None:
+def test_a_body_without_a_length_is_411_and_the_client_still_sending_reads_it(receiver: Receiver) -> None:
+    """The refusal comes before the body: a client that sends it after the answer was written
+    (the headers, a pause, then the chunks) still reads the 411 instead of a reset connection."""
     ctx = ssl.create_default_context(cafile=str(receiver.pki.ca))
     ctx.load_cert_chain(str(receiver.pki.client_cert), str(receiver.pki.client_key))
     host, port = receiver.hook.address
-    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
-    conn.request("POST", "/audit", body=iter([batch(record(1))]), encode_chunked=True,
-                 headers={"Transfer-Encoding": "chunked"})
-    assert conn.getresponse().status == 411
-    conn.close()
+    body = batch(record(1))
+    with socket.create_connection((host, port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"POST /audit HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+                    "Content-Type: application/json\r\n\r\n".encode())
+        time.sleep(0.3)  # the answer is written and the server is done with the request
+        for _ in range(8):
+            tls.sendall(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+        tls.sendall(b"0\r\n\r\n")
+        answer = http.client.HTTPResponse(tls)
+        answer.begin()
+        assert answer.status == 411
+        assert json.loads(answer.read())["message"] == "a Content-Length is required"
 
 
 def test_a_body_that_is_not_an_event_list_is_recorded_as_malformed(receiver: Receiver, db_path: Path) -> None:

@@ -10,6 +10,10 @@ Guarantees:
 - **Bodies are bounded**: an authenticated batch larger than ``max_body_bytes`` is refused
   with 413, unread; the API server drops a batch it cannot send, so that refusal is
   recorded as an evidence gap (``source.error audit-webhook-refused``).
+- **A refusal reaches its client**: after answering 401, 411 or 413, what the client still
+  sends is read and dropped (at most ``max_body_bytes``, for at most ``LINGER_SECONDS``)
+  before the connection closes; closing on unread bytes resets it, and the client, still
+  sending, would lose the answer.
 - **A batch is acknowledged only once its records are in the log**: they are appended in
   one transaction, and 200 is sent after it commits. A failure to write is 503, after
   which the API server retries (batch mode); a retry of a batch whose answer was lost
@@ -27,6 +31,7 @@ import hmac
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +55,9 @@ __all__ = ["AuditWebhook", "LogAuditFeed", "RequestCallback"]
 
 RequestCallback = Callable[[int, int], None]
 """Told of each request answered: its HTTP status and how many audit records it brought."""
+
+LINGER_SECONDS = 2.0
+"""How long a refused client may go on sending before its connection closes."""
 
 
 class AuditWebhook:
@@ -243,6 +251,19 @@ def _handler(hook: AuditWebhook) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
             hook.answered(status, records)
+            if close:
+                self.wfile.flush()
+                self._linger()
+
+        def _linger(self) -> None:
+            left, deadline = hook.settings.max_body_bytes, time.monotonic() + LINGER_SECONDS
+            with contextlib.suppress(OSError):  # a timeout, a reset, a TLS error: the client is gone or done
+                while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(wait)
+                    chunk = self.connection.recv(min(left, 1 << 14))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # counted, not printed: a scan of the port must not flood the service's output
