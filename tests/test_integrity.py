@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.model.errors import TamperedLogError
+from gitops.model.errors import ConfigError, TamperedLogError
 from gitops.store import EventLog
 from gitops.store.chain import FIELDS, row_hash
 from tests.cli_helpers import gitops, one_failure_line
@@ -388,6 +388,35 @@ def test_secrets_are_stored_under_the_log_s_digest_key_and_old_digests_stay(tmp_
     assert new.payload.digest_scheme is not None and new.payload.digest_scheme.startswith("hmac-sha256:")
     export = gitops("log", "-o", "json", db=db).stdout
     assert clear not in export and plain not in export.replace(f"sha256:{plain}", "", 1)  # the keyed event hides it
+
+    with EventLog(db) as log:  # a reading without the key must not store plain digests again
+        seen = log.count()
+        with pytest.raises(ConfigError, match="digested under the log's key"):
+            GitIngest(log, GitSourceConfig(repo=str(repo.path))).run()
+        assert log.count() == seen
+
+
+def test_a_rollback_reads_secrets_under_the_log_s_digest_key(tmp_path: Path) -> None:
+    """gitops rollback reads the branch first; it read it without the log's key, so the
+    last commit was read again as new settings and a Secret's value stored as plain SHA-256."""
+    clear = "correct-horse-battery-staple"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("s.yaml", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"},
+                          "type": "Opaque", "stringData": {"password": clear}})
+    repo.write("cm.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"},
+                           "data": {"k": "1"}})
+    first = repo.commit("one")
+    repo.write("cm.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"},
+                           "data": {"k": "2"}})
+    repo.commit("two")
+    db = tmp_path / "g.db"
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    res = gitops("rollback", "--repo", str(repo.path), "--to", first, db=db)
+    assert res.returncode == 0, res.stderr
+    assert repo.git("show", "HEAD:cm.yaml") == repo.git("show", f"{first}:cm.yaml")
+    export = gitops("log", "-o", "json", db=db).stdout
+    assert '"git.reconfigured"' not in export
+    assert clear not in export and hashlib.sha256(clear.encode()).hexdigest() not in export
 
 
 def test_checkpoints_are_pushed_to_a_remote_one_commit_on_top_of_the_last(setup: Setup, tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import click
+from rich.console import Console
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.ingest_cmds import git_source_config
+from gitops.cli.ingest_cmds import git_scope, git_source_config
 from gitops.model.errors import UsageError
 from gitops.model.times import format_time
 from gitops.reconcile.rollback import apply_rollback, plan_rollback
@@ -36,8 +37,12 @@ def rollback(ctx: Context, to: str, repo: str | None, branch: str | None, paths:
             raise UsageError(f"--author {author!r}: expected 'Name <email>'")
         identity = (m.group(1), m.group(2))
     config = git_source_config(ctx, repo, branch, paths)
+    # read as every other writer of the log reads it: the log's Secret digest key and the
+    # cluster's scopes (without them the pass re-read the last commit as new settings, and
+    # stored plain, guessable digests of Secret values)
+    redaction, scope = ctx.redaction, git_scope(ctx, Console(stderr=True))
     with ctx.open_log(create=True) as log:
-        source = GitIngest(log, config)
+        source = GitIngest(log, config, redaction=redaction, scope=scope)
         try:
             source.run()  # the log knows the branch as it is now
             plan = plan_rollback(log, source, to)

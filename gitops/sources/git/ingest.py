@@ -68,7 +68,7 @@ from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import GitRepository
-from gitops.sources.git.settings import check_reads_something
+from gitops.sources.git.settings import check_keeps_digests_keyed, check_reads_something
 from gitops.sources.git.tree import Problem
 from gitops.store import Checkpoint, EventLog
 
@@ -216,6 +216,7 @@ class GitIngest:
         previous = cp.get("settings")
         # 2. new settings must read something: a mistyped path must not empty the desired state
         if not cp or previous != self.settings:
+            check_keeps_digests_keyed(self.origin, previous, self.settings)
             check_reads_something(self.repo, self.reader, self.config, self.branch, head, first_pass=not cp)
         reconfigure = (since is not None and isinstance(previous, dict) and previous != self.settings
                        and self.repo.exists(since))

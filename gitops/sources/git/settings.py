@@ -1,15 +1,29 @@
 """What the Git source checks of its settings before it writes anything: settings that read
 nothing at the head (a mistyped path, globs that match no file) are refused, since a typo
-must never empty the desired state."""
+must never empty the desired state; and a reading without the log's digest key is refused on
+a branch read under one, since it would store Secret values as plain, guessable digests."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from gitops.model.errors import ConfigError
 from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.repository import GitRepository
 
-__all__ = ["check_reads_something"]
+__all__ = ["check_keeps_digests_keyed", "check_reads_something"]
+
+
+def check_keeps_digests_keyed(origin: str, previous: object, settings: dict[str, Any]) -> None:
+    """Refuse to read a branch whose Secret values were digested under a key without one:
+    the last commit would be read again and its values stored as plain SHA-256, which
+    anyone holding the log can test guesses against. Raised before anything is written."""
+    before = previous.get("digest_scheme") if isinstance(previous, dict) else None
+    if before is not None and "digest_scheme" not in settings:
+        raise ConfigError(f"{origin} is read with Secret values digested under the log's key ({before}), and this "
+                          "command has no digest key: its plain digests could be tested against guesses. "
+                          "Nothing was recorded")
 
 
 def check_reads_something(repo: GitRepository, reader: TreeReader, config: GitSourceConfig, branch: str, head: str,
