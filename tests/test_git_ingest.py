@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gitops.events import DesiredApplied, GitCommit, GitReconfigured, GitRewritten, RedactionRule, SourceErrorEvent
 from gitops.model import ConfigError, DatabaseLockedError, GitSourceError
 from gitops.model.scope import builtin_scope
+from gitops.projections.fold import fold_desired
 from gitops.sources.git import GitIngest, GitSourceConfig
 from gitops.store import Checkpoint, EventLog
 from tests.gitrepo import GitRepo, configmap, dump
@@ -235,9 +236,9 @@ def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: Eve
     repo.write("apps/a.yaml", configmap("a"))
     repo.write("other/b.yaml", configmap("b"))
     repo.commit("one")
-    assert ingest(log, repo, paths=["apps"]).run().applied == 1
+    assert ingest(log, repo, exclude=["other/*"]).run().applied == 1
     seen = log.count()
-    wide = ingest(log, repo, paths=["."])
+    wide = ingest(log, repo)
     summary = wide.run()
     assert (summary.commits, summary.applied, summary.reconfigured) == (0, 1, True)
     new = list(log.read(since_seq=seen))
@@ -248,7 +249,7 @@ def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: Eve
     assert {r.event.revision for r in new} == {repo.head()}
     change = new[0].event
     assert isinstance(change, GitReconfigured) and change.payload.valid
-    assert (change.payload.previous["paths"], change.payload.settings["paths"]) == (["apps"], ["."])
+    assert (change.payload.previous["exclude"], change.payload.settings["exclude"]) == (["other/*"], [])
     assert desired(log) == {"ConfigMap/default/a": configmap("a"), "ConfigMap/default/b": configmap("b")}
 
     repo.write("apps/a.yaml", configmap("a", k="2"))
@@ -258,27 +259,49 @@ def test_changed_settings_reread_the_last_commit_and_blame_the_operator(log: Eve
     assert [(r.event.type, r.event.resource, r.event.actor) for r in log.read(since_seq=seen)] == [
         ("git.commit", None, "bo@example.com"), ("desired.applied", "ConfigMap/default/a", "bo@example.com")]
     seen = log.count()
-    assert ingest(log, repo, paths=["."]).run().commits == 0
+    assert ingest(log, repo).run().commits == 0
     assert ingest(log, repo, paths=[".", "/"], include=["*.yml", "*.json", "*.yaml"]).run().commits == 0
     assert log.count() == seen  # the same settings (in another order), nothing new: nothing appended
 
-    narrow = ingest(log, repo, paths=["apps"]).run()
+    narrow = ingest(log, repo, exclude=["other/*"]).run()
     assert (narrow.reconfigured, narrow.removed) == (True, 1)
     assert [(r.event.type, r.event.resource, r.event.actor) for r in log.read(since_seq=seen)] == [
         ("git.reconfigured", None, operator), ("desired.removed", "ConfigMap/default/b", operator)]
     assert desired(log) == {"ConfigMap/default/a": configmap("a", k="2")}
     seen = log.count()
-    assert ingest(log, repo, paths=["."]).run().applied == 1  # widened again: b is back, under new ids
+    assert ingest(log, repo).run().applied == 1  # widened again: b is back, under new ids
     assert desired(log)["ConfigMap/default/b"] == configmap("b")
+
+
+def test_two_applications_under_their_own_paths_of_one_branch_are_two_sources(log: EventLog, repo: GitRepo) -> None:
+    """Two processes reading one branch of a monorepo, each under its own path, into one log
+    (two reconcilers of two applications): each reading is a source of its own, with its own
+    desired state, so neither pass re-reads the other's commit its own way; as one source
+    they undid each other at every pass, and each reconciler pruned the other's objects."""
+    repo.write("apps/a/cm.yaml", configmap("a"))
+    repo.write("apps/b/cm.yaml", configmap("b"))
+    repo.commit("one")
+    a, b, whole = ingest(log, repo, paths=["apps/a"]), ingest(log, repo, paths=["apps/b"]), ingest(log, repo)
+    assert (a.origin, b.origin, whole.origin) == (f"{whole.origin}:apps/a", f"{whole.origin}:apps/b",
+                                                  f"git:{repo.path}#{whole.branch}")
+    assert [s.run().applied for s in (a, b, whole)] == [1, 1, 2]
+    seen = log.count()
+    assert [s.run().applied + s.run().removed for s in (a, b, whole)] == [0, 0, 0]
+    assert log.count() == seen
+    assert list(log.read(types=["git.reconfigured"])) == []
+    mine = {o: set(fold_desired(log.read(types=["desired.applied", "desired.removed"]), origin=o))
+            for o in (a.origin, b.origin)}
+    assert mine == {a.origin: {"ConfigMap/default/a"}, b.origin: {"ConfigMap/default/b"}}
+    assert ingest(log, repo, paths=["apps/b", "./apps/b/"]).origin == b.origin  # the same paths, written otherwise
 
 
 def test_settings_that_make_the_last_commit_invalid_change_nothing_desired(log: EventLog, repo: GitRepo) -> None:
     repo.write("apps/a.yaml", configmap("a"))
     repo.write("drafts/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n")
     repo.commit("one")
-    ingest(log, repo, paths=["apps"]).run()
+    ingest(log, repo, exclude=["drafts/*"]).run()
     seen = log.count()
-    summary = ingest(log, repo, paths=["."]).run()
+    summary = ingest(log, repo).run()
     assert (summary.reconfigured, summary.errors, summary.applied, summary.invalid_commits) == (True, 1, 0, 0)
     new = [r.event for r in log.read(since_seq=seen)]
     assert [e.type for e in new] == ["git.reconfigured", "source.error"]
@@ -288,7 +311,7 @@ def test_settings_that_make_the_last_commit_invalid_change_nothing_desired(log: 
     repo.write("apps/c.yaml", configmap("c"))
     repo.remove("drafts/broken.yaml")
     repo.commit("fix")
-    assert ingest(log, repo, paths=["."]).run().applied == 1
+    assert ingest(log, repo).run().applied == 1
     assert set(desired(log)) == {"ConfigMap/default/a", "ConfigMap/default/c"}
 
 
@@ -310,15 +333,15 @@ def test_a_checkpoint_from_before_settings_were_kept_is_taken_as_it_is(log: Even
     repo.write("apps/a.yaml", configmap("a"))
     repo.write("other/b.yaml", configmap("b"))
     repo.commit("one")
-    source = ingest(log, repo, paths=["apps"])
+    source = ingest(log, repo, exclude=["other/*"])
     source.run()
     value = source.checkpoint()
-    assert value is not None and value.pop("settings")["paths"] == ["apps"]
+    assert value is not None and value.pop("settings")["exclude"] == ["other/*"]
     log.append([], checkpoint=Checkpoint(source.origin, value))  # as an older version wrote it
     seen = log.count()
-    assert not ingest(log, repo, paths=["."]).run().reconfigured
+    assert not ingest(log, repo).run().reconfigured
     assert log.count() == seen
-    assert ingest(log, repo, paths=["."]).checkpoint() == value  # nothing to write: not rewritten either
+    assert ingest(log, repo).checkpoint() == value  # nothing to write: not rewritten either
 
 
 BAD = [

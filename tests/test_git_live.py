@@ -112,9 +112,9 @@ def test_cli_refuses_a_path_out_of_the_repository_or_not_in_it(tmp_path: Path) -
     assert res.returncode == 0 and "2 applied" in res.stdout
     before = gitops("log", "-o", "json", "--source", "git", db=db).stdout  # (exports add operator events)
     res = gitops("ingest", "git", "--repo", str(repo.path), "--path", "apps", "--path", "oldd", db=db)
-    assert res.returncode == 2  # a typo would have removed b: refused, nothing recorded
+    assert res.returncode == 2  # a typo would have read apps alone: refused, nothing recorded
     assert res.stderr == (f"error: path 'oldd' is not in {repo.path.resolve()} at the head of main "
-                          f"({repo.head()[:12]}) nor was it read before: a typo? Nothing was recorded\n")
+                          f"({repo.head()[:12]}): a typo? Nothing was recorded\n")
     assert gitops("log", "-o", "json", "--source", "git", db=db).stdout == before
     repo.remove("old/b.yaml")
     repo.commit("retire b")  # a path removed by a commit is a real removal, and a warning
@@ -360,3 +360,30 @@ def test_the_report_names_its_scope_and_the_hours_nothing_was_recording(tmp_path
 
     assert gaps == [(format_time(marks[1][1]).replace("+00:00", "Z"), format_time(marks[2][1]).replace("+00:00", "Z")),
                     (format_time(marks[3][1]).replace("+00:00", "Z"), None)], gaps
+
+
+def test_status_diff_and_replay_show_the_config_s_own_reading_of_a_shared_branch(tmp_path: Path) -> None:
+    """Two applications under their own paths of one branch, in one log: each config's
+    status, diff and replay are of its own reading, not the union of the log's readings
+    (that union would show the other application's objects, or what an application read
+    before its paths changed, as desired). Without a Git source in the config: the union."""
+    repo = GitRepo(tmp_path / "repo")
+    for app in ("a", "b"):
+        repo.write(f"apps/{app}/cm.yaml", configmap(app))
+    repo.commit("two apps")
+    db = tmp_path / "g.db"
+    configs = {}
+    for app in ("a", "b"):
+        configs[app] = tmp_path / f"{app}.yaml"
+        configs[app].write_text(json.dumps({"git": {"repo": str(repo.path), "paths": [f"apps/{app}"]}}))
+        assert gitops("--config", str(configs[app]), "ingest", "git", db=db).returncode == 0
+    for app in ("a", "b"):
+        config = ("--config", str(configs[app]))
+        status = json.loads(gitops(*config, "status", "-o", "json", db=db).stdout)
+        assert [(o["resource"], o["path"]) for o in status["objects"]] == [(f"ConfigMap/default/{app}",
+                                                                             f"apps/{app}/cm.yaml")]
+        assert gitops(*config, "diff", "-o", "name", db=db).stdout.split() == [f"ConfigMap/default/{app}"]
+        replayed = json.loads(gitops(*config, "replay", "--at", "now", "--side", "desired", "-o", "json", db=db).stdout)
+        assert [o["key"] for o in replayed["desired"]] == [f"ConfigMap/default/{app}"]
+    everything = json.loads(gitops("status", "-o", "json", db=db).stdout)
+    assert [o["resource"] for o in everything["objects"]] == ["ConfigMap/default/a", "ConfigMap/default/b"]

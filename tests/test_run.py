@@ -244,3 +244,44 @@ def test_readiness_is_503_while_the_api_server_cannot_be_reached(cluster: Cluste
         finally:
             cluster.start_apiserver()
         wait_until(lambda: run.get("/readyz")[0] == 200, timeout=120, what="readiness after the outage")
+
+
+def test_two_applications_of_one_repository_under_their_own_paths_never_undo_each_other(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """A monorepo: two instances, each reading its own path of one branch, run beside each
+    other on one log. Each reading is a source of its own: neither pass re-reads the branch
+    the other's way (a git.reconfigured at every pass, each waking the other's reconciler,
+    whose plan could then prune what the other's reading leaves out)."""
+    repo = GitRepo(tmp_path / "repo")
+    for app in ("a", "b"):
+        repo.write(f"apps/{app}/cm.yaml", configmap(app, namespace, k="1"))
+    repo.commit("two apps")
+    db = tmp_path / "g.db"
+    configs = {}
+    for app in ("a", "b"):
+        configs[app] = _config(tmp_path, cluster, namespace, repo, instance=f"{namespace}-{app}", prune=True)
+        config = yaml.safe_load(configs[app].read_text())
+        configs[app].write_text(yaml.safe_dump({**config, "git": {**config["git"], "paths": [f"apps/{app}"]}}))
+    with gitops_run(db, configs["a"], tmp_path, "a") as a, gitops_run(db, configs["b"], tmp_path, "b") as b:
+        wait_until(lambda: _data(cluster, namespace, "a") == _data(cluster, namespace, "b") == {"k": "1"},
+                   timeout=90, what="both applications applied")
+        repo.write("apps/a/cm.yaml", configmap("a", namespace, k="2"))
+        repo.commit("a changed")
+        wait_until(lambda: _data(cluster, namespace, "a") == {"k": "2"}, timeout=90, what="a's commit applied")
+        for run in (a, b):
+            run.proc.send_signal(signal.SIGTERM)
+            assert run.proc.wait(60) == 0, run.output()
+    owners = {app: json.loads(kubectl(cluster, "admin", "-n", namespace, "get", "configmap", app, "-o", "json")
+                              .stdout)["metadata"]["labels"] for app in ("a", "b")}
+    assert {app: [v for k, v in labels.items() if "instance" in k] for app, labels in owners.items()} == {
+        "a": [f"{namespace}-a"], "b": [f"{namespace}-b"]}
+    with EventLog(db) as log:
+        assert list(log.read(types=["git.reconfigured"])) == []
+    assert {(e.resource, e.payload.action, e.payload.result) for e in _actions(db)} == {
+        (f"ConfigMap/{namespace}/a", "create", "succeeded"), (f"ConfigMap/{namespace}/a", "update", "succeeded"),
+        (f"ConfigMap/{namespace}/b", "create", "succeeded")}  # nothing pruned, nothing refused
+    for app in ("a", "b"):
+        res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "--config", str(configs[app]), "status",
+                              "-o", "json"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        print(res.stdout[:3000])

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.clusters import resolve_git_source
 from gitops.cli.render import LISTS, Columns, effective_limit, output_options, render_rows
 from gitops.model.errors import GitOpsError, HeadInvalidError, UsageError
 from gitops.model.revisions import sha_prefix
@@ -149,7 +150,8 @@ def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> No
             last = log.last_seq()
             if last != seen:
                 seen = last
-                view = status_at(log, resolve_at(log, "now"), instance=instance, settings=ctx.config.diff)
+                view = status_at(log, resolve_at(log, "now"), instance=instance, settings=ctx.config.diff,
+                                 source=resolve_git_source(log, ctx.config.git))
                 if what == "commit":
                     target = value if value != "HEAD" else _head(log)
                     _never(view, target)

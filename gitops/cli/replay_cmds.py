@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.clusters import cluster_option, resolve_clusters
+from gitops.cli.clusters import cluster_option, resolve_clusters, resolve_git_source
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import LISTS, Columns, output_options, render_rows, stream_document
 from gitops.cli.status_cmds import AT_HELP
@@ -65,6 +65,7 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespac
                       clusters=",".join(clusters) or None), ctx.open_log() as log:
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         targets: list[str | None] = [*resolve_clusters(log, clusters)] or [None]
+        source = resolve_git_source(log, ctx.config.git)  # the config's reading of Git, else every one
         many = len(targets) > 1  # each cluster's objects apart, named by cluster: never folded into one
 
         def named(c: str | None, row: dict[str, Any]) -> dict[str, Any]:
@@ -73,13 +74,13 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespac
         if output in ("json", "yaml") and output_dir is None:
             # one object at a time, from the log to the output: 10,000 objects in bounded memory
             desired_rows = None if side == "actual" else (
-                _desired_row(k, e) for k, e in desired_entries(log, moment) if key is None or k == key)
+                _desired_row(k, e) for k, e in desired_entries(log, moment, origin=source) if key is None or k == key)
             actual_rows = None if side == "desired" else (
                 named(c, _actual_row(k, e)) for c in targets for k, e in actual_entries(log, moment, origin=c)
                 if key is None or k == key)
             stream_document(moment.as_json(), {"desired": desired_rows, "actual": actual_rows}, output)
             return
-        desired = desired_at(log, moment) if side in ("desired", "both") else None
+        desired = desired_at(log, moment, origin=source) if side in ("desired", "both") else None
         actuals = {c: actual_at(log, moment, origin=c) for c in targets} if side in ("actual", "both") else {}
     if key is not None:
         desired = None if desired is None else {k: v for k, v in desired.items() if k == key}

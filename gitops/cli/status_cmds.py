@@ -11,14 +11,14 @@ from typing import Any
 import click
 
 from gitops.cli.app import Context, cli, pass_ctx
-from gitops.cli.clusters import cluster_option, resolve_clusters
+from gitops.cli.clusters import cluster_option, resolve_clusters, resolve_git_source
 from gitops.cli.names import namespace_option, resolve_resource
 from gitops.cli.render import LISTS, Columns, output_options, render_document, render_rows, use_colour
 from gitops.diff import Status
 from gitops.events import SourceErrorEvent
 from gitops.model.clusters import cluster_name
 from gitops.model.selector import parse_selector
-from gitops.projections import Moment, resolve_at
+from gitops.projections import Moment, desired_at, resolve_at
 from gitops.query import ObjectView, views_at
 from gitops.query.status import Only, StatusView, status_at
 
@@ -155,8 +155,10 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
                 last = log.last_seq()
                 if last != seen:
                     moment = resolve_at(log, at_text, as_recorded=as_recorded)
+                    source = resolve_git_source(log, ctx.config.git)
                     views = {c or "": status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff,
-                                                cluster=c) for c in _each(resolve_clusters(log, clusters))}
+                                                cluster=c, source=source)
+                             for c in _each(resolve_clusters(log, clusters))}
             if last != seen:
                 if seen >= 0:
                     click.echo("")
@@ -191,10 +193,12 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
         moment = resolve_at(log, at_text, as_recorded=as_recorded)
         instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
         targets = resolve_clusters(log, clusters)
+        source = resolve_git_source(log, ctx.config.git)
+        desired = None if source is None else desired_at(log, moment, origin=source)
         # each cluster against Git on its own: two clusters' objects are never folded into one
         views = [(c, v) for c in _each(targets)
                  for v in views_at(log, moment, instance=instance, settings=ctx.config.diff, views=output == "text",
-                                   only=only, cluster=c)]
+                                   only=only, cluster=c, desired=desired)]
     many = len(targets) > 1
     differing = [(c, v) for c, v in views if v.diff.status != Status.IN_SYNC]
     if output in ("json", "yaml"):

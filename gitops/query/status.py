@@ -154,12 +154,13 @@ def _until(moment: Moment) -> dict[str, Any]:
 @cyclic_gc_paused()  # both states and their diff: many acyclic objects held at once (gitops.model.bulk)
 def status_at(log: EventLog, moment: Moment, *, only: Only | None = None, instance: str | None = None,
               field_manager: str = "gitops", settings: DiffSettings | None = None,
-              cluster: str | None = None) -> StatusView:
-    """The status at ``moment`` (see ``StatusView``); of one cluster when ``cluster`` (an origin) is given."""
-    entries = desired_at(log, moment)
+              cluster: str | None = None, source: str | None = None) -> StatusView:
+    """The status at ``moment`` (see ``StatusView``); of one cluster when ``cluster`` (an origin)
+    is given; against one Git source's desired state and commits when ``source`` is."""
+    entries = desired_at(log, moment, origin=source)
     diffs = diff_at(log, moment, instance=instance, field_manager=field_manager, settings=settings, only=only,
                     desired=entries, cluster=cluster)
-    head, commit, valid_seq = _last_commits(log, **_until(moment))
+    head, commit, valid_seq = _last_commits(log, origin=source, **_until(moment))
     invalid = head.payload.origin if head is not None and head.payload.sha != commit else None  # its source
     warnings: list[SourceErrorEvent] = []
     errors: list[SourceErrorEvent] = []  # the invalid head's: its source's, since the last valid commit

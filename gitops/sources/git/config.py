@@ -46,7 +46,8 @@ class GitSourceConfig(BaseModel):
     repo: str | None = Field(default=None, description="local path or URL of the repository (or --repo)")
     branch: str | None = Field(default=None, description="branch to follow (default: the repository's default)")
     paths: OneOrMany = Field(default_factory=lambda: ["."], min_length=1,
-                             description="directories inside the repository, relative to its root")
+                             description="directories inside the repository, relative to its root; a branch "
+                                         "read under some paths is a source of its own, git:URL#BRANCH:PATHS")
     include: OneOrMany = Field(default_factory=lambda: ["*.yaml", "*.yml", "*.json"],
                                description="file name globs to read")
     exclude: OneOrMany = Field(default_factory=list, description="globs (name or path) to leave out")

@@ -23,8 +23,10 @@ Guarantees:
   ``git.rewritten`` and ingest goes on from the merge base, diffing against what the log
   last held as desired. Nothing already in the log changes.
 
-- When what the source reads changes between passes (paths, globs, default namespace,
-  redaction rules: kept in the checkpoint), the last commit read is read again under the
+- The paths read are part of the origin (``origin_of``): two readings of one branch under
+  other paths are two sources. When the rest of what the source reads changes between
+  passes (globs, default namespace, redaction rules: kept in the checkpoint), the last
+  commit read is read again under the
   new settings. A ``git.reconfigured`` event, then the ``desired.*`` (or ``source.error``)
   events that re-read yields, all with the operator as actor: a change of configuration is
   not blamed on the next commit's author. The new generation keeps their ids apart.
@@ -68,7 +70,7 @@ from gitops.sources.git.judge import Desired, Judgement, judge
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.records import Cause, Records
 from gitops.sources.git.repository import GitRepository
-from gitops.sources.git.settings import check_keeps_digests_keyed, check_reads_something
+from gitops.sources.git.settings import check_keeps_digests_keyed, check_reads_something, origin_of
 from gitops.sources.git.tree import Problem
 from gitops.store import Checkpoint, EventLog
 
@@ -133,7 +135,7 @@ class GitIngest:
             raise ConfigError("no repository: pass --repo, or set git.repo in the config file")
         self.repo = GitRepository(config.repo, cache_dir=None if config.cache_dir is None else Path(config.cache_dir))
         self.branch = config.branch or self.repo.default_branch()
-        self.origin = f"git:{self.repo.url}#{self.branch}"
+        self.origin = origin_of(self.repo.url, self.branch, config.paths)
         self._records = Records(self.origin, self.branch, self.repo, self.redaction)
         self.reader = TreeReader(self.repo, config, scope, self.redaction)
         self._tree_commit: str | None = None  # the commit the reader's tree holds

@@ -5,6 +5,7 @@ a branch read under one, since it would store Secret values as plain, guessable 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gitops.model.errors import ConfigError
@@ -12,7 +13,19 @@ from gitops.sources.git.config import GitSourceConfig
 from gitops.sources.git.reading import TreeReader
 from gitops.sources.git.repository import GitRepository
 
-__all__ = ["check_keeps_digests_keyed", "check_reads_something"]
+__all__ = ["check_keeps_digests_keyed", "check_reads_something", "origin_of"]
+
+
+def origin_of(url: str, branch: str, paths: Sequence[str]) -> str:
+    """A branch's origin in the log: ``git:URL#BRANCH`` when the whole repository is read,
+    ``git:URL#BRANCH:PATH[,PATH...]`` (git's ``rev:path``) when some directories are. Two
+    applications kept in one repository under their own paths are then two sources, each
+    with its own desired state, rather than one source whose settings their processes
+    change back and forth (each pass re-reading the last commit its own way, and each
+    reconciler pruning what the other's reading left out)."""
+    read = sorted(set(paths))
+    base = f"git:{url}#{branch}"
+    return base if "." in read else f"{base}:{','.join(read)}"
 
 
 def check_keeps_digests_keyed(origin: str, previous: object, settings: dict[str, Any]) -> None:
