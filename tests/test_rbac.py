@@ -161,3 +161,27 @@ def test_the_rights_follow_the_desired_kinds_a_crds_plural_and_the_watched_kinds
     assert any("secrets" in r["resources"] and r["verbs"] == ["get", "list", "watch"]
                for r in next(o for o in wide if o["kind"] == "ClusterRole")["rules"])
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"] == ["shop", "web"]
+
+
+def test_the_rights_are_those_of_the_config_s_own_reading_of_a_shared_branch(tmp_path: Path) -> None:
+    """Two applications under their own paths of one branch, in one log: each one's rights
+    cover its own objects' kinds and namespaces, not the other's."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("apps/a/cm.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                                 "metadata": {"name": "c", "namespace": "shop"}}))
+    repo.write("apps/b/ing.yaml", yaml.safe_dump({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                                  "metadata": {"name": "i", "namespace": "web"}}))
+    repo.commit("two apps")
+    db = tmp_path / "g.db"
+    rights = {}
+    for app in ("a", "b"):
+        config = tmp_path / f"{app}.yaml"
+        config.write_text(yaml.safe_dump({"git": {"repo": str(repo.path), "paths": [f"apps/{app}"]},
+                                          "reconcile": {"instance": app}}))
+        assert _gitops("ingest", "git", config=config, db=db).returncode == 0
+        res = _gitops("deploy", "rbac", "-o", "json", config=config, db=db)
+        assert res.returncode == 0, res.stderr
+        rights[app] = {(o["kind"], o["metadata"].get("namespace")) for o in json.loads(res.stdout)["items"]
+                       if o["kind"] == "Role"}
+    lease = ("Role", "gitops")
+    assert rights == {"a": {lease, ("Role", "shop")}, "b": {lease, ("Role", "web")}}

@@ -8,6 +8,7 @@ import orjson
 import yaml
 
 from gitops.cli.app import Context, cli, pass_ctx
+from gitops.cli.clusters import resolve_git_source
 from gitops.model.errors import UsageError
 from gitops.query.rbac import ServiceAccountRef, least_privilege, plan_rbac
 
@@ -46,7 +47,8 @@ def rbac(ctx: Context, namespaces: tuple[str, ...], service_account: str, instan
     chosen = list(namespaces) or (list(cluster.namespaces) if cluster is not None else [])
     with ctx.open_log() as log:
         plan = plan_rbac(log, namespaces=chosen, watched_kinds=[k for k in (cluster.kinds if cluster else [])
-                                                                if k != "*"])
+                                                                if k != "*"],
+                         source=resolve_git_source(log, ctx.config.git))  # the config's application's, not all
     settings = ctx.config.reconcile
     name = instance or settings.instance
     objects = least_privilege(plan, instance=name, service_account=sa,

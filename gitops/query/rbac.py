@@ -76,12 +76,13 @@ def _crd_plurals(manifests: Iterable[dict[str, Any]]) -> dict[tuple[str, str], s
     return out
 
 
-def plan_rbac(log: EventLog, *, namespaces: Sequence[str] = (), watched_kinds: Sequence[str] = ()) -> RbacPlan:
-    """The rights the desired state in ``log`` needs, in ``namespaces`` (cluster.namespaces;
-    empty: the namespaces Git desires objects in, and the Namespaces it desires);
-    ``watched_kinds`` (cluster.kinds, as ``Kind[.group]``) are read only."""
+def plan_rbac(log: EventLog, *, namespaces: Sequence[str] = (), watched_kinds: Sequence[str] = (),
+              source: str | None = None) -> RbacPlan:
+    """The rights the desired state in ``log`` needs (of the Git source ``source`` when given),
+    in ``namespaces`` (cluster.namespaces; empty: the namespaces Git desires objects in, and
+    the Namespaces it desires); ``watched_kinds`` (cluster.kinds, as ``Kind[.group]``) are read only."""
     desired: list[tuple[ResourceKey, dict[str, Any]]] = []
-    for r in log.current("desired"):
+    for r in log.current("desired", origin=source):
         if isinstance(r.event, DesiredApplied) and r.event.resource:
             desired.append((parse_key(r.event.resource), r.event.payload.manifest))
     if not desired:
