@@ -284,4 +284,6 @@ def test_two_applications_of_one_repository_under_their_own_paths_never_undo_eac
         res = subprocess.run([sys.executable, "-m", "gitops", "--db", str(db), "--config", str(configs[app]), "status",
                               "-o", "json"], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
-        print(res.stdout[:3000])
+        status = json.loads(res.stdout)  # each application's own objects, each in sync
+        assert [(o["resource"], o["status"]) for o in status["objects"]] == [(f"ConfigMap/{namespace}/{app}",
+                                                                              "in-sync")]
