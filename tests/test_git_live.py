@@ -370,12 +370,18 @@ def test_status_diff_and_replay_show_the_config_s_own_reading_of_a_shared_branch
     repo = GitRepo(tmp_path / "repo")
     for app in ("a", "b"):
         repo.write(f"apps/{app}/cm.yaml", configmap(app))
-    repo.commit("two apps")
+    first = repo.commit("two apps")
     db = tmp_path / "g.db"
     configs = {}
     for app in ("a", "b"):
         configs[app] = tmp_path / f"{app}.yaml"
         configs[app].write_text(json.dumps({"git": {"repo": str(repo.path), "paths": [f"apps/{app}"]}}))
+    # b reads the first commit, then a second; a reads both after: a's state at the first
+    # commit is further on in the log than b's
+    assert gitops("--config", str(configs["b"]), "ingest", "git", db=db).returncode == 0
+    repo.write("apps/b/cm.yaml", configmap("b", k="2"))
+    repo.commit("b changed")
+    for app in ("b", "a"):
         assert gitops("--config", str(configs[app]), "ingest", "git", db=db).returncode == 0
     for app in ("a", "b"):
         config = ("--config", str(configs[app]))
@@ -385,5 +391,7 @@ def test_status_diff_and_replay_show_the_config_s_own_reading_of_a_shared_branch
         assert gitops(*config, "diff", "-o", "name", db=db).stdout.split() == [f"ConfigMap/default/{app}"]
         replayed = json.loads(gitops(*config, "replay", "--at", "now", "--side", "desired", "-o", "json", db=db).stdout)
         assert [o["key"] for o in replayed["desired"]] == [f"ConfigMap/default/{app}"]
+        then = json.loads(gitops(*config, "status", "--at", first[:10], "-o", "json", db=db).stdout)
+        assert [o["resource"] for o in then["objects"]] == [f"ConfigMap/default/{app}"]  # at the commit, as it read it
     everything = json.loads(gitops("status", "-o", "json", db=db).stdout)
     assert [o["resource"] for o in everything["objects"]] == ["ConfigMap/default/a", "ConfigMap/default/b"]

@@ -150,10 +150,11 @@ def wait(ctx: Context, condition: str, timeout: str, instance: str | None) -> No
             last = log.last_seq()
             if last != seen:
                 seen = last
+                source = resolve_git_source(log, ctx.config.git)
                 view = status_at(log, resolve_at(log, "now"), instance=instance, settings=ctx.config.diff,
-                                 source=resolve_git_source(log, ctx.config.git))
+                                 source=source)
                 if what == "commit":
-                    target = value if value != "HEAD" else _head(log)
+                    target = value if value != "HEAD" else _head(log, source)
                     _never(view, target)
                     ok = bool(view.commit and target and view.commit.startswith(target.lower())) and view.in_sync
                     why = (f"commit {(view.commit or 'none')[:12]} is in force, not {target}"
@@ -189,9 +190,9 @@ def _never(view: StatusView, target: str | None) -> None:
                            f"commit {(view.commit or 'none')[:12]} stays")
 
 
-def _head(log: Any) -> str | None:
+def _head(log: Any, source: str | None) -> str | None:
     try:
-        return resolve_at(log, "HEAD").commit
+        return resolve_at(log, "HEAD", origin=source).commit
     except UsageError:
         return None
 

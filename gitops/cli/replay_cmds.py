@@ -63,9 +63,9 @@ def replay(ctx: Context, at_text: str, side: str, resource: str | None, namespac
     key = resolve_resource(ctx, resource, namespace)
     with ctx.accessed("replay", at=at_text, side=side, resource=key, output_dir=output_dir,
                       clusters=",".join(clusters) or None), ctx.open_log() as log:
-        moment = resolve_at(log, at_text, as_recorded=as_recorded)
-        targets: list[str | None] = [*resolve_clusters(log, clusters)] or [None]
         source = resolve_git_source(log, ctx.config.git)  # the config's reading of Git, else every one
+        moment = resolve_at(log, at_text, as_recorded=as_recorded, origin=source)
+        targets: list[str | None] = [*resolve_clusters(log, clusters)] or [None]
         many = len(targets) > 1  # each cluster's objects apart, named by cluster: never folded into one
 
         def named(c: str | None, row: dict[str, Any]) -> dict[str, Any]:

@@ -154,8 +154,8 @@ def status(ctx: Context, at_text: str, as_recorded: bool, instance: str | None, 
             with ctx.open_log() as log:
                 last = log.last_seq()
                 if last != seen:
-                    moment = resolve_at(log, at_text, as_recorded=as_recorded)
                     source = resolve_git_source(log, ctx.config.git)
+                    moment = resolve_at(log, at_text, as_recorded=as_recorded, origin=source)
                     views = {c or "": status_at(log, moment, only=only, instance=instance, settings=ctx.config.diff,
                                                 cluster=c, source=source)
                              for c in _each(resolve_clusters(log, clusters))}
@@ -190,10 +190,10 @@ def diff(ctx: Context, at_text: str, as_recorded: bool, resource: str | None, na
     differing fields."""
     only = _only(ctx, resource, namespace, selector)
     with ctx.open_log() as log:
-        moment = resolve_at(log, at_text, as_recorded=as_recorded)
+        source = resolve_git_source(log, ctx.config.git)
+        moment = resolve_at(log, at_text, as_recorded=as_recorded, origin=source)
         instance = instance or ctx.config.diff.instance or ctx.config.reconcile.instance
         targets = resolve_clusters(log, clusters)
-        source = resolve_git_source(log, ctx.config.git)
         desired = None if source is None else desired_at(log, moment, origin=source)
         # each cluster against Git on its own: two clusters' objects are never folded into one
         views = [(c, v) for c in _each(targets)

@@ -53,24 +53,27 @@ class Moment:
             f"({axis} time)"
 
 
-def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: datetime | None = None) -> Moment:
+def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: datetime | None = None,
+               origin: str | None = None) -> Moment:
     """What the user typed as ``--at``: RFC 3339, a date, a relative time, or a commit sha
     (full, or a unique prefix of at least 4 hex digits). Refused (``UsageError``): an unknown
-    or ambiguous sha, a time before the log begins or in the future."""
+    or ambiguous sha, a time before the log begins or in the future. A commit is that Git
+    source's when ``origin`` is given: two readings of one branch each record it, at their
+    own place in the log, and the state at the commit is where its own reading recorded it."""
     now = now or utc_now()
     raw = text.strip()
     # all digits (a year, say) is no sha, and a duration (100d) is a time: a longer prefix names that commit
     sha = None if raw.isdigit() or is_duration(raw) else sha_prefix(raw)
     if sha is not None:
-        return _commit_moment(log, sha)
+        return _commit_moment(log, sha, origin)
     try:
         at = parse_time(raw, now=now)
     except InvalidTimeError as e:
-        head = _branch_head(log, raw)
+        head = _branch_head(log, raw, origin)
         if head is None:
             raise InvalidTimeError(f"{e}; or a commit: a sha (or a unique prefix), HEAD, or a branch the log "
                                    "has read") from None
-        return _commit_moment(log, head)
+        return _commit_moment(log, head, origin)
     if at > now:
         raise UsageError(f"{format_time(at)} is in the future: the log knows nothing of it yet")
     earliest = log.first_time("recorded" if as_recorded else "effective")
@@ -81,19 +84,22 @@ def resolve_at(log: EventLog, text: str, *, as_recorded: bool = False, now: date
     return Moment(at, as_recorded)
 
 
-def _branch_head(log: EventLog, name: str) -> str | None:
-    """The newest commit the log read of branch ``name`` (``HEAD``: of any branch), if any."""
+def _branch_head(log: EventLog, name: str, origin: str | None = None) -> str | None:
+    """The newest commit the log read of branch ``name`` (``HEAD``: of any branch; of source
+    ``origin`` when given), if any."""
     for r in log.read(types=["git.commit"], descending=True):
-        if isinstance(r.event, GitCommit) and name in ("HEAD", r.event.payload.branch):
+        if isinstance(r.event, GitCommit) and name in ("HEAD", r.event.payload.branch) \
+                and origin in (None, r.event.payload.origin):
             return r.event.payload.sha
     return None
 
 
-def _commit_moment(log: EventLog, prefix: str) -> Moment:
-    found = list(log.read(types=["git.commit"], commit_prefix=prefix))
+def _commit_moment(log: EventLog, prefix: str, origin: str | None = None) -> Moment:
+    found = [r for r in log.read(types=["git.commit"], commit_prefix=prefix)
+             if origin is None or (isinstance(r.event, GitCommit) and r.event.payload.origin == origin)]
     shas = sorted({str(r.event.revision) for r in found})
     if not shas:
-        raise UsageError(f"no commit {prefix!r} in the log")
+        raise UsageError(f"no commit {prefix!r} in the log" + (f" (of {origin})" if origin else ""))
     if len(shas) > 1:
         raise UsageError(f"commit {prefix!r} is ambiguous: it may be {', '.join(s[:12] for s in shas)}")
     first = found[0]  # a commit read again after a rewrite keeps the state it had the first time

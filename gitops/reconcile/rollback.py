@@ -46,7 +46,7 @@ def _target(log: EventLog, source: GitIngest, text: str) -> tuple[GitCommit, dat
                and r.event.payload.origin == source.origin]
     if not commits:
         raise UsageError(f"the log holds no commit of {source.origin}: ingest it first")
-    moment = resolve_at(log, text)
+    moment = resolve_at(log, text, origin=source.origin)
     if moment.commit is not None:
         chosen = next((c for c in commits if c.payload.sha == moment.commit), None)
         if chosen is None:
@@ -74,7 +74,7 @@ def plan_rollback(log: EventLog, source: GitIngest, text: str) -> RollbackPlan:
     tree = source.repo.compose(head, sha, source.config.paths)
     files = source.repo.changed_files(source.repo.tree_of(head), tree)
     now = {k: e.manifest for k, e in fold_desired(log.current("desired", origin=source.origin)).items()}
-    commit_moment = resolve_at(log, sha)
+    commit_moment = resolve_at(log, sha, origin=source.origin)
     then = {k: e.manifest for k, e in desired_at(log, commit_moment, origin=source.origin).items()}
     objects = sorted([("removed", k) for k in now if k not in then] + [("created", k) for k in then if k not in now]
                      + [("changed", k) for k in then if k in now and then[k] != now[k]], key=lambda o: o[1])
