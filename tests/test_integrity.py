@@ -507,3 +507,28 @@ def test_processes_making_the_digest_key_at_once_all_get_the_same_whole_key(tmp_
         keys = pool.starmap(_digest_key_at, [(str(tmp_path / "keys"), start)] * 6)
     assert len(set(keys)) == 1 and len(keys[0]) == 64
     assert [p.name for p in (tmp_path / "keys").iterdir()] == ["digest.key"]  # no part file left behind
+
+
+def test_a_command_without_the_config_digests_what_the_config_s_rules_digest(tmp_path: Path) -> None:
+    """The config's redact rules are recorded in the log, and every later writer applies
+    them: a one-shot command run without the config file stored the value in clear (in a
+    log that can never forget it), and re-read the last commit as new settings."""
+    clear = "tok-very-secret-123"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("cm.yaml", configmap("a", token=clear, other="kept"))
+    repo.commit("one")
+    config = tmp_path / "gitops.yaml"
+    config.write_text(json.dumps({"git": {"repo": str(repo.path)},
+                                  "redact": [{"kind": "ConfigMap", "path": "data.token"}]}))
+    db = tmp_path / "g.db"
+    assert gitops("--config", str(config), "ingest", "git", db=db).returncode == 0
+    res = gitops("ingest", "git", "--repo", str(repo.path), db=db)  # no config: no rules of its own
+    assert res.returncode == 0, res.stderr
+    repo.write("cm.yaml", configmap("a", token=clear + "-2", other="changed"))
+    repo.commit("two")
+    assert gitops("ingest", "git", "--repo", str(repo.path), db=db).returncode == 0
+    export = gitops("log", "-o", "json", db=db).stdout
+    assert clear not in export and '"git.reconfigured"' not in export
+    manifests = [e["payload"]["manifest"]["data"] for e in json.loads(export) if e["type"] == "desired.applied"]
+    assert [m["other"] for m in manifests] == ["kept", "changed"]
+    assert all(m["token"].startswith("hmac-sha256:") for m in manifests)

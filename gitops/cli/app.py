@@ -74,17 +74,21 @@ class Context:
 
     @property
     def redaction(self) -> Redaction:
-        """What the config digests, under the log's digest key (made the first time)."""
+        """What the log's writers digest (the rules the log recorded, and the config's, which
+        it records), under the log's digest key (made the first time)."""
         from gitops.events.redaction import Redaction
-        from gitops.query.integrity import KeyStore
+        from gitops.query.integrity import KeyStore, check_digest_key, log_redaction_rules
 
         key = KeyStore(self.config.integrity.key_dir, db=self.db_path).digest_key(create=not self.read_only)
-        if self.db_url and key is not None and not self.read_only:  # a shared log: every writer keys alike
-            from gitops.query.integrity import check_digest_key
-
+        rules = tuple(self.config.redact)
+        # a log not made yet is made here only to record rules: a command that refuses its
+        # settings then leaves no database behind unless the config redacts something
+        if not self.read_only and (self.db_url or self.db_path.exists() or rules):
             with self.open_log(create=True) as log:
-                check_digest_key(log, key)
-        return Redaction(tuple(self.config.redact), key)
+                if self.db_url and key is not None:  # a shared log: every writer keys alike
+                    check_digest_key(log, key)
+                rules = log_redaction_rules(log, rules)
+        return Redaction(rules, key)
 
     def open_log(self, *, create: bool = False) -> EventLog:
         from gitops.store.locate import open_log

@@ -20,13 +20,14 @@ import base64
 import os
 import stat
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gitops.events.models import EventSource, IntegrityCheckpoint, IntegrityCheckpointPayload, event_id
-from gitops.events.redaction import key_id
-from gitops.model.errors import ConfigError, ProofError, TamperedLogError, UsageError
+from gitops.events.redaction import RedactionRule, key_id
+from gitops.model.errors import CheckpointMovedError, ConfigError, ProofError, TamperedLogError, UsageError
 from gitops.model.identity import os_user
 from gitops.model.merkle import leaf_hash, verify_inclusion
 from gitops.model.note import Checkpoint as SignedCheckpoint
@@ -171,6 +172,32 @@ def check_digest_key(log: EventLog, key: bytes) -> None:
         raise ConfigError(f"this log's Secret digests are keyed by digest key {theirs}, and this gitops has key "
                           f"{mine}: every writer of one log must share its digest key (GITOPS_DIGEST_KEY, or the "
                           "digest.key file of the first writer's key directory)")
+
+
+_REDACT = "integrity:redact"
+
+
+def log_redaction_rules(log: EventLog, configured: Sequence[RedactionRule], *,
+                        record: bool = True) -> tuple[RedactionRule, ...]:
+    """The redaction rules every writer of ``log`` applies: those the log recorded, then the
+    ``configured`` ones it did not (recorded too, unless ``record`` is false). A rule once
+    in a log stays: a command run without the config file that added it (a one-shot
+    ``gitops ingest``, ``reconcile``, ``rollback``) would otherwise store in clear, in a log
+    that can never forget, what every other writer digests; and the Git source would read
+    its last commit again each time the two alternate."""
+    for _ in range(5):
+        value = log.checkpoint(_REDACT)
+        recorded = [RedactionRule.model_validate(r) for r in value] if isinstance(value, list) else []
+        rules = [*recorded, *(r for r in dict.fromkeys(configured) if r not in recorded)]
+        if not record or len(rules) == len(recorded):
+            return tuple(rules)
+        try:  # on condition that no other writer recorded rules meanwhile; else read them again
+            log.append([], checkpoint=Checkpoint(_REDACT, [r.model_dump(mode="json") for r in rules]),
+                       expect=Checkpoint(_REDACT, value))
+        except CheckpointMovedError:
+            continue
+        return tuple(rules)
+    raise ConfigError("the log's redaction rules kept changing under this command: run it again")
 
 
 def log_origin(log: EventLog, settings: IntegritySettings) -> str:

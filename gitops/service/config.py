@@ -29,7 +29,10 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     db: str | None = Field(default=None, description="path of the SQLite event log")
-    redact: list[RedactionRule] = Field(default_factory=list, description="extra paths to digest")
+    redact: list[RedactionRule] = Field(
+        default_factory=list,
+        description="extra paths to digest; recorded in the log, and applied by every later writer of it, "
+                    "with this file or without")
     git: GitSourceConfig | None = Field(default=None, description="the Git source of desired state")
     cluster: ClusterSourceConfig | None = Field(default=None, description="the cluster source of actual state")
     diff: DiffSettings = Field(default_factory=DiffSettings, description="what the diff leaves out, and orphans of "
