@@ -5,6 +5,7 @@ import copy
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gitops.events import DesiredApplied, RedactionRule, digest, redact, unredacted_secret_fields
 from gitops.sources.git import GitIngest, GitSourceConfig
@@ -145,3 +146,17 @@ def test_keyed_digests_keep_equality_and_change_visible_and_hide_the_value() -> 
     as_string = secret()
     as_string["stringData"] = {"password": CLEAR}
     assert redact(as_string, Redaction(key=key))["stringData"]["password"] == value
+
+
+@pytest.mark.parametrize("path", ["apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace",
+                                  "metadata.labels", "metadata.labels.app", "metadata.uid"])
+def test_a_rule_cannot_digest_what_names_an_object_or_its_owner(path: str) -> None:
+    """A log keeps its rules for good: one digesting a name or the ownership label would make
+    every stored manifest differ from the live one, and prune nothing as its own."""
+    with pytest.raises(ValidationError, match="cannot be digested"):
+        RedactionRule(path=path)
+
+
+def test_a_rule_may_digest_an_annotation_or_a_template_s_labels() -> None:
+    for path in ("metadata.annotations.token", "spec.template.metadata.labels.secret", "data.password"):
+        assert RedactionRule(path=path).path == path

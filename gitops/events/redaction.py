@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gitops.model.server_fields import LAST_APPLIED
 
@@ -58,6 +58,8 @@ DIGEST_PREFIX = "sha256:"
 KEYED_PREFIX = "hmac-sha256:"
 PLAIN_SCHEME = "sha256"
 _DIGEST = re.compile(r"(?:sha256|hmac-sha256:([0-9a-f]{8})):[0-9a-f]{64}\Z")
+_IDENTITY = frozenset({"apiVersion", "kind"})
+_OWNED_BY = frozenset({"name", "namespace", "labels", "uid"})  # under metadata
 _STEP = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
 
 
@@ -72,6 +74,18 @@ class RedactionRule(BaseModel):
                       description="dotted path, [*] or [n] for list items, e.g. spec.template.spec.containers[*].env[*]"
                                   ".value")
     kind: str | None = Field(default=None, description="only objects of this kind (default: every kind)")
+
+    @field_validator("path")
+    @classmethod
+    def _not_identity(cls, path: str) -> str:
+        """What names an object and whose it is stays in clear: a digested name, namespace or
+        label would make every stored manifest differ from the live one, and the log keeps
+        its rules for good (``log_redaction_rules``)."""
+        head = re.sub(r"\[(\*|\d+)\]", "", path).split(".")
+        if head[0] in _IDENTITY or head == ["metadata"] or (head[0] == "metadata" and head[1] in _OWNED_BY):
+            raise ValueError(f"{path!r} names the object or its owner (apiVersion, kind, metadata.name, "
+                             "namespace, labels, uid); it cannot be digested")
+        return path
 
 
 def key_id(key: bytes) -> str:

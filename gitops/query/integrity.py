@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from gitops.events.models import EventSource, IntegrityCheckpoint, IntegrityCheckpointPayload, event_id
 from gitops.events.redaction import RedactionRule, key_id
 from gitops.model.errors import CheckpointMovedError, ConfigError, ProofError, TamperedLogError, UsageError
@@ -187,7 +189,10 @@ def log_redaction_rules(log: EventLog, configured: Sequence[RedactionRule], *,
     its last commit again each time the two alternate."""
     for _ in range(5):
         value = log.checkpoint(_REDACT)
-        recorded = [RedactionRule.model_validate(r) for r in value] if isinstance(value, list) else []
+        try:
+            recorded = [RedactionRule.model_validate(r) for r in value] if isinstance(value, list) else []
+        except ValidationError as e:
+            raise ConfigError(f"the log's redaction rules ({_REDACT}) are damaged: {e.errors()[0]['msg']}") from None
         rules = [*recorded, *(r for r in dict.fromkeys(configured) if r not in recorded)]
         if not record or len(rules) == len(recorded):
             return tuple(rules)
