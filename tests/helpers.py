@@ -34,15 +34,15 @@ def deployment(name: str, namespace: str = "default", replicas: int = 1) -> dict
 
 
 def applied(i: int, *, manifest: dict[str, Any] | None = None, commit: str = "c0ffee",
-            actor: str = "dev@example.com", at: datetime | None = None) -> DesiredApplied:
+            actor: str = "dev@example.com", at: datetime | None = None, origin: str = "") -> DesiredApplied:
     m = redact(manifest or deployment(f"app-{i}"))
     resource = format_key(key_of(m, default_namespace="default"))
     return DesiredApplied(
-        id=event_id("desired.applied", commit, resource, str(i)),
+        id=event_id("desired.applied", commit, resource, str(i), origin),
         source=EventSource.GIT,
         resource=resource,
         actor=actor,
         effective_at=at or T0 + timedelta(seconds=i),
         revision=commit,
-        payload=DesiredAppliedPayload(commit=commit, path="app.yaml", document_index=0, manifest=m),
+        payload=DesiredAppliedPayload(commit=commit, path="app.yaml", document_index=0, manifest=m, origin=origin),
     )

@@ -393,5 +393,13 @@ def test_status_diff_and_replay_show_the_config_s_own_reading_of_a_shared_branch
         assert [o["key"] for o in replayed["desired"]] == [f"ConfigMap/default/{app}"]
         then = json.loads(gitops(*config, "status", "--at", first[:10], "-o", "json", db=db).stdout)
         assert [o["resource"] for o in then["objects"]] == [f"ConfigMap/default/{app}"]  # at the commit, as it read it
+    # the report lists the commit once for each source that read it, with what it did to that source's objects
+    report = json.loads(gitops("report", "--since", "2000-01-01", "-o", "json", db=db).stdout)
+    second = repo.head()
+    assert sorted((g["source"].rsplit(":", 1)[1], g["commit"], [c["resource"] for c in g["changed"]])
+                  for g in report["git_changes"]) == sorted([
+        ("apps/a", first, ["ConfigMap/default/a"]), ("apps/a", second, []),
+        ("apps/b", first, ["ConfigMap/default/b"]), ("apps/b", second, ["ConfigMap/default/b"])])
+    assert report["summary"]["commits"] == 2
     everything = json.loads(gitops("status", "-o", "json", db=db).stdout)
     assert [o["resource"] for o in everything["objects"]] == ["ConfigMap/default/a", "ConfigMap/default/b"]

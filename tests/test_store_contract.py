@@ -258,11 +258,13 @@ def test_projections_are_checked_and_rebuilt_from_the_log(store: Store) -> None:
 def test_what_each_commit_did_to_each_object(log: EventLog) -> None:
     """``commit_objects`` (the report's objects of each commit): created where the object
     had no earlier version from its source, updated where it had one that differs, removed."""
-    log.append([applied(1, commit="c1"), applied(2, commit="c1")])
+    log.append([applied(1, commit="c1"), applied(2, commit="c1"), applied(3, commit="c1", origin="git:r#main:b",
+                                                                              at=T0 + timedelta(seconds=2))])
     log.append([applied(1, manifest=deployment("app-1", replicas=3), commit="c2", at=T0 + timedelta(seconds=3)),
                 removed(4, "app-2")])
     assert list(log.commit_objects(start=T0)) == [
-        ("c1", "Deployment.apps/default/app-1", "created"), ("c1", "Deployment.apps/default/app-2", "created"),
-        ("c2", "Deployment.apps/default/app-1", "updated"), ("c2", "Deployment.apps/default/app-2", "removed")]
+        ("c1", "", "Deployment.apps/default/app-1", "created"), ("c1", "", "Deployment.apps/default/app-2", "created"),
+        ("c1", "git:r#main:b", "Deployment.apps/default/app-3", "created"),
+        ("c2", "", "Deployment.apps/default/app-1", "updated"), ("c2", "", "Deployment.apps/default/app-2", "removed")]
     assert list(log.commit_objects(start=T0 + timedelta(seconds=3))) == [
-        ("c2", "Deployment.apps/default/app-1", "updated"), ("c2", "Deployment.apps/default/app-2", "removed")]
+        ("c2", "", "Deployment.apps/default/app-1", "updated"), ("c2", "", "Deployment.apps/default/app-2", "removed")]

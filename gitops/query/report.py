@@ -235,11 +235,12 @@ def _git_changes(log: EventLog, rng: dict[str, Any], policy: ReportSettings) -> 
         ev = r.event
         assert isinstance(ev, GitCommit)
         p = ev.payload
+        changed = by_commit.get((p.origin, p.sha), [])  # in this source's desired state
         out.append(GitChange(
             commit=p.sha, time=ev.effective_at, author=p.author.name, author_email=p.author.email,
             committer=p.committer.name, committer_email=p.committer.email, signed=p.signed,
-            signer_key=p.signer_key, valid=p.valid, objects=len(by_commit.get(p.sha, [])),
-            changed=by_commit.get(p.sha, []), applied_at=applied.get(p.sha), approval=approval_of(p, policy, keys),
+            signer_key=p.signer_key, valid=p.valid, source=p.origin, objects=len(changed), changed=changed,
+            applied_at=applied.get(p.sha), approval=approval_of(p, policy, keys),
             message=p.message.splitlines()[0] if p.message else "", rollback_to=p.rollback_to))
     return out
 
@@ -303,7 +304,7 @@ def build_report(log: EventLog, since: datetime, until: datetime,
             generated_at=utc_now(), generated_by=f"{user}@{host}", since=since, until=until, integrity=_PENDING,
             summary=Summary(
                 changes=log.count_where(types=DESIRED_TYPES, **rng) + log.count_where(types=ACTUAL_TYPES, **crng),
-                commits=len(git_changes),
+                commits=len({g.commit for g in git_changes}),  # a commit two sources read is one commit
                 authors=sorted({g.author_email for g in git_changes}), out_of_band_changes=len(out_of_band),
                 drift_episodes=len(drift.episodes),
                 mean_time_to_remediate_seconds=statistics.fmean(durations) if durations else None,

@@ -58,17 +58,18 @@ def access_rows(log: EventLog, rng: dict[str, Any]) -> list[AccessRow]:
     return out
 
 
-def objects_by_commit(log: EventLog, start: datetime) -> dict[str, list[CommitObject]]:
-    out: dict[str, list[CommitObject]] = {}
+def objects_by_commit(log: EventLog, start: datetime) -> dict[tuple[str, str], list[CommitObject]]:
+    """(Git source, commit) -> what the commit did to each object of that source's desired state."""
+    out: dict[tuple[str, str], list[CommitObject]] = {}
     made: dict[tuple[str, str], CommitObject] = {}  # frozen: one per object and change, shared by the commits
-    for commit, resource, how in log.commit_objects(start=start):
+    for commit, origin, resource, how in log.commit_objects(start=start):
         row = made.get((resource, how))
         if row is None:
             # built from the log's own columns, hundreds of thousands on a busy month: not validated again,
             # and made once for each (object, change) however many commits made it
             row = made[(resource, how)] = CommitObject.model_construct(resource=resource, change=how)
-        rows = out.get(commit)
+        rows = out.get((origin, commit))
         if rows is None:
-            rows = out[commit] = []
+            rows = out[(origin, commit)] = []
         rows.append(row)
     return out

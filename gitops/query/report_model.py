@@ -74,6 +74,9 @@ class GitChange(_Model):
     signed: bool
     signer_key: str | None
     valid: bool = Field(description="false: the commit had errors and nothing of it was applied")
+    source: str = Field(default="", description="the Git source that read it (git:URL#BRANCH[:PATHS]): a commit "
+                                                "read by two sources is listed once for each, with what it changed "
+                                                "in that source's desired state")
     objects: int = Field(description="objects it changed in the desired state")
     changed: list[CommitObject] = Field(default_factory=list, description="those objects, and how it changed each")
     applied_at: datetime | None = Field(description="when the reconciler first applied something of it")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from gitops.model.times import format_time
 
-__all__ = ["MANAGED", "OUT_OF_BAND", "OUT_OF_BAND_PG", "select"]
+__all__ = ["MANAGED", "OUT_OF_BAND", "OUT_OF_BAND_PG", "payload_field", "select"]
 
 
 @dataclass
@@ -114,7 +114,7 @@ def select(
     _payload_filters(f, not_attribution=not_attribution, result=result, action=action, dry_run=dry_run, modes=modes,
                      postgresql=postgresql)
     if clusters:
-        f.add(f"coalesce({_field('origin', postgresql)}, {_field('cluster', postgresql)}) "
+        f.add(f"coalesce({payload_field('origin', postgresql)}, {payload_field('cluster', postgresql)}) "
               f"IN ({', '.join('?' * len(clusters))})", *clusters)
     if desired_only or out_of_band:
         f.add(MANAGED)
@@ -142,7 +142,7 @@ def _by_hand(f: _Filters, start: datetime | None, end: datetime | None) -> None:
     f.hint = " NOT INDEXED"  # by seq: the rowid is still used, no index of the table's
 
 
-def _field(name: str, postgresql: bool) -> str:
+def payload_field(name: str, postgresql: bool) -> str:
     """The SQL of a top-level payload field, as text (SQLite's json_extract, PostgreSQL's ->>)."""
     return f"(payload::jsonb ->> '{name}')" if postgresql else f"json_extract(payload, '$.{name}')"
 
@@ -151,19 +151,19 @@ def _payload_filters(f: _Filters, *, not_attribution: str | None, result: str | 
                      dry_run: bool | None, modes: Sequence[str], postgresql: bool) -> None:
     """``select``'s filters on payload fields (see there), in either engine's SQL."""
     if not_attribution is not None:
-        f.add(f"{_field('attribution', postgresql)} {'IS DISTINCT FROM' if postgresql else 'IS NOT'} ?",
+        f.add(f"{payload_field('attribution', postgresql)} {'IS DISTINCT FROM' if postgresql else 'IS NOT'} ?",
               not_attribution)
     if result is not None:
-        f.add(f"{_field('result', postgresql)} = ?", result)
+        f.add(f"{payload_field('result', postgresql)} = ?", result)
     if action is not None:
-        f.add(f"{_field('action', postgresql)} = ?", action)
+        f.add(f"{payload_field('action', postgresql)} = ?", action)
     if dry_run is not None:  # a JSON boolean: 1/0 in SQLite, true/false in PostgreSQL
         if postgresql:
-            f.add(f"coalesce({_field('dry_run', True)}::boolean, false) = ?", dry_run)
+            f.add(f"coalesce({payload_field('dry_run', True)}::boolean, false) = ?", dry_run)
         else:
-            f.add(f"coalesce({_field('dry_run', False)}, 0) = ?", int(dry_run))
+            f.add(f"coalesce({payload_field('dry_run', False)}, 0) = ?", int(dry_run))
     if modes:
-        f.add(f"{_field('mode', postgresql)} IN ({', '.join('?' * len(modes))})", *modes)
+        f.add(f"{payload_field('mode', postgresql)} IN ({', '.join('?' * len(modes))})", *modes)
 
 
 _BY_HAND = """type IN ('cluster.observed', 'cluster.deleted')

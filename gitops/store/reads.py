@@ -24,7 +24,7 @@ from gitops.model.errors import (
 from gitops.model.times import format_time
 from gitops.store import current as current_state
 from gitops.store.damage import find_damage
-from gitops.store.filters import MANAGED, OUT_OF_BAND, select
+from gitops.store.filters import MANAGED, OUT_OF_BAND, payload_field, select
 from gitops.store.pack import packed_columns
 from gitops.store.rows import LIGHT, READ, Stored, payload_value, to_recorded, to_stored
 
@@ -339,14 +339,18 @@ class LogReads:
             raise map_error(e, self._where) from e
 
     def commit_objects(self, *, start: datetime | None = None) -> Iterator[
-            tuple[str, str, Literal["created", "updated", "removed"]]]:
-        """(commit, resource, change) of each ``desired.*`` event from ``start`` on valid time:
-        what each commit did to which object, without building events. ``change``: removed;
+            tuple[str, str, str, Literal["created", "updated", "removed"]]]:
+        """(commit, origin, resource, change) of each ``desired.*`` event from ``start`` on
+        valid time: what each commit did to which object in the desired state of which Git
+        source (one commit read by two sources, as two applications' paths of one branch,
+        did something else to each), without building events. ``change``: removed;
         updated where the change projection has a row for it; else created. Told apart in
         SQL: a month of a busy log is hundreds of thousands of rows."""
         f = select(types=["desired.applied", "desired.removed"], start=start, postgresql=self.postgresql)
         f.add("revision IS NOT NULL AND resource IS NOT NULL")
-        sql = ("SELECT revision, resource, CASE WHEN type = 'desired.removed' THEN 'removed' WHEN EXISTS "
+        origin = payload_field("origin", self.postgresql)
+        sql = (f"SELECT revision, coalesce({origin}, ''), resource, CASE WHEN type = 'desired.removed' THEN 'removed' "
+               "WHEN EXISTS "
                "(SELECT 1 FROM changes WHERE changes.seq = events.seq) THEN 'updated' ELSE 'created' END "
                f"FROM events{f.where()} ORDER BY seq")
         try:
