@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,10 +73,11 @@ class Context:
 
         return where(self.db)
 
-    @property
+    @cached_property
     def redaction(self) -> Redaction:
         """What the log's writers digest (the rules the log recorded, and the config's, which
-        it records), under the log's digest key (made the first time)."""
+        it records), under the log's digest key (made the first time). Worked out once per
+        command: it opens the log and reads the key."""
         from gitops.events.redaction import Redaction
         from gitops.query.integrity import KeyStore, check_digest_key, log_redaction_rules
 

@@ -179,10 +179,9 @@ def check_digest_key(log: EventLog, key: bytes) -> None:
 _REDACT = "integrity:redact"
 
 
-def log_redaction_rules(log: EventLog, configured: Sequence[RedactionRule], *,
-                        record: bool = True) -> tuple[RedactionRule, ...]:
+def log_redaction_rules(log: EventLog, configured: Sequence[RedactionRule]) -> tuple[RedactionRule, ...]:
     """The redaction rules every writer of ``log`` applies: those the log recorded, then the
-    ``configured`` ones it did not (recorded too, unless ``record`` is false). A rule once
+    ``configured`` ones it did not (which it records). A rule once
     in a log stays: a command run without the config file that added it (a one-shot
     ``gitops ingest``, ``reconcile``, ``rollback``) would otherwise store in clear, in a log
     that can never forget, what every other writer digests; and the Git source would read
@@ -194,7 +193,7 @@ def log_redaction_rules(log: EventLog, configured: Sequence[RedactionRule], *,
         except ValidationError as e:
             raise ConfigError(f"the log's redaction rules ({_REDACT}) are damaged: {e.errors()[0]['msg']}") from None
         rules = [*recorded, *(r for r in dict.fromkeys(configured) if r not in recorded)]
-        if not record or len(rules) == len(recorded):
+        if len(rules) == len(recorded):
             return tuple(rules)
         try:  # on condition that no other writer recorded rules meanwhile; else read them again
             log.append([], checkpoint=Checkpoint(_REDACT, [r.model_dump(mode="json") for r in rules]),
